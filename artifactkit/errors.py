@@ -1,0 +1,34 @@
+"""The one error hierarchy. The library raises these and never prints or exits; the CLI turns
+them into one-line messages and exit codes (cli/errors.py)."""
+
+
+class ArtifactkitError(Exception):
+    """Base of every error artifactkit raises on purpose. The message names the thing at fault."""
+
+
+class InvalidInput(ArtifactkitError):
+    """A user-supplied value is wrong: a name, a path, a URI, a config key, a data file."""
+
+
+class NotFound(ArtifactkitError):
+    """A key, version, alias, run or file that does not exist."""
+
+
+class AlreadyExists(ArtifactkitError):
+    """A create-only write found the key already there."""
+
+
+class BackendError(ArtifactkitError):
+    """The storage system failed: unreachable, refused, out of space, bad credentials."""
+
+
+class IntegrityError(ArtifactkitError):
+    """Bytes do not match the digest that names them."""
+
+
+class MissingExtra(ArtifactkitError):
+    """An optional dependency is not installed; the message names the pip extra to install."""
+
+
+def missing_extra(module: str, extra: str) -> MissingExtra:
+    return MissingExtra(f"{module} is not installed: pip install 'artifactkit[{extra}]'")
