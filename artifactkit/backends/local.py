@@ -1,0 +1,173 @@
+"""A store in a local folder, through os calls (not fsspec): os.link gives an exclusive create,
+os.replace an atomic replace, and one syncfs pass makes a whole batch of blobs durable."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from ..errors import AlreadyExists, BackendError, NotFound
+from .base import Capabilities, ObjectInfo, Source
+
+TMP_PREFIX = ".tmp-"
+
+
+class LocalBackend:
+    capabilities = Capabilities(atomic_create=True, atomic_replace=True)
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().absolute()
+        self.uri = str(self.root)
+        self._made_dirs: set[Path] = set()
+        self._unsynced: list[Path] = []
+
+    # -- helpers --------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _error(self, e: OSError, key: str, doing: str) -> BackendError:
+        reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        return BackendError(f"{self.uri}: cannot {doing} {key}: {reason}")
+
+    def _mkdir(self, d: Path) -> None:
+        if d not in self._made_dirs:
+            d.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(d)
+
+    def _write_tmp(self, final: Path, data: Source, fsync: bool) -> Path:
+        """Write bytes (or copy a file) to a temp file beside `final`; the caller renames it."""
+        self._mkdir(final.parent)
+        tmp = final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as f:
+                if isinstance(data, Path):
+                    with open(data, "rb") as src:
+                        while block := src.read(1 << 22):
+                            f.write(block)
+                else:
+                    f.write(data)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave a half-written temp behind on error or ^C
+            raise
+        return tmp
+
+    def _fsync_dir(self, d: Path) -> None:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- protocol ---------------------------------------------------------------------------
+    def read(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}: {key} not found") from None
+        except OSError as e:
+            raise self._error(e, key, "read") from e
+
+    def read_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        for key in keys:
+            yield key, self.read(key)
+
+    def read_to(self, key: str, path: Path) -> None:
+        try:
+            tmp = self._write_tmp(Path(path), self._path(key), fsync=False)
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}: {key} not found") from None
+        os.replace(tmp, path)
+
+    def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        final = self._path(key)
+        try:
+            tmp = self._write_tmp(final, data, fsync=True)
+            try:
+                if create_only:
+                    # link() fails if the name exists: an exclusive claim that never exposes an
+                    # empty or partial file, even to a reader racing the writer.
+                    os.link(tmp, final)
+                else:
+                    os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._fsync_dir(final.parent)
+        except FileExistsError:
+            raise AlreadyExists(f"{self.uri}: {key} already exists") from None
+        except OSError as e:
+            raise self._error(e, key, "write") from e
+
+    def write_many(self, items: Sequence[tuple[str, Source]]) -> None:
+        for key, data in items:
+            final = self._path(key)
+            try:
+                tmp = self._write_tmp(final, data, fsync=False)
+                os.replace(tmp, final)
+            except OSError as e:
+                raise self._error(e, key, "write") from e
+            self._unsynced.append(final)
+
+    def exists(self, keys: Iterable[str]) -> set[str]:
+        return {k for k in keys if os.path.exists(self._path(k))}
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self._path(prefix)
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue  # removed while listing
+                key = os.path.relpath(full, self.root).replace(os.sep, "/")
+                yield ObjectInfo(key=key, size=st.st_size, mtime=st.st_mtime)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self._path(key).unlink(missing_ok=True)
+            except OSError as e:
+                raise self._error(e, key, "delete") from e
+
+    def sync(self) -> None:
+        """One durability pass over the blobs written since the last sync."""
+        if not self._unsynced:
+            return
+        paths, self._unsynced = self._unsynced, []
+        if _syncfs(self.root):
+            return
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(_fsync_path, paths))
+        for d in {p.parent for p in paths}:
+            self._fsync_dir(d)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs(root: Path) -> bool:
+    """Linux syncfs(2): flush the filesystem holding root in one call. False where unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        return syncfs(fd) == 0
+    finally:
+        os.close(fd)

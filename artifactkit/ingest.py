@@ -1,0 +1,154 @@
+"""From a folder or a dict of files to manifest entries and uploaded blobs, reading each file once.
+
+Files are read, hashed and (when the store lacks them) written in batches, so memory stays bounded
+and a remote store sees batched existence checks and concurrent uploads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from .errors import InvalidInput
+from .hashing import NullStatCache, StatCache, digest_bytes, read_file
+from .layout import object_key
+from .manifest import Entry, check_relative_path
+
+Progress = Callable[[int], None]  # called with the bytes just processed
+_BATCH_BYTES = 64 << 20
+_BATCH_FILES = 1024
+
+
+@dataclass
+class Candidate:
+    path: str  # manifest path
+    source: bytes | Path
+    stat: os.stat_result | None = None
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size if self.stat is not None else len(self.source)
+
+
+@dataclass
+class IngestResult:
+    entries: list[Entry] = field(default_factory=list)
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+
+
+def scan_folder(root: str | os.PathLike) -> list[Candidate]:
+    """Every file under root, by relative POSIX path. Symlinks must stay inside root."""
+    root = Path(root)
+    if not root.exists():
+        raise InvalidInput(f"{root}: no such file or directory")
+    if not root.is_dir():
+        raise InvalidInput(f"{root}: not a directory")
+    real_root = root.resolve()
+    found: list[Candidate] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise_walk_error):
+        _check_inside(Path(dirpath), real_root, root)
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                _check_inside(full, real_root, root)
+            try:
+                st = full.stat()
+            except OSError as e:
+                raise InvalidInput(f"cannot read {full}: {e.strerror or e}") from e
+            rel = full.relative_to(root).as_posix()
+            found.append(Candidate(path=_checked(rel), source=full, stat=st))
+    if not found:
+        raise InvalidInput(f"{root}: folder is empty, nothing to log")
+    return found
+
+
+def candidates_from_mapping(files: Mapping[str, bytes | str | os.PathLike]) -> list[Candidate]:
+    out = []
+    for path, source in sorted(files.items()):
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            out.append(Candidate(path=_checked(path), source=bytes(source)))
+        else:
+            p = Path(source)
+            try:
+                out.append(Candidate(path=_checked(path), source=p, stat=p.stat()))
+            except OSError as e:
+                raise InvalidInput(f"cannot read {p}: {e.strerror or e}") from e
+    if not out:
+        raise InvalidInput("no files to log")
+    return out
+
+
+def ingest(
+    backend,
+    candidates: Iterable[Candidate],
+    known: set[str],
+    stat_cache: StatCache | NullStatCache,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Hash every candidate and upload the blobs the store does not have. `known` holds digests
+    already in the store (e.g. the previous version's); it grows as blobs are written."""
+    result = IngestResult()
+    batch: dict[str, tuple[bytes | Path, int]] = {}  # digest -> (source, size) awaiting upload
+    batch_bytes = 0
+    for cand in candidates:
+        digest, data = _digest(cand, stat_cache)
+        result.entries.append(Entry(path=cand.path, digest=digest, size=cand.size))
+        if digest not in known and digest not in batch:
+            batch[digest] = (data if data is not None else cand.source, cand.size)
+            batch_bytes += cand.size
+        if progress:
+            progress(cand.size)
+        if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
+            _flush(backend, batch, known, result)
+            batch, batch_bytes = {}, 0
+    _flush(backend, batch, known, result)
+    stat_cache.flush()
+    return result
+
+
+def _digest(cand: Candidate, cache) -> tuple[str, bytes | None]:
+    """(digest, bytes read or None). A stat-cache hit reads nothing."""
+    if isinstance(cand.source, bytes):
+        return digest_bytes(cand.source), cand.source
+    key = str(cand.source.absolute())
+    hit = cache.lookup(key, cand.stat)
+    if hit is not None:
+        return hit, None
+    data = read_file(cand.source)
+    if len(data) != cand.stat.st_size:
+        raise InvalidInput(f"{cand.source} changed while it was being logged")
+    digest = digest_bytes(data)
+    cache.remember(key, cand.stat, digest)
+    return digest, data
+
+
+def _flush(backend, batch: dict[str, tuple[bytes | Path, int]], known: set[str], result: IngestResult) -> None:
+    if not batch:
+        return
+    present = backend.exists([object_key(d) for d in batch])
+    missing = [(d, src, size) for d, (src, size) in batch.items() if object_key(d) not in present]
+    backend.write_many([(object_key(d), src) for d, src, _ in missing])
+    result.uploaded_files += len(missing)
+    result.uploaded_bytes += sum(size for _, _, size in missing)
+    known.update(batch)
+
+
+def _checked(path: str) -> str:
+    try:
+        return check_relative_path(path)
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
+
+
+def _check_inside(path: Path, real_root: Path, root: Path) -> None:
+    real = path.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise InvalidInput(f"{path}: symlink points outside {root} (to {real})")
+
+
+def _raise_walk_error(e: OSError) -> None:
+    raise InvalidInput(f"cannot read {e.filename}: {e.strerror or e}")

@@ -1,0 +1,89 @@
+"""One grammar for stores, artifact versions and runs, for every backend.
+
+store    a path or an fsspec URL             ./.artifactkit  s3://team/ak  memory://t
+version  NAME, NAME:vN or NAME:ALIAS          chess:v1  r7f3-model:best
+run      <store>/runs/<run-id>                s3://team/ak/runs/7f3k2a
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidInput
+from .manifest import NAME_RE, VERSION_RE
+
+DEFAULT_STORE = "./.artifactkit"
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def default_store_uri() -> str:
+    return os.environ.get("ARTIFACTKIT_STORE") or DEFAULT_STORE
+
+
+def scheme(uri: str) -> str | None:
+    m = _SCHEME_RE.match(uri)
+    return m.group(1).lower() if m else None
+
+
+def is_local(uri: str) -> bool:
+    return scheme(uri) in (None, "file")
+
+
+def local_path(uri: str) -> str:
+    return uri[len("file://") :] if scheme(uri) == "file" else uri
+
+
+def open_backend(uri: str, storage_options: dict[str, Any] | None = None):
+    """The backend for a store URI. Local paths never import fsspec."""
+    if not uri:
+        raise InvalidInput("empty store URI")
+    if is_local(uri):
+        from .backends.local import LocalBackend
+
+        return LocalBackend(local_path(uri))
+    from .backends.fs import FsspecBackend
+
+    return FsspecBackend(uri, storage_options)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An artifact version reference: a name and an optional version (vN) or alias."""
+
+    name: str
+    selector: str | None = None  # "v3", "best", … ; None means latest
+
+    @property
+    def version(self) -> int | None:
+        return int(self.selector[1:]) if self.selector and VERSION_RE.match(self.selector) else None
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.selector}" if self.selector else self.name
+
+
+def parse_ref(text: str) -> Ref:
+    name, _, selector = text.partition(":")
+    if not NAME_RE.match(name) or (selector and not NAME_RE.match(selector)):
+        raise InvalidInput(f"invalid artifact reference {text!r}: expected NAME, NAME:vN or NAME:ALIAS")
+    return Ref(name, selector or None)
+
+
+def looks_like_ref(text: str) -> bool:
+    """NAME:SELECTOR and not a path or URL (used where an argument may be either)."""
+    return scheme(text) is None and ":" in text and "/" not in text and os.sep not in text
+
+
+def split_run_uri(uri: str) -> tuple[str, str]:
+    """'<store>/runs/<id>' -> (store URI, run id)."""
+    head, sep, run_id = uri.rstrip("/").rpartition("/runs/")
+    if not sep or not RUN_ID_RE.match(run_id):
+        raise InvalidInput(f"invalid run URI {uri!r}: expected <store>/runs/<run-id>")
+    return head or ".", run_id
+
+
+def run_uri(store_uri: str, run_id: str) -> str:
+    return f"{store_uri.rstrip('/')}/runs/{run_id}"

@@ -1,0 +1,151 @@
+"""Store commands: log-dataset, versions, pull, push, verify, gc."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from artifactkit.errors import InvalidInput
+
+from .common import JsonOpt, StorageOpts, StoreOpt, open_store
+from .output import emit, human_bytes, progress_bar, table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("log-dataset")(log_dataset)
+    app.command("versions")(versions)
+    app.command("pull")(pull)
+    app.command("push")(push)
+    app.command("verify")(verify)
+    app.command("gc")(gc)
+
+
+def log_dataset(
+    path: Annotated[Path, typer.Argument(help="Folder to log")],
+    name: Annotated[Optional[str], typer.Option(help="Artifact name (default: the folder's name)")] = None,
+    type: Annotated[str, typer.Option("--type", help="Artifact type")] = "dataset",
+    alias: Annotated[Optional[list[str]], typer.Option("--alias", help="Alias to point at this version")] = None,
+    metadata: Annotated[Optional[str], typer.Option(help="JSON object stored with the version")] = None,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Log a folder as a new version of an artifact (only changed files are stored)."""
+    meta = _parse_metadata(metadata)
+    s = open_store(store, storage_option)
+    total = _folder_bytes(path)
+    with progress_bar(f"logging {path}", total, not json_out) as advance:
+        result = s.log_folder(path, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance)
+    r = result.record
+    what = "new version" if result.created else "unchanged, same version"
+    emit(json_out, result.summary(),
+         f"{r.name}:{r.label} ({what}) in {s.uri}: {r.files} files, {human_bytes(r.bytes)}; "
+         f"stored {result.uploaded_files} new files, {human_bytes(result.uploaded_bytes)} in {result.seconds:.2f}s")
+
+
+def versions(
+    name: Annotated[str, typer.Argument(help="Artifact name")],
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the versions of an artifact."""
+    infos = open_store(store, storage_option).versions(name)
+    rows = [i.summary() for i in infos]
+    if json_out:
+        emit(True, {"name": name, "versions": rows})
+        return
+    table(name, ["version", "aliases", "type", "files", "size", "created"],
+          [[r["version"], ", ".join(r["aliases"]), r["type"], r["files"], human_bytes(r["bytes"]), r["created"]] for r in rows])
+
+
+def pull(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME:vN or NAME:ALIAS")],
+    dest: Annotated[Path, typer.Argument(help="Destination folder")],
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write an artifact version into a folder, verifying every file."""
+    from artifactkit.transfer import pull as do_pull
+
+    s = open_store(store, storage_option)
+    record = s.resolve(ref)
+    with progress_bar(f"pulling {ref}", record.bytes, not json_out) as advance:
+        result = do_pull(s, ref, dest, progress=advance)
+    emit(json_out, result.summary(),
+         f"{record.name}:{record.label} -> {dest}: {result.written_files} files written, "
+         f"{result.reused_files} already there ({human_bytes(result.bytes)})")
+
+
+def push(
+    ref: Annotated[str, typer.Argument(help="NAME (all versions) or NAME:vN / NAME:ALIAS (one)")],
+    to: Annotated[str, typer.Option("--to", help="Destination store URI")],
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy versions to another store, sending only the blobs it lacks."""
+    from artifactkit.transfer import push as do_push
+
+    src = open_store(store, storage_option)
+    result = do_push(src, ref, open_store(to, storage_option))
+    emit(json_out, result.summary(),
+         f"{ref} -> {to}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
+
+
+def verify(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
+    """Re-hash every blob and check every version's files are present. Exit 1 on any damage."""
+    from artifactkit.maintenance import verify as do_verify
+
+    s = open_store(store, storage_option)
+    report = do_verify(s)
+    lines = [f"{s.uri}: {report.objects} blobs, {report.versions} versions: " + ("ok" if report.ok else f"{len(report.problems)} problems")]
+    emit(json_out, report.summary(), "\n".join(lines + report.problems))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def gc(
+    grace: Annotated[float, typer.Option(help="Keep unreferenced files younger than this many seconds")] = 3600.0,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete blobs and manifests that no version references (after a grace period)."""
+    from artifactkit.maintenance import gc as do_gc
+
+    s = open_store(store, storage_option)
+    report = do_gc(s, grace_seconds=grace)
+    emit(json_out, report.summary(),
+         f"{s.uri}: deleted {report.deleted_objects} blobs ({human_bytes(report.deleted_bytes)}), "
+         f"{report.deleted_manifests} manifests; kept {report.kept_recent} recent unreferenced files")
+
+
+def _parse_metadata(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"invalid --metadata: not JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("invalid --metadata: expected a JSON object")
+    return value
+
+
+def _folder_bytes(path: Path) -> int:
+    import os
+
+    total = 0
+    if path.is_dir():
+        for dirpath, _, files in os.walk(path):
+            for f in files:
+                try:
+                    total += os.stat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+    return total
