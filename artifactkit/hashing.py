@@ -99,6 +99,8 @@ class StatCache:
     def flush(self) -> None:
         if not self._pending:
             return
+        if self._entries is not None:
+            self._entries.update((row[0], row[1:]) for row in self._pending)
         try:
             with self._connect() as db:
                 db.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)", self._pending)
