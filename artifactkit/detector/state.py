@@ -1,0 +1,124 @@
+"""A trainer's full state as nested plain data (dicts, lists, tensors, numbers, strings), and back.
+
+The caller stores tensors and the rest (as JSON) separately, so loading must accept what a JSON
+round trip returns: lists for tuples and string keys for integer ones.
+"""
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from artifactkit.detector import optim
+from artifactkit.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from artifactkit.detector.train import Trainer
+
+logger = logging.getLogger(__name__)
+
+STATE_KEYS = ("model", "ema", "optimizer", "scheduler", "epoch", "step", "last_opt_step", "best_fitness",
+              "config", "optimizer_choice", "rng")
+
+
+def capture_rng() -> dict[str, Any]:
+    python_version, python_state, python_gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": [python_version, list(python_state), python_gauss],
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": [int(v) for v in numpy_state["state"]["key"]],
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    python_version, python_state, python_gauss = state["python"]
+    random.setstate((python_version, tuple(python_state), python_gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({
+        "bit_generator": numpy_state["bit_generator"],
+        "state": {"key": np.asarray(numpy_state["key"], dtype=np.uint32), "pos": numpy_state["pos"]},
+        "has_gauss": numpy_state["has_gauss"],
+        "gauss": numpy_state["gauss"],
+    })
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def snapshot(value: Any) -> Any:
+    """A deep copy with tensors cloned, so a saved state does not change as training goes on."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: snapshot(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(snapshot(item) for item in value)
+    return value
+
+
+def trainer_state(trainer: "Trainer") -> dict[str, Any]:
+    state = {
+        "model": trainer.model.state_dict(),
+        "ema": trainer.ema.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "last_opt_step": trainer.last_opt_step,
+        "best_fitness": float(trainer.best_fitness),
+        "config": trainer.config.model_dump(mode="json"),
+        "optimizer_choice": trainer.choice.to_dict(),
+        "rng": capture_rng(),
+    }
+    return snapshot(state)
+
+
+def load_trainer_state(trainer: "Trainer", state: dict[str, Any]) -> None:
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        raise InvalidInput(f"training state lacks {', '.join(missing)}: not a trainer checkpoint")
+    _warn_config_changes(trainer, state["config"])
+    choice = optim.OptimizerChoice(**state["optimizer_choice"])
+    if choice != trainer.choice:  # e.g. more epochs now would make 'auto' pick another optimizer
+        trainer.choice = choice
+        trainer._build_optimizer()
+    trainer.model.load_state_dict(state["model"])
+    trainer.ema.load_state_dict(state["ema"])
+    trainer.optimizer.load_state_dict(optimizer_state_from_plain(state["optimizer"]))
+    trainer.scheduler.load_state_dict(dict(state["scheduler"]))
+    trainer.epoch = int(state["epoch"])
+    trainer.step = int(state["step"])
+    trainer.last_opt_step = int(state["last_opt_step"])
+    trainer.best_fitness = float(state["best_fitness"])
+    restore_rng(state["rng"])
+
+
+def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
+    """Undo JSON's changes: per-parameter state keys back to ints (torch silently ignores state
+    under unknown keys), betas back to a tuple."""
+    groups = []
+    for group in state["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": {int(key): value for key, value in state["state"].items()}, "param_groups": groups}
+
+
+def _warn_config_changes(trainer: "Trainer", saved: dict[str, Any]) -> None:
+    current = trainer.config.model_dump(mode="json")
+    changed = sorted(key for key in current if key != "epochs" and saved.get(key) != current[key])
+    if changed:
+        logger.warning("resuming with changed config keys %s: the run will not match an uninterrupted one", changed)

@@ -1,0 +1,210 @@
+"""Trainer: config validation, YOLOv8's optimizer recipe, EMA, state round trips, and on tiny
+chess data: learning, determinism, bit-exact resume in a fresh trainer, callbacks."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from artifactkit.detector import optim
+from artifactkit.detector.config import TrainConfig
+from artifactkit.detector.state import capture_rng, optimizer_state_from_plain, restore_rng
+from artifactkit.errors import InvalidInput
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def split_tensors(value, tensors):
+    """Replace tensors by {"__tensor__": i} and collect them: the shape a checkpoint store keeps."""
+    if isinstance(value, torch.Tensor):
+        tensors.append(value.clone())
+        return {"__tensor__": len(tensors) - 1}
+    if isinstance(value, dict):
+        return {key: split_tensors(item, tensors) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [split_tensors(item, tensors) for item in value]
+    return value
+
+
+def join_tensors(value, tensors):
+    if isinstance(value, dict):
+        if set(value) == {"__tensor__"}:
+            return tensors[value["__tensor__"]]
+        return {key: join_tensors(item, tensors) for key, item in value.items()}
+    if isinstance(value, list):
+        return [join_tensors(item, tensors) for item in value]
+    return value
+
+
+def json_round_trip(state):
+    """What a checkpoint store gives back: tensors intact, the rest through JSON."""
+    tensors = []
+    text = json.dumps(split_tensors(state, tensors))
+    return join_tensors(json.loads(text), tensors)
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        return self.head(self.bn(self.conv(x)))
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_defaults_follow_yolov8():
+    config = TrainConfig(data="d")
+    assert (config.model, config.epochs, config.batch, config.imgsz) == ("n", 10, 16, 640)
+    assert config.val_splits == ("val",)
+    assert TrainConfig(**json.loads(json.dumps(config.model_dump(mode="json")))) == config
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"model": "x"}, "model"),
+        ({"device": "tpu"}, "device"),
+        ({"optimizer": "Adam"}, "optimizer"),
+        ({"fliplr": 2.0}, "fliplr"),
+        ({"batch": "many"}, "batch"),
+        ({"val_splits": []}, "val_splits"),
+        ({"learning_rate": 0.1}, "learning_rate"),
+    ],
+)
+def test_config_errors_name_the_key(values, key):
+    with pytest.raises(InvalidInput, match=f"'{key}'"):
+        TrainConfig(data="d", **values)
+
+
+def test_config_requires_data_and_is_frozen():
+    with pytest.raises(InvalidInput, match="'data' is required"):
+        TrainConfig()
+    config = TrainConfig(data="d", val_splits="val-heldout")
+    assert config.val_splits == ("val-heldout",)
+    with pytest.raises(Exception):
+        config.epochs = 3
+    assert config.replace(epochs=3).epochs == 3
+    with pytest.raises(InvalidInput, match="'epochs'"):
+        config.replace(epochs=-1)
+
+
+# ---------------------------------------------------------------- optimizer recipe
+
+
+def test_auto_optimizer_follows_yolov8_rule():
+    short = optim.choose_optimizer(TrainConfig(data="d", epochs=10), nc=12, n_train=800)
+    assert short == optim.OptimizerChoice("AdamW", 0.000625, 0.9, 0.0)
+    long = optim.choose_optimizer(TrainConfig(data="d", epochs=1000), nc=12, n_train=64_000)
+    assert (long.name, long.lr0, long.momentum) == ("SGD", 0.01, 0.9)
+    manual = optim.choose_optimizer(TrainConfig(data="d", optimizer="SGD", lr0=0.02), nc=12, n_train=800)
+    assert (manual.name, manual.lr0, manual.momentum, manual.warmup_bias_lr) == ("SGD", 0.02, 0.937, 0.1)
+
+
+def test_accumulation_and_weight_decay_target_a_nominal_batch_of_64():
+    assert [optim.accumulation_steps(b) for b in (1, 16, 24, 64, 128)] == [64, 4, 3, 1, 1]
+    config = TrainConfig(data="d", batch=24, weight_decay=5e-4)
+    assert optim.scaled_weight_decay(config) == pytest.approx(5e-4 * 24 * 3 / 64)
+
+
+def test_three_parameter_groups():
+    model = TinyNet()
+    choice = optim.OptimizerChoice("SGD", 0.01, 0.937, 0.1)
+    optimizer = optim.build_optimizer(model, choice, weight_decay=1e-3)
+    biases, weights, norms = optimizer.param_groups
+    assert {id(p) for p in biases["params"]} == {id(model.conv.bias), id(model.bn.bias)}
+    assert {id(p) for p in weights["params"]} == {id(model.conv.weight), id(model.head.weight)}
+    assert {id(p) for p in norms["params"]} == {id(model.bn.weight)}
+    assert (biases["weight_decay"], weights["weight_decay"], norms["weight_decay"]) == (0.0, 1e-3, 0.0)
+    assert biases["nesterov"] and isinstance(optimizer, torch.optim.SGD)
+    adamw = optim.build_optimizer(model, optim.OptimizerChoice("AdamW", 1e-3, 0.9, 0.0), 1e-3)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["betas"] == (0.9, 0.999)
+
+
+def test_lr_schedules_fall_from_one_to_lrf():
+    for cosine in (False, True):
+        assert optim.lr_factor(0, 10, 0.01, cosine) == pytest.approx(1.0)
+        assert optim.lr_factor(10, 10, 0.01, cosine) == pytest.approx(0.01)
+        values = [optim.lr_factor(e, 10, 0.01, cosine) for e in range(11)]
+        assert values == sorted(values, reverse=True)
+    assert optim.lr_factor(5, 10, 0.01, False) == pytest.approx(0.505)
+
+
+def test_warmup_interpolates_lr_momentum_and_accumulation():
+    config = TrainConfig(data="d", batch=16, warmup_momentum=0.8)
+    choice = optim.OptimizerChoice("SGD", 0.01, 0.937, 0.1)
+    optimizer = optim.build_optimizer(TinyNet(), choice, 5e-4)
+    optim.build_scheduler(optimizer, lambda epoch: 1.0)
+    assert optim.warmup_iterations(config, 10) == 100  # at least 100
+    assert optim.warmup_iterations(config, 50) == 150
+    assert optim.warmup_iterations(config.replace(warmup_epochs=0), 50) == -1
+    assert optim.apply_warmup(optimizer, 0, 100, 1.0, choice, config) == 1
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.0, 0.0]
+    assert optimizer.param_groups[0]["momentum"] == pytest.approx(0.8)
+    assert optim.apply_warmup(optimizer, 100, 100, 0.5, choice, config) == 4
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.005] * 3)
+    assert optimizer.param_groups[1]["momentum"] == pytest.approx(0.937)
+    assert all(type(g["lr"]) is float for g in optimizer.param_groups)
+
+
+def test_ema_decay_ramp_update_and_state():
+    model = TinyNet()
+    ema = optim.ModelEMA(model)
+    assert ema.decay() == 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)  # decay after one update is ~5e-4: the EMA almost copies the model
+    d = 0.9999 * (1 - math.exp(-1 / 2000))
+    expected = model.conv.weight * (1 - d) + (model.conv.weight - 1) * d
+    assert torch.allclose(ema.ema.conv.weight, expected)
+    assert not any(p.requires_grad for p in ema.ema.parameters())
+    restored = optim.ModelEMA(TinyNet())
+    restored.load_state_dict(json_round_trip(ema.state_dict()))
+    assert restored.updates == 1 and torch.equal(restored.ema.conv.weight, ema.ema.conv.weight)
+
+
+# ---------------------------------------------------------------- state round trips
+
+
+def test_rng_capture_restore_survives_json():
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    state = json_round_trip(capture_rng())
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    restore_rng(state)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_optimizer_state_survives_json(name):
+    def run(model, optimizer, steps):
+        for _ in range(steps):
+            model(torch.ones(1, 3, 5, 5)).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+    choice = optim.OptimizerChoice(name, 0.01, 0.9, 0.0)
+    torch.manual_seed(0)
+    model = TinyNet()
+    optimizer = optim.build_optimizer(model, choice, 1e-3)
+    run(model, optimizer, 2)
+    saved_model, saved_opt = json_round_trip(model.state_dict()), json_round_trip(optimizer.state_dict())
+    run(model, optimizer, 2)
+
+    clone = TinyNet()
+    clone.load_state_dict(saved_model)
+    clone_opt = optim.build_optimizer(clone, choice, 1e-3)
+    clone_opt.load_state_dict(optimizer_state_from_plain(saved_opt))
+    run(clone, clone_opt, 2)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), clone.state_dict().values()))
