@@ -16,7 +16,7 @@ from .hashing import NullStatCache, StatCache, digest_bytes, read_file
 from .layout import object_key
 from .manifest import Entry, check_relative_path
 
-Progress = Callable[[int], None]  # called with the bytes just processed
+Progress = Callable[[int, int], None]  # (bytes just processed, total bytes)
 _BATCH_BYTES = 64 << 20
 _BATCH_FILES = 1024
 
@@ -24,7 +24,7 @@ _BATCH_FILES = 1024
 @dataclass
 class Candidate:
     path: str  # manifest path
-    source: bytes | Path
+    source: bytes | str  # bytes in hand, or a local file path (os-level strings: pathlib is slow here)
     stat: os.stat_result | None = None
 
     @property
@@ -40,30 +40,38 @@ class IngestResult:
 
 
 def scan_folder(root: str | os.PathLike) -> list[Candidate]:
-    """Every file under root, by relative POSIX path. Symlinks must stay inside root."""
-    root = Path(root)
-    if not root.exists():
+    """Every file under root, by relative POSIX path, sorted. Symlinks must stay inside root."""
+    root = os.fspath(root)
+    if not os.path.exists(root):
         raise InvalidInput(f"{root}: no such file or directory")
-    if not root.is_dir():
+    if not os.path.isdir(root):
         raise InvalidInput(f"{root}: not a directory")
-    real_root = root.resolve()
     found: list[Candidate] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise_walk_error):
-        _check_inside(Path(dirpath), real_root, root)
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if full.is_symlink():
-                _check_inside(full, real_root, root)
-            try:
-                st = full.stat()
-            except OSError as e:
-                raise InvalidInput(f"cannot read {full}: {e.strerror or e}") from e
-            rel = full.relative_to(root).as_posix()
-            found.append(Candidate(path=_checked(rel), source=full, stat=st))
+    _scan(root, "", os.path.realpath(root), root, found)
     if not found:
         raise InvalidInput(f"{root}: folder is empty, nothing to log")
     return found
+
+
+def _scan(directory: str, prefix: str, real_root: str, root: str, found: list[Candidate]) -> None:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as e:
+        raise InvalidInput(f"cannot read {directory}: {e.strerror or e}") from e
+    for entry in entries:
+        if entry.is_symlink():
+            _check_inside(entry.path, real_root, root)
+            if entry.is_dir() and _is_ancestor(os.path.realpath(entry.path), os.path.realpath(directory)):
+                raise InvalidInput(f"{entry.path}: symlink loop (points to a folder that contains it)")
+        rel = prefix + entry.name
+        try:
+            if entry.is_dir():
+                _scan(entry.path, rel + "/", real_root, root, found)
+                continue
+            st = entry.stat()
+        except OSError as e:
+            raise InvalidInput(f"cannot read {entry.path}: {e.strerror or e}") from e
+        found.append(Candidate(path=_checked(rel), source=entry.path, stat=st))
 
 
 def candidates_from_mapping(files: Mapping[str, bytes | str | os.PathLike]) -> list[Candidate]:
@@ -72,9 +80,9 @@ def candidates_from_mapping(files: Mapping[str, bytes | str | os.PathLike]) -> l
         if isinstance(source, (bytes, bytearray, memoryview)):
             out.append(Candidate(path=_checked(path), source=bytes(source)))
         else:
-            p = Path(source)
+            p = os.fspath(source)
             try:
-                out.append(Candidate(path=_checked(path), source=p, stat=p.stat()))
+                out.append(Candidate(path=_checked(path), source=p, stat=os.stat(p)))
             except OSError as e:
                 raise InvalidInput(f"cannot read {p}: {e.strerror or e}") from e
     if not out:
@@ -92,16 +100,19 @@ def ingest(
     """Hash every candidate and upload the blobs the store does not have. `known` holds digests
     already in the store (e.g. the previous version's); it grows as blobs are written."""
     result = IngestResult()
+    candidates = list(candidates)
+    total = sum(c.size for c in candidates)
     batch: dict[str, tuple[bytes | Path, int]] = {}  # digest -> (source, size) awaiting upload
     batch_bytes = 0
     for cand in candidates:
         digest, data = _digest(cand, stat_cache)
-        result.entries.append(Entry(path=cand.path, digest=digest, size=cand.size))
+        # model_construct: the path was checked when the candidate was made, the digest is ours.
+        result.entries.append(Entry.model_construct(path=cand.path, digest=digest, size=cand.size, meta=None))
         if digest not in known and digest not in batch:
-            batch[digest] = (data if data is not None else cand.source, cand.size)
+            batch[digest] = (data if data is not None else Path(cand.source), cand.size)
             batch_bytes += cand.size
         if progress:
-            progress(cand.size)
+            progress(cand.size, total)
         if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
             _flush(backend, batch, known, result)
             batch, batch_bytes = {}, 0
@@ -114,7 +125,7 @@ def _digest(cand: Candidate, cache) -> tuple[str, bytes | None]:
     """(digest, bytes read or None). A stat-cache hit reads nothing."""
     if isinstance(cand.source, bytes):
         return digest_bytes(cand.source), cand.source
-    key = str(cand.source.absolute())
+    key = os.path.abspath(cand.source)
     hit = cache.lookup(key, cand.stat)
     if hit is not None:
         return hit, None
@@ -144,11 +155,11 @@ def _checked(path: str) -> str:
         raise InvalidInput(str(e)) from None
 
 
-def _check_inside(path: Path, real_root: Path, root: Path) -> None:
-    real = path.resolve()
-    if real != real_root and real_root not in real.parents:
+def _is_ancestor(a: str, b: str) -> bool:
+    return a == b or b.startswith(a.rstrip(os.sep) + os.sep)
+
+
+def _check_inside(path: str, real_root: str, root: str) -> None:
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
         raise InvalidInput(f"{path}: symlink points outside {root} (to {real})")
-
-
-def _raise_walk_error(e: OSError) -> None:
-    raise InvalidInput(f"cannot read {e.filename}: {e.strerror or e}")

@@ -7,6 +7,7 @@ an interrupted log leaves only unreferenced blobs, and re-running it uploads onl
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class LogResult:
     uploaded_files: int
     uploaded_bytes: int
     seconds: float
+    sync_seconds: float = 0.0  # the durability pass (syncfs / fsync) inside `seconds`
 
     def summary(self) -> dict[str, Any]:
         r = self.record
@@ -42,6 +44,7 @@ class LogResult:
             "uploaded_files": self.uploaded_files,
             "uploaded_bytes": self.uploaded_bytes,
             "seconds": round(self.seconds, 4),
+            "sync_seconds": round(self.sync_seconds, 4),
         }
 
 
@@ -145,6 +148,15 @@ class Store:
             raise IntegrityError(f"{self.uri}/{key}: manifest bytes do not match their digest")
         return parse_record(Manifest, data, f"{self.uri}/{key}")
 
+    def _digests_of(self, record: VersionRecord) -> set[str]:
+        """The blob digests a version references, without building models (a hot path: only
+        used to skip existence checks, and the manifest bytes are checked against their digest)."""
+        key = manifest_key(record.manifest)
+        data = self.backend.read(key)
+        if digest_bytes(data) != record.manifest:
+            raise IntegrityError(f"{self.uri}/{key}: manifest bytes do not match their digest")
+        return {e["digest"] for e in json.loads(data)["entries"]}
+
     def read_blob(self, digest: str) -> bytes:
         data = self.backend.read(object_key(digest))
         check_blob(self.uri, digest, data)
@@ -175,9 +187,11 @@ class Store:
         for alias in aliases:
             check_alias(alias)
         previous = self.latest(name)
-        known = {e.digest for e in self.manifest(previous).entries} if previous else set()
+        known = self._digests_of(previous) if previous else set()
         result = ingest(self.backend, candidates, known, self.stat_cache, progress)
+        sync_start = time.perf_counter()
         self.backend.sync()  # blobs durable before anything references them
+        sync_seconds = time.perf_counter() - sync_start
         manifest = Manifest.of(result.entries)
         canonical = manifest.canonical_json()
         digest = digest_bytes(canonical)
@@ -189,7 +203,9 @@ class Store:
             created = True
         for alias in aliases:
             self.set_alias(name, alias, record.version)
-        return LogResult(record, created, result.uploaded_files, result.uploaded_bytes, time.perf_counter() - start)
+        return LogResult(
+            record, created, result.uploaded_files, result.uploaded_bytes, time.perf_counter() - start, sync_seconds
+        )
 
     def _put_manifest(self, digest: str, canonical: bytes) -> None:
         try:

@@ -58,10 +58,10 @@ def pull(store: Store, ref: str | Ref, dest: str | os.PathLike, progress: Progre
             _write_atomic(target, data)
             written += 1
             if progress:
-                progress(entry.size)
+                progress(entry.size, record.bytes)
     reused = len(targets) - len(todo)
     if progress:
-        progress(sum(e.size for e, _ in targets) - sum(e.size for e, _ in todo))
+        progress(sum(e.size for e, _ in targets) - sum(e.size for e, _ in todo), record.bytes)
     return PullResult(record, dest, written, reused, record.bytes, time.perf_counter() - start)
 
 

@@ -25,8 +25,8 @@ def human_bytes(n: float) -> str:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Any]:
-    """Yields a callback taking the bytes just processed; a no-op when stderr is not a terminal."""
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
+    """Yields a callback (bytes just processed, total bytes), or None when stderr is not a terminal."""
     if not enabled or not sys.stderr.isatty():
         yield None
         return
@@ -38,8 +38,8 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
         TimeRemainingColumn(), console=Console(stderr=True), transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        task = bar.add_task(description, total=None)
+        yield lambda n, total: bar.update(task, advance=n, total=total)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -36,8 +36,7 @@ def log_dataset(
     """Log a folder as a new version of an artifact (only changed files are stored)."""
     meta = _parse_metadata(metadata)
     s = open_store(store, storage_option)
-    total = _folder_bytes(path)
-    with progress_bar(f"logging {path}", total, not json_out) as advance:
+    with progress_bar(f"logging {path}", not json_out) as advance:
         result = s.log_folder(path, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance)
     r = result.record
     what = "new version" if result.created else "unchanged, same version"
@@ -74,7 +73,7 @@ def pull(
 
     s = open_store(store, storage_option)
     record = s.resolve(ref)
-    with progress_bar(f"pulling {ref}", record.bytes, not json_out) as advance:
+    with progress_bar(f"pulling {ref}", not json_out) as advance:
         result = do_pull(s, ref, dest, progress=advance)
     emit(json_out, result.summary(),
          f"{record.name}:{record.label} -> {dest}: {result.written_files} files written, "
@@ -135,17 +134,3 @@ def _parse_metadata(text: str | None) -> dict | None:
     if not isinstance(value, dict):
         raise InvalidInput("invalid --metadata: expected a JSON object")
     return value
-
-
-def _folder_bytes(path: Path) -> int:
-    import os
-
-    total = 0
-    if path.is_dir():
-        for dirpath, _, files in os.walk(path):
-            for f in files:
-                try:
-                    total += os.stat(os.path.join(dirpath, f)).st_size
-                except OSError:
-                    pass
-    return total
