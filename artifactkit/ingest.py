@@ -26,6 +26,7 @@ class Candidate:
     path: str  # manifest path
     source: bytes | str  # bytes in hand, or a local file path (os-level strings: pathlib is slow here)
     stat: os.stat_result | None = None
+    meta: dict | None = None  # stored in the manifest entry (e.g. a tensor's dtype and shape)
 
     @property
     def size(self) -> int:
@@ -74,11 +75,14 @@ def _scan(directory: str, prefix: str, real_root: str, root: str, found: list[Ca
         found.append(Candidate(path=_checked(rel), source=entry.path, stat=st))
 
 
-def candidates_from_mapping(files: Mapping[str, bytes | str | os.PathLike]) -> list[Candidate]:
+def candidates_from_mapping(
+    files: Mapping[str, bytes | str | os.PathLike], metas: Mapping[str, dict] | None = None
+) -> list[Candidate]:
     out = []
+    metas = metas or {}
     for path, source in sorted(files.items()):
         if isinstance(source, (bytes, bytearray, memoryview)):
-            out.append(Candidate(path=_checked(path), source=bytes(source)))
+            out.append(Candidate(path=_checked(path), source=bytes(source), meta=metas.get(path)))
         else:
             p = os.fspath(source)
             try:
@@ -107,7 +111,7 @@ def ingest(
     for cand in candidates:
         digest, data = _digest(cand, stat_cache)
         # model_construct: the path was checked when the candidate was made, the digest is ours.
-        result.entries.append(Entry.model_construct(path=cand.path, digest=digest, size=cand.size, meta=None))
+        result.entries.append(Entry.model_construct(path=cand.path, digest=digest, size=cand.size, meta=cand.meta))
         if digest not in known and digest not in batch:
             batch[digest] = (data if data is not None else Path(cand.source), cand.size)
             batch_bytes += cand.size

@@ -168,9 +168,16 @@ class Store:
         check_name(name)
         return self._log(scan_folder(path), name, **kw)
 
-    def log_files(self, files: Mapping[str, bytes | str | os.PathLike], name: str, **kw: Any) -> LogResult:
+    def log_files(
+        self,
+        files: Mapping[str, bytes | str | os.PathLike],
+        name: str,
+        entry_meta: Mapping[str, dict] | None = None,
+        **kw: Any,
+    ) -> LogResult:
+        """Log a {manifest path: bytes or local file} mapping as a new version."""
         check_name(name)
-        return self._log(candidates_from_mapping(files), name, **kw)
+        return self._log(candidates_from_mapping(files, entry_meta), name, **kw)
 
     def _log(
         self,
