@@ -109,12 +109,18 @@ class StatCache:
         self._pending.clear()
 
 
-def default_stat_cache() -> StatCache | NullStatCache:
-    """The per-user cache: $ARTIFACTKIT_CACHE_DIR, else $XDG_CACHE_HOME/artifactkit, else ~/.cache."""
+def cache_dir() -> Path:
+    """This machine's artifactkit cache: $ARTIFACTKIT_CACHE_DIR, else $XDG_CACHE_HOME/artifactkit,
+    else ~/.cache/artifactkit."""
     root = os.environ.get("ARTIFACTKIT_CACHE_DIR")
-    if not root:
+    if not root or root == "off":
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "artifactkit")
-    if root == "off":
+    return Path(root)
+
+
+def default_stat_cache() -> StatCache | NullStatCache:
+    """The stat cache in cache_dir(); ARTIFACTKIT_CACHE_DIR=off disables it."""
+    if os.environ.get("ARTIFACTKIT_CACHE_DIR") == "off":
         return NullStatCache()
-    return StatCache(os.path.join(root, "stat.sqlite"))
+    return StatCache(cache_dir() / "stat.sqlite")
