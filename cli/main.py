@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import store_commands
+from . import store_commands, train_commands
 
 app = typer.Typer(
     name="artifactkit",
@@ -17,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 store_commands.register(app)
+train_commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,198 @@
+"""A training run end to end: dataset in the store, run record, trainer wired to checkpoints,
+metrics, evaluation tables and trackers; and resume from a run URI on any machine.
+
+The detector knows nothing of this: it calls RunCallbacks at named moments.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+from . import checkpoint, datasets
+from .errors import InvalidInput, NotFound
+from .evaluation import build_table, table_bytes
+from .manifest import now_iso
+from .runs import RunRecord, check_run_id, create_run, list_runs, load_run, new_run_id, save_run, write_epoch_metrics
+from .store import Store, open_store
+from .tracking import FanOut, SystemMonitor
+from .uri import run_uri, split_run_uri
+
+logger = logging.getLogger(__name__)
+Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller (the CLI) hears about progress
+RESUME_OVERRIDES = ("epochs", "device", "workers", "batch")
+
+
+def _quiet(event: str, details: dict[str, Any]) -> None:
+    logger.info("%s %s", event, details)
+
+
+class RunCallbacks:
+    """Trainer callbacks that write the run into the store and mirror it to trackers."""
+
+    def __init__(self, store: Store, run: RunRecord, dataset: datasets.LocalDataset, trackers: FanOut, report: Report):
+        self.store, self.run, self.dataset, self.trackers, self.report = store, run, dataset, trackers, report
+        self.saver = checkpoint.BackgroundSaver(store, run.model_artifact)
+        self.monitor = SystemMonitor()
+        self.saved_epoch = -1
+
+    def on_validation(self, trainer, epoch: int, result) -> None:
+        cfg = trainer.config
+        if result.split != "val" or not cfg.bbox_interval:
+            return
+        if epoch % cfg.bbox_interval and epoch != cfg.epochs:
+            return
+        table = build_table(epoch, result, str(self.dataset.root), self.dataset.digests, cfg.seed, result.names)
+        self.store.log_files(
+            {"table.json": table_bytes(table)}, name=f"{self.run.run_id}-evaluation", type="evaluation",
+            aliases=(f"epoch-{epoch}",), metadata={"epoch": epoch, "dataset": self.dataset.ref}, run_id=self.run.run_id,
+            dedup_latest=False,
+        )
+        self.trackers.call("log_evaluation", epoch, table, self.store.read_blob)
+
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
+        system = self.monitor.sample()
+        write_epoch_metrics(self.store, self.run.run_id, epoch,
+                            {"epoch": epoch, "step": trainer.step, "time": now_iso(), "metrics": metrics, "system": system})
+        self.trackers.call("log_epoch", epoch, metrics, system)
+        best = bool(getattr(trainer, "is_best", False))
+        self.run = self.run.with_(
+            epochs_completed=epoch, total_epochs=trainer.config.epochs,
+            best_fitness=trainer.best_fitness,
+            best_metrics={k: v for k, v in metrics.items() if k.startswith("metrics/")} if best else self.run.best_metrics,
+        )
+        save_run(self.store, self.run)
+        self.report("epoch", {"epoch": epoch, "epochs": trainer.config.epochs, "metrics": metrics})
+        period = trainer.config.save_period
+        if (period and epoch % period == 0) or epoch == trainer.config.epochs:
+            self.save(trainer, epoch, metrics, best)
+
+    def save(self, trainer, epoch: int, metrics: dict[str, float], best: bool) -> None:
+        aliases = [f"epoch-{epoch}"] + (["best"] if best else [])
+        metadata = {
+            "epochs_trained": epoch, "total_epochs": trainer.config.epochs, "fitness": metrics.get("fitness"),
+            "metrics": metrics, "dataset": self.dataset.ref, "model": trainer.config.model,
+        }
+
+        def saved(result) -> None:
+            self.trackers.call("log_checkpoint", result.record, aliases, metadata)
+            self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
+                                       "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes})
+
+        self.saver.save(trainer.state_dict(), then=saved, aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
+        self.saved_epoch = epoch
+
+    def finish(self, trainer, status: str) -> None:
+        try:
+            self.saver.close()  # the last upload must land (or raise) before the run says finished
+        finally:
+            self.run = self.run.with_(status=status)
+            save_run(self.store, self.run)
+            self.trackers.call("finish", status)
+
+
+def train(
+    store: str | None = None,
+    *,
+    data: str | None = None,
+    run_id: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    trackers: Sequence[Any] = (),
+    report: Report = _quiet,
+    **options: Any,
+) -> RunRecord:
+    """Train a detector on `data` (data.yaml, dataset folder, NAME:VERSION, or the store's latest
+    dataset), recording everything in the store. Returns the finished run's record."""
+    from .detector.config import TrainConfig
+
+    s = open_store(store, storage_options)
+    run_id = check_run_id(run_id) if run_id else new_run_id()
+    dataset = datasets.resolve(s, data)
+    config = TrainConfig(data=str(dataset.yaml_path), **options)
+    now = now_iso()
+    run = RunRecord(
+        run_id=run_id, created=now, updated=now, config=config.model_dump(mode="json"), dataset=dataset.ref,
+        data_yaml=dataset.data_yaml, model_artifact=f"{run_id}-model", total_epochs=config.epochs,
+    )
+    create_run(s, run)
+    report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref})
+    return _run(s, run, dataset, config, None, trackers, report, resumed=False)
+
+
+def resume(
+    uri: str | None = None,
+    *,
+    store: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    trackers: Sequence[Any] = (),
+    report: Report = _quiet,
+    **overrides: Any,
+) -> RunRecord:
+    """Continue a run from its latest checkpoint: `<store>/runs/<id>`, or with uri=None the most
+    recent unfinished run in `store`. Allowed overrides: epochs, device, workers, batch."""
+    from .detector.config import TrainConfig
+
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if bad:
+        raise InvalidInput(f"cannot change {', '.join(bad)} on resume (allowed: {', '.join(RESUME_OVERRIDES)})")
+    s, run = _find_run(uri, store, storage_options)
+    if not s.version_numbers(run.model_artifact):
+        raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
+    state = checkpoint.load(s, f"{run.model_artifact}:latest")
+    done = int(state["epoch"])
+    epochs = overrides.pop("epochs", None)
+    if epochs is None and done >= run.total_epochs:
+        raise InvalidInput(f"{run_uri(s.uri, run.run_id)} finished all {done} epochs; pass --epochs N to extend it")
+    if "batch" in overrides and overrides["batch"] != run.config.get("batch"):
+        report("warning", {"message": "a new --batch changes the data order: the result will not be bit-identical"})
+    if run.dataset is None:
+        raise InvalidInput(f"{run_uri(s.uri, run.run_id)}: the run records no dataset version")
+    dataset = datasets.materialise(s, run.dataset, run.data_yaml)
+    saved = {**state["config"], **overrides, "data": str(dataset.yaml_path)}
+    if epochs is not None:
+        saved["epochs"] = epochs
+    config = TrainConfig(**saved)
+    run = run.with_(status="running", total_epochs=config.epochs, config=config.model_dump(mode="json"))
+    save_run(s, run)
+    report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
+                      "epochs": config.epochs, "dataset": dataset.ref})
+    return _run(s, run, dataset, config, state, trackers, report, resumed=True)
+
+
+def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Store, RunRecord]:
+    if uri is not None:
+        store_uri, run_id = split_run_uri(uri)
+        s = open_store(store_uri, storage_options)
+        return s, load_run(s, run_id)
+    s = open_store(store, storage_options)
+    unfinished = [r for r in list_runs(s) if r.status != "finished"]
+    if not unfinished:
+        raise NotFound(f"{s.uri}: no unfinished run to resume")
+    return s, unfinished[-1]
+
+
+def _run(s, run, dataset, config, state, trackers, report, resumed: bool) -> RunRecord:
+    from .detector.train import Trainer
+
+    fan = FanOut(trackers, lambda msg: report("warning", {"message": msg}))
+    infos = fan.call("start", run, resumed)
+    if any(infos.values()):
+        run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
+        save_run(s, run)
+    callbacks = RunCallbacks(s, run, dataset, fan, report)
+    trainer = Trainer(config, callbacks=[callbacks])
+    if state is not None:
+        trainer.load_state_dict(state)
+        if config.epochs != trainer.config.epochs:
+            trainer.set_epochs(config.epochs)
+    try:
+        metrics = trainer.fit()
+    except BaseException as error:
+        try:
+            callbacks.finish(trainer, "failed")
+        except Exception as also:  # keep the original error; say what else went wrong
+            report("warning", {"message": f"while stopping after {type(error).__name__}: {also}"})
+        raise
+    callbacks.finish(trainer, "finished")
+    report("done", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "metrics": metrics})
+    return callbacks.run
