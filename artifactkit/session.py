@@ -179,6 +179,7 @@ def _run(s, run, dataset, config, state, trackers, report, resumed: bool) -> Run
     if any(infos.values()):
         run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
         save_run(s, run)
+    fan.call("log_dataset", dataset, s)
     callbacks = RunCallbacks(s, run, dataset, fan, report)
     trainer = Trainer(config, callbacks=[callbacks])
     if state is not None:

@@ -2,6 +2,7 @@
 
 A tracker is any object with some of these methods; the run calls only those it has:
     start(run: RunRecord, resumed: bool) -> dict | None   # info kept in run.trackers[tracker.name]
+    log_dataset(dataset: datasets.LocalDataset, store: Store)   # once, after start
     log_epoch(epoch: int, metrics: dict, system: dict)
     log_evaluation(epoch: int, table: dict, read_image: Callable[[str], bytes])
     log_checkpoint(record: VersionRecord, aliases: list[str], metadata: dict)
