@@ -26,7 +26,10 @@ def resize_chw(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """
     if img.shape[:2] == (h, w):
         return np.ascontiguousarray(img.transpose(2, 0, 1))
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    img = np.ascontiguousarray(img)
+    if not img.flags.writeable:  # torch.from_numpy warns on read-only arrays
+        img = img.copy()
+    t = torch.from_numpy(img).permute(2, 0, 1)[None]
     out = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
     return out[0].contiguous().numpy()
 

@@ -32,6 +32,8 @@ __all__ = ["AugmentConfig", "DataConfig", "EpochSampler", "YoloDataset", "build_
 IMG_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file"}
 _SAMPLE_STREAM, _SAMPLER_STREAM = 1, 2  # keep sample and order RNG streams apart
+_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
+                 Image.DecompressionBombError)
 
 
 class AugmentConfig(BaseModel):
@@ -144,7 +146,7 @@ def label_path(image_path) -> Path:
 def read_labels(path: Path, nc: int) -> np.ndarray:
     """(n, 5) float32 [class, cx, cy, w, h]; a missing file is a background image (n = 0)."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
     except FileNotFoundError:
         return np.zeros((0, 5), np.float32)
     except (OSError, UnicodeDecodeError) as e:
@@ -162,7 +164,7 @@ def read_labels(path: Path, nc: int) -> np.ndarray:
         except ValueError:
             raise InvalidInput(f"{path} line {lineno}: non-numeric value in {line.strip()!r}") from None
         cls = values[0]
-        if cls != int(cls) or not 0 <= cls < nc:
+        if not (0 <= cls < nc and cls == int(cls)):  # also rejects nan and inf
             raise InvalidInput(f"{path} line {lineno}: class id {parts[0]} not in 0..{nc - 1}")
         if not all(0.0 <= v <= 1.0 for v in values[1:]):
             raise InvalidInput(f"{path} line {lineno}: box values must be normalised to [0, 1]")
@@ -191,7 +193,7 @@ def _image_shape(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
             rotated = _orientation(im) in (5, 6, 7, 8)
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as e:
+    except _IMAGE_ERRORS as e:
         raise InvalidInput(f"cannot read image {path}: {e}") from None
     return (w, h) if rotated else (h, w)
 
@@ -205,8 +207,9 @@ def _decode(path: Path, shape: tuple[int, int], imgsz: int) -> np.ndarray:
                 im.draft("RGB", (math.ceil(im.width * r), math.ceil(im.height * r)))
             if _orientation(im) > 1:
                 im = ImageOps.exif_transpose(im)
-            arr = np.array(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as e:
+            # Read-only view of PIL's buffer, no copy: decoded images are never written to.
+            arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    except _IMAGE_ERRORS as e:
         raise InvalidInput(f"cannot read image {path}: {e}") from None
     h, w = max(1, round(shape[0] * r)), max(1, round(shape[1] * r))
     if arr.shape[:2] == (h, w):
@@ -381,6 +384,20 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "ratio_pad": [s["ratio_pad"] for s in samples]}
 
 
+class _Loader(DataLoader):
+    """A DataLoader that re-raises a worker's InvalidInput with its own one-line message (torch
+    replaces it with 'Caught InvalidInput in DataLoader worker...' and a traceback)."""
+
+    def __iter__(self):
+        try:
+            yield from super().__iter__()
+        except InvalidInput as e:
+            if not str(e).startswith("Caught InvalidInput"):
+                raise
+            last = str(e).rstrip().splitlines()[-1]  # the original "...InvalidInput: <message>"
+            raise InvalidInput(last.split("InvalidInput: ", 1)[-1]) from None
+
+
 def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle: bool = False,
                      seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
     """DataLoader over an EpochSampler. Call dataset.set_epoch(e) (and close_mosaic()) before
@@ -389,7 +406,7 @@ def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle
     if batch < 1 or workers < 0:
         raise InvalidInput(f"batch must be >= 1 and workers >= 0, got {batch} and {workers}")
     sampler = EpochSampler(dataset, shuffle, seed, rank, world_size)
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+    return _Loader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                       collate_fn=collate, pin_memory=torch.cuda.is_available(),
                       persistent_workers=workers > 0,
                       generator=torch.Generator().manual_seed(int(seed)))

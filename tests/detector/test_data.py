@@ -99,6 +99,7 @@ def test_config_missing_file(tmp_path):
     ("3 0.5 0.5 0.1 0.1", "class id"),
     ("-1 0.5 0.5 0.1 0.1", "class id"),
     ("1.5 0.5 0.5 0.1 0.1", "class id"),
+    ("nan 0.5 0.5 0.1 0.1", "class id"),
     ("0 1.2 0.5 0.1 0.1", "[0, 1]"),
     ("0 0.5 -0.1 0.1 0.1", "[0, 1]"),
     ("0 0.5 0.5 0.1", "5 columns"),
@@ -144,6 +145,23 @@ def test_corrupt_images_name_the_file(tmp_path):
         ds[0]
     with pytest.raises(InvalidInput, match="no images"):
         YoloDataset(tmp_path, NAMES)
+
+
+def test_loader_unwraps_worker_errors(root, monkeypatch):
+    # What torch re-raises from a worker: the type kept, the message replaced by a traceback.
+    # (Simulated: a real worker failure costs ~10 s of torch's worker shutdown.)
+    wrapped = ("Caught InvalidInput in DataLoader worker process 0.\nOriginal Traceback (most "
+               "recent call last):\n  File \"x.py\", line 1\nartifactkit.errors.InvalidInput: "
+               "cannot read image /d/a.jpg: truncated\n")
+
+    def fail(self, key):
+        raise InvalidInput(wrapped)
+
+    ds = YoloDataset(root / "images" / "val", NAMES, imgsz=64)
+    monkeypatch.setattr(YoloDataset, "__getitem__", fail)
+    with pytest.raises(InvalidInput) as err:
+        list(build_dataloader(ds, batch=1))
+    assert str(err.value) == "cannot read image /d/a.jpg: truncated"
 
 
 def test_exif_rotation_gives_displayed_shape(tmp_path):
