@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from artifactkit.errors import InvalidInput, missing_extra
 
@@ -36,7 +36,7 @@ HELDOUT_THEMES = ("uscf", "maestro", "symbol")
 SPLITS = ("train", "val", "val-heldout")
 _MARKER = ".artifactkit-chess.json"
 # Bump when rendering changes, so a dataset from an older generator is regenerated, not reused.
-_GENERATOR_VERSION = 1
+_GENERATOR_VERSION = 2
 _FULL_SIDE = {"K": 1, "Q": 1, "R": 2, "B": 2, "N": 2, "P": 8}
 _ALPHA_EDGE = 32  # sprite pixels with alpha above this count as the piece for its box
 
@@ -229,10 +229,13 @@ class _Renderer:
         return Image.fromarray(colours[checker]).resize((8 * sq, 8 * sq), Image.NEAREST)
 
     def _degrade(self, rng: np.random.Generator, img: Image.Image) -> Image.Image:
-        if rng.random() < 0.3:
-            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
-        if rng.random() < 0.4:
-            noise = rng.normal(0.0, rng.uniform(2, 10), (self.imgsz, self.imgsz, 3))
-            arr = np.asarray(img, np.float32) + noise.astype(np.float32)
-            img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        s = self.imgsz
+        if rng.random() < 0.3:  # soften as a low-resolution capture would: down, then up
+            small = max(8, int(s * rng.uniform(0.45, 0.85)))
+            img = img.resize((small, small), Image.BILINEAR).resize((s, s), Image.BILINEAR)
+        if rng.random() < 0.4:  # uniform integer noise: several times cheaper than Gaussian
+            amp = int(rng.integers(3, 16))
+            noisy = rng.integers(-amp, amp + 1, (s, s, 3), dtype=np.int16)
+            noisy += np.asarray(img, np.int16)
+            img = Image.fromarray(np.clip(noisy, 0, 255, out=noisy).astype(np.uint8))
         return img
