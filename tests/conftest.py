@@ -42,6 +42,37 @@ def s3_server():
     server.stop()
 
 
+class MotoServer:
+    """A moto S3 server of one's own, to stop and start again mid-test. moto keeps its buckets in
+    the process, so a restart on the same port finds them as they were."""
+
+    def __init__(self):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> "MotoServer":
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+@pytest.fixture
+def own_s3_server():
+    """A dedicated moto server (for fault tests); stopped at the end whatever happened."""
+    pytest.importorskip("moto.server")
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def s3_env(s3_server, monkeypatch):
     """Standard AWS variables pointing at the local server, as a user would set them."""

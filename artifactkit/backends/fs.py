@@ -1,17 +1,53 @@
-"""A store on any fsspec filesystem (memory://, s3://, gcs://, …). fsspec is imported lazily:
-local stores never pay its import time."""
+"""A store on any fsspec filesystem (memory://, gcs://, …; s3:// has its own subclass in s3.py).
+
+fsspec is imported lazily: local stores never pay its import time. On async filesystems (s3fs,
+gcsfs, adlfs) bulk reads and writes are one batch of concurrent requests, not a loop.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import threading
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BackendError, InvalidInput, NotFound, missing_extra
 from .base import Capabilities, ObjectInfo, Source
 
-# Protocols whose pipe_file(mode="create") is a real conditional write, not check-then-write.
-_ATOMIC_CREATE = {"s3", "s3a", "memory"}
 _EXTRAS = {"s3": "s3", "s3a": "s3"}
+S3_PROTOCOLS = ("s3", "s3a")
+# Storage options that configure artifactkit rather than the filesystem (never passed to fsspec).
+SINGLE_WRITER = "single_writer"
+_CONCURRENCY = 256  # requests in flight per batch; s3fs's connection pool bounds the real number
+# MemoryFileSystem keeps one dict for every instance in the process, so one lock serves them all.
+_MEMORY_CREATE_LOCK = threading.Lock()
+
+
+def open_fsspec_backend(uri: str, storage_options: dict[str, Any] | None = None) -> "FsspecBackend":
+    """The backend for an fsspec URL: S3Backend for s3://, FsspecBackend for everything else."""
+    protocol = uri.partition("://")[0].lower()
+    if protocol in S3_PROTOCOLS:
+        from .s3 import S3Backend
+
+        return S3Backend(uri, storage_options)
+    return FsspecBackend(uri, storage_options)
+
+
+def nest_options(options: dict[str, Any]) -> dict[str, Any]:
+    """{"config_kwargs.retries.max_attempts": 9} -> {"config_kwargs": {"retries": {"max_attempts": 9}}}:
+    the CLI's key=value options can then reach fsspec's nested dicts."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise InvalidInput(f"storage option {key!r} conflicts with another option")
+        node[leaf] = value
+    return out
 
 
 def _import_fsspec():
@@ -22,95 +58,174 @@ def _import_fsspec():
     return fsspec
 
 
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes")
+
+
 class FsspecBackend:
+    _secrets: list[str | None] = []  # values error messages must never show (S3 fills it)
+
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None):
         fsspec = _import_fsspec()
-        protocol, _, rest = uri.partition("://")
+        protocol, sep, rest = uri.partition("://")
+        if not sep:
+            raise InvalidInput(f"invalid store URI {uri!r}: expected PROTOCOL://PATH")
+        protocol = protocol.lower()
+        options = nest_options(dict(storage_options or {}))
+        self.single_writer = _truthy(options.pop(SINGLE_WRITER, False))
         try:
             cls = fsspec.get_filesystem_class(protocol)
         except ValueError:
             raise InvalidInput(f"unknown URI scheme {protocol!r} in {uri}") from None
         except ImportError as e:
             raise missing_extra(f"the {protocol}:// filesystem", _EXTRAS.get(protocol, "all")) from e
-        # skip_instance_cache: options (endpoint, credentials) differ between stores in one process.
-        self.fs = cls(skip_instance_cache=True, **(storage_options or {}))
-        self.root = rest.rstrip("/")
-        self.uri = f"{protocol}://{self.root}"
         self.protocol = protocol
-        self.capabilities = Capabilities(atomic_create=protocol in _ATOMIC_CREATE, atomic_replace=True)
+        self.uri = f"{protocol}://{rest.strip('/')}"
+        self.fs = self._make_fs(cls, options)
+        # The root as the filesystem spells paths (memory:// -> "/t", s3:// -> "bucket/prefix"),
+        # so paths it returns from listings map back to keys by slicing.
+        self.root = self.fs._strip_protocol(self.uri).rstrip("/")
+        self.capabilities = Capabilities(atomic_create=protocol == "memory", atomic_replace=True)
 
+    def _make_fs(self, cls, options: dict[str, Any]):
+        try:
+            # skip_instance_cache: options (endpoint, credentials) differ between stores in one process.
+            return cls(skip_instance_cache=True, **options)
+        except TypeError as e:
+            raise InvalidInput(f"{self.uri}: invalid storage option: {e}") from None
+
+    # -- paths and errors -------------------------------------------------------------------
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}" if self.root else key
 
     def _key(self, path: str) -> str:
-        path = path.split("://", 1)[-1].lstrip("/") if self.protocol == "memory" else path
-        root = self.root.lstrip("/") if self.protocol == "memory" else self.root
-        return path[len(root) + 1 :] if root else path
+        return path[len(self.root) + 1 :] if self.root else path
 
-    def _fail(self, e: Exception, key: str, doing: str) -> Exception:
+    def _fail(self, e: BaseException, key: str, doing: str) -> Exception:
+        """Map a filesystem error to artifactkit's, naming the store and the key."""
         if isinstance(e, FileNotFoundError):
             return NotFound(f"{self.uri}: {key} not found")
         if isinstance(e, FileExistsError):
             return AlreadyExists(f"{self.uri}: {key} already exists")
-        return BackendError(f"{self.uri}: cannot {doing} {key}: {e}")
+        if isinstance(e, PermissionError):
+            return BackendError(f"{self.uri}: permission denied to {doing} {key}")
+        if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):  # s3fs checks options late
+            return InvalidInput(f"{self.uri}: invalid storage option: {e}")
+        return BackendError(f"{self.uri}: cannot {doing} {key}: {type(e).__name__}: {redact(str(e), self._secrets)}")
 
+    def _gather(self, coros: list) -> list:
+        """Run coroutines on the filesystem's loop, bounded in number; exceptions come back as
+        values so that no request is left running unobserved when one fails."""
+        from fsspec.asyn import _run_coros_in_chunks, sync
+
+        return sync(self.fs.loop, _run_coros_in_chunks, coros, batch_size=_CONCURRENCY,
+                    nofiles=True, return_exceptions=True)
+
+    def _raise_first(self, keys: Sequence[str], results: list, doing: str) -> None:
+        for key, r in zip(keys, results):
+            if isinstance(r, BaseException):
+                raise self._fail(r, key, doing) from r
+
+    # -- protocol ---------------------------------------------------------------------------
     def read(self, key: str) -> bytes:
         try:
-            return self.fs.cat_file(self._path(key))
+            return self.fs.cat_file(self._path(key), **self._cat_kwargs())
         except Exception as e:  # fsspec implementations raise OSError, botocore and aiohttp errors
             raise self._fail(e, key, "read") from e
 
     def read_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        if not keys:
+        keys = list(keys)
+        if not getattr(self.fs, "async_impl", False):
+            for key in keys:
+                yield key, self.read(key)
             return
-        paths = {self._path(k): k for k in keys}
-        try:
-            got = self.fs.cat(list(paths), on_error="return")
-        except Exception as e:
-            raise self._fail(e, keys[0], "read") from e
-        for path, data in got.items():
-            key = paths.get(path) or self._key(path)
-            if isinstance(data, Exception):
-                raise self._fail(data, key, "read") from data
-            yield key, data
+        results = self._gather([self.fs._cat_file(self._path(k), **self._cat_kwargs()) for k in keys])
+        self._raise_first(keys, results, "read")
+        yield from zip(keys, results)
+
+    def _cat_kwargs(self) -> dict[str, Any]:
+        return {}
 
     def read_to(self, key: str, path: Path) -> None:
+        path = Path(path)
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
         try:
-            self.fs.get_file(self._path(key), str(path))
+            self.fs.get_file(self._path(key), str(tmp))
+            os.replace(tmp, path)
         except Exception as e:
             raise self._fail(e, key, "read") from e
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        self._before_write()
+        if create_only and not self._exclusive_create():
+            self._create_single_writer(key, data)
+            return
         try:
-            self.fs.pipe_file(self._path(key), data, mode="create" if create_only else "overwrite")
+            if create_only and self.protocol == "memory":
+                with _MEMORY_CREATE_LOCK:  # fsspec's memory create is check-then-write
+                    self.fs.pipe_file(self._path(key), data, mode="create")
+            else:
+                self.fs.pipe_file(self._path(key), data, mode="create" if create_only else "overwrite")
+        except Exception as e:
+            raise self._fail(e, key, "write") from e
+
+    def _before_write(self) -> None:
+        """Hook: a check to run once before this store is first written to."""
+
+    def _exclusive_create(self) -> bool:
+        """True where create_only is exclusive across processes; False (or an error) otherwise."""
+        if self.capabilities.atomic_create:
+            return True
+        if self.single_writer:
+            return False
+        raise BackendError(
+            f"{self.uri}: {self.protocol}:// has no exclusive create, so concurrent writers could overwrite "
+            f"each other's versions; if only one process ever writes here, pass --storage-option {SINGLE_WRITER}=true"
+        )
+
+    def _create_single_writer(self, key: str, data: bytes) -> None:
+        """Check, then write: correct only while one process writes to the store (the user said so)."""
+        if self.exists([key]):
+            raise AlreadyExists(f"{self.uri}: {key} already exists")
+        try:
+            self.fs.pipe_file(self._path(key), data)
         except Exception as e:
             raise self._fail(e, key, "write") from e
 
     def write_many(self, items: Sequence[tuple[str, Source]]) -> None:
-        blobs = {self._path(k): bytes(v) for k, v in items if not isinstance(v, Path)}
-        files = [(str(v), self._path(k)) for k, v in items if isinstance(v, Path)]
-        try:
-            if blobs:
-                self.fs.pipe(blobs)  # one batched, concurrent call on async filesystems (s3fs)
-            if files:
-                self.fs.put([s for s, _ in files], [d for _, d in files])
-        except Exception as e:
-            raise self._fail(e, items[0][0], "write") from e
+        if not items:
+            return
+        self._before_write()
+        keys = [k for k, _ in items]
+        if not getattr(self.fs, "async_impl", False):
+            for key, src in items:
+                self.write(key, src.read_bytes() if isinstance(src, Path) else bytes(src))
+            return
+        coros = [
+            self.fs._put_file(str(src), self._path(k)) if isinstance(src, Path) else self.fs._pipe_file(self._path(k), bytes(src))
+            for k, src in items
+        ]
+        self._raise_first(keys, self._gather(coros), "write")
+        self._written(keys)
+
+    def _written(self, keys: list[str]) -> None:
+        """Hook: keys just written (S3 keeps its listing snapshot current)."""
 
     def exists(self, keys: Iterable[str]) -> set[str]:
-        keys = list(keys)
-        found: set[str] = set()
-        for parent in sorted({k.rsplit("/", 1)[0] for k in keys if "/" in k}):
-            found |= self._listed(parent)
-        return {k for k in keys if k in found}
+        keys = list(dict.fromkeys(keys))
+        if not getattr(self.fs, "async_impl", False):
+            return {k for k in keys if self._exists_one(k)}
+        results = self._gather([self.fs._exists(self._path(k)) for k in keys])
+        self._raise_first(keys, results, "check")
+        return {k for k, found in zip(keys, results) if found}
 
-    def _listed(self, prefix: str) -> set[str]:
+    def _exists_one(self, key: str) -> bool:
         try:
-            return {self._key(p) for p in self.fs.find(self._path(prefix))}
-        except FileNotFoundError:
-            return set()
+            return self.fs.isfile(self._path(key))
         except Exception as e:
-            raise self._fail(e, prefix, "list") from e
+            raise self._fail(e, key, "check") from e
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         try:
@@ -119,18 +234,17 @@ class FsspecBackend:
             return
         except Exception as e:
             raise self._fail(e, prefix, "list") from e
-        for path, info in found.items():
+        for path, info in sorted(found.items()):
             yield ObjectInfo(key=self._key(path), size=int(info.get("size") or 0), mtime=_mtime(info))
 
     def delete(self, keys: Iterable[str]) -> None:
-        paths = [self._path(k) for k in keys]
-        if paths:
+        for key in keys:
             try:
-                self.fs.rm(paths)
+                self.fs.rm_file(self._path(key))
             except FileNotFoundError:
-                pass
+                pass  # deleting what is already gone is success
             except Exception as e:
-                raise self._fail(e, paths[0], "delete") from e
+                raise self._fail(e, key, "delete") from e
 
     def sync(self) -> None:
         """Object stores acknowledge a PUT only once it is durable: nothing to do."""
@@ -146,3 +260,16 @@ def _mtime(info: dict) -> float | None:
         if isinstance(value, (int, float)):
             return float(value)
     return None
+
+
+_URL_SECRETS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@|\?[^\s\"']*", re.IGNORECASE)
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Drop what must never reach a terminal or a log: user:password@ in URLs, query strings
+    (presigned URLs carry signatures there), and any known secret value; one line only."""
+    text = _URL_SECRETS.sub(lambda m: m.group("scheme") if m.group("scheme") else "?…", text)
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return " ".join(text.split())

@@ -1,0 +1,160 @@
+"""One conformance suite every backend passes (as restic's backend tests and fsspec's abstract
+mixins do): a local folder, memory://, and S3 on a real S3 API server (moto, on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from artifactkit.backends.local import LocalBackend
+from artifactkit.errors import AlreadyExists, BackendError, NotFound
+from artifactkit.uri import open_backend
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def backend(request, tmp_path):
+    if request.param == "local":
+        return LocalBackend(tmp_path / "store")
+    if request.param == "memory":
+        return open_backend(f"memory://ak-{uuid.uuid4().hex}")  # one memory store per process: unique root
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_backend(f"{bucket}/some/prefix")
+
+
+def _keys(n: int, top: str = "objects") -> list[str]:
+    return [f"{top}/{i % 7:02x}/{i:030x}" for i in range(n)]
+
+
+class TestBackend:
+    def test_write_then_read(self, backend):
+        backend.write("a/b/c.json", b'{"x": 1}')
+        assert backend.read("a/b/c.json") == b'{"x": 1}'
+
+    def test_bytes_are_kept_exactly(self, backend):
+        data = bytes(range(256)) * 3 + b"\r\n\x00"
+        backend.write("bin/x", data)
+        backend.write("bin/empty", b"")
+        assert backend.read("bin/x") == data
+        assert backend.read("bin/empty") == b""
+
+    def test_plain_write_replaces(self, backend):
+        backend.write("aliases/best", b"1\n")
+        backend.write("aliases/best", b"2\n")
+        assert backend.read("aliases/best") == b"2\n"
+
+    def test_missing_key_is_not_found_naming_store_and_key(self, backend):
+        with pytest.raises(NotFound) as e:
+            backend.read("versions/7.json")
+        assert backend.uri in str(e.value) and "versions/7.json" in str(e.value)
+
+    def test_create_only_refuses_an_existing_key_and_keeps_its_bytes(self, backend):
+        backend.write("versions/0.json", b"first", create_only=True)
+        with pytest.raises(AlreadyExists) as e:
+            backend.write("versions/0.json", b"second", create_only=True)
+        assert "versions/0.json" in str(e.value)
+        assert backend.read("versions/0.json") == b"first"
+
+    def test_create_only_is_exclusive_among_concurrent_writers(self, backend):
+        assert backend.capabilities.atomic_create
+        winners, barrier = [], threading.Barrier(8)
+
+        def claim(i: int) -> None:
+            barrier.wait()
+            try:
+                backend.write("versions/1.json", f"writer {i}".encode(), create_only=True)
+                winners.append(i)
+            except AlreadyExists:
+                pass
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(winners) == 1
+        assert backend.read("versions/1.json") == f"writer {winners[0]}".encode()
+
+    @pytest.mark.parametrize("n", [3, 300])  # S3: a few keys are HEADed, many are listed once
+    def test_exists_answers_for_a_batch(self, backend, n):
+        keys = _keys(n)
+        backend.write_many([(k, k.encode()) for k in keys[::2]])
+        assert backend.exists(keys + ["objects/ff/none", "elsewhere/x"]) == set(keys[::2])
+
+    def test_exists_sees_what_was_written_after_a_listing(self, backend):
+        keys = _keys(200)
+        backend.write_many([(k, b"x") for k in keys[:100]])
+        assert backend.exists(keys) == set(keys[:100])
+        backend.write_many([(k, b"y") for k in keys[100:150]])
+        assert backend.exists(keys) == set(keys[:150])
+        backend.delete(keys[:10])
+        assert backend.exists(keys) == set(keys[10:150])
+
+    def test_list_is_by_folder_with_sizes(self, backend):
+        backend.write("a/1", b"1")
+        backend.write("a/sub/2", b"22")
+        backend.write("ab/3", b"333")
+        listed = {i.key: i.size for i in backend.list("a/")}
+        assert listed == {"a/1": 1, "a/sub/2": 2}
+        assert all(i.mtime is None or i.mtime > 0 for i in backend.list("a/"))
+        assert list(backend.list("nothing/here/")) == []
+
+    def test_delete_removes_and_ignores_missing(self, backend):
+        backend.write_many([("d/1", b"1"), ("d/2", b"2")])
+        backend.delete(["d/1", "d/never-was"])
+        assert backend.exists(["d/1", "d/2"]) == {"d/2"}
+        backend.delete([])
+
+    def test_read_many_returns_every_key(self, backend):
+        items = {k: k.encode() * 3 for k in _keys(40)}
+        backend.write_many(list(items.items()))
+        assert dict(backend.read_many(list(items))) == items
+        assert list(backend.read_many([])) == []
+
+    def test_read_many_with_a_missing_key_raises_not_found(self, backend):
+        backend.write("r/1", b"1")
+        with pytest.raises(NotFound) as e:
+            dict(backend.read_many(["r/1", "r/2"]))
+        assert "r/2" in str(e.value)
+
+    def test_write_many_takes_bytes_and_local_files(self, backend, tmp_path):
+        f = tmp_path / "big.bin"
+        f.write_bytes(b"f" * 100_000)
+        backend.write_many([("w/bytes", b"b"), ("w/file", f), ("w/view", memoryview(b"mv"))])
+        backend.sync()
+        assert backend.read("w/bytes") == b"b"
+        assert backend.read("w/file") == b"f" * 100_000
+        assert backend.read("w/view") == b"mv"
+
+    def test_read_to_streams_into_a_file(self, backend, tmp_path):
+        backend.write("t/blob", b"z" * 5000)
+        backend.read_to("t/blob", tmp_path / "out.bin")
+        assert (tmp_path / "out.bin").read_bytes() == b"z" * 5000
+        with pytest.raises(NotFound):
+            backend.read_to("t/none", tmp_path / "none.bin")
+        assert not (tmp_path / "none.bin").exists()
+
+
+def test_unknown_scheme_and_option_are_refused(s3_bucket):
+    from artifactkit.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="unknown URI scheme"):
+        open_backend("nosuchfs://x")
+    with pytest.raises(InvalidInput, match="invalid storage option"):
+        list(open_backend(s3_bucket, {"no_such_option": 1}).list("a/"))
+
+
+def test_memory_store_without_single_writer_needs_no_option():
+    b = open_backend(f"memory://ak-{uuid.uuid4().hex}")
+    b.write("v/0", b"0", create_only=True)  # exclusive in-process: allowed without single_writer
+    with pytest.raises(AlreadyExists):
+        b.write("v/0", b"0", create_only=True)
+
+
+def test_s3_errors_name_the_uri(s3_env):
+    b = open_backend("s3://no-such-bucket-here/prefix")
+    with pytest.raises(BackendError, match=r"s3://no-such-bucket-here/prefix: bucket 'no-such-bucket-here' does not exist"):
+        list(b.list("artifacts/"))
+    with pytest.raises(BackendError, match="does not exist"):
+        b.read("artifacts/x/versions/0.json")
