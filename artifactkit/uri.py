@@ -45,9 +45,9 @@ def open_backend(uri: str, storage_options: dict[str, Any] | None = None):
         from .backends.local import LocalBackend
 
         return LocalBackend(local_path(uri))
-    from .backends.fs import FsspecBackend
+    from .backends.fs import open_fsspec_backend
 
-    return FsspecBackend(uri, storage_options)
+    return open_fsspec_backend(uri, storage_options)
 
 
 @dataclass(frozen=True)
