@@ -2,7 +2,12 @@
 
 pull verifies every blob against its digest and writes each file through a temp file and a
 rename, so the destination never holds a corrupt or partial file. Files already there with the
-right content are left alone.
+right content are left alone, and blobs of a remote store come from this machine's blob cache
+when it has them (cache.py), so pulling v1 after v0 downloads only what changed.
+
+push copies in commit order (all missing blobs, then manifests, then version records, then
+aliases), with one existence check for every version it sends, so an interrupted push leaves
+only unreferenced blobs and running it again sends only what is still missing.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, NotFound
+from .cache import BlobCache, default_blob_cache, wants_cache
+from .errors import AlreadyExists, InvalidInput
 from .hashing import digest_file
 from .ingest import Progress
 from .layout import digest_of_object_key, object_key, version_key
@@ -22,7 +28,7 @@ from .manifest import Entry, VersionRecord, check_relative_path, to_json
 from .store import Store, check_blob
 from .uri import Ref, parse_ref
 
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 64 << 20  # bytes held in memory per batch of concurrent reads
 
 
 @dataclass(frozen=True)
@@ -33,36 +39,67 @@ class PullResult:
     reused_files: int
     bytes: int
     seconds: float
+    downloaded_files: int = 0  # blobs fetched from the store (not the destination, not the cache)
+    downloaded_bytes: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.record.name, "version": self.record.label, "dest": str(self.dest),
             "files": self.record.files, "written_files": self.written_files,
-            "reused_files": self.reused_files, "bytes": self.bytes, "seconds": round(self.seconds, 4),
+            "reused_files": self.reused_files, "downloaded_files": self.downloaded_files,
+            "downloaded_bytes": self.downloaded_bytes, "bytes": self.bytes, "seconds": round(self.seconds, 4),
         }
 
 
-def pull(store: Store, ref: str | Ref, dest: str | os.PathLike, progress: Progress | None = None) -> PullResult:
+def pull(
+    store: Store,
+    ref: str | Ref,
+    dest: str | os.PathLike,
+    progress: Progress | None = None,
+    cache: BlobCache | bool = True,
+) -> PullResult:
+    """Write a version into dest. cache: True for the default blob cache on remote stores,
+    False for none, or a BlobCache to use."""
     start = time.perf_counter()
     record = store.resolve(ref)
     entries = store.manifest(record).entries
     dest = Path(dest)
     targets = [(e, _target(dest, e.path)) for e in entries]  # refuse unsafe paths before writing
     todo = [(e, t) for e, t in targets if not _already_there(store, e, t)]
-    written = 0
-    for batch in _batches(todo):
-        blobs = dict(store.backend.read_many(sorted({object_key(e.digest) for e, _ in batch})))
+    if progress:
+        progress(sum(e.size for e, _ in targets) - sum(e.size for e, _ in todo), record.bytes)
+    blob_cache = _cache_for(store, cache)
+    written = downloaded = downloaded_bytes = 0
+    for batch in _batches(todo, lambda item: item[0].size):
+        blobs, fetched = _fetch(store, blob_cache, {e.digest: e.size for e, _ in batch})
+        downloaded, downloaded_bytes = downloaded + len(fetched), downloaded_bytes + sum(fetched.values())
         for entry, target in batch:
-            data = blobs[object_key(entry.digest)]
-            check_blob(store.uri, entry.digest, data)
-            _write_atomic(target, data)
+            _write_atomic(target, blobs[entry.digest])
             written += 1
             if progress:
                 progress(entry.size, record.bytes)
-    reused = len(targets) - len(todo)
-    if progress:
-        progress(sum(e.size for e, _ in targets) - sum(e.size for e, _ in todo), record.bytes)
-    return PullResult(record, dest, written, reused, record.bytes, time.perf_counter() - start)
+    return PullResult(record, dest, written, len(targets) - len(todo), record.bytes,
+                      time.perf_counter() - start, downloaded, downloaded_bytes)
+
+
+def _cache_for(store: Store, cache: BlobCache | bool) -> BlobCache | None:
+    if isinstance(cache, BlobCache):
+        return cache
+    return default_blob_cache() if cache and wants_cache(store.backend) else None
+
+
+def _fetch(store: Store, cache: BlobCache | None, sizes: dict[str, int]) -> tuple[dict[str, bytes], dict[str, int]]:
+    """Verified blobs by digest, from the cache where it has them, else in one concurrent batch
+    from the store (and then into the cache). Also returns {digest: size} of what was downloaded."""
+    blobs = cache.get_many(sizes) if cache else {}
+    missing = [d for d in sizes if d not in blobs]
+    for key, data in store.backend.read_many([object_key(d) for d in missing]):
+        digest = digest_of_object_key(key)
+        check_blob(store.uri, digest, data)
+        blobs[digest] = data
+    if cache and missing:
+        cache.put_many({d: blobs[d] for d in missing})
+    return blobs, {d: sizes[d] for d in missing}
 
 
 def _target(dest: Path, path: str) -> Path:
@@ -93,11 +130,11 @@ def _already_there(store: Store, entry: Entry, target: Path) -> bool:
     return digest == entry.digest
 
 
-def _batches(items: list[tuple[Entry, Path]]):
+def _batches(items: list, size_of):
     batch, size = [], 0
     for item in items:
         batch.append(item)
-        size += item[0].size
+        size += size_of(item)
         if size >= _BATCH_BYTES:
             yield batch
             batch, size = [], 0
@@ -120,72 +157,69 @@ def _write_atomic(target: Path, data: bytes) -> None:
 @dataclass(frozen=True)
 class PushResult:
     name: str
-    versions: list[str]
+    versions: list[str]  # every version asked for, in the destination now
+    sent_versions: list[str]  # those this push wrote (the others were there already)
     uploaded_files: int
     uploaded_bytes: int
     seconds: float
 
     def summary(self) -> dict[str, Any]:
         return {
-            "name": self.name, "versions": self.versions, "uploaded_files": self.uploaded_files,
-            "uploaded_bytes": self.uploaded_bytes, "seconds": round(self.seconds, 4),
+            "name": self.name, "versions": self.versions, "sent_versions": self.sent_versions,
+            "uploaded_files": self.uploaded_files, "uploaded_bytes": self.uploaded_bytes,
+            "seconds": round(self.seconds, 4),
         }
 
 
 def push(src: Store, ref: str | Ref, dst: Store) -> PushResult:
     """Copy one version (NAME:vN / NAME:ALIAS) or every version (NAME) with the same numbers,
-    in commit order: missing blobs, then manifests, then version records, then aliases."""
+    so that `pull NAME:vN` means the same bytes in every store."""
     start = time.perf_counter()
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     records = [src.resolve(ref)] if ref.selector else [i.record for i in src.versions(ref.name)]
-    files = nbytes = 0
-    for record in records:
-        f, b = _push_version(src, record, dst)
-        files, nbytes = files + f, nbytes + b
-    src_aliases = src.aliases(ref.name)
+    in_dst = set(dst.version_numbers(ref.name))
+    todo = [r for r in records if not (r.version in in_dst and _same_in(dst, r))]
+    manifests = {r.version: src.manifest(r) for r in todo}
+    sizes = {e.digest: e.size for m in manifests.values() for e in m.entries}
+    files, nbytes = _send_blobs(src, dst, sizes)
+    dst.backend.sync()  # blobs durable before any manifest or record references them
+    for r in todo:
+        dst._put_manifest(r.manifest, manifests[r.version].canonical_json())
+    for r in todo:
+        _put_record(dst, r)
     pushed = {r.version for r in records}
-    for alias, version in src_aliases.items():
+    for alias, version in src.aliases(ref.name).items():
         if version in pushed:
             dst.set_alias(ref.name, alias, version)
-    return PushResult(ref.name, [r.label for r in records], files, nbytes, time.perf_counter() - start)
+    return PushResult(ref.name, [r.label for r in records], [r.label for r in todo], files, nbytes,
+                      time.perf_counter() - start)
 
 
-def _push_version(src: Store, record: VersionRecord, dst: Store) -> tuple[int, int]:
-    try:
-        existing = dst.record(record.name, record.version)
-    except NotFound:
-        existing = None
-    if existing is not None:
-        if existing.manifest != record.manifest:
-            raise InvalidInput(
-                f"{dst.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite"
-            )
-        return 0, 0
-    manifest = src.manifest(record)
-    by_digest = {e.digest: e.size for e in manifest.entries}
-    present = dst.backend.exists([object_key(d) for d in by_digest])
-    missing = [d for d in by_digest if object_key(d) not in present]
-    for batch in _digest_batches(missing, by_digest):
+def _send_blobs(src: Store, dst: Store, sizes: dict[str, int]) -> tuple[int, int]:
+    """Copy the blobs dst lacks (one batched existence check), verifying each on the way."""
+    present = dst.backend.exists([object_key(d) for d in sizes])
+    missing = [d for d in sizes if object_key(d) not in present]
+    for batch in _batches(missing, sizes.__getitem__):
         items = []
         for key, data in src.backend.read_many([object_key(d) for d in batch]):
-            digest = digest_of_object_key(key)
-            check_blob(src.uri, digest, data)
+            check_blob(src.uri, digest_of_object_key(key), data)
             items.append((key, data))
         dst.backend.write_many(items)
-    dst.backend.sync()
-    dst._put_manifest(record.manifest, manifest.canonical_json())
-    # Same number as in the source, so `pull NAME:vN` means the same bytes in every store.
-    dst.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
-    return len(missing), sum(by_digest[d] for d in missing)
+    return len(missing), sum(sizes[d] for d in missing)
 
 
-def _digest_batches(digests: list[str], sizes: dict[str, int]):
-    batch, size = [], 0
-    for d in digests:
-        batch.append(d)
-        size += sizes[d]
-        if size >= _BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def _same_in(dst: Store, record: VersionRecord) -> bool:
+    """True if dst holds this version with the same content; an error if it differs."""
+    existing = dst.record(record.name, record.version)
+    if existing.manifest != record.manifest:
+        raise InvalidInput(
+            f"{dst.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite"
+        )
+    return True
+
+
+def _put_record(dst: Store, record: VersionRecord) -> None:
+    try:
+        dst.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
+    except AlreadyExists:
+        _same_in(dst, record)  # a concurrent push of the same version is fine; anything else is not
