@@ -148,7 +148,7 @@ def _load_themes() -> dict:
 
 def random_position(rng: np.random.Generator) -> list[tuple[int, int, int]]:
     """A plausible position as (class, file, rank): both kings, 2-32 pieces, <= 8 pawns a side,
-    no pawns on the first/last rank, kings not touching, a side's two bishops on opposite colours."""
+    no pawns on the first/last rank, kings not touching, a side's bishops on opposite colours."""
     n_total = int(rng.integers(2, 33))
     pool = [(side, kind) for side in (0, 1) for kind, n in _FULL_SIDE.items() if kind != "K"
             for _ in range(n)]

@@ -162,7 +162,8 @@ def read_labels(path: Path, nc: int) -> np.ndarray:
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            raise InvalidInput(f"{path} line {lineno}: non-numeric value in {line.strip()!r}") from None
+            raise InvalidInput(
+                f"{path} line {lineno}: non-numeric value in {line.strip()!r}") from None
         cls = values[0]
         if not (0 <= cls < nc and cls == int(cls)):  # also rejects nan and inf
             raise InvalidInput(f"{path} line {lineno}: class id {parts[0]} not in 0..{nc - 1}")
@@ -179,7 +180,8 @@ def _list_images(image_dir: Path) -> list[Path]:
         raise InvalidInput(f"image folder {image_dir} does not exist")
     files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMG_EXTS)
     if not files:
-        raise InvalidInput(f"image folder {image_dir} holds no images ({', '.join(sorted(IMG_EXTS))})")
+        kinds = ", ".join(sorted(IMG_EXTS))
+        raise InvalidInput(f"image folder {image_dir} holds no images ({kinds})")
     return files
 
 
@@ -407,6 +409,6 @@ def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle
         raise InvalidInput(f"batch must be >= 1 and workers >= 0, got {batch} and {workers}")
     sampler = EpochSampler(dataset, shuffle, seed, rank, world_size)
     return _Loader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                      collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=workers > 0,
-                      generator=torch.Generator().manual_seed(int(seed)))
+                   collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                   persistent_workers=workers > 0,
+                   generator=torch.Generator().manual_seed(int(seed)))

@@ -41,9 +41,11 @@ def root(tmp_path_factory):
             k = int(rng.integers(1, 5))
             wh = rng.uniform(0.1, 0.4, (k, 2))
             c = rng.uniform(wh / 2, 1 - wh / 2)
-            rows = [[int(rng.integers(3)), *np.round(c[j], 4), *np.round(wh[j], 4)] for j in range(k)]
+            rows = [[int(rng.integers(3)), *np.round(c[j], 4), *np.round(wh[j], 4)]
+                    for j in range(k)]
             _labels(root / "labels" / split / f"{split}{i}.txt", rows)
-    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
     return root
 
 
@@ -206,7 +208,8 @@ def test_augmented_targets_stay_inside(root):
             n_boxes += len(box)
             assert ((box >= 0) & (box <= 1)).all()
             assert (box[:, 2:] > 0).all()
-            assert ((box[:, :2] - box[:, 2:] / 2 >= -1e-6) & (box[:, :2] + box[:, 2:] / 2 <= 1 + 1e-6)).all()
+            lo, hi = box[:, :2] - box[:, 2:] / 2, box[:, :2] + box[:, 2:] / 2
+            assert ((lo >= -1e-6) & (hi <= 1 + 1e-6)).all()
             assert ((s["cls"] >= 0) & (s["cls"] < 3)).all()
     assert n_boxes > 50
 
