@@ -193,6 +193,11 @@ class YOLO(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.ndim != 4 or x.shape[-1] % 32 or x.shape[-2] % 32:
             raise InvalidInput(f"model input must be (B, 3, H, W) with H, W multiples of 32, got {tuple(x.shape)}")
+        # follow the weights' memory format: after model.to(memory_format=torch.channels_last)
+        # oneDNN runs convolutions and BatchNorm without layout reorders (faster CPU training)
+        first_weight = self.backbone.stem[0].conv.weight
+        if first_weight.is_contiguous(memory_format=torch.channels_last) and not first_weight.is_contiguous():
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.neck(self.backbone(x)))
 
     def dfl_distances(self, box_logits: torch.Tensor) -> torch.Tensor:
@@ -203,7 +208,7 @@ class YOLO(nn.Module):
     def flatten_outputs(self, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-level maps -> (B, A, 4 * reg_max) box logits and (B, A, nc) class logits."""
         batch = outputs[0].shape[0]
-        flat = torch.cat([o.view(batch, o.shape[1], -1) for o in outputs], dim=2).transpose(1, 2)
+        flat = torch.cat([o.reshape(batch, o.shape[1], -1) for o in outputs], dim=2).transpose(1, 2)
         return flat.split((4 * self.reg_max, self.nc), dim=-1)
 
     def decode(self, outputs: list[torch.Tensor]) -> torch.Tensor:

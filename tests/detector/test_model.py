@@ -86,3 +86,15 @@ def test_optimizer_param_groups_cover_every_parameter_once():
     batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(groups["bn"]) == len(batchnorms)  # BN weights; BN biases go with the biases
     assert len(groups["bias"]) == len(batchnorms) + 6  # + the head's six final convs
+
+
+def test_channels_last_model_gives_the_same_predictions():
+    torch.manual_seed(0)
+    model = YOLO(nc=3).eval()
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.decode(model(images))
+        model.to(memory_format=torch.channels_last)
+        outputs = model(images)  # plain NCHW input is converted to match the weights
+        assert outputs[0].is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(model.decode(outputs), expected, atol=1e-4)
