@@ -1,0 +1,234 @@
+"""The training loop: YOLOv8's recipe in one readable class.
+
+Saving, logging and trackers live outside, in callbacks. The loop's promise is reproducibility:
+on CPU the same config gives the same weights, and a run stopped after any epoch and continued
+from state_dict() in a fresh process ends bit-identical to one that never stopped.
+"""
+
+import logging
+import random
+import time
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from artifactkit.detector import optim
+from artifactkit.detector.config import TrainConfig
+from artifactkit.detector.data import AugmentConfig, YoloDataset, build_dataloader, load_data_config
+from artifactkit.detector.loss import DetectionLoss
+from artifactkit.detector.model import YOLO
+from artifactkit.detector.state import load_trainer_state, trainer_state
+from artifactkit.detector.validation import Evaluator, ValidationResult, autocast, fitness, metric_prefix, to_model_input
+from artifactkit.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+LOSS_NAMES = ("box", "cls", "dfl")
+
+
+class Callback(Protocol):
+    """What a trainer calls. Every method is optional: only those a callback defines are called.
+    Exceptions raised by a callback stop training (they are never swallowed)."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+
+    def on_validation(self, trainer: "Trainer", epoch: int, result: ValidationResult) -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_train_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"train config key 'device': {name} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains a YOLO detector on one data set. fit() runs from self.epoch to config.epochs."""
+
+    def __init__(self, config: TrainConfig, callbacks: Sequence[Any] = ()):
+        self.config = config
+        self.callbacks = list(callbacks)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        self.data = load_data_config(config.data)
+        for split in ("train", *config.val_splits):
+            if split not in self.data.splits:
+                raise InvalidInput(f"train config key 'val_splits': split '{split}' is not in {config.data}")
+        self.train_set = YoloDataset(
+            self.data.splits["train"], self.data.names, imgsz=config.imgsz, augment=True,
+            hyp=_augment_config(config), seed=config.seed, cache=config.cache,
+        )
+        self.train_loader = build_dataloader(self.train_set, config.batch, config.workers, shuffle=True, seed=config.seed)
+        self.evaluator = Evaluator(self.data, config.imgsz, config.batch * 2, config.workers, self.device, config.cache)
+        seed_everything(config.seed)  # right before init: the weights depend on nothing else
+        self.model = YOLO(nc=len(self.data.names), scale=config.model).to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss = DetectionLoss(self.model)
+        self.ema = optim.ModelEMA(self.model)
+        self.choice = optim.choose_optimizer(config, len(self.data.names), len(self.train_set))
+        self._build_optimizer()
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.epoch = 0  # epochs completed
+        self.step = 0  # training iterations (batches) completed
+        self.last_opt_step = -1  # iteration of the last optimizer step: the accumulation phase
+        self.best_fitness = 0.0
+        self.is_best = False
+        self.metrics: dict[str, float] = {}
+
+    def _build_optimizer(self) -> None:
+        self.optimizer = optim.build_optimizer(self.model, self.choice, optim.scaled_weight_decay(self.config))
+        # A lambda reading self.config, so set_epochs() reshapes the schedule in place.
+        self.scheduler = optim.build_scheduler(self.optimizer, lambda epoch: self._lr_factor(epoch))
+
+    def _lr_factor(self, epoch: int) -> float:
+        return optim.lr_factor(epoch, self.config.epochs, self.config.lrf, self.config.cos_lr)
+
+    # ---------------------------------------------------------------- the loop
+
+    def fit(self) -> dict[str, float]:
+        """Train epochs self.epoch .. config.epochs - 1 and return the last epoch's metrics."""
+        self._call("on_train_start", self)
+        for epoch in range(self.epoch, self.config.epochs):
+            start = time.perf_counter()
+            train_metrics = self._train_epoch(epoch)
+            learning_rates = {f"lr/pg{j}": group["lr"] for j, group in enumerate(self.optimizer.param_groups)}
+            self.scheduler.step()
+            self.epoch = epoch + 1
+            val_metrics, score = self._validate_splits()
+            self.is_best = score >= self.best_fitness
+            self.best_fitness = max(score, self.best_fitness)
+            self.metrics = {
+                "epoch": self.epoch, **train_metrics, **val_metrics, **learning_rates,
+                "time/epoch_s": time.perf_counter() - start, "fitness": score,
+            }
+            logger.info("epoch %d/%d %s", self.epoch, self.config.epochs, _summary(self.metrics))
+            self._call("on_epoch_end", self, self.epoch, self.metrics)
+        if not self.metrics:  # nothing left to train (e.g. a finished run loaded): report as it is
+            self.metrics, _ = self._validate_splits()
+        self._call("on_train_end", self, self.metrics)
+        return self.metrics
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self._prepare_epoch(epoch)
+        self.model.train()
+        n_batches = len(self.train_loader)
+        n_warmup = optim.warmup_iterations(self.config, n_batches)
+        accumulate = optim.accumulation_steps(self.config.batch)
+        loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
+        n_images, start = 0, time.perf_counter()
+        # Gradients left from the previous epoch's partial accumulation are dropped (as YOLOv8
+        # 8.0 does), so an epoch boundary is a clean point to stop and resume.
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(self.train_loader):
+            iteration = i + n_batches * epoch
+            if iteration <= n_warmup:
+                accumulate = optim.apply_warmup(
+                    self.optimizer, iteration, n_warmup, self._lr_factor(epoch), self.choice, self.config
+                )
+            loss, items = self._forward_loss(batch)
+            loss.backward()
+            loss_sums += torch.stack([items[name].detach() for name in LOSS_NAMES])
+            if iteration - self.last_opt_step >= accumulate:
+                self._optimizer_step()
+                self.last_opt_step = iteration
+            n_images += batch["img"].shape[0]
+        self.step = n_batches * (epoch + 1)
+        seconds = time.perf_counter() - start
+        means = (loss_sums / max(n_batches, 1)).tolist()  # the epoch's one device sync
+        return {
+            **{f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, means)},
+            "speed/train_img_s": n_images / seconds if seconds > 0 else 0.0,
+        }
+
+    def _prepare_epoch(self, epoch: int) -> None:
+        # Reseeding from (seed, epoch) makes global RNG use (e.g. DataLoader worker seeds) depend
+        # on nothing that happened before, whether in this process or one that was resumed.
+        seed_everything(self.config.seed * 1_000_003 + epoch)
+        if self.config.close_mosaic and epoch >= self.config.epochs - self.config.close_mosaic:
+            self.train_set.close_mosaic()
+        self.train_set.set_epoch(epoch)
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images = to_model_input(batch["img"], self.device)
+        targets = batch["targets"].to(self.device, non_blocking=True)
+        with autocast(self.device):
+            outputs = self.forward(images)
+        # The assigner and IoU terms need float32; only the network runs in bf16.
+        return self.loss([o.float() for o in outputs], targets)
+
+    def _optimizer_step(self) -> None:
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=optim.GRAD_CLIP_NORM)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+
+    # ---------------------------------------------------------------- validation
+
+    def validate(self, split: str = "val", model: YOLO | None = None) -> tuple[dict[str, float], ValidationResult]:
+        """Score `model` (default: the EMA weights) on one split of the data set."""
+        return self.evaluator.evaluate(self.ema.ema if model is None else model, split)
+
+    def _validate_splits(self) -> tuple[dict[str, float], float]:
+        """Metrics of every configured split, and the fitness of 'val' (or the first split)."""
+        metrics: dict[str, float] = {}
+        for split in self.config.val_splits:
+            split_metrics, result = self.validate(split)
+            metrics.update(split_metrics)
+            self._call("on_validation", self, self.epoch, result)
+        first = "val" if "val" in self.config.val_splits else self.config.val_splits[0]
+        prefix = metric_prefix(first)
+        scores = {"mAP50": metrics[f"{prefix}/mAP50"], "mAP50_95": metrics[f"{prefix}/mAP50-95"]}
+        return metrics, fitness(scores)
+
+    # ---------------------------------------------------------------- state
+
+    def set_epochs(self, epochs: int) -> None:
+        """Change the planned length (e.g. extend a finished run); the lr schedule follows."""
+        if epochs < self.epoch:
+            raise InvalidInput(f"train config key 'epochs': {epochs} is below the {self.epoch} epochs already done")
+        self.config = self.config.replace(epochs=epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * self._lr_factor(self.epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-exactly (see state.py for the structure)."""
+        return trainer_state(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore state_dict() output (also after a JSON round trip); fit() then continues."""
+        load_trainer_state(self, state)
+
+    def _call(self, event: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, event, None)
+            if method is not None:
+                method(*args)
+
+
+def _augment_config(config: TrainConfig) -> AugmentConfig:
+    """The data module's augmentation settings, filled from the train config's matching keys."""
+    keys = set(AugmentConfig.model_fields) & set(TrainConfig.model_fields)
+    return AugmentConfig(**{key: getattr(config, key) for key in keys})
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    keys = ("train/box_loss", "train/cls_loss", "metrics/mAP50", "metrics/mAP50-95", "speed/train_img_s")
+    return " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)

@@ -1,0 +1,138 @@
+"""Validation: run a model over a split, keep every image's ground truth and predictions in
+original pixels, and score them. Usable without a Trainer (e.g. `artifactkit val --weights`)."""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from artifactkit.detector.data import DataConfig, YoloDataset, build_dataloader
+from artifactkit.detector.metrics import DetectionMetrics
+from artifactkit.detector.model import YOLO
+from artifactkit.detector.ops import non_max_suppression, scale_boxes, xywh2xyxy
+from artifactkit.errors import InvalidInput
+
+# YOLOv8's settings for mAP: keep nearly every box so the precision/recall curve is complete.
+CONF_THRESHOLD = 0.001
+IOU_THRESHOLD = 0.7
+MAX_DETECTIONS = 300
+
+
+@dataclass
+class ImageResult:
+    """One validation image: ground truth and predictions, both in original image pixels."""
+
+    im_id: str
+    path: str
+    ori_shape: tuple[int, int]  # (h, w)
+    gt_cls: torch.Tensor  # (m,) class indices
+    gt_boxes: torch.Tensor  # (m, 4) xyxy
+    pred: torch.Tensor  # (n, 6) x1, y1, x2, y2, conf, cls
+
+
+@dataclass
+class ValidationResult:
+    split: str
+    names: list[str]
+    metrics: dict[str, float]
+    images: list[ImageResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def metric_prefix(split: str) -> str:
+    """'val' reports under Ultralytics' 'metrics/...' keys; other splits under their own name."""
+    return "metrics" if split == "val" else split
+
+
+def metrics_for_split(split: str, scores: dict[str, float]) -> dict[str, float]:
+    prefix = metric_prefix(split)
+    return {
+        f"{prefix}/precision": float(scores["precision"]),
+        f"{prefix}/recall": float(scores["recall"]),
+        f"{prefix}/mAP50": float(scores["mAP50"]),
+        f"{prefix}/mAP50-95": float(scores["mAP50_95"]),
+    }
+
+
+def fitness(scores: dict[str, float]) -> float:
+    """YOLOv8's model-selection score: mostly mAP50-95, a little mAP50."""
+    return 0.1 * scores["mAP50"] + 0.9 * scores["mAP50_95"]
+
+
+def build_model(state_dict: dict[str, Any], nc: int, scale: str = "n") -> YOLO:
+    """A model ready to evaluate from saved weights (e.g. a checkpoint's "ema" or "model" entry)."""
+    model = YOLO(nc=nc, scale=scale)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def autocast(device: torch.device) -> torch.autocast:
+    # bf16 needs no loss scaling and halves memory traffic on CUDA; CPU stays in float32 so runs
+    # are exact and reproducible there.
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B,3,H,W) -> float in [0, 1] on the device (channels_last suits CUDA convolutions)."""
+    images = images.to(device, non_blocking=True).float().div_(255)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+class Evaluator:
+    """Scores models on the splits of one data set; data loaders are built once per split."""
+
+    def __init__(self, data: DataConfig, imgsz: int, batch: int, workers: int, device: torch.device, cache: bool = False):
+        self.data, self.imgsz, self.batch, self.workers = data, imgsz, batch, workers
+        self.device, self.cache = device, cache
+        self._loaders: dict[str, torch.utils.data.DataLoader] = {}
+
+    def loader(self, split: str) -> torch.utils.data.DataLoader:
+        if split not in self.data.splits:
+            known = ", ".join(sorted(self.data.splits))
+            raise InvalidInput(f"split '{split}' is not in {self.data.root}/data.yaml (known: {known})")
+        if split not in self._loaders:
+            dataset = YoloDataset(self.data.splits[split], self.data.names, imgsz=self.imgsz, augment=False, cache=self.cache)
+            self._loaders[split] = build_dataloader(dataset, self.batch, self.workers, shuffle=False, seed=0)
+        return self._loaders[split]
+
+    @torch.no_grad()
+    def evaluate(self, model: YOLO, split: str = "val") -> tuple[dict[str, float], ValidationResult]:
+        """Metrics (keys as in metrics_for_split) and the per-image result of one split."""
+        start = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        scorer = DetectionMetrics(nc=len(self.data.names), names=list(self.data.names))
+        result = ValidationResult(split=split, names=list(self.data.names), metrics={})
+        for batch in self.loader(split):
+            for image in self._predict_batch(model, batch):
+                scorer.update(image.pred, image.gt_cls, image.gt_boxes)
+                result.images.append(image)
+        model.train(was_training)
+        scores = scorer.compute()
+        result.metrics = metrics_for_split(split, scores)
+        result.seconds = time.perf_counter() - start
+        return result.metrics, result
+
+    def _predict_batch(self, model: YOLO, batch: dict[str, Any]) -> list[ImageResult]:
+        images = to_model_input(batch["img"], self.device)
+        with autocast(self.device):
+            outputs = model(images)
+        decoded = model.decode([o.float() for o in outputs])
+        detections = non_max_suppression(decoded, CONF_THRESHOLD, IOU_THRESHOLD, MAX_DETECTIONS)
+        height, width = images.shape[2:]
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        targets = batch["targets"]
+        results = []
+        for j, det in enumerate(detections):
+            rows = targets[targets[:, 0] == j]
+            ratio_pad, ori_shape = batch["ratio_pad"][j], tuple(batch["ori_shapes"][j])
+            gt_boxes = scale_boxes(xywh2xyxy(rows[:, 2:6] * scale), ratio_pad, ori_shape)
+            pred = det.float().cpu()
+            pred[:, :4] = scale_boxes(pred[:, :4], ratio_pad, ori_shape)
+            results.append(
+                ImageResult(batch["im_ids"][j], batch["paths"][j], ori_shape, rows[:, 1].long(), gt_boxes, pred)
+            )
+        return results
