@@ -6,6 +6,7 @@ from scratch behaves like it (learning-rate schedule and loss gains are tuned to
 """
 
 import math
+import operator
 
 import torch
 from torch import nn
@@ -177,8 +178,13 @@ class YOLO(nn.Module):
         super().__init__()
         if scale not in SCALES:
             raise InvalidInput(f"unknown model scale {scale!r}: expected one of {sorted(SCALES)}")
-        if not isinstance(nc, int) or nc < 1:
+        try:
+            count = operator.index(nc)  # accepts numpy integers too, refuses floats and strings
+        except TypeError:
+            count = 0
+        if count < 1:
             raise InvalidInput(f"number of classes must be a positive integer, got {nc!r}")
+        nc = count
         depth_multiple, width_multiple, max_channels = SCALES[scale]
         widths = [_width(c, width_multiple, max_channels) for c in (64, 128, 256, 512, 1024)]
         self.nc, self.scale, self.reg_max = nc, scale, 16
