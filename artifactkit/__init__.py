@@ -23,8 +23,23 @@ from .transfer import pull, push
 
 __version__ = "0.1.0"
 
+
+def train(store: str | None = None, **options):
+    """Train the detector and record the run in `store`; returns the finished RunRecord.
+    See artifactkit.session.train for the options (data=, epochs=, save_period=, …)."""
+    from .session import train as _train
+
+    return _train(store, **options)
+
+
+def resume(uri: str | None = None, **overrides):
+    """Continue a run (`<store>/runs/<id>`) from its latest checkpoint; returns its RunRecord."""
+    from .session import resume as _resume
+
+    return _resume(uri, **overrides)
+
 __all__ = [
     "AlreadyExists", "ArtifactkitError", "BackendError", "IntegrityError", "InvalidInput",
     "MissingExtra", "NotFound", "LogResult", "Store", "VersionInfo", "gc", "open_store", "pull",
-    "push", "verify", "__version__",
+    "push", "resume", "train", "verify", "__version__",
 ]

@@ -21,6 +21,7 @@ from .uri import run_uri, split_run_uri
 logger = logging.getLogger(__name__)
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller (the CLI) hears about progress
 RESUME_OVERRIDES = ("epochs", "device", "workers", "batch")
+WANDB_RUN = "wandb-artifact://"  # wandb-artifact://<entity>/<project>/<run-id>: resume from W&B alone
 
 
 def _quiet(event: str, details: dict[str, Any]) -> None:
@@ -136,6 +137,10 @@ def resume(
     if bad:
         raise InvalidInput(f"cannot change {', '.join(bad)} on resume (allowed: {', '.join(RESUME_OVERRIDES)})")
     s, run = _find_run(uri, store, storage_options)
+    if uri is not None and uri.startswith(WANDB_RUN) and not trackers:
+        from .backends.wandb import WandbTracker  # a run resumed from W&B keeps logging to that W&B run
+
+        trackers = [WandbTracker()]
     if not s.version_numbers(run.model_artifact):
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
     state = checkpoint.load(s, f"{run.model_artifact}:latest")
@@ -160,6 +165,10 @@ def resume(
 
 
 def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Store, RunRecord]:
+    if uri is not None and uri.startswith(WANDB_RUN):
+        from .backends.wandb import fetch_run  # W&B as the source: rebuilt in a local store first
+
+        return fetch_run(uri, store, storage_options)
     if uri is not None:
         store_uri, run_id = split_run_uri(uri)
         s = open_store(store_uri, storage_options)
@@ -183,7 +192,11 @@ def _run(s, run, dataset, config, state, trackers, report, resumed: bool) -> Run
     callbacks = RunCallbacks(s, run, dataset, fan, report)
     trainer = Trainer(config, callbacks=[callbacks])
     if state is not None:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except RuntimeError as e:  # torch's shape mismatch: the checkpoint is not this model
+            raise InvalidInput(f"{run_uri(s.uri, run.run_id)}: checkpoint does not fit a YOLO-{config.model} "
+                               f"with {trainer.model.nc} classes ({str(e).splitlines()[0]})") from None
         if config.epochs != trainer.config.epochs:
             trainer.set_epochs(config.epochs)
     try:

@@ -1,0 +1,164 @@
+"""Resume from anywhere, with real SIGKILLs: bit-exact continuation, kills during a save,
+S3 into an empty folder on "another machine", and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import artifactkit
+from artifactkit import checkpoint, runs
+from conftest import run_cli
+
+TRAIN = ["--epochs", "2", "--imgsz", "64", "--batch", "4", "--save-period", "1"]
+
+
+@pytest.fixture(scope="module")
+def chess(tmp_path_factory) -> Path:
+    from artifactkit.detector.chess import generate
+
+    return generate(tmp_path_factory.mktemp("data") / "chess", n_train=8, n_val=4, n_heldout=2, imgsz=64).parent
+
+
+def train_until_killed(args: list[str], marker: Path, env: dict | None = None, cwd=None) -> None:
+    """Start `artifactkit train`, SIGKILL it as soon as `marker` (a checkpoint record) exists."""
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "train", *args], cwd=cwd,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"train ended before its first checkpoint: {proc.stderr.read().decode()}")
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError("no checkpoint within 240 s")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def final_weights(store_dir: Path, run_id: str) -> dict:
+    state = checkpoint.load(artifactkit.open_store(str(store_dir)), f"{run_id}-model:latest")
+    return {"model": state["model"], "ema": state["ema"]["model"], "epoch": state["epoch"]}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_killed_and_resumed_run_is_bit_identical(tmp_path, chess, workers):
+    store = tmp_path / "store"
+    common = ["--data", str(chess), *TRAIN, "--workers", str(workers), "--store", str(store)]
+    run_cli("train", *common, "--run-id", "straight")
+    marker = store / "artifacts" / "killed-model" / "versions" / "0.json"
+    train_until_killed([*common, "--run-id", "killed"], marker)
+    proc = run_cli("resume", str(store / "runs" / "killed"), "--json")
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "finished"
+    assert "resuming run killed at epoch 2/2" in proc.stderr
+    a, b = final_weights(store, "straight"), final_weights(store, "killed")
+    assert a["epoch"] == b["epoch"] == 2
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    s = artifactkit.open_store(str(store))
+    epochs = [m["epoch"] for m in runs.read_metrics(s, "killed")]
+    assert epochs == [1, 2]  # metrics continue; nothing logged twice
+    assert artifactkit.verify(s).ok
+
+
+def test_resume_from_s3_on_another_machine(tmp_path, chess, s3_bucket):
+    import shutil
+
+    data = tmp_path / "mine" / "chess"
+    shutil.copytree(chess, data)
+    store = f"{s3_bucket}/ak"
+    run_cli("train", "--data", str(data), *TRAIN, "--workers", "0", "--store", store, "--run-id", "far",
+            "--epochs", "1", env={"ARTIFACTKIT_CACHE_DIR": str(tmp_path / "cache-a")})
+    shutil.rmtree(tmp_path / "mine")  # nothing of the first machine is left but the store
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    proc = run_cli("resume", f"{store}/runs/far", "--epochs", "2", "--json", cwd=elsewhere,
+                   env={"ARTIFACTKIT_CACHE_DIR": str(elsewhere / "cache")})
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["status"], summary["epochs_completed"]) == ("finished", 2)
+
+
+CHILD_SAVE = """
+import os, signal, sys, torch
+import artifactkit
+from artifactkit import checkpoint, runs
+import artifactkit.backends.local as local
+store = artifactkit.open_store(sys.argv[1])
+checkpoint.save(store, "r-model", {"w": torch.zeros(10), "b": torch.ones(3), "epoch": 1})
+point = sys.argv[2]
+real_many, real_write = local.LocalBackend.write_many, local.LocalBackend.write
+def write_many(self, items):
+    real_many(self, items[:1]); os.kill(os.getpid(), signal.SIGKILL)
+def write(self, key, data, *, create_only=False):
+    if key.startswith("artifacts/"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_write(self, key, data, create_only=create_only)
+if point == "between-blobs":
+    local.LocalBackend.write_many = write_many
+else:
+    local.LocalBackend.write = write
+checkpoint.save(store, "r-model", {"w": torch.full((10,), 2.0), "b": torch.full((3,), 5.0), "epoch": 2})
+"""
+
+
+@pytest.mark.parametrize("point", ["between-blobs", "before-record"])
+def test_kill_during_save_keeps_previous_checkpoint(tmp_path, point):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD_SAVE)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "s"), point], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    assert checkpoint.load(store, "r-model:latest")["epoch"] == 1
+    assert artifactkit.verify(store).ok
+
+
+def check_error(proc, *fragments):
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
+
+
+def test_resume_bad_input(tmp_path, chess):
+    store = tmp_path / "s"
+    check_error(run_cli("resume", f"{store}/runs/ghost", check=False), "ghost", "no such run")
+    check_error(run_cli("resume", "not-a-run-uri", check=False), "invalid run URI")
+    run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
+            "--run-id", "done")
+    check_error(run_cli("resume", f"{store}/runs/done", check=False), "finished all 1 epochs", "--epochs")
+    # a run with no checkpoint yet: its record exists, its model artifact does not
+    s = artifactkit.open_store(str(store))
+    record = runs.load_run(s, "done")
+    runs.save_run(s, record.model_copy(update={"run_id": "fresh", "model_artifact": "fresh-model"}))
+    check_error(run_cli("resume", f"{store}/runs/fresh", check=False), "no checkpoint yet")
+    # a corrupted tensor blob
+    ckpt = s.resolve("done-model:latest")
+    entry = next(e for e in s.manifest(ckpt).entries if e.path.startswith("tensors/") and e.size > 1000)
+    blob = store / "objects" / entry.digest[:2] / entry.digest[2:]
+    blob.write_bytes(b"\0" * entry.size)
+    check_error(run_cli("resume", f"{store}/runs/done", "--epochs", "2", check=False), "corrupt")
+
+
+def test_checkpoint_of_another_scale_is_refused(tmp_path, chess):
+    store = tmp_path / "s"
+    run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
+            "--run-id", "small")
+    s = artifactkit.open_store(str(store))
+    state = checkpoint.load(s, "small-model:latest")
+    state["config"]["model"] = "s"  # the weights are n's; the record claims s
+    checkpoint.save(s, "small-model", state)
+    check_error(run_cli("val", "--weights", f"{store}/runs/small", "--data", str(chess), "--imgsz", "64", check=False),
+                "do not fit a YOLO-s")
+    check_error(run_cli("resume", f"{store}/runs/small", "--epochs", "2", check=False), "small")
