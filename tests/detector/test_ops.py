@@ -79,6 +79,15 @@ def test_nms_keeps_overlapping_boxes_of_different_classes():
     assert len(agnostic) == 1
 
 
+def test_nms_multi_label_keeps_each_class_above_threshold_for_one_box():
+    pred = _prediction([(0, 0, 10, 10, 0, 0.9)])
+    pred[0, 0, 4 + 2] = 0.4  # same box, second class
+    (multi,) = non_max_suppression(pred, conf_thres=0.1)
+    assert sorted(multi[:, 5].tolist()) == [0.0, 2.0]
+    (best_only,) = non_max_suppression(pred, conf_thres=0.1, multi_label=False)
+    assert best_only[:, 4:].tolist() == [pytest.approx([0.9, 0.0])]
+
+
 def test_nms_respects_conf_thres_and_max_det():
     rows = [(i * 20, 0, i * 20 + 10, 10, 0, 0.05 + i * 0.01) for i in range(50)]
     (kept,) = non_max_suppression(_prediction(rows), conf_thres=0.3, iou_thres=0.5, max_det=5)
