@@ -37,6 +37,9 @@ class RunCallbacks:
         self.monitor = SystemMonitor()
         self.saved_epoch = -1
 
+    def on_train_start(self, trainer) -> None:
+        self.report("train_start", {"epoch": trainer.epoch, "epochs": trainer.config.epochs})
+
     def on_validation(self, trainer, epoch: int, result) -> None:
         cfg = trainer.config
         if result.split != "val" or not cfg.bbox_interval:
