@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     app.command("runs")(runs)
     app.command("val")(val)
     app.command("export")(export)
+    app.command("demo")(demo)
 
 
 def demo_data(
@@ -196,3 +197,16 @@ def export(
 
     info = scoring.export_weights(uri, out, store=store, storage_options=parse_storage_options(storage_option))
     emit(json_out, info, f"wrote {out} ({info['tensors']} tensors from {info['checkpoint']})")
+
+
+def demo(
+    dir: Annotated[Path, typer.Option("--dir", help="Where the demo writes its dataset, store and report")] = Path("artifactkit-demo"),
+    tiny: Annotated[bool, typer.Option(help="The smallest version (for tests)")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate data, log it twice, train, crash, resume, verify and report: the whole story in one go."""
+    from artifactkit.demo import run
+
+    say = (lambda line: print(line, file=sys.stderr)) if json_out else print
+    summary = run(dir, tiny=tiny, say=say)
+    emit(json_out, summary, f"\ndemo finished in {dir}")
