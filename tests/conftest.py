@@ -23,6 +23,13 @@ def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
+def _quiet_moto() -> None:
+    """moto's server logs every request through werkzeug; failures are what a reader needs."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,6 +42,7 @@ def s3_server():
     pytest.importorskip("moto.server")
     from moto.server import ThreadedMotoServer
 
+    _quiet_moto()
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -54,6 +62,7 @@ class MotoServer:
     def start(self) -> "MotoServer":
         from moto.server import ThreadedMotoServer
 
+        _quiet_moto()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         return self
