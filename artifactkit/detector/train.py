@@ -74,9 +74,8 @@ class Trainer:
         self.train_loader = build_dataloader(self.train_set, config.batch, config.workers, shuffle=True, seed=config.seed)
         self.evaluator = Evaluator(self.data, config.imgsz, config.batch * 2, config.workers, self.device, config.cache)
         seed_everything(config.seed)  # right before init: the weights depend on nothing else
-        self.model = YOLO(nc=len(self.data.names), scale=config.model).to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # channels_last: oneDNN (CPU) and cuDNN (CUDA) both run it without per-layer reorders.
+        self.model = YOLO(nc=len(self.data.names), scale=config.model).to(self.device, memory_format=torch.channels_last)
         self.loss = DetectionLoss(self.model)
         self.ema = optim.ModelEMA(self.model)
         self.choice = optim.choose_optimizer(config, len(self.data.names), len(self.train_set))

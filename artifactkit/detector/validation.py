@@ -74,11 +74,8 @@ def autocast(device: torch.device) -> torch.autocast:
 
 
 def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (B,3,H,W) -> float in [0, 1] on the device (channels_last suits CUDA convolutions)."""
-    images = images.to(device, non_blocking=True).float().div_(255)
-    if device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
+    """uint8 (B,3,H,W) -> float in [0, 1] on the device (the model adopts its weights' layout)."""
+    return images.to(device, non_blocking=True).float().div_(255)
 
 
 class Evaluator:

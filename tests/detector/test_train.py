@@ -222,10 +222,19 @@ def chess_data(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("chess"), n_train=16, n_val=8, n_heldout=8, imgsz=IMGSZ)
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    # Trainer(threads=...) sets the process-wide count; other test files must not inherit it.
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(data, **changes):
     # batch 4 over 16 images: 4 iterations an epoch, and warm-up ramps accumulation from 1 to 2
-    # within the first epochs, so a resume must restore the accumulation phase too.
-    values = dict(data=str(data), imgsz=IMGSZ, batch=4, epochs=3, workers=0, threads=2, seed=3)
+    # within the first epochs, so a resume must restore the accumulation phase too. One thread:
+    # tiny tensors gain nothing from more, and on a busy machine OpenMP barriers stall.
+    values = dict(data=str(data), imgsz=IMGSZ, batch=4, epochs=3, workers=0, threads=1, seed=3)
     return TrainConfig(**{**values, **changes})
 
 
