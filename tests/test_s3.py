@@ -244,6 +244,7 @@ def test_a_server_that_ignores_if_none_match_is_reported_not_raced(s3_bucket):
     s = ignoring(f"{s3_bucket}/lax")
     with pytest.raises(BackendError, match="does not enforce conditional writes.*single_writer=true"):
         s.log_files({"a.txt": b"a"}, name="d")
+    assert list(s.backend.list("objects/")) == []  # refused before the first blob went out
     s = ignoring(f"{s3_bucket}/lax", single_writer="true")  # the user vouches: one writer only
     assert s.log_files({"a.txt": b"a"}, name="d").record.version == 0
     assert not s.backend.capabilities.atomic_create

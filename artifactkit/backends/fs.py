@@ -172,7 +172,8 @@ class FsspecBackend:
             raise self._fail(e, key, "write") from e
 
     def _before_write(self) -> None:
-        """Hook: a check to run once before this store is first written to."""
+        """Refuse any write, before the first blob goes out, where a version could be lost."""
+        self._exclusive_create()
 
     def _exclusive_create(self) -> bool:
         """True where create_only is exclusive across processes; False (or an error) otherwise."""

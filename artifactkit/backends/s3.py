@@ -88,10 +88,6 @@ class S3Backend(FsspecBackend):
         return redact(self._endpoint, self._secrets) if self._endpoint else "the default AWS endpoint"
 
     # -- conditional PUT --------------------------------------------------------------------
-    def _before_write(self) -> None:
-        if self._conditional is None:
-            self._conditional = self._probe_conditional_put()
-            self.capabilities = Capabilities(atomic_create=self._conditional, atomic_replace=True)
 
     def _probe_conditional_put(self) -> bool:
         """Does the server refuse a create-only PUT of an existing key? The marker stays, so from
@@ -108,7 +104,9 @@ class S3Backend(FsspecBackend):
         return False
 
     def _exclusive_create(self) -> bool:
-        self._before_write()
+        if self._conditional is None:
+            self._conditional = self._probe_conditional_put()
+            self.capabilities = Capabilities(atomic_create=self._conditional, atomic_replace=True)
         if self._conditional or self.single_writer:
             return bool(self._conditional)
         raise BackendError(
