@@ -87,11 +87,16 @@ def push(
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Copy versions to another store, sending only the blobs it lacks."""
+    """Copy versions to another store, sending only the blobs it lacks (or mirror them to W&B: --to wandb://ENTITY/PROJECT)."""
     from artifactkit.transfer import push as do_push
 
     src = open_store(store, storage_option)
-    result = do_push(src, ref, open_store(to, storage_option))
+    if to.startswith("wandb://"):  # W&B is a mirror, not a store: its backend maps versions to artifacts
+        from artifactkit.backends.wandb import push_to_wandb
+
+        result = push_to_wandb(src, ref, to)
+    else:
+        result = do_push(src, ref, open_store(to, storage_option))
     emit(json_out, result.summary(),
          f"{ref} -> {to}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
