@@ -1,0 +1,106 @@
+"""What a report shows of a run, read from the store: the run record, its per-epoch metrics
+and its evaluation tables (one version of `<run-id>-evaluation` per bbox-interval epoch),
+made compact for the page: the images and their ground truth once per run, and per epoch only
+what changes (predictions, average confidence, TP/FP/FN)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import InvalidInput
+from ..runs import load_run, read_metrics
+from ..store import Store
+from ..uri import run_uri
+from .images import ImageBank
+
+TABLE = "table.json"
+CONFIG_KEYS = ("model", "epochs", "batch", "imgsz", "optimizer", "seed", "bbox_interval", "device")
+
+
+def load_run_data(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any]:
+    record = load_run(store, run_id)
+    history = []
+    for obj in read_metrics(store, run_id):
+        values = {**obj.get("metrics", {}), **obj.get("system", {})}
+        history.append({"epoch": obj.get("epoch"), "m": {k: v for k, v in values.items() if _number(v) and k != "epoch"}})
+    history.sort(key=lambda h: h["epoch"])
+    return {
+        "id": record.run_id,
+        "uri": run_uri(store.uri, record.run_id),
+        "status": record.status,
+        "dataset": record.dataset,
+        "epochs_completed": record.epochs_completed,
+        "total_epochs": record.total_epochs,
+        "best": record.best_metrics,
+        "config": {k: record.config[k] for k in CONFIG_KEYS if k in record.config},
+        "created": record.created,
+        "history": history,
+        "eval": load_evaluation(store, run_id, bank),
+    }
+
+
+def evaluation_tables(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
+    """epoch -> table; where an epoch was logged twice (a resumed run repeating it), the later
+    version wins, as its epoch-E alias says."""
+    name = f"{run_id}-evaluation"
+    tables: dict[int, dict[str, Any]] = {}
+    for number in store.version_numbers(name):
+        record = store.record(name, number)
+        entries = {e.path: e for e in store.manifest(record).entries}
+        where = f"{store.uri}: {name}:{record.label}"
+        if TABLE not in entries:
+            raise InvalidInput(f"{where} has no {TABLE}")
+        try:
+            table = json.loads(store.read_blob(entries[TABLE].digest))
+            epoch = int(table.get("epoch", record.metadata.get("epoch")))
+            table["rows"]
+        except (ValueError, TypeError, KeyError) as e:
+            raise InvalidInput(f"{where}: {TABLE} is not an evaluation table ({e})") from None
+        tables[epoch] = table
+    return dict(sorted(tables.items()))
+
+
+def load_evaluation(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any] | None:
+    tables = evaluation_tables(store, run_id)
+    if not tables:
+        return None
+    last = tables[max(tables)]
+    debugger = set(last.get("debugger", []))
+    images, index = [], {}
+    for row in last["rows"]:  # the newest table's order: the debugger's images first
+        index[row["im_id"]] = len(images)
+        key = bank.want(store, row.get("image"), large=row["im_id"] in debugger)
+        h, w = row.get("shape") or [0, 0]
+        images.append({"id": row["im_id"], "path": row.get("path"), "key": key, "w": w, "h": h,
+                       "gt": [_box(g) for g in row.get("gt", [])]})
+    epochs = {}
+    for epoch, table in tables.items():
+        rows: list[Any] = [None] * len(images)
+        for row in table["rows"]:
+            i = index.get(row["im_id"])
+            if i is not None:
+                rows[i] = [row.get("avg_conf", 0.0), row.get("tp", 0), row.get("fp", 0), row.get("fn", 0),
+                           [_box(p) for p in row.get("pred", [])]]
+        epochs[str(epoch)] = {"rows": rows, "metrics": {k: v for k, v in table.get("metrics", {}).items() if _number(v)}}
+    return {
+        "split": last.get("split", "val"),
+        "names": last.get("names", []),
+        "min_conf": last.get("min_conf", 0.0),
+        "debugger": [index[i] for i in last.get("debugger", []) if i in index],
+        "images": images,
+        "epochs": epochs,
+    }
+
+
+def _box(values: list[float]) -> list[float]:
+    """[cls, x1, y1, x2, y2(, conf)]: whole pixels are plenty on a thumbnail, and keep the
+    page small; the confidence keeps three decimals for the threshold slider."""
+    out: list[float] = [int(values[0]), *(round(v) for v in values[1:5])]
+    if len(values) > 5:
+        out.append(round(values[5], 3))
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
