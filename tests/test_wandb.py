@@ -329,6 +329,18 @@ def test_missing_wandb_names_the_extra(monkeypatch):
         WandbTracker()
 
 
+def test_wandb_uris_without_credentials_or_well_formed_parts_are_one_line_errors(offline, tmp_path):
+    proc = ak("resume", "wandb-artifact://me/chess-demo/r1", env=offline, check=False)
+    assert proc.returncode == 1 and "needs the W&B server" in proc.stderr and "wandb login" in proc.stderr
+    proc = ak("resume", "wandb-artifact://me/r1", env=offline, check=False)
+    assert proc.returncode == 1 and "expected wandb-artifact://<entity>/<project>/<run-id>" in proc.stderr
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("a")
+    ak("log-dataset", str(tmp_path / "d"), "--store", str(tmp_path / "s"), env=offline)
+    proc = ak("push", "d", "--store", str(tmp_path / "s"), "--to", "wandb://a/b/c", env=offline, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "expected wandb://<entity>/<project>" in proc.stderr
+
+
 # -- push --to wandb:// --------------------------------------------------------------------------
 def test_push_mirrors_every_version_as_a_dataset_artifact(offline, tmp_path):
     data = demo_data(tmp_path / "chess", offline)
