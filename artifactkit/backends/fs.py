@@ -6,6 +6,7 @@ gcsfs, adlfs) bulk reads and writes are one batch of concurrent requests, not a 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -16,6 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from ..errors import AlreadyExists, BackendError, InvalidInput, NotFound, missing_extra
 from .base import Capabilities, ObjectInfo, Source
 
+logger = logging.getLogger(__name__)
 _EXTRAS = {"s3": "s3", "s3a": "s3"}
 S3_PROTOCOLS = ("s3", "s3a")
 # Storage options that configure artifactkit rather than the filesystem (never passed to fsspec).
@@ -86,6 +88,8 @@ class FsspecBackend:
         # so paths it returns from listings map back to keys by slicing.
         self.root = self.fs._strip_protocol(self.uri).rstrip("/")
         self.capabilities = Capabilities(atomic_create=protocol == "memory", atomic_replace=True)
+        if getattr(self.fs, "async_impl", False):
+            _quiet_orphaned_connection_errors(self.fs.loop)
 
     def _make_fs(self, cls, options: dict[str, Any]):
         try:
@@ -139,9 +143,13 @@ class FsspecBackend:
             for key in keys:
                 yield key, self.read(key)
             return
-        results = self._gather([self.fs._cat_file(self._path(k), **self._cat_kwargs()) for k in keys])
-        self._raise_first(keys, results, "read")
-        yield from zip(keys, results)
+        # In slices, so a caller handing over a whole store (verify) holds one slice in memory;
+        # callers that know sizes (transfer, ingest) pass batches of bounded bytes anyway.
+        for i in range(0, len(keys), _CONCURRENCY):
+            part = keys[i : i + _CONCURRENCY]
+            results = self._gather([self.fs._cat_file(self._path(k), **self._cat_kwargs()) for k in part])
+            self._raise_first(part, results, "read")
+            yield from zip(part, results)
 
     def _cat_kwargs(self) -> dict[str, Any]:
         return {}
@@ -249,6 +257,27 @@ class FsspecBackend:
 
     def sync(self) -> None:
         """Object stores acknowledge a PUT only once it is durable: nothing to do."""
+
+
+def _quiet_orphaned_connection_errors(loop) -> None:
+    """aiohttp sends each request body from a task of its own. When the server goes away mid-
+    request, the request fails (and the backend reports it, naming the key), but that task's copy
+    of the same connection error is never retrieved, so asyncio prints it with a traceback when the
+    process exits. On fsspec's private I/O loop only, those go to the debug log; anything else
+    still reaches asyncio's default handler."""
+    if loop.get_exception_handler() is not None:
+        return
+
+    def handler(loop, context: dict) -> None:
+        exc = context.get("exception")
+        connection = isinstance(exc, ConnectionError) or any(
+            c.__name__ == "ClientConnectionError" for c in type(exc).__mro__)  # aiohttp's, not imported here
+        if connection or str(context.get("message", "")).startswith("Unclosed"):
+            logger.debug("after a failed request: %s: %r", context.get("message"), exc)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _mtime(info: dict) -> float | None:
