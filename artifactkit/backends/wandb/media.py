@@ -142,6 +142,9 @@ def dataset_tables(wandb: Any, root: Path, yaml_rel: str, digests: Mapping[str, 
             image = wandb.Image(str(root / rel), boxes={"ground_truth": yolo_boxes(labels, names)},
                                 classes=classes(wandb, names))
             table.add_data(posixpath.splitext(posixpath.basename(rel))[0], rel, digests[rel], image, present, len(labels))
+            # wandb.Image decodes the file and keeps it; it re-reads the file if it ever needs the
+            # pixels again, so drop them: a large dataset would otherwise sit decoded in memory.
+            getattr(image, "_free_ram", lambda: None)()
         if len(table.data):
             tables[split] = table
     return tables

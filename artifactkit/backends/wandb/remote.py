@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError, InvalidInput, NotFound
+from ...errors import InvalidInput, NotFound
 from ...hashing import cache_dir
 from ...manifest import VersionRecord, parse_record
 from ...runs import RunRecord, load_run, save_run
 from ...store import Store, open_store
 from ...uri import parse_ref
 from . import media, mirror
-from .sdk import choose_mode, credentials_found, load, parse_mirror_uri, parse_run_uri, sync_command
+from .sdk import choose_mode, credentials_found, load, parse_mirror_uri, parse_run_uri, sdk_errors, sync_command
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +52,15 @@ def push_to_wandb(src: Store, ref: str, target: str) -> WandbPushResult:
     wandb = load()
     mode, chose_offline = choose_mode()
     start = time.perf_counter()
-    run = wandb.init(project=project, entity=entity, job_type="artifactkit-push", mode=mode,
-                     settings=wandb.Settings(reinit="create_new"))
-    try:
-        for record in records:
-            run.log_artifact(_push_artifact(wandb, src, record), aliases=mirror.wandb_aliases(src, record))
-        offline, run_id, sync_dir, url = run.offline, run.id, run.settings.sync_dir, None if run.offline else run.url
-    finally:
-        run.finish()
+    with sdk_errors(f"push {ref} to {target} failed"):
+        run = wandb.init(project=project, entity=entity, job_type="artifactkit-push", mode=mode,
+                         settings=wandb.Settings(reinit="create_new"))
+        try:
+            for record in records:
+                run.log_artifact(_push_artifact(wandb, src, record), aliases=mirror.wandb_aliases(src, record))
+            offline, run_id, sync_dir, url = run.offline, run.id, run.settings.sync_dir, None if run.offline else run.url
+        finally:
+            run.finish()
     sync = sync_command(sync_dir, run_id) if offline else None
     if chose_offline:
         logger.warning("wandb: no W&B API key or login found, so the push was recorded offline; to upload it: %s", sync)
@@ -125,7 +126,7 @@ def fetch_run(uri: str, store: str | None = None, storage_options: dict[str, Any
         raise InvalidInput(f"{uri}: resuming from W&B needs the W&B server: `wandb login` or set WANDB_API_KEY "
                            "(or resume from the store: artifactkit resume <store>/runs/<run-id>)")
     dst = open_store(store, storage_options) if store else cache_store(entity, project)
-    try:
+    with sdk_errors(f"{uri}: cannot fetch the run from W&B"):
         api = wandb.Api()
         model = api.artifact(f"{entity}/{project}/{run_id}-model:latest", type="model")
         with tempfile.TemporaryDirectory(prefix="artifactkit-wandb-") as tmp:
@@ -133,10 +134,6 @@ def fetch_run(uri: str, store: str | None = None, storage_options: dict[str, Any
             mirror.import_version(folder, dst, aliases=list(model.aliases))
             run = parse_record(RunRecord, (folder / mirror.RUN_FILE).read_bytes(), f"{uri} {mirror.RUN_FILE}")
             _fetch_dataset(api, entity, project, run, model.metadata, dst, Path(tmp) / "dataset")
-    except (InvalidInput, NotFound, BackendError):
-        raise
-    except Exception as e:  # the SDK's errors (no such artifact, network, auth) as one line
-        raise BackendError(f"{uri}: cannot fetch the run from W&B ({type(e).__name__}: {e})") from None
     run = run.with_(status="running", trackers={**run.trackers, "wandb": {
         "id": run_id, "project": project, "entity": entity, "mode": "online"}})
     return dst, _newer_of(dst, run)

@@ -6,12 +6,13 @@ API keys are only ever tested for presence here: never returned, logged or store
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
-from typing import Any
+from typing import Any, Iterator
 
-from ...errors import InvalidInput, missing_extra
+from ...errors import ArtifactkitError, BackendError, InvalidInput, missing_extra
 
 RUN_SCHEME = "wandb-artifact://"  # a run on W&B: wandb-artifact://<entity>/<project>/<run-id>
 MIRROR_SCHEME = "wandb://"  # a mirror target: wandb://<entity>/<project>
@@ -93,3 +94,20 @@ def parse_mirror_uri(uri: str) -> tuple[str | None, str]:
     if len(parts) not in (1, 2) or not all(_PART.match(p) for p in parts):
         raise InvalidInput(f"invalid W&B target {uri!r}: expected wandb://<entity>/<project>")
     return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def scrub(text: str) -> str:
+    """Never let a key reach a message, whatever an SDK error chose to quote."""
+    key = os.environ.get("WANDB_API_KEY")
+    return text.replace(key, "***") if key else text
+
+
+@contextlib.contextmanager
+def sdk_errors(what: str) -> Iterator[None]:
+    """wandb's own exceptions (network, auth, usage) as one BackendError line naming `what`."""
+    try:
+        yield
+    except ArtifactkitError:
+        raise
+    except Exception as e:  # the SDK boundary: any of its errors becomes our one-line error
+        raise BackendError(f"{what} ({scrub(f'{type(e).__name__}: {e}')})") from None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import shutil
 import tempfile
 import threading
@@ -33,7 +32,7 @@ from ...errors import BackendError
 from ...manifest import to_json
 from ...runs import read_metrics
 from . import media, mirror
-from .sdk import choose_mode, default_project, load, sync_command
+from .sdk import choose_mode, default_project, load, scrub, sync_command
 
 DEBUGGER_KEY = "bbox_debugger"
 logger = logging.getLogger(__name__)
@@ -74,11 +73,12 @@ class WandbTracker:
                 settings=self.wandb.Settings(reinit="create_new"),  # never finish or hijack a run the caller has open
             )
             self.wb.config.update(run.config, allow_val_change=True)  # a resume may extend epochs
-            offline = self.wb.offline
-            self._first_step = self.wb.step if resumed and not offline else 0
+            mode_now = self.wb.settings.mode if self.wb.settings.mode in ("offline", "disabled") else "online"
+            online = mode_now == "online"
+            self._first_step = self.wb.step if resumed and online else 0
             self._best = run.best_fitness if run.best_fitness is not None else -math.inf
-            self.info = {"id": self.wb.id, "project": self.wb.project, "entity": (None if offline else self.wb.entity) or None,
-                         "mode": "offline" if offline else "online"}
+            self.info = {"id": self.wb.id, "project": self.wb.project, "entity": (self.wb.entity if online else None) or None,
+                         "mode": mode_now}
             if chose_offline:
                 logger.warning("wandb: no W&B API key or login found, so run %s is recorded offline in %s; "
                                "to upload it later: %s", run.run_id, self.wb.settings.sync_dir,
@@ -108,7 +108,7 @@ class WandbTracker:
         if record is None:
             return
         self.log_checkpoint(record, [a for a, v in store.aliases(record.name).items() if v == record.version], record.metadata)
-        if self.wb.offline:
+        if self.info.get("mode") != "online":
             return  # the earlier offline folder's contents are unknown here; `wandb sync` orders the two
         done = int(record.metadata.get("epochs_trained", 0))
         with self._mirroring("metrics of the epochs before the interruption not mirrored to W&B"), self._lock:
@@ -178,7 +178,7 @@ class WandbTracker:
         try:
             yield
         except Exception as e:  # the tracker boundary: whatever wandb raises, say what it cost
-            detail = _scrub(f"{type(e).__name__}: {e}")
+            detail = scrub(f"{type(e).__name__}: {e}")
             raise BackendError(f"{what} ({detail})" + (f"; {consequence}" if consequence else "")) from None
 
     def _image_file(self, row: dict[str, Any], read_image: Callable[[str], bytes]) -> str:
@@ -200,7 +200,7 @@ class WandbTracker:
         if split in self._references:
             return self._references[split]
         self._references[split] = {}
-        if self.wb.offline or self.dataset_record is None:
+        if self.info.get("mode") != "online" or self.dataset_record is None:
             return {}
         try:
             found = self._dataset_on_wandb()
@@ -210,7 +210,7 @@ class WandbTracker:
         except Exception as e:  # the documented fallback: debugger rows only, say why once
             logger.warning("wandb: evaluation tables hold images for the debugger rows only: the %s table of dataset %s "
                            "is not on W&B (%s); log it with --upload-dataset or `artifactkit push`",
-                           split, self.dataset_record.name, _scrub(f"{type(e).__name__}: {e}"))
+                           split, self.dataset_record.name, scrub(f"{type(e).__name__}: {e}"))
         return self._references[split]
 
     def _dataset_on_wandb(self) -> Any:
@@ -219,9 +219,3 @@ class WandbTracker:
         from .remote import find_version
 
         return find_version(self.wandb.Api(), self.wb.entity, self.wb.project, self.dataset_record)
-
-
-def _scrub(text: str) -> str:
-    """Never let a key reach a message, whatever an SDK error chose to quote."""
-    key = os.environ.get("WANDB_API_KEY")
-    return text.replace(key, "***") if key else text
