@@ -339,6 +339,10 @@ def test_wandb_uris_without_credentials_or_well_formed_parts_are_one_line_errors
     ak("log-dataset", str(tmp_path / "d"), "--store", str(tmp_path / "s"), env=offline)
     proc = ak("push", "d", "--store", str(tmp_path / "s"), "--to", "wandb://a/b/c", env=offline, check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "expected wandb://<entity>/<project>" in proc.stderr
+    unreachable = {**offline, "WANDB_MODE": "online", "WANDB_API_KEY": FAKE_KEY, "WANDB_INIT_TIMEOUT": "3"}
+    proc = ak("push", "d", "--store", str(tmp_path / "s"), "--to", "wandb://a/b", env=unreachable, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: push d to wandb://a/b failed (")
+    assert FAKE_KEY not in proc.stdout + proc.stderr
 
 
 # -- push --to wandb:// --------------------------------------------------------------------------
