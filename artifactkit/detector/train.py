@@ -117,7 +117,8 @@ class Trainer:
             logger.info("epoch %d/%d %s", self.epoch, self.config.epochs, _summary(self.metrics))
             self._call("on_epoch_end", self, self.epoch, self.metrics)
         if not self.metrics:  # nothing left to train (e.g. a finished run loaded): report as it is
-            self.metrics, _ = self._validate_splits()
+            val_metrics, score = self._validate_splits()
+            self.metrics = {"epoch": self.epoch, **val_metrics, "fitness": score}
         self._call("on_train_end", self, self.metrics)
         return self.metrics
 

@@ -387,3 +387,35 @@ def test_resume_in_a_fresh_process_is_bit_exact(chess_data, tmp_path, workers):
     resumed = torch.load(tmp_path / "final.pt", weights_only=True)
     assert (resumed["step"], resumed["updates"]) == (trainer.step, trainer.ema.updates)
     assert_same_tensors({k: resumed[k] for k in ("model", "ema", "optimizer")}, weights_of(trainer))
+
+
+def test_extend_a_finished_run_and_evaluate_saved_weights(chess_data):
+    from artifactkit.detector.train import Trainer
+    from artifactkit.detector.validation import Evaluator, build_model
+
+    first = Trainer(tiny_config(chess_data, epochs=1))
+    first.fit()
+    state = json_round_trip(first.state_dict())
+
+    # `val --weights`: a model from saved weights, scored without a Trainer, as the trainer does
+    model = build_model(state["ema"]["model"], nc=len(first.data.names), scale="n")
+    evaluator = Evaluator(first.data, imgsz=IMGSZ, batch=8, workers=0, device=torch.device("cpu"))
+    metrics, result = evaluator.evaluate(model, "val-heldout")
+    assert metrics == first.validate("val-heldout")[0] and len(result.images) == 8
+
+    resumed = Trainer(TrainConfig(**state["config"]))
+    resumed.load_state_dict(state)
+    assert resumed.fit()["epoch"] == 1  # nothing left to train: reports the loaded weights as they are
+    resumed.set_epochs(2)
+    assert resumed.fit()["epoch"] == 2 and resumed.config.epochs == 2
+    with pytest.raises(InvalidInput, match="'epochs'"):
+        resumed.set_epochs(1)
+
+
+def test_unknown_validation_split_is_named(chess_data):
+    from artifactkit.detector.train import Trainer
+
+    with pytest.raises(InvalidInput, match="'val_splits'.*'test'"):
+        Trainer(tiny_config(chess_data, val_splits=["val", "test"]))
+    with pytest.raises(InvalidInput, match="lacks"):
+        Trainer(tiny_config(chess_data)).load_state_dict({"model": {}})
