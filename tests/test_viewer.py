@@ -163,7 +163,7 @@ def open_page(browser):
         page.on("console", lambda m: page.akErrors.append(m.text) if m.type == "error" else None)
         page.on("request", lambda r: page.akRequests.append(r.url))
         page.goto(path.as_uri())
-        page.wait_for_function("window.akReady !== undefined")
+        page.wait_for_selector("html[data-ready]", state="attached")
         if tab:
             page.click(f"#tab-{tab}")
         pages.append(page)

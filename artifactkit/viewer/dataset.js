@@ -49,7 +49,7 @@ AK.views.dataset = {
       if (first) first.open = true;  // one group filled in, so the browser shows pictures at once
     };
     draw();
-    AK.on((what) => { if (what === "classes" || what === "boxes") AK.redrawAll(body); });
+    AK.onView(root, (what) => { if (what === "classes" || what === "boxes") AK.redrawAll(body); });
   },
 };
 

@@ -91,7 +91,7 @@ AK.views.debugger = {
         " · dashed: ground truth, solid: predictions. Click an image to enlarge it with labels."), grid);
     };
     draw();
-    AK.on(function (what) {
+    AK.onView(root, function (what) {
       if (what === "run" || what === "epoch") draw();
       else { AK.redrawAll(root); root.querySelectorAll(".card").forEach(AK.updateCaption); }
     });

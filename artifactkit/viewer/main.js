@@ -18,7 +18,7 @@ AK.show = function (name) {
   for (const sec of views.querySelectorAll("section.view")) sec.hidden = sec.dataset.tab !== name;
   const view = AK.views[name];
   const root = views.querySelector('section.view[data-tab="' + name + '"]');
-  if (!view.shown) { view.shown = true; view.render(root); }
+  if (!view.shown) { view.shown = true; view.render(root); } else if (root.akFlush) root.akFlush();
   const controls = document.getElementById("controls");
   controls.hidden = name === "metrics";
   controls.classList.toggle("classes-only", name === "dataset");

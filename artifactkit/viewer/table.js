@@ -71,7 +71,7 @@ AK.views.table = {
         AK.el("table", { id: "eval-table", class: "data" }, AK.el("thead", null, head), tbody), pager);
     };
     draw();
-    AK.on((what) => { if (what === "run") fillClasses(); draw(); });
+    AK.onView(root, (what) => { if (what === "run") fillClasses(); draw(); });
   },
 };
 

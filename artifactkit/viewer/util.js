@@ -96,6 +96,19 @@ AK.on = (fn) => AK.listeners.push(fn);
 AK.emit = function (what) {
   for (const fn of AK.listeners) fn(what);
 };
+// A view's listener: runs now when the view is on screen, else once when it is next shown, so a
+// slider move redraws only what a person sees.
+AK.onView = function (root, fn) {
+  AK.on(function (what) {
+    if (!root.hidden) fn(what);
+    else (root.akPending = root.akPending || new Set()).add(what);
+  });
+  root.akFlush = function () {
+    const pending = root.akPending;
+    root.akPending = null;
+    if (pending) for (const what of pending) fn(what);
+  };
+};
 
 AK.tooltip = function (x, y, content) {
   const tip = document.getElementById("tooltip");
