@@ -99,6 +99,21 @@ def test_dataset_only_report_and_sampling(world, tmp_path):
     assert ds["names"][0] == "white-king" and all(it["boxes"] for it in ds["items"])
 
 
+def test_a_repeated_epoch_shows_its_latest_table(world, tmp_path):
+    """A resumed run that validates epoch 2 again logs a second version: the report shows it."""
+    store = world["store"]
+    synthesize_run(store, "chess:v0", "again", epochs=2)
+    entry = store.manifest(store.resolve("again-evaluation:epoch-2")).entries[0]
+    table = json.loads(store.read_blob(entry.digest))
+    table["rows"][0]["avg_conf"] = 0.4242
+    store.log_files({"table.json": json.dumps(table).encode()}, name="again-evaluation", type="evaluation",
+                    aliases=("epoch-2",), metadata={"epoch": 2}, run_id="again", dedup_latest=False)
+    report = build_report(runs=[f"{store.uri}/runs/again"], out=tmp_path / "r.html", include_dataset=False)
+    ev = report_data(report.path)["runs"][0]["eval"]
+    assert sorted(ev["epochs"]) == ["1", "2"] and ev["epochs"]["2"]["rows"][0][0] == 0.4242
+    assert report.dataset is None and report.images == 20
+
+
 def test_errors_name_what_is_at_fault(world, tmp_path):
     store = world["store"]
     with pytest.raises(NotFound, match=re.escape(f"{store.uri}/runs/ghost")):

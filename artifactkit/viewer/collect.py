@@ -23,7 +23,7 @@ def load_run_data(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any]:
     history = []
     for obj in read_metrics(store, run_id):
         values = {**obj.get("metrics", {}), **obj.get("system", {})}
-        history.append({"epoch": obj.get("epoch"), "m": {k: v for k, v in values.items() if _number(v) and k != "epoch"}})
+        history.append({"epoch": int(obj.get("epoch", len(history) + 1)), "m": {k: v for k, v in values.items() if _number(v) and k != "epoch"}})
     history.sort(key=lambda h: h["epoch"])
     return {
         "id": record.run_id,
@@ -32,7 +32,7 @@ def load_run_data(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any]:
         "dataset": record.dataset,
         "epochs_completed": record.epochs_completed,
         "total_epochs": record.total_epochs,
-        "best": record.best_metrics,
+        "best": {k: v for k, v in record.best_metrics.items() if _number(v)},  # NaN is not JSON
         "config": {k: record.config[k] for k in CONFIG_KEYS if k in record.config},
         "created": record.created,
         "history": history,
