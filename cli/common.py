@@ -21,10 +21,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as 
 
 def parse_storage_options(pairs: list[str] | None) -> dict[str, object]:
     out: dict[str, object] = {}
-    for pair in pairs or []:
+    for n, pair in enumerate(pairs or [], 1):
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise InvalidInput(f"invalid --storage-option {pair!r}: expected key=value")
+            # never echo the text: a forgotten '=' may leave a secret in it
+            raise InvalidInput(f"invalid --storage-option number {n}: expected key=value")
         out[key] = _coerce(value)
     return out
 
