@@ -121,7 +121,7 @@ def train(
 
 
 def resume(
-    uri: Annotated[str, typer.Argument(help="<store>/runs/<run-id>")],
+    uri: Annotated[str, typer.Argument(help="<store>/runs/<run-id>, or wandb-artifact://<entity>/<project>/<run-id>")],
     epochs: Annotated[Optional[int], typer.Option(help="New total epochs (extend a finished run)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes")] = None,
