@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import ArtifactkitError
 from .hashing import digest_bytes
-from .layout import ARTIFACTS, MANIFESTS, OBJECTS, digest_of_object_key, manifest_key, object_key
+from .layout import MANIFESTS, OBJECTS, digest_of_object_key, manifest_key, object_key
 from .store import Store
 
 DEFAULT_GRACE_SECONDS = 3600.0  # in-flight uploads write blobs long before their version record

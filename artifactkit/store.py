@@ -18,7 +18,7 @@ from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes
 from .ingest import Candidate, Progress, candidates_from_mapping, ingest, scan_folder
 from .layout import alias_key, aliases_prefix, manifest_key, object_key, version_key, versions_prefix, ARTIFACTS
-from .manifest import Entry, Manifest, VersionRecord, check_name, now_iso, parse_record, to_json, VERSION_RE
+from .manifest import Manifest, VersionRecord, check_name, now_iso, parse_record, to_json, VERSION_RE
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"

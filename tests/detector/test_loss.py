@@ -8,16 +8,6 @@ from artifactkit.detector.model import YOLO
 from artifactkit.detector.ops import bbox_iou, make_anchors
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tensors here are tiny: intra-op threads only add synchronisation, which on a busy machine
-    costs far more than the work (seconds instead of milliseconds)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture()
 def model() -> YOLO:
     torch.manual_seed(0)

@@ -9,16 +9,6 @@ from artifactkit.detector.model import YOLO, optimizer_param_groups
 from artifactkit.errors import InvalidInput
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tensors here are tiny: intra-op threads only add synchronisation, which on a busy machine
-    costs far more than the work (seconds instead of milliseconds)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -15,16 +15,6 @@ from artifactkit.detector.ops import (
 from artifactkit.errors import InvalidInput
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tensors here are tiny: intra-op threads only add synchronisation, which on a busy machine
-    costs far more than the work (seconds instead of milliseconds)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _prediction(rows: list[tuple[float, float, float, float, int, float]], nc: int = 3) -> torch.Tensor:
     """(1, n, 4 + nc) decoded prediction from (x1, y1, x2, y2, class, prob) rows."""
     pred = torch.zeros(1, len(rows), 4 + nc)
