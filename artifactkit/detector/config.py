@@ -45,6 +45,7 @@ class TrainConfig(BaseModel):
     fliplr: float = Field(0.5, ge=0, le=1)
     cache: bool = False
     compile: bool = False
+    sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA); a lone process ignores it
     bbox_interval: int = Field(1, ge=0)
     save_period: int = Field(0, ge=0)
     val_splits: tuple[str, ...] = ("val",)

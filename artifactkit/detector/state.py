@@ -95,7 +95,8 @@ def load_trainer_state(trainer: "Trainer", state: dict[str, Any]) -> None:
         trainer.choice = choice
         trainer._build_optimizer()
     trainer.model.load_state_dict(state["model"])
-    trainer.ema.load_state_dict(state["ema"])
+    if trainer.ema is not None:  # under torchrun only rank 0 keeps one
+        trainer.ema.load_state_dict(state["ema"])
     trainer.optimizer.load_state_dict(optimizer_state_from_plain(state["optimizer"]))
     trainer.scheduler.load_state_dict(dict(state["scheduler"]))
     trainer.epoch = int(state["epoch"])

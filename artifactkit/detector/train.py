@@ -3,6 +3,9 @@
 Saving, logging and trackers live outside, in callbacks. The loop's promise is reproducibility:
 on CPU the same config gives the same weights, and a run stopped after any epoch and continued
 from state_dict() in a fresh process ends bit-identical to one that never stopped.
+
+Under torchrun (see distributed.py) every rank trains its share of each global batch through
+DistributedDataParallel; rank 0 alone keeps the EMA, validates and calls the callbacks.
 """
 
 import logging
@@ -13,7 +16,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
-from artifactkit.detector import optim
+from artifactkit.detector import distributed, optim
 from artifactkit.detector.config import TrainConfig
 from artifactkit.detector.data import AugmentConfig, YoloDataset, build_dataloader, load_data_config
 from artifactkit.detector.loss import DetectionLoss
@@ -29,7 +32,8 @@ LOSS_NAMES = ("box", "cls", "dfl")
 
 class Callback(Protocol):
     """What a trainer calls. Every method is optional: only those a callback defines are called.
-    Exceptions raised by a callback stop training (they are never swallowed)."""
+    Exceptions raised by a callback stop training (they are never swallowed). Under torchrun only
+    rank 0 calls them, so they alone write."""
 
     def on_train_start(self, trainer: "Trainer") -> None: ...
 
@@ -55,14 +59,17 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Trains a YOLO detector on one data set. fit() runs from self.epoch to config.epochs."""
+    """Trains a YOLO detector on one data set. fit() runs from self.epoch to config.epochs.
+    `world` is this process's place under torchrun (default: the joined process group, if any)."""
 
-    def __init__(self, config: TrainConfig, callbacks: Sequence[Any] = ()):
+    def __init__(self, config: TrainConfig, callbacks: Sequence[Any] = (), world: distributed.World | None = None):
         self.config = config
         self.callbacks = list(callbacks)
+        self.world = world or distributed.World.current()
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
+        self.device = distributed.rank_device(resolve_device(config.device), self.world)
+        rank_batch = distributed.rank_batch(config.batch, self.world)
         self.data = load_data_config(config.data)
         for split in ("train", *config.val_splits):
             if split not in self.data.splits:
@@ -71,16 +78,21 @@ class Trainer:
             self.data.splits["train"], self.data.names, imgsz=config.imgsz, augment=True,
             hyp=_augment_config(config), seed=config.seed, cache=config.cache,
         )
-        self.train_loader = build_dataloader(self.train_set, config.batch, config.workers, shuffle=True, seed=config.seed)
-        self.evaluator = Evaluator(self.data, config.imgsz, config.batch * 2, config.workers, self.device, config.cache)
+        # The sampler's order depends on (seed, epoch) alone; each rank takes its shard of it.
+        self.train_loader = build_dataloader(self.train_set, rank_batch, config.workers, shuffle=True, seed=config.seed,
+                                             rank=self.world.rank, world_size=self.world.size)
+        self.evaluator = Evaluator(self.data, config.imgsz, rank_batch * 2, config.workers, self.device, config.cache)
         seed_everything(config.seed)  # right before init: the weights depend on nothing else
         # channels_last: oneDNN (CPU) and cuDNN (CUDA) both run it without per-layer reorders.
         self.model = YOLO(nc=len(self.data.names), scale=config.model).to(self.device, memory_format=torch.channels_last)
+        if config.sync_bn and self.world.distributed:
+            self.model = distributed.sync_batchnorm(self.model, self.device)
         self.loss = DetectionLoss(self.model)
-        self.ema = optim.ModelEMA(self.model)
+        self.ema = optim.ModelEMA(self.model) if self.world.is_main else None  # only rank 0 validates and saves
         self.choice = optim.choose_optimizer(config, len(self.data.names), len(self.train_set))
         self._build_optimizer()
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        parallel = distributed.wrap(self.model, self.world, self.device)
+        self.forward = torch.compile(parallel) if config.compile else parallel
         self.epoch = 0  # epochs completed
         self.step = 0  # training iterations (batches) completed
         self.last_opt_step = -1  # iteration of the last optimizer step: the accumulation phase
@@ -107,20 +119,29 @@ class Trainer:
             learning_rates = {f"lr/pg{j}": group["lr"] for j, group in enumerate(self.optimizer.param_groups)}
             self.scheduler.step()
             self.epoch = epoch + 1
-            val_metrics, score = self._validate_splits()
-            self.is_best = score >= self.best_fitness
-            self.best_fitness = max(score, self.best_fitness)
-            self.metrics = {
-                "epoch": self.epoch, **train_metrics, **val_metrics, **learning_rates,
-                "time/epoch_s": time.perf_counter() - start, "fitness": score,
-            }
-            logger.info("epoch %d/%d %s", self.epoch, self.config.epochs, _summary(self.metrics))
-            self._call("on_epoch_end", self, self.epoch, self.metrics)
-        if not self.metrics:  # nothing left to train (e.g. a finished run loaded): report as it is
+            if self.world.is_main:
+                self._end_epoch(train_metrics, learning_rates, start)
+            else:
+                self.metrics = {"epoch": self.epoch, **train_metrics, **learning_rates}
+            # The other ranks wait while rank 0 validates and copies the state it saves, so none
+            # runs ahead into the next epoch's collectives meanwhile.
+            self.world.barrier()
+        if not self.metrics and self.world.is_main:  # nothing left to train (e.g. a finished run loaded)
             val_metrics, score = self._validate_splits()
             self.metrics = {"epoch": self.epoch, **val_metrics, "fitness": score}
         self._call("on_train_end", self, self.metrics)
         return self.metrics
+
+    def _end_epoch(self, train_metrics: dict[str, float], learning_rates: dict[str, float], start: float) -> None:
+        val_metrics, score = self._validate_splits()
+        self.is_best = score >= self.best_fitness
+        self.best_fitness = max(score, self.best_fitness)
+        self.metrics = {
+            "epoch": self.epoch, **train_metrics, **val_metrics, **learning_rates,
+            "time/epoch_s": time.perf_counter() - start, "fitness": score,
+        }
+        logger.info("epoch %d/%d %s", self.epoch, self.config.epochs, _summary(self.metrics))
+        self._call("on_epoch_end", self, self.epoch, self.metrics)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self._prepare_epoch(epoch)
@@ -140,6 +161,10 @@ class Trainer:
                     self.optimizer, iteration, n_warmup, self._lr_factor(epoch), self.choice, self.config
                 )
             loss, items = self._forward_loss(batch)
+            if self.world.distributed:
+                # DDP averages gradients over ranks; scaled as YOLOv8 does, the update is the sum
+                # over the global batch that one process would have computed.
+                loss = loss * self.world.size
             loss.backward()
             loss_sums += torch.stack([items[name].detach() for name in LOSS_NAMES])
             if iteration - self.last_opt_step >= accumulate:
@@ -147,17 +172,22 @@ class Trainer:
                 self.last_opt_step = iteration
             n_images += batch["img"].shape[0]
         self.step = n_batches * (epoch + 1)
-        seconds = time.perf_counter() - start
-        means = (loss_sums / max(n_batches, 1)).tolist()  # the epoch's one device sync
+        return self._train_metrics(loss_sums, n_images, n_batches, time.perf_counter() - start)
+
+    def _train_metrics(self, loss_sums: torch.Tensor, n_images: int, n_batches: int, seconds: float) -> dict[str, float]:
+        """Mean losses and throughput over every rank's batches: one collective (none alone)."""
+        totals = self.world.all_reduce_sum(torch.cat([loss_sums, loss_sums.new_tensor([n_images, n_batches])]))
+        *means, images = torch.cat([totals[:-2] / totals[-1].clamp(min=1), totals[-2:-1]]).tolist()  # one device sync
         return {
             **{f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, means)},
-            "speed/train_img_s": n_images / seconds if seconds > 0 else 0.0,
+            "speed/train_img_s": images / seconds if seconds > 0 else 0.0,
         }
 
     def _prepare_epoch(self, epoch: int) -> None:
         # Reseeding from (seed, epoch) makes global RNG use (e.g. DataLoader worker seeds) depend
-        # on nothing that happened before, whether in this process or one that was resumed.
-        seed_everything(self.config.seed * 1_000_003 + epoch)
+        # on nothing that happened before, whether in this process or one that was resumed; each
+        # rank draws its own stream of it.
+        seed_everything(distributed.rank_seed(self.config.seed * 1_000_003 + epoch, self.world.rank))
         if self.config.close_mosaic and epoch >= self.config.epochs - self.config.close_mosaic:
             self.train_set.close_mosaic()
         self.train_set.set_epoch(epoch)
@@ -177,7 +207,8 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=optim.GRAD_CLIP_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.model)
+        if self.ema is not None:
+            self.ema.update(self.model)
 
     # ---------------------------------------------------------------- validation
 
@@ -217,6 +248,8 @@ class Trainer:
         load_trainer_state(self, state)
 
     def _call(self, event: str, *args: Any) -> None:
+        if not self.world.is_main:
+            return
         for callback in self.callbacks:
             method = getattr(callback, event, None)
             if method is not None:
