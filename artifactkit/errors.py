@@ -26,6 +26,10 @@ class IntegrityError(ArtifactkitError):
     """Bytes do not match the digest that names them."""
 
 
+class PeerFailed(ArtifactkitError):
+    """Under torchrun, another training process failed first (and reports the cause itself)."""
+
+
 class MissingExtra(ArtifactkitError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 

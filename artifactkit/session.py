@@ -7,6 +7,8 @@ The detector knows nothing of this: it calls RunCallbacks at named moments.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import checkpoint, datasets
@@ -106,13 +108,26 @@ def train(
     **options: Any,
 ) -> RunRecord:
     """Train a detector on `data` (data.yaml, dataset folder, NAME:VERSION, or the store's latest
-    dataset), recording everything in the store. Returns the finished run's record."""
+    dataset), recording everything in the store. Returns the finished run's record.
+
+    Under torchrun every process calls this: rank 0 creates the run and alone writes to the
+    store and trackers; each node pulls a stored dataset once; every rank trains its shard."""
+    from .detector.distributed import process_group
+
+    with process_group() as world:
+        start = world.lead(lambda: _new_run(store, data, run_id, storage_options, trackers, report, options, world))
+        return _run(_share(world, start, storage_options), report, world, resumed=False)
+
+
+def _new_run(store, data, run_id, storage_options, trackers, report, options, world) -> _Start:
     from .detector.config import TrainConfig
+    from .detector.distributed import rank_batch
 
     s = open_store(store, storage_options)
     run_id = check_run_id(run_id) if run_id else new_run_id()
     dataset = datasets.resolve(s, data)
     config = TrainConfig(data=str(dataset.yaml_path), **options)
+    rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
     now = now_iso()
     run = RunRecord(
         run_id=run_id, created=now, updated=now, config=config.model_dump(mode="json"), dataset=dataset.ref,
@@ -120,7 +135,9 @@ def train(
     )
     create_run(s, run)
     report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref})
-    return _run(s, run, dataset, config, None, trackers, report, resumed=False)
+    # As datasets.resolve decides: an existing path is trained in place, anything else was pulled.
+    in_place = data is not None and Path(data).exists()
+    return _Start(run, config, s, dataset, trackers=trackers, in_place=in_place)
 
 
 def resume(
@@ -133,12 +150,26 @@ def resume(
     **overrides: Any,
 ) -> RunRecord:
     """Continue a run from its latest checkpoint: `<store>/runs/<id>`, or with uri=None the most
-    recent unfinished run in `store`. Allowed overrides: epochs, device, workers, batch."""
-    from .detector.config import TrainConfig
+    recent unfinished run in `store`. Allowed overrides: epochs, device, workers, batch.
+
+    Under torchrun rank 0 reads the run and its checkpoint and sends the state to the other
+    ranks (one read of the store, and no rank can load another version)."""
+    from .detector.distributed import process_group
 
     bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if bad:
         raise InvalidInput(f"cannot change {', '.join(bad)} on resume (allowed: {', '.join(RESUME_OVERRIDES)})")
+    with process_group() as world:
+        start = world.lead(lambda: _resumed_run(uri, store, storage_options, trackers, report, overrides, world))
+        shared = _share(world, start, storage_options)
+        shared.state = world.broadcast_state(start.state if world.is_main else None)
+        return _run(shared, report, world, resumed=True)
+
+
+def _resumed_run(uri, store, storage_options, trackers, report, overrides, world) -> _Start:
+    from .detector.config import TrainConfig
+    from .detector.distributed import rank_batch
+
     s, run = _find_run(uri, store, storage_options)
     if uri is not None and uri.startswith(WANDB_RUN) and not trackers:
         from .backends.wandb import WandbTracker  # a run resumed from W&B keeps logging to that W&B run
@@ -160,11 +191,12 @@ def resume(
     if epochs is not None:
         saved["epochs"] = epochs
     config = TrainConfig(**saved)
+    rank_batch(config.batch, world)
     run = run.with_(status="running", total_epochs=config.epochs, config=config.model_dump(mode="json"))
     save_run(s, run)
     report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
                       "epochs": config.epochs, "dataset": dataset.ref})
-    return _run(s, run, dataset, config, state, trackers, report, resumed=True)
+    return _Start(run, config, s, dataset, state=state, trackers=trackers)
 
 
 def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Store, RunRecord]:
@@ -183,25 +215,71 @@ def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Stor
     return s, unfinished[-1]
 
 
-def _run(s, run, dataset, config, state, trackers, report, resumed: bool) -> RunRecord:
+@dataclass
+class _Start:
+    """What a rank needs to train. Rank 0 builds it; the others get the run and config (see
+    _share), never the store handle, dataset record or trackers, which only rank 0 uses."""
+
+    run: RunRecord
+    config: Any  # TrainConfig (imported lazily: importing artifactkit does not import torch)
+    store: Store | None = None
+    dataset: datasets.LocalDataset | None = None
+    state: dict[str, Any] | None = None  # the checkpoint to continue from
+    trackers: Sequence[Any] = ()
+    in_place: bool = False  # the dataset is trained in its own folder, not pulled into the cache
+
+
+def _share(world, start: _Start | None, storage_options) -> _Start:
+    """Rank 0's run and config on every rank, each with this node's copy of the dataset: the
+    node's local rank 0 pulls it, the others wait and then find its files already there."""
+    from .detector.config import TrainConfig
+
+    if not world.distributed:
+        return start
+    plan = None
+    if world.is_main:
+        plan = {"run": start.run, "config": start.config.model_dump(mode="json"), "store": start.store.uri,
+                "dataset": start.dataset.ref, "data_yaml": start.dataset.data_yaml,
+                "folder": str(start.dataset.root.resolve()) if start.in_place else None}
+    plan = world.broadcast(plan)
+    yaml = str(start.dataset.yaml_path) if world.is_main else None
+    if world.local_rank == 0 and yaml is None:
+        yaml = _node_dataset(plan, storage_options)
+    world.barrier()  # every node's copy is complete before its other ranks look at it
+    if yaml is None:
+        yaml = _node_dataset(plan, storage_options)
+    if world.is_main:
+        return start
+    return _Start(plan["run"], TrainConfig(**{**plan["config"], "data": yaml}))
+
+
+def _node_dataset(plan: dict[str, Any], storage_options) -> str:
+    """data.yaml of this node's copy: rank 0's own folder when it trains one in place (every node
+    must then see it at the same path), else the version pulled into this machine's cache."""
+    if plan["folder"] is not None:
+        return str(Path(plan["folder"]) / plan["data_yaml"])
+    s = open_store(plan["store"], storage_options)
+    return str(datasets.materialise(s, plan["dataset"], plan["data_yaml"]).yaml_path)
+
+
+def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
     from .detector.train import Trainer
 
-    fan = FanOut(trackers, lambda msg: report("warning", {"message": msg}))
+    if not world.is_main:  # trains its shard; rank 0 writes everything, then shares the result
+        trainer = Trainer(start.config, world=world)
+        _load_state(trainer, start)
+        trainer.fit()
+        return world.broadcast(None)
+    s, run, dataset = start.store, start.run, start.dataset
+    fan = FanOut(start.trackers, lambda msg: report("warning", {"message": msg}))
     infos = fan.call("start", run, resumed)
     if any(infos.values()):
         run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
         save_run(s, run)
     fan.call("log_dataset", dataset, s)
     callbacks = RunCallbacks(s, run, dataset, fan, report)
-    trainer = Trainer(config, callbacks=[callbacks])
-    if state is not None:
-        try:
-            trainer.load_state_dict(state)
-        except RuntimeError as e:  # torch's shape mismatch: the checkpoint is not this model
-            raise InvalidInput(f"{run_uri(s.uri, run.run_id)}: checkpoint does not fit a YOLO-{config.model} "
-                               f"with {trainer.model.nc} classes ({str(e).splitlines()[0]})") from None
-        if config.epochs != trainer.config.epochs:
-            trainer.set_epochs(config.epochs)
+    trainer = Trainer(start.config, callbacks=[callbacks], world=world)
+    _load_state(trainer, start, run_uri(s.uri, run.run_id))
     try:
         metrics = trainer.fit()
     except BaseException as error:
@@ -212,4 +290,16 @@ def _run(s, run, dataset, config, state, trackers, report, resumed: bool) -> Run
         raise
     callbacks.finish(trainer, "finished")
     report("done", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "metrics": metrics})
-    return callbacks.run
+    return world.broadcast(callbacks.run)
+
+
+def _load_state(trainer, start: _Start, where: str | None = None) -> None:
+    if start.state is None:
+        return
+    try:
+        trainer.load_state_dict(start.state)
+    except RuntimeError as e:  # torch's shape mismatch: the checkpoint is not this model
+        raise InvalidInput(f"{where or start.run.run_id}: checkpoint does not fit a YOLO-{start.config.model} "
+                           f"with {trainer.model.nc} classes ({str(e).splitlines()[0]})") from None
+    if start.config.epochs != trainer.config.epochs:
+        trainer.set_epochs(start.config.epochs)

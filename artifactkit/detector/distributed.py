@@ -19,14 +19,14 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from artifactkit.errors import ArtifactkitError, InvalidInput
+from artifactkit.errors import ArtifactkitError, InvalidInput, PeerFailed
 
 TIMEOUT_ENV = "ARTIFACTKIT_DDP_TIMEOUT"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -34,6 +34,7 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # to outlast rank 0's validation and checkpoint copy, which the other ranks wait for.
 DEFAULT_TIMEOUT_S = 1800.0
 _ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,25 @@ class World:
         return cls(rank, size, int(os.environ.get("LOCAL_RANK", rank)), int(os.environ.get("LOCAL_WORLD_SIZE", size)))
 
     # ------------------------------------------------------------ collectives (no-ops alone)
+
+    def lead(self, work: Callable[[], T]) -> T | None:
+        """Rank 0 runs work() (e.g. creating the run) while the others wait; None on them. If it
+        raises an ArtifactkitError the others raise PeerFailed, so a bad input ends the job with
+        rank 0's one-line error rather than a lost connection on every other rank."""
+        if not self.distributed:
+            return work()
+        if not self.is_main:
+            failure = self.broadcast(None)
+            if failure is not None:
+                raise PeerFailed(f"rank 0 failed: {failure}")
+            return None
+        try:
+            result = work()
+        except ArtifactkitError as error:
+            self.broadcast(str(error))
+            raise
+        self.broadcast(None)
+        return result
 
     def barrier(self) -> None:
         if self.distributed:
