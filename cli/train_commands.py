@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -63,8 +63,25 @@ class Printer:
             print(f"  saved {d['version']} ({', '.join(d['aliases'])})", file=sys.stderr)
 
 
+def _is_main() -> bool:
+    """Under torchrun every rank runs the command; rank 0 alone speaks for the job (and tracks it)."""
+    from artifactkit.detector.distributed import World
+
+    return World.from_env().is_main
+
+
+def _follow(call: Callable[[], Any]) -> Any:
+    """Run a session call; a rank that stops because rank 0 failed exits quietly (rank 0 prints)."""
+    from artifactkit.errors import PeerFailed
+
+    try:
+        return call()
+    except PeerFailed:
+        raise typer.Exit(1) from None
+
+
 def _trackers(wandb: bool, project: str | None, entity: str | None, upload_dataset: bool) -> list[Any]:
-    if not wandb:
+    if not wandb or not _is_main():
         return []
     from artifactkit.backends.wandb import WandbTracker
 
@@ -91,6 +108,7 @@ def train(
     bbox_interval: Annotated[int, typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs")] = 1,
     cache: Annotated[bool, typer.Option(help="Keep decoded images in RAM")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA)")] = False,
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm across GPUs under torchrun")] = False,
     val_split: Annotated[Optional[list[str]], typer.Option(help="Splits to validate each epoch (repeatable)")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="Run id (default: random)")] = None,
     resume_latest: Annotated[bool, typer.Option("--resume", help="Resume the most recent unfinished run in the store instead")] = False,
@@ -109,15 +127,17 @@ def train(
     report = Printer(quiet=False)
     options = parse_storage_options(storage_option)
     if resume_latest:
-        run = session.resume(None, store=store, storage_options=options, trackers=trackers, report=report)
+        run = _follow(lambda: session.resume(None, store=store, storage_options=options, trackers=trackers, report=report))
     else:
         extra = {"val_splits": tuple(val_split)} if val_split else {}
-        run = session.train(
+        run = _follow(lambda: session.train(
             store, data=data, run_id=run_id, storage_options=options, trackers=trackers, report=report,
             model=model, epochs=epochs, batch=batch, imgsz=imgsz, device=device, seed=seed, workers=workers,
-            optimizer=optimizer, save_period=save_period, bbox_interval=bbox_interval, cache=cache, compile=compile, **extra,
-        )
-    emit(json_out, _summary(run), f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs")
+            optimizer=optimizer, save_period=save_period, bbox_interval=bbox_interval, cache=cache, compile=compile,
+            sync_bn=sync_bn, **extra,
+        ))
+    if _is_main():
+        emit(json_out, _summary(run), f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs")
 
 
 def resume(
@@ -136,9 +156,11 @@ def resume(
     from artifactkit import session
 
     overrides = {k: v for k, v in dict(epochs=epochs, device=device, workers=workers, batch=batch).items() if v is not None}
-    run = session.resume(uri, storage_options=parse_storage_options(storage_option),
-                         trackers=_trackers(wandb, project, entity, False), report=Printer(quiet=False), **overrides)
-    emit(json_out, _summary(run), f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs")
+    run = _follow(lambda: session.resume(uri, storage_options=parse_storage_options(storage_option),
+                                         trackers=_trackers(wandb, project, entity, False), report=Printer(quiet=False),
+                                         **overrides))
+    if _is_main():
+        emit(json_out, _summary(run), f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs")
 
 
 def runs(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
