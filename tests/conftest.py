@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+from clirunner import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,19 +101,6 @@ def s3_bucket(s3_env):
     name = f"ak-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_env).create_bucket(Bucket=name)
     return f"s3://{name}"
-
-
-def run_cli(*args: str, env: dict | None = None, cwd: str | os.PathLike | None = None, check: bool = True):
-    """Run the real CLI in a subprocess (as a user would), returning the CompletedProcess."""
-    import subprocess
-
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "artifactkit", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"artifactkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture

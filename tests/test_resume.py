@@ -15,7 +15,7 @@ import torch
 
 import artifactkit
 from artifactkit import checkpoint, runs
-from conftest import run_cli
+from clirunner import run_cli
 
 TRAIN = ["--epochs", "2", "--imgsz", "64", "--batch", "4", "--save-period", "1"]
 
