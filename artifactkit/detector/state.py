@@ -118,8 +118,14 @@ def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
     return {"state": {int(key): value for key, value in state["state"].items()}, "param_groups": groups}
 
 
+# Keys that may differ on resume without changing the numbers: the length of the run, where the
+# same dataset version lies on this machine, and how many processes load it (the data order and
+# augmentation do not depend on workers). A new device or batch size does change them: warn.
+_NEUTRAL_ON_RESUME = {"epochs", "data", "workers"}
+
+
 def _warn_config_changes(trainer: "Trainer", saved: dict[str, Any]) -> None:
     current = trainer.config.model_dump(mode="json")
-    changed = sorted(key for key in current if key != "epochs" and saved.get(key) != current[key])
+    changed = sorted(key for key in current if key not in _NEUTRAL_ON_RESUME and saved.get(key) != current[key])
     if changed:
         logger.warning("resuming with changed config keys %s: the run will not match an uninterrupted one", changed)
