@@ -10,7 +10,7 @@ import torch
 from artifactkit.detector.data import DataConfig, YoloDataset, build_dataloader
 from artifactkit.detector.metrics import DetectionMetrics
 from artifactkit.detector.model import YOLO
-from artifactkit.detector.ops import non_max_suppression, scale_boxes, xywh2xyxy
+from artifactkit.detector.ops import non_max_suppression, one_thread, scale_boxes, xywh2xyxy
 from artifactkit.errors import InvalidInput
 
 # YOLOv8's settings for mAP: keep nearly every box so the precision/recall curve is complete.
@@ -104,9 +104,11 @@ class Evaluator:
         scorer = DetectionMetrics(nc=len(self.data.names), names=list(self.data.names))
         result = ValidationResult(split=split, names=list(self.data.names), metrics={})
         for batch in self.loader(split):
-            for image in self._predict_batch(model, batch):
-                scorer.update(image.pred, image.gt_cls, image.gt_boxes)
-                result.images.append(image)
+            images = self._predict_batch(model, batch)
+            with one_thread():
+                for image in images:
+                    scorer.update(image.pred, image.gt_cls, image.gt_boxes)
+            result.images.extend(images)
         model.train(was_training)
         scores = scorer.compute()
         result.metrics = metrics_for_split(split, scores)
@@ -118,8 +120,12 @@ class Evaluator:
         with autocast(self.device):
             outputs = model(images)
         decoded = model.decode([o.float() for o in outputs])
+        with one_thread():  # the convolutions above use every thread; the small ops below do not gain
+            return self._postprocess(decoded, images.shape[2:], batch)
+
+    def _postprocess(self, decoded: torch.Tensor, size: tuple[int, int], batch: dict[str, Any]) -> list[ImageResult]:
         detections = non_max_suppression(decoded, CONF_THRESHOLD, IOU_THRESHOLD, MAX_DETECTIONS)
-        height, width = images.shape[2:]
+        height, width = size
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         targets = batch["targets"]
         results = []
