@@ -126,6 +126,10 @@ _NEUTRAL_ON_RESUME = {"epochs", "data", "workers"}
 
 def _warn_config_changes(trainer: "Trainer", saved: dict[str, Any]) -> None:
     current = trainer.config.model_dump(mode="json")
-    changed = sorted(key for key in current if key not in _NEUTRAL_ON_RESUME and saved.get(key) != current[key])
+    # a key newer than the checkpoint counts as its default (the run was trained with that behaviour)
+    defaults = trainer.config.model_validate({"data": current["data"]}).model_dump(mode="json")
+    changed = sorted(
+        key for key in current if key not in _NEUTRAL_ON_RESUME and saved.get(key, defaults[key]) != current[key]
+    )
     if changed:
         logger.warning("resuming with changed config keys %s: the run will not match an uninterrupted one", changed)
