@@ -31,7 +31,7 @@ class Size:
     kill_after: int  # SIGKILL training once this epoch's checkpoint exists
 
 
-FULL = Size(n_train=200, n_val=50, imgsz=256, epochs=4, kill_after=2)
+FULL = Size(n_train=400, n_val=50, imgsz=256, epochs=10, kill_after=5)
 TINY = Size(n_train=8, n_val=4, imgsz=64, epochs=2, kill_after=1)
 
 

@@ -21,6 +21,7 @@ import torch
 
 import artifactkit
 from artifactkit import checkpoint, runs
+from clirunner import assert_bit_identical_twins
 
 pytestmark = [
     pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
@@ -113,11 +114,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def weights(store: Path, run_id: str) -> dict:
-    state = checkpoint.load(artifactkit.open_store(str(store)), f"{run_id}-model:latest")
-    return {"model": state["model"], "ema": state["ema"]["model"], "epoch": state["epoch"]}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """Tiny chess data, a store, and one uninterrupted 2-process run `straight` in it."""
@@ -166,14 +162,7 @@ def test_killed_job_resumes_under_torchrun_bit_identical(world):
     assert code == 0, err[-4000:]
     assert json.loads(out.strip().splitlines()[-1])["status"] == "finished"
     assert "resuming run killed at epoch 2/2" in err
-    a, b = weights(store, "straight"), weights(store, "killed")
-    assert a["epoch"] == b["epoch"] == 2
-    for part in ("model", "ema"):
-        assert a[part].keys() == b[part].keys()
-        for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), (part, key)
-    s = artifactkit.open_store(str(store))
-    assert [m["epoch"] for m in runs.read_metrics(s, "killed")] == [1, 2]
+    assert_bit_identical_twins(store, "straight", "killed", epochs=2)
 
 
 def test_a_rank_that_dies_fails_the_job_naming_it(world, tmp_path):
