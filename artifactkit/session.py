@@ -166,6 +166,20 @@ def resume(
         return _run(shared, report, world, resumed=True)
 
 
+def _repair_aliases(s: Store, name: str, epoch: int) -> None:
+    """Aliases are written after the version record, so a kill in between leaves the latest
+    checkpoint without its epoch-<E> alias (and possibly `best` unset): restore them before the
+    run and its mirrors go on. `best` is recomputed from the versions' recorded fitness."""
+    latest = s.resolve(f"{name}:latest")
+    aliases = s.aliases(name)
+    if aliases.get(f"epoch-{epoch}") != latest.version:
+        s.set_alias(name, f"epoch-{epoch}", latest.version)
+    if "best" not in aliases:
+        infos = [i.record for i in s.versions(name)]
+        best = max(infos, key=lambda r: (r.metadata.get("fitness") or 0.0, -r.version))
+        s.set_alias(name, "best", best.version)
+
+
 def _resumed_run(uri, store, storage_options, trackers, report, overrides, world) -> _Start:
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch
@@ -179,6 +193,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
     state = checkpoint.load(s, f"{run.model_artifact}:latest")
     done = int(state["epoch"])
+    _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)
     if epochs is None and done >= run.total_epochs:
         raise InvalidInput(f"{run_uri(s.uri, run.run_id)} finished all {done} epochs; pass --epochs N to extend it")

@@ -149,3 +149,17 @@ def test_checkpoint_of_another_scale_is_refused(tmp_path, chess):
     check_error(run_cli("val", "--weights", f"{store}/runs/small", "--data", str(chess), "--imgsz", "64", check=False),
                 "do not fit a YOLO-s")
     check_error(run_cli("resume", f"{store}/runs/small", "--epochs", "2", check=False), "small")
+
+
+def test_resume_restores_aliases_lost_to_a_kill(tmp_path):
+    """A kill between a checkpoint's version record and its aliases loses epoch-<E> (and, on
+    the first save, best); resume puts them back before the run and its mirrors go on."""
+    from artifactkit.session import _repair_aliases
+
+    s = artifactkit.open_store(str(tmp_path / "s"))
+    checkpoint.save(s, "r-model", {"epoch": 1}, metadata={"fitness": 0.2})  # killed before its aliases
+    _repair_aliases(s, "r-model", 1)
+    assert s.aliases("r-model") == {"epoch-1": 0, "best": 0}
+    checkpoint.save(s, "r-model", {"epoch": 2}, metadata={"fitness": 0.1})
+    _repair_aliases(s, "r-model", 2)
+    assert s.aliases("r-model") == {"epoch-1": 0, "epoch-2": 1, "best": 0}
