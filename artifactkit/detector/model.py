@@ -224,19 +224,3 @@ class YOLO(nn.Module):
         boxes = dist2bbox(self.dfl_distances(box_logits), anchors) * strides
         return torch.cat((boxes, cls_logits.sigmoid()), dim=-1)
 
-
-def optimizer_param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """Split trainable parameters as YOLOv8 does: conv/linear weights get weight decay; BatchNorm
-    weights and all biases do not (decaying them only fights the normalisation)."""
-    groups: dict[str, list[nn.Parameter]] = {"decay": [], "bn": [], "bias": []}
-    for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad:
-                continue
-            if name == "bias":
-                groups["bias"].append(param)
-            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-                groups["bn"].append(param)
-            else:
-                groups["decay"].append(param)
-    return groups

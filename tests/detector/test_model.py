@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from artifactkit.detector.model import YOLO, optimizer_param_groups
+from artifactkit.detector.model import YOLO
+from artifactkit.detector.optim import parameter_groups
 from artifactkit.errors import InvalidInput
 
 
@@ -66,16 +67,16 @@ def test_attributes_bias_init_and_batchnorm_settings():
     assert batchnorms and all(bn.eps == 1e-3 and bn.momentum == 0.03 for bn in batchnorms)
 
 
-def test_optimizer_param_groups_cover_every_parameter_once():
+def test_parameter_groups_cover_every_parameter_once():
     model = YOLO(nc=4)
-    groups = optimizer_param_groups(model)
-    grouped = [id(p) for params in groups.values() for p in params]
+    biases, weights, norm_weights = parameter_groups(model)
+    grouped = [id(p) for p in biases + weights + norm_weights]
     assert len(grouped) == len(set(grouped)) == len(list(model.parameters()))
-    assert all(p.ndim == 1 for p in groups["bn"] + groups["bias"])
-    assert all(p.ndim == 4 for p in groups["decay"])
+    assert all(p.ndim == 1 for p in biases + norm_weights)
+    assert all(p.ndim == 4 for p in weights)
     batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert len(groups["bn"]) == len(batchnorms)  # BN weights; BN biases go with the biases
-    assert len(groups["bias"]) == len(batchnorms) + 6  # + the head's six final convs
+    assert len(norm_weights) == len(batchnorms)  # BN weights; BN biases go with the biases
+    assert len(biases) == len(batchnorms) + 6  # + the head's six final convs
 
 
 def test_channels_last_model_gives_the_same_predictions():
