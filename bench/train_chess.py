@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default="n", choices=["n", "s", "m"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other train config key, e.g. --set nbs=16 (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="chess-bench-") as tmp:
@@ -63,6 +65,7 @@ def main() -> None:
         config = TrainConfig(
             data=str(data_yaml), model=args.model, epochs=args.epochs, batch=args.batch, imgsz=args.imgsz,
             threads=args.threads, workers=args.workers, device=args.device, val_splits=["val", "val-heldout"],
+            **dict(item.split("=", 1) for item in args.set),
         )
         start = time.perf_counter()
         metrics = Trainer(config, callbacks=[PrintEpochs()]).fit()

@@ -24,6 +24,7 @@ class TrainConfig(BaseModel):
     model: Literal["n", "s", "m"] = "n"
     epochs: int = Field(10, ge=1)
     batch: int = Field(16, ge=1)
+    nbs: int = Field(64, ge=1)  # nominal batch: gradients of ~nbs images are summed per optimizer step
     imgsz: int = Field(640, ge=32)
     device: str = "auto"
     seed: int = Field(0, ge=0)

@@ -347,14 +347,9 @@ class EpochSampler(Sampler):
         self.dataset, self.shuffle, self.seed = dataset, bool(shuffle), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.num_samples = math.ceil(len(dataset) / world_size)
-        self._start = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
-
-    def skip(self, n: int) -> None:
-        """The next iteration starts at this rank's n-th sample (to resume mid-epoch)."""
-        self._start = int(n)
 
     def order(self, epoch: int) -> np.ndarray:
         n = len(self.dataset)
@@ -367,12 +362,10 @@ class EpochSampler(Sampler):
 
     def __iter__(self):
         epoch, mosaic = self.dataset.epoch, self.dataset.mosaic
-        keys = [(int(i), epoch, mosaic) for i in self.order(epoch)[self._start:]]
-        self._start = 0
-        return iter(keys)
+        return iter([(int(i), epoch, mosaic) for i in self.order(epoch)])
 
     def __len__(self) -> int:
-        return self.num_samples - self._start
+        return self.num_samples
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from torch import nn
 
 from artifactkit.detector.config import TrainConfig
 
-NOMINAL_BATCH = 64  # YOLOv8's nbs: gradients are accumulated up to this many images per step
 GRAD_CLIP_NORM = 10.0
 # Ultralytics picks SGD only for long runs; short runs converge faster with AdamW.
 AUTO_SGD_MIN_ITERATIONS = 10_000
@@ -41,20 +40,20 @@ def choose_optimizer(config: TrainConfig, nc: int, n_train: int) -> OptimizerCho
     under 10k nominal iterations, else SGD; Adam gets no warm-up bias lr (it would overshoot)."""
     if config.optimizer != "auto":
         return OptimizerChoice(config.optimizer, config.lr0, config.momentum, config.warmup_bias_lr)
-    iterations = math.ceil(n_train / max(config.batch, NOMINAL_BATCH)) * config.epochs
+    iterations = math.ceil(n_train / max(config.batch, config.nbs)) * config.epochs
     if iterations > AUTO_SGD_MIN_ITERATIONS:
         return OptimizerChoice("SGD", 0.01, 0.9, config.warmup_bias_lr)
     return OptimizerChoice("AdamW", round(0.002 * 5 / (4 + nc), 6), 0.9, 0.0)
 
 
-def accumulation_steps(batch: int) -> int:
-    """Batches whose gradients are summed before a step, so each step sees ~64 images."""
-    return max(round(NOMINAL_BATCH / batch), 1)
+def accumulation_steps(config: TrainConfig) -> int:
+    """Batches whose gradients are summed before a step, so each step sees ~nbs images."""
+    return max(round(config.nbs / config.batch), 1)
 
 
 def scaled_weight_decay(config: TrainConfig) -> float:
     """Weight decay is applied once per step, so it scales with the images per step."""
-    return config.weight_decay * config.batch * accumulation_steps(config.batch) / NOMINAL_BATCH
+    return config.weight_decay * config.batch * accumulation_steps(config) / config.nbs
 
 
 def parameter_groups(model: nn.Module) -> tuple[list, list, list]:
@@ -119,7 +118,7 @@ def apply_warmup(
     scheduled lr; accumulation ramps from 1 to its nominal value so the first steps come early.
     """
     span = [0, n_warmup]
-    accumulate = max(1, int(np.interp(iteration, span, [1, NOMINAL_BATCH / config.batch]).round()))
+    accumulate = max(1, int(np.interp(iteration, span, [1, config.nbs / config.batch]).round()))
     for index, group in enumerate(optimizer.param_groups):
         start = choice.warmup_bias_lr if index == 0 else 0.0
         # float(): numpy scalars in param_groups would leak into state_dict and break JSON.

@@ -148,12 +148,9 @@ class Trainer:
         self.model.train()
         n_batches = len(self.train_loader)
         n_warmup = optim.warmup_iterations(self.config, n_batches)
-        accumulate = optim.accumulation_steps(self.config.batch)
+        accumulate = optim.accumulation_steps(self.config)
         loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
         n_images, start = 0, time.perf_counter()
-        # Gradients left from the previous epoch's partial accumulation are dropped (as YOLOv8
-        # 8.0 does), so an epoch boundary is a clean point to stop and resume.
-        self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(self.train_loader):
             iteration = i + n_batches * epoch
             if iteration <= n_warmup:
@@ -171,6 +168,12 @@ class Trainer:
                 self._optimizer_step()
                 self.last_opt_step = iteration
             n_images += batch["img"].shape[0]
+        if n_batches and self.last_opt_step < iteration:
+            # Step on the epoch's last partial accumulation instead of carrying it over (YOLOv8)
+            # or dropping it (a few % of the data): an epoch boundary leaves no gradient behind,
+            # so it is a clean point to stop and resume, and every image counts.
+            self._optimizer_step()
+            self.last_opt_step = iteration
         self.step = n_batches * (epoch + 1)
         return self._train_metrics(loss_sums, n_images, n_batches, time.perf_counter() - start)
 

@@ -112,7 +112,8 @@ def test_auto_optimizer_follows_yolov8_rule():
 
 
 def test_accumulation_and_weight_decay_target_a_nominal_batch_of_64():
-    assert [optim.accumulation_steps(b) for b in (1, 16, 24, 64, 128)] == [64, 4, 3, 1, 1]
+    assert [optim.accumulation_steps(TrainConfig(data='d', batch=b)) for b in (1, 16, 24, 64, 128)] == [64, 4, 3, 1, 1]
+    assert optim.accumulation_steps(TrainConfig(data='d', batch=16, nbs=16)) == 1
     config = TrainConfig(data="d", batch=24, weight_decay=5e-4)
     assert optim.scaled_weight_decay(config) == pytest.approx(5e-4 * 24 * 3 / 64)
 
