@@ -25,8 +25,12 @@ class TaskAlignedAssigner:
     pair; everything else works on the list of candidate pairs, which is far shorter.
     """
 
-    def __init__(self, nc: int, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9):
+    def __init__(self, nc: int, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9,
+                 min_side: float = 0.0):
         self.nc, self.topk, self.alpha, self.beta, self.eps = nc, topk, alpha, beta, eps
+        # Boxes are widened to at least min_side pixels for the inside test only, so a tiny
+        # object still has a few candidate anchors (a 10 px box holds one stride-8 centre or none).
+        self.min_side = min_side
 
     @torch.no_grad()
     def __call__(
@@ -46,7 +50,7 @@ class TaskAlignedAssigner:
         if gt_boxes.shape[1] == 0:
             return target_boxes, target_scores, foreground
         labels = gt_labels.squeeze(-1).long().clamp(min=0)  # (B, M)
-        inside = _anchors_inside_boxes(anchor_points, gt_boxes, self.eps) & gt_valid  # (B, M, A)
+        inside = _anchors_inside_boxes(anchor_points, _widen(gt_boxes, self.min_side), self.eps) & gt_valid  # (B, M, A)
         align, overlaps = self._alignment(pred_scores, pred_boxes, labels, gt_boxes, inside)
         b, m, a = self._positive_pairs(align, overlaps, inside)
         pair_align, pair_overlap = align[b, m, a], overlaps[b, m, a]
@@ -101,6 +105,13 @@ def _anchors_inside_boxes(anchor_points: torch.Tensor, gt_boxes: torch.Tensor, e
     return (x - x1 > eps) & (y - y1 > eps) & (x2 - x > eps) & (y2 - y > eps)
 
 
+def _widen(boxes: torch.Tensor, min_side: float) -> torch.Tensor:
+    """xyxy boxes with each side grown to at least min_side, about the box centre."""
+    centre, half = (boxes[..., :2] + boxes[..., 2:]) / 2, (boxes[..., 2:] - boxes[..., :2]) / 2
+    half = half.clamp(min=min_side / 2)
+    return torch.cat((centre - half, centre + half), dim=-1)
+
+
 def _max_per_key(values: torch.Tensor, keys: torch.Tensor, num_keys: int) -> torch.Tensor:
     """Max of non-negative values grouped by integer key (0 for keys without values)."""
     out = values.new_zeros(num_keys)
@@ -148,7 +159,8 @@ class DetectionLoss:
         self.model = model
         self.nc, self.reg_max = model.nc, model.reg_max
         self.gains = {"box": box, "cls": cls, "dfl": dfl}
-        self.assigner = TaskAlignedAssigner(model.nc, topk=10, alpha=0.5, beta=6.0)
+        # The middle stride as the smallest box side for candidates, as Ultralytics 8.4 does.
+        self.assigner = TaskAlignedAssigner(model.nc, topk=10, alpha=0.5, beta=6.0, min_side=float(model.stride[1]))
 
     def __call__(self, outputs: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # float32 throughout: under mixed precision, CIoU's eps and pixel coordinates lose too

@@ -69,7 +69,7 @@ def test_a_few_optimisation_steps_reduce_the_loss(model):
     assert max(losses[-2:]) < 0.5 * losses[0], losses
 
 
-def _assign(pred_boxes, gt_boxes, gt_labels, nc=2, grid=8, stride=8.0):
+def _assign(pred_boxes, gt_boxes, gt_labels, nc=2, grid=8, stride=8.0, min_side=0.0):
     """Run the assigner on one image with uniform class scores over a grid x grid level."""
     anchors, strides = make_anchors([torch.zeros(1, 1, grid, grid)], torch.tensor([stride]))
     num_anchors = anchors.shape[0]
@@ -77,7 +77,7 @@ def _assign(pred_boxes, gt_boxes, gt_labels, nc=2, grid=8, stride=8.0):
     labels = torch.tensor(gt_labels, dtype=torch.float32)[None, :, None]
     valid = gt_boxes.sum(-1, keepdim=True) > 0
     scores = torch.full((1, num_anchors, nc), 0.5)
-    return TaskAlignedAssigner(nc, topk=3)(scores, pred_boxes(anchors * strides), anchors * strides, labels, gt_boxes, valid)
+    return TaskAlignedAssigner(nc, topk=3, min_side=min_side)(scores, pred_boxes(anchors * strides), anchors * strides, labels, gt_boxes, valid)
 
 
 def test_assigner_picks_topk_anchors_inside_the_box_and_scales_scores_to_best_iou():
@@ -90,6 +90,16 @@ def test_assigner_picks_topk_anchors_inside_the_box_and_scales_scores_to_best_io
     assert torch.all(target_scores[foreground][:, 0] == 0)  # class 1 only
     assert target_scores[..., 1].max().item() == pytest.approx(_best_ciou(), abs=1e-4)
     assert target_scores[~foreground].sum() == 0
+
+
+def test_assigner_widens_tiny_boxes_so_they_get_candidate_anchors():
+    def predicted(points):
+        return torch.cat((points - 8, points + 8), dim=-1)[None]
+
+    tiny = [[13.0, 13.0, 19.0, 19.0]]  # 6 px: no stride-8 anchor centre (4, 12, 20, ...) lies inside
+    assert not _assign(predicted, tiny, [0])[2].any()
+    _, target_scores, foreground = _assign(predicted, tiny, [0], min_side=16.0)
+    assert foreground.sum() == 3 and target_scores[foreground][:, 0].gt(0).all()
 
 
 def _best_ciou() -> float:
