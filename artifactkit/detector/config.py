@@ -24,7 +24,9 @@ class TrainConfig(BaseModel):
     model: Literal["n", "s", "m"] = "n"
     epochs: int = Field(10, ge=1)
     batch: int = Field(16, ge=1)
-    nbs: int = Field(64, ge=1)  # nominal batch: gradients of ~nbs images are summed per optimizer step
+    # Nominal batch: gradients of ~nbs images are summed per optimizer step. None: the optimizer
+    # rule picks it (16 for the short-run AdamW recipe, YOLOv8's 64 otherwise; see optim.py).
+    nbs: int | None = Field(None, ge=1)
     imgsz: int = Field(640, ge=32)
     device: str = "auto"
     seed: int = Field(0, ge=0)

@@ -101,7 +101,7 @@ class Trainer:
         self.metrics: dict[str, float] = {}
 
     def _build_optimizer(self) -> None:
-        self.optimizer = optim.build_optimizer(self.model, self.choice, optim.scaled_weight_decay(self.config))
+        self.optimizer = optim.build_optimizer(self.model, self.choice, optim.scaled_weight_decay(self.config, self.choice.nbs))
         # A lambda reading self.config, so set_epochs() reshapes the schedule in place.
         self.scheduler = optim.build_scheduler(self.optimizer, lambda epoch: self._lr_factor(epoch))
 
@@ -148,7 +148,7 @@ class Trainer:
         self.model.train()
         n_batches = len(self.train_loader)
         n_warmup = optim.warmup_iterations(self.config, n_batches)
-        accumulate = optim.accumulation_steps(self.config)
+        accumulate = optim.accumulation_steps(self.config.batch, self.choice.nbs)
         loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
         n_images, start = 0, time.perf_counter()
         for i, batch in enumerate(self.train_loader):

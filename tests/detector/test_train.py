@@ -104,18 +104,22 @@ def test_config_requires_data_and_is_frozen():
 
 def test_auto_optimizer_follows_yolov8_rule():
     short = optim.choose_optimizer(TrainConfig(data="d", epochs=10), nc=12, n_train=800)
-    assert short == optim.OptimizerChoice("AdamW", 0.000625, 0.9, 0.0)
+    assert short == optim.OptimizerChoice("AdamW", 0.000625, 0.9, 0.0, nbs=16)  # the short-run departure
     long = optim.choose_optimizer(TrainConfig(data="d", epochs=1000), nc=12, n_train=64_000)
-    assert (long.name, long.lr0, long.momentum) == ("SGD", 0.01, 0.9)
+    assert (long.name, long.lr0, long.momentum, long.nbs) == ("SGD", 0.01, 0.9, 64)
     manual = optim.choose_optimizer(TrainConfig(data="d", optimizer="SGD", lr0=0.02), nc=12, n_train=800)
-    assert (manual.name, manual.lr0, manual.momentum, manual.warmup_bias_lr) == ("SGD", 0.02, 0.937, 0.1)
+    assert (manual.name, manual.lr0, manual.momentum, manual.warmup_bias_lr, manual.nbs) == ("SGD", 0.02, 0.937, 0.1, 64)
+    pinned = optim.choose_optimizer(TrainConfig(data="d", epochs=10, nbs=64), nc=12, n_train=800)
+    assert pinned == optim.OptimizerChoice("AdamW", 0.000625, 0.9, 0.0, nbs=64)  # Ultralytics' exact recipe
+    # a checkpoint written before the field existed ran with YOLOv8's nominal batch
+    assert optim.OptimizerChoice(**{"name": "AdamW", "lr0": 1e-3, "momentum": 0.9, "warmup_bias_lr": 0.0}).nbs == 64
 
 
 def test_accumulation_and_weight_decay_target_a_nominal_batch_of_64():
-    assert [optim.accumulation_steps(TrainConfig(data='d', batch=b)) for b in (1, 16, 24, 64, 128)] == [64, 4, 3, 1, 1]
-    assert optim.accumulation_steps(TrainConfig(data='d', batch=16, nbs=16)) == 1
+    assert [optim.accumulation_steps(b, 64) for b in (1, 16, 24, 64, 128)] == [64, 4, 3, 1, 1]
+    assert [optim.accumulation_steps(b, 16) for b in (1, 8, 16, 64)] == [16, 2, 1, 1]
     config = TrainConfig(data="d", batch=24, weight_decay=5e-4)
-    assert optim.scaled_weight_decay(config) == pytest.approx(5e-4 * 24 * 3 / 64)
+    assert optim.scaled_weight_decay(config, 64) == pytest.approx(5e-4 * 24 * 3 / 64)
 
 
 def test_three_parameter_groups():
