@@ -1,9 +1,12 @@
 """Benchmark: train YOLO-n from scratch on the synthetic chess demo and print per-epoch speed and
 accuracy on val and val-heldout.
 
-Full run (the reference Ultralytics YOLOv8n reaches mAP50 0.51 / 0.83 / 0.91 / 0.94 after epochs
-4 / 6 / 8 / 10, mAP50-95 0.74 after 10; target speed >= 7 train img/s on 2 CPU threads):
+The issue's anchor (Ultralytics 8.4 YOLOv8n on a similar chess set, its own metric): mAP50 0.51 /
+0.83 / 0.91 / 0.94 after epochs 4 / 6 / 8 / 10, mAP50-95 0.74 after 10, ~7 train img/s on 2 CPU
+threads. bench/ultralytics_chess.py runs Ultralytics on this very data for a side-by-side.
     python bench/train_chess.py
+Ultralytics' exact recipe (nominal batch 64) instead of artifactkit's short-run default:
+    python bench/train_chess.py --set nbs=64
 Quick check:
     python bench/train_chess.py --epochs 2 --n-train 160
 """
