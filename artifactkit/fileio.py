@@ -1,0 +1,53 @@
+"""The one way artifactkit replaces a file on the local disk: write a temp file beside it, then
+os.replace, so a reader (or a crash) sees the old file or the new one, never half of either.
+
+Temp names are short and share one prefix, so a 255-byte target name still has a legal temp name
+and a scan of a folder can recognise (and never log) our own leftovers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+TMP_PREFIX = ".ak-tmp-"
+
+
+def is_own_temp(name: str) -> bool:
+    """A file name artifactkit's atomic writes use for their temp files."""
+    return name.startswith(TMP_PREFIX)
+
+
+def temp_name() -> str:
+    return f"{TMP_PREFIX}{os.urandom(6).hex()}"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a fresh temp path beside `target`; when the block ends without error the temp file
+    replaces `target` (fsynced first when asked), otherwise it is removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / temp_name()
+    try:
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write(target: str | os.PathLike, data: bytes, *, fsync: bool = False) -> None:
+    """Replace `target` with `data` atomically. The temp file is created with O_EXCL and mode
+    0o666, so the umask decides who may read the result, as for any new file."""
+    with atomic_path(target, fsync=fsync) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
