@@ -186,7 +186,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
 
     s, run = _find_run(uri, store, storage_options)
     if uri is not None and uri.startswith(WANDB_RUN) and not trackers:
-        from .backends.wandb import WandbTracker  # a run resumed from W&B keeps logging to that W&B run
+        from .wandb import WandbTracker  # a run resumed from W&B keeps logging to that W&B run
 
         trackers = [WandbTracker()]
     if not s.version_numbers(run.model_artifact):
@@ -216,7 +216,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
 
 def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Store, RunRecord]:
     if uri is not None and uri.startswith(WANDB_RUN):
-        from .backends.wandb import fetch_run  # W&B as the source: rebuilt in a local store first
+        from .wandb import fetch_run  # W&B as the source: rebuilt in a local store first
 
         return fetch_run(uri, store, storage_options)
     if uri is not None:

@@ -92,7 +92,7 @@ def push(
 
     src = open_store(store, storage_option)
     if to.startswith("wandb://"):  # W&B is a mirror, not a store: its backend maps versions to artifacts
-        from artifactkit.backends.wandb import push_to_wandb
+        from artifactkit.wandb import push_to_wandb
 
         result = push_to_wandb(src, ref, to)
     else:

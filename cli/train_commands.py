@@ -83,7 +83,7 @@ def _follow(call: Callable[[], Any]) -> Any:
 def _trackers(wandb: bool, project: str | None, entity: str | None, upload_dataset: bool) -> list[Any]:
     if not wandb or not _is_main():
         return []
-    from artifactkit.backends.wandb import WandbTracker
+    from artifactkit.wandb import WandbTracker
 
     return [WandbTracker(project=project, entity=entity, upload_dataset=upload_dataset)]
 

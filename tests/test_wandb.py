@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("wandb")
 
 from artifactkit import checkpoint, open_store  # noqa: E402
-from artifactkit.backends.wandb import mirror  # noqa: E402
+from artifactkit.wandb import mirror  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "wbkill1"
@@ -243,7 +243,7 @@ def _evaluation_table(root: Path, digests: dict, names: list[str]) -> dict:
 
 def test_tracker_logs_dataset_tables_evaluation_and_debugger(offline, tmp_path):
     from artifactkit import datasets
-    from artifactkit.backends.wandb import WandbTracker
+    from artifactkit.wandb import WandbTracker
     from artifactkit.runs import RunRecord
 
     ak("demo-data", str(tmp_path / "chess"), "--n-train", "4", "--n-val", "20", "--n-heldout", "2", "--imgsz", "128", env=offline)
@@ -298,7 +298,7 @@ def test_a_failing_wandb_run_says_which_checkpoint_was_not_mirrored(offline, tmp
     """The real SDK, broken mid-run (its run finished under the tracker): the checkpoint stays in
     the store, FanOut drops the tracker with a warning naming what was not mirrored."""
     from artifactkit import datasets
-    from artifactkit.backends.wandb import WandbTracker
+    from artifactkit.wandb import WandbTracker
     from artifactkit.runs import RunRecord, create_run
     from artifactkit.tracking import FanOut
 
@@ -321,7 +321,7 @@ def test_a_failing_wandb_run_says_which_checkpoint_was_not_mirrored(offline, tmp
 
 
 def test_missing_wandb_names_the_extra(monkeypatch):
-    from artifactkit.backends.wandb import WandbTracker
+    from artifactkit.wandb import WandbTracker
     from artifactkit.errors import MissingExtra
 
     monkeypatch.setitem(sys.modules, "wandb", None)

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any, Iterator
 
-from ...errors import ArtifactkitError, BackendError, InvalidInput, missing_extra
+from ..errors import ArtifactkitError, BackendError, InvalidInput, missing_extra
 
 RUN_SCHEME = "wandb-artifact://"  # a run on W&B: wandb-artifact://<entity>/<project>/<run-id>
 MIRROR_SCHEME = "wandb://"  # a mirror target: wandb://<entity>/<project>

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import InvalidInput, NotFound
-from ...hashing import cache_dir
-from ...manifest import VersionRecord, parse_record
-from ...runs import RunRecord, load_run, save_run
-from ...store import Store, open_store
-from ...uri import parse_ref
+from ..errors import InvalidInput, NotFound
+from ..hashing import cache_dir
+from ..manifest import VersionRecord, parse_record
+from ..runs import RunRecord, load_run, save_run
+from ..store import Store, open_store
+from ..uri import parse_ref
 from . import media, mirror
 from .sdk import choose_mode, credentials_found, load, parse_mirror_uri, parse_run_uri, sdk_errors, sync_command
 
@@ -72,7 +72,7 @@ def push_to_wandb(src: Store, ref: str, target: str) -> WandbPushResult:
 def _push_artifact(wandb: Any, src: Store, record: VersionRecord) -> Any:
     if record.type != "dataset":
         return mirror.version_artifact(wandb, src, record)
-    from ...transfer import pull
+    from ..transfer import pull
 
     # Tables need image files with their real names: pull the version into a scratch folder
     # (W&B copies what it keeps into its staging area, so the folder may go right after).

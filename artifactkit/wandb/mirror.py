@@ -16,12 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ...errors import IntegrityError, InvalidInput, NotFound
-from ...hashing import NullStatCache, digest_bytes, digest_file
-from ...layout import manifest_key, object_key, version_key
-from ...manifest import Manifest, VersionRecord, parse_record, to_json
-from ...store import LATEST, Store, check_alias
-from ..local import LocalBackend
+from ..backends.local import LocalBackend
+from ..errors import IntegrityError, InvalidInput, NotFound
+from ..hashing import NullStatCache, digest_bytes, digest_file
+from ..layout import manifest_key, object_key, version_key
+from ..manifest import Manifest, VersionRecord, parse_record, to_json
+from ..store import LATEST, Store, check_alias
 
 META_DIR = ".artifactkit"
 MANIFEST_FILE = f"{META_DIR}/manifest.json"
@@ -81,7 +81,7 @@ def version_artifact(wandb: Any, store: Store, record: VersionRecord, root: Path
 def import_version(folder: Path, dst: Store, aliases: list[str] = ()) -> VersionRecord:
     """Rebuild a version in `dst` from a downloaded W&B artifact folder: every file is checked
     against the manifest's digest, then the store's own push commits it (same number, commit order)."""
-    from ...transfer import push
+    from ..transfer import push
 
     record = parse_record(VersionRecord, _read(folder / VERSION_FILE), f"{folder}/{VERSION_FILE}")
     canonical = _read(folder / MANIFEST_FILE)
