@@ -253,7 +253,7 @@ def _share(world, start: _Start | None, storage_options) -> _Start:
         return start
     plan = None
     if world.is_main:
-        plan = {"run": start.run, "config": start.config.model_dump(mode="json"), "store": start.store.uri,
+        plan = {"run": start.run, "config": start.config.model_dump(mode="json"), "store": start.store.url,
                 "dataset": start.dataset.ref, "data_yaml": start.dataset.data_yaml,
                 "folder": str(start.dataset.root.resolve()) if start.in_place else None}
     plan = world.broadcast(plan)

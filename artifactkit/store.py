@@ -74,7 +74,13 @@ class Store:
 
     @property
     def uri(self) -> str:
+        """The store as every message and report shows it (credentials removed)."""
         return self.backend.uri
+
+    @property
+    def url(self) -> str:
+        """The full address, to open this store again (another process, a run URI): never shown."""
+        return self.backend.url
 
     # -- reading --------------------------------------------------------------------------
     def artifact_names(self) -> list[str]:

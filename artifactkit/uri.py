@@ -14,9 +14,11 @@ from typing import Any
 
 from .errors import InvalidInput
 from .manifest import NAME_RE, VERSION_RE
+from .redact import redact_uri
 
 DEFAULT_STORE = "./.artifactkit"
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_LOOKS_LIKE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -29,25 +31,27 @@ def scheme(uri: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def is_local(uri: str) -> bool:
-    return scheme(uri) in (None, "file")
-
-
-def local_path(uri: str) -> str:
-    return uri[len("file://") :] if scheme(uri) == "file" else uri
+def check_store_uri(uri: str) -> None:
+    """Refuse a store string that looks like a URL but is not one: `s3:/bucket/x` or `wandb:me/p`
+    would otherwise become a local folder named `s3:` and the command would succeed. Whoever
+    means such a folder writes `./s3:`."""
+    if not uri:
+        raise InvalidInput("empty store URI")
+    m = _LOOKS_LIKE_SCHEME.match(uri)
+    if m is None or scheme(uri) is not None or (os.name == "nt" and len(m.group(1)) == 1):  # C:\ on Windows
+        return
+    word, rest = m.group(1), uri[m.end() :]
+    hint = f" (did you mean {word}://{rest.lstrip('/')}?)" if rest.startswith("/") else ""
+    raise InvalidInput(f"invalid store URI {uri!r}: {word}: without // is no URL scheme{hint}; "
+                       f"for a local folder of that name write ./{uri}")
 
 
 def open_backend(uri: str, storage_options: dict[str, Any] | None = None):
-    """The backend for a store URI. Local paths never import fsspec."""
-    if not uri:
-        raise InvalidInput("empty store URI")
-    if is_local(uri):
-        from .backends.local import LocalBackend
+    """The backend for a store URI, from the registry by scheme (backends/base.py)."""
+    check_store_uri(uri)
+    from .backends.base import backend_factory
 
-        return LocalBackend(local_path(uri))
-    from .backends.fs import open_fsspec_backend
-
-    return open_fsspec_backend(uri, storage_options)
+    return backend_factory(scheme(uri))(uri, storage_options)
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def split_run_uri(uri: str) -> tuple[str, str]:
     """'<store>/runs/<id>' -> (store URI, run id)."""
     head, sep, run_id = uri.rstrip("/").rpartition("/runs/")
     if not sep or not RUN_ID_RE.match(run_id):
-        raise InvalidInput(f"invalid run URI {uri!r}: expected <store>/runs/<run-id>")
+        raise InvalidInput(f"invalid run URI {redact_uri(uri)!r}: expected <store>/runs/<run-id>")
     return head or ".", run_id
 
 

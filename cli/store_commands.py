@@ -88,17 +88,19 @@ def push(
     json_out: JsonOpt = False,
 ) -> None:
     """Copy versions to another store, sending only the blobs it lacks (or mirror them to W&B: --to wandb://ENTITY/PROJECT)."""
+    from artifactkit.redact import redact_uri
     from artifactkit.transfer import push as do_push
 
     src = open_store(store, storage_option)
     if to.startswith("wandb://"):  # W&B is a mirror, not a store: its backend maps versions to artifacts
         from artifactkit.wandb import push_to_wandb
 
-        result = push_to_wandb(src, ref, to)
+        result, shown = push_to_wandb(src, ref, to), redact_uri(to)
     else:
-        result = do_push(src, ref, open_store(to, storage_option))
+        dst = open_store(to, storage_option)
+        result, shown = do_push(src, ref, dst), dst.uri
     emit(json_out, result.summary(),
-         f"{ref} -> {to}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
+         f"{ref} -> {shown}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
 
 def verify(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:

@@ -61,7 +61,7 @@ def _split_targets(targets: list[str], store: str | None, storage_option: list[s
         elif RUN_ID_RE.match(target) and _is_run(target, store, storage_option):
             from .common import open_store
 
-            runs.append(run_uri(open_store(store, storage_option).uri, target))
+            runs.append(run_uri(open_store(store, storage_option).url, target))
         else:
             datasets.append(target)
     if len(datasets) > 1:

@@ -158,3 +158,54 @@ def test_s3_errors_name_the_uri(s3_env):
         list(b.list("artifacts/"))
     with pytest.raises(BackendError, match="does not exist"):
         b.read("artifacts/x/versions/0.json")
+
+
+def test_registry_opens_backends_by_scheme_and_imports_them_lazily(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from artifactkit.backends import base
+    from artifactkit.backends.fs import FsspecBackend
+
+    assert isinstance(open_backend(str(tmp_path / "a")), LocalBackend)
+    assert open_backend(f"FILE://{tmp_path / 'b'}").root == tmp_path / "b"
+    assert type(open_backend(f"memory://ak-{uuid.uuid4().hex}")) is FsspecBackend  # fsspec's own registry
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    base.register_backend("Mine", lambda uri, options: LocalBackend(tmp_path / uri.partition("://")[2]))
+    assert open_backend("mine://c").root == tmp_path / "c"
+    code = (f"from artifactkit.uri import open_backend; import sys; open_backend({str(tmp_path / 'd')!r}).list('x')\n"
+            "assert not {'fsspec', 's3fs', 'artifactkit.backends.fs'} & set(sys.modules), sorted(sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_backends_import_nothing_above_them():
+    """backends/ is the bottom layer: errors and redact are all it uses of artifactkit, and the
+    generic fsspec backend never imports its S3 subclass (the registry picks it)."""
+    import ast
+    from pathlib import Path
+
+    import artifactkit.backends as pkg
+
+    allowed = {"errors", "redact", "backends.base", "backends.local", "backends.fs"}
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = ("backends." if node.level == 1 else "") + (node.module or "")
+                assert target in allowed, (path.name, target)
+                assert not (path.name == "fs.py" and target == "backends.s3")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert not any(n.startswith("artifactkit") for n in names), (path.name, names)
+
+
+def test_redaction_of_urls():
+    from artifactkit.redact import redact, redact_uri
+    from artifactkit.store import Store
+
+    assert redact_uri("http://user:pw@host:8/a/b?X-Amz-Signature=1") == "http://host:8/a/b"
+    assert redact_uri("ftp://anon@host/a") == "ftp://host/a"
+    assert redact_uri("/data/who@where?/x") == "/data/who@where?/x"  # a path: '@' and '?' are plain characters
+    assert redact("GET ftp://u:pw@h/x?sig=1 failed; key abcd1234", ["abcd1234"]) == "GET ftp://h/x?… failed; key ***"
+    s = Store(open_backend(f"memory://user:hunter2pw@ak-{uuid.uuid4().hex}/s"))
+    assert "hunter2pw" not in s.uri and s.uri.startswith("memory://ak-") and "user:hunter2pw@" in s.url

@@ -2,13 +2,16 @@
 
 Keys are relative POSIX paths ("objects/ab/cdef…"). Backends raise only artifactkit's NotFound,
 AlreadyExists and BackendError, and every message names the store URI and the key.
+
+Backends are found by URL scheme in one registry (below), as fsspec finds its filesystems.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 Source = Union[bytes, memoryview, Path]  # what write_many accepts: bytes in hand, or a local file
 
@@ -27,7 +30,8 @@ class ObjectInfo:
 
 
 class Backend(Protocol):
-    uri: str
+    uri: str  # what messages show: credentials and query string removed (redact.redact_uri)
+    url: str  # the full address, to open the same store again; may hold credentials: never shown
     capabilities: Capabilities
 
     def read(self, key: str) -> bytes: ...
@@ -59,3 +63,31 @@ class Backend(Protocol):
     def sync(self) -> None:
         """Make everything written so far durable before records that reference it are written."""
         ...
+
+
+# -- the registry ---------------------------------------------------------------------------
+# scheme -> "module:callable" (or the callable), imported only when a store of that scheme is
+# opened, so a local store never imports fsspec or s3fs. The callable takes (uri, storage_options)
+# and returns a Backend. A plain path has no scheme and is served as "file". Every other scheme
+# goes to the generic fsspec backend, where fsspec's own registry accepts or refuses it.
+Factory = Callable[[str, "dict[str, Any] | None"], Backend]
+_FSSPEC = "artifactkit.backends.fs:FsspecBackend"
+_REGISTRY: dict[str, str | Factory] = {
+    "file": "artifactkit.backends.local:open_local",
+    "s3": "artifactkit.backends.s3:S3Backend",
+    "s3a": "artifactkit.backends.s3:S3Backend",
+}
+
+
+def register_backend(scheme: str, factory: str | Factory) -> None:
+    """Serve `scheme://` stores with `factory` ("module:callable" or a callable)."""
+    _REGISTRY[scheme.lower()] = factory
+
+
+def backend_factory(scheme: str | None) -> Factory:
+    """The factory for a URL scheme (None: a local path), imported on first use."""
+    target = _REGISTRY.get((scheme or "file").lower(), _FSSPEC)
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,4 +1,5 @@
 """A store on any fsspec filesystem (memory://, gcs://, …; s3:// has its own subclass in s3.py).
+The registry in base.py picks the class by scheme; this module knows no subclass.
 
 fsspec is imported lazily: local stores never pay its import time. On async filesystems (s3fs,
 gcsfs, adlfs) bulk reads and writes are one batch of concurrent requests, not a loop.
@@ -15,26 +16,17 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BackendError, InvalidInput, NotFound, missing_extra
+from ..redact import redact, redact_uri
 from .base import Capabilities, ObjectInfo, Source
 
 logger = logging.getLogger(__name__)
 _EXTRAS = {"s3": "s3", "s3a": "s3"}
-S3_PROTOCOLS = ("s3", "s3a")
 # Storage options that configure artifactkit rather than the filesystem (never passed to fsspec).
 SINGLE_WRITER = "single_writer"
+_SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)  # option names whose values are never shown
 _CONCURRENCY = 256  # requests in flight per batch; s3fs's connection pool bounds the real number
 # MemoryFileSystem keeps one dict for every instance in the process, so one lock serves them all.
 _MEMORY_CREATE_LOCK = threading.Lock()
-
-
-def open_fsspec_backend(uri: str, storage_options: dict[str, Any] | None = None) -> "FsspecBackend":
-    """The backend for an fsspec URL: S3Backend for s3://, FsspecBackend for everything else."""
-    protocol = uri.partition("://")[0].lower()
-    if protocol in S3_PROTOCOLS:
-        from .s3 import S3Backend
-
-        return S3Backend(uri, storage_options)
-    return FsspecBackend(uri, storage_options)
 
 
 def nest_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -65,38 +57,45 @@ def _truthy(value: Any) -> bool:
 
 
 class FsspecBackend:
-    _secrets: list[str | None] = []  # values error messages must never show (S3 fills it)
+    _secrets: list[str | None] = []  # values no message may show: password=-like options, S3 credentials
 
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None):
         fsspec = _import_fsspec()
         protocol, sep, rest = uri.partition("://")
         if not sep:
-            raise InvalidInput(f"invalid store URI {uri!r}: expected PROTOCOL://PATH")
+            raise InvalidInput(f"invalid store URI {redact_uri(uri)!r}: expected PROTOCOL://PATH")
         protocol = protocol.lower()
         options = nest_options(dict(storage_options or {}))
         self.single_writer = _truthy(options.pop(SINGLE_WRITER, False))
         try:
             cls = fsspec.get_filesystem_class(protocol)
         except ValueError:
-            raise InvalidInput(f"unknown URI scheme {protocol!r} in {uri}") from None
+            raise InvalidInput(f"unknown URI scheme {protocol!r} in {redact_uri(uri)}") from None
         except ImportError as e:
             raise missing_extra(f"the {protocol}:// filesystem", _EXTRAS.get(protocol, "all")) from e
         self.protocol = protocol
-        self.uri = f"{protocol}://{rest.strip('/')}"
+        self.url = f"{protocol}://{rest.strip('/')}"
+        self.uri = redact_uri(self.url)  # every message below names this one
         self.fs = self._make_fs(cls, options)
         # The root as the filesystem spells paths (memory:// -> "/t", s3:// -> "bucket/prefix"),
         # so paths it returns from listings map back to keys by slicing.
-        self.root = self.fs._strip_protocol(self.uri).rstrip("/")
+        self.root = self.fs._strip_protocol(self.url).rstrip("/")
         self.capabilities = Capabilities(atomic_create=protocol == "memory", atomic_replace=True)
         if getattr(self.fs, "async_impl", False):
             _quiet_orphaned_connection_errors(self.fs.loop)
 
     def _make_fs(self, cls, options: dict[str, Any]):
+        # What the URL itself says (ftp's host, port, user and password), as fsspec.url_to_fs
+        # does; options the user typed win.
+        options = {**cls._get_kwargs_from_urls(self.url), **options}
+        self._secrets = [*self._secrets, *(v for k, v in options.items() if isinstance(v, str) and _SECRET_KEY.search(k))]
         try:
             # skip_instance_cache: options (endpoint, credentials) differ between stores in one process.
             return cls(skip_instance_cache=True, **options)
         except TypeError as e:
-            raise InvalidInput(f"{self.uri}: invalid storage option: {e}") from None
+            raise InvalidInput(f"{self.uri}: invalid storage option: {redact(str(e), self._secrets)}") from None
+        except Exception as e:  # filesystems that connect when made (ftp, sftp) raise OSError and their own
+            raise BackendError(f"{self.uri}: cannot connect: {type(e).__name__}: {redact(str(e), self._secrets)}") from None
 
     # -- paths and errors -------------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -290,16 +289,3 @@ def _mtime(info: dict) -> float | None:
         if isinstance(value, (int, float)):
             return float(value)
     return None
-
-
-_URL_SECRETS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@|\?[^\s\"']*", re.IGNORECASE)
-
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Drop what must never reach a terminal or a log: user:password@ in URLs, query strings
-    (presigned URLs carry signatures there), and any known secret value; one line only."""
-    text = _URL_SECRETS.sub(lambda m: m.group("scheme") if m.group("scheme") else "?…", text)
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return " ".join(text.split())

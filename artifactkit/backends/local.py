@@ -9,12 +9,18 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BackendError, NotFound
 from .base import Capabilities, ObjectInfo, Source
 
 TMP_PREFIX = ".tmp-"
+_FILE = "file://"
+
+
+def open_local(uri: str, storage_options: dict[str, Any] | None = None) -> "LocalBackend":
+    """The registry's factory for plain paths and file:// URLs (storage options mean nothing here)."""
+    return LocalBackend(uri[len(_FILE) :] if uri[: len(_FILE)].lower() == _FILE else uri)
 
 
 class LocalBackend:
@@ -22,7 +28,7 @@ class LocalBackend:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().absolute()
-        self.uri = str(self.root)
+        self.uri = self.url = str(self.root)
         self._made_dirs: set[Path | str] = set()
         self._unsynced: list[str] = []
 

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import AlreadyExists, BackendError, InvalidInput, NotFound
 from .base import Capabilities, ObjectInfo
-from .fs import FsspecBackend, SINGLE_WRITER, redact
+from ..redact import redact
+from .fs import FsspecBackend, SINGLE_WRITER
 
 PROBE_KEY = ".artifactkit/conditional-put-probe"
 _PROBE_BODY = b"artifactkit: a create-only PUT of this key must be refused (If-None-Match: *)\n"

@@ -13,6 +13,7 @@ import re
 from typing import Any, Iterator
 
 from ..errors import ArtifactkitError, BackendError, InvalidInput, missing_extra
+from ..redact import redact_uri
 
 RUN_SCHEME = "wandb-artifact://"  # a run on W&B: wandb-artifact://<entity>/<project>/<run-id>
 MIRROR_SCHEME = "wandb://"  # a mirror target: wandb://<entity>/<project>
@@ -84,7 +85,7 @@ def parse_run_uri(uri: str) -> tuple[str, str, str]:
     """wandb-artifact://<entity>/<project>/<run-id> -> (entity, project, run id)."""
     parts = uri[len(RUN_SCHEME):].strip("/").split("/") if uri.startswith(RUN_SCHEME) else []
     if len(parts) != 3 or not all(_PART.match(p) for p in parts):
-        raise InvalidInput(f"invalid W&B run URI {uri!r}: expected wandb-artifact://<entity>/<project>/<run-id>")
+        raise InvalidInput(f"invalid W&B run URI {redact_uri(uri)!r}: expected wandb-artifact://<entity>/<project>/<run-id>")
     return parts[0], parts[1], parts[2]
 
 
@@ -92,7 +93,7 @@ def parse_mirror_uri(uri: str) -> tuple[str | None, str]:
     """wandb://<entity>/<project> (or wandb://<project> for your default entity) -> (entity, project)."""
     parts = uri[len(MIRROR_SCHEME):].strip("/").split("/") if uri.startswith(MIRROR_SCHEME) else []
     if len(parts) not in (1, 2) or not all(_PART.match(p) for p in parts):
-        raise InvalidInput(f"invalid W&B target {uri!r}: expected wandb://<entity>/<project>")
+        raise InvalidInput(f"invalid W&B target {redact_uri(uri)!r}: expected wandb://<entity>/<project>")
     return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
 
 
