@@ -1,9 +1,12 @@
 """The typer app. Commands parse options, call the library and print; errors become one line
-on stderr and a non-zero exit here, in one place."""
+on stderr (and, with --json, one JSON object as the last line of stdout) and a non-zero exit
+here, in one place."""
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Annotated
 
 import typer
 
@@ -21,14 +24,41 @@ train_commands.register(app)
 view_commands.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from artifactkit import __version__
+
+        print(f"artifactkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    # Options of the program itself, before any command (the help text is the app's).
+    pass
+
+
 def main() -> None:
     from artifactkit.errors import ArtifactkitError
 
     try:
         app()
     except ArtifactkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"error: {e}", str(e), type(e).__name__, 1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("interrupted", "interrupted", "Interrupted", 130)
+
+
+def _fail(line: str, message: str, kind: str, code: int) -> None:
+    print(line, file=sys.stderr)
+    if _wants_json(sys.argv[1:]):
+        sys.stdout.write(json.dumps({"error": message, "kind": kind}) + "\n")
+    sys.exit(code)
+
+
+def _wants_json(args: list[str]) -> bool:
+    """--json among the options (not after `--`, where it would be an argument)."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)

@@ -92,12 +92,68 @@ def test_verify_exit_code_on_damage(tmp_path, cli):
 
 
 def test_store_commands_do_not_import_torch_or_wandb(tmp_path):
+    """A store command on a local store, through `python -m artifactkit` as a user runs it."""
     code = (
-        "import sys; sys.argv=['artifactkit','versions','--help']\n"
-        "from cli.main import app\n"
-        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        f"import sys; sys.argv=['artifactkit','versions','x','--store',{str(tmp_path / 's')!r}]\n"
+        "import runpy\n"
+        "try:\n    runpy.run_module('artifactkit', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "bad=[m for m in ('torch','wandb','fsspec','s3fs') if m in sys.modules]\n"
         "assert not bad, bad\n"
+        "assert 'artifactkit_cli.main' in sys.modules and 'cli' not in sys.modules\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "no artifact named 'x'" in proc.stderr
+
+
+def test_errors_are_one_json_object_with_json(tmp_path, cli):
+    proc = cli("versions", "nothing", "--store", str(tmp_path / "s"), "--json", check=False)
+    assert proc.returncode == 1
+    assert last_json(proc) == {"error": f"{tmp_path / 's'}: no artifact named 'nothing'", "kind": "NotFound"}
+    check_error(proc, "nothing")  # the line on stderr stays
+    bad = last_json(cli("log-dataset", str(tmp_path / "nope"), "--store", str(tmp_path / "s"), "--json", check=False))
+    assert bad["kind"] == "InvalidInput" and "nope" in bad["error"]
+    assert cli("versions", "nothing", "--store", str(tmp_path / "s"), check=False).stdout == ""  # no --json: no JSON
+
+
+def test_credentials_in_urls_are_never_shown(tmp_path, cli):
+    for url in ("http://user:hunter2pw@127.0.0.1:9/ak?sig=s3cr3tsig", "ftp://user:hunter2pw@127.0.0.1:9/ak"):
+        proc = cli("versions", "x", "--store", url, "--json", check=False)
+        assert proc.returncode == 1
+        shown = proc.stdout + proc.stderr
+        assert "hunter2pw" not in shown and "s3cr3tsig" not in shown and "user:" not in shown, shown
+        assert "://127.0.0.1:9/ak" in shown, shown
+        check_error(proc)
+    proc = cli("resume", "http://user:hunter2pw@127.0.0.1:9/ak/runs/abc", "--json", check=False)
+    assert last_json(proc)["kind"] == "BackendError" and "hunter2pw" not in proc.stdout + proc.stderr
+
+
+def test_misspelt_urls_are_refused_and_dot_slash_is_a_folder(tmp_path, cli):
+    for store, hint in (("s3:/bucket/x", "did you mean s3://bucket/x?"), ("wandb:/me/p", "did you mean wandb://me/p?"),
+                        ("s3:bucket", "./s3:bucket")):
+        check_error(cli("versions", "d", "--store", store, check=False, cwd=tmp_path), repr(store), hint)
+    check_error(cli("push", "d", "--to", "wandb:/me/p", "--store", "s", check=False, cwd=tmp_path), "'wandb:/me/p'")
+    check_error(cli("versions", "d", "--store", "nosuch://x", check=False), "unknown URI scheme 'nosuch'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder named s3: or wandb:
+    data = make_folder(tmp_path / "d", n=1)
+    cli("log-dataset", str(data), "--store", "./s3:", cwd=tmp_path)
+    assert (tmp_path / "s3:" / "artifacts" / "d").is_dir()
+
+
+def test_version(cli):
+    import artifactkit
+
+    assert cli("--version").stdout.strip() == f"artifactkit {artifactkit.__version__}"
+
+
+def test_installs_no_package_named_cli():
+    """pyproject.toml maps cli/ to artifactkit_cli and lists every package (a mapped folder needs
+    the list spelled out): a package added under artifactkit/ must be added there too."""
+    tomllib = __import__("pytest").importorskip("tomllib")
+    root = Path(__file__).parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    setuptools = config["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"artifactkit_cli": "cli"}
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "artifactkit").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == found | {"artifactkit_cli"}
+    assert config["project"]["scripts"]["artifactkit"] == "artifactkit_cli.main:main"
