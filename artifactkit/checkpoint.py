@@ -10,6 +10,7 @@ checkpoints (a frozen layer, a buffer) is stored once.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
@@ -18,11 +19,21 @@ import numpy as np
 import torch
 
 from .errors import IntegrityError, InvalidInput
-from .manifest import Entry
 from .store import LogResult, Store
 
 SKELETON = "state.json"
 _TENSOR, _ARRAY, _TUPLE, _DICT = "__tensor__", "__ndarray__", "__tuple__", "__dict__"
+# A trainer's state nests about 6 deep; a forged skeleton must not exhaust the stack.
+MAX_DEPTH = 100
+MAX_DIMS = 32
+# The dtypes a checkpoint holds: plain numbers whose raw bytes are the whole value. An object
+# array's bytes would be pointers, so it is refused on save and on load alike.
+TORCH_DTYPES = {
+    str(d).removeprefix("torch."): d
+    for d in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.complex64, torch.complex128,
+              torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
+}
+NUMPY_KINDS = "biufc"  # bool, signed, unsigned, float, complex
 
 
 def flatten(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor | np.ndarray]]:
@@ -30,23 +41,29 @@ def flatten(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor | np.nda
     while training goes on mutating the originals."""
     tensors: dict[str, torch.Tensor | np.ndarray] = {}
 
-    def walk(value: Any) -> Any:
+    def walk(value: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise InvalidInput(f"checkpoint state is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, torch.Tensor):
+            if value.layout != torch.strided or str(value.dtype).removeprefix("torch.") not in TORCH_DTYPES:
+                raise InvalidInput(f"checkpoint state holds a {value.layout} {value.dtype} tensor, which has no safe encoding")
             path = f"tensors/{len(tensors):06d}"
             tensors[path] = value.detach().to("cpu", copy=True)
             return {_TENSOR: path}
         if isinstance(value, np.ndarray):
+            if value.dtype.kind not in NUMPY_KINDS:
+                raise InvalidInput(f"checkpoint state holds an array of dtype {value.dtype}, which has no safe encoding")
             path = f"tensors/{len(tensors):06d}"
             tensors[path] = value.copy()
             return {_ARRAY: path}
         if isinstance(value, dict):
             if all(isinstance(k, str) and not k.startswith("__") for k in value):
-                return {k: walk(v) for k, v in value.items()}
-            return {_DICT: [[walk(k), walk(v)] for k, v in value.items()]}
+                return {k: walk(v, depth + 1) for k, v in value.items()}
+            return {_DICT: [[walk(k, depth + 1), walk(v, depth + 1)] for k, v in value.items()]}
         if isinstance(value, tuple):
-            return {_TUPLE: [walk(v) for v in value]}
+            return {_TUPLE: [walk(v, depth + 1) for v in value]}
         if isinstance(value, list):
-            return [walk(v) for v in value]
+            return [walk(v, depth + 1) for v in value]
         if isinstance(value, (str, int, float, bool)) or value is None:
             return value
         if isinstance(value, (np.integer, np.floating)):
@@ -68,43 +85,73 @@ def tensor_bytes(t: torch.Tensor | np.ndarray) -> tuple[bytes, dict[str, Any]]:
     return data, {"kind": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
 
 
-def tensor_from_bytes(data: bytes, meta: dict[str, Any], where: str) -> torch.Tensor | np.ndarray:
-    shape = tuple(meta["shape"])
-    if meta.get("kind") == "ndarray":
-        arr = np.frombuffer(data, dtype=np.dtype(meta["dtype"]))
-        return arr.reshape(shape).copy()
-    dtype = getattr(torch, meta["dtype"], None)
-    if not isinstance(dtype, torch.dtype):
-        raise InvalidInput(f"{where}: unknown tensor dtype {meta['dtype']!r}")
-    expected = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+def tensor_from_bytes(data: bytes, meta: Any, where: str) -> torch.Tensor | np.ndarray:
+    """The tensor or array an entry's bytes and meta describe; anything forged is refused naming `where`."""
+    kind, dtype, shape = _check_meta(meta, where)
+    expected = math.prod(shape) * (dtype.itemsize if kind == "ndarray" else torch.empty((), dtype=dtype).element_size())
     if len(data) != expected:
         raise IntegrityError(f"{where}: {len(data)} bytes where {meta['dtype']}{list(shape)} needs {expected}")
+    if kind == "ndarray":
+        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
     if not data:
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape)
 
 
-def unflatten(skeleton: Any, tensors: dict[str, Any]) -> Any:
-    def walk(value: Any) -> Any:
+def _check_meta(meta: Any, where: str) -> tuple[str, Any, tuple[int, ...]]:
+    if not isinstance(meta, dict) or "dtype" not in meta or "shape" not in meta:
+        raise InvalidInput(f"{where}: entry has no dtype/shape metadata")
+    kind, name, shape = meta.get("kind", "tensor"), meta["dtype"], meta["shape"]
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS
+            and all(type(n) is int and n >= 0 for n in shape)):
+        raise InvalidInput(f"{where}: shape {shape!r} is not a list of at most {MAX_DIMS} sizes")
+    if kind == "tensor" and isinstance(name, str) and name in TORCH_DTYPES:
+        return kind, TORCH_DTYPES[name], tuple(shape)
+    if kind == "ndarray" and isinstance(name, str):
+        try:
+            dtype = np.dtype(name)
+        except (TypeError, ValueError, SyntaxError):  # what numpy raises for a string it cannot parse
+            dtype = None
+        if dtype is not None and dtype.kind in NUMPY_KINDS:
+            return kind, dtype, tuple(shape)
+    raise InvalidInput(f"{where}: {kind!r} entry of dtype {name!r} is not a number type a checkpoint holds")
+
+
+def unflatten(skeleton: Any, tensors: dict[str, Any], where: str = "checkpoint") -> Any:
+    """flatten()'s skeleton with its tensors put back; a skeleton that is not one flatten() could
+    have written (a dangling tensor path, a bad tag, nesting deeper than MAX_DEPTH) is refused."""
+
+    def bad(what: str) -> InvalidInput:
+        return InvalidInput(f"{where} {SKELETON}: {what}")
+
+    def walk(value: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise bad(f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, list):
-            return [walk(v) for v in value]
+            return [walk(v, depth + 1) for v in value]
         if not isinstance(value, dict):
             return value
-        if _TENSOR in value:
-            return tensors[value[_TENSOR]]
-        if _ARRAY in value:
-            return tensors[value[_ARRAY]]
-        if _TUPLE in value:
-            return tuple(walk(v) for v in value[_TUPLE])
-        if _DICT in value:
-            return {_hashable(walk(k)): walk(v) for k, v in value[_DICT]}
-        return {k: walk(v) for k, v in value.items()}
+        tag = next((t for t in (_TENSOR, _ARRAY, _TUPLE, _DICT) if t in value), None)
+        if tag is None:
+            return {k: walk(v, depth + 1) for k, v in value.items()}
+        item = value[tag]
+        if len(value) != 1 or (tag in (_TENSOR, _ARRAY)) != isinstance(item, str) or not isinstance(item, (str, list)):
+            raise bad(f"malformed {tag} tag")
+        if tag in (_TENSOR, _ARRAY):
+            if item not in tensors:
+                raise bad(f"entry {item!r} is missing")
+            return tensors[item]
+        if tag == _TUPLE:
+            return tuple(walk(v, depth + 1) for v in item)
+        if not all(isinstance(pair, list) and len(pair) == 2 for pair in item):
+            raise bad(f"malformed {tag} tag")
+        pairs = [(walk(k, depth + 1), walk(v, depth + 1)) for k, v in item]
+        try:
+            return dict(pairs)
+        except TypeError:  # a key that is a list or dict
+            raise bad("a dict key that cannot be one") from None
 
-    return walk(skeleton)
-
-
-def _hashable(key: Any) -> Any:
-    return tuple(key) if isinstance(key, list) else key
+    return walk(skeleton, 0)
 
 
 def encode(skeleton: Any, tensors: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
@@ -126,25 +173,24 @@ def _write(store: Store, name: str, skeleton: Any, tensors: dict[str, Any], **lo
 
 
 def load(store: Store, ref: str) -> Any:
-    """The state saved at a version (NAME:vN / NAME:ALIAS), every blob checked against its digest."""
+    """The state saved at a version (NAME:vN / NAME:ALIAS), every blob checked against its digest.
+    A version that is not a checkpoint flatten() wrote is refused, naming it and the entry."""
     record = store.resolve(ref)
     entries = store.manifest(record).by_path()
+    version = f"{store.uri}: {record.name}:{record.label}"
     if SKELETON not in entries:
-        raise InvalidInput(f"{store.uri}: {record.name}:{record.label} is not a checkpoint (no {SKELETON})")
-    skeleton = json.loads(store.read_blob(entries[SKELETON].digest))
+        raise InvalidInput(f"{version} is not a checkpoint (no {SKELETON})")
+    try:
+        skeleton = json.loads(store.read_blob(entries[SKELETON].digest))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidInput(f"{version} {SKELETON}: not JSON a checkpoint writes ({type(e).__name__})") from None
     tensors = {}
     for path, entry in entries.items():
         if path == SKELETON:
             continue
-        where = f"{store.uri}: {record.name}:{record.label} {path}"
-        tensors[path] = tensor_from_bytes(store.read_blob(entry.digest), _meta(entry, where), where)
-    return unflatten(skeleton, tensors)
-
-
-def _meta(entry: Entry, where: str) -> dict[str, Any]:
-    if not entry.meta or "dtype" not in entry.meta or "shape" not in entry.meta:
-        raise InvalidInput(f"{where}: entry has no dtype/shape metadata")
-    return entry.meta
+        where = f"{version} {path}"
+        tensors[path] = tensor_from_bytes(store.read_blob(entry.digest), entry.meta, where)
+    return unflatten(skeleton, tensors, version)
 
 
 class BackgroundSaver:

@@ -22,6 +22,7 @@ class LocalDataset:
     root: Path  # the folder holding the version's files on this machine
     data_yaml: str  # path of data.yaml inside it
     digests: dict[str, str]  # dataset path -> blob digest (evaluation tables reference images by it)
+    in_place: bool  # the user's own folder, trained where it lies (else a copy pulled into the cache)
 
     @property
     def yaml_path(self) -> Path:
@@ -36,7 +37,8 @@ def from_local(store: Store, data: str) -> LocalDataset:
         raise InvalidInput(f"{data}: no such data.yaml (give a data.yaml, a dataset folder or NAME:VERSION)")
     root = yaml.parent
     result = store.log_folder(root, type="dataset")
-    return LocalDataset(f"{result.record.name}:{result.record.label}", root, yaml.name, _digests(store, result.record))
+    return LocalDataset(f"{result.record.name}:{result.record.label}", root, yaml.name, _digests(store, result.record),
+                        in_place=True)
 
 
 def latest_dataset(store: Store) -> str:
@@ -61,7 +63,7 @@ def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str 
         store_tag = hashlib.sha1(store.uri.encode()).hexdigest()[:10]
         dest = cache_dir() / "datasets" / store_tag / record.name / record.label
     pull(store, f"{record.name}:{record.label}", dest)
-    local = LocalDataset(f"{record.name}:{record.label}", Path(dest), data_yaml, _digests(store, record))
+    local = LocalDataset(f"{record.name}:{record.label}", Path(dest), data_yaml, _digests(store, record), in_place=False)
     if not local.yaml_path.is_file():
         raise InvalidInput(f"{store.uri}: dataset {local.ref} has no {data_yaml}")
     return local

@@ -1,5 +1,5 @@
 """The one error hierarchy. The library raises these and never prints or exits; the CLI turns
-them into one-line messages and exit codes (cli/errors.py)."""
+them into one-line messages and exit codes (in cli/main.py)."""
 
 
 class ArtifactkitError(Exception):

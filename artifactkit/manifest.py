@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidInput
-from .hashing import digest_bytes
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -81,10 +80,6 @@ class Manifest(Record):
 
     def by_path(self) -> dict[str, Entry]:
         return {e.path: e for e in self.entries}
-
-
-def manifest_digest(canonical: bytes) -> str:
-    return digest_bytes(canonical)
 
 
 class VersionRecord(Record):

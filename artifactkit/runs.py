@@ -12,7 +12,7 @@ import secrets
 import string
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .errors import InvalidInput, NotFound
 from .layout import run_prefix
@@ -21,6 +21,8 @@ from .store import Store
 from .uri import RUN_ID_RE
 
 Status = Literal["running", "finished", "failed"]
+# Keys older records may hold that mean nothing now; `dataset_complete` was never set to False.
+RETIRED_KEYS = frozenset({"dataset_complete"})
 
 
 class RunRecord(Record):
@@ -31,7 +33,6 @@ class RunRecord(Record):
     status: Status = "running"
     config: dict[str, Any]
     dataset: str | None = None  # NAME:vN in the same store
-    dataset_complete: bool = True  # False while its blobs are still uploading
     data_yaml: str = "data.yaml"  # path of data.yaml inside the dataset version
     model_artifact: str
     epochs_completed: int = Field(0, ge=0)
@@ -39,6 +40,14 @@ class RunRecord(Record):
     best_fitness: float | None = None
     best_metrics: dict[str, float] = {}
     trackers: dict[str, dict[str, Any]] = {}  # e.g. {"wandb": {"id": ..., "project": ..., "entity": ...}}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_keys(cls, data: Any) -> Any:
+        """Records written before a key was retired still load (the key is dropped, not refused)."""
+        if isinstance(data, dict) and RETIRED_KEYS & data.keys():
+            data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
+        return data
 
     def with_(self, **changes: Any) -> "RunRecord":
         return self.model_copy(update={**changes, "updated": now_iso()})

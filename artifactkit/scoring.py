@@ -9,6 +9,7 @@ from typing import Any
 
 from . import checkpoint
 from .errors import InvalidInput
+from .fileio import atomic_path
 from .runs import load_run
 from .store import Store, open_store
 from .uri import looks_like_ref, split_run_uri
@@ -102,7 +103,10 @@ def export_weights(uri: str, out: str | os.PathLike, *, store: str | None = None
     record = s.resolve(ref)
     weights = _ema_weights(checkpoint.load(s, ref))
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.part")
-    torch.save({k: v.contiguous() for k, v in weights.items()}, tmp)
-    os.replace(tmp, out)
+    try:
+        # A file object: torch's own opening derives an archive name from the (dot-led) temp name.
+        with atomic_path(out) as tmp, open(tmp, "xb") as f:  # a failure leaves neither half a file nor its temp
+            torch.save({k: v.contiguous() for k, v in weights.items()}, f)
+    except OSError as e:
+        raise InvalidInput(f"{out}: cannot write the weights ({e.strerror or e})") from None
     return {"out": str(out), "checkpoint": f"{record.name}:{record.label}", "tensors": len(weights)}

@@ -135,9 +135,7 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     )
     create_run(s, run)
     report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref})
-    # As datasets.resolve decides: an existing path is trained in place, anything else was pulled.
-    in_place = data is not None and Path(data).exists()
-    return _Start(run, config, s, dataset, trackers=trackers, in_place=in_place)
+    return _Start(run, config, s, dataset, trackers=trackers)
 
 
 def resume(
@@ -241,7 +239,6 @@ class _Start:
     dataset: datasets.LocalDataset | None = None
     state: dict[str, Any] | None = None  # the checkpoint to continue from
     trackers: Sequence[Any] = ()
-    in_place: bool = False  # the dataset is trained in its own folder, not pulled into the cache
 
 
 def _share(world, start: _Start | None, storage_options) -> _Start:
@@ -255,7 +252,7 @@ def _share(world, start: _Start | None, storage_options) -> _Start:
     if world.is_main:
         plan = {"run": start.run, "config": start.config.model_dump(mode="json"), "store": start.store.url,
                 "dataset": start.dataset.ref, "data_yaml": start.dataset.data_yaml,
-                "folder": str(start.dataset.root.resolve()) if start.in_place else None}
+                "folder": str(start.dataset.root.resolve()) if start.dataset.in_place else None}
     plan = world.broadcast(plan)
     yaml = str(start.dataset.yaml_path) if world.is_main else None
     if world.local_rank == 0 and yaml is None:

@@ -2,7 +2,7 @@
 under 20 MB and opens (navigation start to the page's ready marker) in under 2 s in headless
 Chromium.
 
-The run is synthetic (artifactkit.viewer.demo: plausible predictions that improve per epoch),
+The run is synthetic (tests/synthetic_run.py: plausible predictions that improve per epoch),
 over real chess images rendered at 416 px, logged into a local store exactly as training logs:
     python bench/viewer.py                     # 500 val x 20 epochs (+200 train, 100 val-heldout)
     python bench/viewer.py --n-val 100 --epochs 5 --repeat 1     # quick check
@@ -10,6 +10,7 @@ over real chess images rendered at 416 px, logged into a local store exactly as 
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +19,9 @@ from artifactkit.detector.chess import generate
 from artifactkit.hashing import NullStatCache
 from artifactkit.store import open_store
 from artifactkit.viewer import build_report
-from artifactkit.viewer.demo import synthesize_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic run is a test fixture
+from synthetic_run import synthesize_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 import artifactkit
 from artifactkit import checkpoint
-from artifactkit.errors import IntegrityError
+from artifactkit.errors import IntegrityError, InvalidInput
 from artifactkit.layout import object_key
 
 
@@ -101,3 +102,90 @@ def test_corrupt_tensor_blob(tmp_path):
     blob.write_bytes(b"\0" * entry.size)
     with pytest.raises(IntegrityError, match="corrupt"):
         checkpoint.load(store, "m")
+
+
+def forge(store, skeleton, tensors=None, metas=None):
+    """A version a hostile store could hold: any skeleton bytes, any tensor entries and meta."""
+    files = {checkpoint.SKELETON: skeleton if isinstance(skeleton, bytes) else json.dumps(skeleton).encode()}
+    files.update(tensors or {})
+    store.log_files(files, name="forged", type="model", entry_meta=metas or {})
+
+
+ONE = {"kind": "tensor", "dtype": "float32", "shape": [2]}
+
+
+@pytest.mark.parametrize("tensors, metas, error, message", [
+    ({"tensors/0": b"\0" * 16}, {"tensors/0": {"kind": "ndarray", "dtype": "|O", "shape": [2]}}, InvalidInput, "'|O'"),
+    ({"tensors/0": b"\0" * 16}, {"tensors/0": {"kind": "ndarray", "dtype": "f4,i4", "shape": [2]}}, InvalidInput, "dtype"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {"kind": "tensor", "dtype": "__class__", "shape": [2]}}, InvalidInput, "dtype"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {"kind": "tensor", "dtype": ["float32"], "shape": [2]}}, InvalidInput, "dtype"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {"kind": "pickle", "dtype": "float32", "shape": [2]}}, InvalidInput, "pickle"),
+    ({"tensors/0": b"\0" * 8}, {}, InvalidInput, "no dtype/shape"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [-2, -1]}}, InvalidInput, "shape"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": "2"}}, InvalidInput, "shape"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [2.0]}}, InvalidInput, "shape"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [1] * 100}}, InvalidInput, "shape"),
+    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [2**62, 2**62]}}, IntegrityError, "bytes where"),
+    ({"tensors/0": b"\0" * 7}, {"tensors/0": {"kind": "ndarray", "dtype": "<f4", "shape": [2]}}, IntegrityError, "bytes where"),
+], ids=["object-array", "structured-array", "not-a-dtype", "dtype-not-a-string", "unknown-kind", "no-meta",
+        "negative-shape", "shape-not-a-list", "float-shape", "too-many-dims", "huge-shape", "short-array"])
+def test_forged_tensor_entries_are_refused(tmp_path, tensors, metas, error, message):
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    forge(store, {"w": {"__tensor__": "tensors/0"}}, tensors, metas)
+    with pytest.raises(error, match=message) as caught:
+        checkpoint.load(store, "forged:latest")
+    assert "forged:v0 tensors/0" in str(caught.value)
+
+
+@pytest.mark.parametrize("skeleton, message", [
+    ({"w": {"__tensor__": "tensors/000009"}}, "'tensors/000009' is missing"),
+    ({"w": {"__tensor__": ["tensors/0"]}}, "malformed"),
+    ({"w": {"__tensor__": "tensors/0", "x": 1}}, "malformed"),
+    ({"w": {"__tuple__": 3}}, "malformed"),
+    ({"w": {"__dict__": [[1]]}}, "malformed"),
+    ({"w": {"__dict__": [[[1], 2]]}}, "dict key"),
+    (json.loads("[" * 500 + "]" * 500), "deeper than"),
+    (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+    (b"\xff\xfe not json", "not JSON"),
+], ids=["missing-tensor", "tensor-tag-list", "tensor-tag-extra-key", "tuple-tag-int", "dict-tag-short-pair",
+        "dict-tag-list-key", "nested-500", "nested-100000", "not-utf8"])
+def test_forged_skeletons_are_refused(tmp_path, skeleton, message):
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    forge(store, skeleton, {"tensors/0": b"\0" * 8}, {"tensors/0": ONE})
+    with pytest.raises(InvalidInput, match=message) as caught:
+        checkpoint.load(store, "forged:latest")
+    assert "forged:v0 state.json" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [np.array([object()]), np.zeros(2, dtype="f4,i4"), torch.zeros(2).to_sparse()],
+                         ids=["object-array", "structured-array", "sparse-tensor"])
+def test_unencodable_values_are_refused_on_save(tmp_path, value):
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    with pytest.raises(InvalidInput, match="no safe encoding"):
+        checkpoint.save(store, "m", {"w": value})
+
+
+def test_nesting_up_to_the_limit_round_trips_and_deeper_is_refused_on_save(tmp_path):
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    deep = torch.ones(1)
+    for i in range(checkpoint.MAX_DEPTH):
+        deep = {"x": deep} if i % 3 else ({1: deep} if i % 2 else (deep,))
+    checkpoint.save(store, "m", deep)
+    assert_same(checkpoint.load(store, "m"), deep)
+    with pytest.raises(InvalidInput, match="deeper than"):
+        checkpoint.save(store, "m", [deep])
+
+
+def test_export_writes_the_ema_weights_atomically(tmp_path):
+    from artifactkit.scoring import export_weights
+
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    checkpoint.save(store, "m", {"ema": {"model": {"w": torch.arange(3.0)}}})
+    out = tmp_path / "out"
+    out.mkdir()
+    info = export_weights("m:latest", out / "w.pt", store=str(tmp_path / "s"))
+    assert info["tensors"] == 1 and torch.equal(torch.load(out / "w.pt", weights_only=True)["w"], torch.arange(3.0))
+    (out / "taken").mkdir()  # a directory where the file should go: refused, and no temp left behind
+    with pytest.raises(InvalidInput, match="taken"):
+        export_weights("m:latest", out / "taken", store=str(tmp_path / "s"))
+    assert sorted(p.name for p in out.iterdir()) == ["taken", "w.pt"]

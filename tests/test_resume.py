@@ -163,3 +163,25 @@ def test_resume_restores_aliases_lost_to_a_kill(tmp_path):
     checkpoint.save(s, "r-model", {"epoch": 2}, metadata={"fitness": 0.1})
     _repair_aliases(s, "r-model", 2)
     assert s.aliases("r-model") == {"epoch-1": 0, "epoch-2": 1, "best": 0}
+
+
+def test_run_records_from_before_a_key_was_retired_still_load():
+    from artifactkit.manifest import parse_record
+
+    record = {"run_id": "old1", "created": "t", "updated": "t", "config": {}, "model_artifact": "old1-model",
+              "total_epochs": 1, "dataset_complete": True}
+    run = parse_record(runs.RunRecord, json.dumps(record).encode(), "runs/old1/run.json")
+    assert run.run_id == "old1" and "dataset_complete" not in run.model_dump()
+    with pytest.raises(artifactkit.InvalidInput, match="runs/old1/run.json.*surprise"):
+        parse_record(runs.RunRecord, json.dumps({**record, "surprise": 1}).encode(), "runs/old1/run.json")
+
+
+def test_a_dataset_folder_is_trained_in_place_and_a_stored_version_is_pulled(tmp_path, chess, monkeypatch):
+    from artifactkit import datasets
+
+    monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", str(tmp_path / "cache"))
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    local = datasets.resolve(store, str(chess))
+    assert local.in_place and local.root == chess
+    pulled = datasets.resolve(store, local.ref)
+    assert not pulled.in_place and pulled.root != chess and pulled.yaml_path.is_file()

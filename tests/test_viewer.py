@@ -18,8 +18,8 @@ from artifactkit.hashing import NullStatCache
 from artifactkit.store import open_store
 from artifactkit.viewer import build_report
 from artifactkit.viewer.dataset import label_path, parse_labels, split_of
-from artifactkit.viewer.demo import synthesize_run
 from artifactkit.viewer.render import script_json
+from synthetic_run import synthesize_run
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

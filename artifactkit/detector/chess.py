@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 
 from artifactkit.errors import InvalidInput, missing_extra
+from artifactkit.fileio import atomic_write
 
 NAMES = [
     "white-king", "white-queen", "white-rook", "white-bishop", "white-knight", "white-pawn",
@@ -109,9 +110,7 @@ def _write_yaml(out: Path) -> None:
     doc = {"path": ".", "train": "images/train", "val": "images/val",
            "val-heldout": "images/val-heldout", "nc": len(NAMES),
            "names": {i: n for i, n in enumerate(NAMES)}}
-    tmp = out / "data.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, out / "data.yaml")
+    atomic_write(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
 
 
 def _write_one(renderer: "_Renderer", out: Path, split: str, i: int, seed: int) -> None:

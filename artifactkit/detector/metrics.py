@@ -33,6 +33,7 @@ import torch
 
 from artifactkit.detector.ops import box_iou
 from artifactkit.errors import InvalidInput, NotFound
+from artifactkit.fileio import atomic_write
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -235,12 +236,8 @@ def coco_records(image_id: str, pred: torch.Tensor) -> list[dict]:
 
 
 def write_coco_json(path: str | os.PathLike, records: list[dict]) -> None:
-    """Write COCO results; via a temp file and rename so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(records, f)
-    os.replace(tmp, path)
+    """Write COCO results, atomically: a crash never leaves half a file."""
+    atomic_write(path, json.dumps(records).encode())
 
 
 def _is_num(x) -> bool:

@@ -16,11 +16,6 @@ def xywh2xyxy(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((xy - wh, xy + wh), dim=-1)
 
 
-def xyxy2xywh(x: torch.Tensor) -> torch.Tensor:
-    """(x1, y1, x2, y2) -> (cx, cy, w, h), any leading shape."""
-    return torch.cat(((x[..., :2] + x[..., 2:4]) / 2, x[..., 2:4] - x[..., :2]), dim=-1)
-
-
 def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes -> (N, M)."""
     lt = torch.max(a[:, None, :2], b[None, :, :2])

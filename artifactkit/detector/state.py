@@ -1,4 +1,5 @@
-"""A trainer's full state as nested plain data (dicts, lists, tensors, numbers, strings), and back.
+"""Plain-data helpers for the Trainer's state_dict(): the global RNGs as nested plain data and
+back, and what a JSON round trip changes in an optimizer's state. Knows nothing of the Trainer.
 
 The caller stores tensors and the rest (as JSON) separately, so loading must accept what a JSON
 round trip returns: lists for tuples and string keys for integer ones.
@@ -6,16 +7,13 @@ round trip returns: lists for tuples and string keys for integer ones.
 
 import logging
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from artifactkit.detector import optim
+from artifactkit.detector.config import TrainConfig
 from artifactkit.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from artifactkit.detector.train import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -57,55 +55,6 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def snapshot(value: Any) -> Any:
-    """A deep copy with tensors cloned, so a saved state does not change as training goes on."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {key: snapshot(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(snapshot(item) for item in value)
-    return value
-
-
-def trainer_state(trainer: "Trainer") -> dict[str, Any]:
-    state = {
-        "model": trainer.model.state_dict(),
-        "ema": trainer.ema.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "epoch": trainer.epoch,
-        "step": trainer.step,
-        "last_opt_step": trainer.last_opt_step,
-        "best_fitness": float(trainer.best_fitness),
-        "config": trainer.config.model_dump(mode="json"),
-        "optimizer_choice": trainer.choice.to_dict(),
-        "rng": capture_rng(),
-    }
-    return snapshot(state)
-
-
-def load_trainer_state(trainer: "Trainer", state: dict[str, Any]) -> None:
-    missing = [key for key in STATE_KEYS if key not in state]
-    if missing:
-        raise InvalidInput(f"training state lacks {', '.join(missing)}: not a trainer checkpoint")
-    _warn_config_changes(trainer, state["config"])
-    choice = optim.OptimizerChoice(**state["optimizer_choice"])
-    if choice != trainer.choice:  # e.g. more epochs now would make 'auto' pick another optimizer
-        trainer.choice = choice
-        trainer._build_optimizer()
-    trainer.model.load_state_dict(state["model"])
-    if trainer.ema is not None:  # under torchrun only rank 0 keeps one
-        trainer.ema.load_state_dict(state["ema"])
-    trainer.optimizer.load_state_dict(optimizer_state_from_plain(state["optimizer"]))
-    trainer.scheduler.load_state_dict(dict(state["scheduler"]))
-    trainer.epoch = int(state["epoch"])
-    trainer.step = int(state["step"])
-    trainer.last_opt_step = int(state["last_opt_step"])
-    trainer.best_fitness = float(state["best_fitness"])
-    restore_rng(state["rng"])
-
-
 def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
     """Undo JSON's changes: per-parameter state keys back to ints (torch silently ignores state
     under unknown keys), betas back to a tuple."""
@@ -124,10 +73,17 @@ def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
 _NEUTRAL_ON_RESUME = {"epochs", "data", "workers"}
 
 
-def _warn_config_changes(trainer: "Trainer", saved: dict[str, Any]) -> None:
-    current = trainer.config.model_dump(mode="json")
+def check_state_keys(state: dict[str, Any]) -> None:
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        raise InvalidInput(f"training state lacks {', '.join(missing)}: not a trainer checkpoint")
+
+
+def warn_config_changes(config: TrainConfig, saved: dict[str, Any]) -> None:
+    """Warn when resuming under a config that changes the numbers against the saved one."""
+    current = config.model_dump(mode="json")
     # a key newer than the checkpoint counts as its default (the run was trained with that behaviour)
-    defaults = trainer.config.model_validate({"data": current["data"]}).model_dump(mode="json")
+    defaults = config.model_validate({"data": current["data"]}).model_dump(mode="json")
     changed = sorted(
         key for key in current if key not in _NEUTRAL_ON_RESUME and saved.get(key, defaults[key]) != current[key]
     )

@@ -21,7 +21,8 @@ from artifactkit.detector.config import TrainConfig
 from artifactkit.detector.data import AugmentConfig, YoloDataset, build_dataloader, load_data_config
 from artifactkit.detector.loss import DetectionLoss
 from artifactkit.detector.model import YOLO
-from artifactkit.detector.state import load_trainer_state, trainer_state
+from artifactkit.detector.state import (capture_rng, check_state_keys, optimizer_state_from_plain, restore_rng,
+                                        warn_config_changes)
 from artifactkit.detector.validation import Evaluator, ValidationResult, autocast, fitness, metric_prefix, to_model_input
 from artifactkit.errors import InvalidInput
 
@@ -243,12 +244,42 @@ class Trainer:
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-exactly (see state.py for the structure)."""
-        return trainer_state(self)
+        """Everything needed to continue bit-exactly. Like nn.Module.state_dict(), the tensors are
+        the live ones, on the training device: copy them (checkpoint.flatten makes the one CPU
+        copy) before training goes on. The rest is plain data; tuples and int keys may come back
+        as lists and strings after JSON, which load_state_dict() accepts."""
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "last_opt_step": self.last_opt_step,
+            "best_fitness": float(self.best_fitness),
+            "config": self.config.model_dump(mode="json"),
+            "optimizer_choice": self.choice.to_dict(),
+            "rng": capture_rng(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore state_dict() output (also after a JSON round trip); fit() then continues."""
-        load_trainer_state(self, state)
+        check_state_keys(state)
+        warn_config_changes(self.config, state["config"])
+        choice = optim.OptimizerChoice(**state["optimizer_choice"])
+        if choice != self.choice:  # e.g. more epochs now would make 'auto' pick another optimizer
+            self.choice = choice
+            self._build_optimizer()
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:  # under torchrun only rank 0 keeps one
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(optimizer_state_from_plain(state["optimizer"]))
+        self.scheduler.load_state_dict(dict(state["scheduler"]))
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.last_opt_step = int(state["last_opt_step"])
+        self.best_fitness = float(state["best_fitness"])
+        restore_rng(state["rng"])
 
     def _call(self, event: str, *args: Any) -> None:
         if not self.world.is_main:

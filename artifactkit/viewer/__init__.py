@@ -11,16 +11,15 @@ embedded, drawn by the page's own scripts (artifactkit/viewer/*.js).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import InvalidInput
+from ..fileio import atomic_write
 from ..manifest import now_iso
 from ..store import Store, open_store
 from ..uri import split_run_uri
@@ -98,7 +97,7 @@ def build_report(
     }
     html = render(payload, embedded.small, embedded.large).encode("utf-8")
     path = Path(out) if out is not None else default_report_path(runs, dataset)
-    _write_atomic(path, html)
+    atomic_write(path, html)  # a browser never opens half a page, nor a good report half replaced
     return Report(
         path=path, bytes=len(html), runs=[r["id"] for r in run_data], dataset=ds_data["ref"] if ds_data else None,
         epochs=sum(len(r["eval"]["epochs"]) for r in run_data if r["eval"]), images=len(embedded.small),
@@ -110,18 +109,3 @@ def _title(runs: list[dict], dataset: dict | None) -> str:
     if runs:
         return "artifactkit · " + ", ".join(f"run {r['id']}" for r in runs)
     return f"artifactkit · dataset {dataset['ref']}" if dataset else "artifactkit"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A half-written report never replaces a good one (and a browser never opens half a page)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL with mode 0o666: the umask decides who may read the report, as for any new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)

@@ -424,3 +424,22 @@ def test_unknown_validation_split_is_named(chess_data):
         Trainer(tiny_config(chess_data, val_splits=["val", "test"]))
     with pytest.raises(InvalidInput, match="lacks"):
         Trainer(tiny_config(chess_data)).load_state_dict({"model": {}})
+
+
+def test_state_dict_holds_the_live_tensors_and_the_saver_copies_them_once(chess_data, tmp_path):
+    """No copy on the device: the checkpoint's one CPU copy (on the training thread) is the only one."""
+    import artifactkit
+    from artifactkit import checkpoint
+    from artifactkit.detector.train import Trainer
+
+    trainer = Trainer(tiny_config(chess_data, epochs=1))
+    state = trainer.state_dict()
+    name, weight = next(iter(trainer.model.state_dict().items()))
+    assert state["model"][name].data_ptr() == weight.data_ptr()
+    saver = checkpoint.BackgroundSaver(artifactkit.open_store(str(tmp_path / "s")), "m")
+    saver.save(state)
+    expected = weight.clone()
+    with torch.no_grad():
+        weight.add_(1)  # training goes on while the save is in flight
+    saver.close()
+    assert torch.equal(checkpoint.load(artifactkit.open_store(str(tmp_path / "s")), "m")["model"][name], expected)

@@ -1,8 +1,9 @@
 """A plausible run written straight into a store, without training: a run record, per-epoch
 metrics and one evaluation table per epoch over a dataset version's validation images, with
-predictions that improve epoch by epoch. For the viewer's tests and benchmark, and to try the
-viewer on any dataset in seconds. The records have exactly the shapes training writes
-(runs.py, evaluation.py, session.py), so the viewer cannot tell them apart."""
+predictions that improve epoch by epoch. A fixture for the viewer's tests and benchmark
+(bench/viewer.py), kept out of the package: the viewer itself only reads. The records have
+exactly the shapes training writes (runs.py, evaluation.py, session.py), so the viewer cannot
+tell them apart."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import math
 import random
 from typing import Any
 
-from ..errors import InvalidInput, missing_extra
-from ..evaluation import MIN_CONF, debugger_ids, table_bytes
-from ..manifest import now_iso
-from ..runs import RunRecord, create_run, save_run, write_epoch_metrics
-from ..store import Store
-from .dataset import IMAGE_EXTS, class_names, label_path, parse_labels, split_of
+from artifactkit.errors import InvalidInput, missing_extra
+from artifactkit.evaluation import MIN_CONF, debugger_ids, table_bytes
+from artifactkit.manifest import now_iso
+from artifactkit.runs import RunRecord, create_run, save_run, write_epoch_metrics
+from artifactkit.store import Store
+from artifactkit.viewer.dataset import IMAGE_EXTS, class_names, label_path, parse_labels, split_of
 
 
 def synthesize_run(store: Store, dataset: str, run_id: str, epochs: int = 5, split: str = "val",
