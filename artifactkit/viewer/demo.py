@@ -16,7 +16,8 @@ from ..evaluation import MIN_CONF, debugger_ids, table_bytes
 from ..manifest import now_iso
 from ..runs import RunRecord, create_run, save_run, write_epoch_metrics
 from ..store import Store
-from .dataset import IMAGE_EXTS, class_names, label_path, parse_labels, split_of
+from ..yolo import IMAGE_EXTS, label_path
+from .dataset import class_names, parse_labels, split_of
 
 
 def synthesize_run(store: Store, dataset: str, run_id: str, epochs: int = 5, split: str = "val",
