@@ -20,9 +20,9 @@ from typing import Sequence
 
 from .errors import InvalidInput
 
-__all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation", "image_shape",
-           "is_image", "label_path", "list_images", "load_data_config", "parse_labels", "parse_names",
-           "read_labels", "version_layout"]
+__all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
+           "image_shape", "is_image", "label_path", "list_images", "load_data_config", "parse_labels",
+           "parse_names", "read_labels", "version_layout"]
 
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_KEYS = ("train", "val", "test")  # must resolve when given; other keys may name extra splits
@@ -284,25 +284,14 @@ def _ultralytics_datasets_dir() -> Path | None:
     configs = [os.environ.get("YOLO_CONFIG_DIR"), home / ".config" / "Ultralytics",
                home / "Library" / "Application Support" / "Ultralytics"]
     for folder in filter(None, configs):
-        for name in ("settings.json", "settings.yaml"):
-            try:
-                text = (Path(folder) / name).read_text()
-                settings = json.loads(text) if name.endswith(".json") else _yaml_doc(text)
-            except (OSError, ValueError):
-                continue
-            value = settings.get("datasets_dir") if isinstance(settings, dict) else None
-            if isinstance(value, str) and value:
-                return Path(value).expanduser()
+        try:
+            settings = json.loads((Path(folder) / "settings.json").read_text())
+        except (OSError, ValueError):
+            continue
+        value = settings.get("datasets_dir") if isinstance(settings, dict) else None
+        if isinstance(value, str) and value:
+            return Path(value).expanduser()
     return None
-
-
-def _yaml_doc(text: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(str(e)) from None
 
 
 def _split(key, value, root: Path, yaml_path: Path) -> Split | None:

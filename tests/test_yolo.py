@@ -291,10 +291,12 @@ def wandb_boxes(root: Path, digests: dict[str, str]) -> dict[str, list]:
     artifact.add(table, "train")
     doc = json.loads(Path(artifact.manifest.entries["train.table.json"].local_path).read_text())
     column = doc["columns"].index("image")
-    return {Path(row[doc["columns"].index("path")]).name:
-            [[b["class_id"], *(round(v, 4) for v in (*b["position"]["middle"], b["position"]["width"],
-                                                     b["position"]["height"]))] for b in row[column]["boxes"]["ground_truth"]]
-            for row in doc["data"]}
+    def row_boxes(row) -> list:
+        boxes = row[column]["boxes"]["ground_truth"]
+        return [[b["class_id"], *(round(v, 4) for v in (*b["position"]["middle"], b["position"]["width"],
+                                                        b["position"]["height"]))] for b in boxes]
+
+    return {Path(row[doc["columns"].index("path")]).name: row_boxes(row) for row in doc["data"]}
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def load_split(data: DatasetSpec, split: str, **kwargs) -> YoloDataset:
     dataset = YoloDataset(data.split(split), data.names, **kwargs)
     warning = check_labelled(split, dataset.split.labels, [len(b) for b in dataset.labels])
     if warning:
-        logger.warning("%s (background images)", warning)
+        logger.warning("%s: they train as background images", warning)
     return dataset
 
 

@@ -39,7 +39,8 @@ def load_dataset(store: Store, ref: str, bank: ImageBank, data_yaml: str = "data
     shown = _sample(images, max_images)
     names = class_names(store, entries, data_yaml, where)
     nc = len(names) or None  # without a data.yaml, class ids are only checked to be ids
-    labels = _read_labels(store, [entries[label_path(p)].digest for p in shown if label_path(p) in entries], where)
+    label_digests = [entries[label_path(p)].digest for p in shown if label_path(p) in entries]
+    labels = _read_labels(store, label_digests, where)
     items = []
     for path in shown:
         entry = entries.get(label_path(path))
