@@ -282,10 +282,7 @@ def wandb_boxes(root: Path, digests: dict[str, str]) -> dict[str, list]:
     """The train table as W&B serialises it into an artifact (wandb's own JSON, read back)."""
     import wandb
 
-    try:
-        from artifactkit.wandb import media
-    except ImportError:  # before the W&B integration left backends/
-        from artifactkit.backends.wandb import media
+    from artifactkit.backends.wandb import media
     table = media.dataset_tables(wandb, root, "data.yaml", digests)["train"]
     artifact = wandb.Artifact("check", "dataset")
     artifact.add(table, "train")

@@ -88,7 +88,7 @@ def dataset_tables(wandb: Any, root: Path, yaml_rel: str, digests: Mapping[str, 
     folder (its data.yaml read by the one YOLO-format reader, `path:` aside); images are the files
     under root, so a table added to an artifact that already holds those files refers to them
     instead of copying."""
-    from ...yolo import load_data_config, read_labels
+    from artifactkit.yolo import load_data_config, read_labels
 
     spec = load_data_config(root / yaml_rel, root=root)
     names, base = list(spec.names), spec.root
