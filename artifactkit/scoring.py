@@ -28,16 +28,15 @@ def ground_truth(data: str, split: str) -> tuple[dict[str, tuple[Any, Any]], lis
     """{image stem: (classes, xyxy boxes in original pixels)} from a split's label files."""
     import torch
 
-    from .detector.data import _image_shape, _list_images, label_path, load_data_config, read_labels
     from .detector.ops import xywh2xyxy
+    from .yolo import image_shape, load_data_config, read_labels
 
     cfg = load_data_config(data)
-    if split not in cfg.splits:
-        raise InvalidInput(f"split {split!r} is not in {data} (known: {', '.join(sorted(cfg.splits))})")
+    chosen = cfg.split(split)
     out = {}
-    for image in _list_images(cfg.splits[split]):
-        labels = torch.from_numpy(read_labels(label_path(image), len(cfg.names)))
-        h, w = _image_shape(image)
+    for image, label in zip(chosen.images, chosen.labels):
+        labels = torch.tensor(read_labels(label, cfg.nc), dtype=torch.float32).reshape(-1, 5)
+        h, w = image_shape(image)
         boxes = xywh2xyxy(labels[:, 1:5]) * torch.tensor([w, h, w, h], dtype=torch.float32)
         out[image.stem] = (labels[:, 0].long(), boxes)
     return out, list(cfg.names)
@@ -53,10 +52,10 @@ def score_predictions(preds: str | os.PathLike, data: str, split: str = "val") -
 def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str | None = None,
                      storage_options: dict | None = None, imgsz: int = 416, batch: int = 16, device: str = "auto",
                      save_json: str | os.PathLike | None = None) -> dict[str, float]:
-    from .detector.data import load_data_config
     from .detector.metrics import coco_records, write_coco_json
     from .detector.train import resolve_device
     from .detector.validation import Evaluator
+    from .yolo import load_data_config
 
     s, ref = checkpoint_source(weights, store, storage_options)
     state = checkpoint.load(s, ref)

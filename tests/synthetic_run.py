@@ -17,7 +17,8 @@ from artifactkit.evaluation import MIN_CONF, debugger_ids, table_bytes
 from artifactkit.manifest import now_iso
 from artifactkit.runs import RunRecord, create_run, save_run, write_epoch_metrics
 from artifactkit.store import Store
-from artifactkit.viewer.dataset import IMAGE_EXTS, class_names, label_path, parse_labels, split_of
+from artifactkit.viewer.dataset import class_names, parse_labels, split_of
+from artifactkit.yolo import IMAGE_EXTS, label_path
 
 
 def synthesize_run(store: Store, dataset: str, run_id: str, epochs: int = 5, split: str = "val",

@@ -17,8 +17,9 @@ from artifactkit.errors import InvalidInput, NotFound
 from artifactkit.hashing import NullStatCache
 from artifactkit.store import open_store
 from artifactkit.viewer import build_report
-from artifactkit.viewer.dataset import label_path, parse_labels, split_of
+from artifactkit.viewer.dataset import parse_labels, split_of
 from artifactkit.viewer.render import script_json
+from artifactkit.yolo import label_path
 from synthetic_run import synthesize_run
 
 CHROMIUM = "/usr/bin/chromium"
@@ -85,6 +86,7 @@ def test_script_json_cannot_close_its_script():
 def test_yolo_label_helpers():
     assert label_path("data/images/val/a.b.jpg") == "data/labels/val/a.b.txt"
     assert split_of("images/val-heldout/x.jpg") == "val-heldout" and split_of("images/x.jpg") == "images"
+    assert split_of("valid/images/x.jpg") == "valid"  # Roboflow's layout
     assert parse_labels(b"3 0.5 0.5 0.2 0.4\n\n1 0.1 0.1 0.3 0.1 0.3 0.5\n", "l.txt") == [
         [3, 0.5, 0.5, 0.2, 0.4], [1, 0.2, 0.3, 0.2, 0.4]]
     with pytest.raises(InvalidInput, match="l.txt:1"):

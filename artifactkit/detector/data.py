@@ -1,4 +1,5 @@
-"""YOLO-format data: data.yaml, label checking, augmentation, a deterministic sampler, batches.
+"""YOLO-format training data: a split's images and boxes (read by artifactkit.yolo, the one
+reader of the format), augmentation, a deterministic sampler, batches.
 
 Determinism is the design constraint: bit-exact resume needs every sample to be a pure function
 of (seed, epoch, index). So __getitem__ draws from a numpy Generator seeded from that triple and
@@ -8,6 +9,7 @@ to the workers inside each index (persistent workers hold stale copies of the da
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -25,12 +26,14 @@ from artifactkit.detector.augment import (
     colour_matrix, letterbox, recolour, resize_chw, warp, xyxy_pixels,
 )
 from artifactkit.errors import InvalidInput
+from artifactkit.yolo import (
+    IMAGE_EXTS, DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, read_labels,
+)
 
-__all__ = ["AugmentConfig", "DataConfig", "EpochSampler", "YoloDataset", "build_dataloader",
-           "collate", "label_path", "letterbox", "load_data_config", "read_labels"]
+__all__ = ["AugmentConfig", "EpochSampler", "YoloDataset", "build_dataloader", "collate", "letterbox",
+           "load_split"]
 
-IMG_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-_NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file"}
+logger = logging.getLogger(__name__)
 _SAMPLE_STREAM, _SAMPLER_STREAM = 1, 2  # keep sample and order RNG streams apart
 _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
                  Image.DecompressionBombError)
@@ -50,154 +53,10 @@ class AugmentConfig(BaseModel):
     flipud: float = Field(0.0, ge=0, le=1)
 
 
-class DataConfig(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    root: Path
-    splits: dict[str, Path]
-    names: list[str]
-
-    @property
-    def nc(self) -> int:
-        return len(self.names)
-
-
-def load_data_config(path_or_dir) -> DataConfig:
-    """Read an Ultralytics/YOLOv5 data.yaml (a folder means <folder>/data.yaml)."""
-    path = Path(path_or_dir)
-    if path.is_dir():
-        path = path / "data.yaml"
-    doc = _read_yaml(path)
-    names = _parse_names(doc, path)
-    base = doc.get("path")
-    if base is not None and not isinstance(base, str):
-        raise InvalidInput(f"{path}: key 'path' must be a string, got {base!r}")
-    root = (path.parent / (base or ".")).resolve()
-    return DataConfig(root=root, splits=_resolve_splits(doc, root, path), names=names)
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise InvalidInput(f"cannot read data config {path}: {e.strerror or e}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InvalidInput(f"{path}{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput(f"{path}: expected a mapping with keys path/train/val/names")
-    return doc
-
-
-def _parse_names(doc: dict, path: Path) -> list[str]:
-    raw = doc.get("names")
-    if isinstance(raw, dict):
-        try:
-            items = sorted((int(k), str(v)) for k, v in raw.items())
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{path}: key 'names' must map integers to names") from None
-        if [k for k, _ in items] != list(range(len(items))):
-            raise InvalidInput(f"{path}: key 'names' must use ids 0..{len(items) - 1}")
-        names = [v for _, v in items]
-    elif isinstance(raw, list) and all(isinstance(n, (str, int)) for n in raw):
-        names = [str(n) for n in raw]
-    else:
-        raise InvalidInput(f"{path}: key 'names' missing or not a list/dict of class names")
-    if not names:
-        raise InvalidInput(f"{path}: key 'names' is empty")
-    nc = doc.get("nc")
-    if nc is not None and nc != len(names):
-        raise InvalidInput(f"{path}: key 'nc' is {nc!r} but 'names' lists {len(names)} classes")
-    return names
-
-
-def _resolve_splits(doc: dict, root: Path, path: Path) -> dict[str, Path]:
-    splits = {}
-    for key, value in doc.items():
-        if key in _NOT_SPLITS or value is None or value == "":
-            continue
-        required = key in ("train", "val", "test")
-        if not isinstance(value, str):
-            if required:
-                raise InvalidInput(f"{path}: key '{key}' must be one image folder (str)")
-            continue
-        folder = (root / value).resolve()
-        if folder.is_dir():
-            splits[str(key)] = folder
-        elif required:
-            raise InvalidInput(f"{path}: key '{key}': image folder {folder} does not exist")
-    for key in ("train", "val"):
-        if key not in splits:
-            raise InvalidInput(f"{path}: key '{key}' is missing")
-    return splits
-
-
-def label_path(image_path) -> Path:
-    """labels/<split>/<stem>.txt for images/<split>/<stem>.<ext> (the last /images/ replaced)."""
-    s = str(image_path)
-    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if sa in s:
-        s = sb.join(s.rsplit(sa, 1))
-    return Path(s).with_suffix(".txt")
-
-
-def read_labels(path: Path, nc: int) -> np.ndarray:
-    """(n, 5) float32 [class, cx, cy, w, h]; a missing file is a background image (n = 0)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
-    except FileNotFoundError:
-        return np.zeros((0, 5), np.float32)
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"cannot read label file {path}: {e}") from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 5:
-            raise InvalidInput(f"{path} line {lineno}: expected 5 columns "
-                               f"'class cx cy w h', got {len(parts)}")
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            raise InvalidInput(
-                f"{path} line {lineno}: non-numeric value in {line.strip()!r}") from None
-        cls = values[0]
-        if not (0 <= cls < nc and cls == int(cls)):  # also rejects nan and inf
-            raise InvalidInput(f"{path} line {lineno}: class id {parts[0]} not in 0..{nc - 1}")
-        if not all(0.0 <= v <= 1.0 for v in values[1:]):
-            raise InvalidInput(f"{path} line {lineno}: box values must be normalised to [0, 1]")
-        if values[3] <= 0 or values[4] <= 0:
-            raise InvalidInput(f"{path} line {lineno}: box width and height must be > 0")
-        rows.append(values)
-    return np.array(rows, np.float32).reshape(-1, 5)
-
-
-def _list_images(image_dir: Path) -> list[Path]:
-    if not image_dir.is_dir():
-        raise InvalidInput(f"image folder {image_dir} does not exist")
-    files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMG_EXTS)
-    if not files:
-        kinds = ", ".join(sorted(IMG_EXTS))
-        raise InvalidInput(f"image folder {image_dir} holds no images ({kinds})")
-    return files
-
-
-def _orientation(im: Image.Image) -> int:
-    return int(im.getexif().get(0x0112, 1) or 1)
-
-
-def _image_shape(path: Path) -> tuple[int, int]:
-    """(h, w) as displayed (EXIF rotation applied), read from the header only."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            rotated = _orientation(im) in (5, 6, 7, 8)
-    except _IMAGE_ERRORS as e:
-        raise InvalidInput(f"cannot read image {path}: {e}") from None
-    return (w, h) if rotated else (h, w)
+def _folder_split(folder: Path) -> Split:
+    if not folder.is_dir():
+        raise InvalidInput(f"image folder {folder} does not exist")
+    return Split(folder.name, (folder,), tuple(list_images(folder)))
 
 
 def _decode(path: Path, shape: tuple[int, int], imgsz: int) -> np.ndarray:
@@ -207,7 +66,7 @@ def _decode(path: Path, shape: tuple[int, int], imgsz: int) -> np.ndarray:
         with Image.open(path) as im:
             if r < 0.5 and im.format == "JPEG":  # let libjpeg decode at reduced size: far cheaper
                 im.draft("RGB", (math.ceil(im.width * r), math.ceil(im.height * r)))
-            if _orientation(im) > 1:
+            if exif_orientation(im) > 1:
                 im = ImageOps.exif_transpose(im)
             # Read-only view of PIL's buffer, no copy: decoded images are never written to.
             arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
@@ -219,16 +78,27 @@ def _decode(path: Path, shape: tuple[int, int], imgsz: int) -> np.ndarray:
     return np.ascontiguousarray(resize_chw(arr, h, w).transpose(1, 2, 0))
 
 
+def load_split(data: DatasetSpec, split: str, **kwargs) -> YoloDataset:
+    """The YoloDataset of one split of a data.yaml, its labels checked: a warning when some images
+    have no box, InvalidInput when none has (the labels are not where they are looked for)."""
+    dataset = YoloDataset(data.split(split), data.names, **kwargs)
+    warning = check_labelled(split, dataset.split.labels, [len(b) for b in dataset.labels])
+    if warning:
+        logger.warning("%s: they train as background images", warning)
+    return dataset
+
+
 class YoloDataset(Dataset):
-    """One image folder with its YOLO labels. A sample is a pure function of (seed, epoch, index).
+    """One split (or image folder) with its YOLO labels. A sample is a pure function of
+    (seed, epoch, index).
 
     Indices may be plain ints (the dataset's own epoch and mosaic flag apply) or the
     (index, epoch, mosaic) keys that EpochSampler yields.
     """
 
-    def __init__(self, image_dir, names, imgsz: int = 640, augment: bool = False,
+    def __init__(self, source: Split | str | os.PathLike, names, imgsz: int = 640, augment: bool = False,
                  hyp: AugmentConfig | None = None, seed: int = 0, cache: bool = False):
-        self.image_dir = Path(image_dir)
+        self.split = source if isinstance(source, Split) else _folder_split(Path(source))
         self.names = list(names)
         self.imgsz = int(imgsz)
         self.augment = bool(augment)
@@ -236,9 +106,13 @@ class YoloDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.mosaic = self.augment and self.hyp.mosaic > 0
-        self.files = _list_images(self.image_dir)
-        self.labels = [read_labels(label_path(f), len(self.names)) for f in self.files]
-        self.shapes = [_image_shape(f) for f in self.files]
+        if not self.split.images:
+            where = ", ".join(str(p) for p in self.split.sources)
+            raise InvalidInput(f"split '{self.split.name}': no images ({', '.join(IMAGE_EXTS)}) in {where}")
+        self.files = list(self.split.images)
+        self.labels = [np.array(read_labels(p, len(self.names)), np.float32).reshape(-1, 5)
+                       for p in self.split.labels]
+        self.shapes = [image_shape(f) for f in self.files]
         self._cache = self._preload() if cache else None
 
     def _preload(self) -> list[np.ndarray]:

@@ -18,13 +18,14 @@ import torch
 
 from artifactkit.detector import distributed, optim
 from artifactkit.detector.config import TrainConfig
-from artifactkit.detector.data import AugmentConfig, YoloDataset, build_dataloader, load_data_config
+from artifactkit.detector.data import AugmentConfig, build_dataloader, load_split
 from artifactkit.detector.loss import DetectionLoss
 from artifactkit.detector.model import YOLO
 from artifactkit.detector.state import (capture_rng, check_state_keys, optimizer_state_from_plain, restore_rng,
                                         warn_config_changes)
 from artifactkit.detector.validation import Evaluator, ValidationResult, autocast, fitness, metric_prefix, to_model_input
 from artifactkit.errors import InvalidInput
+from artifactkit.yolo import load_data_config
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +76,15 @@ class Trainer:
         for split in ("train", *config.val_splits):
             if split not in self.data.splits:
                 raise InvalidInput(f"train config key 'val_splits': split '{split}' is not in {config.data}")
-        self.train_set = YoloDataset(
-            self.data.splits["train"], self.data.names, imgsz=config.imgsz, augment=True,
-            hyp=_augment_config(config), seed=config.seed, cache=config.cache,
-        )
+        self.train_set = load_split(self.data, "train", imgsz=config.imgsz, augment=True,
+                                    hyp=_augment_config(config), seed=config.seed, cache=config.cache)
         # The sampler's order depends on (seed, epoch) alone; each rank takes its shard of it.
         self.train_loader = build_dataloader(self.train_set, rank_batch, config.workers, shuffle=True, seed=config.seed,
                                              rank=self.world.rank, world_size=self.world.size)
         self.evaluator = Evaluator(self.data, config.imgsz, rank_batch * 2, config.workers, self.device, config.cache)
+        if self.world.is_main:  # read (and check) the validation labels now, not after the first epoch
+            for split in config.val_splits:
+                self.evaluator.loader(split)
         seed_everything(config.seed)  # right before init: the weights depend on nothing else
         # channels_last: oneDNN (CPU) and cuDNN (CUDA) both run it without per-layer reorders.
         self.model = YOLO(nc=len(self.data.names), scale=config.model).to(self.device, memory_format=torch.channels_last)

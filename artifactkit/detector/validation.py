@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from artifactkit.detector.data import DataConfig, YoloDataset, build_dataloader
+from artifactkit.detector.data import build_dataloader, load_split
 from artifactkit.detector.metrics import DetectionMetrics
 from artifactkit.detector.model import YOLO
 from artifactkit.detector.ops import non_max_suppression, one_thread, scale_boxes, xywh2xyxy
-from artifactkit.errors import InvalidInput
+from artifactkit.yolo import DatasetSpec
 
 # YOLOv8's settings for mAP: keep nearly every box so the precision/recall curve is complete.
 CONF_THRESHOLD = 0.001
@@ -81,17 +81,14 @@ def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 class Evaluator:
     """Scores models on the splits of one data set; data loaders are built once per split."""
 
-    def __init__(self, data: DataConfig, imgsz: int, batch: int, workers: int, device: torch.device, cache: bool = False):
+    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int, device: torch.device, cache: bool = False):
         self.data, self.imgsz, self.batch, self.workers = data, imgsz, batch, workers
         self.device, self.cache = device, cache
         self._loaders: dict[str, torch.utils.data.DataLoader] = {}
 
     def loader(self, split: str) -> torch.utils.data.DataLoader:
-        if split not in self.data.splits:
-            known = ", ".join(sorted(self.data.splits))
-            raise InvalidInput(f"split '{split}' is not in {self.data.root}/data.yaml (known: {known})")
         if split not in self._loaders:
-            dataset = YoloDataset(self.data.splits[split], self.data.names, imgsz=self.imgsz, augment=False, cache=self.cache)
+            dataset = load_split(self.data, split, imgsz=self.imgsz, augment=False, cache=self.cache)
             self._loaders[split] = build_dataloader(dataset, self.batch, self.workers, shuffle=False, seed=0)
         return self._loaders[split]
 

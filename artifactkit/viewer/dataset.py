@@ -1,6 +1,6 @@
 """The dataset browser's data: a dataset version's images with their YOLO labels
 (`images/<split>/x.jpg` labelled by `labels/<split>/x.txt`, as Ultralytics reads them) and the
-class names from its data.yaml."""
+class names from its data.yaml, read with the one YOLO-format reader (artifactkit.yolo)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,21 @@ from typing import Any
 from ..errors import ArtifactkitError, InvalidInput
 from ..layout import object_key
 from ..store import Store, check_blob
+from ..yolo import is_image, label_path, parse_names
+from ..yolo import parse_labels as parse_label_rows
 from .images import ImageBank
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_IMAGES = 2000  # a browser, not a copy: past this, each split is shown in proportion
 
 
-def label_path(image_path: str) -> str:
-    """images/val/x.jpg -> labels/val/x.txt (the last `images` folder, as YOLOv5 does)."""
-    parts = image_path.split("/")
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            break
-    return posixpath.splitext("/".join(parts))[0] + ".txt"
-
-
 def split_of(image_path: str) -> str:
+    """The split an image is shown under: the folders after the last `images` folder
+    (images/val/x.jpg -> val), else the folder before it (Roboflow's valid/images/x.jpg -> valid)."""
     parts = image_path.split("/")
     if "images" in parts[:-1]:
         i = len(parts) - 2 - parts[:-1][::-1].index("images")
         rest = parts[i + 1 : -1]
-        return "/".join(rest) if rest else "images"
+        return "/".join(rest) if rest else (parts[i - 1] if i > 0 else "images")
     return posixpath.dirname(image_path) or "."
 
 
@@ -40,44 +33,29 @@ def load_dataset(store: Store, ref: str, bank: ImageBank, data_yaml: str = "data
     record = store.resolve(ref)
     where = f"{store.uri}: {record.name}:{record.label}"
     entries = {e.path: e for e in store.manifest(record).entries}
-    images = sorted(p for p in entries if p.lower().endswith(IMAGE_EXTS))
+    images = sorted(p for p in entries if is_image(p))
     if not images:
         raise InvalidInput(f"{where} holds no images (is it a dataset?)")
     shown = _sample(images, max_images)
-    labels = _read_labels(store, [entries[label_path(p)].digest for p in shown if label_path(p) in entries], where)
+    names = class_names(store, entries, data_yaml, where)
+    nc = len(names) or None  # without a data.yaml, class ids are only checked to be ids
+    label_digests = [entries[label_path(p)].digest for p in shown if label_path(p) in entries]
+    labels = _read_labels(store, label_digests, where)
     items = []
     for path in shown:
         entry = entries.get(label_path(path))
-        boxes = parse_labels(labels.get(entry.digest, b""), f"{where}/{label_path(path)}") if entry else []
+        boxes = parse_labels(labels.get(entry.digest, b""), f"{where}/{label_path(path)}", nc) if entry else []
         items.append({"path": path, "split": split_of(path), "key": bank.want(store, entries[path].digest), "boxes": boxes})
-    names = class_names(store, entries, data_yaml, where)
     top = max((b[0] for it in items for b in it["boxes"]), default=-1)
     names += [f"class {i}" for i in range(len(names), top + 1)]
     return {"ref": f"{record.name}:{record.label}", "uri": store.uri, "names": names, "items": items,
             "total": len(images), "labelled": sum(1 for p in images if label_path(p) in entries)}
 
 
-def parse_labels(data: bytes, where: str) -> list[list[float]]:
-    """YOLO rows `cls cx cy w h` (normalised), or polygons `cls x1 y1 x2 y2 …` whose bounding box
-    is taken; -> [[cls, cx, cy, w, h]] rounded for the page."""
-    out = []
-    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            cls, values = int(float(fields[0])), [float(v) for v in fields[1:]]
-        except ValueError:
-            raise InvalidInput(f"{where}:{n}: not a YOLO label row: {line.strip()[:60]!r}") from None
-        if len(values) == 4:
-            cx, cy, w, h = values
-        elif len(values) >= 6 and len(values) % 2 == 0:
-            xs, ys = values[0::2], values[1::2]
-            cx, cy, w, h = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)
-        else:
-            raise InvalidInput(f"{where}:{n}: expected 'cls cx cy w h' or a polygon, got {len(fields)} fields")
-        out.append([cls, round(cx, 4), round(cy, 4), round(w, 4), round(h, 4)])
-    return out
+def parse_labels(data: bytes, where: str, nc: int | None = None) -> list[list[float]]:
+    """The boxes of one label file as the shared reader reads them (a polygon's bounding box
+    included), rounded for the page: [[cls, cx, cy, w, h]]."""
+    return [[cls, *(round(v, 4) for v in box)] for cls, *box in parse_label_rows(data, where, nc)]
 
 
 def _sample(images: list[str], limit: int) -> list[str]:
@@ -111,15 +89,12 @@ def class_names(store: Store, entries: dict, data_yaml: str, where: str) -> list
     entry = entries.get(data_yaml) or next((e for p, e in entries.items() if p.endswith("/" + data_yaml)), None)
     if entry is None:
         return []
-    try:
-        import yaml
-    except ImportError:
-        return []  # names are a nicety: the browser shows "class N" without PyYAML
+    import yaml
+
     try:
         doc = yaml.safe_load(store.read_blob(entry.digest)) or {}
     except yaml.YAMLError as e:
         raise InvalidInput(f"{where}/{entry.path}: not valid YAML ({e})") from None
-    names = doc.get("names", []) if isinstance(doc, dict) else []
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names, key=int)]
-    return [str(n) for n in names]
+    if not isinstance(doc, dict) or (doc.get("names") is None and doc.get("nc") is None):
+        return []
+    return parse_names(doc, f"{where}/{entry.path}")

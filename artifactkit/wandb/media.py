@@ -11,9 +11,6 @@ import posixpath
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-IMAGE_EXTS = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
-_NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file"}
-
 
 def class_labels(names: list[str]) -> dict[int, str]:
     return dict(enumerate(names))
@@ -41,7 +38,7 @@ def pixel_boxes(boxes: list[list[float]], names: list[str], scored: bool) -> dic
     return {"box_data": data, "class_labels": class_labels(names)}
 
 
-def yolo_boxes(labels: list[list[float]], names: list[str]) -> dict[str, Any]:
+def yolo_boxes(labels: list[tuple], names: list[str]) -> dict[str, Any]:
     """YOLO label rows [cls, cx, cy, w, h] (relative) -> a W&B ground-truth box group; W&B's
     relative domain takes the centre and size as they are."""
     data = [{"position": {"middle": [cx, cy], "width": w, "height": h}, "class_id": int(c),
@@ -85,66 +82,31 @@ def evaluation_table(wandb: Any, table: Mapping[str, Any], bases: Mapping[str, A
 
 
 # -- datasets -------------------------------------------------------------------------------
-def read_data_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    doc = yaml.safe_load(path.read_text())
-    return doc if isinstance(doc, dict) else {}
-
-
-def dataset_names(doc: Mapping[str, Any]) -> list[str]:
-    raw = doc.get("names") or []
-    if isinstance(raw, dict):
-        return [str(v) for _, v in sorted((int(k), v) for k, v in raw.items())]
-    return [str(n) for n in raw]
-
-
-def split_folders(doc: Mapping[str, Any], yaml_rel: str) -> dict[str, str]:
-    """{split: image folder as a dataset-relative POSIX path} for the splits data.yaml names."""
-    base = posixpath.normpath(posixpath.join(posixpath.dirname(yaml_rel), str(doc.get("path") or ".")))
-    out = {}
-    for key, value in doc.items():
-        if key in _NOT_SPLITS or not isinstance(value, str) or not value:
-            continue
-        out[str(key)] = posixpath.normpath(posixpath.join(base, value))
-    return out
-
-
-def label_path(image_rel: str) -> str:
-    """labels/<split>/<stem>.txt for images/<split>/<stem>.<ext> (YOLO's convention)."""
-    head, sep, tail = ("/" + image_rel).rpartition("/images/")
-    swapped = f"{head}/labels/{tail}" if sep else "/" + image_rel
-    return posixpath.splitext(swapped.lstrip("/"))[0] + ".txt"
-
-
-def parse_labels(text: str) -> list[list[float]]:
-    rows = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 5:
-            rows.append([float(p) for p in parts])
-    return rows
-
-
 def dataset_tables(wandb: Any, root: Path, yaml_rel: str, digests: Mapping[str, str]) -> dict[str, Any]:
     """{split: wandb.Table} of every image with its ground-truth boxes and the classes present
-    (a list column, for the UI's grouping by class). Images are the files under root, so a table
-    added to an artifact that already holds those files refers to them instead of copying."""
-    doc = read_data_yaml(root / yaml_rel)
-    names = dataset_names(doc)
+    (a list column, for the UI's grouping by class). The version folder `root` is the dataset's
+    folder (its data.yaml read by the one YOLO-format reader, `path:` aside); images are the files
+    under root, so a table added to an artifact that already holds those files refers to them
+    instead of copying."""
+    from artifactkit.yolo import load_data_config, read_labels
+
+    spec = load_data_config(root / yaml_rel, root=root)
+    names, base = list(spec.names), spec.root
     tables = {}
-    for split, folder in split_folders(doc, yaml_rel).items():
+    for split in spec.splits.values():
         table = wandb.Table(columns=["id", "path", "digest", "image", "classes", "boxes"])
-        for rel in sorted(p for p in digests if p.startswith(folder + "/") and posixpath.splitext(p)[1].lower() in IMAGE_EXTS):
-            label_file = root / label_path(rel)
-            labels = parse_labels(label_file.read_text()) if label_file.is_file() else []
-            present = sorted({_name(names, int(c)) for c, *_ in labels})
-            image = wandb.Image(str(root / rel), boxes={"ground_truth": yolo_boxes(labels, names)},
-                                classes=classes(wandb, names))
-            table.add_data(posixpath.splitext(posixpath.basename(rel))[0], rel, digests[rel], image, present, len(labels))
+        for image, label in zip(split.images, split.labels):
+            rel = posixpath.relpath(image.as_posix(), base.as_posix())
+            if rel not in digests:
+                continue  # not a file of this version
+            labels = read_labels(label, spec.nc)
+            present = sorted({_name(names, c) for c, *_ in labels})
+            wimage = wandb.Image(str(image), boxes={"ground_truth": yolo_boxes(labels, names)},
+                                 classes=classes(wandb, names))
+            table.add_data(image.stem, rel, digests[rel], wimage, present, len(labels))
             # wandb.Image decodes the file and keeps it; it re-reads the file if it ever needs the
             # pixels again, so drop them: a large dataset would otherwise sit decoded in memory.
-            getattr(image, "_free_ram", lambda: None)()
+            getattr(wimage, "_free_ram", lambda: None)()
         if len(table.data):
-            tables[split] = table
+            tables[split.name] = table
     return tables

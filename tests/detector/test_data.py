@@ -1,6 +1,8 @@
-"""YOLO data loading: data.yaml parsing, label checks, augmentation determinism, batches."""
+"""YOLO data loading: data.yaml parsing, label checks, augmentation determinism, batches.
+(Every data.yaml form and label policy of the shared reader: tests/test_yolo.py.)"""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -8,10 +10,9 @@ import torch
 from PIL import Image
 
 from artifactkit.detector.augment import letterbox
-from artifactkit.detector.data import (
-    AugmentConfig, EpochSampler, YoloDataset, build_dataloader, label_path, load_data_config,
-)
+from artifactkit.detector.data import AugmentConfig, EpochSampler, YoloDataset, build_dataloader
 from artifactkit.errors import InvalidInput
+from artifactkit.yolo import label_path, load_data_config
 
 NAMES = ["a", "b", "c"]
 
@@ -58,8 +59,9 @@ def _train_set(root, **kw):
 def test_config_names_list_dict_and_relative_path(root, tmp_path):
     cfg = load_data_config(root)  # a folder means <folder>/data.yaml
     assert cfg.names == NAMES and cfg.root == root.resolve()
-    assert cfg.splits == {"train": (root / "images/train").resolve(),
-                          "val": (root / "images/val").resolve()}
+    assert {k: s.sources for k, s in cfg.splits.items()} == {
+        "train": ((root / "images/train").resolve(),), "val": ((root / "images/val").resolve(),)}
+    assert [p.name for p in cfg.splits["val"].images] == ["val0.png", "val1.png", "val2.png"]
     conf = tmp_path / "configs" / "mine.yaml"
     conf.parent.mkdir()
     conf.write_text(f"path: ../{root.name}x\ntrain: images/train\nval: images/val\n"
@@ -69,7 +71,7 @@ def test_config_names_list_dict_and_relative_path(root, tmp_path):
     cfg = load_data_config(conf)
     assert cfg.names == NAMES and cfg.nc == 3
     assert set(cfg.splits) == {"train", "val", "val-heldout"}
-    assert cfg.splits["val-heldout"] == (root / "images/val").resolve()
+    assert cfg.splits["val-heldout"].sources == ((root / "images/val").resolve(),)
 
 
 @pytest.mark.parametrize("body, needle", [
@@ -78,7 +80,8 @@ def test_config_names_list_dict_and_relative_path(root, tmp_path):
     ("train: images/train\nval: images/val\nnames: {0: a, 2: c}\n", "'names'"),
     ("train: images/train\nnames: [a]\n", "'val'"),
     ("train: images/train\nval: images/nope\nnames: [a]\n", "'val'"),
-    ("train: [images/train]\nval: images/val\nnames: [a]\n", "'train'"),
+    ("train: [images/train, images/nope]\nval: images/val\nnames: [a]\n", "'train'"),
+    ("train: {a: 1}\nval: images/val\nnames: [a]\n", "'train'"),
     ("train: images/train\nval: images/val\nnames: [a\n", "line"),
     ("- just\n- a list\n", "mapping"),
 ])
@@ -114,7 +117,7 @@ def test_bad_label_names_file_and_line(tmp_path, bad, needle):
     lbl = tmp_path / "labels" / "s" / "im.txt"
     lbl.parent.mkdir(parents=True)
     lbl.write_text(f"0 0.5 0.5 0.2 0.2\n{bad}\n")
-    with pytest.raises(InvalidInput, match=f"{lbl} line 2") as err:
+    with pytest.raises(InvalidInput, match=re.escape(f"{lbl}:2: ")) as err:
         YoloDataset(tmp_path / "images" / "s", NAMES, imgsz=32)
     assert needle in str(err.value)
 
@@ -145,8 +148,9 @@ def test_corrupt_images_name_the_file(tmp_path):
     ds = YoloDataset(tmp_path / "images" / "s", NAMES, imgsz=32)
     with pytest.raises(InvalidInput, match=str(bad)):
         ds[0]
+    (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInput, match="no images"):
-        YoloDataset(tmp_path, NAMES)
+        YoloDataset(tmp_path / "empty", NAMES)
 
 
 def test_loader_unwraps_worker_errors(root, monkeypatch):
