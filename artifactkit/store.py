@@ -208,12 +208,14 @@ class Store:
 
     def _put_manifest(self, digest: str, canonical: bytes) -> None:
         key = manifest_key(digest)
-        if refresh(self.backend, [key]):
-            return  # identical content (named by its digest), now refreshed for a concurrent gc
-        try:
-            self.backend.write(key, canonical, create_only=True)
-        except AlreadyExists:
-            pass  # written by a concurrent writer of the same content
+        for _ in range(2):
+            try:
+                self.backend.write(key, canonical, create_only=True)
+                return
+            except AlreadyExists:
+                pass  # identical content: manifests are write-once and named by their digest
+            if refresh(self.backend, [key]):
+                return  # refreshed (touched), so a concurrent gc keeps it; if a gc took it, write again
 
     def _claim_version(self, name, digest, manifest, type, metadata, run_id) -> VersionRecord:
         nums = self.version_numbers(name)

@@ -93,10 +93,7 @@ def pull(
     if progress:
         progress(record.bytes - sum(e.size for e, _ in plan.todo), record.bytes)
     written = [0]
-    try:
-        downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, record, progress, written)
-    except OSError as e:
-        raise _write_error(e, dest, written[0]) from e
+    downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, record, progress, written)
     deleted = 0
     if delete:
         for rel in plan.extra:
@@ -168,35 +165,36 @@ def _write_all(store, blob_cache, todo, record, progress, written: list[int]) ->
         blobs, fetched = _fetch(store, blob_cache, {e.digest: e.size for e, _ in batch})
         downloaded, downloaded_bytes = downloaded + len(fetched), downloaded_bytes + sum(fetched.values())
         for entry, target in batch:
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(blobs[entry.digest])
-            written[0] += 1
+            _write_one(target, written, lambda tmp: tmp.write_bytes(blobs[entry.digest]))
             if progress:
                 progress(entry.size, record.bytes)
     for entry, target in todo:
         if entry.size > _STREAM_BYTES:
-            _write_streamed(store, entry, target)
-            written[0] += 1
+            _write_one(target, written, lambda tmp: _stream_into(store, entry, tmp))
             downloaded, downloaded_bytes = downloaded + 1, downloaded_bytes + entry.size
             if progress:
                 progress(entry.size, record.bytes)
     return downloaded, downloaded_bytes
 
 
-def _write_streamed(store: Store, entry: Entry, target: Path) -> None:
-    """A large blob: streamed into the temp file, hashed in chunks, renamed only if intact."""
-    with atomic_path(target) as tmp:
-        store.backend.read_to(object_key(entry.digest), tmp)
-        digest, _ = hash_file(tmp)
-        if digest != entry.digest:
-            raise IntegrityError(f"{store.uri}/{object_key(entry.digest)}: blob is corrupt (content does not match its digest)")
+def _write_one(target: Path, written: list[int], fill) -> None:
+    """One file through a temp file and a rename; a failed write (disk full) is one line naming
+    the file and how many were completed, and its temp file is gone."""
+    try:
+        with atomic_path(target) as tmp:
+            fill(tmp)
+    except OSError as e:
+        reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise BackendError(f"cannot write {target}: {reason}; pull stopped with {written[0]} files "
+                           "completed, no partial file left") from e
+    written[0] += 1
 
 
-def _write_error(e: OSError, dest: Path, completed: int) -> BackendError:
-    reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-    where = e.filename or dest
-    return BackendError(f"cannot write {where}: {reason}; pull stopped, {completed} files completed in {dest} "
-                        "(no partial file left)")
+def _stream_into(store: Store, entry: Entry, tmp: Path) -> None:
+    """A large blob: streamed into the temp file and hashed in chunks (renamed only if intact)."""
+    store.backend.read_to(object_key(entry.digest), tmp)
+    if hash_file(tmp)[0] != entry.digest:
+        raise IntegrityError(f"{store.uri}/{object_key(entry.digest)}: blob is corrupt (content does not match its digest)")
 
 
 def _names(paths: list[str]) -> str:
