@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
@@ -162,7 +162,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     live.read()  # versions committed while we listed and decided
     doomed = [i for i in doomed if not live.holds(_original_key(i.key))]
     if local:
-        doomed = _delete_aside(store.backend.root, doomed, lambda key: live.read().holds(key))
+        doomed = _delete_aside(store.backend.root, doomed, live)
     else:
         store.backend.delete([i.key for i in doomed])
     for info in doomed:
@@ -172,7 +172,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     return report
 
 
-def _delete_aside(root: Path, doomed: list[ObjectInfo], still_live: Callable[[str], bool]) -> list[ObjectInfo]:
+def _delete_aside(root: Path, doomed: list[ObjectInfo], live: _Live) -> list[ObjectInfo]:
     """Rename each doomed file to a trash name, put back any that was touched since it was listed
     or that a version committed meanwhile references, delete the rest. Returns what was deleted."""
     aside: list[tuple[ObjectInfo, str]] = []
@@ -190,10 +190,11 @@ def _delete_aside(root: Path, doomed: list[ObjectInfo], still_live: Callable[[st
             _restore(root, trash, info.key)  # a log re-used it after we listed it
         else:
             aside.append((info, trash))
+    live.read()  # versions committed while we set files aside
     deleted = []
     for info, trash in aside:
         original = _original_key(trash)
-        if still_live(original):
+        if live.holds(original):
             _restore(root, trash, original)
             continue
         try:
