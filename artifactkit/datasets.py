@@ -62,7 +62,7 @@ def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str 
     if dest is None:
         store_tag = hashlib.sha1(store.uri.encode()).hexdigest()[:10]
         dest = cache_dir() / "datasets" / store_tag / record.name / record.label
-    pull(store, f"{record.name}:{record.label}", dest)
+    pull(store, f"{record.name}:{record.label}", dest, force=True)  # our cache folder: repair it
     local = LocalDataset(f"{record.name}:{record.label}", Path(dest), data_yaml, _digests(store, record), in_place=False)
     if not local.yaml_path.is_file():
         raise InvalidInput(f"{store.uri}: dataset {local.ref} has no {data_yaml}")

@@ -1,7 +1,12 @@
 """xxh3-128 digests of bytes and files, and the stat cache that lets an unchanged file skip hashing.
 
-The cache maps (path, size, mtime_ns, inode) -> digest, as git's index and DVC's state do. It is
-kept apart from hashing so that a do-nothing variant (NullStatCache) can stand in.
+The cache maps (path, size, mtime_ns, ctime_ns, inode) -> digest, as git's index does. ctime is
+in the key because mtime is not evidence: `touch -r`, `cp -p` and sync tools restore it after an
+edit, while ctime is set by the kernel on every change and cannot be set back. The cache is kept
+apart from hashing so that a do-nothing variant (NullStatCache) can stand in.
+
+Files are hashed in chunks (peak memory independent of file size); HashingReader hashes the bytes
+a backend copies, so a blob's name is always the digest of the bytes written under it.
 """
 
 from __future__ import annotations
@@ -18,19 +23,63 @@ from .errors import InvalidInput
 # A file modified this close to the moment it was hashed may be modified again within the same
 # mtime tick, so its cache entry could describe older bytes ("racily clean" in git's terms).
 _RACY_NS = 2_000_000_000
+# ctime is set by the kernel from its clock tick (at most 10 ms on Linux): a file whose ctime is
+# more than this before it was hashed cannot change again without its ctime changing.
+_RACY_CTIME_NS = 100_000_000
 
 
 def digest_bytes(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
-def digest_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+CHUNK = 1 << 22  # 4 MiB: large enough for xxh3's GB/s, small enough to never matter in RAM
+
+
+def digest_file(path: str | os.PathLike, chunk: int = CHUNK) -> str:
     """Stream a file of any size through xxh3-128."""
+    return hash_file(path, chunk)[0]
+
+
+def hash_file(path: str | os.PathLike, chunk: int = CHUNK) -> tuple[str, int]:
+    """(digest, size) of a file, streamed; OS errors become one line naming the file."""
     h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+                size += len(block)
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror or e}") from e
+    return h.hexdigest(), size
+
+
+class HashingReader:
+    """A local file opened for a backend to copy from (read(n) in chunks), hashing what it hands
+    out; check() after the last read raises unless those bytes have the expected digest. A backend
+    calls check() before the copy becomes visible under its final name."""
+
+    def __init__(self, path: str | os.PathLike, expected: str):
+        self.path = os.fspath(path)
+        self.expected = expected
+        self._hash = xxhash.xxh3_128()
+        self._file = None
+
+    def read(self, n: int = CHUNK) -> bytes:
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")
+            except OSError as e:
+                raise InvalidInput(f"cannot read {self.path}: {e.strerror or e}") from e
+        block = self._file.read(n)
+        self._hash.update(block)
+        if not block:
+            self._file.close()
+        return block
+
+    def check(self) -> None:
+        if self._hash.hexdigest() != self.expected:
+            raise InvalidInput(f"{self.path} changed while it was being logged; log it again")
 
 
 def read_file(path: str | os.PathLike) -> bytes:
@@ -51,32 +100,36 @@ class NullStatCache:
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:
         pass
 
+    def forget(self, path: str) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 
 
 class StatCache:
-    """SQLite-backed (path, size, mtime_ns, inode) -> digest cache, loaded in one query."""
+    """SQLite-backed (path, size, mtime_ns, ctime_ns, inode) -> digest cache, loaded in one query.
+    The table is `stat_v2`: entries of the older mtime-only table are never trusted."""
 
     def __init__(self, db_path: str | os.PathLike):
         self._db_path = Path(db_path)
-        self._entries: dict[str, tuple[int, int, int, str, int]] | None = None
-        self._pending: list[tuple[str, int, int, int, str, int]] = []
+        self._entries: dict[str, tuple[int, int, int, int, str, int]] | None = None
+        self._pending: list[tuple[str, int, int, int, int, str, int]] = []
 
     def _connect(self) -> sqlite3.Connection:
         self._db_path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self._db_path, timeout=30)
         db.execute(
-            "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
-            " inode INT, digest TEXT, hashed_ns INT)"
+            "CREATE TABLE IF NOT EXISTS stat_v2 (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
+            " ctime_ns INT, inode INT, digest TEXT, hashed_ns INT)"
         )
         return db
 
-    def _load(self) -> dict[str, tuple[int, int, int, str, int]]:
+    def _load(self) -> dict[str, tuple[int, int, int, int, str, int]]:
         if self._entries is None:
             try:
                 with self._connect() as db:
-                    rows = db.execute("SELECT path, size, mtime_ns, inode, digest, hashed_ns FROM stat")
+                    rows = db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, digest, hashed_ns FROM stat_v2")
                     self._entries = {r[0]: r[1:] for r in rows}
             except sqlite3.Error:
                 self._entries = {}  # a broken cache only costs hashing time
@@ -86,15 +139,27 @@ class StatCache:
         hit = self._load().get(path)
         if hit is None:
             return None
-        size, mtime_ns, inode, digest, hashed_ns = hit
-        if (size, mtime_ns, inode) != (st.st_size, st.st_mtime_ns, st.st_ino):
+        size, mtime_ns, ctime_ns, inode, digest, hashed_ns = hit
+        if (size, mtime_ns, ctime_ns, inode) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino):
             return None
-        if hashed_ns - mtime_ns < _RACY_NS:
+        if hashed_ns - mtime_ns < _RACY_NS or hashed_ns - ctime_ns < _RACY_CTIME_NS:
             return None
         return digest
 
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:
-        self._pending.append((path, st.st_size, st.st_mtime_ns, st.st_ino, digest, time.time_ns()))
+        self._pending.append(
+            (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest, time.time_ns())
+        )
+
+    def forget(self, path: str) -> None:
+        """Drop an entry found to be wrong (the file's bytes no longer match it)."""
+        self._load().pop(path, None)
+        self._pending = [row for row in self._pending if row[0] != path]
+        try:
+            with self._connect() as db:
+                db.execute("DELETE FROM stat_v2 WHERE path = ?", (path,))
+        except sqlite3.Error:
+            pass
 
     def flush(self) -> None:
         if not self._pending:
@@ -103,7 +168,7 @@ class StatCache:
             self._entries.update((row[0], row[1:]) for row in self._pending)
         try:
             with self._connect() as db:
-                db.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)", self._pending)
+                db.executemany("INSERT OR REPLACE INTO stat_v2 VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending)
         except sqlite3.Error:
             pass  # the cache is an optimisation; failing to write it must not fail a log
         self._pending.clear()

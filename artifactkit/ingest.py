@@ -1,24 +1,43 @@
 """From a folder or a dict of files to manifest entries and uploaded blobs, reading each file once.
 
 Files are read, hashed and (when the store lacks them) written in batches, so memory stays bounded
-and a remote store sees batched existence checks and concurrent uploads.
+and a remote store sees batched existence checks and concurrent uploads. Files above _STREAM_BYTES
+are never held whole: hashed in chunks, then streamed into a local store through a HashingReader.
+
+Two rules keep a store whole (docs/architecture.md, "gc safety"):
+- the bytes written under a digest are hashed on the way (small files: the very bytes hashed;
+  streamed files: HashingReader), so a stale stat-cache entry can never name a blob wrongly;
+- every digest of the new version is checked against the store in batches (none is assumed
+  present because the previous version had it), and on a local store the check is a touch
+  (refresh): a concurrent gc then sees the blob as recently used and spares it.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from .backends.local import TMP_PREFIX as LOCAL_TMP_PREFIX, LocalBackend
 from .errors import InvalidInput
-from .hashing import NullStatCache, StatCache, digest_bytes, read_file
+from .fileio import TMP_PREFIX, is_own_temp
+from .hashing import HashingReader, NullStatCache, StatCache, digest_bytes, hash_file, read_file
 from .layout import object_key
 from .manifest import Entry, check_relative_path
 
 Progress = Callable[[int, int], None]  # (bytes just processed, total bytes)
 _BATCH_BYTES = 64 << 20
 _BATCH_FILES = 1024
+_STREAM_BYTES = 16 << 20  # larger files are hashed and copied in chunks, never read whole
+
+
+def is_temp_name(name: str) -> bool:
+    """Temp files artifactkit itself leaves in a folder when killed mid-write: fileio's, fsspec's
+    read_to of one of ours (".<ours>.<hex>.part"), and the local backend's older ".tmp-<hex>"."""
+    if is_own_temp(name) or name.startswith("." + TMP_PREFIX):
+        return True
+    rest = name[len(LOCAL_TMP_PREFIX):] if name.startswith(LOCAL_TMP_PREFIX) else ""
+    return len(rest) in (16, 32) and all(c in "0123456789abcdef" for c in rest)
 
 
 @dataclass
@@ -60,6 +79,9 @@ def _scan(directory: str, prefix: str, real_root: str, root: str, found: list[Ca
     except OSError as e:
         raise InvalidInput(f"cannot read {directory}: {e.strerror or e}") from e
     for entry in entries:
+        if is_temp_name(entry.name):
+            continue  # a leftover of one of our own interrupted writes, never data
+        _check_encodable(entry.name, entry.path)
         if entry.is_symlink():
             _check_inside(entry.path, real_root, root)
             if entry.is_dir() and _is_ancestor(os.path.realpath(entry.path), os.path.realpath(directory)):
@@ -97,62 +119,112 @@ def candidates_from_mapping(
 def ingest(
     backend,
     candidates: Iterable[Candidate],
-    known: set[str],
     stat_cache: StatCache | NullStatCache,
     progress: Progress | None = None,
 ) -> IngestResult:
-    """Hash every candidate and upload the blobs the store does not have. `known` holds digests
-    already in the store (e.g. the previous version's); it grows as blobs are written."""
+    """Hash every candidate; make sure the store holds every blob (refreshing those it has,
+    uploading the others, hashed on the way)."""
     result = IngestResult()
     candidates = list(candidates)
     total = sum(c.size for c in candidates)
-    batch: dict[str, tuple[bytes | Path, int]] = {}  # digest -> (source, size) awaiting upload
+    seen: set[str] = set()  # digests already handled by this log
+    batch: dict[str, Candidate] = {}  # digest -> a candidate holding its bytes
+    held: dict[str, bytes] = {}  # digest -> bytes read while hashing (small files only)
     batch_bytes = 0
     for cand in candidates:
         digest, data = _digest(cand, stat_cache)
         # model_construct: the path was checked when the candidate was made, the digest is ours.
         result.entries.append(Entry.model_construct(path=cand.path, digest=digest, size=cand.size, meta=cand.meta))
-        if digest not in known and digest not in batch:
-            batch[digest] = (data if data is not None else Path(cand.source), cand.size)
-            batch_bytes += cand.size
+        if digest not in seen and digest not in batch:
+            batch[digest] = cand
+            if data is not None:
+                held[digest] = data
+                batch_bytes += cand.size
         if progress:
             progress(cand.size, total)
         if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
-            _flush(backend, batch, known, result)
-            batch, batch_bytes = {}, 0
-    _flush(backend, batch, known, result)
+            _flush(backend, batch, held, stat_cache, result)
+            seen.update(batch)
+            batch, held, batch_bytes = {}, {}, 0
+    _flush(backend, batch, held, stat_cache, result)
     stat_cache.flush()
     return result
 
 
 def _digest(cand: Candidate, cache) -> tuple[str, bytes | None]:
-    """(digest, bytes read or None). A stat-cache hit reads nothing."""
+    """(digest, bytes read or None). A stat-cache hit reads nothing; a large file is streamed."""
     if isinstance(cand.source, bytes):
         return digest_bytes(cand.source), cand.source
     key = os.path.abspath(cand.source)
     hit = cache.lookup(key, cand.stat)
     if hit is not None:
         return hit, None
-    data = read_file(cand.source)
-    if len(data) != cand.stat.st_size:
+    if cand.size > _STREAM_BYTES:
+        digest, size = hash_file(cand.source)
+        data = None
+    else:
+        data = read_file(cand.source)
+        digest, size = digest_bytes(data), len(data)
+    if size != cand.stat.st_size:
         raise InvalidInput(f"{cand.source} changed while it was being logged")
-    digest = digest_bytes(data)
     cache.remember(key, cand.stat, digest)
     return digest, data
 
 
-def _flush(backend, batch: dict[str, tuple[bytes | Path, int]], known: set[str], result: IngestResult) -> None:
+def refresh(backend, keys: list[str]) -> set[str]:
+    """The keys the store holds, in one batch. On a local store each is touched (its mtime set to
+    now), so a gc running at the same time sees it as just used and keeps it (maintenance.gc);
+    object stores have no touch, there gc re-reads the version records instead."""
+    if not isinstance(backend, LocalBackend):
+        return backend.exists(keys)
+    present = set()
+    root = backend.uri
+    for key in keys:
+        try:
+            os.utime(f"{root}/{key}")
+            present.add(key)
+        except FileNotFoundError:
+            pass
+    return present
+
+
+def _flush(backend, batch: dict[str, Candidate], held: dict[str, bytes], cache, result: IngestResult) -> None:
     if not batch:
         return
-    present = backend.exists([object_key(d) for d in batch])
-    missing = [(d, src, size) for d, (src, size) in batch.items() if object_key(d) not in present]
-    backend.write_many([(object_key(d), src) for d, src, _ in missing])
+    present = refresh(backend, [object_key(d) for d in batch])
+    missing = [(d, c) for d, c in batch.items() if object_key(d) not in present]
+    backend.write_many([(object_key(d), _source(backend, d, c, held.get(d), cache)) for d, c in missing])
     result.uploaded_files += len(missing)
-    result.uploaded_bytes += sum(size for _, _, size in missing)
-    known.update(batch)
+    result.uploaded_bytes += sum(c.size for _, c in missing)
+
+
+def _source(backend, digest: str, cand: Candidate, data: bytes | None, cache):
+    """What to write under `digest`: bytes whose digest it is, or a reader checked while copied.
+    A stat-cache hit that no longer matches the file is dropped and the log refused."""
+    if data is not None:
+        return data  # the very bytes that were hashed
+    path = cand.source
+    if cand.size > _STREAM_BYTES and isinstance(backend, LocalBackend):
+        return HashingReader(path, digest)
+    data = read_file(path)
+    if digest_bytes(data) != digest:
+        cache.forget(os.path.abspath(path))
+        raise InvalidInput(f"{path} changed while it was being logged; log it again")
+    return data
+
+
+def _check_encodable(name: str, where: str | None = None) -> None:
+    """A name that is not UTF-8 cannot be stored in a manifest and restored: refuse it before
+    anything is written, naming the file (its undecodable bytes shown as \\xNN)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(where or name).decode("utf-8", "backslashreplace")
+        raise InvalidInput(f"{shown}: file name is not valid UTF-8; rename it to log this folder") from None
 
 
 def _checked(path: str) -> str:
+    _check_encodable(path)
     try:
         return check_relative_path(path)
     except ValueError as e:

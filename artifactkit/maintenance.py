@@ -1,17 +1,40 @@
-"""Keeping a store honest: verify re-hashes everything; gc removes what no version references."""
+"""Keeping a store honest: verify re-hashes everything; gc removes what no version references.
+
+gc safety rule: gc never deletes a blob or manifest referenced by a version committed before gc
+finishes. Three mechanisms, because a log may find a blob already present (left by an interrupted
+log long ago, older than the grace period) at any moment while gc runs:
+- gc reads the version records after listing objects, and reads them again just before deleting
+  (and, on a local store, once more after moving the doomed files aside): whatever a version
+  committed meanwhile references is spared;
+- on a local store a log touches every blob it re-uses (ingest.refresh) before committing, and gc
+  does not unlink a doomed file directly: it renames it to a trash name beside it, then checks
+  its mtime. A touch before the rename shows (the file is put back); a touch after it fails, and
+  the log uploads the blob again from its folder. A trash file left by a killed gc is put back
+  by the next gc if it is referenced, deleted otherwise;
+- object stores have no touch: there the re-reads are the protection, and the window left is
+  between gc's last re-read and its delete request (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
+from .backends.base import ObjectInfo
+from .backends.local import LocalBackend
 from .errors import ArtifactkitError
-from .hashing import digest_bytes
+from .hashing import digest_bytes, hash_file
 from .layout import MANIFESTS, OBJECTS, digest_of_object_key, manifest_key, object_key
 from .store import Store
 
 DEFAULT_GRACE_SECONDS = 3600.0  # in-flight uploads write blobs long before their version record
+TRASH_PREFIX = ".ak-gc-"  # a doomed file, moved aside by gc until it is sure (local stores)
+_STREAM_BYTES = 16 << 20  # blobs above this are verified in chunks, never read whole
+_BATCH_BYTES = 64 << 20
 
 
 @dataclass
@@ -31,11 +54,9 @@ class VerifyReport:
 def verify(store: Store) -> VerifyReport:
     report = VerifyReport()
     present: set[str] = set()
-    keys = [i.key for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
-    for key, data in store.backend.read_many(keys):
-        digest = digest_of_object_key(key)
+    for key, digest in _blob_digests(store):
         report.objects += 1
-        if digest_bytes(data) != digest:
+        if digest != digest_of_object_key(key):
             report.problems.append(f"{key}: corrupt blob (content does not match its digest)")
         else:
             present.add(digest)
@@ -54,6 +75,34 @@ def verify(store: Store) -> VerifyReport:
     return report
 
 
+def _blob_digests(store: Store) -> Iterator[tuple[str, str]]:
+    """(key, digest of its content) for every blob; small ones read in batches of bounded bytes,
+    large ones hashed in chunks (peak memory independent of blob size)."""
+    backend = store.backend
+    batch, batch_bytes = [], 0
+    for info in backend.list(OBJECTS + "/"):
+        if not digest_of_object_key(info.key):
+            continue
+        if info.size > _STREAM_BYTES:
+            yield info.key, _streamed_digest(backend, info.key)
+            continue
+        batch.append(info.key)
+        batch_bytes += info.size
+        if batch_bytes >= _BATCH_BYTES or len(batch) >= 1024:
+            yield from ((k, digest_bytes(d)) for k, d in backend.read_many(batch))
+            batch, batch_bytes = [], 0
+    yield from ((k, digest_bytes(d)) for k, d in backend.read_many(batch))
+
+
+def _streamed_digest(backend, key: str) -> str:
+    if isinstance(backend, LocalBackend):
+        return hash_file(backend.root / key)[0]
+    with tempfile.TemporaryDirectory(prefix="artifactkit-verify-") as tmp:
+        path = Path(tmp) / "blob"
+        backend.read_to(key, path)
+        return hash_file(path)[0]
+
+
 @dataclass
 class GcReport:
     deleted_objects: int = 0
@@ -65,33 +114,118 @@ class GcReport:
         return dict(self.__dict__)
 
 
+class _Live:
+    """What the store's versions reference; read() adds the versions committed since last time."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.seen: set[tuple[str, int]] = set()
+        self.manifests: set[str] = set()
+        self.blobs: set[str] = set()
+
+    def read(self) -> "_Live":
+        for name in self.store.artifact_names():
+            for version in self.store.version_numbers(name):
+                if (name, version) in self.seen:
+                    continue
+                record = self.store.record(name, version)
+                self.manifests.add(record.manifest)
+                self.blobs.update(e.digest for e in self.store.manifest(record).entries)
+                self.seen.add((name, version))
+        return self
+
+    def holds(self, key: str) -> bool:
+        digest = digest_of_object_key(key)
+        if digest is not None:
+            return digest in self.blobs
+        return key.startswith(MANIFESTS + "/") and key[len(MANIFESTS) + 1 :].removesuffix(".json") in self.manifests
+
+
 def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     """Delete blobs and manifests that no version references, older than the grace period."""
-    live_manifests: set[str] = set()
-    live_blobs: set[str] = set()
-    for name in store.artifact_names():
-        for version in store.version_numbers(name):
-            record = store.record(name, version)
-            live_manifests.add(record.manifest)
-            live_blobs.update(e.digest for e in store.manifest(record).entries)
+    listed = list(store.backend.list(OBJECTS + "/")) + list(store.backend.list(MANIFESTS + "/"))
+    live = _Live(store).read()  # after the listing: anything committed before it is seen
+    local = isinstance(store.backend, LocalBackend)
     cutoff = time.time() - grace_seconds
     report = GcReport()
-    doomed: list[str] = []
-    for info in store.backend.list(OBJECTS + "/"):
-        digest = digest_of_object_key(info.key)
-        if digest in live_blobs:
+    doomed: list[ObjectInfo] = []
+    for info in listed:
+        original = _original_key(info.key)
+        if live.holds(original):
+            if original != info.key and local:
+                _restore(store.backend.root, info.key, original)  # left aside by a killed gc
             continue
         if info.mtime is not None and info.mtime > cutoff:
             report.kept_recent += 1
             continue
-        doomed.append(info.key)
-        report.deleted_objects += digest is not None
-        report.deleted_bytes += info.size if digest is not None else 0
-    for info in store.backend.list(MANIFESTS + "/"):
-        stem = info.key.rsplit("/", 1)[-1].removesuffix(".json")
-        if stem in live_manifests or (info.mtime is not None and info.mtime > cutoff):
-            continue
-        doomed.append(info.key)
-        report.deleted_manifests += info.key == manifest_key(stem)
-    store.backend.delete(doomed)
+        doomed.append(info)
+    live.read()  # versions committed while we listed and decided
+    doomed = [i for i in doomed if not live.holds(_original_key(i.key))]
+    if local:
+        doomed = _delete_aside(store.backend.root, doomed, live)
+    else:
+        store.backend.delete([i.key for i in doomed])
+    for info in doomed:
+        report.deleted_objects += digest_of_object_key(info.key) is not None
+        report.deleted_bytes += info.size if digest_of_object_key(info.key) is not None else 0
+        report.deleted_manifests += _is_manifest(info.key)
     return report
+
+
+def _delete_aside(root: Path, doomed: list[ObjectInfo], live: _Live) -> list[ObjectInfo]:
+    """Rename each doomed file to a trash name, put back any that was touched since it was listed
+    or that a version committed meanwhile references, delete the rest. Returns what was deleted."""
+    aside: list[tuple[ObjectInfo, str]] = []
+    for info in doomed:
+        if _original_key(info.key) != info.key:
+            aside.append((info, info.key))  # already a trash file (of a killed gc), unreferenced
+            continue
+        trash = _trash_key(info.key)
+        try:
+            os.rename(root / info.key, root / trash)
+            touched = info.mtime is None or os.stat(root / trash).st_mtime > info.mtime
+        except FileNotFoundError:
+            continue  # gone already (another gc)
+        if touched:
+            _restore(root, trash, info.key)  # a log re-used it after we listed it
+        else:
+            aside.append((info, trash))
+    live.read()  # versions committed while we set files aside
+    deleted = []
+    for info, trash in aside:
+        original = _original_key(trash)
+        if live.holds(original):
+            _restore(root, trash, original)
+            continue
+        try:
+            os.unlink(root / trash)
+        except FileNotFoundError:
+            continue
+        deleted.append(info)
+    return deleted
+
+
+def _restore(root: Path, trash: str, original: str) -> None:
+    """Put a trash file back under its name, unless a log has written that name again meanwhile
+    (same content: it is named by its digest)."""
+    try:
+        os.link(root / trash, root / original)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        return
+    os.unlink(root / trash)
+
+
+def _trash_key(key: str) -> str:
+    head, _, name = key.rpartition("/")
+    return f"{head}/{TRASH_PREFIX}{name}"
+
+
+def _original_key(key: str) -> str:
+    head, _, name = key.rpartition("/")
+    return f"{head}/{name[len(TRASH_PREFIX):]}" if name.startswith(TRASH_PREFIX) else key
+
+
+def _is_manifest(key: str) -> bool:
+    return key.startswith(MANIFESTS + "/") and key == manifest_key(key[len(MANIFESTS) + 1 :].removesuffix(".json"))

@@ -3,11 +3,13 @@
 Commit order is the crash-safety rule: blobs, then sync, then the manifest, then the version
 record (claimed exclusively), then aliases. A reader never sees a version whose bytes are missing;
 an interrupted log leaves only unreferenced blobs, and re-running it uploads only what is missing.
+Every blob and the manifest a new version references is checked (on a local store: touched) just
+before the record is claimed, never assumed present because an earlier version had it, so a
+concurrent gc keeps them (maintenance.gc) and a lost blob is uploaded again from the folder.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any, Mapping
 
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes
-from .ingest import Candidate, Progress, candidates_from_mapping, ingest, scan_folder
+from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
 from .layout import alias_key, aliases_prefix, manifest_key, object_key, version_key, versions_prefix, ARTIFACTS
 from .manifest import Manifest, VersionRecord, check_name, now_iso, parse_record, to_json, VERSION_RE
 from .uri import Ref, open_backend, parse_ref
@@ -154,15 +156,6 @@ class Store:
             raise IntegrityError(f"{self.uri}/{key}: manifest bytes do not match their digest")
         return parse_record(Manifest, data, f"{self.uri}/{key}")
 
-    def _digests_of(self, record: VersionRecord) -> set[str]:
-        """The blob digests a version references, without building models (a hot path: only
-        used to skip existence checks, and the manifest bytes are checked against their digest)."""
-        key = manifest_key(record.manifest)
-        data = self.backend.read(key)
-        if digest_bytes(data) != record.manifest:
-            raise IntegrityError(f"{self.uri}/{key}: manifest bytes do not match their digest")
-        return {e["digest"] for e in json.loads(data)["entries"]}
-
     def read_blob(self, digest: str) -> bytes:
         data = self.backend.read(object_key(digest))
         check_blob(self.uri, digest, data)
@@ -200,8 +193,7 @@ class Store:
         for alias in aliases:
             check_alias(alias)
         previous = self.latest(name)
-        known = self._digests_of(previous) if previous else set()
-        result = ingest(self.backend, candidates, known, self.stat_cache, progress)
+        result = ingest(self.backend, candidates, self.stat_cache, progress)
         sync_start = time.perf_counter()
         self.backend.sync()  # blobs durable before anything references them
         sync_seconds = time.perf_counter() - sync_start
@@ -221,10 +213,15 @@ class Store:
         )
 
     def _put_manifest(self, digest: str, canonical: bytes) -> None:
-        try:
-            self.backend.write(manifest_key(digest), canonical, create_only=True)
-        except AlreadyExists:
-            pass  # identical content: manifests are write-once and named by their digest
+        key = manifest_key(digest)
+        for _ in range(2):
+            try:
+                self.backend.write(key, canonical, create_only=True)
+                return
+            except AlreadyExists:
+                pass  # identical content: manifests are write-once and named by their digest
+            if refresh(self.backend, [key]):
+                return  # refreshed (touched), so a concurrent gc keeps it; if a gc took it, write again
 
     def _claim_version(self, name, digest, manifest, type, metadata, run_id) -> VersionRecord:
         nums = self.version_numbers(name)

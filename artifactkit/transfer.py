@@ -1,9 +1,13 @@
 """Moving versions: out of a store into a folder (pull), and from one store to another (push).
 
-pull verifies every blob against its digest and writes each file through a temp file and a
-rename, so the destination never holds a corrupt or partial file. Files already there with the
-right content are left alone, and blobs of a remote store come from this machine's blob cache
-when it has them (cache.py), so pulling v1 after v0 downloads only what changed.
+pull verifies every blob against its digest and writes each file through a short-named temp file
+and a rename (fileio.atomic_path), so the destination never holds a corrupt or partial file, and
+a killed pull leaves only temp names that a later log skips. Files already there with the right
+content are left alone; a file there with other content is a local edit: pull refuses and names
+it unless force. Files not in the version are reported, and removed only when asked (delete).
+Blobs above _STREAM_BYTES are streamed to disk and hashed in chunks, never held whole. Blobs of
+a remote store come from this machine's blob cache when it has them (cache.py), so pulling v1
+after v0 downloads only what changed.
 
 push copies in commit order (all missing blobs, then manifests, then version records, then
 aliases), with one existence check for every version it sends, so an interrupted push leaves
@@ -12,23 +16,26 @@ only unreferenced blobs and running it again sends only what is still missing.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .cache import BlobCache, default_blob_cache, wants_cache
-from .errors import AlreadyExists, InvalidInput
-from .hashing import digest_file
-from .ingest import Progress
+from .errors import AlreadyExists, BackendError, IntegrityError, InvalidInput
+from .fileio import atomic_path
+from .hashing import digest_file, hash_file
+from .ingest import Progress, is_temp_name
 from .layout import digest_of_object_key, object_key, version_key
 from .manifest import Entry, VersionRecord, check_relative_path, to_json
 from .store import Store, check_blob
 from .uri import Ref, parse_ref
 
 _BATCH_BYTES = 64 << 20  # bytes held in memory per batch of concurrent reads
+_STREAM_BYTES = 16 << 20  # larger blobs are streamed to disk, never held whole
+_SHOWN = 5  # names listed in a refusal before "and N more"
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class PullResult:
     seconds: float
     downloaded_files: int = 0  # blobs fetched from the store (not the destination, not the cache)
     downloaded_bytes: int = 0
+    extra_files: tuple[str, ...] = ()  # files in dest that the version does not have
+    deleted_files: int = 0  # of those, removed (delete=True)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -48,7 +57,16 @@ class PullResult:
             "files": self.record.files, "written_files": self.written_files,
             "reused_files": self.reused_files, "downloaded_files": self.downloaded_files,
             "downloaded_bytes": self.downloaded_bytes, "bytes": self.bytes, "seconds": round(self.seconds, 4),
+            "extra_files": list(self.extra_files), "deleted_files": self.deleted_files,
         }
+
+
+@dataclass
+class _Plan:
+    todo: list[tuple[Entry, Path]]
+    reused: int
+    changed: list[str]  # files in dest whose content differs from the version's
+    extra: list[str]
 
 
 def pull(
@@ -57,29 +75,131 @@ def pull(
     dest: str | os.PathLike,
     progress: Progress | None = None,
     cache: BlobCache | bool = True,
+    force: bool = False,
+    delete: bool = False,
 ) -> PullResult:
-    """Write a version into dest. cache: True for the default blob cache on remote stores,
-    False for none, or a BlobCache to use."""
+    """Write a version into dest. Refuses (naming them) files in dest that differ from the
+    version unless force; delete removes files the version does not have. cache: True for the
+    default blob cache on remote stores, False for none, or a BlobCache to use."""
     start = time.perf_counter()
     record = store.resolve(ref)
     entries = store.manifest(record).entries
     dest = Path(dest)
-    targets = [(e, _target(dest, e.path)) for e in entries]  # refuse unsafe paths before writing
-    todo = [(e, t) for e, t in targets if not _already_there(store, e, t)]
+    plan = _plan(store, record, dest, entries)  # every refusal happens before anything is written
+    if plan.changed and not force:
+        raise InvalidInput(
+            f"refusing to pull {record.name}:{record.label} into {dest}: {len(plan.changed)} files there differ "
+            f"from it ({_names(plan.changed)}); pass --force to overwrite them")
     if progress:
-        progress(sum(e.size for e, _ in targets) - sum(e.size for e, _ in todo), record.bytes)
-    blob_cache = _cache_for(store, cache)
-    written = downloaded = downloaded_bytes = 0
-    for batch in _batches(todo, lambda item: item[0].size):
+        progress(record.bytes - sum(e.size for e, _ in plan.todo), record.bytes)
+    written = [0]
+    downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, record, progress, written)
+    deleted = 0
+    if delete:
+        for rel in plan.extra:
+            (dest / rel).unlink(missing_ok=True)
+            deleted += 1
+    store.stat_cache.flush()
+    return PullResult(record, dest, written[0], plan.reused, record.bytes, time.perf_counter() - start,
+                      downloaded, downloaded_bytes, tuple(plan.extra), deleted)
+
+
+def _plan(store: Store, record: VersionRecord, dest: Path, entries) -> _Plan:
+    if dest.exists() and not dest.is_dir():
+        raise InvalidInput(f"refusing to pull into {dest}: it is a file, not a folder")
+    targets = [(e, _target(dest, e.path)) for e in entries]  # refuse unsafe paths before writing
+    files = {e.path for e in entries}
+    plan = _Plan([], 0, [], [])
+    folders_ok: set[Path] = {dest}
+    for entry, target in targets:
+        _check_folders(record, dest, entry.path, target.parent, files, folders_ok)
+        try:
+            is_dir = target.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {target} is a folder, "
+                               "where the version has a file")
+        if _already_there(store, entry, target):
+            plan.reused += 1
+            continue
+        if target.exists():
+            plan.changed.append(entry.path)
+        plan.todo.append((entry, target))
+    plan.extra = _extra_files(dest, files)
+    return plan
+
+
+def _check_folders(record, dest: Path, path: str, parent: Path, files: set[str], ok: set[Path]) -> None:
+    """Every folder on the way to a file must be a folder (or not exist yet)."""
+    chain = []
+    while parent not in ok:
+        chain.append(parent)
+        parent = parent.parent
+    for folder in chain:
+        rel = folder.relative_to(dest).as_posix()
+        if rel in files:
+            raise InvalidInput(f"{record.name}:{record.label} holds both {rel!r} and {path!r}: cannot pull it")
+        if folder.exists() and not folder.is_dir():
+            raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {folder} is a file, "
+                               f"where the version has a folder (for {path})")
+    ok.update(chain)
+
+
+def _extra_files(dest: Path, files: set[str]) -> list[str]:
+    extra = []
+    for dirpath, _dirs, names in os.walk(dest):
+        rel_dir = os.path.relpath(dirpath, dest).replace(os.sep, "/")
+        for name in names:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel not in files and not is_temp_name(name):
+                extra.append(rel)
+    return sorted(extra)
+
+
+def _write_all(store, blob_cache, todo, record, progress, written: list[int]) -> tuple[int, int]:
+    """Write every planned file; written[0] counts completed files (for an error message)."""
+    downloaded = downloaded_bytes = 0
+    small = [(e, t) for e, t in todo if e.size <= _STREAM_BYTES]
+    for batch in _batches(small, lambda item: item[0].size):
         blobs, fetched = _fetch(store, blob_cache, {e.digest: e.size for e, _ in batch})
         downloaded, downloaded_bytes = downloaded + len(fetched), downloaded_bytes + sum(fetched.values())
         for entry, target in batch:
-            _write_atomic(target, blobs[entry.digest])
-            written += 1
+            _write_one(target, written, lambda tmp: tmp.write_bytes(blobs[entry.digest]))
             if progress:
                 progress(entry.size, record.bytes)
-    return PullResult(record, dest, written, len(targets) - len(todo), record.bytes,
-                      time.perf_counter() - start, downloaded, downloaded_bytes)
+    for entry, target in todo:
+        if entry.size > _STREAM_BYTES:
+            _write_one(target, written, lambda tmp: _stream_into(store, entry, tmp))
+            downloaded, downloaded_bytes = downloaded + 1, downloaded_bytes + entry.size
+            if progress:
+                progress(entry.size, record.bytes)
+    return downloaded, downloaded_bytes
+
+
+def _write_one(target: Path, written: list[int], fill) -> None:
+    """One file through a temp file and a rename; a failed write (disk full) is one line naming
+    the file and how many were completed, and its temp file is gone."""
+    try:
+        with atomic_path(target) as tmp:
+            fill(tmp)
+    except OSError as e:
+        reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise BackendError(f"cannot write {target}: {reason}; pull stopped with {written[0]} files "
+                           "completed, no partial file left") from e
+    written[0] += 1
+
+
+def _stream_into(store: Store, entry: Entry, tmp: Path) -> None:
+    """A large blob: streamed into the temp file and hashed in chunks (renamed only if intact)."""
+    store.backend.read_to(object_key(entry.digest), tmp)
+    if hash_file(tmp)[0] != entry.digest:
+        raise IntegrityError(f"{store.uri}/{object_key(entry.digest)}: blob is corrupt (content does not match its digest)")
+
+
+def _names(paths: list[str]) -> str:
+    shown = ", ".join(paths[:_SHOWN])
+    return shown + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
 
 
 def _cache_for(store: Store, cache: BlobCache | bool) -> BlobCache | None:
@@ -140,18 +260,6 @@ def _batches(items: list, size_of):
             batch, size = [], 0
     if batch:
         yield batch
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

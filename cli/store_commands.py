@@ -64,20 +64,29 @@ def versions(
 def pull(
     ref: Annotated[str, typer.Argument(help="NAME, NAME:vN or NAME:ALIAS")],
     dest: Annotated[Path, typer.Argument(help="Destination folder")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files in the folder that differ from the version")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove files in the folder that the version does not have")] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write an artifact version into a folder, verifying every file."""
+    """Write an artifact version into a folder, verifying every file. Files there that differ from
+    the version are refused (named) unless --force; files it does not have are reported."""
     from artifactkit.transfer import pull as do_pull
 
     s = open_store(store, storage_option)
     record = s.resolve(ref)
     with progress_bar(f"pulling {ref}", not json_out) as advance:
-        result = do_pull(s, ref, dest, progress=advance)
+        result = do_pull(s, ref, dest, progress=advance, force=force, delete=delete)
+    extra = result.extra_files
+    note = ""
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        note = (f"; removed {result.deleted_files} files not in the version ({shown})" if delete
+                else f"; {len(extra)} files not in the version left in place ({shown}; --delete removes them)")
     emit(json_out, result.summary(),
          f"{record.name}:{record.label} -> {dest}: {result.written_files} files written, "
-         f"{result.reused_files} already there ({human_bytes(result.bytes)})")
+         f"{result.reused_files} already there ({human_bytes(result.bytes)}){note}")
 
 
 def push(

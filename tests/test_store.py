@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,10 @@ def test_pull_reuses_matching_files_and_replaces_changed(tmp_path, store):
     first = artifactkit.pull(store, "d", dest)
     assert first.written_files == 6
     (dest / "images" / "0.jpg").write_bytes(b"tampered")
-    second = artifactkit.pull(store, "d", dest)
+    with pytest.raises(InvalidInput, match=r"1 files there differ .*images/0.jpg.*--force"):
+        artifactkit.pull(store, "d", dest)
+    assert (dest / "images" / "0.jpg").read_bytes() == b"tampered"  # a local edit is never lost silently
+    second = artifactkit.pull(store, "d", dest, force=True)
     assert (second.written_files, second.reused_files) == (1, 5)
     assert (dest / "images" / "0.jpg").read_bytes() == (data / "images" / "0.jpg").read_bytes()
 
@@ -192,6 +196,7 @@ def test_stat_cache_skips_rehash_but_sees_changes(tmp_path, store, monkeypatch):
     for p in data.rglob("*"):
         if p.is_file():
             os.utime(p, (past, past))  # old files: not racily clean
+    time.sleep(0.15)  # nor racy by ctime (which utime just set)
     store.log_folder(data)
     reads = []
     real = ingest.read_file

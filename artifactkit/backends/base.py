@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 Source = Union[bytes, memoryview, Path]  # what write_many accepts: bytes in hand, or a local file
+# (LocalBackend also streams from a hashing.HashingReader, checking its digest before the rename)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BackendError, NotFound
+from ..fileio import temp_name
 from .base import Capabilities, ObjectInfo, Source
 
 TMP_PREFIX = ".tmp-"
@@ -46,17 +46,17 @@ class LocalBackend:
             self._made_dirs.add(d)
 
     def _write_tmp(self, final: Path, data: Source, fsync: bool) -> Path:
-        """Write bytes (or copy a file) to a temp file beside `final`; the caller renames it."""
+        """Write bytes, or stream a file (a Path, or a reader such as hashing.HashingReader whose
+        check() must pass before the copy may take its name), to a short-named temp file beside
+        `final` (fileio's prefix, so a folder scan never logs it); the caller renames it."""
         self._mkdir(final.parent)
-        tmp = final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = final.parent / temp_name()
         try:
             with open(tmp, "wb") as f:
-                if isinstance(data, Path):
-                    with open(data, "rb") as src:
-                        while block := src.read(1 << 22):
-                            f.write(block)
-                else:
+                if isinstance(data, (bytes, bytearray, memoryview)):
                     f.write(data)
+                else:
+                    _copy_from(data, f)
                 if fsync:
                     f.flush()
                     os.fsync(f.fileno())
@@ -119,10 +119,10 @@ class LocalBackend:
         for key, data in items:
             final = f"{root}/{key}"
             try:
-                if isinstance(data, Path):
-                    os.replace(self._write_tmp(Path(final), data, fsync=False), final)
-                else:
+                if isinstance(data, (bytes, bytearray, memoryview)):
                     self._write_blob(final, data)
+                else:
+                    os.replace(self._write_tmp(Path(final), data, fsync=False), final)
             except OSError as e:
                 raise self._error(e, key, "write") from e
             self._unsynced.append(final)
@@ -178,6 +178,18 @@ class LocalBackend:
             list(pool.map(_fsync_path, paths))
         for d in {os.path.dirname(p) for p in paths}:
             self._fsync_dir(Path(d))
+
+
+def _copy_from(source, out) -> None:
+    """Stream a Path or a reader into an open file in chunks (memory independent of its size)."""
+    if isinstance(source, Path):
+        with open(source, "rb") as src:
+            while block := src.read(1 << 22):
+                out.write(block)
+        return
+    while block := source.read(1 << 22):
+        out.write(block)
+    source.check()
 
 
 def _fsync_path(path: str) -> None:

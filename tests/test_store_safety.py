@@ -1,0 +1,254 @@
+"""Issue 14: no silent way to lose or corrupt data. gc racing a log (real processes), the stat
+cache fooled by a restored mtime, blobs lost between versions, pull over local edits, names that
+cannot round-trip, large files streamed."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import artifactkit
+from artifactkit.errors import InvalidInput
+from artifactkit.layout import object_key
+from test_store import make_folder
+
+PAST = 1_600_000_000
+
+
+def pulled(store, ref, dest: Path) -> dict[str, bytes]:
+    artifactkit.pull(store, ref, dest)
+    return {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+
+
+def folder_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def orphan_everything(store_dir: Path) -> None:
+    """Leave only blobs (and manifests) behind, old: what an interrupted log of long ago leaves."""
+    for p in (store_dir / "artifacts").rglob("*"):
+        if p.is_file():
+            p.unlink()
+    for p in list((store_dir / "objects").rglob("*")) + list((store_dir / "manifests").rglob("*")):
+        if p.is_file():
+            os.utime(p, (PAST, PAST))
+
+
+# -- 1. gc racing a log ------------------------------------------------------------------------
+def test_gc_racing_a_log_never_loses_a_blob(tmp_path):
+    """A log re-using old unreferenced blobs and a gc run at the same time, as real processes,
+    again and again: every committed version stays whole."""
+    data = make_folder(tmp_path / "d", n=150, size=300)
+    store_dir = tmp_path / "s"
+    artifactkit.open_store(str(store_dir)).log_folder(data)
+    rng = random.Random(14)
+    env = {**os.environ, "ARTIFACTKIT_CACHE_DIR": "off"}  # every run hashes and checks every blob
+    for round_ in range(12):
+        orphan_everything(store_dir)
+        log = subprocess.Popen([sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(store_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        time.sleep(rng.uniform(0.0, 0.5))
+        gc = subprocess.run([sys.executable, "-m", "artifactkit", "gc", "--grace", "60", "--store", str(store_dir)],
+                            capture_output=True, text=True, env=env)
+        out = log.communicate()[0].decode()
+        assert log.returncode == 0 and gc.returncode == 0, (out, gc.stderr)
+        store = artifactkit.open_store(str(store_dir))
+        report = artifactkit.verify(store)
+        assert report.ok, (round_, report.problems[:3])
+        assert not list(store_dir.rglob(".ak-gc-*"))  # nothing left aside
+        assert pulled(store, "d", tmp_path / f"out{round_}") == folder_bytes(data)
+
+
+def test_gc_puts_back_what_a_killed_gc_left_aside(tmp_path):
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    digest = store.manifest(store.log_files({"a": b"keep"}, name="t").record).entries[0].digest
+    blob = tmp_path / "s" / object_key(digest)
+    blob.rename(blob.with_name(".ak-gc-" + blob.name))  # as if gc died between set-aside and restore
+    artifactkit.gc(store, grace_seconds=0)
+    assert blob.read_bytes() == b"keep" and artifactkit.verify(store).ok
+
+
+# -- 2. the stat cache and hashing while copying ---------------------------------------------
+def same_size_edit_mtime_restored(path: Path, data: bytes) -> None:
+    st = path.stat()
+    path.write_bytes(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # as touch -r, cp -p and sync tools do
+
+
+def test_same_size_edit_with_restored_mtime_is_seen(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"A" * 100)
+    os.utime(data / "a.bin", (PAST, PAST))
+    time.sleep(0.15)  # not racily clean
+    first = artifactkit.open_store(str(tmp_path / "s1"))
+    first.log_folder(data)
+    same_size_edit_mtime_restored(data / "a.bin", b"B" * 100)
+    time.sleep(0.15)
+    v1 = first.log_folder(data)
+    assert (v1.record.label, v1.created) == ("v1", True)
+    other = artifactkit.open_store(str(tmp_path / "s2"))
+    other.log_folder(data)
+    assert artifactkit.verify(other).ok  # no blob whose content differs from its name
+    assert pulled(other, "d", tmp_path / "out")["a.bin"] == b"B" * 100
+
+
+def test_a_stale_cache_entry_never_names_a_blob(tmp_path):
+    """Even where the cache is wrong (a file system whose ctime lies), the bytes copied into a
+    store are hashed on the way: the log is refused, nothing corrupt is written, a re-run works."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"old!")
+    first = artifactkit.open_store(str(tmp_path / "s1"))
+    old_digest = first.manifest(first.log_folder(data).record).entries[0].digest
+    (data / "a.bin").write_bytes(b"new!")
+    st = (data / "a.bin").stat()
+    db = sqlite3.connect(tmp_path / ".ak-cache" / "stat.sqlite")
+    with db:
+        db.execute("INSERT OR REPLACE INTO stat_v2 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (str((data / "a.bin").absolute()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                    old_digest, time.time_ns() + 10**10))
+    db.close()
+    other = artifactkit.open_store(str(tmp_path / "s2"))
+    with pytest.raises(InvalidInput, match="a.bin changed while it was being logged"):
+        other.log_folder(data)
+    assert artifactkit.verify(other).ok and not other.artifact_names()
+    other.log_folder(data)
+    assert pulled(other, "d", tmp_path / "out") == {"a.bin": b"new!"} and artifactkit.verify(other).ok
+
+
+# -- 3. every blob of a new version exists ---------------------------------------------------
+@pytest.mark.parametrize("change", [False, True])
+def test_lost_blob_is_uploaded_again_by_the_next_log(tmp_path, change):
+    data = make_folder(tmp_path / "d", n=3)
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    v0 = store.log_folder(data)
+    lost = store.manifest(v0.record).by_path()["images/0.jpg"].digest
+    (tmp_path / "s" / object_key(lost)).unlink()
+    if change:
+        (data / "labels" / "1.txt").write_text("changed\n")
+    again = store.log_folder(data)
+    assert again.uploaded_files == 1 + change
+    assert artifactkit.verify(store).ok
+    assert pulled(store, "d", tmp_path / "out") == folder_bytes(data)
+
+
+# -- 4. pull never loses local edits, reports extras, one-line errors -----------------------
+def test_pull_reports_and_deletes_extra_files_only_when_asked(tmp_path, cli):
+    data = make_folder(tmp_path / "d", n=2)
+    store_dir = str(tmp_path / "s")
+    artifactkit.open_store(store_dir).log_folder(data)
+    dest = tmp_path / "out"
+    cli("pull", "d", str(dest), "--store", store_dir)
+    (dest / "mine.txt").write_text("mine")
+    (dest / "images" / "0.jpg").write_bytes(b"edited")
+    refused = cli("pull", "d", str(dest), "--store", store_dir, check=False)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert "images/0.jpg" in refused.stderr and "--force" in refused.stderr
+    assert (dest / "images" / "0.jpg").read_bytes() == b"edited"
+    forced = cli("pull", "d", str(dest), "--store", store_dir, "--force")
+    assert "mine.txt" in forced.stdout and (dest / "mine.txt").exists()
+    assert (dest / "images" / "0.jpg").read_bytes() == (data / "images" / "0.jpg").read_bytes()
+    cli("pull", "d", str(dest), "--store", store_dir, "--delete")
+    assert folder_bytes(dest) == folder_bytes(data)
+
+
+def test_pull_onto_a_file_or_a_folder_in_the_way_is_one_line(tmp_path, cli):
+    data = make_folder(tmp_path / "d", n=1)
+    store_dir = str(tmp_path / "s")
+    artifactkit.open_store(store_dir).log_folder(data)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "o1" / "images" / "0.jpg").mkdir(parents=True)
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / "images").write_text("a file where a folder goes")
+    for dest, what in ((tmp_path / "afile", "it is a file"), (tmp_path / "o1", "is a folder"),
+                       (tmp_path / "o2", "is a file")):
+        proc = cli("pull", "d", str(dest), "--store", store_dir, check=False)
+        assert proc.returncode == 1 and what in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_pull_out_of_space_leaves_no_partial_file(tmp_path):
+    """A write that fails mid-pull (here: a file-size limit, as a full disk would) is one line,
+    and no temp or partial file stays."""
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_files({"a/small.bin": b"s" * 100, "b/big.bin": os.urandom(300_000)}, name="t")
+    dest = tmp_path / "out"
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
+              "from cli.main import main; sys.argv = ['artifactkit'] + sys.argv[1:]; main()")
+    proc = subprocess.run([sys.executable, "-c", script, "pull", "t", str(dest), "--store", str(tmp_path / "s")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "big.bin" in proc.stderr and "1 files completed" in proc.stderr and "File too large" in proc.stderr
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == ["a/small.bin"]
+
+
+def test_temp_files_of_a_killed_pull_are_never_logged(tmp_path):
+    data = make_folder(tmp_path / "d", n=1)
+    (data / "images" / ".ak-tmp-0123456789ab").write_bytes(b"half a file")
+    (data / (".tmp-" + "0" * 32)).write_bytes(b"half a blob of the old local backend")
+    (data / ".keep").write_text("a dot file of the user is data")
+    result = artifactkit.open_store(str(tmp_path / "s")).log_folder(data)
+    assert result.record.files == 3
+
+
+# -- 6. names ------------------------------------------------------------------------------
+def test_a_255_byte_name_round_trips(tmp_path):
+    data = tmp_path / "d"
+    (data / "sub").mkdir(parents=True)
+    name = "é" * 100 + "x" * 55  # 255 bytes in UTF-8
+    assert len(name.encode()) == 255
+    (data / "sub" / name).write_bytes(b"long")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_folder(data)
+    assert pulled(store, "d", tmp_path / "out") == {f"sub/{name}": b"long"}
+
+
+def test_a_non_utf8_name_is_refused_before_anything_is_written(tmp_path, cli):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "ok.txt").write_text("fine")
+    with open(os.path.join(os.fsencode(data), b"bad\xff.txt"), "wb") as f:
+        f.write(b"x")
+    store_dir = tmp_path / "s"
+    for cache in ("on", "off"):
+        env = {"ARTIFACTKIT_CACHE_DIR": "off"} if cache == "off" else None
+        proc = cli("log-dataset", str(data), "--store", str(store_dir), check=False, env=env)
+        assert proc.returncode == 1 and "bad\\xff.txt" in proc.stderr and "not valid UTF-8" in proc.stderr
+        assert proc.stderr.count("\n") == 1
+        assert not store_dir.exists() or not [p for p in store_dir.rglob("*") if p.is_file()]
+
+
+# -- 5. large files are streamed (the memory figure is bench/big_file.py) -------------------
+def test_a_file_above_the_streaming_threshold_round_trips(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    with open(data / "big.bin", "wb") as f:
+        f.truncate(20 << 20)  # sparse, above ingest._STREAM_BYTES
+        f.seek(5 << 20)
+        f.write(b"middle")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_folder(data)
+    (data / "small.txt").write_text("s")
+    store.log_folder(data)
+    assert artifactkit.verify(store).ok
+    dest = tmp_path / "out"
+    artifactkit.pull(store, "d:v0", dest)
+    assert (dest / "big.bin").read_bytes() == (data / "big.bin").read_bytes()
+    blob = next(p for p in (tmp_path / "s" / "objects").rglob("*") if p.stat().st_size == 20 << 20)
+    with open(blob, "r+b") as f:
+        f.seek(1 << 20)
+        f.write(b"rot")
+    assert not artifactkit.verify(store).ok
+    with pytest.raises(artifactkit.errors.IntegrityError):
+        artifactkit.pull(store, "d:v0", tmp_path / "out2")
+    assert not (tmp_path / "out2" / "big.bin").exists()
