@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import ArtifactkitError
 from .hashing import digest_bytes
+from .ingest import Progress
 from .layout import MANIFESTS, OBJECTS, digest_of_object_key, manifest_key, object_key
 from .store import Store
 
@@ -28,13 +29,18 @@ class VerifyReport:
         return {"ok": self.ok, "objects": self.objects, "versions": self.versions, "problems": self.problems}
 
 
-def verify(store: Store) -> VerifyReport:
+def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
+    """Re-hash every blob (progress(bytes, total) hears each one) and check every version's
+    manifest and files."""
     report = VerifyReport()
     present: set[str] = set()
-    keys = [i.key for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
-    for key, data in store.backend.read_many(keys):
+    infos = [i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
+    total = sum(i.size or 0 for i in infos)
+    for key, data in store.backend.read_many([i.key for i in infos]):
         digest = digest_of_object_key(key)
         report.objects += 1
+        if progress:
+            progress(len(data), total)
         if digest_bytes(data) != digest:
             report.problems.append(f"{key}: corrupt blob (content does not match its digest)")
         else:

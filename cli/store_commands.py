@@ -96,7 +96,8 @@ def push(
 
         result = push_to_wandb(src, ref, to)
     else:
-        result = do_push(src, ref, open_store(to, storage_option))
+        with progress_bar(f"pushing {ref}", not json_out) as advance:
+            result = do_push(src, ref, open_store(to, storage_option), progress=advance)
     emit(json_out, result.summary(),
          f"{ref} -> {to}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
@@ -106,7 +107,8 @@ def verify(store: StoreOpt = None, storage_option: StorageOpts = None, json_out:
     from artifactkit.maintenance import verify as do_verify
 
     s = open_store(store, storage_option)
-    report = do_verify(s)
+    with progress_bar(f"verifying {s.uri}", not json_out) as advance:
+        report = do_verify(s, progress=advance)
     lines = [f"{s.uri}: {report.objects} blobs, {report.versions} versions: " + ("ok" if report.ok else f"{len(report.problems)} problems")]
     emit(json_out, report.summary(), "\n".join(lines + report.problems))
     if not report.ok:

@@ -78,6 +78,7 @@ def trainer_state(trainer: "Trainer") -> dict[str, Any]:
         "step": trainer.step,
         "last_opt_step": trainer.last_opt_step,
         "best_fitness": float(trainer.best_fitness),
+        "best_epoch": trainer.best_epoch,
         "config": trainer.config.model_dump(mode="json"),
         "optimizer_choice": trainer.choice.to_dict(),
         "rng": capture_rng(),
@@ -103,6 +104,7 @@ def load_trainer_state(trainer: "Trainer", state: dict[str, Any]) -> None:
     trainer.step = int(state["step"])
     trainer.last_opt_step = int(state["last_opt_step"])
     trainer.best_fitness = float(state["best_fitness"])
+    trainer.best_epoch = int(state.get("best_epoch", trainer.epoch))  # older checkpoints: count from here
     restore_rng(state["rng"])
 
 
@@ -118,10 +120,10 @@ def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
     return {"state": {int(key): value for key, value in state["state"].items()}, "param_groups": groups}
 
 
-# Keys that may differ on resume without changing the numbers: the length of the run, where the
-# same dataset version lies on this machine, and how many processes load it (the data order and
-# augmentation do not depend on workers). A new device or batch size does change them: warn.
-_NEUTRAL_ON_RESUME = {"epochs", "data", "workers"}
+# Keys that may differ on resume without changing the numbers: the length of the run (and when
+# to stop it early), where the same dataset version lies on this machine, how many processes load
+# it (the data order and augmentation do not depend on workers), how often it is saved. A new device or batch size does change them: warn.
+_NEUTRAL_ON_RESUME = {"epochs", "data", "workers", "patience", "save_period"}
 
 
 def _warn_config_changes(trainer: "Trainer", saved: dict[str, Any]) -> None:

@@ -120,11 +120,11 @@ def test_agrees_with_pycocotools(seed, round_scores):
     stats, ref_ap = coco_reference(gts, preds)
     m, res = ours(gts, preds)
     assert 0.05 < stats[0] < 0.95  # the case is neither trivial nor hopeless
-    assert res["mAP50_95"] == pytest.approx(stats[0], abs=0.01)
+    assert res["mAP50-95"] == pytest.approx(stats[0], abs=0.01)
     assert res["mAP50"] == pytest.approx(stats[1], abs=0.01)
     # we reproduce COCOeval's algorithm, so per class and threshold it agrees to rounding
     np.testing.assert_allclose(m.ap, ref_ap, atol=1e-6)
-    assert np.isnan(m.ap50[NC - 1]) and m.per_class()[NC - 1]["ap50"] is None
+    assert np.isnan(m.ap50[NC - 1]) and m.per_class()[NC - 1]["mAP50"] is None
 
 
 def test_score_coco_json_agrees_with_pycocotools(tmp_path):
@@ -133,7 +133,7 @@ def test_score_coco_json_agrees_with_pycocotools(tmp_path):
     write_coco_json(path, [r for stem, p in preds.items() for r in coco_records(stem, p)])
     stats, _ = coco_reference(gts, preds)
     res = score_coco_json(path, gts, NAMES).compute()
-    assert res["mAP50_95"] == pytest.approx(stats[0], abs=0.01)
+    assert res["mAP50-95"] == pytest.approx(stats[0], abs=0.01)
     assert res["mAP50"] == pytest.approx(stats[1], abs=0.01)
 
 
@@ -144,7 +144,7 @@ def test_perfect_predictions_score_one():
         pred = torch.cat([boxes, torch.full((len(cls), 1), 0.9), cls[:, None].double()], 1)
         m.update(pred, cls, boxes)
     res = m.compute()
-    assert res == pytest.approx({"precision": 1.0, "recall": 1.0, "mAP50": 1.0, "mAP50_95": 1.0})
+    assert res == pytest.approx({"precision": 1.0, "recall": 1.0, "mAP50": 1.0, "mAP50-95": 1.0})
 
 
 def test_no_predictions_score_zero():
@@ -152,7 +152,7 @@ def test_no_predictions_score_zero():
     m = DetectionMetrics(NC, NAMES)
     for cls, boxes in gts.values():
         m.update(torch.zeros((0, 6)), cls, boxes)
-    assert m.compute() == {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0}
+    assert m.compute() == {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0}
     assert DetectionMetrics(NC, NAMES).compute()["mAP50"] == 0.0  # no GT at all: 0, not -1
 
 
