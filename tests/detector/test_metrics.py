@@ -266,3 +266,25 @@ def test_coco_json_unknown_image_surfaces_through_scoring(tmp_path):
     assert read_coco_json(path)[1]["image_id"] == "elsewhere"  # unchecked without image_ids
     with pytest.raises(NotFound, match="missing.json"):
         read_coco_json(tmp_path / "missing.json")
+
+
+def test_per_class_rows_pr_curve_and_confusion_matrix():
+    from types import SimpleNamespace
+
+    from artifactkit.detector.metrics import confusion_matrix
+
+    gt_cls, gt_boxes = torch.tensor([0, 1]), torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
+    pred = torch.tensor([[0.0, 0, 10, 10, 0.9, 0],      # right box, right class
+                         [20, 20, 30, 30, 0.8, 0],      # right box, wrong class (true 1)
+                         [50, 50, 60, 60, 0.7, 1],      # nothing there: background
+                         [0, 0, 10, 10, 0.1, 1]])       # below the matrix's conf 0.25
+    m = DetectionMetrics(3, ["a", "b", "c"])
+    m.update(pred, gt_cls, gt_boxes)
+    m.update(torch.zeros((0, 6)), torch.tensor([0]), torch.tensor([[0.0, 0, 5, 5]]))
+    m.compute()
+    rows = m.per_class()
+    assert [(r["class"], r["images"], r["instances"]) for r in rows] == [("a", 2, 2), ("b", 1, 1), ("c", 0, 0)]
+    assert rows[2]["mAP50"] is None and rows[0]["mAP50"] == pytest.approx(0.5, abs=0.01)
+    assert len(m.pr_curve) == 101 and m.pr_curve[0] == pytest.approx(0.5) and m.pr_curve[-1] == 0.0
+    image = SimpleNamespace(pred=pred, gt_cls=gt_cls, gt_boxes=gt_boxes)
+    assert confusion_matrix([image], nc=3) == [[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
