@@ -74,7 +74,7 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
     try:
         dev = resolve_device(normalise_device(device))
     except ValueError as e:
-        raise InvalidInput(f"--device: {e}") from None
+        raise InvalidInput(f"device {device!r}: {e}") from None
     size = round_imgsz(imgsz or int(state["config"].get("imgsz", 640)))
     evaluator = Evaluator(cfg, size, batch, workers=0, device=dev, conf=CONF_THRESHOLD if conf is None else conf,
                           iou=IOU_THRESHOLD if iou is None else iou)
