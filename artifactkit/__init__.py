@@ -26,7 +26,8 @@ __version__ = "0.1.0"
 
 def train(store: str | None = None, **options):
     """Train the detector and record the run in `store`; returns the finished RunRecord.
-    See artifactkit.session.train for the options (data=, epochs=, save_period=, …)."""
+    Options are TrainConfig keys with its defaults (data=, epochs=, imgsz=, patience=, …), as the
+    CLI's; progress goes to report=(event, details) or, by default, the `artifactkit` logger."""
     from .session import train as _train
 
     return _train(store, **options)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 DEBUG_IMAGES = 16
 MIN_CONF = 0.1  # predictions kept in tables: enough for any threshold a person inspects
 MAX_PER_IMAGE = 100
+CONFUSION_CONF, CONFUSION_IOU = 0.25, 0.45  # Ultralytics' confusion matrix settings
 
 
 def debugger_ids(im_ids: list[str], seed: int, k: int = DEBUG_IMAGES) -> list[str]:
@@ -32,8 +33,10 @@ def build_table(
     seed: int,
     names: list[str],
 ) -> dict[str, Any]:
-    """result: the trainer's ValidationResult; digests: dataset path -> blob digest."""
-    from .detector.metrics import match_image
+    """result: the trainer's ValidationResult; digests: dataset path -> blob digest. Beside the
+    rows: the precision-recall curve (IoU 0.5, 101 recall points), the confusion matrix (rows
+    predicted, columns true, last index background) and the per-class metrics."""
+    from .detector.metrics import confusion_matrix, match_image
 
     debug = debugger_ids([im.im_id for im in result.images], seed)
     rows = []
@@ -58,6 +61,9 @@ def build_table(
     return {
         "epoch": epoch, "split": result.split, "names": names, "metrics": result.metrics,
         "debugger": debug, "min_conf": MIN_CONF, "rows": rows,
+        "pr_curve": result.pr_curve, "classes": result.classes,
+        "confusion": {"conf": CONFUSION_CONF, "iou": CONFUSION_IOU,
+                      "matrix": confusion_matrix(result.images, len(names), CONFUSION_CONF, CONFUSION_IOU)},
     }
 
 

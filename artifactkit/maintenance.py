@@ -28,6 +28,7 @@ from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
 from .errors import ArtifactkitError
 from .hashing import digest_bytes, hash_file
+from .ingest import Progress
 from .layout import MANIFESTS, OBJECTS, digest_of_object_key, manifest_key, object_key
 from .store import Store
 
@@ -51,11 +52,18 @@ class VerifyReport:
         return {"ok": self.ok, "objects": self.objects, "versions": self.versions, "problems": self.problems}
 
 
-def verify(store: Store) -> VerifyReport:
+def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
+    """Re-hash every blob (progress(bytes, total) hears each one) and check every version's
+    manifest and files."""
     report = VerifyReport()
     present: set[str] = set()
-    for key, digest in _blob_digests(store):
+    infos = [i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
+    total = sum(i.size or 0 for i in infos)
+    for info, digest in _blob_digests(store, infos):
+        key = info.key
         report.objects += 1
+        if progress:
+            progress(info.size or 0, total)
         if digest != digest_of_object_key(key):
             report.problems.append(f"{key}: corrupt blob (content does not match its digest)")
         else:
@@ -75,23 +83,22 @@ def verify(store: Store) -> VerifyReport:
     return report
 
 
-def _blob_digests(store: Store) -> Iterator[tuple[str, str]]:
-    """(key, digest of its content) for every blob; small ones read in batches of bounded bytes,
-    large ones hashed in chunks (peak memory independent of blob size)."""
+def _blob_digests(store: Store, infos: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, str]]:
+    """(object, digest of its content) for every listed blob; small ones read in batches of
+    bounded bytes, large ones hashed in chunks (peak memory independent of blob size)."""
     backend = store.backend
-    batch, batch_bytes = [], 0
-    for info in backend.list(OBJECTS + "/"):
-        if not digest_of_object_key(info.key):
-            continue
+    batch: dict[str, ObjectInfo] = {}
+    batch_bytes = 0
+    for info in infos:
         if info.size > _STREAM_BYTES:
-            yield info.key, _streamed_digest(backend, info.key)
+            yield info, _streamed_digest(backend, info.key)
             continue
-        batch.append(info.key)
+        batch[info.key] = info
         batch_bytes += info.size
         if batch_bytes >= _BATCH_BYTES or len(batch) >= 1024:
-            yield from ((k, digest_bytes(d)) for k, d in backend.read_many(batch))
-            batch, batch_bytes = [], 0
-    yield from ((k, digest_bytes(d)) for k, d in backend.read_many(batch))
+            yield from ((batch[k], digest_bytes(d)) for k, d in backend.read_many(list(batch)))
+            batch, batch_bytes = {}, 0
+    yield from ((batch[k], digest_bytes(d)) for k, d in backend.read_many(list(batch)))
 
 
 def _streamed_digest(backend, key: str) -> str:

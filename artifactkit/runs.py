@@ -39,6 +39,7 @@ class RunRecord(Record):
     total_epochs: int = Field(ge=0)
     best_fitness: float | None = None
     best_metrics: dict[str, float] = {}
+    stopped_early: str | None = None  # why early stopping (patience) ended the run before total_epochs
     trackers: dict[str, dict[str, Any]] = {}  # e.g. {"wandb": {"id": ..., "project": ..., "entity": ...}}
 
     @model_validator(mode="before")

@@ -42,19 +42,28 @@ def ground_truth(data: str, split: str) -> tuple[dict[str, tuple[Any, Any]], lis
     return out, list(cfg.names)
 
 
-def score_predictions(preds: str | os.PathLike, data: str, split: str = "val") -> dict[str, float]:
+def score_predictions(preds: str | os.PathLike, data: str, split: str = "val", conf: float = 0.0) -> dict[str, Any]:
+    """Score a COCO-JSON predictions file (detections below `conf` dropped) -> as evaluate_weights."""
     from .detector.metrics import score_coco_json
+    from .detector.validation import metrics_for_split
 
     gt, names = ground_truth(data, split)
-    return score_coco_json(preds, gt, names).compute()
+    scorer = score_coco_json(preds, gt, names, conf=conf)
+    metrics = metrics_for_split(split, scorer.compute())
+    return {"split": split, "images": len(gt), "metrics": metrics, "classes": scorer.per_class()}
 
 
 def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str | None = None,
-                     storage_options: dict | None = None, imgsz: int = 416, batch: int = 16, device: str = "auto",
-                     save_json: str | os.PathLike | None = None) -> dict[str, float]:
+                     storage_options: dict | None = None, imgsz: int | None = None, batch: int = 16,
+                     device: str = "auto", conf: float | None = None, iou: float | None = None,
+                     save_json: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run a stored model over a split: {"split", "imgsz", "images", "metrics" (the keys training
+    records, e.g. metrics/mAP50-95), "classes" (per-class rows)}. imgsz defaults to the size the
+    model was trained at; conf and iou are NMS's (default: validation's 0.001 and 0.7)."""
+    from .detector.config import normalise_device, round_imgsz
     from .detector.metrics import coco_records, write_coco_json
     from .detector.train import resolve_device
-    from .detector.validation import Evaluator
+    from .detector.validation import CONF_THRESHOLD, IOU_THRESHOLD, Evaluator
     from .yolo import load_data_config
 
     s, ref = checkpoint_source(weights, store, storage_options)
@@ -62,19 +71,17 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
     cfg = load_data_config(data)
     scale = state["config"]["model"]
     model = _model_for(state, len(cfg.names), scale, f"{s.uri}: {ref}")
-    dev = resolve_device(device)
-    evaluator = Evaluator(cfg, imgsz, batch, workers=0, device=dev)
+    try:
+        dev = resolve_device(normalise_device(device))
+    except ValueError as e:
+        raise InvalidInput(f"device {device!r}: {e}") from None
+    size = round_imgsz(imgsz or int(state["config"].get("imgsz", 640)))
+    evaluator = Evaluator(cfg, size, batch, workers=0, device=dev, conf=CONF_THRESHOLD if conf is None else conf,
+                          iou=IOU_THRESHOLD if iou is None else iou)
     metrics, result = evaluator.evaluate(model.to(dev), split)
     if save_json is not None:
         write_coco_json(save_json, [r for im in result.images for r in coco_records(im.im_id, im.pred)])
-    return {"mAP50": metrics[_key(split, "mAP50")], "mAP50_95": metrics[_key(split, "mAP50-95")],
-            "precision": metrics[_key(split, "precision")], "recall": metrics[_key(split, "recall")]}
-
-
-def _key(split: str, name: str) -> str:
-    from .detector.validation import metric_prefix
-
-    return f"{metric_prefix(split)}/{name}"
+    return {"split": split, "imgsz": size, "images": len(result.images), "metrics": metrics, "classes": result.classes}
 
 
 def _model_for(state: dict, nc: int, scale: str, where: str):

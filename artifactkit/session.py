@@ -6,7 +6,7 @@ The detector knows nothing of this: it calls RunCallbacks at named moments.
 
 from __future__ import annotations
 
-import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,19 +15,16 @@ from . import checkpoint, datasets
 from .errors import InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
 from .manifest import now_iso
+from .progress import LogReport
 from .runs import RunRecord, check_run_id, create_run, list_runs, load_run, new_run_id, save_run, write_epoch_metrics
 from .store import Store, open_store
 from .tracking import FanOut, SystemMonitor
 from .uri import run_uri, split_run_uri
 
-logger = logging.getLogger(__name__)
-Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller (the CLI) hears about progress
-RESUME_OVERRIDES = ("epochs", "device", "workers", "batch")
+Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
+RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period")
+BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
 WANDB_RUN = "wandb-artifact://"  # wandb-artifact://<entity>/<project>/<run-id>: resume from W&B alone
-
-
-def _quiet(event: str, details: dict[str, Any]) -> None:
-    logger.info("%s %s", event, details)
 
 
 class RunCallbacks:
@@ -38,9 +35,20 @@ class RunCallbacks:
         self.saver = checkpoint.BackgroundSaver(store, run.model_artifact)
         self.monitor = SystemMonitor()
         self.saved_epoch = -1
+        self._batch_reported = 0.0
 
     def on_train_start(self, trainer) -> None:
         self.report("train_start", {"epoch": trainer.epoch, "epochs": trainer.config.epochs})
+
+    def on_batch_end(self, trainer, p) -> None:
+        now = time.monotonic()
+        if p.batch < p.batches and now - self._batch_reported < BATCH_REPORT_S:
+            return
+        self._batch_reported = now
+        img_s = p.images / p.seconds if p.seconds > 0 else 0.0
+        self.report("batch", {"epoch": p.epoch, "epochs": p.epochs, "batch": p.batch, "batches": p.batches,
+                              "images": p.images, "img_s": img_s, "losses": p.losses(),
+                              "eta_s": p.seconds / p.batch * (p.batches - p.batch)})
 
     def on_validation(self, trainer, epoch: int, result) -> None:
         cfg = trainer.config
@@ -66,11 +74,14 @@ class RunCallbacks:
             epochs_completed=epoch, total_epochs=trainer.config.epochs,
             best_fitness=trainer.best_fitness,
             best_metrics={k: v for k, v in metrics.items() if k.startswith("metrics/")} if best else self.run.best_metrics,
+            stopped_early=trainer.stop_reason,
         )
         save_run(self.store, self.run)
         self.report("epoch", {"epoch": epoch, "epochs": trainer.config.epochs, "metrics": metrics})
+        if trainer.stop_reason:
+            self.report("stopped", {"epoch": epoch, "reason": trainer.stop_reason})
         period = trainer.config.save_period
-        if (period and epoch % period == 0) or epoch == trainer.config.epochs:
+        if (period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason:
             self.save(trainer, epoch, metrics, best)
 
     def save(self, trainer, epoch: int, metrics: dict[str, float], best: bool) -> None:
@@ -104,16 +115,19 @@ def train(
     run_id: str | None = None,
     storage_options: dict[str, Any] | None = None,
     trackers: Sequence[Any] = (),
-    report: Report = _quiet,
+    report: Report | None = None,
     **options: Any,
 ) -> RunRecord:
     """Train a detector on `data` (data.yaml, dataset folder, NAME:VERSION, or the store's latest
-    dataset), recording everything in the store. Returns the finished run's record.
+    dataset), recording everything in the store. Returns the finished run's record. `options`
+    are TrainConfig keys (its defaults apply to the rest); `report(event, details)` hears the
+    progress (default: standard logging, see progress.py).
 
     Under torchrun every process calls this: rank 0 creates the run and alone writes to the
     store and trackers; each node pulls a stored dataset once; every rank trains its shard."""
     from .detector.distributed import process_group
 
+    report = report or LogReport()
     with process_group() as world:
         start = world.lead(lambda: _new_run(store, data, run_id, storage_options, trackers, report, options, world))
         return _run(_share(world, start, storage_options), report, world, resumed=False)
@@ -127,6 +141,9 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     run_id = check_run_id(run_id) if run_id else new_run_id()
     dataset = datasets.resolve(s, data)
     config = TrainConfig(data=str(dataset.yaml_path), **options)
+    if "imgsz" in options and options["imgsz"] != config.imgsz:
+        report("warning", {"message": f"imgsz {options['imgsz']} is not a multiple of the model's stride 32: "
+                                      f"training at {config.imgsz}"})
     rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
     now = now_iso()
     run = RunRecord(
@@ -144,16 +161,17 @@ def resume(
     store: str | None = None,
     storage_options: dict[str, Any] | None = None,
     trackers: Sequence[Any] = (),
-    report: Report = _quiet,
+    report: Report | None = None,
     **overrides: Any,
 ) -> RunRecord:
     """Continue a run from its latest checkpoint: `<store>/runs/<id>`, or with uri=None the most
-    recent unfinished run in `store`. Allowed overrides: epochs, device, workers, batch.
+    recent unfinished run in `store`. Allowed overrides: RESUME_OVERRIDES.
 
     Under torchrun rank 0 reads the run and its checkpoint and sends the state to the other
     ranks (one read of the store, and no rank can load another version)."""
     from .detector.distributed import process_group
 
+    report = report or LogReport()
     bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if bad:
         raise InvalidInput(f"cannot change {', '.join(bad)} on resume (allowed: {', '.join(RESUME_OVERRIDES)})")
@@ -195,6 +213,9 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
     epochs = overrides.pop("epochs", None)
     if epochs is None and done >= run.total_epochs:
         raise InvalidInput(f"{run_uri(s.uri, run.run_id)} finished all {done} epochs; pass --epochs N to extend it")
+    if run.stopped_early and "patience" not in overrides:
+        raise InvalidInput(f"{run_uri(s.uri, run.run_id)} stopped early after epoch {done} ({run.stopped_early}); "
+                           "pass --patience N (more epochs, or 0: never stop) to continue it")
     if "batch" in overrides and overrides["batch"] != run.config.get("batch"):
         report("warning", {"message": "a new --batch changes the data order: the result will not be bit-identical"})
     if run.dataset is None:
@@ -205,7 +226,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
         saved["epochs"] = epochs
     config = TrainConfig(**saved)
     rank_batch(config.batch, world)
-    run = run.with_(status="running", total_epochs=config.epochs, config=config.model_dump(mode="json"))
+    run = run.with_(status="running", total_epochs=config.epochs, config=config.model_dump(mode="json"), stopped_early=None)
     save_run(s, run)
     report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
                       "epochs": config.epochs, "dataset": dataset.ref})

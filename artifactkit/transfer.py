@@ -279,9 +279,10 @@ class PushResult:
         }
 
 
-def push(src: Store, ref: str | Ref, dst: Store) -> PushResult:
+def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = None) -> PushResult:
     """Copy one version (NAME:vN / NAME:ALIAS) or every version (NAME) with the same numbers,
-    so that `pull NAME:vN` means the same bytes in every store."""
+    so that `pull NAME:vN` means the same bytes in every store. progress(bytes, total) hears
+    each batch of blobs sent."""
     start = time.perf_counter()
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     records = [src.resolve(ref)] if ref.selector else [i.record for i in src.versions(ref.name)]
@@ -289,7 +290,7 @@ def push(src: Store, ref: str | Ref, dst: Store) -> PushResult:
     todo = [r for r in records if not (r.version in in_dst and _same_in(dst, r))]
     manifests = {r.version: src.manifest(r) for r in todo}
     sizes = {e.digest: e.size for m in manifests.values() for e in m.entries}
-    files, nbytes = _send_blobs(src, dst, sizes)
+    files, nbytes = _send_blobs(src, dst, sizes, progress)
     dst.backend.sync()  # blobs durable before any manifest or record references them
     for r in todo:
         dst._put_manifest(r.manifest, manifests[r.version].canonical_json())
@@ -303,17 +304,20 @@ def push(src: Store, ref: str | Ref, dst: Store) -> PushResult:
                       time.perf_counter() - start)
 
 
-def _send_blobs(src: Store, dst: Store, sizes: dict[str, int]) -> tuple[int, int]:
+def _send_blobs(src: Store, dst: Store, sizes: dict[str, int], progress: Progress | None) -> tuple[int, int]:
     """Copy the blobs dst lacks (one batched existence check), verifying each on the way."""
     present = dst.backend.exists([object_key(d) for d in sizes])
     missing = [d for d in sizes if object_key(d) not in present]
+    total = sum(sizes[d] for d in missing)
     for batch in _batches(missing, sizes.__getitem__):
         items = []
         for key, data in src.backend.read_many([object_key(d) for d in batch]):
             check_blob(src.uri, digest_of_object_key(key), data)
             items.append((key, data))
         dst.backend.write_many(items)
-    return len(missing), sum(sizes[d] for d in missing)
+        if progress:
+            progress(sum(len(data) for _, data in items), total)
+    return len(missing), total
 
 
 def _same_in(dst: Store, record: VersionRecord) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from artifactkit.detector.chess import generate
-from artifactkit.detector.config import TrainConfig
+from artifactkit.detector.config import TrainConfig, parse_setting
 from artifactkit.detector.train import Trainer
 
 
@@ -68,7 +68,7 @@ def main() -> None:
         config = TrainConfig(
             data=str(data_yaml), model=args.model, epochs=args.epochs, batch=args.batch, imgsz=args.imgsz,
             threads=args.threads, workers=args.workers, device=args.device, val_splits=["val", "val-heldout"],
-            **dict(item.split("=", 1) for item in args.set),
+            **dict(parse_setting(item) for item in args.set),
         )
         start = time.perf_counter()
         metrics = Trainer(config, callbacks=[PrintEpochs()]).fit()

@@ -107,7 +107,8 @@ def push(
         result, shown = push_to_wandb(src, ref, to), redact_uri(to)
     else:
         dst = open_store(to, storage_option)
-        result, shown = do_push(src, ref, dst), dst.uri
+        with progress_bar(f"pushing {ref}", not json_out) as advance:
+            result, shown = do_push(src, ref, dst, progress=advance), dst.uri
     emit(json_out, result.summary(),
          f"{ref} -> {shown}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
@@ -117,7 +118,8 @@ def verify(store: StoreOpt = None, storage_option: StorageOpts = None, json_out:
     from artifactkit.maintenance import verify as do_verify
 
     s = open_store(store, storage_option)
-    report = do_verify(s)
+    with progress_bar(f"verifying {s.uri}", not json_out) as advance:
+        report = do_verify(s, progress=advance)
     lines = [f"{s.uri}: {report.objects} blobs, {report.versions} versions: " + ("ok" if report.ok else f"{len(report.problems)} problems")]
     emit(json_out, report.summary(), "\n".join(lines + report.problems))
     if not report.ok:

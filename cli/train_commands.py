@@ -9,7 +9,9 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .common import JsonOpt, StorageOpts, StoreOpt, parse_storage_options
+from .config_options import SetOpt, default, typed_options
 from .output import emit, table
+from .progress import TrainingProgress
 
 
 def register(app: typer.Typer) -> None:
@@ -37,30 +39,6 @@ def demo_data(
     yaml = generate(out, n_train=n_train, n_val=n_val, n_heldout=n_heldout, imgsz=imgsz, seed=seed)
     emit(json_out, {"data_yaml": str(yaml), "train": n_train, "val": n_val, "val-heldout": n_heldout},
          f"chess dataset in {out} ({n_train} train, {n_val} val, {n_heldout} val-heldout at {imgsz} px): {yaml}")
-
-
-class Printer:
-    """Turns session events into lines on stderr (stdout stays for --json)."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-
-    def __call__(self, event: str, d: dict[str, Any]) -> None:
-        if event == "warning":
-            print(f"warning: {d['message']}", file=sys.stderr)
-        elif self.quiet:
-            return
-        elif event == "run":
-            print(f"run {d['run_id']} on {d['dataset']}: resume with  artifactkit resume {d['uri']}", file=sys.stderr)
-        elif event == "resume":
-            print(f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']} on {d['dataset']}", file=sys.stderr)
-        elif event == "epoch":
-            m = d["metrics"]
-            print(f"epoch {d['epoch']}/{d['epochs']}  loss box {m.get('train/box_loss', 0):.3f} cls {m.get('train/cls_loss', 0):.3f}"
-                  f"  mAP50 {m.get('metrics/mAP50', 0):.3f}  mAP50-95 {m.get('metrics/mAP50-95', 0):.3f}"
-                  f"  {m.get('speed/train_img_s', 0):.1f} img/s  {m.get('time/epoch_s', 0):.0f}s", file=sys.stderr)
-        elif event == "checkpoint":
-            print(f"  saved {d['version']} ({', '.join(d['aliases'])})", file=sys.stderr)
 
 
 def _is_main() -> bool:
@@ -96,20 +74,22 @@ def _summary(run) -> dict[str, Any]:
 
 def train(
     data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION in the store (default: latest dataset)")] = None,
-    model: Annotated[str, typer.Option(help="Model scale: n, s or m")] = "n",
-    epochs: Annotated[int, typer.Option(help="Epochs to train")] = 10,
-    batch: Annotated[int, typer.Option(help="Batch size")] = 16,
-    imgsz: Annotated[int, typer.Option(help="Image size")] = 416,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    workers: Annotated[int, typer.Option(help="Data-loading worker processes")] = 2,
-    optimizer: Annotated[str, typer.Option(help="auto, SGD or AdamW")] = "auto",
-    save_period: Annotated[int, typer.Option(help="Save a checkpoint every N epochs (0: only the last)")] = 0,
-    bbox_interval: Annotated[int, typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs")] = 1,
-    cache: Annotated[bool, typer.Option(help="Keep decoded images in RAM")] = False,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA)")] = False,
-    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm across GPUs under torchrun")] = False,
-    val_split: Annotated[Optional[list[str]], typer.Option(help="Splits to validate each epoch (repeatable)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model scale: n, s or m" + default("model"), show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs to train" + default("epochs"), show_default=False)] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Batch size" + default("batch"), show_default=False)] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Image size, rounded up to a multiple of 32" + default("imgsz"), show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N; N,M under torchrun" + default("device"), show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed" + default("seed"), show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes" + default("workers"), show_default=False)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="auto, SGD or AdamW" + default("optimizer"), show_default=False)] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never" + default("patience"), show_default=False)] = None,
+    save_period: Annotated[Optional[int], typer.Option(help="Save a checkpoint every N epochs, 0: only the last" + default("save_period"), show_default=False)] = None,
+    bbox_interval: Annotated[Optional[int], typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs" + default("bbox_interval"), show_default=False)] = None,
+    cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Keep decoded images in RAM" + default("cache"), show_default=False)] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (CUDA)" + default("compile"), show_default=False)] = None,
+    sync_bn: Annotated[Optional[bool], typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm across GPUs under torchrun" + default("sync_bn"), show_default=False)] = None,
+    val_split: Annotated[Optional[list[str]], typer.Option(help="Splits to validate each epoch (repeatable; default: val)")] = None,
+    set_: SetOpt = None,
     run_id: Annotated[Optional[str], typer.Option(help="Run id (default: random)")] = None,
     resume_latest: Annotated[bool, typer.Option("--resume", help="Resume the most recent unfinished run in the store instead")] = False,
     wandb: Annotated[bool, typer.Option("--wandb", help="Mirror the run to Weights & Biases (offline without a key)")] = False,
@@ -120,47 +100,62 @@ def train(
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train the YOLO detector; every epoch is recorded in the store's run."""
+    """Train the YOLO detector; every epoch is recorded in the store's run. Defaults are TrainConfig's,
+    the same as artifactkit.train()."""
     from artifactkit import session
 
+    options = typed_options({
+        "model": ("--model", model), "epochs": ("--epochs", epochs), "batch": ("--batch", batch),
+        "imgsz": ("--imgsz", imgsz), "device": ("--device", device), "seed": ("--seed", seed),
+        "workers": ("--workers", workers), "optimizer": ("--optimizer", optimizer), "patience": ("--patience", patience),
+        "save_period": ("--save-period", save_period), "bbox_interval": ("--bbox-interval", bbox_interval),
+        "cache": ("--cache", cache), "compile": ("--compile", compile), "sync_bn": ("--sync-bn", sync_bn),
+        "val_splits": ("--val-split", tuple(val_split) if val_split else None),
+    }, set_)
     trackers = _trackers(wandb, project, entity, upload_dataset)
-    report = Printer(quiet=False)
-    options = parse_storage_options(storage_option)
-    if resume_latest:
-        run = _follow(lambda: session.resume(None, store=store, storage_options=options, trackers=trackers, report=report))
-    else:
-        extra = {"val_splits": tuple(val_split)} if val_split else {}
-        run = _follow(lambda: session.train(
-            store, data=data, run_id=run_id, storage_options=options, trackers=trackers, report=report,
-            model=model, epochs=epochs, batch=batch, imgsz=imgsz, device=device, seed=seed, workers=workers,
-            optimizer=optimizer, save_period=save_period, bbox_interval=bbox_interval, cache=cache, compile=compile,
-            sync_bn=sync_bn, **extra,
-        ))
+    storage = parse_storage_options(storage_option)
+    with TrainingProgress() as report:
+        if resume_latest:
+            run = _follow(lambda: session.resume(None, store=store, storage_options=storage, trackers=trackers,
+                                                 report=report, **options))
+        else:
+            run = _follow(lambda: session.train(store, data=data, run_id=run_id, storage_options=storage,
+                                                trackers=trackers, report=report, **options))
     if _is_main():
-        emit(json_out, _summary(run), f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs")
+        emit(json_out, _summary(run), _done_line(run))
+
+
+def _done_line(run) -> str:
+    stopped = f" (stopped early: {run.stopped_early})" if run.stopped_early else ""
+    return f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs{stopped}"
 
 
 def resume(
     uri: Annotated[str, typer.Argument(help="<store>/runs/<run-id>, or wandb-artifact://<entity>/<project>/<run-id>")],
     epochs: Annotated[Optional[int], typer.Option(help="New total epochs (extend a finished run)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch size (breaks bit-exactness)")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never")] = None,
+    set_: SetOpt = None,
     wandb: Annotated[bool, typer.Option("--wandb", help="Mirror to Weights & Biases (continues the same W&B run)")] = False,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
     entity: Annotated[Optional[str], typer.Option(help="W&B entity")] = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Continue a run from its latest checkpoint, on any machine that can reach the store."""
+    """Continue a run from its latest checkpoint, on any machine that can reach the store.
+    Keys that may change: see `--set` (epochs, device, workers, batch, patience, save_period, ...)."""
     from artifactkit import session
 
-    overrides = {k: v for k, v in dict(epochs=epochs, device=device, workers=workers, batch=batch).items() if v is not None}
-    run = _follow(lambda: session.resume(uri, storage_options=parse_storage_options(storage_option),
-                                         trackers=_trackers(wandb, project, entity, False), report=Printer(quiet=False),
-                                         **overrides))
+    overrides = typed_options({"epochs": ("--epochs", epochs), "device": ("--device", device), "workers": ("--workers", workers),
+                               "batch": ("--batch", batch), "patience": ("--patience", patience)}, set_)
+    with TrainingProgress() as report:
+        run = _follow(lambda: session.resume(uri, storage_options=parse_storage_options(storage_option),
+                                             trackers=_trackers(wandb, project, entity, False), report=report,
+                                             **overrides))
     if _is_main():
-        emit(json_out, _summary(run), f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs")
+        emit(json_out, _summary(run), _done_line(run))
 
 
 def runs(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
@@ -186,25 +181,46 @@ def val(
     preds: Annotated[Optional[Path], typer.Option(help="Score this COCO-JSON predictions file instead of a model")] = None,
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
     split: Annotated[str, typer.Option(help="Split of data.yaml to evaluate")] = "val",
-    imgsz: Annotated[int, typer.Option(help="Image size")] = 416,
+    imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: the size the model was trained at)")] = None,
     batch: Annotated[int, typer.Option(help="Batch size")] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or N")] = "auto",
+    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Drop detections below this confidence (default: 0.001 for a model, 0 for --preds)")] = None,
+    iou: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="NMS IoU threshold (default: 0.7)")] = None,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Score a trained model (or a COCO-JSON predictions file) on a dataset split."""
+    """Score a trained model (or a COCO-JSON predictions file) on a dataset split: overall and per class."""
     from artifactkit import scoring
     from artifactkit.errors import InvalidInput
 
     if (weights is None) == (preds is None):
         raise InvalidInput("give exactly one of --weights (a model to run) or --preds (a COCO JSON to score)")
     if preds is not None:
-        scores = scoring.score_predictions(preds, data, split)
+        if iou is not None or imgsz is not None:
+            raise InvalidInput(f"--{'iou' if iou is not None else 'imgsz'} applies to --weights only (--preds are scored as given)")
+        scores = scoring.score_predictions(preds, data, split, conf=conf or 0.0)
     else:
         scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
-                                          imgsz=imgsz, batch=batch, device=device, save_json=save_json)
-    emit(json_out, scores, "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+                                          imgsz=imgsz, batch=batch, device=device, conf=conf, iou=iou, save_json=save_json)
+        if imgsz is not None and scores["imgsz"] != imgsz:
+            print(f"warning: --imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}", file=sys.stderr)
+    if json_out:
+        emit(True, scores)
+        return
+    _class_table(scores)
+
+
+def _class_table(scores: dict[str, Any]) -> None:
+    """Ultralytics' val table: one 'all' row, then one per class."""
+    metrics = {k.rsplit("/", 1)[-1]: v for k, v in scores["metrics"].items()}
+    rows = [["all", scores["images"], sum(c["instances"] for c in scores["classes"]),
+             metrics["precision"], metrics["recall"], metrics["mAP50"], metrics["mAP50-95"]]]
+    rows += [[c["class"], c["images"], c["instances"], c["precision"], c["recall"], c["mAP50"], c["mAP50-95"]]
+             for c in scores["classes"]]
+    size = f" at {scores['imgsz']} px" if "imgsz" in scores else ""
+    table(f"{scores['split']}{size}", ["class", "images", "instances", "P", "R", "mAP50", "mAP50-95"],
+          [[*r[:3], *("–" if v is None else f"{v:.3f}" for v in r[3:])] for r in rows])
 
 
 def export(

@@ -306,3 +306,19 @@ def test_real_training_run_in_the_browser(tmp_path, cli, open_page):
     assert page.locator("#debug-grid rect.gt").count() > 8
     page.click("#tab-table")
     assert page.locator("#eval-table tbody tr[data-avg]").count() == 8
+    # each evaluated epoch: a precision-recall curve and a 13 x 13 confusion matrix (12 classes + background)
+    data = report_data(tmp_path / "r.html")
+    for epoch in ("1", "2"):
+        e = data["runs"][0]["eval"]["epochs"][epoch]
+        assert len(e["pr"]) == 101 and len(e["confusion"]["matrix"]) == 13
+        assert sum(map(sum, e["confusion"]["matrix"])) >= sum(len(im["gt"]) for im in data["runs"][0]["eval"]["images"])
+    page.click("#tab-curves")
+    assert page.locator("svg.pr-curve path.series").count() == 1
+    assert page.locator("table.confusion tbody tr").count() == 13
+    assert page.locator("svg.pr-curve text.axis-label").all_text_contents() == ["recall", "precision"]
+    page.click("#tab-metrics")
+    chart = page.locator('svg.chart[data-key="metrics/mAP50"]')
+    assert chart.locator("text.axis-label").text_content() == "epoch"
+    ticks = chart.locator("text.tick").all_text_contents()
+    if all(m["m"].get("metrics/mAP50") == 0 for m in data["runs"][0]["history"]):
+        assert "-1" not in ticks and ticks[0] == "0"  # all zero: a 0..1 axis, not -1..1

@@ -4,14 +4,40 @@ It is stored with each checkpoint (as a plain dict) so a run can be resumed or r
 alone; defaults follow Ultralytics YOLOv8 so results are comparable.
 """
 
+import math
+import os
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from artifactkit.errors import InvalidInput
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_GPU_LIST = re.compile(r"^\d+(,\d+)*$")  # Ultralytics' spelling: "0" or "0,1"
+MAX_STRIDE = 32  # the coarsest feature map of every YOLOv8 scale: image sides must divide by it
+
+
+def round_imgsz(imgsz: int) -> int:
+    """The image size rounded up to a multiple of the model's stride, as Ultralytics does."""
+    return max(MAX_STRIDE, math.ceil(imgsz / MAX_STRIDE) * MAX_STRIDE)
+
+
+def normalise_device(value: str) -> str:
+    """auto/cpu/cuda/cuda:N, or Ultralytics' "0" (-> cuda:0) and "0,1" (several GPUs: torchrun's
+    job; under torchrun each process takes its local rank's GPU, so it means "cuda")."""
+    value = value.strip()
+    if _DEVICE_PATTERN.match(value):
+        return value
+    if not _GPU_LIST.match(value):
+        raise ValueError("expected 'auto', 'cpu', 'cuda', 'cuda:N', a GPU index 'N' or a list 'N,M'")
+    gpus = value.split(",")
+    if len(gpus) == 1:
+        return f"cuda:{gpus[0]}"
+    if "LOCAL_RANK" in os.environ:  # torchrun started us: one process per GPU
+        return "cuda"
+    raise ValueError(f"{len(gpus)} GPUs train as one process each: run  CUDA_VISIBLE_DEVICES={value} "
+                     f"torchrun --nproc-per-node {len(gpus)} -m artifactkit train --device cuda ...")
 
 
 class TrainConfig(BaseModel):
@@ -27,7 +53,7 @@ class TrainConfig(BaseModel):
     # Nominal batch: gradients of ~nbs images are summed per optimizer step. None: the optimizer
     # rule picks it (16 for the short-run AdamW recipe, YOLOv8's 64 otherwise; see optim.py).
     nbs: int | None = Field(None, ge=1)
-    imgsz: int = Field(640, ge=32)
+    imgsz: int = Field(640, ge=32)  # rounded up to a multiple of MAX_STRIDE
     device: str = "auto"
     seed: int = Field(0, ge=0)
     workers: int = Field(2, ge=0)
@@ -51,6 +77,8 @@ class TrainConfig(BaseModel):
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA); a lone process ignores it
     bbox_interval: int = Field(1, ge=0)
     save_period: int = Field(0, ge=0)
+    # Early stopping: stop after this many epochs without a better fitness (0: never), as Ultralytics.
+    patience: int = Field(100, ge=0)
     val_splits: tuple[str, ...] = ("val",)
     threads: int | None = Field(None, ge=1)
 
@@ -62,12 +90,17 @@ class TrainConfig(BaseModel):
         except ValidationError as error:
             raise InvalidInput(_describe(error)) from None
 
-    @field_validator("device")
+    @field_validator("device", mode="before")
     @classmethod
-    def _check_device(cls, value: str) -> str:
-        if not _DEVICE_PATTERN.match(value):
-            raise ValueError("expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        return value
+    def _check_device(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # device=0 from Python, as Ultralytics accepts
+        return normalise_device(value) if isinstance(value, str) else value
+
+    @field_validator("imgsz")
+    @classmethod
+    def _check_imgsz(cls, value: int) -> int:
+        return round_imgsz(value)  # session.train says so when it changed what the user asked for
 
     @field_validator("val_splits", mode="before")
     @classmethod
@@ -85,15 +118,47 @@ class TrainConfig(BaseModel):
         return TrainConfig(**{**self.model_dump(), **changes})
 
 
-def _describe(error: ValidationError) -> str:
+def parse_setting(pair: str) -> tuple[str, Any]:
+    """`KEY=VALUE` (the CLI's --set) -> (key, value of the key's type). InvalidInput names the key."""
+    key, sep, text = pair.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InvalidInput(f"--set {pair!r}: expected KEY=VALUE, e.g. --set lr0=0.001")
+    field = TrainConfig.model_fields.get(key)
+    if field is None or key == "data":
+        known = ", ".join(k for k in TrainConfig.model_fields if k != "data")
+        raise InvalidInput(f"--set {key}: unknown train config key (known: {known})")
+    value: Any = text.strip()
+    if value.lower() in ("none", "null") and TypeAdapter(field.annotation).validate_python(None) is None:
+        value = None
+    elif key == "val_splits":
+        value = [part.strip() for part in value.split(",")]
+    try:
+        return key, TypeAdapter(field.annotation).validate_python(value)
+    except ValidationError as error:
+        message = error.errors()[0]["msg"]
+        raise InvalidInput(f"--set {key}: {message} (got {text!r})") from None
+
+
+def check_options(options: Mapping[str, Any], labels: Mapping[str, str]) -> None:
+    """Validate training keywords before any run exists; errors name each key as the user gave it
+    (labels: key -> e.g. '--epochs' or '--set lr0')."""
+    try:  # BaseModel's own __init__: TrainConfig's would describe the error without the labels
+        BaseModel.__init__(TrainConfig.__new__(TrainConfig), **{"data": "-", **options})
+    except ValidationError as error:
+        raise InvalidInput(_describe(error, labels)) from None
+
+
+def _describe(error: ValidationError, labels: Mapping[str, str] | None = None) -> str:
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "config"
+        key = ".".join(str(part) for part in item["loc"][:1]) or "config"
+        name = (labels or {}).get(key) or f"train config key '{key}'"
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown train config key '{key}'")
         elif item["type"] == "missing":
             problems.append(f"train config key '{key}' is required")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"train config key '{key}': {message} (got {item.get('input')!r})")
+            problems.append(f"{name}: {message} (got {item.get('input')!r})")
     return "; ".join(problems)

@@ -120,6 +120,43 @@ def _coco_ap(tp: np.ndarray, n_gt: int) -> np.ndarray:
     return ap
 
 
+def _precision_at_recall(tp50: np.ndarray, n_gt: int) -> np.ndarray:
+    """Interpolated precision (the envelope) at the 101 recall points, IoU 0.5: a PR curve."""
+    if len(tp50) == 0:
+        return np.zeros(len(RECALL_THRESHOLDS))
+    tpc = np.cumsum(tp50, dtype=float)
+    rc = tpc / n_gt
+    pr = np.maximum.accumulate((tpc / np.arange(1, len(tpc) + 1))[::-1])[::-1]
+    idx = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
+    return np.where(idx < len(rc), pr[np.minimum(idx, len(rc) - 1)], 0.0)
+
+
+def confusion_matrix(images, nc: int, conf: float = 0.25, iou: float = 0.45) -> list[list[int]]:
+    """(nc+1) x (nc+1) counts, rows predicted class, columns true class, index nc background, as
+    Ultralytics draws it: detections >= conf matched to ground truth of any class at IoU > iou,
+    best pairs first, each box used once. images: objects with pred, gt_cls, gt_boxes."""
+    m = np.zeros((nc + 1, nc + 1), dtype=np.int64)
+    for im in images:
+        pred, gt_cls, gt_boxes = _as_cpu(im.pred, im.gt_cls, im.gt_boxes)
+        pred = pred[pred[:, 4] >= conf]
+        p_cls, g_cls = pred[:, 5].long().numpy(), gt_cls.long().numpy()
+        ious = box_iou(pred[:, :4], gt_boxes.double()).numpy() if len(pred) and len(g_cls) else np.zeros((len(pred), len(g_cls)))
+        d, g = np.nonzero(ious > iou)
+        order = np.argsort(-ious[d, g], kind="stable")
+        used_d, used_g = set(), set()
+        for i in order:
+            if d[i] in used_d or g[i] in used_g:
+                continue
+            used_d.add(d[i])
+            used_g.add(g[i])
+            m[p_cls[d[i]], g_cls[g[i]]] += 1
+        for j in set(range(len(g_cls))) - used_g:
+            m[nc, g_cls[j]] += 1
+        for j in set(range(len(p_cls))) - used_d:
+            m[p_cls[j], nc] += 1
+    return m.tolist()
+
+
 def _pr_curves(tp50: np.ndarray, conf: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at IoU 0.5 as functions of a confidence grid (for the max-F1 point)."""
     if len(conf) == 0:
@@ -145,7 +182,8 @@ class DetectionMetrics:
 
     After compute(): `ap` (nc, 10) per-class AP per IoU threshold (NaN for classes without GT),
     `ap50`, `ap50_95` (nc,), `n_gt` (nc,), `precision_c` / `recall_c` (nc,) at the chosen
-    confidence `conf_best`, and per_class() for reports.
+    confidence `conf_best`, `pr_curve` (101 recall points x mean precision at IoU 0.5 over classes
+    with GT, the envelope COCO's AP averages) and per_class() for reports.
     """
 
     def __init__(self, nc: int, names: list[str], max_det: int | None = 100):
@@ -159,6 +197,8 @@ class DetectionMetrics:
         self._conf: list[np.ndarray] = []
         self._cls: list[np.ndarray] = []
         self.n_gt = np.zeros(self.nc, dtype=np.int64)
+        self.n_images = np.zeros(self.nc, dtype=np.int64)  # images holding each class
+        self.pr_curve = np.zeros(len(RECALL_THRESHOLDS))
         self.ap = np.full((self.nc, len(IOU_THRESHOLDS)), np.nan)
         self.precision_c = np.full(self.nc, np.nan)
         self.recall_c = np.full(self.nc, np.nan)
@@ -176,20 +216,24 @@ class DetectionMetrics:
         self._conf.append(pred[:, 4].numpy())
         self._cls.append(pred[:, 5].long().numpy())
         self.n_gt += np.bincount(gt_cls.long().numpy(), minlength=self.nc)
+        self.n_images[np.unique(gt_cls.long().numpy())] += 1
 
     def compute(self) -> dict[str, float]:
-        """{"precision", "recall", "mAP50", "mAP50_95"}; all 0.0 when there is no GT at all."""
+        """{"precision", "recall", "mAP50", "mAP50-95"}; all 0.0 when there is no GT at all."""
         tp, conf, cls = self._pooled()
         p_curve = np.zeros((self.nc, len(_CONF_GRID)))
         r_curve = np.zeros_like(p_curve)
         self.ap = np.full((self.nc, len(IOU_THRESHOLDS)), np.nan)
+        envelopes = []
         for c in np.nonzero(self.n_gt)[0]:
             sel = cls == c
             self.ap[c] = _coco_ap(tp[sel], int(self.n_gt[c]))
+            envelopes.append(_precision_at_recall(tp[sel, 0], int(self.n_gt[c])))
             p_curve[c], r_curve[c] = _pr_curves(tp[sel, 0], conf[sel], int(self.n_gt[c]))
         has_gt = self.n_gt > 0
         if not has_gt.any():
-            return {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0}
+            return {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0}
+        self.pr_curve = np.mean(envelopes, axis=0)
         f1 = 2 * p_curve * r_curve / (p_curve + r_curve + 1e-16)
         best = int(_smooth(f1[has_gt].mean(0)).argmax())
         self.conf_best = float(_CONF_GRID[best])
@@ -198,7 +242,7 @@ class DetectionMetrics:
         return {"precision": float(np.nanmean(self.precision_c)),
                 "recall": float(np.nanmean(self.recall_c)),
                 "mAP50": float(np.nanmean(self.ap50)),
-                "mAP50_95": float(np.nanmean(self.ap50_95))}
+                "mAP50-95": float(np.nanmean(self.ap50_95))}
 
     def _pooled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All detections in one global stable descending-score order (COCOeval's accumulate)."""
@@ -217,12 +261,13 @@ class DetectionMetrics:
         return self.ap.mean(1)
 
     def per_class(self) -> list[dict]:
-        """One row per class for reports (call compute() first); metrics are None without GT."""
+        """One row per class, as Ultralytics' val prints them (call compute() first); metrics are
+        None for a class without GT."""
         def num(x: float) -> float | None:
             return None if np.isnan(x) else float(x)
-        return [{"class": c, "name": self.names[c], "instances": int(self.n_gt[c]),
+        return [{"class": self.names[c], "images": int(self.n_images[c]), "instances": int(self.n_gt[c]),
                  "precision": num(self.precision_c[c]), "recall": num(self.recall_c[c]),
-                 "ap50": num(self.ap50[c]), "ap50_95": num(self.ap50_95[c])}
+                 "mAP50": num(self.ap50[c]), "mAP50-95": num(self.ap50_95[c])}
                 for c in range(self.nc)]
 
 
@@ -312,11 +357,12 @@ def records_to_preds(records: list[dict]) -> dict[str, torch.Tensor]:
 
 def score_coco_json(path: str | os.PathLike,
                     ground_truth: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-                    names: list[str], max_det: int | None = 100) -> DetectionMetrics:
+                    names: list[str], max_det: int | None = 100, conf: float = 0.0) -> DetectionMetrics:
     """Score a COCO results file against per-image (gt_cls, gt_boxes xyxy original px).
 
     Every dataset image counts (an image without predictions contributes only misses); entries
-    for images outside `ground_truth` are InvalidInput. Returns the filled DetectionMetrics:
+    for images outside `ground_truth` are InvalidInput; detections below `conf` are dropped.
+    Returns the filled DetectionMetrics:
     call compute() and per_class() on it.
     """
     preds = records_to_preds(read_coco_json(path, image_ids=ground_truth.keys(), nc=len(names)))
@@ -324,5 +370,6 @@ def score_coco_json(path: str | os.PathLike,
     empty = torch.zeros((0, 6), dtype=torch.float64)
     for image_id in sorted(ground_truth):  # sorted like COCOeval's imgIds, so score ties agree
         gt_cls, gt_boxes = ground_truth[image_id]
-        metrics.update(preds.get(image_id, empty), gt_cls, gt_boxes)
+        pred = preds.get(image_id, empty)
+        metrics.update(pred[pred[:, 4] >= conf], gt_cls, gt_boxes)
     return metrics

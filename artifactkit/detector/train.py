@@ -11,7 +11,8 @@ DistributedDataParallel; rank 0 alone keeps the EMA, validates and calls the cal
 import logging
 import random
 import time
-from typing import Any, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -39,11 +40,26 @@ class Callback(Protocol):
 
     def on_train_start(self, trainer: "Trainer") -> None: ...
 
+    def on_batch_end(self, trainer: "Trainer", progress: "BatchProgress") -> None: ...
+
     def on_validation(self, trainer: "Trainer", epoch: int, result: ValidationResult) -> None: ...
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None: ...
 
     def on_train_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Where an epoch stands after a training batch (for progress bars and logs)."""
+
+    epoch: int  # the epoch being trained, from 1
+    epochs: int
+    batch: int  # batches done in this epoch
+    batches: int
+    images: int  # images trained this epoch, over every rank
+    seconds: float  # since the epoch started
+    losses: Callable[[], dict[str, float]]  # the epoch's running mean losses; reads the device: call it sparingly
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,7 +116,9 @@ class Trainer:
         self.step = 0  # training iterations (batches) completed
         self.last_opt_step = -1  # iteration of the last optimizer step: the accumulation phase
         self.best_fitness = 0.0
+        self.best_epoch = 0  # the epoch that reached best_fitness (early stopping counts from it)
         self.is_best = False
+        self.stop_reason: str | None = None  # set when early stopping ends the run before config.epochs
         self.metrics: dict[str, float] = {}
 
     def _build_optimizer(self) -> None:
@@ -127,8 +145,10 @@ class Trainer:
             else:
                 self.metrics = {"epoch": self.epoch, **train_metrics, **learning_rates}
             # The other ranks wait while rank 0 validates and copies the state it saves, so none
-            # runs ahead into the next epoch's collectives meanwhile.
-            self.world.barrier()
+            # runs ahead into the next epoch's collectives meanwhile; rank 0's early stop is theirs.
+            self.stop_reason = self.world.broadcast(self.stop_reason)
+            if self.stop_reason:
+                break
         if not self.metrics and self.world.is_main:  # nothing left to train (e.g. a finished run loaded)
             val_metrics, score = self._validate_splits()
             self.metrics = {"epoch": self.epoch, **val_metrics, "fitness": score}
@@ -139,6 +159,13 @@ class Trainer:
         val_metrics, score = self._validate_splits()
         self.is_best = score >= self.best_fitness
         self.best_fitness = max(score, self.best_fitness)
+        if self.is_best:
+            self.best_epoch = self.epoch
+        patience = self.config.patience
+        if patience and self.epoch < self.config.epochs and self.epoch - self.best_epoch >= patience:
+            # decided before on_epoch_end, so this epoch's callbacks save it as the last one
+            self.stop_reason = (f"no improvement in {patience} epochs (best fitness {self.best_fitness:.4f} "
+                                f"at epoch {self.best_epoch})")
         self.metrics = {
             "epoch": self.epoch, **train_metrics, **val_metrics, **learning_rates,
             "time/epoch_s": time.perf_counter() - start, "fitness": score,
@@ -171,6 +198,10 @@ class Trainer:
                 self._optimizer_step()
                 self.last_opt_step = iteration
             n_images += batch["img"].shape[0]
+            if self.world.is_main:
+                self._call("on_batch_end", self, BatchProgress(
+                    epoch + 1, self.config.epochs, i + 1, n_batches, n_images * self.world.size, time.perf_counter() - start,
+                    lambda n=i + 1: dict(zip(LOSS_NAMES, (loss_sums / n).tolist()))))
         if n_batches and self.last_opt_step < iteration:
             # Step on the epoch's last partial accumulation instead of carrying it over (YOLOv8)
             # or dropping it (a few % of the data): an epoch boundary leaves no gradient behind,
@@ -231,7 +262,7 @@ class Trainer:
             self._call("on_validation", self, self.epoch, result)
         first = "val" if "val" in self.config.val_splits else self.config.val_splits[0]
         prefix = metric_prefix(first)
-        scores = {"mAP50": metrics[f"{prefix}/mAP50"], "mAP50_95": metrics[f"{prefix}/mAP50-95"]}
+        scores = {"mAP50": metrics[f"{prefix}/mAP50"], "mAP50-95": metrics[f"{prefix}/mAP50-95"]}
         return metrics, fitness(scores)
 
     # ---------------------------------------------------------------- state
@@ -259,6 +290,7 @@ class Trainer:
             "step": self.step,
             "last_opt_step": self.last_opt_step,
             "best_fitness": float(self.best_fitness),
+            "best_epoch": self.best_epoch,
             "config": self.config.model_dump(mode="json"),
             "optimizer_choice": self.choice.to_dict(),
             "rng": capture_rng(),
@@ -281,6 +313,7 @@ class Trainer:
         self.step = int(state["step"])
         self.last_opt_step = int(state["last_opt_step"])
         self.best_fitness = float(state["best_fitness"])
+        self.best_epoch = int(state.get("best_epoch", self.epoch))  # older checkpoints: count from here
         restore_rng(state["rng"])
 
     def _call(self, event: str, *args: Any) -> None:

@@ -38,6 +38,8 @@ class ValidationResult:
     metrics: dict[str, float]
     images: list[ImageResult] = field(default_factory=list)
     seconds: float = 0.0
+    classes: list[dict] = field(default_factory=list)  # DetectionMetrics.per_class() rows
+    pr_curve: list[float] = field(default_factory=list)  # precision at 101 recall points, IoU 0.5
 
 
 def metric_prefix(split: str) -> str:
@@ -51,13 +53,13 @@ def metrics_for_split(split: str, scores: dict[str, float]) -> dict[str, float]:
         f"{prefix}/precision": float(scores["precision"]),
         f"{prefix}/recall": float(scores["recall"]),
         f"{prefix}/mAP50": float(scores["mAP50"]),
-        f"{prefix}/mAP50-95": float(scores["mAP50_95"]),
+        f"{prefix}/mAP50-95": float(scores["mAP50-95"]),
     }
 
 
 def fitness(scores: dict[str, float]) -> float:
     """YOLOv8's model-selection score: mostly mAP50-95, a little mAP50."""
-    return 0.1 * scores["mAP50"] + 0.9 * scores["mAP50_95"]
+    return 0.1 * scores["mAP50"] + 0.9 * scores["mAP50-95"]
 
 
 def build_model(state_dict: dict[str, Any], nc: int, scale: str = "n") -> YOLO:
@@ -81,9 +83,10 @@ def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 class Evaluator:
     """Scores models on the splits of one data set; data loaders are built once per split."""
 
-    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int, device: torch.device, cache: bool = False):
+    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int, device: torch.device, cache: bool = False,
+                 conf: float = CONF_THRESHOLD, iou: float = IOU_THRESHOLD):
         self.data, self.imgsz, self.batch, self.workers = data, imgsz, batch, workers
-        self.device, self.cache = device, cache
+        self.device, self.cache, self.conf, self.iou = device, cache, conf, iou
         self._loaders: dict[str, torch.utils.data.DataLoader] = {}
 
     def loader(self, split: str) -> torch.utils.data.DataLoader:
@@ -109,6 +112,7 @@ class Evaluator:
         model.train(was_training)
         scores = scorer.compute()
         result.metrics = metrics_for_split(split, scores)
+        result.classes, result.pr_curve = scorer.per_class(), scorer.pr_curve.round(4).tolist()
         result.seconds = time.perf_counter() - start
         return result.metrics, result
 
@@ -121,7 +125,7 @@ class Evaluator:
             return self._postprocess(decoded, images.shape[2:], batch)
 
     def _postprocess(self, decoded: torch.Tensor, size: tuple[int, int], batch: dict[str, Any]) -> list[ImageResult]:
-        detections = non_max_suppression(decoded, CONF_THRESHOLD, IOU_THRESHOLD, MAX_DETECTIONS)
+        detections = non_max_suppression(decoded, self.conf, self.iou, MAX_DETECTIONS)
         height, width = size
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         targets = batch["targets"]

@@ -2,7 +2,7 @@
 // Metric curves per epoch as small SVG line charts, one per metric, every run overlaid in its
 // own colour, with a hover read-out of each run's value at the nearest epoch.
 
-const CHART = { w: 340, h: 200, left: 52, right: 12, top: 10, bottom: 28 };
+const CHART = { w: 340, h: 210, left: 52, right: 12, top: 10, bottom: 38 };
 // Sections in the order a person reads a run: quality first, then losses, schedule, cost.
 const CHART_SECTIONS = [
   ["Validation", (k) => k.startsWith("metrics/") || k === "fitness"],
@@ -16,7 +16,8 @@ const CHART_SECTIONS = [
 ];
 
 AK.niceTicks = function (lo, hi, count) {
-  if (!(hi > lo)) { const pad = Math.abs(lo) * 0.1 || 1; lo -= pad; hi += pad; }
+  // A flat series: 0..1 when it is all zeros (a metric before the model finds anything), else ±10%.
+  if (!(hi > lo)) { if (lo === 0) hi = 1; else { const pad = Math.abs(lo) * 0.1; lo -= pad; hi += pad; } }
   const raw = (hi - lo) / count;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
@@ -36,7 +37,7 @@ AK.tick = function (v, step, key) {
   return v.toFixed(decimals);
 };
 
-AK.chart = function (key, series) {
+AK.chart = function (key, series, xLabel) {
   const c = CHART, iw = c.w - c.left - c.right, ih = c.h - c.top - c.bottom;
   const pts = series.flatMap((s) => s.points);
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
@@ -51,7 +52,8 @@ AK.chart = function (key, series) {
       AK.svg("text", { x: c.left - 6, y: Y(t) + 4, class: "tick", "text-anchor": "end" }, AK.tick(t, yt[1] - yt[0], key)));
   }
   const xStep = Math.max(1, Math.ceil((x1 - x0 + 1) / 8));
-  for (let x = x0; x <= x1; x += xStep) svg.append(AK.svg("text", { x: X(x), y: c.h - 10, class: "tick", "text-anchor": "middle" }, x));
+  for (let x = x0; x <= x1; x += xStep) svg.append(AK.svg("text", { x: X(x), y: c.h - 14, class: "tick", "text-anchor": "middle" }, x));
+  svg.append(AK.svg("text", { x: c.left + iw / 2, y: c.h - 1, class: "axis-label", "text-anchor": "middle" }, xLabel || "epoch"));
   for (const s of series) {
     const d = s.points.map((p, i) => (i ? "L" : "M") + X(p[0]).toFixed(1) + " " + Y(p[1]).toFixed(1)).join("");
     svg.append(AK.svg("path", { d: d, class: "series", stroke: s.color, "data-run": s.name }));

@@ -82,7 +82,8 @@ def load_evaluation(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any
             if i is not None:
                 rows[i] = [row.get("avg_conf", 0.0), row.get("tp", 0), row.get("fp", 0), row.get("fn", 0),
                            [_box(p) for p in row.get("pred", [])]]
-        epochs[str(epoch)] = {"rows": rows, "metrics": {k: v for k, v in table.get("metrics", {}).items() if _number(v)}}
+        epochs[str(epoch)] = {"rows": rows, "metrics": {k: v for k, v in table.get("metrics", {}).items() if _number(v)},
+                              **_curves(table)}
     return {
         "split": last.get("split", "val"),
         "names": last.get("names", []),
@@ -91,6 +92,20 @@ def load_evaluation(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any
         "images": images,
         "epochs": epochs,
     }
+
+
+def _curves(table: dict[str, Any]) -> dict[str, Any]:
+    """The PR curve and confusion matrix of one table, where it has them (older tables do not)."""
+    out: dict[str, Any] = {}
+    pr = table.get("pr_curve")
+    if isinstance(pr, list) and pr and all(_number(v) for v in pr):
+        out["pr"] = pr
+    confusion = table.get("confusion")
+    if isinstance(confusion, dict) and isinstance(confusion.get("matrix"), list):
+        matrix = confusion["matrix"]
+        if all(isinstance(r, list) and len(r) == len(matrix) and all(isinstance(v, int) for v in r) for r in matrix):
+            out["confusion"] = {"matrix": matrix, "conf": confusion.get("conf"), "iou": confusion.get("iou")}
+    return out
 
 
 def _box(values: list[float]) -> list[float]:

@@ -6,6 +6,7 @@
 AK.TABS = [
   ["metrics", (d) => d.runs.length > 0],
   ["debugger", (d) => d.runs.length > 0],
+  ["curves", (d) => d.runs.some((r) => r.eval)],
   ["table", (d) => d.runs.length > 0],
   ["dataset", (d) => !!d.dataset],
 ];

@@ -120,11 +120,11 @@ def test_agrees_with_pycocotools(seed, round_scores):
     stats, ref_ap = coco_reference(gts, preds)
     m, res = ours(gts, preds)
     assert 0.05 < stats[0] < 0.95  # the case is neither trivial nor hopeless
-    assert res["mAP50_95"] == pytest.approx(stats[0], abs=0.01)
+    assert res["mAP50-95"] == pytest.approx(stats[0], abs=0.01)
     assert res["mAP50"] == pytest.approx(stats[1], abs=0.01)
     # we reproduce COCOeval's algorithm, so per class and threshold it agrees to rounding
     np.testing.assert_allclose(m.ap, ref_ap, atol=1e-6)
-    assert np.isnan(m.ap50[NC - 1]) and m.per_class()[NC - 1]["ap50"] is None
+    assert np.isnan(m.ap50[NC - 1]) and m.per_class()[NC - 1]["mAP50"] is None
 
 
 def test_score_coco_json_agrees_with_pycocotools(tmp_path):
@@ -133,7 +133,7 @@ def test_score_coco_json_agrees_with_pycocotools(tmp_path):
     write_coco_json(path, [r for stem, p in preds.items() for r in coco_records(stem, p)])
     stats, _ = coco_reference(gts, preds)
     res = score_coco_json(path, gts, NAMES).compute()
-    assert res["mAP50_95"] == pytest.approx(stats[0], abs=0.01)
+    assert res["mAP50-95"] == pytest.approx(stats[0], abs=0.01)
     assert res["mAP50"] == pytest.approx(stats[1], abs=0.01)
 
 
@@ -144,7 +144,7 @@ def test_perfect_predictions_score_one():
         pred = torch.cat([boxes, torch.full((len(cls), 1), 0.9), cls[:, None].double()], 1)
         m.update(pred, cls, boxes)
     res = m.compute()
-    assert res == pytest.approx({"precision": 1.0, "recall": 1.0, "mAP50": 1.0, "mAP50_95": 1.0})
+    assert res == pytest.approx({"precision": 1.0, "recall": 1.0, "mAP50": 1.0, "mAP50-95": 1.0})
 
 
 def test_no_predictions_score_zero():
@@ -152,7 +152,7 @@ def test_no_predictions_score_zero():
     m = DetectionMetrics(NC, NAMES)
     for cls, boxes in gts.values():
         m.update(torch.zeros((0, 6)), cls, boxes)
-    assert m.compute() == {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0}
+    assert m.compute() == {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0}
     assert DetectionMetrics(NC, NAMES).compute()["mAP50"] == 0.0  # no GT at all: 0, not -1
 
 
@@ -266,3 +266,25 @@ def test_coco_json_unknown_image_surfaces_through_scoring(tmp_path):
     assert read_coco_json(path)[1]["image_id"] == "elsewhere"  # unchecked without image_ids
     with pytest.raises(NotFound, match="missing.json"):
         read_coco_json(tmp_path / "missing.json")
+
+
+def test_per_class_rows_pr_curve_and_confusion_matrix():
+    from types import SimpleNamespace
+
+    from artifactkit.detector.metrics import confusion_matrix
+
+    gt_cls, gt_boxes = torch.tensor([0, 1]), torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
+    pred = torch.tensor([[0.0, 0, 10, 10, 0.9, 0],      # right box, right class
+                         [20, 20, 30, 30, 0.8, 0],      # right box, wrong class (true 1)
+                         [50, 50, 60, 60, 0.7, 1],      # nothing there: background
+                         [0, 0, 10, 10, 0.1, 1]])       # below the matrix's conf 0.25
+    m = DetectionMetrics(3, ["a", "b", "c"])
+    m.update(pred, gt_cls, gt_boxes)
+    m.update(torch.zeros((0, 6)), torch.tensor([0]), torch.tensor([[0.0, 0, 5, 5]]))
+    m.compute()
+    rows = m.per_class()
+    assert [(r["class"], r["images"], r["instances"]) for r in rows] == [("a", 2, 2), ("b", 1, 1), ("c", 0, 0)]
+    assert rows[2]["mAP50"] is None and rows[0]["mAP50"] == pytest.approx(0.5, abs=0.01)
+    assert len(m.pr_curve) == 101 and m.pr_curve[0] == pytest.approx(0.5) and m.pr_curve[-1] == 0.0
+    image = SimpleNamespace(pred=pred, gt_cls=gt_cls, gt_boxes=gt_boxes)
+    assert confusion_matrix([image], nc=3) == [[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]

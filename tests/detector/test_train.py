@@ -443,3 +443,59 @@ def test_state_dict_holds_the_live_tensors_and_the_saver_copies_them_once(chess_
         weight.add_(1)  # training goes on while the save is in flight
     saver.close()
     assert torch.equal(checkpoint.load(artifactkit.open_store(str(tmp_path / "s")), "m")["model"][name], expected)
+
+
+def test_config_rounds_imgsz_to_the_stride_and_reads_ultralytics_devices(monkeypatch):
+    assert [TrainConfig(data="d", imgsz=size).imgsz for size in (32, 100, 640, 641)] == [32, 128, 640, 672]
+    assert TrainConfig(data="d", device="0").device == TrainConfig(data="d", device=0).device == "cuda:0"
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with pytest.raises(InvalidInput, match=r"'device'.*torchrun --nproc-per-node 2"):
+        TrainConfig(data="d", device="0,1")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # under torchrun each process takes its own GPU
+    assert TrainConfig(data="d", device="0,1").device == "cuda"
+
+
+def test_set_parses_values_with_the_keys_types():
+    from artifactkit.detector.config import check_options, parse_setting
+
+    assert parse_setting("lr0=0.002") == ("lr0", 0.002)
+    assert parse_setting("nbs=none") == ("nbs", None) and parse_setting("mosaic=0") == ("mosaic", 0.0)
+    assert parse_setting("cos_lr=true") == ("cos_lr", True)
+    assert parse_setting("val_splits=val,val-heldout") == ("val_splits", ("val", "val-heldout"))
+    with pytest.raises(InvalidInput, match="--set lr0: .*number.*'fast'"):
+        parse_setting("lr0=fast")
+    with pytest.raises(InvalidInput, match="--set lr: unknown train config key"):
+        parse_setting("lr=0.1")
+    with pytest.raises(InvalidInput, match="expected KEY=VALUE"):
+        parse_setting("lr0")
+    with pytest.raises(InvalidInput, match=r"^--epochs: .*greater than or equal to 1 \(got 0\); --set mosaic: "):
+        check_options({"epochs": 0, "mosaic": 2.0}, {"epochs": "--epochs", "mosaic": "--set mosaic"})
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs(chess_data):
+    from artifactkit.detector.train import Trainer
+
+    recorder = Recorder()
+    trainer = Trainer(tiny_config(chess_data, epochs=4, patience=2), [recorder])
+    trainer.best_fitness = 2.0  # above any reachable fitness (at most 1): no epoch improves on it
+    trainer.fit()
+    assert trainer.epoch == 2 and [c[1] for c in recorder.calls if c[0] == "epoch"] == [1, 2]
+    assert trainer.stop_reason.startswith("no improvement in 2 epochs")
+    state = json_round_trip(trainer.state_dict())
+    assert state["best_epoch"] == 0  # resumed, it goes on counting from the same best epoch
+
+
+def test_batch_progress_reaches_callbacks(chess_data):
+    from artifactkit.detector.train import Trainer
+
+    class Batches:
+        def __init__(self):
+            self.seen = []
+
+        def on_batch_end(self, trainer, progress):
+            self.seen.append((progress.epoch, progress.batch, progress.batches, progress.images, progress.losses()))
+
+    batches = Batches()
+    Trainer(tiny_config(chess_data, epochs=1), [batches]).fit()
+    assert [(e, b, n, i) for e, b, n, i, _ in batches.seen] == [(1, b, 4, 4 * b) for b in (1, 2, 3, 4)]
+    assert all(set(losses) == {"box", "cls", "dfl"} and losses["cls"] > 0 for *_, losses in batches.seen)
