@@ -39,6 +39,9 @@ class RunRecord(Record):
     best_fitness: float | None = None
     best_metrics: dict[str, float] = {}
     trackers: dict[str, dict[str, Any]] = {}  # e.g. {"wandb": {"id": ..., "project": ..., "entity": ...}}
+    # Lineage of a fine-tuned run: {"store": URI, "version": NAME:vN} of a stored checkpoint, or
+    # {"file": absolute path, "digest": xxh3-128} of an exported file; None when trained from scratch.
+    weights_from: dict[str, str] | None = None
 
     def with_(self, **changes: Any) -> "RunRecord":
         return self.model_copy(update={**changes, "updated": now_iso()})

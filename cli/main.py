@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import store_commands, train_commands, view_commands
+from . import model_commands, store_commands, train_commands, view_commands
 
 app = typer.Typer(
     name="artifactkit",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 store_commands.register(app)
 train_commands.register(app)
+model_commands.register(app)
 view_commands.register(app)
 
 

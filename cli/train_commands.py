@@ -1,4 +1,4 @@
-"""Training commands: demo-data, train, resume, runs, val, export."""
+"""Training commands: demo-data, train, resume, runs, val (predict and export: model_commands.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ def register(app: typer.Typer) -> None:
     app.command("resume")(resume)
     app.command("runs")(runs)
     app.command("val")(val)
-    app.command("export")(export)
     app.command("demo")(demo)
 
 
@@ -97,6 +96,7 @@ def _summary(run) -> dict[str, Any]:
 def train(
     data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION in the store (default: latest dataset)")] = None,
     model: Annotated[str, typer.Option(help="Model scale: n, s or m")] = "n",
+    weights: Annotated[Optional[str], typer.Option(help="Start from trained weights: a run URI, NAME:VERSION of a checkpoint, or a .safetensors / .pt file")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs to train")] = 10,
     batch: Annotated[int, typer.Option(help="Batch size")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size")] = 416,
@@ -130,6 +130,7 @@ def train(
         run = _follow(lambda: session.resume(None, store=store, storage_options=options, trackers=trackers, report=report))
     else:
         extra = {"val_splits": tuple(val_split)} if val_split else {}
+        extra.update({"weights": weights} if weights else {})
         run = _follow(lambda: session.train(
             store, data=data, run_id=run_id, storage_options=options, trackers=trackers, report=report,
             model=model, epochs=epochs, batch=batch, imgsz=imgsz, device=device, seed=seed, workers=workers,
@@ -205,20 +206,6 @@ def val(
         scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
                                           imgsz=imgsz, batch=batch, device=device, save_json=save_json)
     emit(json_out, scores, "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-
-
-def export(
-    uri: Annotated[str, typer.Argument(help="A run URI (<store>/runs/<id>) or a checkpoint NAME:VERSION in --store")],
-    out: Annotated[Path, typer.Argument(help="Where to write the .pt file")],
-    store: StoreOpt = None,
-    storage_option: StorageOpts = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Write the EMA weights as a plain PyTorch state_dict for other tools."""
-    from artifactkit import scoring
-
-    info = scoring.export_weights(uri, out, store=store, storage_options=parse_storage_options(storage_option))
-    emit(json_out, info, f"wrote {out} ({info['tensors']} tensors from {info['checkpoint']})")
 
 
 def demo(
