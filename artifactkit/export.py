@@ -58,7 +58,8 @@ def _require(module: str) -> None:
 def _write_pt(found: Weights, tmp: Path, imgsz: int | None) -> dict[str, Any]:
     import torch
 
-    torch.save({k: v.contiguous() for k, v in found.state.items()}, tmp)
+    with open(tmp, "wb") as f:  # a file object: given a path, torch names the archive after it and refuses ours
+        torch.save({k: v.contiguous() for k, v in found.state.items()}, f)
     return {}
 
 

@@ -52,7 +52,7 @@ def read_weights(spec: str | os.PathLike, store: str | None = None, storage_opti
     path = Path(text)
     if path.is_file():
         return _from_file(path)
-    if path.suffix in FILE_SUFFIXES or path.suffix == ".onnx":
+    if path.suffix in (*FILE_SUFFIXES, ".onnx"):
         raise NotFound(f"{text}: no such weights file")
     if "/runs/" not in text.replace(os.sep, "/") and ":" not in text:
         raise InvalidInput(f"weights {text!r}: expected a .safetensors or .pt file, a run URI "
@@ -61,11 +61,14 @@ def read_weights(spec: str | os.PathLike, store: str | None = None, storage_opti
 
 
 def load_model(weights: str | os.PathLike, *, store: str | None = None, storage_options: dict | None = None,
-               device: str = "cpu") -> LoadedModel:
+               device: str = "auto") -> LoadedModel:
     """A ready model in eval mode, with its class names and training image size, from anything
     `read_weights` accepts."""
+    from .detector.config import _DEVICE_PATTERN
     from .detector.train import resolve_device
 
+    if not _DEVICE_PATTERN.match(device):
+        raise InvalidInput(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     found = read_weights(weights, store, storage_options)
     model = build(found).to(resolve_device(device))
     return LoadedModel(model, found.names, found.imgsz, found.scale, found.source)

@@ -98,6 +98,7 @@ def test_bad_weights_and_options_are_one_line_errors(run, tmp_path):
         (["--weights", run.uri, image, "--imgsz", "100"], "image size 100 is not a positive multiple of 32"),
         (["--weights", run.uri, image, "--conf", "2"], "conf and iou must lie in [0, 1]"),
         (["--weights", f"{run.store}/runs/nope", image], "runs/nope: no such run"),
+        (["--weights", run.uri, image, "--device", "gpu"], "device 'gpu': expected auto, cpu, cuda or cuda:N"),
     ]:
         proc = run_cli("predict", *args, "--out", str(tmp_path / "p.json"), check=False)
         assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
