@@ -41,6 +41,9 @@ class RunRecord(Record):
     best_metrics: dict[str, float] = {}
     stopped_early: str | None = None  # why early stopping (patience) ended the run before total_epochs
     trackers: dict[str, dict[str, Any]] = {}  # e.g. {"wandb": {"id": ..., "project": ..., "entity": ...}}
+    # Lineage of a fine-tuned run: {"store": URI, "version": NAME:vN} of a stored checkpoint, or
+    # {"file": absolute path, "digest": xxh3-128} of an exported file; None when trained from scratch.
+    weights_from: dict[str, str] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,10 +1,9 @@
-"""Scoring outside training: `val` of a stored checkpoint or of a COCO-JSON predictions file,
-and `export` of a checkpoint's EMA weights as a plain state_dict."""
+"""Scoring outside training: `val` of a stored checkpoint or of a COCO-JSON predictions file.
+(`export` lives in export.py.)"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from . import checkpoint
@@ -99,20 +98,3 @@ def _ema_weights(state: dict) -> dict:
         return state["ema"]["model"]
     except (KeyError, TypeError):
         raise InvalidInput("checkpoint holds no EMA weights: not an artifactkit trainer checkpoint") from None
-
-
-def export_weights(uri: str, out: str | os.PathLike, *, store: str | None = None,
-                   storage_options: dict | None = None) -> dict[str, Any]:
-    import torch
-
-    s, ref = checkpoint_source(uri, store, storage_options)
-    record = s.resolve(ref)
-    weights = _ema_weights(checkpoint.load(s, ref))
-    out = Path(out)
-    try:
-        # A file object: torch's own opening derives an archive name from the (dot-led) temp name.
-        with atomic_path(out) as tmp, open(tmp, "xb") as f:  # a failure leaves neither half a file nor its temp
-            torch.save({k: v.contiguous() for k, v in weights.items()}, f)
-    except OSError as e:
-        raise InvalidInput(f"{out}: cannot write the weights ({e.strerror or e})") from None
-    return {"out": str(out), "checkpoint": f"{record.name}:{record.label}", "tensors": len(weights)}

@@ -89,6 +89,7 @@ class RunCallbacks:
         metadata = {
             "epochs_trained": epoch, "total_epochs": trainer.config.epochs, "fitness": metrics.get("fitness"),
             "metrics": metrics, "dataset": self.dataset.ref, "model": trainer.config.model,
+            "names": list(trainer.data.names),  # what predict and export label boxes with
         }
 
         def saved(result) -> None:
@@ -145,14 +146,31 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
         report("warning", {"message": f"imgsz {options['imgsz']} is not a multiple of the model's stride 32: "
                                       f"training at {config.imgsz}"})
     rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
+    config, weights = _starting_weights(s, config, "model" in options, storage_options)
     now = now_iso()
     run = RunRecord(
         run_id=run_id, created=now, updated=now, config=config.model_dump(mode="json"), dataset=dataset.ref,
         data_yaml=dataset.data_yaml, model_artifact=f"{run_id}-model", total_epochs=config.epochs,
+        weights_from=weights.origin if weights else None,
     )
     create_run(s, run)
-    report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref})
-    return _Start(run, config, s, dataset, trackers=trackers)
+    report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref,
+                   "weights": weights.source if weights else None})
+    return _Start(run, config, s, dataset, trackers=trackers, weights=weights)
+
+
+def _starting_weights(s: Store, config, scale_given: bool, storage_options):
+    """(config, Weights) for a run started from trained weights (config.weights), else (config,
+    None). The weights decide the model scale unless one was given, which must then agree."""
+    if config.weights is None:
+        return config, None
+    from .weights import read_weights
+
+    weights = read_weights(config.weights, s.url, storage_options)
+    if scale_given and config.model != weights.scale:
+        raise InvalidInput(f"{weights.source}: weights of a YOLO-{weights.scale} cannot start a YOLO-{config.model} "
+                           f"(give model {weights.scale}, or leave it out)")
+    return config.replace(model=weights.scale), weights
 
 
 def resume(
@@ -260,6 +278,7 @@ class _Start:
     dataset: datasets.LocalDataset | None = None
     state: dict[str, Any] | None = None  # the checkpoint to continue from
     trackers: Sequence[Any] = ()
+    weights: Any = None  # weights.Weights to start from (rank 0 only: DDP copies its model to the others)
 
 
 def _share(world, start: _Start | None, storage_options) -> _Start:
@@ -311,7 +330,11 @@ def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
         save_run(s, run)
     fan.call("log_dataset", dataset, s)
     callbacks = RunCallbacks(s, run, dataset, fan, report)
-    trainer = Trainer(start.config, callbacks=[callbacks], world=world)
+    weights = start.weights
+    trainer = Trainer(start.config, callbacks=[callbacks], world=world, weights=weights.state if weights else None,
+                      weights_from=weights.source if weights else "weights")
+    if trainer.pretrained_note:
+        report("warning", {"message": trainer.pretrained_note})
     _load_state(trainer, start, run_uri(s.uri, run.run_id))
     try:
         metrics = trainer.fit()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import store_commands, train_commands, view_commands
+from . import model_commands, store_commands, train_commands, view_commands
 
 app = typer.Typer(
     name="artifactkit",
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 store_commands.register(app)
 train_commands.register(app)
+model_commands.register(app)
 view_commands.register(app)
 
 

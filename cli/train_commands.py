@@ -1,4 +1,4 @@
-"""Training commands: demo-data, train, resume, runs, val, export."""
+"""Training commands: demo-data, train, resume, runs, val (predict and export: model_commands.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ def register(app: typer.Typer) -> None:
     app.command("resume")(resume)
     app.command("runs")(runs)
     app.command("val")(val)
-    app.command("export")(export)
     app.command("demo")(demo)
 
 
@@ -75,6 +74,7 @@ def _summary(run) -> dict[str, Any]:
 def train(
     data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION in the store (default: latest dataset)")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model scale: n, s or m" + default("model"), show_default=False)] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Start from trained weights: a run URI, NAME:VERSION of a checkpoint, or a .safetensors / .pt file")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to train" + default("epochs"), show_default=False)] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch size" + default("batch"), show_default=False)] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Image size, rounded up to a multiple of 32" + default("imgsz"), show_default=False)] = None,
@@ -105,7 +105,7 @@ def train(
     from artifactkit import session
 
     options = typed_options({
-        "model": ("--model", model), "epochs": ("--epochs", epochs), "batch": ("--batch", batch),
+        "model": ("--model", model), "weights": ("--weights", weights), "epochs": ("--epochs", epochs), "batch": ("--batch", batch),
         "imgsz": ("--imgsz", imgsz), "device": ("--device", device), "seed": ("--seed", seed),
         "workers": ("--workers", workers), "optimizer": ("--optimizer", optimizer), "patience": ("--patience", patience),
         "save_period": ("--save-period", save_period), "bbox_interval": ("--bbox-interval", bbox_interval),
@@ -221,20 +221,6 @@ def _class_table(scores: dict[str, Any]) -> None:
     size = f" at {scores['imgsz']} px" if "imgsz" in scores else ""
     table(f"{scores['split']}{size}", ["class", "images", "instances", "P", "R", "mAP50", "mAP50-95"],
           [[*r[:3], *("–" if v is None else f"{v:.3f}" for v in r[3:])] for r in rows])
-
-
-def export(
-    uri: Annotated[str, typer.Argument(help="A run URI (<store>/runs/<id>) or a checkpoint NAME:VERSION in --store")],
-    out: Annotated[Path, typer.Argument(help="Where to write the .pt file")],
-    store: StoreOpt = None,
-    storage_option: StorageOpts = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Write the EMA weights as a plain PyTorch state_dict for other tools."""
-    from artifactkit import scoring
-
-    info = scoring.export_weights(uri, out, store=store, storage_options=parse_storage_options(storage_option))
-    emit(json_out, info, f"wrote {out} ({info['tensors']} tensors from {info['checkpoint']})")
 
 
 def demo(

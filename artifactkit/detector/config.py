@@ -81,6 +81,9 @@ class TrainConfig(BaseModel):
     patience: int = Field(100, ge=0)
     val_splits: tuple[str, ...] = ("val",)
     threads: int | None = Field(None, ge=1)
+    # Start from trained weights (a run URI, NAME:VERSION of a checkpoint, or an exported
+    # .safetensors / .pt) instead of random ones. The session resolves it; the trainer gets tensors.
+    weights: str | None = Field(None, min_length=1)
 
     def __init__(self, **values: Any) -> None:
         # Pydantic's own error lists every failure in its own words; callers of artifactkit catch

@@ -224,3 +224,15 @@ class YOLO(nn.Module):
         boxes = dist2bbox(self.dfl_distances(box_logits), anchors) * strides
         return torch.cat((boxes, cls_logits.sigmoid()), dim=-1)
 
+
+
+class Decoded(nn.Module):
+    """A YOLO whose forward returns decoded predictions (B, A, 4 + nc): the graph an ONNX export
+    holds, so a runtime gets boxes and class probabilities without reimplementing DFL."""
+
+    def __init__(self, model: YOLO):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(self.model(images))

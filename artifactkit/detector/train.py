@@ -22,6 +22,7 @@ from artifactkit.detector.config import TrainConfig
 from artifactkit.detector.data import AugmentConfig, build_dataloader, load_split
 from artifactkit.detector.loss import DetectionLoss
 from artifactkit.detector.model import YOLO
+from artifactkit.detector.pretrained import load_pretrained
 from artifactkit.detector.state import (capture_rng, check_state_keys, optimizer_state_from_plain, restore_rng,
                                         warn_config_changes)
 from artifactkit.detector.validation import Evaluator, ValidationResult, autocast, fitness, metric_prefix, to_model_input
@@ -78,9 +79,13 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     """Trains a YOLO detector on one data set. fit() runs from self.epoch to config.epochs.
-    `world` is this process's place under torchrun (default: the joined process group, if any)."""
+    `world` is this process's place under torchrun (default: the joined process group, if any).
+    `weights` (a YOLO state_dict, named by `weights_from` in errors) starts the model from trained
+    weights instead of random ones; `pretrained_note` then says if the head was re-initialised.
+    Under torchrun rank 0 alone needs them: DDP copies rank 0's weights to the others."""
 
-    def __init__(self, config: TrainConfig, callbacks: Sequence[Any] = (), world: distributed.World | None = None):
+    def __init__(self, config: TrainConfig, callbacks: Sequence[Any] = (), world: distributed.World | None = None,
+                 weights: dict[str, torch.Tensor] | None = None, weights_from: str = "weights"):
         self.config = config
         self.callbacks = list(callbacks)
         self.world = world or distributed.World.current()
@@ -104,6 +109,8 @@ class Trainer:
         seed_everything(config.seed)  # right before init: the weights depend on nothing else
         # channels_last: oneDNN (CPU) and cuDNN (CUDA) both run it without per-layer reorders.
         self.model = YOLO(nc=len(self.data.names), scale=config.model).to(self.device, memory_format=torch.channels_last)
+        # Before the EMA copies the model and the optimizer groups its parameters.
+        self.pretrained_note = load_pretrained(self.model, weights, weights_from) if weights is not None else None
         if config.sync_bn and self.world.distributed:
             self.model = distributed.sync_batchnorm(self.model, self.device)
         self.loss = DetectionLoss(self.model)

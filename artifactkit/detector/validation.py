@@ -80,6 +80,19 @@ def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device, non_blocking=True).float().div_(255)
 
 
+@torch.no_grad()
+def detect(model: YOLO, images: torch.Tensor, device: torch.device, conf: float = CONF_THRESHOLD,
+           iou: float = IOU_THRESHOLD, max_det: int = MAX_DETECTIONS) -> list[torch.Tensor]:
+    """A letterboxed uint8 batch (B, 3, S, S) -> per image an (n, 6) float32 CPU tensor
+    [x1, y1, x2, y2, conf, cls] in letterboxed pixels, after NMS. `model` must be in eval mode."""
+    x = to_model_input(images, device)
+    with autocast(device):
+        outputs = model(x)
+    decoded = model.decode([o.float() for o in outputs])
+    with one_thread():  # the convolutions above use every thread; the small ops below do not gain
+        return [d.float().cpu() for d in non_max_suppression(decoded, conf, iou, max_det)]
+
+
 class Evaluator:
     """Scores models on the splits of one data set; data loaders are built once per split."""
 
@@ -117,15 +130,11 @@ class Evaluator:
         return result.metrics, result
 
     def _predict_batch(self, model: YOLO, batch: dict[str, Any]) -> list[ImageResult]:
-        images = to_model_input(batch["img"], self.device)
-        with autocast(self.device):
-            outputs = model(images)
-        decoded = model.decode([o.float() for o in outputs])
-        with one_thread():  # the convolutions above use every thread; the small ops below do not gain
-            return self._postprocess(decoded, images.shape[2:], batch)
+        detections = detect(model, batch["img"], self.device, self.conf, self.iou)
+        with one_thread():
+            return self._postprocess(detections, batch["img"].shape[2:], batch)
 
-    def _postprocess(self, decoded: torch.Tensor, size: tuple[int, int], batch: dict[str, Any]) -> list[ImageResult]:
-        detections = non_max_suppression(decoded, self.conf, self.iou, MAX_DETECTIONS)
+    def _postprocess(self, detections: list[torch.Tensor], size: tuple[int, int], batch: dict[str, Any]) -> list[ImageResult]:
         height, width = size
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         targets = batch["targets"]
@@ -134,7 +143,7 @@ class Evaluator:
             rows = targets[targets[:, 0] == j]
             ratio_pad, ori_shape = batch["ratio_pad"][j], tuple(batch["ori_shapes"][j])
             gt_boxes = scale_boxes(xywh2xyxy(rows[:, 2:6] * scale), ratio_pad, ori_shape)
-            pred = det.float().cpu()
+            pred = det
             pred[:, :4] = scale_boxes(pred[:, :4], ratio_pad, ori_shape)
             results.append(
                 ImageResult(batch["im_ids"][j], batch["paths"][j], ori_shape, rows[:, 1].long(), gt_boxes, pred)

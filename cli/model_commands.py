@@ -1,0 +1,71 @@
+"""Commands on trained models: predict and export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from artifactkit.inference import BATCH, CONF, IOU
+
+from .common import JsonOpt, StorageOpts, StoreOpt, parse_storage_options
+from .output import emit
+
+WeightsOpt = Annotated[str, typer.Option(
+    "--weights", help="A run URI (<store>/runs/<id>: its latest checkpoint), NAME:VERSION of a checkpoint in --store "
+                      "(e.g. <run>-model:best), or an exported .safetensors / .pt file")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+    app.command("export")(export)
+
+
+def predict(
+    sources: Annotated[list[str], typer.Argument(help="Images, folders of images, or globs ('photos/**/*.jpg')")],
+    weights: WeightsOpt,
+    out: Annotated[Path, typer.Option(help="Where to write the predictions as COCO JSON (what val --preds scores)")] = Path("predictions.json"),
+    save_images: Annotated[Optional[Path], typer.Option(help="Folder for copies of the images with boxes drawn")] = None,
+    conf: Annotated[Optional[float], typer.Option(help=f"Confidence threshold (default: {CONF})")] = None,
+    iou: Annotated[Optional[float], typer.Option(help=f"NMS IoU threshold (default: {IOU})")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: the model's training size)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto)")] = None,
+    batch: Annotated[Optional[int], typer.Option(help=f"Images per forward pass (default: {BATCH})")] = None,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Detect objects in images with a trained model; write COCO JSON and, if asked, annotated copies."""
+    from artifactkit import inference as api
+
+    typed = {k: v for k, v in dict(conf=conf, iou=iou, imgsz=imgsz, device=device, batch=batch).items() if v is not None}
+    start = time.perf_counter()
+    predictions = api.predict(weights, sources, store=store, storage_options=parse_storage_options(storage_option), **typed)
+    seconds = time.perf_counter() - start
+    boxes = api.write_json(predictions, out)
+    summary = {"out": str(out), "images": len(predictions), "boxes": boxes, "seconds": round(seconds, 3),
+               "images_per_s": len(predictions) / seconds if seconds > 0 else 0.0}
+    if save_images is not None:
+        api.save_images(predictions, save_images)
+        summary["save_images"] = str(save_images)
+    emit(json_out, summary, f"{len(predictions)} images, {boxes} boxes ({summary['images_per_s']:.1f} images/s): {out}"
+         + (f"; drawn in {save_images}" if save_images is not None else ""))
+
+
+def export(
+    weights: Annotated[str, typer.Argument(help="A run URI (<store>/runs/<id>), NAME:VERSION of a checkpoint in --store, "
+                                                "or an exported .safetensors / .pt file")],
+    out: Annotated[Path, typer.Argument(help="The file to write: .pt, .safetensors or .onnx (the suffix picks the format)")],
+    imgsz: Annotated[Optional[int], typer.Option(help="ONNX input size (default: the model's training size)")] = None,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a model's EMA weights for other tools: a state_dict (.pt), safetensors with class
+    names and image size (.safetensors), or an ONNX graph with dynamic batch (.onnx)."""
+    from artifactkit.export import export_weights
+
+    info = export_weights(weights, out, store=store, storage_options=parse_storage_options(storage_option), imgsz=imgsz)
+    emit(json_out, info, f"wrote {out} ({info['format']}, {info['tensors']} tensors from {info['source']})")

@@ -1,0 +1,105 @@
+"""`export` by suffix: .pt (plain state_dict), .safetensors (round trip through load_model with
+names, image size and scale), .onnx (onnxruntime's outputs against torch's); unknown suffixes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import artifactkit
+from artifactkit import checkpoint
+from artifactkit.export import export_weights, onnx_module
+from artifactkit.weights import read_weights
+from clirunner import run_cli
+from tiny_run import IMGSZ, tiny_run
+
+# ONNX vs torch on the same float32 input: box corners within 1e-3 px, probabilities within 1e-4
+# (measured: ~1e-5 px and ~1e-7; the margin covers other CPUs' kernels).
+BOX_TOLERANCE_PX, PROB_TOLERANCE = 1e-3, 1e-4
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return tiny_run(tmp_path_factory)
+
+
+def ema_weights(run) -> dict[str, torch.Tensor]:
+    return checkpoint.load(artifactkit.open_store(str(run.store)), f"{run.run_id}-model:latest")["ema"]["model"]
+
+
+def chess_names(run) -> list[str]:
+    import yaml
+
+    return list(yaml.safe_load((run.data / "data.yaml").read_text())["names"].values())
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pt_is_the_plain_ema_state_dict(run, tmp_path):
+    out = tmp_path / "model.pt"
+    proc = run_cli("export", run.uri, str(out), "--json")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["format"] == "pt" and info["source"].endswith("tiny-model:v0")
+    assert_same_state(torch.load(out, weights_only=True), ema_weights(run))
+    loaded = artifactkit.load_model(out)  # a bare state_dict: class indices, the default size
+    assert (loaded.names, loaded.imgsz, loaded.scale) == ([str(i) for i in range(12)], 640, "n")
+
+
+def test_safetensors_round_trip(run, tmp_path):
+    pytest.importorskip("safetensors")
+    out = tmp_path / "model.safetensors"
+    info = export_weights(f"{run.run_id}-model:best", out, store=str(run.store))
+    assert (info["names"], info["imgsz"], info["scale"]) == (chess_names(run), IMGSZ, "n")
+    loaded = artifactkit.load_model(out, device="cpu")
+    assert (loaded.names, loaded.imgsz, loaded.scale) == (chess_names(run), IMGSZ, "n")
+    assert not loaded.model.training
+    assert_same_state(loaded.model.state_dict(), ema_weights(run))
+    assert read_weights(out).origin["file"] == str(out.resolve())
+    from_file = artifactkit.predict(out, run.val_images, conf=0.001, device="cpu")
+    from_run = artifactkit.predict(run.uri, run.val_images, conf=0.001, device="cpu")
+    assert from_file == from_run
+
+
+def test_onnx_outputs_match_torch(run, tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from artifactkit.export import ONNX_OPSET
+    from artifactkit.inference import _letterboxed, image_paths
+
+    out = tmp_path / "model.onnx"
+    info = export_weights(run.uri, out)
+    assert (info["opset"], info["imgsz"]) == (ONNX_OPSET, IMGSZ)
+    images = torch.stack([torch.from_numpy(_letterboxed(p, IMGSZ)[0]) for p in image_paths([run.val_images])])
+    x = images.float() / 255
+    with torch.no_grad():
+        expected = onnx_module(read_weights(run.uri)).eval()(x).numpy()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    for batch in (x[:1], x):  # the batch dimension is dynamic
+        got = session.run(["predictions"], {"images": batch.numpy()})[0]
+        want = expected[: len(batch)]
+        assert got.shape == want.shape == (len(batch), want.shape[1], 4 + 12)
+        assert abs(got[..., :4] - want[..., :4]).max() <= BOX_TOLERANCE_PX
+        assert abs(got[..., 4:] - want[..., 4:]).max() <= PROB_TOLERANCE
+
+
+def test_unknown_suffix_is_refused_and_nothing_is_written(run, tmp_path):
+    proc = run_cli("export", run.uri, str(tmp_path / "model.bin"), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {tmp_path / 'model.bin'}: unknown export suffix '.bin' (expected .pt, .safetensors, .onnx)"
+    proc = run_cli("export", run.uri, str(tmp_path / "model.pt"), "--imgsz", "64", check=False)
+    assert proc.returncode == 1 and "image size applies to .onnx exports only" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_foreign_safetensors_file_is_refused(tmp_path):
+    st = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "other.safetensors"
+    st.save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "pt"})
+    with pytest.raises(artifactkit.InvalidInput, match="not an artifactkit export"):
+        artifactkit.load_model(path)
