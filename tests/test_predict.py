@@ -44,7 +44,7 @@ def test_cli_writes_coco_json_and_annotated_images(run, tmp_path):
             if image.stem in {r["image_id"] for r in records}:
                 assert ImageChops.difference(a.convert("RGB"), b.convert("RGB")).getbbox() is not None
     scored = run_cli("val", "--data", str(run.data), "--preds", str(out), "--json")  # the format val scores
-    assert 0 <= json.loads(scored.stdout.strip().splitlines()[-1])["mAP50"] <= 1
+    assert 0 <= json.loads(scored.stdout.strip().splitlines()[-1])["metrics"]["metrics/mAP50"] <= 1
 
 
 def test_api_gives_the_boxes_validation_computes(run, tmp_path):
