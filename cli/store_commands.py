@@ -35,7 +35,7 @@ def log_dataset(
 ) -> None:
     """Log a folder as a new version of an artifact (only changed files are stored)."""
     meta = _parse_metadata(metadata)
-    s = open_store(store, storage_option)
+    s = open_store(store, storage_option, create=True)
     with progress_bar(f"logging {path}", not json_out) as advance:
         result = s.log_folder(path, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance)
     r = result.record
@@ -96,7 +96,7 @@ def push(
 
         result = push_to_wandb(src, ref, to)
     else:
-        result = do_push(src, ref, open_store(to, storage_option))
+        result = do_push(src, ref, open_store(to, storage_option, create=True))
     emit(json_out, result.summary(),
          f"{ref} -> {to}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
