@@ -93,7 +93,7 @@ class Manifest(Record):
         paths = [e.path for e in entries]
         if paths != sorted(set(paths)):
             raise ValueError("manifest entries must be sorted by path and unique")
-        _no_file_as_folder(paths)
+        _check_tree(paths)
         return entries
 
     @classmethod
@@ -115,7 +115,15 @@ class Manifest(Record):
         return {e.path: e for e in self.entries}
 
 
-def _no_file_as_folder(paths: list[str]) -> None:
+def check_tree(paths: list[str]) -> None:
+    """Refuse paths that no folder could hold (before anything is written)."""
+    try:
+        _check_tree(paths)
+    except ValueError as e:
+        raise InvalidInput(f"invalid set of files: {e}") from None
+
+
+def _check_tree(paths: list[str]) -> None:
     """`a` and `a/b` cannot both be files: no folder could hold that version."""
     files = set(paths)
     for path in paths:

@@ -26,7 +26,7 @@ from .layout import (
     runs_prefix, version_key, version_of_key, versions_prefix,
 )
 from .manifest import (
-    NAME_RE, RUN_ID_RE, VERSION_RE, Manifest, VersionRecord, check_digest, check_name, check_run_id, now_iso,
+    NAME_RE, RUN_ID_RE, VERSION_RE, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
 from .uri import Ref, open_backend, parse_ref
@@ -309,6 +309,7 @@ class Store:
         start = time.perf_counter()
         for alias in aliases:
             check_alias(alias)
+        check_tree([c.path for c in candidates])
         previous = self.latest(name)
         known = self._digests_of(previous) if previous else set()
         result = ingest(self.backend, candidates, known, self.stat_cache, progress)

@@ -158,3 +158,18 @@ def test_s3_errors_name_the_uri(s3_env):
         list(b.list("artifacts/"))
     with pytest.raises(BackendError, match="does not exist"):
         b.read("artifacts/x/versions/0.json")
+
+
+@pytest.mark.parametrize("key", ["../outside", "a/../../outside", "/etc/passwd", "a//b", "a/./b", "a/", "", "a\\..\\b", "a/\0"])
+def test_the_local_backend_refuses_keys_that_could_climb_out(tmp_path, key):
+    """The last line of defence under the Store's own validation: no key names a file outside the root."""
+    backend = LocalBackend(tmp_path / "deep" / "store")
+    for op in (lambda: backend.write(key, b"x"), lambda: backend.write(key, b"x", create_only=True),
+               lambda: backend.write_many([(key, b"x")]), lambda: backend.read(key), lambda: backend.exists([key]),
+               lambda: backend.delete([key]), lambda: backend.read_to(key, tmp_path / "copy")):
+        with pytest.raises(BackendError, match="refusing the key"):
+            op()
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "deep" / "outside").exists()
+    assert not (tmp_path / "copy").exists()
+    backend.write("fine/..x/y.", b"ok")  # dots inside a name are just names
+    assert [i.key for i in backend.list("fine/")] == ["fine/..x/y."]

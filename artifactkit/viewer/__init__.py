@@ -83,11 +83,11 @@ def build_report(
     run_data = []
     for uri in runs:
         store_uri, run_id = split_run_uri(uri)
-        s = stores.get(store_uri) or stores.setdefault(store_uri, open_store(store_uri, storage_options))
+        s = stores.get(store_uri) or stores.setdefault(store_uri, open_store(store_uri, storage_options, must_exist=True))
         run_data.append(load_run_data(s, run_id, bank))
     ds_data = None
     if dataset:
-        ds_data = load_dataset(open_store(store, storage_options), dataset, bank, max_images=max_dataset_images)
+        ds_data = load_dataset(open_store(store, storage_options, must_exist=True), dataset, bank, max_images=max_dataset_images)
     elif include_dataset and run_data and run_data[0]["dataset"]:
         first = stores[split_run_uri(runs[0])[0]]
         ds_data = load_dataset(first, run_data[0]["dataset"], bank, max_images=max_dataset_images)
