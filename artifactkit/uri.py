@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidInput
+from .layout import RUNS, run_prefix
 from .manifest import NAME_RE, RUN_ID_RE, VERSION_RE
 
 DEFAULT_STORE = "./.artifactkit"
@@ -78,11 +79,11 @@ def looks_like_ref(text: str) -> bool:
 
 def split_run_uri(uri: str) -> tuple[str, str]:
     """'<store>/runs/<id>' -> (store URI, run id)."""
-    head, sep, run_id = uri.rstrip("/").rpartition("/runs/")
+    head, sep, run_id = uri.rstrip("/").rpartition(f"/{RUNS}/")
     if not sep or not RUN_ID_RE.fullmatch(run_id):
         raise InvalidInput(f"invalid run URI {uri!r}: expected <store>/runs/<run-id>")
     return head or ".", run_id
 
 
 def run_uri(store_uri: str, run_id: str) -> str:
-    return f"{store_uri.rstrip('/')}/runs/{run_id}"
+    return f"{store_uri.rstrip('/')}/{run_prefix(run_id)}"
