@@ -83,7 +83,7 @@ def build_report(
     run_data = []
     for uri in runs:
         store_uri, run_id = split_run_uri(uri)
-        s = stores.get(store_uri) or stores.setdefault(store_uri, open_store(store_uri, storage_options, must_exist=True))
+        s = stores.get(store_uri) or stores.setdefault(store_uri, open_store(store_uri, storage_options))
         run_data.append(load_run_data(s, run_id, bank))
     ds_data = None
     if dataset:
