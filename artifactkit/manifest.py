@@ -61,8 +61,8 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _field(check):
-    """A pydantic validator from a check_* function (pydantic reports the ValueError)."""
+def validator_of(check):
+    """A pydantic field validator from a check_* function (pydantic reports the ValueError)."""
 
     def validate(value):
         try:
@@ -80,7 +80,7 @@ class Entry(Record):
     meta: dict[str, Any] | None = None
 
     _check_path = field_validator("path")(check_relative_path)
-    _check_digest = field_validator("digest")(_field(check_digest))
+    _check_digest = field_validator("digest")(validator_of(check_digest))
 
 
 class Manifest(Record):
@@ -146,9 +146,9 @@ class VersionRecord(Record):
     created: str
     run_id: str | None = None
 
-    _check_name = field_validator("name")(_field(check_name))
-    _check_manifest = field_validator("manifest")(_field(check_digest))
-    _check_run_id = field_validator("run_id")(_field(lambda v: v if v is None else check_run_id(v)))
+    _check_name = field_validator("name")(validator_of(check_name))
+    _check_manifest = field_validator("manifest")(validator_of(check_digest))
+    _check_run_id = field_validator("run_id")(validator_of(lambda v: v if v is None else check_run_id(v)))
 
     @property
     def label(self) -> str:

@@ -15,21 +15,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from .errors import AlreadyExists, InvalidInput
-from .manifest import Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json
+from .manifest import Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of
 from .store import Store
 from .uri import parse_ref
 
 Status = Literal["running", "finished", "failed"]
-
-
-def _as_value_error(check):
-    def validate(value):
-        try:
-            return check(value)
-        except (InvalidInput, ValueError) as e:
-            raise ValueError(str(e)) from None
-
-    return validate
 
 
 class RunRecord(Record):
@@ -52,10 +42,10 @@ class RunRecord(Record):
     best_metrics: dict[str, float] = {}
     trackers: dict[str, dict[str, Any]] = {}  # e.g. {"wandb": {"id": ..., "project": ..., "entity": ...}}
 
-    _check_run_id = field_validator("run_id")(_as_value_error(check_run_id))
-    _check_model = field_validator("model_artifact")(_as_value_error(check_name))
-    _check_yaml = field_validator("data_yaml")(_as_value_error(check_relative_path))
-    _check_dataset = field_validator("dataset")(_as_value_error(lambda v: v if v is None else _check_ref(v)))
+    _check_run_id = field_validator("run_id")(validator_of(check_run_id))
+    _check_model = field_validator("model_artifact")(validator_of(check_name))
+    _check_yaml = field_validator("data_yaml")(validator_of(check_relative_path))
+    _check_dataset = field_validator("dataset")(validator_of(lambda v: v if v is None else _check_ref(v)))
 
     def with_(self, **changes: Any) -> "RunRecord":
         return self.model_copy(update={**changes, "updated": now_iso()})

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-import re
 from typing import Any, Iterable, Iterator, Mapping
 
 from .backends.base import ObjectInfo
@@ -21,7 +21,7 @@ from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes
 from .ingest import Candidate, Progress, candidates_from_mapping, ingest, scan_folder
 from .layout import (
-    ARTIFACTS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
+    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
     manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_id_of_record_key, run_record_key,
     runs_prefix, version_key, version_of_key, versions_prefix,
 )
@@ -92,8 +92,10 @@ class Store:
         return self.backend.uri
 
     def exists(self) -> bool:
-        """Whether anything was ever written here (a version, a run or a blob)."""
-        return any(next(iter(self.backend.list(prefix)), None) is not None for prefix in (ARTIFACTS + "/", RUNS + "/", OBJECTS + "/"))
+        """Whether anything was ever written here (a version, a run or a blob); stops at the first
+        key found (one listing page on S3, the first files of a walk on a local folder)."""
+        prefixes = (artifacts_prefix(), runs_prefix(), OBJECTS + "/")
+        return any(next(iter(self.backend.list(p)), None) is not None for p in prefixes)
 
     @property
     def remote(self) -> bool:
