@@ -13,41 +13,38 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from .backends.local import LocalBackend
-from .errors import ArtifactkitError
-from .hashing import cache_dir, digest_bytes
-from .layout import object_key
+from .errors import ArtifactkitError, IntegrityError
+from .hashing import NullStatCache, cache_dir
+from .store import Store
 
 
 class BlobCache:
     def __init__(self, root: str | os.PathLike):
-        self.backend = LocalBackend(root)
+        self.store = Store(LocalBackend(root), NullStatCache())
 
     @property
     def root(self) -> Path:
-        return self.backend.root
+        return self.store.local_root
 
     def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
         """The blobs the cache holds intact, by digest; damaged entries are dropped."""
         out: dict[str, bytes] = {}
         damaged = []
         for digest in digests:
-            key = object_key(digest)
             try:
-                data = self.backend.read(key)
+                out[digest] = self.store.read_blob(digest)
+            except IntegrityError:
+                damaged.append(digest)
             except ArtifactkitError:  # not cached (or unreadable): it will be downloaded
                 continue
-            if digest_bytes(data) == digest:
-                out[digest] = data
-            else:
-                damaged.append(key)
-        self.backend.delete(damaged)
+        self.store.delete_blobs(damaged)
         return out
 
     def put_many(self, blobs: Mapping[str, bytes]) -> None:
         """Keep verified blobs. A cache that cannot be written (disk full, read-only) only costs
         future downloads, so it never fails the pull that fills it."""
         try:
-            self.backend.write_many([(object_key(d), data) for d, data in blobs.items()])
+            self.store.write_blobs(blobs.items())
         except ArtifactkitError:
             pass
 
@@ -58,8 +55,3 @@ def default_blob_cache() -> BlobCache | None:
     if os.environ.get("ARTIFACTKIT_CACHE_DIR") == "off":
         return None
     return BlobCache(cache_dir() / "blobs")
-
-
-def wants_cache(backend) -> bool:
-    """Remote stores get a cache; a local folder or an in-process memory store would only be copied."""
-    return not isinstance(backend, LocalBackend) and getattr(backend, "protocol", None) != "memory"

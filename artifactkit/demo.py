@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ArtifactkitError, InvalidInput
+from .layout import version_key
 
 Say = Callable[[str], None]
 
@@ -118,7 +119,7 @@ def _train_and_crash(d: Demo) -> str:
     args = ["train", "--epochs", str(s.epochs), "--imgsz", str(s.imgsz), "--batch", "8", "--workers", "0",
             "--save-period", "1", "--run-id", run_id]
     d.say(f"$ artifactkit {shlex.join(args)}")
-    marker = d.store / "artifacts" / f"{run_id}-model" / "versions" / f"{s.kill_after - 1}.json"
+    marker = d.store / version_key(f"{run_id}-model", s.kill_after - 1)  # a local store: keys are paths
     proc = subprocess.Popen([sys.executable, "-m", "artifactkit", *args], cwd=d.root, stdout=subprocess.DEVNULL)
     while not marker.exists():
         if proc.poll() is not None:

@@ -1,9 +1,18 @@
-"""Where things live in a store (see docs/architecture.md). The one place that spells keys."""
+"""Where things live in a store (see docs/architecture.md). The one place that spells keys, and
+that reads them back: a listed key that does not have the exact shape we write is a stray file
+(None), never something to guess at."""
+
+import re
 
 OBJECTS = "objects"
 MANIFESTS = "manifests"
 ARTIFACTS = "artifacts"
 RUNS = "runs"
+RUN_RECORD = "run.json"
+
+_VERSION_FILE = re.compile(r"(0|[1-9][0-9]*)\.json\Z")  # ASCII digits only: "².json" is a stray
+_METRICS_FILE = re.compile(r"([0-9]{6,})\.json\Z")
+_HEX = re.compile(r"[0-9a-f]+\Z")
 
 
 def object_key(digest: str) -> str:
@@ -14,11 +23,22 @@ def digest_of_object_key(key: str) -> str | None:
     parts = key.split("/")
     if len(parts) != 3 or parts[0] != OBJECTS or len(parts[1]) != 2 or len(parts[2]) != 30:
         return None
-    return parts[1] + parts[2]
+    digest = parts[1] + parts[2]
+    return digest if _HEX.match(digest) else None
 
 
 def manifest_key(digest: str) -> str:
     return f"{MANIFESTS}/{digest}.json"
+
+
+def artifacts_prefix() -> str:
+    return f"{ARTIFACTS}/"
+
+
+def name_of_artifact_key(key: str) -> str | None:
+    """artifacts/<name>/versions|aliases/<file> -> name (unchecked: the caller validates it)."""
+    parts = key.split("/")
+    return parts[1] if len(parts) == 4 and parts[0] == ARTIFACTS else None
 
 
 def versions_prefix(name: str) -> str:
@@ -29,6 +49,12 @@ def version_key(name: str, version: int) -> str:
     return f"{versions_prefix(name)}/{version}.json"
 
 
+def version_of_key(key: str) -> int | None:
+    """.../versions/<n>.json -> n; None for anything else in a versions folder."""
+    m = _VERSION_FILE.match(key.rsplit("/", 1)[-1])
+    return int(m.group(1)) if m else None
+
+
 def aliases_prefix(name: str) -> str:
     return f"{ARTIFACTS}/{name}/aliases"
 
@@ -37,5 +63,31 @@ def alias_key(name: str, alias: str) -> str:
     return f"{aliases_prefix(name)}/{alias}"
 
 
+def runs_prefix() -> str:
+    return f"{RUNS}/"
+
+
 def run_prefix(run_id: str) -> str:
     return f"{RUNS}/{run_id}"
+
+
+def run_record_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/{RUN_RECORD}"
+
+
+def run_id_of_record_key(key: str) -> str | None:
+    """runs/<id>/run.json -> id (unchecked: the caller validates it); None for other keys."""
+    parts = key.split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == RUNS and parts[2] == RUN_RECORD else None
+
+
+def metrics_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/metrics/"
+
+
+def metrics_key(run_id: str, epoch: int) -> str:
+    return f"{metrics_prefix(run_id)}{epoch:06d}.json"
+
+
+def is_metrics_key(key: str) -> bool:
+    return bool(_METRICS_FILE.match(key.rsplit("/", 1)[-1]))

@@ -16,9 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InvalidInput
 
 SCHEMA_VERSION = 1
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DIGEST_RE = re.compile(r"^[0-9a-f]{32}$")
-VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)$")
+# Full-string patterns (\Z, not $: "$" also matches before a trailing newline). Use fullmatch;
+# [0-9] and not \d, which would accept any Unicode digit ("²").
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+DIGEST_RE = re.compile(r"[0-9a-f]{32}\Z")
+VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)\Z")
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class Record(BaseModel):
@@ -38,20 +41,46 @@ def check_relative_path(path: str) -> str:
 
 
 def check_name(name: str, what: str = "artifact name") -> str:
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (at most 128), starting with a letter or digit"
         )
     return name
 
 
+def check_digest(digest: str) -> str:
+    """A digest becomes a key (objects/ab/cd…): 32 lowercase hex digits, nothing else."""
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+        raise InvalidInput(f"invalid digest {digest!r}: expected 32 lowercase hex digits")
+    return digest
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
+        raise InvalidInput(f"invalid run id {run_id!r}: letters, digits, '.', '_' and '-', at most 64")
+    return run_id
+
+
+def validator_of(check):
+    """A pydantic field validator from a check_* function (pydantic reports the ValueError)."""
+
+    def validate(value):
+        try:
+            return check(value)
+        except InvalidInput as e:
+            raise ValueError(str(e)) from None
+
+    return validate
+
+
 class Entry(Record):
     path: str
-    digest: str = Field(pattern=DIGEST_RE.pattern)
+    digest: str
     size: int = Field(ge=0)
     meta: dict[str, Any] | None = None
 
     _check_path = field_validator("path")(check_relative_path)
+    _check_digest = field_validator("digest")(validator_of(check_digest))
 
 
 class Manifest(Record):
@@ -64,11 +93,15 @@ class Manifest(Record):
         paths = [e.path for e in entries]
         if paths != sorted(set(paths)):
             raise ValueError("manifest entries must be sorted by path and unique")
+        _check_tree(paths)
         return entries
 
     @classmethod
     def of(cls, entries: list[Entry]) -> "Manifest":
-        return cls(entries=tuple(sorted(entries, key=lambda e: e.path)))
+        try:
+            return cls(entries=tuple(sorted(entries, key=lambda e: e.path)))
+        except ValidationError as e:
+            raise InvalidInput(f"invalid manifest: {e.errors()[0]['msg']}") from None
 
     def canonical_json(self) -> bytes:
         data = self.model_dump(mode="json", exclude_none=True)
@@ -82,17 +115,40 @@ class Manifest(Record):
         return {e.path: e for e in self.entries}
 
 
+def check_tree(paths: list[str]) -> None:
+    """Refuse paths that no folder could hold (before anything is written)."""
+    try:
+        _check_tree(paths)
+    except ValueError as e:
+        raise InvalidInput(f"invalid set of files: {e}") from None
+
+
+def _check_tree(paths: list[str]) -> None:
+    """`a` and `a/b` cannot both be files: no folder could hold that version."""
+    files = set(paths)
+    for path in paths:
+        cut = path.find("/")
+        while cut != -1:
+            if path[:cut] in files:
+                raise ValueError(f"{path[:cut]!r} is both a file and the folder of {path!r}")
+            cut = path.find("/", cut + 1)
+
+
 class VersionRecord(Record):
     schema_version: int = SCHEMA_VERSION
     name: str
     version: int = Field(ge=0)
     type: str
-    manifest: str = Field(pattern=DIGEST_RE.pattern)
-    files: int
-    bytes: int
+    manifest: str
+    files: int = Field(ge=0)
+    bytes: int = Field(ge=0)
     metadata: dict[str, Any] = {}
     created: str
     run_id: str | None = None
+
+    _check_name = field_validator("name")(validator_of(check_name))
+    _check_manifest = field_validator("manifest")(validator_of(check_digest))
+    _check_run_id = field_validator("run_id")(validator_of(lambda v: v if v is None else check_run_id(v)))
 
     @property
     def label(self) -> str:

@@ -12,13 +12,12 @@ import secrets
 import string
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .errors import InvalidInput, NotFound
-from .layout import run_prefix
-from .manifest import Record, now_iso, parse_record, to_json
+from .errors import AlreadyExists, InvalidInput
+from .manifest import Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of
 from .store import Store
-from .uri import RUN_ID_RE
+from .uri import parse_ref
 
 Status = Literal["running", "finished", "failed"]
 # Keys older records may hold that mean nothing now; `dataset_complete` was never set to False.
@@ -26,6 +25,9 @@ RETIRED_KEYS = frozenset({"dataset_complete"})
 
 
 class RunRecord(Record):
+    """Every field that becomes a key or a path (run id, artifact names, data.yaml's path) is
+    validated when a record is read: a run record may come from someone else's bucket."""
+
     schema_version: int = 1
     run_id: str
     created: str
@@ -53,8 +55,18 @@ class RunRecord(Record):
             data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
         return data
 
+    _check_run_id = field_validator("run_id")(validator_of(check_run_id))
+    _check_model = field_validator("model_artifact")(validator_of(check_name))
+    _check_yaml = field_validator("data_yaml")(validator_of(check_relative_path))
+    _check_dataset = field_validator("dataset")(validator_of(lambda v: v if v is None else _check_ref(v)))
+
     def with_(self, **changes: Any) -> "RunRecord":
         return self.model_copy(update={**changes, "updated": now_iso()})
+
+
+def _check_ref(ref: str) -> str:
+    parse_ref(ref)
+    return ref
 
 
 def new_run_id() -> str:
@@ -62,57 +74,55 @@ def new_run_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def check_run_id(run_id: str) -> str:
-    if not RUN_ID_RE.match(run_id):
-        raise InvalidInput(f"invalid run id {run_id!r}: letters, digits, '.', '_' and '-', at most 64")
-    return run_id
-
-
-def record_key(run_id: str) -> str:
-    return f"{run_prefix(run_id)}/run.json"
-
-
-def metrics_key(run_id: str, epoch: int) -> str:
-    return f"{run_prefix(run_id)}/metrics/{epoch:06d}.json"
-
-
 def create_run(store: Store, record: RunRecord) -> None:
     """Claim the run id exclusively: two trainings never share a run folder."""
-    from .errors import AlreadyExists
-
     try:
-        store.backend.write(record_key(record.run_id), to_json(record), create_only=True)
+        store.write_run(record.run_id, to_json(record), create_only=True)
     except AlreadyExists:
         raise InvalidInput(f"{store.uri}: run {record.run_id!r} already exists; resume it or pick another --run-id") from None
 
 
 def save_run(store: Store, record: RunRecord) -> None:
-    store.backend.write(record_key(record.run_id), to_json(record))
+    store.write_run(record.run_id, to_json(record))
 
 
 def load_run(store: Store, run_id: str) -> RunRecord:
-    key = record_key(check_run_id(run_id))
-    try:
-        data = store.backend.read(key)
-    except NotFound:
-        raise NotFound(f"{store.uri}/runs/{run_id}: no such run") from None
-    return parse_record(RunRecord, data, f"{store.uri}/{key}")
+    """The run's record, validated, and checked to be the record of this run id."""
+    data, where = store.read_run(run_id)
+    return parse_run(data, where, run_id)
+
+
+def parse_run(data: bytes, where: str, run_id: str) -> RunRecord:
+    record = parse_record(RunRecord, data, where)
+    if record.run_id != run_id:
+        raise InvalidInput(f"{where}: the record is of run {record.run_id!r}, not {run_id!r}")
+    return record
 
 
 def list_runs(store: Store) -> list[RunRecord]:
-    records = []
-    for info in store.backend.list("runs/"):
-        parts = info.key.split("/")
-        if len(parts) == 3 and parts[2] == "run.json":
-            records.append(load_run(store, parts[1]))
-    return sorted(records, key=lambda r: r.created)
+    return sorted((load_run(store, run_id) for run_id in store.run_ids()), key=lambda r: r.created)
 
 
 def write_epoch_metrics(store: Store, run_id: str, epoch: int, payload: dict[str, Any]) -> None:
-    store.backend.write(metrics_key(run_id, epoch), json.dumps(payload, sort_keys=True).encode())
+    store.write_metrics(run_id, epoch, json.dumps(payload, sort_keys=True).encode())
 
 
 def read_metrics(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Every epoch's metrics object, in epoch order."""
-    keys = sorted(i.key for i in store.backend.list(f"{run_prefix(run_id)}/metrics/") if i.key.endswith(".json"))
-    return [json.loads(data) for _, data in sorted(store.backend.read_many(keys))]
+    """Every epoch's metrics object, in epoch order; a damaged one is an error naming its key."""
+    return [_metrics_object(data, where) for data, where in store.read_metrics(run_id)]
+
+
+def _metrics_object(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except ValueError as e:  # JSON errors and bytes that are not UTF-8 alike
+        raise InvalidInput(f"{where}: not a metrics object (not JSON: {e})") from None
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"{where}: not a metrics object (a JSON {type(obj).__name__})")
+    for part in ("metrics", "system"):
+        if not isinstance(obj.get(part, {}), dict):
+            raise InvalidInput(f"{where}: not a metrics object ({part!r} is not an object)")
+    epoch = obj.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise InvalidInput(f"{where}: not a metrics object (epoch {epoch!r})")
+    return obj

@@ -8,7 +8,6 @@ from typing import Any
 
 from . import checkpoint
 from .errors import InvalidInput
-from .fileio import atomic_path
 from .runs import load_run
 from .store import Store, open_store
 from .uri import looks_like_ref, split_run_uri
@@ -17,9 +16,9 @@ from .uri import looks_like_ref, split_run_uri
 def checkpoint_source(uri: str, store: str | None, storage_options: dict | None) -> tuple[Store, str]:
     """A run URI (its latest checkpoint) or NAME:VERSION in `store` -> (store, checkpoint ref)."""
     if looks_like_ref(uri):
-        return open_store(store, storage_options), uri
+        return open_store(store, storage_options, must_exist=True), uri
     store_uri, run_id = split_run_uri(uri)
-    s = open_store(store_uri, storage_options)
+    s = open_store(store_uri, storage_options)  # a missing store: "<store>/runs/<id>: no such run"
     return s, f"{load_run(s, run_id).model_artifact}:latest"
 
 

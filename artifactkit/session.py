@@ -259,8 +259,8 @@ def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Stor
     if uri is not None:
         store_uri, run_id = split_run_uri(uri)
         s = open_store(store_uri, storage_options)
-        return s, load_run(s, run_id)
-    s = open_store(store, storage_options)
+        return s, load_run(s, run_id)  # in a missing store too: "<store>/runs/<id>: no such run"
+    s = open_store(store, storage_options, must_exist=True)
     unfinished = [r for r in list_runs(s) if r.status != "finished"]
     if not unfinished:
         raise NotFound(f"{s.uri}: no unfinished run to resume")

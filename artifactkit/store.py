@@ -11,19 +11,30 @@ concurrent gc keeps them (maintenance.gc) and a lost blob is uploaded again from
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
+from .backends.base import ObjectInfo
+from .backends.local import LocalBackend
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
-from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes
+from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
 from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
-from .layout import alias_key, aliases_prefix, manifest_key, object_key, version_key, versions_prefix, ARTIFACTS
-from .manifest import Manifest, VersionRecord, check_name, now_iso, parse_record, to_json, VERSION_RE
+from .layout import (
+    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
+    manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_id_of_record_key, run_record_key,
+    runs_prefix, version_key, version_of_key, versions_prefix,
+)
+from .manifest import (
+    NAME_RE, RUN_ID_RE, VERSION_RE, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
+    parse_record, to_json,
+)
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
+_ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,10 @@ class VersionInfo:
 
 
 class Store:
+    """The one door to a store: every key is spelled in layout.py, every record read through
+    here is validated (and checked against the key it came from), every blob read is checked
+    against its digest. Nothing outside this class (and maintenance of the store) calls a backend."""
+
     def __init__(self, backend, stat_cache: StatCache | NullStatCache | None = None):
         self.backend = backend
         self.stat_cache = stat_cache if stat_cache is not None else default_stat_cache()
@@ -84,36 +99,57 @@ class Store:
         """The full address, to open this store again (another process, a run URI): never shown."""
         return self.backend.url
 
-    # -- reading --------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether anything was ever written here (a version, a run or a blob); stops at the first
+        key found (one listing page on S3, the first files of a walk on a local folder)."""
+        prefixes = (artifacts_prefix(), runs_prefix(), OBJECTS + "/")
+        return any(next(iter(self.backend.list(p)), None) is not None for p in prefixes)
+
+    @property
+    def remote(self) -> bool:
+        """Blobs cost a download (worth a local cache): not a local folder, not in-process memory."""
+        return self.local_root is None and getattr(self.backend, "protocol", None) != "memory"
+
+    @property
+    def local_root(self) -> Path | None:
+        """The folder of a store on this machine's disk, else None."""
+        return self.backend.root if isinstance(self.backend, LocalBackend) else None
+
+    def _where(self, key: str) -> str:
+        return f"{self.uri}/{key}"
+
+    # -- reading versions -------------------------------------------------------------------
     def artifact_names(self) -> list[str]:
-        names = {i.key.split("/")[1] for i in self.backend.list(ARTIFACTS + "/") if i.key.count("/") >= 3}
-        return sorted(names)
+        names = {name_of_artifact_key(i.key) for i in self.backend.list(artifacts_prefix())}
+        return sorted(n for n in names if n is not None and NAME_RE.fullmatch(n))  # others: stray folders
 
     def version_numbers(self, name: str) -> list[int]:
-        nums = []
-        for info in self.backend.list(versions_prefix(name) + "/"):
-            stem = info.key.rsplit("/", 1)[-1]
-            if stem.endswith(".json") and stem[:-5].isdigit():
-                nums.append(int(stem[:-5]))
-        return sorted(nums)
+        """The versions of `name`; files in its versions folder that are not <n>.json are strays."""
+        nums = (version_of_key(i.key) for i in self.backend.list(versions_prefix(check_name(name)) + "/"))
+        return sorted(n for n in nums if n is not None)
 
     def record(self, name: str, version: int) -> VersionRecord:
-        key = version_key(name, version)
+        key = version_key(check_name(name), version)
         try:
             data = self.backend.read(key)
         except NotFound:
             raise NotFound(f"{self.uri}: {name}:v{version} does not exist") from None
-        return parse_record(VersionRecord, data, f"{self.uri}/{key}")
+        record = parse_record(VersionRecord, data, self._where(key))
+        if (record.name, record.version) != (name, version):
+            raise InvalidInput(f"{self._where(key)}: the record says {record.name}:{record.label}, not {name}:v{version}")
+        return record
 
     def aliases(self, name: str) -> dict[str, int]:
         out = {}
-        for info in self.backend.list(aliases_prefix(name) + "/"):
+        for info in self.backend.list(aliases_prefix(check_name(name)) + "/"):
             alias = info.key.rsplit("/", 1)[-1]
-            if alias.startswith("."):
-                continue  # temp files of an alias write in progress
-            text = self.backend.read(info.key).decode().strip()
-            if text.isdigit():
-                out[alias] = int(text)
+            if not _is_alias(alias):
+                continue  # temp files of an alias write in progress, stray files
+            data = self.backend.read(info.key)
+            if not _ALIAS_TEXT.fullmatch(data):
+                raise InvalidInput(f"{self._where(info.key)}: not an alias (expected a version number, found {data[:40]!r})")
+            out[alias] = int(data)
         return out
 
     def latest(self, name: str) -> VersionRecord | None:
@@ -139,7 +175,6 @@ class Store:
         return self.record(ref.name, version)
 
     def versions(self, name: str) -> list[VersionInfo]:
-        check_name(name)
         nums = self.version_numbers(name)
         if not nums:
             raise NotFound(f"{self.uri}: no artifact named {name!r}")
@@ -149,18 +184,115 @@ class Store:
         by_version.setdefault(nums[-1], []).insert(0, LATEST)
         return [VersionInfo(self.record(name, n), tuple(by_version.get(n, ()))) for n in nums]
 
+    def holds(self, record: VersionRecord) -> bool:
+        """True if this store has this version with the same content, False if it has no such
+        version; an error if the number is taken by other content."""
+        try:
+            existing = self.record(record.name, record.version)
+        except NotFound:
+            return False
+        if existing.manifest != record.manifest:
+            raise InvalidInput(f"{self.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite")
+        return True
+
     def manifest(self, record: VersionRecord) -> Manifest:
         key = manifest_key(record.manifest)
+        return parse_record(Manifest, self._manifest_bytes(record), self._where(key))
+
+    def _manifest_bytes(self, record: VersionRecord) -> bytes:
+        key = manifest_key(check_digest(record.manifest))
         data = self.backend.read(key)
         if digest_bytes(data) != record.manifest:
-            raise IntegrityError(f"{self.uri}/{key}: manifest bytes do not match their digest")
-        return parse_record(Manifest, data, f"{self.uri}/{key}")
+            raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
+        return data
 
+    # -- blobs ------------------------------------------------------------------------------
     def read_blob(self, digest: str) -> bytes:
-        data = self.backend.read(object_key(digest))
+        data = self.backend.read(object_key(check_digest(digest)))
         check_blob(self.uri, digest, data)
         return data
 
+    def read_blobs(self, digests: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """(digest, bytes) for every digest, in any order, concurrently where the backend can;
+        each checked against its digest (IntegrityError names the key of a corrupt one)."""
+        keys = [object_key(check_digest(d)) for d in dict.fromkeys(digests)]
+        for key, data in self.backend.read_many(keys):
+            digest = digest_of_object_key(key)
+            check_blob(self.uri, digest, data)
+            yield digest, data
+
+    def read_blob_to(self, digest: str, path: Path) -> None:
+        """Stream one blob into a local file and check it there, in chunks (a large blob is never
+        held whole); the caller renames the file into place only if this returns."""
+        key = object_key(check_digest(digest))
+        self.backend.read_to(key, path)
+        if hash_file(path)[0] != digest:
+            raise IntegrityError(f"{self._where(key)}: blob is corrupt (content does not match its digest)")
+
+    def missing_blobs(self, digests: Iterable[str]) -> list[str]:
+        """The digests this store has no blob for, in one batched existence check. Those it has
+        are refreshed (ingest.refresh), so a concurrent gc keeps what the caller is about to reuse."""
+        wanted = list(dict.fromkeys(digests))
+        present = refresh(self.backend, [object_key(check_digest(d)) for d in wanted])
+        return [d for d in wanted if object_key(d) not in present]
+
+    def write_blobs(self, items: Iterable[tuple[str, bytes | Path]]) -> None:
+        """Store blobs (bytes, or a local file) under digests the caller has verified. They are
+        durable once put_manifest (or sync) returns."""
+        self.backend.write_many([(object_key(check_digest(d)), data) for d, data in items])
+
+    def copy_blobs(self, src: "Store", digests: Iterable[str]) -> None:
+        """Copy blobs from another store, each verified on the way."""
+        self.write_blobs(list(src.read_blobs(digests)))
+
+    def list_blobs(self) -> Iterator[tuple[str, ObjectInfo]]:
+        """(digest, size and mtime) of every blob; stray files under objects/ are left out."""
+        for info in self.backend.list(OBJECTS + "/"):
+            digest = digest_of_object_key(info.key)
+            if digest is not None:
+                yield digest, info
+
+    def delete_blobs(self, digests: Iterable[str]) -> None:
+        self.backend.delete([object_key(check_digest(d)) for d in digests])
+
+    def local_blob_path(self, digest: str) -> Path | None:
+        """The blob's file on this machine's disk (immutable: safe to read in place), if local."""
+        root = self.local_root
+        return root / object_key(check_digest(digest)) if root is not None else None
+
+    def sync(self) -> None:
+        """Make every blob written so far durable (before a record may reference it)."""
+        self.backend.sync()
+
+    # -- runs: bytes by run id (runs.py owns the RunRecord model and validates what it reads) --
+    def run_ids(self) -> list[str]:
+        """Ids of the runs with a record; folders under runs/ that are not a valid id are strays."""
+        ids = (run_id_of_record_key(i.key) for i in self.backend.list(runs_prefix()))
+        return sorted(i for i in ids if i is not None and RUN_ID_RE.fullmatch(i))
+
+    def run_exists(self, run_id: str) -> bool:
+        key = run_record_key(check_run_id(run_id))
+        return bool(self.backend.exists([key]))
+
+    def read_run(self, run_id: str) -> tuple[bytes, str]:
+        """(the run record's bytes, where they came from, for messages)."""
+        key = run_record_key(check_run_id(run_id))
+        try:
+            return self.backend.read(key), self._where(key)
+        except NotFound:
+            raise NotFound(f"{self.uri}/{RUNS}/{run_id}: no such run") from None
+
+    def write_run(self, run_id: str, data: bytes, create_only: bool = False) -> None:
+        """Replace a run record atomically; create_only claims the run id (AlreadyExists if taken)."""
+        self.backend.write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
+
+    def write_metrics(self, run_id: str, epoch: int, data: bytes) -> None:
+        self.backend.write(metrics_key(check_run_id(run_id), epoch), data)
+
+    def read_metrics(self, run_id: str) -> list[tuple[bytes, str]]:
+        """Every epoch's metrics object as (bytes, where), in epoch order; stray files are skipped."""
+        keys = sorted(i.key for i in self.backend.list(metrics_prefix(check_run_id(run_id))) if is_metrics_key(i.key))
+        return [(data, self._where(key)) for key, data in sorted(self.backend.read_many(keys))]
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, **kw: Any) -> LogResult:
         name = name or Path(path).absolute().name
@@ -192,6 +324,7 @@ class Store:
         start = time.perf_counter()
         for alias in aliases:
             check_alias(alias)
+        check_tree([c.path for c in candidates])
         previous = self.latest(name)
         result = ingest(self.backend, candidates, self.stat_cache, progress)
         sync_start = time.perf_counter()
@@ -203,7 +336,7 @@ class Store:
         if dedup_latest and previous is not None and previous.manifest == digest:
             record, created = previous, False
         else:
-            self._put_manifest(digest, canonical)
+            self.put_manifest(digest, canonical)
             record = self._claim_version(name, digest, manifest, type, metadata or {}, run_id)
             created = True
         for alias in aliases:
@@ -212,16 +345,31 @@ class Store:
             record, created, result.uploaded_files, result.uploaded_bytes, time.perf_counter() - start, sync_seconds
         )
 
-    def _put_manifest(self, digest: str, canonical: bytes) -> None:
-        key = manifest_key(digest)
+    def put_manifest(self, digest: str, canonical: bytes) -> None:
+        """Write a manifest (create-or-same: manifests are write-once and named by their digest),
+        after making the blobs written so far durable, since it references them. An existing one is
+        refreshed (touched), so a concurrent gc keeps it; if a gc took it meanwhile, write again."""
+        key = manifest_key(check_digest(digest))
+        if digest_bytes(canonical) != digest:
+            raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
+        self.backend.sync()
         for _ in range(2):
             try:
                 self.backend.write(key, canonical, create_only=True)
                 return
             except AlreadyExists:
-                pass  # identical content: manifests are write-once and named by their digest
+                pass  # same name, same bytes
             if refresh(self.backend, [key]):
-                return  # refreshed (touched), so a concurrent gc keeps it; if a gc took it, write again
+                return
+
+    def put_version(self, record: VersionRecord) -> None:
+        """Write a version record under its own number (create-or-same: the number may already
+        hold this content, never other content). Its manifest must be in the store already."""
+        check_name(record.name)
+        try:
+            self.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
+        except AlreadyExists:
+            self.holds(record)  # a concurrent push of the same version is fine; anything else is not
 
     def _claim_version(self, name, digest, manifest, type, metadata, run_id) -> VersionRecord:
         nums = self.version_numbers(name)
@@ -243,14 +391,19 @@ class Store:
         self.backend.write(alias_key(name, alias), f"{version}\n".encode())
 
     def remove_alias(self, name: str, alias: str) -> None:
-        self.backend.delete([alias_key(name, alias)])
+        self.backend.delete([alias_key(check_name(name), check_alias(alias))])
+
 
 
 def check_alias(alias: str) -> str:
     check_name(alias, "alias")
-    if alias == LATEST or VERSION_RE.match(alias):
+    if alias == LATEST or VERSION_RE.fullmatch(alias):
         raise InvalidInput(f"invalid alias {alias!r}: 'latest' and vN are derived, not settable")
     return alias
+
+
+def _is_alias(name: str) -> bool:
+    return bool(NAME_RE.fullmatch(name)) and name != LATEST and not VERSION_RE.fullmatch(name)
 
 
 def check_blob(store_uri: str, digest: str, data: bytes) -> None:
@@ -258,8 +411,13 @@ def check_blob(store_uri: str, digest: str, data: bytes) -> None:
         raise IntegrityError(f"{store_uri}/{object_key(digest)}: blob is corrupt (content does not match its digest)")
 
 
-def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = None, **kw: Any) -> Store:
-    """Open the store at a path or fsspec URL (default: $ARTIFACTKIT_STORE or ./.artifactkit)."""
+def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = None, *,
+               must_exist: bool = False, **kw: Any) -> Store:
+    """Open the store at a path or fsspec URL (default: $ARTIFACTKIT_STORE or ./.artifactkit).
+    must_exist: refuse a location holding no store (anything but the first write into it)."""
     from .uri import default_store_uri
 
-    return Store(open_backend(uri or default_store_uri(), storage_options), **kw)
+    store = Store(open_backend(uri or default_store_uri(), storage_options), **kw)
+    if must_exist and not store.exists():
+        raise NotFound(f"{store.uri}: no artifactkit store there (nothing logged yet; check the path or URL)")
+    return store

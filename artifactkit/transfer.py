@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import BlobCache, default_blob_cache, wants_cache
-from .errors import AlreadyExists, BackendError, IntegrityError, InvalidInput
+from .cache import BlobCache, default_blob_cache
+from .errors import BackendError, InvalidInput
 from .fileio import atomic_path
-from .hashing import digest_file, hash_file
+from .hashing import digest_file
 from .ingest import Progress, is_temp_name
-from .layout import digest_of_object_key, object_key, version_key
-from .manifest import Entry, VersionRecord, check_relative_path, to_json
-from .store import Store, check_blob
+from .manifest import Entry, VersionRecord, check_relative_path
+from .store import Store
 from .uri import Ref, parse_ref
 
 _BATCH_BYTES = 64 << 20  # bytes held in memory per batch of concurrent reads
@@ -192,9 +191,7 @@ def _write_one(target: Path, written: list[int], fill) -> None:
 
 def _stream_into(store: Store, entry: Entry, tmp: Path) -> None:
     """A large blob: streamed into the temp file and hashed in chunks (renamed only if intact)."""
-    store.backend.read_to(object_key(entry.digest), tmp)
-    if hash_file(tmp)[0] != entry.digest:
-        raise IntegrityError(f"{store.uri}/{object_key(entry.digest)}: blob is corrupt (content does not match its digest)")
+    store.read_blob_to(entry.digest, tmp)
 
 
 def _names(paths: list[str]) -> str:
@@ -205,7 +202,7 @@ def _names(paths: list[str]) -> str:
 def _cache_for(store: Store, cache: BlobCache | bool) -> BlobCache | None:
     if isinstance(cache, BlobCache):
         return cache
-    return default_blob_cache() if cache and wants_cache(store.backend) else None
+    return default_blob_cache() if cache and store.remote else None
 
 
 def _fetch(store: Store, cache: BlobCache | None, sizes: dict[str, int]) -> tuple[dict[str, bytes], dict[str, int]]:
@@ -213,10 +210,7 @@ def _fetch(store: Store, cache: BlobCache | None, sizes: dict[str, int]) -> tupl
     from the store (and then into the cache). Also returns {digest: size} of what was downloaded."""
     blobs = cache.get_many(sizes) if cache else {}
     missing = [d for d in sizes if d not in blobs]
-    for key, data in store.backend.read_many([object_key(d) for d in missing]):
-        digest = digest_of_object_key(key)
-        check_blob(store.uri, digest, data)
-        blobs[digest] = data
+    blobs.update(store.read_blobs(missing))
     if cache and missing:
         cache.put_many({d: blobs[d] for d in missing})
     return blobs, {d: sizes[d] for d in missing}
@@ -287,15 +281,14 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     records = [src.resolve(ref)] if ref.selector else [i.record for i in src.versions(ref.name)]
     in_dst = set(dst.version_numbers(ref.name))
-    todo = [r for r in records if not (r.version in in_dst and _same_in(dst, r))]
+    todo = [r for r in records if not (r.version in in_dst and dst.holds(r))]
     manifests = {r.version: src.manifest(r) for r in todo}
     sizes = {e.digest: e.size for m in manifests.values() for e in m.entries}
     files, nbytes = _send_blobs(src, dst, sizes, progress)
-    dst.backend.sync()  # blobs durable before any manifest or record references them
+    for r in todo:  # put_manifest makes the blobs durable before the first one references them
+        dst.put_manifest(r.manifest, manifests[r.version].canonical_json())
     for r in todo:
-        dst._put_manifest(r.manifest, manifests[r.version].canonical_json())
-    for r in todo:
-        _put_record(dst, r)
+        dst.put_version(r)
     pushed = {r.version for r in records}
     for alias, version in src.aliases(ref.name).items():
         if version in pushed:
@@ -306,32 +299,10 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
 
 def _send_blobs(src: Store, dst: Store, sizes: dict[str, int], progress: Progress | None) -> tuple[int, int]:
     """Copy the blobs dst lacks (one batched existence check), verifying each on the way."""
-    present = dst.backend.exists([object_key(d) for d in sizes])
-    missing = [d for d in sizes if object_key(d) not in present]
+    missing = dst.missing_blobs(sizes)
     total = sum(sizes[d] for d in missing)
     for batch in _batches(missing, sizes.__getitem__):
-        items = []
-        for key, data in src.backend.read_many([object_key(d) for d in batch]):
-            check_blob(src.uri, digest_of_object_key(key), data)
-            items.append((key, data))
-        dst.backend.write_many(items)
+        dst.copy_blobs(src, batch)
         if progress:
-            progress(sum(len(data) for _, data in items), total)
+            progress(sum(sizes[d] for d in batch), total)
     return len(missing), total
-
-
-def _same_in(dst: Store, record: VersionRecord) -> bool:
-    """True if dst holds this version with the same content; an error if it differs."""
-    existing = dst.record(record.name, record.version)
-    if existing.manifest != record.manifest:
-        raise InvalidInput(
-            f"{dst.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite"
-        )
-    return True
-
-
-def _put_record(dst: Store, record: VersionRecord) -> None:
-    try:
-        dst.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
-    except AlreadyExists:
-        _same_in(dst, record)  # a concurrent push of the same version is fine; anything else is not

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidInput
-from .manifest import NAME_RE, VERSION_RE
+from .layout import RUNS, run_prefix
+from .manifest import NAME_RE, RUN_ID_RE, VERSION_RE
 from .redact import redact_uri
 
 DEFAULT_STORE = "./.artifactkit"
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _LOOKS_LIKE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def default_store_uri() -> str:
@@ -63,7 +63,7 @@ class Ref:
 
     @property
     def version(self) -> int | None:
-        return int(self.selector[1:]) if self.selector and VERSION_RE.match(self.selector) else None
+        return int(self.selector[1:]) if self.selector and VERSION_RE.fullmatch(self.selector) else None
 
     def __str__(self) -> str:
         return f"{self.name}:{self.selector}" if self.selector else self.name
@@ -71,7 +71,7 @@ class Ref:
 
 def parse_ref(text: str) -> Ref:
     name, _, selector = text.partition(":")
-    if not NAME_RE.match(name) or (selector and not NAME_RE.match(selector)):
+    if not NAME_RE.fullmatch(name) or (selector and not NAME_RE.fullmatch(selector)):
         raise InvalidInput(f"invalid artifact reference {text!r}: expected NAME, NAME:vN or NAME:ALIAS")
     return Ref(name, selector or None)
 
@@ -83,11 +83,11 @@ def looks_like_ref(text: str) -> bool:
 
 def split_run_uri(uri: str) -> tuple[str, str]:
     """'<store>/runs/<id>' -> (store URI, run id)."""
-    head, sep, run_id = uri.rstrip("/").rpartition("/runs/")
-    if not sep or not RUN_ID_RE.match(run_id):
+    head, sep, run_id = uri.rstrip("/").rpartition(f"/{RUNS}/")
+    if not sep or not RUN_ID_RE.fullmatch(run_id):
         raise InvalidInput(f"invalid run URI {redact_uri(uri)!r}: expected <store>/runs/<run-id>")
     return head or ".", run_id
 
 
 def run_uri(store_uri: str, run_id: str) -> str:
-    return f"{store_uri.rstrip('/')}/runs/{run_id}"
+    return f"{store_uri.rstrip('/')}/{run_prefix(run_id)}"

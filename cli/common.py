@@ -40,7 +40,9 @@ def _coerce(value: str) -> object:
         return value
 
 
-def open_store(store: str | None, storage_options: list[str] | None = None):
+def open_store(store: str | None, storage_options: list[str] | None = None, create: bool = False):
+    """The store a command names. Only a command that writes the first version (create=True:
+    log-dataset, the destination of push) may name a location that holds no store yet."""
     from artifactkit.store import open_store as _open
 
-    return _open(store, parse_storage_options(storage_options))
+    return _open(store, parse_storage_options(storage_options), must_exist=not create)

@@ -35,7 +35,7 @@ def log_dataset(
 ) -> None:
     """Log a folder as a new version of an artifact (only changed files are stored)."""
     meta = _parse_metadata(metadata)
-    s = open_store(store, storage_option)
+    s = open_store(store, storage_option, create=True)
     with progress_bar(f"logging {path}", not json_out) as advance:
         result = s.log_folder(path, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance)
     r = result.record
@@ -106,7 +106,7 @@ def push(
 
         result, shown = push_to_wandb(src, ref, to), redact_uri(to)
     else:
-        dst = open_store(to, storage_option)
+        dst = open_store(to, storage_option, create=True)
         with progress_bar(f"pushing {ref}", not json_out) as advance:
             result, shown = do_push(src, ref, dst, progress=advance), dst.uri
     emit(json_out, result.summary(),

@@ -58,7 +58,7 @@ def _split_targets(targets: list[str], store: str | None, storage_option: list[s
             runs.append(target)
         elif looks_like_ref(target):
             datasets.append(target)
-        elif RUN_ID_RE.match(target) and _is_run(target, store, storage_option):
+        elif RUN_ID_RE.fullmatch(target) and _is_run(target, store, storage_option):
             from .common import open_store
 
             runs.append(run_uri(open_store(store, storage_option).url, target))
@@ -70,9 +70,6 @@ def _split_targets(targets: list[str], store: str | None, storage_option: list[s
 
 
 def _is_run(run_id: str, store: str | None, storage_option: list[str] | None) -> bool:
-    from artifactkit.layout import run_prefix
-
     from .common import open_store
 
-    s = open_store(store, storage_option)
-    return bool(s.backend.exists([f"{run_prefix(run_id)}/run.json"]))
+    return open_store(store, storage_option).run_exists(run_id)

@@ -180,14 +180,14 @@ def test_registry_opens_backends_by_scheme_and_imports_them_lazily(tmp_path, mon
 
 
 def test_backends_import_nothing_above_them():
-    """backends/ is the bottom layer: errors and redact are all it uses of artifactkit, and the
+    """backends/ is the bottom layer: errors, redact and fileio (leaf modules) are all it uses of artifactkit, and the
     generic fsspec backend never imports its S3 subclass (the registry picks it)."""
     import ast
     from pathlib import Path
 
     import artifactkit.backends as pkg
 
-    allowed = {"errors", "redact", "backends.base", "backends.local", "backends.fs"}
+    allowed = {"errors", "redact", "fileio", "backends.base", "backends.local", "backends.fs"}
     for path in Path(pkg.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level:
@@ -209,3 +209,18 @@ def test_redaction_of_urls():
     assert redact("GET ftp://u:pw@h/x?sig=1 failed; key abcd1234", ["abcd1234"]) == "GET ftp://h/x?… failed; key ***"
     s = Store(open_backend(f"memory://user:hunter2pw@ak-{uuid.uuid4().hex}/s"))
     assert "hunter2pw" not in s.uri and s.uri.startswith("memory://ak-") and "user:hunter2pw@" in s.url
+
+
+@pytest.mark.parametrize("key", ["../outside", "a/../../outside", "/etc/passwd", "a//b", "a/./b", "a/", "", "a\\..\\b", "a/\0"])
+def test_the_local_backend_refuses_keys_that_could_climb_out(tmp_path, key):
+    """The last line of defence under the Store's own validation: no key names a file outside the root."""
+    backend = LocalBackend(tmp_path / "deep" / "store")
+    for op in (lambda: backend.write(key, b"x"), lambda: backend.write(key, b"x", create_only=True),
+               lambda: backend.write_many([(key, b"x")]), lambda: backend.read(key), lambda: backend.exists([key]),
+               lambda: backend.delete([key]), lambda: backend.read_to(key, tmp_path / "copy")):
+        with pytest.raises(BackendError, match="refusing the key"):
+            op()
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "deep" / "outside").exists()
+    assert not (tmp_path / "copy").exists()
+    backend.write("fine/..x/y.", b"ok")  # dots inside a name are just names
+    assert [i.key for i in backend.list("fine/")] == ["fine/..x/y."]

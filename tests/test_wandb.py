@@ -17,7 +17,9 @@ import pytest
 
 pytest.importorskip("wandb")
 
+import artifactkit  # noqa: E402
 from artifactkit import checkpoint, open_store  # noqa: E402
+from artifactkit.errors import IntegrityError, InvalidInput  # noqa: E402
 from artifactkit.wandb import mirror  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +222,45 @@ def test_model_artifact_rebuilds_the_checkpoint_exactly(killed_and_resumed, tmp_
     assert checkpoint.load(dst, f"{RUN_ID}-model:latest")["epoch"] == 2
     run = json.loads((folder / mirror.RUN_FILE).read_text())
     assert run["dataset"] == "chess:v0" and run["trackers"]["wandb"]["id"] == RUN_ID
+
+
+def _mirror_folder(tmp_path: Path, record_changes: dict) -> tuple[Path, object]:
+    """A downloaded W&B artifact folder as mirror.py writes it, its version record forged."""
+    from artifactkit.manifest import to_json
+
+    src = open_store(str(tmp_path / "src"))
+    record = src.log_files({"a.txt": b"a", "b/c.txt": b"c"}, name="r1-model", type="model").record
+    folder = tmp_path / "download"
+    for path, data in {"a.txt": b"a", "b/c.txt": b"c", mirror.MANIFEST_FILE: src.manifest(record).canonical_json(),
+                       mirror.VERSION_FILE: to_json(record.model_copy(update=record_changes))}.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+    return folder, record
+
+
+@pytest.mark.parametrize("changes, expected, says", [
+    ({"name": "../../../escape"}, None, "invalid artifact name"),
+    ({"name": "r1-model\n"}, None, "invalid artifact name"),
+    ({}, "r2-model", "the record is of r1-model:v0, not of r2-model"),
+])
+def test_a_forged_version_record_from_wandb_is_refused_before_anything_is_written(tmp_path, changes, expected, says):
+    """The W&B rebuild path validates records as a store read does (no wandb run needed)."""
+    folder, _ = _mirror_folder(tmp_path, changes)
+    dst = open_store(str(tmp_path / "dst"))
+    with pytest.raises(InvalidInput, match=says):
+        mirror.import_version(folder, dst, expected_name=expected)
+    assert not dst.exists() and not list(tmp_path.rglob("*escape*"))
+
+
+def test_a_mirror_folder_rebuilds_its_version_in_commit_order(tmp_path):
+    folder, record = _mirror_folder(tmp_path, {})
+    dst = open_store(str(tmp_path / "dst"))
+    assert mirror.import_version(folder, dst, aliases=["best", "latest", "v0"], expected_name="r1-model") == record
+    assert dst.resolve("r1-model:best") == record and artifactkit.verify(dst).ok
+    assert mirror.import_version(folder, dst) == record  # again: create-or-same, nothing new
+    (folder / "b" / "c.txt").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match="does not match r1-model:v0"):
+        mirror.import_version(folder, open_store(str(tmp_path / "dst2")))
 
 
 # -- the tracker on its own: dataset tables, evaluation with predictions, the debugger ---------

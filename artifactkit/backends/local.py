@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -21,6 +22,8 @@ _FILE = "file://"
 def open_local(uri: str, storage_options: dict[str, Any] | None = None) -> "LocalBackend":
     """The registry's factory for plain paths and file:// URLs (storage options mean nothing here)."""
     return LocalBackend(uri[len(_FILE) :] if uri[: len(_FILE)].lower() == _FILE else uri)
+# A key that could name a file outside the root: absolute, empty / "." / ".." parts, backslash, NUL.
+_UNSAFE_KEY = re.compile(r"^/|[\\\0]|//|/$|(^|/)\.\.?(/|$)")
 
 
 class LocalBackend:
@@ -34,7 +37,13 @@ class LocalBackend:
 
     # -- helpers --------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
-        return self.root / key
+        return self.root / self._checked(key)
+
+    def _checked(self, key: str) -> str:
+        """The last line of defence: the layers above validate every key they build."""
+        if not key or _UNSAFE_KEY.search(key):
+            raise BackendError(f"{self.uri}: refusing the key {key!r}: it could name a file outside the store")
+        return key
 
     def _error(self, e: OSError, key: str, doing: str) -> BackendError:
         reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
@@ -117,7 +126,7 @@ class LocalBackend:
         # per file (sync() makes the whole batch durable in one pass).
         root = self.uri
         for key, data in items:
-            final = f"{root}/{key}"
+            final = f"{root}/{self._checked(key)}"
             try:
                 if isinstance(data, (bytes, bytearray, memoryview)):
                     self._write_blob(final, data)
@@ -149,7 +158,7 @@ class LocalBackend:
         return {k for k in keys if os.path.exists(self._path(k))}
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        base = self._path(prefix)
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
                 full = os.path.join(dirpath, name)

@@ -86,7 +86,7 @@ def build_report(
         run_data.append(load_run_data(s, run_id, bank))
     ds_data = None
     if dataset:
-        ds_data = load_dataset(open_store(store, storage_options), dataset, bank, max_images=max_dataset_images)
+        ds_data = load_dataset(open_store(store, storage_options, must_exist=True), dataset, bank, max_images=max_dataset_images)
     elif include_dataset and run_data and run_data[0]["dataset"]:
         first = stores[split_run_uri(runs[0])[0]]
         ds_data = load_dataset(first, run_data[0]["dataset"], bank, max_images=max_dataset_images)

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from ..errors import InvalidInput
+from ..manifest import DIGEST_RE
 from ..runs import load_run, read_metrics
 from ..store import Store
 from ..uri import run_uri
@@ -36,8 +37,15 @@ def load_run_data(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any]:
         "config": {k: record.config[k] for k in CONFIG_KEYS if k in record.config},
         "created": record.created,
         "history": history,
-        "eval": load_evaluation(store, run_id, bank),
+        "eval": _evaluation(store, run_id, bank),
     }
+
+
+def _evaluation(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any] | None:
+    try:
+        return load_evaluation(store, run_id, bank)
+    except (TypeError, ValueError, IndexError, KeyError) as e:  # a row's boxes or shape of the wrong form
+        raise InvalidInput(f"{store.uri}: {run_id}-evaluation: a table is not an evaluation table ({e})") from None
 
 
 def evaluation_tables(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
@@ -54,11 +62,24 @@ def evaluation_tables(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
         try:
             table = json.loads(store.read_blob(entries[TABLE].digest))
             epoch = int(table.get("epoch", record.metadata.get("epoch")))
-            table["rows"]
-        except (ValueError, TypeError, KeyError) as e:
+            _check_rows(table["rows"])
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise InvalidInput(f"{where}: {TABLE} is not an evaluation table ({e})") from None
         tables[epoch] = table
     return dict(sorted(tables.items()))
+
+
+def _check_rows(rows: Any) -> None:
+    """The fields the report turns into keys or reads by shape. An image digest names a blob
+    (a key, on a local store a path): anything but 32 hex digits is refused."""
+    if not isinstance(rows, list):
+        raise TypeError("rows is not a list")
+    for row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("im_id"), (str, int)):
+            raise TypeError(f"a row without an image id: {str(row)[:60]!r}")
+        image = row.get("image")
+        if image is not None and not (isinstance(image, str) and DIGEST_RE.fullmatch(image)):
+            raise ValueError(f"row {row['im_id']!r}: invalid image digest {str(image)[:60]!r}")
 
 
 def load_evaluation(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any] | None:

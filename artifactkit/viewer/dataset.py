@@ -7,9 +7,8 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from ..errors import ArtifactkitError, InvalidInput
-from ..layout import object_key
-from ..store import Store, check_blob
+from ..errors import ArtifactkitError, IntegrityError, InvalidInput
+from ..store import Store
 from ..yolo import is_image, label_path, parse_names
 from ..yolo import parse_labels as parse_label_rows
 from .images import ImageBank
@@ -73,16 +72,12 @@ def _sample(images: list[str], limit: int) -> list[str]:
 
 
 def _read_labels(store: Store, digests: list[str], where: str) -> dict[str, bytes]:
-    keys = {object_key(d): d for d in set(digests)}
-    out = {}
     try:
-        for key, data in store.backend.read_many(list(keys)):
-            out[keys[key]] = data
+        return dict(store.read_blobs(digests))
+    except IntegrityError:
+        raise  # names the corrupt blob's key already
     except ArtifactkitError as e:
         raise type(e)(f"{where}: cannot read its label files ({e})") from None
-    for digest, data in out.items():
-        check_blob(store.uri, digest, data)
-    return out
 
 
 def class_names(store: Store, entries: dict, data_yaml: str, where: str) -> list[str]:

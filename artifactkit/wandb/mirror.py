@@ -16,12 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..backends.local import LocalBackend
 from ..errors import IntegrityError, InvalidInput, NotFound
-from ..hashing import NullStatCache, digest_bytes, digest_file
-from ..layout import manifest_key, object_key, version_key
+from ..hashing import digest_bytes
 from ..manifest import Manifest, VersionRecord, parse_record, to_json
 from ..store import LATEST, Store, check_alias
+
+_BATCH_BYTES = 64 << 20  # file bytes held in memory per batch of blobs written
 
 META_DIR = ".artifactkit"
 MANIFEST_FILE = f"{META_DIR}/manifest.json"
@@ -49,10 +49,10 @@ def local_files(store: Store, record: VersionRecord, manifest: Manifest, root: P
     folder) or a remote store's pulled files are copied by W&B into its staging area first."""
     if root is not None:
         yield {e.path: str(root / e.path) for e in manifest.entries}, "mutable"
-    elif isinstance(store.backend, LocalBackend):
-        yield {e.path: str(store.backend.root / object_key(e.digest)) for e in manifest.entries}, "immutable"
+    elif store.local_root is not None:
+        yield {e.path: str(store.local_blob_path(e.digest)) for e in manifest.entries}, "immutable"
     else:
-        from ...transfer import pull
+        from ..transfer import pull
 
         tmp = Path(tempfile.mkdtemp(prefix="artifactkit-wandb-"))
         try:
@@ -78,30 +78,45 @@ def version_artifact(wandb: Any, store: Store, record: VersionRecord, root: Path
     return artifact
 
 
-def import_version(folder: Path, dst: Store, aliases: list[str] = ()) -> VersionRecord:
-    """Rebuild a version in `dst` from a downloaded W&B artifact folder: every file is checked
-    against the manifest's digest, then the store's own push commits it (same number, commit order)."""
-    from ..transfer import push
-
-    record = parse_record(VersionRecord, _read(folder / VERSION_FILE), f"{folder}/{VERSION_FILE}")
-    canonical = _read(folder / MANIFEST_FILE)
+def import_version(folder: Path, dst: Store, aliases: list[str] = (), expected_name: str | None = None) -> VersionRecord:
+    """Rebuild a version in `dst` from a downloaded W&B artifact folder, in the store's commit
+    order (blobs, manifest, version record under the same number, aliases). The record and the
+    manifest are validated as any read from a store are, and every file is checked against the
+    manifest's digest (the bytes checked are the bytes written)."""
+    where = f"{folder}/{VERSION_FILE}"
+    record = parse_record(VersionRecord, read_file(folder / VERSION_FILE), where)
+    if expected_name is not None and record.name != expected_name:
+        raise InvalidInput(f"{where}: the record is of {record.name}:{record.label}, not of {expected_name}")
+    canonical = read_file(folder / MANIFEST_FILE)
     if digest_bytes(canonical) != record.manifest:
         raise IntegrityError(f"{folder}: manifest does not match {record.name}:{record.label}")
     manifest = parse_record(Manifest, canonical, f"{folder}/{MANIFEST_FILE}")
-    with tempfile.TemporaryDirectory(prefix="artifactkit-wandb-") as tmp:
-        staging = LocalBackend(tmp)
-        for entry in manifest.entries:
-            path = folder / entry.path
-            if not path.is_file() or digest_file(path) != entry.digest:
-                raise IntegrityError(f"{folder}: {entry.path} is missing or does not match {record.name}:{record.label}")
-            staging.write(object_key(entry.digest), path.read_bytes())
-        staging.write(manifest_key(record.manifest), canonical)
-        staging.write(version_key(record.name, record.version), to_json(record))
-        push(Store(staging, NullStatCache()), f"{record.name}:{record.label}", dst)
+    if not dst.holds(record):
+        paths = {e.digest: folder / e.path for e in manifest.entries}
+        sizes = {e.digest: e.size for e in manifest.entries}
+        batch: list[tuple[str, bytes]] = []
+        for digest in dst.missing_blobs(paths):
+            batch.append((digest, _verified(paths[digest], digest, folder, record)))
+            if sum(sizes[d] for d, _ in batch) >= _BATCH_BYTES:
+                dst.write_blobs(batch)
+                batch = []
+        dst.write_blobs(batch)
+        dst.put_manifest(record.manifest, canonical)
+        dst.put_version(record)
     for alias in aliases:
         if _settable(alias):
             dst.set_alias(record.name, alias, record.version)
     return record
+
+
+def _verified(path: Path, digest: str, folder: Path, record: VersionRecord) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = None
+    if data is None or digest_bytes(data) != digest:
+        raise IntegrityError(f"{folder}: {path.relative_to(folder)} is missing or does not match {record.name}:{record.label}")
+    return data
 
 
 def _settable(alias: str) -> bool:
@@ -112,7 +127,7 @@ def _settable(alias: str) -> bool:
     return True
 
 
-def _read(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError:

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..errors import InvalidInput, NotFound
 from ..hashing import cache_dir
-from ..manifest import VersionRecord, parse_record
-from ..runs import RunRecord, load_run, save_run
+from ..manifest import VersionRecord
+from ..runs import RunRecord, load_run, parse_run, save_run
 from ..store import Store, open_store
 from ..uri import parse_ref
 from . import media, mirror
@@ -131,8 +131,8 @@ def fetch_run(uri: str, store: str | None = None, storage_options: dict[str, Any
         model = api.artifact(f"{entity}/{project}/{run_id}-model:latest", type="model")
         with tempfile.TemporaryDirectory(prefix="artifactkit-wandb-") as tmp:
             folder = Path(model.download(root=str(Path(tmp) / "model")))
-            mirror.import_version(folder, dst, aliases=list(model.aliases))
-            run = parse_record(RunRecord, (folder / mirror.RUN_FILE).read_bytes(), f"{uri} {mirror.RUN_FILE}")
+            mirror.import_version(folder, dst, aliases=list(model.aliases), expected_name=f"{run_id}-model")
+            run = parse_run(mirror.read_file(folder / mirror.RUN_FILE), f"{uri} {mirror.RUN_FILE}", run_id)
             _fetch_dataset(api, entity, project, run, model.metadata, dst, Path(tmp) / "dataset")
     run = run.with_(status="running", trackers={**run.trackers, "wandb": {
         "id": run_id, "project": project, "entity": entity, "mode": "online"}})
@@ -150,7 +150,7 @@ def _fetch_dataset(api: Any, entity: str, project: str, run: RunRecord, meta: di
     except NotFound:
         pass
     found = find_version(api, entity, project, (ref.name, ref.selector or "latest", expected))
-    mirror.import_version(Path(found.download(root=str(tmp))), dst)
+    mirror.import_version(Path(found.download(root=str(tmp))), dst, expected_name=ref.name)
 
 
 def _newer_of(dst: Store, fetched: RunRecord) -> RunRecord:

@@ -19,7 +19,7 @@ RUN_SCHEME = "wandb-artifact://"  # a run on W&B: wandb-artifact://<entity>/<pro
 MIRROR_SCHEME = "wandb://"  # a mirror target: wandb://<entity>/<project>
 DEFAULT_PROJECT = "artifactkit"
 DEFAULT_HOST = "https://api.wandb.ai"
-_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # full match: "$" passes a trailing newline
 
 
 def load() -> Any:
@@ -84,7 +84,7 @@ def sync_command(run_dir: str, run_id: str) -> str:
 def parse_run_uri(uri: str) -> tuple[str, str, str]:
     """wandb-artifact://<entity>/<project>/<run-id> -> (entity, project, run id)."""
     parts = uri[len(RUN_SCHEME):].strip("/").split("/") if uri.startswith(RUN_SCHEME) else []
-    if len(parts) != 3 or not all(_PART.match(p) for p in parts):
+    if len(parts) != 3 or not all(_PART.fullmatch(p) for p in parts):
         raise InvalidInput(f"invalid W&B run URI {redact_uri(uri)!r}: expected wandb-artifact://<entity>/<project>/<run-id>")
     return parts[0], parts[1], parts[2]
 
@@ -92,7 +92,7 @@ def parse_run_uri(uri: str) -> tuple[str, str, str]:
 def parse_mirror_uri(uri: str) -> tuple[str | None, str]:
     """wandb://<entity>/<project> (or wandb://<project> for your default entity) -> (entity, project)."""
     parts = uri[len(MIRROR_SCHEME):].strip("/").split("/") if uri.startswith(MIRROR_SCHEME) else []
-    if len(parts) not in (1, 2) or not all(_PART.match(p) for p in parts):
+    if len(parts) not in (1, 2) or not all(_PART.fullmatch(p) for p in parts):
         raise InvalidInput(f"invalid W&B target {redact_uri(uri)!r}: expected wandb://<entity>/<project>")
     return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
 
