@@ -43,8 +43,11 @@ def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, store:
         _require(module)
     found = read_weights(weights, store, storage_options)
     writer: Callable[[Weights, Path, int | None], dict[str, Any]] = _WRITERS[out.suffix]
-    with atomic_path(out) as tmp:
-        details = writer(found, tmp, imgsz)
+    try:
+        with atomic_path(out) as tmp:  # a failure leaves neither half a file nor its temp
+            details = writer(found, tmp, imgsz)
+    except OSError as e:
+        raise InvalidInput(f"{out}: cannot write the weights ({e.strerror or e})") from None
     return {"out": str(out), "format": out.suffix[1:], "source": found.source, "tensors": len(found.state), **details}
 
 

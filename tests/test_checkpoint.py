@@ -174,18 +174,3 @@ def test_nesting_up_to_the_limit_round_trips_and_deeper_is_refused_on_save(tmp_p
     assert_same(checkpoint.load(store, "m"), deep)
     with pytest.raises(InvalidInput, match="deeper than"):
         checkpoint.save(store, "m", [deep])
-
-
-def test_export_writes_the_ema_weights_atomically(tmp_path):
-    from artifactkit.scoring import export_weights
-
-    store = artifactkit.open_store(str(tmp_path / "s"))
-    checkpoint.save(store, "m", {"ema": {"model": {"w": torch.arange(3.0)}}})
-    out = tmp_path / "out"
-    out.mkdir()
-    info = export_weights("m:latest", out / "w.pt", store=str(tmp_path / "s"))
-    assert info["tensors"] == 1 and torch.equal(torch.load(out / "w.pt", weights_only=True)["w"], torch.arange(3.0))
-    (out / "taken").mkdir()  # a directory where the file should go: refused, and no temp left behind
-    with pytest.raises(InvalidInput, match="taken"):
-        export_weights("m:latest", out / "taken", store=str(tmp_path / "s"))
-    assert sorted(p.name for p in out.iterdir()) == ["taken", "w.pt"]

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+
+import artifactkit
 from pathlib import Path
 
 from test_store import make_folder
@@ -93,6 +95,7 @@ def test_verify_exit_code_on_damage(tmp_path, cli):
 
 def test_store_commands_do_not_import_torch_or_wandb(tmp_path):
     """A store command on a local store, through `python -m artifactkit` as a user runs it."""
+    artifactkit.open_store(str(tmp_path / "s")).log_files({"a.txt": b"a"}, name="y")
     code = (
         f"import sys; sys.argv=['artifactkit','versions','x','--store',{str(tmp_path / 's')!r}]\n"
         "import runpy\n"
@@ -107,6 +110,7 @@ def test_store_commands_do_not_import_torch_or_wandb(tmp_path):
 
 
 def test_errors_are_one_json_object_with_json(tmp_path, cli):
+    artifactkit.open_store(str(tmp_path / "s")).log_files({"a.txt": b"a"}, name="y")
     proc = cli("versions", "nothing", "--store", str(tmp_path / "s"), "--json", check=False)
     assert proc.returncode == 1
     assert last_json(proc) == {"error": f"{tmp_path / 's'}: no artifact named 'nothing'", "kind": "NotFound"}
@@ -132,9 +136,10 @@ def test_misspelt_urls_are_refused_and_dot_slash_is_a_folder(tmp_path, cli):
     for store, hint in (("s3:/bucket/x", "did you mean s3://bucket/x?"), ("wandb:/me/p", "did you mean wandb://me/p?"),
                         ("s3:bucket", "./s3:bucket")):
         check_error(cli("versions", "d", "--store", store, check=False, cwd=tmp_path), repr(store), hint)
+    artifactkit.open_store(str(tmp_path / "s")).log_files({"a.txt": b"a"}, name="d")
     check_error(cli("push", "d", "--to", "wandb:/me/p", "--store", "s", check=False, cwd=tmp_path), "'wandb:/me/p'")
     check_error(cli("versions", "d", "--store", "nosuch://x", check=False), "unknown URI scheme 'nosuch'")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder named s3: or wandb:
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no folder named s3: or wandb:
     data = make_folder(tmp_path / "d", n=1)
     cli("log-dataset", str(data), "--store", "./s3:", cwd=tmp_path)
     assert (tmp_path / "s3:" / "artifacts" / "d").is_dir()

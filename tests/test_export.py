@@ -97,6 +97,14 @@ def test_unknown_suffix_is_refused_and_nothing_is_written(run, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_export_is_atomic_and_a_failed_write_names_the_file(run, tmp_path, suffix):
+    (tmp_path / f"taken{suffix}").mkdir()  # a directory where the file should go
+    with pytest.raises(artifactkit.InvalidInput, match=f"taken{suffix}"):
+        export_weights(run.uri, tmp_path / f"taken{suffix}")
+    assert [p.name for p in tmp_path.iterdir()] == [f"taken{suffix}"]  # no temp file left behind
+
+
 def test_a_foreign_safetensors_file_is_refused(tmp_path):
     st = pytest.importorskip("safetensors.torch")
     path = tmp_path / "other.safetensors"
