@@ -220,3 +220,17 @@ def test_cli_rm_prune_and_runs_rm(tmp_path, cli):
     cli("rm", "d:v0", *at)  # no run uses it now
     assert "deleted d:v1" in cli("rm", "d", "--yes", *at).stdout
     assert "was deleted" in cli("pull", "d:v1", str(tmp_path / "o"), *at, check=False).stderr
+
+
+def test_lifecycle_commands_do_not_import_torch(tmp_path):
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    log_versions(store, tmp_path, n=2)
+    code = (
+        f"import sys; sys.argv=['artifactkit','rm','d:v0','--store',{str(tmp_path / 's')!r}]\n"
+        "import runpy\n"
+        "try:\n    runpy.run_module('artifactkit', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "bad=[m for m in ('torch','wandb','fsspec','s3fs') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "deleted d:v0" in proc.stdout, proc.stderr
