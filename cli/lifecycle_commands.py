@@ -47,6 +47,10 @@ def rm(
     s = open_store(store, storage_option)
     if parsed.version is None:
         count = len(s.version_numbers(parsed.name))
+        if not count:
+            from artifactkit.errors import NotFound
+
+            raise NotFound(f"{s.uri}: no artifact named {parsed.name!r}")
         _confirm(yes, f"delete all {count} versions of {parsed.name} in {s.uri}?", f"rm {ref} deletes every version")
     result = delete_versions(s, parsed.name, None if parsed.version is None else [parsed.version], force=force)
     aliases = f" with aliases {', '.join(result.aliases)}" if result.aliases else ""
