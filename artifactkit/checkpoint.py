@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import IntegrityError, InvalidInput
+from .manifest import VersionRecord
 from .store import LogResult, Store
 
 SKELETON = "state.json"
@@ -172,10 +173,16 @@ def _write(store: Store, name: str, skeleton: Any, tensors: dict[str, Any], **lo
     return store.log_files(files, name=name, type="model", entry_meta=metas, dedup_latest=False, **log_options)
 
 
-def load(store: Store, ref: str) -> Any:
-    """The state saved at a version (NAME:vN / NAME:ALIAS), every blob checked against its digest.
-    A version that is not a checkpoint flatten() wrote is refused, naming it and the entry."""
-    record = store.resolve(ref)
+def load(store: Store, ref: str | VersionRecord) -> Any:
+    """The state saved at a version (NAME:vN / NAME:ALIAS, or its record), every blob checked
+    against its digest. A version that is not a checkpoint flatten() wrote is refused, naming it
+    and the entry; one deleted (and collected by gc) while it loads is one line saying so."""
+    record = ref if isinstance(ref, VersionRecord) else store.resolve(ref)
+    with store.reading(record, "loading it"):
+        return _load(store, record)
+
+
+def _load(store: Store, record: VersionRecord) -> Any:
     entries = store.manifest(record).by_path()
     version = f"{store.uri}: {record.name}:{record.label}"
     if SKELETON not in entries:

@@ -9,6 +9,8 @@ MANIFESTS = "manifests"
 ARTIFACTS = "artifacts"
 RUNS = "runs"
 RUN_RECORD = "run.json"
+VERSIONS = "versions"
+DELETED = "deleted"  # tombstones: artifacts/<name>/deleted/<n>.json, so a number is never reused
 
 _VERSION_FILE = re.compile(r"(0|[1-9][0-9]*)\.json\Z")  # ASCII digits only: "².json" is a stray
 _METRICS_FILE = re.compile(r"([0-9]{6,})\.json\Z")
@@ -36,13 +38,14 @@ def artifacts_prefix() -> str:
 
 
 def name_of_artifact_key(key: str) -> str | None:
-    """artifacts/<name>/versions|aliases/<file> -> name (unchecked: the caller validates it)."""
+    """artifacts/<name>/versions/<file> -> name (unchecked: the caller validates it). Names whose
+    folder holds only aliases or tombstones (every version deleted) have no version: None."""
     parts = key.split("/")
-    return parts[1] if len(parts) == 4 and parts[0] == ARTIFACTS else None
+    return parts[1] if len(parts) == 4 and parts[0] == ARTIFACTS and parts[2] == VERSIONS else None
 
 
 def versions_prefix(name: str) -> str:
-    return f"{ARTIFACTS}/{name}/versions"
+    return f"{ARTIFACTS}/{name}/{VERSIONS}"
 
 
 def version_key(name: str, version: int) -> str:
@@ -53,6 +56,15 @@ def version_of_key(key: str) -> int | None:
     """.../versions/<n>.json -> n; None for anything else in a versions folder."""
     m = _VERSION_FILE.match(key.rsplit("/", 1)[-1])
     return int(m.group(1)) if m else None
+
+
+def tombstones_prefix(name: str) -> str:
+    return f"{ARTIFACTS}/{name}/{DELETED}"
+
+
+def tombstone_key(name: str, version: int) -> str:
+    """The record of a deleted version (listed names parse back with version_of_key)."""
+    return f"{tombstones_prefix(name)}/{version}.json"
 
 
 def aliases_prefix(name: str) -> str:
@@ -69,6 +81,11 @@ def runs_prefix() -> str:
 
 def run_prefix(run_id: str) -> str:
     return f"{RUNS}/{run_id}"
+
+
+def run_folder_prefix(run_id: str) -> str:
+    """Every key of one run (record, metrics, and whatever else lives in its folder)."""
+    return f"{run_prefix(run_id)}/"
 
 
 def run_record_key(run_id: str) -> str:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import checkpoint, datasets
-from .errors import InvalidInput, NotFound
+from .errors import ArtifactkitError, InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
+from .lifecycle import prune
 from .manifest import now_iso
 from .progress import LogReport
 from .runs import RunRecord, check_run_id, create_run, list_runs, load_run, new_run_id, save_run, write_epoch_metrics
@@ -22,7 +23,7 @@ from .tracking import FanOut, SystemMonitor
 from .uri import run_uri, split_run_uri
 
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period")
+RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
 WANDB_RUN = "wandb-artifact://"  # wandb-artifact://<entity>/<project>/<run-id>: resume from W&B alone
 
@@ -92,13 +93,26 @@ class RunCallbacks:
             "names": list(trainer.data.names),  # what predict and export label boxes with
         }
 
+        keep_last = trainer.config.keep_last
+
         def saved(result) -> None:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
+            pruned = self._retain(keep_last) if keep_last else []
             self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
-                                       "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes})
+                                       "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes,
+                                       "pruned": pruned})
 
         self.saver.save(trainer.state_dict(), then=saved, aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
         self.saved_epoch = epoch
+
+    def _retain(self, keep_last: int) -> list[str]:
+        """--keep-last after a checkpoint committed (on the saver's thread). A failure to prune
+        costs disk space, not the run: it is a warning, and the next checkpoint tries again."""
+        try:
+            return prune(self.store, self.run.model_artifact, keep_last).versions
+        except ArtifactkitError as e:
+            self.report("warning", {"message": f"keep-last {keep_last}: {e}"})
+            return []
 
     def finish(self, trainer, status: str) -> None:
         try:

@@ -1,5 +1,11 @@
 """Versions, aliases and dedup over any Backend.
 
+Deleting a version leaves a tombstone (a copy of its record under artifacts/<name>/deleted/), so a
+version number is never reused: `NAME:v3` means the same bytes for as long as the store lives, as
+in W&B. Order: tombstone, then the version's aliases, then the record; a new version takes one
+more than the highest number ever used (versions listed first, then tombstones, so a delete racing
+a log is always seen in one or the other). Blobs stay until `gc` finds nothing references them.
+
 Commit order is the crash-safety rule: blobs, then sync, then the manifest, then the version
 record (claimed exclusively), then aliases. A reader never sees a version whose bytes are missing;
 an interrupted log leaves only unreferenced blobs, and re-running it uploads only what is missing.
@@ -13,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -24,8 +31,8 @@ from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes,
 from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
 from .layout import (
     OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
-    manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_id_of_record_key, run_record_key,
-    runs_prefix, version_key, version_of_key, versions_prefix,
+    manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_folder_prefix, run_id_of_record_key,
+    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, version_of_key, versions_prefix,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
@@ -134,7 +141,8 @@ class Store:
         try:
             data = self.backend.read(key)
         except NotFound:
-            raise NotFound(f"{self.uri}: {name}:v{version} does not exist") from None
+            gone = "was deleted" if self.backend.exists([tombstone_key(name, version)]) else "does not exist"
+            raise NotFound(f"{self.uri}: {name}:v{version} {gone}") from None
         record = parse_record(VersionRecord, data, self._where(key))
         if (record.name, record.version) != (name, version):
             raise InvalidInput(f"{self._where(key)}: the record says {record.name}:{record.label}, not {name}:v{version}")
@@ -366,14 +374,18 @@ class Store:
         """Write a version record under its own number (create-or-same: the number may already
         hold this content, never other content). Its manifest must be in the store already."""
         check_name(record.name)
+        gone = self.tombstone(record.name, record.version)
+        if gone is not None and gone.manifest != record.manifest:
+            raise InvalidInput(f"{self.uri}: {record.name}:{record.label} was deleted here and held other content; "
+                               "a version number is never reused")
         try:
             self.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
         except AlreadyExists:
             self.holds(record)  # a concurrent push of the same version is fine; anything else is not
 
     def _claim_version(self, name, digest, manifest, type, metadata, run_id) -> VersionRecord:
-        nums = self.version_numbers(name)
-        version = nums[-1] + 1 if nums else 0
+        nums = self.version_numbers(name) + self.deleted_versions(name)  # in this order: see the docstring
+        version = max(nums) + 1 if nums else 0
         while True:
             record = VersionRecord(
                 name=name, version=version, type=type, manifest=digest, files=len(manifest.entries),
@@ -392,6 +404,56 @@ class Store:
 
     def remove_alias(self, name: str, alias: str) -> None:
         self.backend.delete([alias_key(check_name(name), check_alias(alias))])
+
+    # -- deleting (lifecycle.py decides what may go; these only do it, in a crash-safe order) --
+    def deleted_versions(self, name: str) -> list[int]:
+        """Numbers of the deleted versions of `name` (their tombstones)."""
+        nums = (version_of_key(i.key) for i in self.backend.list(tombstones_prefix(check_name(name)) + "/"))
+        return sorted(n for n in nums if n is not None)
+
+    def tombstone(self, name: str, version: int) -> VersionRecord | None:
+        """The record a deleted version had, or None if that number was never deleted."""
+        key = tombstone_key(check_name(name), version)
+        try:
+            data = self.backend.read(key)
+        except NotFound:
+            return None
+        record = parse_record(VersionRecord, data, self._where(key))
+        if (record.name, record.version) != (name, version):
+            raise InvalidInput(f"{self._where(key)}: the tombstone says {record.name}:{record.label}, not {name}:v{version}")
+        return record
+
+    def delete_version(self, name: str, version: int) -> tuple[VersionRecord, list[str]]:
+        """Delete one version record and the aliases pointing at it; returns (the record, the
+        aliases removed). Its blobs stay until gc. A crash part-way leaves the version readable
+        (the record goes last) and a rerun finishes the job."""
+        record = self.record(name, version)
+        self.backend.write(tombstone_key(name, version), to_json(record))
+        removed = sorted(a for a, v in self.aliases(name).items() if v == version)
+        self.backend.delete([alias_key(name, a) for a in removed])
+        self.backend.delete([version_key(name, version)])
+        return record, removed
+
+    def delete_run(self, run_id: str) -> int:
+        """Delete every key in the run's folder (the record last: a crash leaves a run to delete
+        again, never a folder without its record). Returns the number of keys deleted."""
+        record = run_record_key(check_run_id(run_id))
+        keys = [i.key for i in self.backend.list(run_folder_prefix(run_id)) if i.key != record]
+        self.backend.delete(keys)
+        self.backend.delete([record])
+        return len(keys) + 1
+
+    @contextmanager
+    def reading(self, record: VersionRecord, doing: str) -> Iterator[None]:
+        """Around a read of a version's manifest and blobs: a blob or manifest gone because the
+        version was deleted (and gc ran) meanwhile becomes one clear line, not a missing key."""
+        try:
+            yield
+        except NotFound:
+            if self.backend.exists([version_key(record.name, record.version)]):
+                raise  # the version is there: a lost blob (verify names it), not a delete
+            raise NotFound(f"{self.uri}: {record.name}:{record.label} was deleted while {doing} "
+                           "(nothing was left half-written; use another version)") from None
 
 
 

@@ -2,7 +2,9 @@
 
 pull verifies every blob against its digest and writes each file through a short-named temp file
 and a rename (fileio.atomic_path), so the destination never holds a corrupt or partial file, and
-a killed pull leaves only temp names that a later log skips. Files already there with the right
+a killed pull leaves only temp names that a later log skips. A version deleted (and its blobs
+collected) while it is pulled fails with one line saying so (Store.reading); every file written
+before that is complete. Files already there with the right
 content are left alone; a file there with other content is a local edit: pull refuses and names
 it unless force. Files not in the version are reported, and removed only when asked (delete).
 Blobs above _STREAM_BYTES are streamed to disk and hashed in chunks, never held whole. Blobs of
@@ -82,7 +84,8 @@ def pull(
     default blob cache on remote stores, False for none, or a BlobCache to use."""
     start = time.perf_counter()
     record = store.resolve(ref)
-    entries = store.manifest(record).entries
+    with store.reading(record, "pulling"):  # deleted (and gc'd) meanwhile: one clear line
+        entries = store.manifest(record).entries
     dest = Path(dest)
     plan = _plan(store, record, dest, entries)  # every refusal happens before anything is written
     if plan.changed and not force:
@@ -92,7 +95,8 @@ def pull(
     if progress:
         progress(record.bytes - sum(e.size for e, _ in plan.todo), record.bytes)
     written = [0]
-    downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, record, progress, written)
+    with store.reading(record, "pulling"):
+        downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, record, progress, written)
     deleted = 0
     if delete:
         for rel in plan.extra:

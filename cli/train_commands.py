@@ -1,4 +1,5 @@
-"""Training commands: demo-data, train, resume, runs, val (predict and export: model_commands.py)."""
+"""Training commands: demo-data, train, resume, runs, val (predict and export: model_commands.py;
+the `runs` group that calls `runs` here: lifecycle_commands.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ def register(app: typer.Typer) -> None:
     app.command("demo-data")(demo_data)
     app.command("train")(train)
     app.command("resume")(resume)
-    app.command("runs")(runs)
     app.command("val")(val)
     app.command("demo")(demo)
 
@@ -84,6 +84,7 @@ def train(
     optimizer: Annotated[Optional[str], typer.Option(help="auto, SGD or AdamW" + default("optimizer"), show_default=False)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never" + default("patience"), show_default=False)] = None,
     save_period: Annotated[Optional[int], typer.Option(help="Save a checkpoint every N epochs, 0: only the last" + default("save_period"), show_default=False)] = None,
+    keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones), deleting older ones as training goes; default: keep all", show_default=False)] = None,
     bbox_interval: Annotated[Optional[int], typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs" + default("bbox_interval"), show_default=False)] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Keep decoded images in RAM" + default("cache"), show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (CUDA)" + default("compile"), show_default=False)] = None,
@@ -108,7 +109,8 @@ def train(
         "model": ("--model", model), "weights": ("--weights", weights), "epochs": ("--epochs", epochs), "batch": ("--batch", batch),
         "imgsz": ("--imgsz", imgsz), "device": ("--device", device), "seed": ("--seed", seed),
         "workers": ("--workers", workers), "optimizer": ("--optimizer", optimizer), "patience": ("--patience", patience),
-        "save_period": ("--save-period", save_period), "bbox_interval": ("--bbox-interval", bbox_interval),
+        "save_period": ("--save-period", save_period), "keep_last": ("--keep-last", keep_last),
+        "bbox_interval": ("--bbox-interval", bbox_interval),
         "cache": ("--cache", cache), "compile": ("--compile", compile), "sync_bn": ("--sync-bn", sync_bn),
         "val_splits": ("--val-split", tuple(val_split) if val_split else None),
     }, set_)
@@ -137,6 +139,7 @@ def resume(
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch size (breaks bit-exactness)")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never")] = None,
+    keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones) from now on")] = None,
     set_: SetOpt = None,
     wandb: Annotated[bool, typer.Option("--wandb", help="Mirror to Weights & Biases (continues the same W&B run)")] = False,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
@@ -149,7 +152,8 @@ def resume(
     from artifactkit import session
 
     overrides = typed_options({"epochs": ("--epochs", epochs), "device": ("--device", device), "workers": ("--workers", workers),
-                               "batch": ("--batch", batch), "patience": ("--patience", patience)}, set_)
+                               "batch": ("--batch", batch), "patience": ("--patience", patience),
+                               "keep_last": ("--keep-last", keep_last)}, set_)
     with TrainingProgress() as report:
         run = _follow(lambda: session.resume(uri, storage_options=parse_storage_options(storage_option),
                                              trackers=_trackers(wandb, project, entity, False), report=report,

@@ -77,6 +77,9 @@ class TrainConfig(BaseModel):
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA); a lone process ignores it
     bbox_interval: int = Field(1, ge=0)
     save_period: int = Field(0, ge=0)
+    # Retention: keep the N newest checkpoints (plus `best`, hand-aliased ones and any a run was
+    # fine-tuned from), deleting older ones as new ones commit; None keeps all (lifecycle.prune).
+    keep_last: int | None = Field(None, ge=1)
     # Early stopping: stop after this many epochs without a better fitness (0: never), as Ultralytics.
     patience: int = Field(100, ge=0)
     val_splits: tuple[str, ...] = ("val",)

@@ -1,0 +1,116 @@
+"""Deleting and retaining: rm, prune, and the `runs` group (`runs` lists, `runs rm` deletes).
+
+The decisions (what is protected, who used what) are artifactkit.lifecycle's; these commands
+confirm, call it and print. Deleting frees no bytes by itself: the next `gc` does.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from artifactkit.errors import InvalidInput
+
+from .common import JsonOpt, StorageOpts, StoreOpt, open_store
+from .output import emit
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm without a prompt (scripts)")]
+_GC_HINT = "; `artifactkit gc` frees their blobs"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rm")(rm)
+    app.command("prune")(prune)
+    runs_app = typer.Typer(help="List the runs in the store (`runs rm RUN_ID` deletes one).", no_args_is_help=False)
+    runs_app.callback(invoke_without_command=True)(runs)
+    runs_app.command("rm")(runs_rm)
+    app.add_typer(runs_app, name="runs")
+
+
+def rm(
+    ref: Annotated[str, typer.Argument(help="NAME:vN (one version) or NAME (every version: needs --yes)")],
+    force: Annotated[bool, typer.Option("--force", help="Delete even a version with a hand-set alias or one a run used")] = False,
+    yes: YesOpt = False,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete a version record (or every version of NAME). Version numbers are never reused."""
+    from artifactkit.lifecycle import delete_versions
+    from artifactkit.uri import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.selector is not None and parsed.version is None:
+        raise InvalidInput(f"rm {ref}: give NAME:vN (an alias moves; delete the version it points at by number)")
+    s = open_store(store, storage_option)
+    if parsed.version is None:
+        count = len(s.version_numbers(parsed.name))
+        if not count:
+            from artifactkit.errors import NotFound
+
+            raise NotFound(f"{s.uri}: no artifact named {parsed.name!r}")
+        _confirm(yes, f"delete all {count} versions of {parsed.name} in {s.uri}?", f"rm {ref} deletes every version")
+    result = delete_versions(s, parsed.name, None if parsed.version is None else [parsed.version], force=force)
+    aliases = f" with aliases {', '.join(result.aliases)}" if result.aliases else ""
+    used = f" (used by {', '.join(result.used_by)})" if result.used_by else ""
+    emit(json_out, result.summary(),
+         f"deleted {parsed.name}:{', '.join(result.versions)}{aliases}{used} in {s.uri}{_GC_HINT}")
+
+
+def prune(
+    name: Annotated[str, typer.Argument(help="Artifact name, e.g. <run>-model")],
+    keep_last: Annotated[int, typer.Option("--keep-last", help="Versions to keep, newest first (plus best, hand-aliased and used ones)")],
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete all but the N newest versions of an artifact, keeping best, hand-aliased and used ones."""
+    from artifactkit.lifecycle import prune as do_prune
+
+    s = open_store(store, storage_option)
+    result = do_prune(s, name, keep_last)
+    deleted = ", ".join(result.versions) or "nothing"
+    emit(json_out, result.summary(), f"{name}: deleted {deleted}; kept {', '.join(result.kept)}{_GC_HINT}")
+
+
+def runs(
+    ctx: typer.Context,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the runs in the store: id, status, epoch, best mAP."""
+    if ctx.invoked_subcommand is None:
+        from .train_commands import runs as list_runs
+
+        list_runs(store=store, storage_option=storage_option, json_out=json_out)
+
+
+def runs_rm(
+    run_id: Annotated[str, typer.Argument(help="Run id")],
+    force: Annotated[bool, typer.Option("--force", help="Delete even a run that says it is running, or whose checkpoints another run used")] = False,
+    yes: YesOpt = False,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete a run: its record, metrics, checkpoints (<run>-model) and evaluation tables."""
+    from artifactkit.lifecycle import delete_run
+
+    s = open_store(store, storage_option)
+    _confirm(yes, f"delete run {run_id} with its checkpoints and evaluation tables in {s.uri}?", f"runs rm {run_id}")
+    result = delete_run(s, run_id, force=force)
+    versions = "; ".join(f"{name}:{', '.join(labels)}" for name, labels in result.versions.items()) or "no versions"
+    emit(json_out, result.summary(), f"deleted run {run_id} ({versions}) in {s.uri}{_GC_HINT}")
+
+
+def _confirm(yes: bool, question: str, what: str) -> None:
+    """--yes, or a prompt on a terminal; refused without either (a script never hangs on one)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"{what}: pass --yes to confirm")
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
