@@ -147,6 +147,11 @@ def prepare(store: Store, data: str | None) -> Prepared:
     return Prepared(source.spec, source=source)
 
 
+def resolve(store: Store, data: str | None) -> LocalDataset:
+    """prepare then commit, without the training checks (a caller that only needs the version)."""
+    return prepare(store, data).commit(store)
+
+
 def latest_dataset(store: Store) -> str:
     """NAME:vN of the most recently logged dataset, for `train` without --data."""
     newest: VersionRecord | None = None
