@@ -150,6 +150,8 @@ def test_txt_list_and_two_spellings_give_one_manifest(tmp_path):
                                                                                ("v0", False, 11)]
     assert [r.uploaded_files for r in results[1:]] == [0, 0]
     assert "lists/train.txt" not in version_files(store, "ds:v0")
+    by_cli = last_json(run_cli("log-dataset", str(relative), "--store", str(tmp_path / "store"), "--json"))
+    assert (by_cli["name"], by_cli["version"], by_cli["created"]) == ("ds", "v0", False)  # a yaml path, too
 
 
 # -- COCO ----------------------------------------------------------------------------------------------
