@@ -7,7 +7,7 @@ writes nothing to the store; `Prepared.commit` then logs the version. So a comma
 its inputs leaves no version (and, in session.py, no run) behind.
 
 What a version holds (docs/architecture.md, "Datasets"): a dataset whose yaml's folder is the
-whole dataset and reads back the same anywhere (yolo.moves_with_its_folder) is logged as that
+whole dataset and reads back the same anywhere (moves_with_its_folder) is logged as that
 folder, exactly as before, and trains in place; any other (a yaml outside its dataset, `../`
 paths, .txt lists, files outside the folder, a COCO folder) is logged in the canonical layout
 (yolo.version_layout: images/<split>/…, labels/<split>/…, a rewritten data.yaml), files streamed
@@ -28,7 +28,7 @@ from .manifest import VersionRecord, check_name
 from .store import LogResult, Store
 from .transfer import pull
 from .uri import looks_like_ref
-from .yolo import DatasetSpec, check_split_labels, load_data_config, moves_with_its_folder, require_images, version_layout
+from .yolo import DatasetSpec, check_split_labels, load_data_config, require_images, version_layout
 
 FORMATS = ("yolo", "coco")
 
@@ -85,6 +85,24 @@ def read_local(data: str | os.PathLike, format: str = "yolo") -> LocalSource:
     files, text = version_layout(spec)
     name = spec.root.name if yaml.name == "data.yaml" else yaml.stem  # coco8.yaml names coco8
     return LocalSource(spec.root, name, "data.yaml", spec, {**files, "data.yaml": text.encode()})
+
+
+def moves_with_its_folder(spec: DatasetSpec) -> bool:
+    """Whether the yaml's folder, copied as it is, is the whole dataset and reads back the same
+    anywhere: `path:` absent or `.`, every split a folder named relative to the yaml's folder and
+    inside it (no `../` fallback, which depends on the copy's parent; no .txt list, which may name
+    images by absolute path), and every file the dataset uses inside that folder."""
+    folder = spec.yaml_path.parent.resolve()
+    path = spec.raw.get("path")
+    if path not in (None, "") and not (isinstance(path, str) and os.path.normpath(path) == "."):
+        return False
+    for key in spec.splits:
+        value = spec.raw.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            rel = os.path.normpath(item) if isinstance(item, str) else ".."
+            if os.path.isabs(rel) or rel == ".." or rel.startswith("../") or not (folder / rel).is_dir():
+                return False
+    return all(p.resolve().is_relative_to(folder) for p in spec.files())
 
 
 def is_yolo_dataset(path: str | os.PathLike) -> bool:

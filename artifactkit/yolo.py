@@ -22,7 +22,7 @@ from .errors import InvalidInput
 
 __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
            "image_shape", "is_image", "label_path", "list_images", "load_data_config", "parse_labels",
-           "layout_yaml", "moves_with_its_folder", "parse_names", "read_labels", "require_images", "version_layout"]
+           "layout_yaml", "parse_names", "read_labels", "require_images", "version_layout"]
 
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_KEYS = ("train", "val", "test")  # must resolve when given; other keys may name extra splits
@@ -353,24 +353,6 @@ def _read_list(txt: Path, root: Path) -> list[Path]:
 
 
 # -- a self-contained copy --------------------------------------------------------------------
-def moves_with_its_folder(spec: DatasetSpec) -> bool:
-    """Whether the yaml's folder, copied as it is, is the whole dataset and reads back the same
-    anywhere: `path:` absent or `.`, every split a folder named relative to the yaml's folder and
-    inside it (no `../` fallback, which depends on the copy's parent; no .txt list, which may name
-    images by absolute path), and every file the dataset uses inside that folder."""
-    folder = spec.yaml_path.parent.resolve()
-    path = spec.raw.get("path")
-    if path not in (None, "") and not (isinstance(path, str) and os.path.normpath(path) == "."):
-        return False
-    for key in spec.splits:
-        value = spec.raw.get(key)
-        for item in value if isinstance(value, list) else [value]:
-            rel = os.path.normpath(item) if isinstance(item, str) else ".."
-            if os.path.isabs(rel) or rel == ".." or rel.startswith("../") or not (folder / rel).is_dir():
-                return False
-    return all(p.resolve().is_relative_to(folder) for p in spec.files())
-
-
 def version_layout(spec: DatasetSpec) -> tuple[dict[str, Path], str]:
     """The files of a self-contained copy of `spec` and its data.yaml text: {path in the copy:
     file here}, images at images/<split>/<path under the split's common folder>, their labels at
