@@ -1,5 +1,18 @@
-"""Datasets for training: log a local YOLO dataset into the store, or materialise a stored
-version on this machine (pulling only what is not already there)."""
+"""Datasets for training: read a local dataset (a data.yaml in any of Ultralytics' spellings, or a
+COCO folder converted), log it into the store as a self-contained version, or materialise a
+stored version on this machine (pulling only what is not already there).
+
+Reading and checking come before anything is written: `prepare` reads and checks `--data` and
+writes nothing to the store; `Prepared.commit` then logs the version. So a command that fails on
+its inputs leaves no version (and, in session.py, no run) behind.
+
+What a version holds (docs/architecture.md, "Datasets"): a dataset whose yaml's folder is the
+whole dataset and reads back the same anywhere (moves_with_its_folder) is logged as that
+folder, exactly as before, and trains in place; any other (a yaml outside its dataset, `../`
+paths, .txt lists, files outside the folder, a COCO folder) is logged in the canonical layout
+(yolo.version_layout: images/<split>/…, labels/<split>/…, a rewritten data.yaml), files streamed
+from where they lie, and trains from that version pulled into the cache.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +20,17 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
-from .manifest import VersionRecord
-from .store import Store
+from .manifest import VersionRecord, check_name
+from .store import LogResult, Store
 from .transfer import pull
 from .uri import looks_like_ref
+from .yolo import DatasetSpec, check_split_labels, load_data_config, require_images, version_layout
+
+FORMATS = ("yolo", "coco")
 
 
 @dataclass(frozen=True)
@@ -29,16 +46,128 @@ class LocalDataset:
         return self.root / self.data_yaml
 
 
-def from_local(store: Store, data: str) -> LocalDataset:
-    """Log the folder holding data.yaml (dedup makes re-runs cheap) and train from it in place."""
+@dataclass(frozen=True)
+class LocalSource:
+    """A dataset on this machine, read but not logged. `files` is the version to log ({path in
+    the version: local file, streamed, or bytes}); None: the folder is logged as it is."""
+
+    folder: Path  # logged as it is when files is None
+    name: str  # the default artifact name
+    data_yaml: str  # data.yaml's path inside the version
+    spec: DatasetSpec | None  # what training reads (None for a converted COCO folder)
+    files: dict[str, bytes | Path] | None
+
+    def log(self, store: Store, name: str | None = None, **kw: Any) -> LogResult:
+        if self.files is None:
+            return store.log_folder(self.folder, name=name or self.name, **kw)
+        return store.log_files(self.files, name=name or self.name, **kw)
+
+
+def read_local(data: str | os.PathLike, format: str = "yolo") -> LocalSource:
+    """A data.yaml or a folder holding one (`format` yolo), or a COCO folder (`format` coco)."""
     path = Path(data)
+    if format not in FORMATS:
+        raise InvalidInput(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    if format == "coco":
+        from .coco import convert
+
+        if not path.is_dir():
+            raise InvalidInput(f"{data}: --format coco takes a folder (images + annotations/instances_*.json)")
+        return LocalSource(path.absolute(), path.absolute().name, "data.yaml", None, convert(path))
     yaml = path / "data.yaml" if path.is_dir() else path
     if not yaml.is_file():
+        refuse_coco(data)
         raise InvalidInput(f"{data}: no such data.yaml (give a data.yaml, a dataset folder or NAME:VERSION)")
-    root = yaml.parent
-    result = store.log_folder(root, type="dataset")
-    return LocalDataset(f"{result.record.name}:{result.record.label}", root, yaml.name, _digests(store, result.record),
-                        in_place=True)
+    spec = load_data_config(yaml)
+    if moves_with_its_folder(spec):
+        folder = yaml.parent.absolute()
+        return LocalSource(folder, folder.name, yaml.name, spec, None)
+    files, text = version_layout(spec)
+    name = spec.root.name if yaml.name == "data.yaml" else yaml.stem  # coco8.yaml names coco8
+    return LocalSource(spec.root, name, "data.yaml", spec, {**files, "data.yaml": text.encode()})
+
+
+def moves_with_its_folder(spec: DatasetSpec) -> bool:
+    """Whether the yaml's folder, copied as it is, is the whole dataset and reads back the same
+    anywhere: `path:` absent or `.`, every split a folder named relative to the yaml's folder and
+    inside it (no `../` fallback, which depends on the copy's parent; no .txt list, which may name
+    images by absolute path), and every file the dataset uses inside that folder."""
+    folder = spec.yaml_path.parent.resolve()
+    path = spec.raw.get("path")
+    if path not in (None, "") and not (isinstance(path, str) and os.path.normpath(path) == "."):
+        return False
+    for key in spec.splits:
+        value = spec.raw.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            rel = os.path.normpath(item) if isinstance(item, str) else ".."
+            if os.path.isabs(rel) or rel == ".." or rel.startswith("../") or not (folder / rel).is_dir():
+                return False
+    return all(p.resolve().is_relative_to(folder) for p in spec.files())
+
+
+def is_yolo_dataset(path: str | os.PathLike) -> bool:
+    """A data.yaml, or a folder holding one (log-dataset's other folders are logged as they are)."""
+    path = Path(path)
+    return (path / "data.yaml").is_file() if path.is_dir() else path.suffix.lower() in (".yaml", ".yml")
+
+
+def refuse_coco(data: str | os.PathLike) -> None:
+    """A COCO folder given as a YOLO dataset: refused with the command that converts it."""
+    path = Path(data)
+    if path.is_dir():
+        from .coco import find_annotations
+
+        found = find_annotations(path)
+        if found:
+            example = next(iter(found.values())).relative_to(path).as_posix()
+            raise InvalidInput(f"{data}: a COCO dataset ({example}), not YOLO; convert it with: "
+                               f"artifactkit log-dataset --format coco {data}")
+
+
+def check_trainable(spec: DatasetSpec, val_splits: Sequence[str]) -> None:
+    """What the trainer will refuse, refused before any run or version exists: a validation split
+    the yaml lacks, a split without images, a bad label line (file:line), a split without labels."""
+    for name in ("train", *val_splits):
+        if name not in spec.splits:
+            raise InvalidInput(f"train config key 'val_splits': split '{name}' is not in {spec.yaml_path}")
+        require_images(spec.splits[name])
+        check_split_labels(spec.splits[name], spec.nc)  # its warning is the trainer's to give
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """--data read and checkable, nothing written to the store yet."""
+
+    spec: DatasetSpec
+    source: LocalSource | None = None  # a local dataset to log
+    stored: LocalDataset | None = None  # a stored version, already on this machine
+
+    def commit(self, store: Store) -> LocalDataset:
+        """The version to train: log a local dataset (dedup makes re-runs free) and train it in
+        place when its folder is the version, else from the version pulled into the cache."""
+        if self.stored is not None:
+            return self.stored
+        result = self.source.log(store)
+        ref = f"{result.record.name}:{result.record.label}"
+        if self.source.files is None:
+            return LocalDataset(ref, self.source.folder, self.source.data_yaml, _digests(store, result.record),
+                                in_place=True)
+        return materialise(store, ref, self.source.data_yaml)
+
+
+def prepare(store: Store, data: str | None) -> Prepared:
+    """--data as the user gave it: None (latest dataset), NAME:VERSION, a data.yaml or a folder."""
+    if data is None or (looks_like_ref(data) and not Path(data).exists()):
+        local = materialise(store, data or latest_dataset(store))
+        return Prepared(load_data_config(local.yaml_path), stored=local)
+    source = read_local(data)
+    check_name(source.name)
+    return Prepared(source.spec, source=source)
+
+
+def resolve(store: Store, data: str | None) -> LocalDataset:
+    """prepare then commit, without the training checks (a caller that only needs the version)."""
+    return prepare(store, data).commit(store)
 
 
 def latest_dataset(store: Store) -> str:
@@ -67,15 +196,6 @@ def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str 
     if not local.yaml_path.is_file():
         raise InvalidInput(f"{store.uri}: dataset {local.ref} has no {data_yaml}")
     return local
-
-
-def resolve(store: Store, data: str | None) -> LocalDataset:
-    """--data as the user gave it: None (latest dataset), NAME:VERSION, a data.yaml or a folder."""
-    if data is None:
-        return materialise(store, latest_dataset(store))
-    if looks_like_ref(data) and not Path(data).exists():
-        return materialise(store, data)
-    return from_local(store, data)
 
 
 def _digests(store: Store, record: VersionRecord) -> dict[str, str]:

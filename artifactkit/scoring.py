@@ -22,6 +22,17 @@ def checkpoint_source(uri: str, store: str | None, storage_options: dict | None)
     return s, f"{load_run(s, run_id).model_artifact}:latest"
 
 
+def dataset_yaml(data: str, store: Store | str | None, storage_options: dict | None) -> str:
+    """--data as `val` takes it: a data.yaml, a dataset folder, or NAME:VERSION / NAME:ALIAS in
+    `store`, materialised on this machine as `train` does (datasets.materialise)."""
+    if not looks_like_ref(data) or os.path.exists(data):
+        return data
+    from .datasets import materialise
+
+    s = store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True)
+    return str(materialise(s, data).yaml_path)
+
+
 def ground_truth(data: str, split: str) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
     """{image stem: (classes, xyxy boxes in original pixels)} from a split's label files."""
     import torch
@@ -40,12 +51,14 @@ def ground_truth(data: str, split: str) -> tuple[dict[str, tuple[Any, Any]], lis
     return out, list(cfg.names)
 
 
-def score_predictions(preds: str | os.PathLike, data: str, split: str = "val", conf: float = 0.0) -> dict[str, Any]:
-    """Score a COCO-JSON predictions file (detections below `conf` dropped) -> as evaluate_weights."""
+def score_predictions(preds: str | os.PathLike, data: str, split: str = "val", conf: float = 0.0, *,
+                      store: str | None = None, storage_options: dict | None = None) -> dict[str, Any]:
+    """Score a COCO-JSON predictions file (detections below `conf` dropped) -> as evaluate_weights.
+    `data` as dataset_yaml takes it."""
     from .detector.metrics import score_coco_json
     from .detector.validation import metrics_for_split
 
-    gt, names = ground_truth(data, split)
+    gt, names = ground_truth(dataset_yaml(data, store, storage_options), split)
     scorer = score_coco_json(preds, gt, names, conf=conf)
     metrics = metrics_for_split(split, scorer.compute())
     return {"split": split, "images": len(gt), "metrics": metrics, "classes": scorer.per_class()}
@@ -57,7 +70,8 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
                      save_json: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run a stored model over a split: {"split", "imgsz", "images", "metrics" (the keys training
     records, e.g. metrics/mAP50-95), "classes" (per-class rows)}. imgsz defaults to the size the
-    model was trained at; conf and iou are NMS's (default: validation's 0.001 and 0.7)."""
+    model was trained at; conf and iou are NMS's (default: validation's 0.001 and 0.7). `data` as
+    dataset_yaml takes it: a stored dataset is looked up in `store`, else in the weights' store."""
     from .detector.config import normalise_device, round_imgsz
     from .detector.metrics import coco_records, write_coco_json
     from .detector.train import resolve_device
@@ -66,7 +80,7 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
 
     s, ref = checkpoint_source(weights, store, storage_options)
     state = checkpoint.load(s, ref)
-    cfg = load_data_config(data)
+    cfg = load_data_config(dataset_yaml(data, store if store is not None else s, storage_options))
     scale = state["config"]["model"]
     model = _model_for(state, len(cfg.names), scale, f"{s.uri}: {ref}")
     try:

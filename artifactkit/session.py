@@ -150,17 +150,25 @@ def train(
 
 def _new_run(store, data, run_id, storage_options, trackers, report, options, world) -> _Start:
     from .detector.config import TrainConfig
-    from .detector.distributed import rank_batch
+    from .detector.distributed import rank_batch, rank_device
+    from .detector.train import resolve_device
 
+    # Everything that can be refused is checked before the dataset version and the run exist.
     s = open_store(store, storage_options)
     run_id = check_run_id(run_id) if run_id else new_run_id()
-    dataset = datasets.resolve(s, data)
-    config = TrainConfig(data=str(dataset.yaml_path), **options)
+    if s.run_exists(run_id):
+        raise InvalidInput(f"{s.uri}: run {run_id!r} already exists; resume it or pick another --run-id")
+    config = TrainConfig(data="-", **options)  # the dataset's yaml replaces "-" once it is logged
     if "imgsz" in options and options["imgsz"] != config.imgsz:
         report("warning", {"message": f"imgsz {options['imgsz']} is not a multiple of the model's stride 32: "
                                       f"training at {config.imgsz}"})
     rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
+    rank_device(resolve_device(config.device), world)  # and a device this machine lacks
     config, weights = _starting_weights(s, config, "model" in options, storage_options)
+    prepared = datasets.prepare(s, data)
+    datasets.check_trainable(prepared.spec, config.val_splits)
+    dataset = prepared.commit(s)
+    config = config.replace(data=str(dataset.yaml_path))
     now = now_iso()
     run = RunRecord(
         run_id=run_id, created=now, updated=now, config=config.model_dump(mode="json"), dataset=dataset.ref,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +22,7 @@ from .errors import InvalidInput
 
 __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
            "image_shape", "is_image", "label_path", "list_images", "load_data_config", "parse_labels",
-           "parse_names", "read_labels", "version_layout"]
+           "layout_yaml", "parse_names", "read_labels", "require_images", "version_layout"]
 
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_KEYS = ("train", "val", "test")  # must resolve when given; other keys may name extra splits
@@ -108,6 +108,13 @@ def check_labelled(split: str, label_files: Sequence, boxes_per_image: Sequence[
     return f"{empty} of {total} {split} images have no labels" if empty else None
 
 
+def require_images(split: Split) -> None:
+    """A split that lists no image at all is refused, naming where it looked."""
+    if not split.images:
+        where = ", ".join(str(p) for p in split.sources)
+        raise InvalidInput(f"split '{split.name}': no images ({', '.join(IMAGE_EXTS)}) in {where}")
+
+
 def check_split_labels(split: Split, nc: int | None) -> str | None:
     """check_labelled for a split read from disk (every label file read and checked once)."""
     counts = [len(read_labels(label, nc)) for label in split.labels]
@@ -165,6 +172,7 @@ class DatasetSpec:
     root: Path
     names: list[str]
     splits: dict[str, Split]
+    raw: dict = field(default_factory=dict, repr=False, compare=False)  # the yaml's mapping as read
 
     @property
     def nc(self) -> int:
@@ -211,7 +219,7 @@ def load_data_config(path_or_dir, root: Path | None = None) -> DatasetSpec:
     for key in ("train", "val"):
         if key not in splits:
             raise InvalidInput(f"{path}: key '{key}' is missing")
-    return DatasetSpec(path, base, names, splits)
+    return DatasetSpec(path, base, names, splits, doc)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -351,12 +359,8 @@ def version_layout(spec: DatasetSpec) -> tuple[dict[str, Path], str]:
     labels/<split>/….txt, and a data.yaml without `path:` (Ultralytics then reads the yaml's
     folder; `path: .` would be the working directory to it). Two spellings of one dataset
     (folder or .txt list, absolute or relative path, Roboflow's ../) give the same layout."""
-    import yaml
-
     files: dict[str, Path] = {}
-    doc: dict = {}
     for name, split in spec.splits.items():
-        doc[name] = f"images/{name}"
         if not split.images:
             continue
         common = os.path.commonpath([str(p.parent) for p in split.images])
@@ -365,6 +369,16 @@ def version_layout(spec: DatasetSpec) -> tuple[dict[str, Path], str]:
             files[rel] = image
             if label.is_file():
                 files[label_path(rel)] = label
-    doc["nc"] = spec.nc
-    doc["names"] = dict(enumerate(spec.names))
-    return files, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    # A split without images gets no folder in the copy, so its key would name nothing: left out.
+    return files, layout_yaml([n for n, split in spec.splits.items() if split.images], spec.names)
+
+
+def layout_yaml(splits: Sequence[str], names: Sequence[str]) -> str:
+    """The data.yaml of a copy in the canonical layout: `<split>: images/<split>`, `nc`, `names`
+    as an {id: name} dict, and no `path:` (the yaml's own folder)."""
+    import yaml
+
+    doc: dict = {name: f"images/{name}" for name in splits}
+    doc["nc"] = len(names)
+    doc["names"] = dict(enumerate(names))
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
 
 
 def log_dataset(
-    path: Annotated[Path, typer.Argument(help="Folder to log")],
+    path: Annotated[Path, typer.Argument(help="Dataset folder, data.yaml, or any folder to version")],
+    format: Annotated[Optional[str], typer.Option("--format", help="yolo (a data.yaml) or coco (images + annotations/instances_*.json, converted to YOLO)")] = None,
     name: Annotated[Optional[str], typer.Option(help="Artifact name (default: the folder's name)")] = None,
     type: Annotated[str, typer.Option("--type", help="Artifact type")] = "dataset",
     alias: Annotated[Optional[list[str]], typer.Option("--alias", help="Alias to point at this version")] = None,
@@ -33,11 +34,22 @@ def log_dataset(
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Log a folder as a new version of an artifact (only changed files are stored)."""
+    """Log a dataset as a new version (only changed files are stored). A data.yaml (or a folder
+    holding one) is logged with every file it uses, its folder as it is when that is the whole
+    dataset, else in the YOLO layout with a rewritten data.yaml; --format coco converts a COCO
+    folder; any other folder is versioned as it is."""
+    from artifactkit import datasets
+
     meta = _parse_metadata(metadata)
+    if format is not None or (type == "dataset" and datasets.is_yolo_dataset(path)):
+        source = datasets.read_local(path, format or "yolo")  # read and checked before the store opens
+    else:
+        if type == "dataset":
+            datasets.refuse_coco(path)
+        source = datasets.LocalSource(path, path.absolute().name, "", None, None)  # the folder as it is
     s = open_store(store, storage_option, create=True)
     with progress_bar(f"logging {path}", not json_out) as advance:
-        result = s.log_folder(path, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance)
+        result = source.log(s, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance)
     r = result.record
     what = "new version" if result.created else "unchanged, same version"
     emit(json_out, result.summary(),

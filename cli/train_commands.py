@@ -180,7 +180,7 @@ def runs(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: J
 
 
 def val(
-    data: Annotated[str, typer.Option(help="data.yaml or dataset folder")],
+    data: Annotated[str, typer.Option(help="data.yaml, dataset folder, or NAME:VERSION of a dataset in --store (else the weights' store)")],
     weights: Annotated[Optional[str], typer.Option(help="A run URI (<store>/runs/<id>) or a checkpoint NAME:VERSION in --store")] = None,
     preds: Annotated[Optional[Path], typer.Option(help="Score this COCO-JSON predictions file instead of a model")] = None,
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
@@ -203,7 +203,8 @@ def val(
     if preds is not None:
         if iou is not None or imgsz is not None:
             raise InvalidInput(f"--{'iou' if iou is not None else 'imgsz'} applies to --weights only (--preds are scored as given)")
-        scores = scoring.score_predictions(preds, data, split, conf=conf or 0.0)
+        scores = scoring.score_predictions(preds, data, split, conf=conf or 0.0, store=store,
+                                           storage_options=parse_storage_options(storage_option))
     else:
         scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
                                           imgsz=imgsz, batch=batch, device=device, conf=conf, iou=iou, save_json=save_json)

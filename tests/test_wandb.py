@@ -289,7 +289,7 @@ def test_tracker_logs_dataset_tables_evaluation_and_debugger(offline, tmp_path):
 
     ak("demo-data", str(tmp_path / "chess"), "--n-train", "4", "--n-val", "20", "--n-heldout", "2", "--imgsz", "128", env=offline)
     store = open_store(str(tmp_path / "store"))
-    dataset = datasets.from_local(store, str(tmp_path / "chess"))
+    dataset = datasets.resolve(store, str(tmp_path / "chess"))
     run = RunRecord(run_id="tracked1", created="t", updated="t", config={"epochs": 1}, dataset=dataset.ref,
                     model_artifact="tracked1-model", total_epochs=1)
     tracker = WandbTracker(project="ak-test", upload_dataset=True)
@@ -345,8 +345,9 @@ def test_a_failing_wandb_run_says_which_checkpoint_was_not_mirrored(offline, tmp
 
     store = open_store(str(tmp_path / "store"))
     (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "images").mkdir()  # a dataset whose yaml resolves (no images needed here)
     (tmp_path / "d" / "data.yaml").write_text("train: images\nval: images\nnames: [a]\n")
-    dataset = datasets.from_local(store, str(tmp_path / "d"))
+    dataset = datasets.resolve(store, str(tmp_path / "d"))
     run = RunRecord(run_id="broken1", created="t", updated="t", config={}, dataset=dataset.ref, model_artifact="broken1-model", total_epochs=1)
     create_run(store, run)
     warnings: list[str] = []

@@ -27,7 +27,7 @@ from artifactkit.detector.augment import (
 )
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
-    IMAGE_EXTS, DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, read_labels,
+    DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, read_labels, require_images,
 )
 
 __all__ = ["AugmentConfig", "EpochSampler", "YoloDataset", "build_dataloader", "collate", "letterbox",
@@ -106,9 +106,7 @@ class YoloDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.mosaic = self.augment and self.hyp.mosaic > 0
-        if not self.split.images:
-            where = ", ".join(str(p) for p in self.split.sources)
-            raise InvalidInput(f"split '{self.split.name}': no images ({', '.join(IMAGE_EXTS)}) in {where}")
+        require_images(self.split)
         self.files = list(self.split.images)
         self.labels = [np.array(read_labels(p, len(self.names)), np.float32).reshape(-1, 5)
                        for p in self.split.labels]

@@ -1,0 +1,184 @@
+"""COCO detection datasets (COCO's own and Roboflow's COCO export) converted into the YOLO layout.
+
+Found in a folder: `annotations/instances_<split>*.json` (COCO: images in `<folder>/<split>`,
+`<folder>/images/<split>`, `<folder>/images` or `<folder>`) and `<split>/_annotations.coco.json`
+(Roboflow: images beside the JSON). Converted as Ultralytics' `convert_coco` does: class names from
+`categories` in category id order (class i is the i-th smallest id), a bbox `[x, y, w, h]` in
+pixels becomes normalised `cx cy w h` (clipped to the image; a box empty after clipping is
+dropped), `iscrowd` boxes are skipped, images without annotations stay as background images
+(no label file). The original JSON files are kept in the version under `annotations/`.
+
+The JSON is parsed with the json module and read as untrusted: every field that becomes a path
+or a number is checked, and errors name the file and the record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path, PurePosixPath
+
+from .errors import InvalidInput
+from .yolo import is_image, label_path, layout_yaml
+
+__all__ = ["ROBOFLOW_JSON", "convert", "find_annotations"]
+
+ROBOFLOW_JSON = "_annotations.coco.json"
+_SPLITS = (("train", "train"), ("validation", "val"), ("valid", "val"), ("val", "val"), ("test", "test"))
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+def find_annotations(folder: Path) -> dict[str, Path]:
+    """{split: annotation JSON} of a COCO folder (empty: not a COCO folder)."""
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    coco = sorted((folder / "annotations").glob("instances_*.json"))
+    roboflow = sorted(folder.glob(f"*/{ROBOFLOW_JSON}"))
+    for path, raw in [(p, p.stem[len("instances_"):]) for p in coco] + [(p, p.parent.name) for p in roboflow]:
+        split = _split_name(raw, path)
+        if split in found:
+            raise InvalidInput(f"{folder}: two annotation files for split '{split}' ({found[split]}, {path})")
+        found[split] = path
+    return dict(sorted(found.items(), key=lambda kv: (_ORDER.get(kv[0], 3), kv[0])))
+
+
+def _split_name(raw: str, where: Path) -> str:
+    """train2017 -> train, valid / val2017 / validation -> val, test-dev -> test; others as named."""
+    lower = raw.lower()
+    for prefix, split in _SPLITS:
+        if lower.startswith(prefix):
+            return split
+    if not _SPLIT_NAME.fullmatch(raw):
+        raise InvalidInput(f"{where}: split name {raw!r} is not a usable folder name")
+    return raw
+
+
+def convert(folder: Path) -> dict[str, bytes | Path]:
+    """The YOLO version of a COCO folder: {path in the version: local file (images, original
+    JSON) or bytes (labels, data.yaml)}."""
+    folder = Path(folder)
+    annotations = find_annotations(folder)
+    for needed in ("train", "val"):
+        if needed not in annotations:
+            raise InvalidInput(f"{folder}: no {needed} annotations (expected annotations/instances_{needed}*.json "
+                               f"or {needed}/{ROBOFLOW_JSON})")
+    files: dict[str, bytes | Path] = {}
+    names: list[str] | None = None
+    for split, path in annotations.items():
+        doc = _read_json(path)
+        split_names, classes = _categories(doc, path)
+        if names is None:
+            names, first = split_names, path
+        elif split_names != names:
+            raise InvalidInput(f"{path}: its categories differ from those of {first}")
+        files.update(_split_files(folder, split, path, doc, classes))
+        kept = path.relative_to(folder).as_posix()
+        files["annotations/" + kept.removeprefix("annotations/")] = path
+    files["data.yaml"] = layout_yaml(list(annotations), names).encode()
+    return files
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidInput(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
+        raise InvalidInput(f"{path}: not a COCO detection file (expected lists 'images', 'annotations', 'categories')")
+    return doc
+
+
+def _categories(doc: dict, path: Path) -> tuple[list[str], dict[int, int]]:
+    """(class names in category id order, {category id: class index})."""
+    by_id: dict[int, str] = {}
+    for n, cat in enumerate(doc["categories"]):
+        cid, name = (cat.get("id"), cat.get("name")) if isinstance(cat, dict) else (None, None)
+        if not _is_int(cid) or not isinstance(name, str) or not name or cid in by_id:
+            raise InvalidInput(f"{path}: categories[{n}]: expected a unique integer 'id' and a 'name'")
+        by_id[cid] = name
+    if not by_id:
+        raise InvalidInput(f"{path}: no categories")
+    ids = sorted(by_id)
+    return [by_id[i] for i in ids], {cid: index for index, cid in enumerate(ids)}
+
+
+def _split_files(folder: Path, split: str, path: Path, doc: dict, classes: dict[int, int]) -> dict[str, bytes | Path]:
+    images = _images(doc, path)
+    rows: dict[int, list[str]] = {image_id: [] for image_id in images}
+    for n, ann in enumerate(doc["annotations"]):
+        row = _label_row(ann, images, classes, f"{path}: annotations[{n}]")
+        if row is not None:
+            rows[ann["image_id"]].append(row)
+    out: dict[str, bytes | Path] = {}
+    for image_id, (file_name, w, h) in images.items():
+        rel = f"images/{split}/{file_name}"
+        if rel in out:
+            raise InvalidInput(f"{path}: image file_name {file_name!r} appears twice")
+        out[rel] = _find_image(folder, path, file_name, image_id)
+        if rows[image_id]:
+            out[label_path(rel)] = "".join(rows[image_id]).encode()
+    return out
+
+
+def _images(doc: dict, path: Path) -> dict[int, tuple[str, float, float]]:
+    """{image id: (file_name, width, height)}, each field checked."""
+    out = {}
+    for n, im in enumerate(doc["images"]):
+        where = f"{path}: images[{n}]"
+        if not isinstance(im, dict) or not _is_int(im.get("id")) or im["id"] in out:
+            raise InvalidInput(f"{where}: expected a unique integer 'id'")
+        name = im.get("file_name")
+        parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+        if not parts or name.startswith("/") or "\\" in name or any(p in ("..", ".") for p in parts) or not is_image(name):
+            raise InvalidInput(f"{where}: 'file_name' {name!r} is not a relative image path")
+        w, h = im.get("width"), im.get("height")
+        if not (_is_number(w) and _is_number(h) and w > 0 and h > 0):
+            raise InvalidInput(f"{where}: 'width' and 'height' must be positive numbers")
+        out[im["id"]] = (PurePosixPath(name).as_posix(), float(w), float(h))
+    return out
+
+
+def _label_row(ann, images: dict, classes: dict[int, int], where: str) -> str | None:
+    """`class cx cy w h` of one annotation, or None for a crowd box or one empty in the image."""
+    if not isinstance(ann, dict):
+        raise InvalidInput(f"{where}: expected an object")
+    if not _is_int(ann.get("image_id")) or ann["image_id"] not in images:
+        raise InvalidInput(f"{where}: 'image_id' {ann.get('image_id')!r} is not an image of this file")
+    if not _is_int(ann.get("category_id")) or ann["category_id"] not in classes:
+        raise InvalidInput(f"{where}: 'category_id' {ann.get('category_id')!r} is not a category of this file")
+    if ann.get("iscrowd"):
+        return None
+    box = ann.get("bbox")
+    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+        raise InvalidInput(f"{where}: 'bbox' must be [x, y, width, height] in pixels")
+    _, w, h = images[ann["image_id"]]
+    x1, y1 = max(0.0, box[0]), max(0.0, box[1])
+    x2, y2 = min(w, box[0] + box[2]), min(h, box[1] + box[3])
+    if x2 <= x1 or y2 <= y1:
+        return None
+    values = ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
+    return f"{classes[ann['category_id']]} " + " ".join(f"{v:.6g}" for v in values) + "\n"
+
+
+def _find_image(folder: Path, path: Path, file_name: str, image_id: int) -> Path:
+    if path.name == ROBOFLOW_JSON:
+        bases = [path.parent]
+    else:
+        raw = path.stem[len("instances_"):]
+        bases = [folder / raw, folder / "images" / raw, folder / "images", folder]
+    for base in bases:
+        if (base / file_name).is_file():
+            return base / file_name
+    raise InvalidInput(f"{path}: image {file_name!r} (id {image_id}) not found in {', '.join(str(b) for b in bases)}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
