@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import model_commands, store_commands, train_commands, view_commands
+from . import inspect_commands, model_commands, store_commands, train_commands, view_commands
 
 app = typer.Typer(
     name="artifactkit",
@@ -23,6 +23,7 @@ store_commands.register(app)
 train_commands.register(app)
 model_commands.register(app)
 view_commands.register(app)
+inspect_commands.register(app)
 
 
 def _print_version(value: bool) -> None:
