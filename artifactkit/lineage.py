@@ -37,7 +37,7 @@ class Node:
 
     def describe(self) -> str:
         if self.info.get("missing"):
-            return f"{self.kind} {self.label} (missing: {self.info['missing']})"
+            return f"{'run ' if self.kind == 'run' else ''}{self.label} (missing: {self.info['missing']})"
         if self.kind == "run":
             i = self.info
             return f"run {self.label} ({i['status']}, {i['epochs_completed']}/{i['total_epochs']} epochs)"

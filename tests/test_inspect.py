@@ -171,3 +171,21 @@ def test_store_entries_filters_by_prefix(pets, store_uri):
     record = store.resolve("pets:v1")
     assert [e.path for e in store.entries(record, prefix="labels/val/")] == ["labels/val/d.txt", "labels/val/e.txt"]
     assert [e.path for e in store.entries(record)] == [e.path for e in store.manifest(record).entries]
+
+
+@pytest.mark.parametrize("args", [["lineage", "pets:v1"], ["diff", "pets:v0", "pets:v1"], ["cat", "pets:v1", "data.yaml"]])
+def test_inspect_commands_do_not_import_torch_or_wandb(tmp_path, args, cli):
+    root = write(tmp_path / "pets", {"data.yaml": "names: [cat]\n", "images/a.jpg": b"a", "labels/a.txt": box(0)})
+    store = str(tmp_path / "s")
+    cli("log-dataset", str(root), "--store", store)
+    write(root, {"labels/a.txt": box(0) + box(0)})
+    cli("log-dataset", str(root), "--store", store)
+    code = (
+        f"import sys; sys.argv={['artifactkit', *args, '--store', store]!r}\n"
+        "import runpy\n"
+        "try:\n    runpy.run_module('artifactkit', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "bad=[m for m in ('torch','wandb','fsspec','s3fs') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
