@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import InvalidInput, NotFound
+from .manifest import RUN_ID_RE
 from .runs import RunRecord, load_run
 from .store import Store, open_store
-from .uri import parse_ref
+from .uri import parse_ref, run_uri
 
 KINDS = {"dataset": "dataset", "model": "checkpoint", "evaluation": "evaluation"}  # version type -> node kind
 # How an edge reads from each end in the text tree (relation -> words).
@@ -146,7 +147,7 @@ class _Graph:
 
     # -- the root -------------------------------------------------------------------------------
     def root(self, target: str) -> str:
-        if ":" not in target and self.store.run_exists(target):
+        if ":" not in target and RUN_ID_RE.fullmatch(target) and self.store.run_exists(target):
             return self.add_run(target)
         try:
             record = self.store.resolve(target)
@@ -182,7 +183,10 @@ class _Graph:
             if run.dataset:
                 out.append((self._ref_node(run.dataset, "dataset"), "dataset"))
             if run.weights_from:
-                out.append((self._weights_node(run.weights_from), "weights"))
+                try:
+                    out.append((self._weights_node(run.weights_from), "weights"))
+                except InvalidInput as e:  # weights_from is free-form in the record: name the run at fault
+                    raise InvalidInput(f"{run_uri(self.store.uri, run.run_id)}: weights_from: {e}") from None
             return out
         run_id = node.info.get("run_id")
         if node_id.startswith("version:") and run_id and not node.info.get("missing"):

@@ -103,7 +103,7 @@ def test_store_commands_do_not_import_torch_or_wandb(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "no artifactkit store there" in proc.stderr  # missing stores are refused (round 2)
+    assert "no artifact named 'x'" in proc.stderr
 
 
 def test_errors_are_one_json_object_with_json(tmp_path, cli):

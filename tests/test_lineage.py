@@ -187,3 +187,15 @@ def _chromium():
                 b.close()
 
     return launched()
+
+
+def test_a_malformed_weights_from_names_the_run(tmp_path):
+    store = open_store(str(tmp_path / "s"))
+    store.log_files({"data.yaml": b"names: [a]\n"}, name="d")
+    now = "2024-01-01T00:00:00.000+00:00"
+    record = runs.RunRecord(run_id="r", created=now, updated=now, config={}, dataset="d:v0", model_artifact="r-model",
+                            total_epochs=1, weights_from={"store": store.uri, "version": "../../x"})
+    runs.create_run(store, record)
+    with pytest.raises(artifactkit.InvalidInput, match=r"/runs/r: weights_from: invalid artifact reference '\.\./\.\./x'"):
+        lineage(store, "r")
+    assert lineage(store, "d:v0").tree().splitlines()[-1] == "    └── used by run r (running, 0/1 epochs)"
