@@ -17,6 +17,7 @@ from .errors import (
     MissingExtra,
     NotFound,
 )
+from .lineage import lineage  # the function: use `from artifactkit.lineage import …` for the module
 from .maintenance import gc, verify
 from .store import LogResult, Store, VersionInfo, open_store
 from .transfer import pull, push
@@ -58,6 +59,6 @@ def load_model(weights, **options):
 
 __all__ = [
     "AlreadyExists", "ArtifactkitError", "BackendError", "IntegrityError", "InvalidInput",
-    "MissingExtra", "NotFound", "LogResult", "Store", "VersionInfo", "gc", "load_model", "open_store", "predict",
+    "MissingExtra", "NotFound", "LogResult", "Store", "VersionInfo", "gc", "lineage", "load_model", "open_store", "predict",
     "pull", "push", "resume", "train", "verify", "__version__",
 ]

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
@@ -35,7 +36,7 @@ from .layout import (
     run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, version_of_key, versions_prefix,
 )
 from .manifest import (
-    NAME_RE, RUN_ID_RE, VERSION_RE, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
+    NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
 from .uri import Ref, open_backend, parse_ref
@@ -207,6 +208,13 @@ class Store:
         key = manifest_key(record.manifest)
         return parse_record(Manifest, self._manifest_bytes(record), self._where(key))
 
+    def entries(self, record: VersionRecord, prefix: str | None = None) -> Iterator[Entry]:
+        """The version's files (validated, in path order), only those whose path starts with
+        `prefix` if given. Read a version's files through here or manifest(), never by key."""
+        for entry in self.manifest(record).entries:
+            if prefix is None or entry.path.startswith(prefix):
+                yield entry
+
     def _manifest_bytes(self, record: VersionRecord) -> bytes:
         key = manifest_key(check_digest(record.manifest))
         data = self.backend.read(key)
@@ -236,6 +244,26 @@ class Store:
         self.backend.read_to(key, path)
         if hash_file(path)[0] != digest:
             raise IntegrityError(f"{self._where(key)}: blob is corrupt (content does not match its digest)")
+
+    @contextmanager
+    def open_blob(self, digest: str) -> Iterator[BinaryIO]:
+        """A readable file of one blob, checked against its digest before it is handed out (a
+        large blob is never held whole): a local store's own immutable file, hashed in chunks;
+        for other stores a verified temporary copy, removed on exit."""
+        local = self.local_blob_path(digest)
+        if local is not None:
+            if not local.is_file():
+                raise NotFound(f"{self._where(object_key(digest))} not found")
+            if hash_file(local)[0] != digest:
+                raise IntegrityError(f"{self._where(object_key(digest))}: blob is corrupt (content does not match its digest)")
+            with local.open("rb") as f:
+                yield f
+            return
+        with tempfile.TemporaryDirectory(prefix="ak-blob-") as tmp:
+            path = Path(tmp) / "blob"
+            self.read_blob_to(digest, path)
+            with path.open("rb") as f:
+                yield f
 
     def missing_blobs(self, digests: Iterable[str]) -> list[str]:
         """The digests this store has no blob for, in one batched existence check. Those it has

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Sequence
 
 from .cache import BlobCache, default_blob_cache
-from .errors import BackendError, InvalidInput
+from .errors import BackendError, InvalidInput, NotFound
 from .fileio import atomic_path
 from .hashing import digest_file
 from .ingest import Progress, is_temp_name
@@ -55,7 +57,7 @@ class PullResult:
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.record.name, "version": self.record.label, "dest": str(self.dest),
-            "files": self.record.files, "written_files": self.written_files,
+            "files": self.written_files + self.reused_files, "written_files": self.written_files,
             "reused_files": self.reused_files, "downloaded_files": self.downloaded_files,
             "downloaded_bytes": self.downloaded_bytes, "bytes": self.bytes, "seconds": round(self.seconds, 4),
             "extra_files": list(self.extra_files), "deleted_files": self.deleted_files,
@@ -78,36 +80,56 @@ def pull(
     cache: BlobCache | bool = True,
     force: bool = False,
     delete: bool = False,
+    include: Sequence[str] | None = None,
 ) -> PullResult:
     """Write a version into dest. Refuses (naming them) files in dest that differ from the
     version unless force; delete removes files the version does not have. cache: True for the
-    default blob cache on remote stores, False for none, or a BlobCache to use."""
+    default blob cache on remote stores, False for none, or a BlobCache to use. include: glob
+    patterns (fnmatch on the manifest path, `*` matching across `/` too): only the files that
+    match one are pulled, and only matching files in dest count as extra (reported, deleted)."""
     start = time.perf_counter()
     record = store.resolve(ref)
     with store.reading(record, "pulling"):  # deleted (and gc'd) meanwhile: one clear line
-        entries = store.manifest(record).entries
+        entries = _included(store.manifest(record).entries, include, record)
+    total = sum(e.size for e in entries)
     dest = Path(dest)
-    plan = _plan(store, record, dest, entries)  # every refusal happens before anything is written
+    plan = _plan(store, record, dest, entries, include)  # every refusal happens before anything is written
     if plan.changed and not force:
         raise InvalidInput(
             f"refusing to pull {record.name}:{record.label} into {dest}: {len(plan.changed)} files there differ "
             f"from it ({_names(plan.changed)}); pass --force to overwrite them")
     if progress:
-        progress(record.bytes - sum(e.size for e, _ in plan.todo), record.bytes)
+        progress(total - sum(e.size for e, _ in plan.todo), total)
     written = [0]
     with store.reading(record, "pulling"):
-        downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, record, progress, written)
+        downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, total, progress, written)
     deleted = 0
     if delete:
         for rel in plan.extra:
             (dest / rel).unlink(missing_ok=True)
             deleted += 1
     store.stat_cache.flush()
-    return PullResult(record, dest, written[0], plan.reused, record.bytes, time.perf_counter() - start,
+    return PullResult(record, dest, written[0], plan.reused, total, time.perf_counter() - start,
                       downloaded, downloaded_bytes, tuple(plan.extra), deleted)
 
 
-def _plan(store: Store, record: VersionRecord, dest: Path, entries) -> _Plan:
+def _included(entries, include: Sequence[str] | None, record: VersionRecord):
+    if include is None:
+        return entries
+    if isinstance(include, str):
+        raise TypeError("include is a list of glob patterns, not one string")
+    chosen = [e for e in entries if _matches(e.path, include)]
+    if not chosen:
+        shown = " ".join(repr(g) for g in include)
+        raise NotFound(f"no file of {record.name}:{record.label} matches --include {shown}")
+    return chosen
+
+
+def _matches(path: str, include: Sequence[str] | None) -> bool:
+    return include is None or any(fnmatchcase(path, glob) for glob in include)
+
+
+def _plan(store: Store, record: VersionRecord, dest: Path, entries, include: Sequence[str] | None = None) -> _Plan:
     if dest.exists() and not dest.is_dir():
         raise InvalidInput(f"refusing to pull into {dest}: it is a file, not a folder")
     targets = [(e, _target(dest, e.path)) for e in entries]  # refuse unsafe paths before writing
@@ -129,7 +151,7 @@ def _plan(store: Store, record: VersionRecord, dest: Path, entries) -> _Plan:
         if target.exists():
             plan.changed.append(entry.path)
         plan.todo.append((entry, target))
-    plan.extra = _extra_files(dest, files)
+    plan.extra = [p for p in _extra_files(dest, files) if _matches(p, include)]
     return plan
 
 
@@ -160,7 +182,7 @@ def _extra_files(dest: Path, files: set[str]) -> list[str]:
     return sorted(extra)
 
 
-def _write_all(store, blob_cache, todo, record, progress, written: list[int]) -> tuple[int, int]:
+def _write_all(store, blob_cache, todo, total: int, progress, written: list[int]) -> tuple[int, int]:
     """Write every planned file; written[0] counts completed files (for an error message)."""
     downloaded = downloaded_bytes = 0
     small = [(e, t) for e, t in todo if e.size <= _STREAM_BYTES]
@@ -170,14 +192,34 @@ def _write_all(store, blob_cache, todo, record, progress, written: list[int]) ->
         for entry, target in batch:
             _write_one(target, written, lambda tmp: tmp.write_bytes(blobs[entry.digest]))
             if progress:
-                progress(entry.size, record.bytes)
+                progress(entry.size, total)
     for entry, target in todo:
         if entry.size > _STREAM_BYTES:
             _write_one(target, written, lambda tmp: _stream_into(store, entry, tmp))
             downloaded, downloaded_bytes = downloaded + 1, downloaded_bytes + entry.size
             if progress:
-                progress(entry.size, record.bytes)
+                progress(entry.size, total)
     return downloaded, downloaded_bytes
+
+
+def cat(store: Store, ref: str | Ref, path: str, out: BinaryIO) -> Entry:
+    """Write one file of a version to `out` (binary), checked against its digest before any
+    byte goes out; a large blob is streamed in chunks, never held whole."""
+    record = store.resolve(ref)
+    entry = next((e for e in store.entries(record, prefix=path) if e.path == path), None)
+    if entry is None:
+        folder = path.rstrip("/")
+        inside = sum(1 for _ in store.entries(record, prefix=folder + "/"))
+        what = (f"{folder!r} is a folder of {inside} files (pull --include '{folder}/*' fetches them)" if inside
+                else f"no file {path!r}")
+        raise NotFound(f"{store.uri}: {record.name}:{record.label}: {what}")
+    if entry.size <= _STREAM_BYTES:
+        out.write(store.read_blob(entry.digest))
+    else:
+        with store.open_blob(entry.digest) as f:
+            shutil.copyfileobj(f, out, 4 << 20)
+    out.flush()
+    return entry
 
 
 def _write_one(target: Path, written: list[int], fill) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import lifecycle_commands, model_commands, store_commands, train_commands, view_commands
+from . import inspect_commands, lifecycle_commands, model_commands, store_commands, train_commands, view_commands
 
 app = typer.Typer(
     name="artifactkit",
@@ -24,6 +24,7 @@ train_commands.register(app)
 model_commands.register(app)
 view_commands.register(app)
 lifecycle_commands.register(app)
+inspect_commands.register(app)
 
 
 def _print_version(value: bool) -> None:

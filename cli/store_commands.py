@@ -78,18 +78,21 @@ def pull(
     dest: Annotated[Path, typer.Argument(help="Destination folder")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite files in the folder that differ from the version")] = False,
     delete: Annotated[bool, typer.Option("--delete", help="Remove files in the folder that the version does not have")] = False,
+    include: Annotated[Optional[list[str]], typer.Option(
+        "--include", help="Pull only files whose path matches this glob ('*' also matches across '/'; repeatable)")] = None,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write an artifact version into a folder, verifying every file. Files there that differ from
-    the version are refused (named) unless --force; files it does not have are reported."""
+    the version are refused (named) unless --force; files it does not have are reported.
+    With --include, only matching files are pulled, and only matching files count as extra."""
     from artifactkit.transfer import pull as do_pull
 
     s = open_store(store, storage_option)
     record = s.resolve(ref)
     with progress_bar(f"pulling {ref}", not json_out) as advance:
-        result = do_pull(s, ref, dest, progress=advance, force=force, delete=delete)
+        result = do_pull(s, ref, dest, progress=advance, force=force, delete=delete, include=include)
     extra = result.extra_files
     note = ""
     if extra:
@@ -97,7 +100,7 @@ def pull(
         note = (f"; removed {result.deleted_files} files not in the version ({shown})" if delete
                 else f"; {len(extra)} files not in the version left in place ({shown}; --delete removes them)")
     emit(json_out, result.summary(),
-         f"{record.name}:{record.label} -> {dest}: {result.written_files} files written, "
+         f"{record.name}:{record.label}{' (--include)' if include else ''} -> {dest}: {result.written_files} files written, "
          f"{result.reused_files} already there ({human_bytes(result.bytes)}){note}")
 
 

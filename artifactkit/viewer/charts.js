@@ -82,7 +82,7 @@ AK.views.metrics = {
     runs.forEach((r) => r.history.forEach((h) => Object.keys(h.m).forEach((k) => keys.add(k))));
     const legend = AK.el("div", { class: "legend" }, runs.map((r, i) => AK.el("span", { class: "legend-item" },
       AK.el("span", { class: "swatch", style: { background: AK.runColor(i) } }), "run " + r.id)));
-    const out = [AK.runSummary(runs), legend];
+    const out = [AK.runSummary(runs), AK.lineage(runs), legend];
     const left = [...keys].sort();
     for (const [title, test] of CHART_SECTIONS) {
       const mine = left.filter(test);

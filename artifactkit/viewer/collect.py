@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from ..errors import InvalidInput
+from ..lineage import run_io
 from ..manifest import DIGEST_RE
 from ..runs import load_run, read_metrics
 from ..store import Store
@@ -38,6 +39,7 @@ def load_run_data(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any]:
         "created": record.created,
         "history": history,
         "eval": _evaluation(store, run_id, bank),
+        "lineage": run_io(store, record),  # inputs (dataset, weights_from) and outputs (checkpoints, tables)
     }
 
 
