@@ -126,13 +126,6 @@ def run_io(store: Store, run: RunRecord) -> dict[str, list[dict[str, Any]]]:
             "outputs": [shown(dst, rel) for dst, rel in graph.outputs(root)]}
 
 
-def runs_using(store: Store, name: str, version: int) -> list[str]:
-    """Ids of the runs that used NAME:vN as their dataset or the weights they started from."""
-    graph = _Graph(store)
-    node = graph.add_version(name, version)
-    return sorted(graph.nodes[dst].label for dst, _ in graph.users(node))
-
-
 class _Graph:
     """Reads records on demand (each once) and collects the nodes and edges it has visited."""
 

@@ -7,7 +7,7 @@ confirm, call it and print. Deleting frees no bytes by itself: the next `gc` doe
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 

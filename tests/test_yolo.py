@@ -14,7 +14,7 @@ from PIL import Image
 
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
-    check_labelled, check_split_labels, label_path, load_data_config, parse_labels, read_labels, version_layout,
+    check_split_labels, label_path, load_data_config, parse_labels, read_labels, version_layout,
 )
 
 NAMES = ["a", "b", "c"]
