@@ -204,7 +204,7 @@ def _source(backend, digest: str, cand: Candidate, data: bytes | None, cache):
     if data is not None:
         return data  # the very bytes that were hashed
     path = cand.source
-    if cand.size > _STREAM_BYTES and isinstance(backend, LocalBackend):
+    if cand.size > _STREAM_BYTES:
         return HashingReader(path, digest)
     data = read_file(path)
     if digest_bytes(data) != digest:

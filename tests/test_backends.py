@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import uuid
 
+import os
+
 import pytest
 
 from artifactkit.backends.local import LocalBackend
@@ -126,6 +128,20 @@ class TestBackend:
         assert backend.read("w/bytes") == b"b"
         assert backend.read("w/file") == b"f" * 100_000
         assert backend.read("w/view") == b"mv"
+
+    def test_write_many_streams_a_hashing_reader_and_commits_only_intact_bytes(self, backend, tmp_path):
+        from artifactkit.errors import InvalidInput
+        from artifactkit.hashing import HashingReader, hash_file
+
+        f = tmp_path / "large.bin"
+        f.write_bytes(os.urandom(1 << 20) * 12)  # 12 MiB: more than one streamed chunk, several S3 parts
+        digest = hash_file(f)[0]
+        backend.write_many([("s/good", HashingReader(f, digest))])
+        backend.sync()
+        assert backend.read("s/good") == f.read_bytes()
+        with pytest.raises(InvalidInput, match="changed while it was being logged"):
+            backend.write_many([("s/bad", HashingReader(f, "0" * 32))])  # bytes that are not the digest's
+        assert backend.exists(["s/bad"]) == set()  # discarded, never committed under that key
 
     def test_read_to_streams_into_a_file(self, backend, tmp_path):
         backend.write("t/blob", b"z" * 5000)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 Source = Union[bytes, memoryview, Path]  # what write_many accepts: bytes in hand, or a local file
-# (LocalBackend also streams from a hashing.HashingReader, checking its digest before the rename)
+# (every backend also streams from a hashing.HashingReader, calling its check() before the object
+# becomes visible under its key)
 
 
 @dataclass(frozen=True)

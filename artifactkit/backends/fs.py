@@ -25,6 +25,7 @@ _EXTRAS = {"s3": "s3", "s3a": "s3"}
 SINGLE_WRITER = "single_writer"
 _SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)  # option names whose values are never shown
 _CONCURRENCY = 256  # requests in flight per batch; s3fs's connection pool bounds the real number
+_STREAM_CHUNK = 8 << 20  # bytes per read of a streamed file (above s3fs's 5 MiB minimum part)
 # MemoryFileSystem keeps one dict for every instance in the process, so one lock serves them all.
 _MEMORY_CREATE_LOCK = threading.Lock()
 
@@ -206,6 +207,9 @@ class FsspecBackend:
         if not items:
             return
         self._before_write()
+        for key, reader in [(k, src) for k, src in items if hasattr(src, "read")]:
+            self._stream(key, reader)  # a large file: never held whole (few per log: one at a time)
+        items = [(k, src) for k, src in items if not hasattr(src, "read")]
         keys = [k for k, _ in items]
         if not getattr(self.fs, "async_impl", False):
             for key, src in items:
@@ -217,6 +221,35 @@ class FsspecBackend:
         ]
         self._raise_first(keys, self._gather(coros), "write")
         self._written(keys)
+
+    def _stream(self, key: str, reader) -> None:
+        """Copy a reader (hashing.HashingReader) in chunks; its check() runs before the object is
+        committed, and a failure discards the upload (s3fs aborts the multipart upload), so no
+        object ever appears under a digest its bytes do not have."""
+        if self.protocol == "memory":  # its files commit when opened; its bytes live in RAM anyway
+            data = b"".join(iter(lambda: reader.read(_STREAM_CHUNK), b""))
+            reader.check()
+            self.write(key, data)
+            return
+        try:
+            f = self.fs.open(self._path(key), "wb")
+        except Exception as e:
+            raise self._fail(e, key, "write") from e
+        try:
+            while block := reader.read(_STREAM_CHUNK):
+                f.write(block)
+            reader.check()
+        except BaseException as e:
+            f.discard()  # fsspec's buffered files: drop the buffer, abort a multipart upload
+            f.closed = True  # nothing to commit: close() (and __del__) must not upload the rest
+            if isinstance(e, Exception) and not isinstance(e, (InvalidInput, BackendError)):
+                raise self._fail(e, key, "write") from e
+            raise
+        try:
+            f.close()  # the commit: the one PUT, or the multipart upload's completion
+        except Exception as e:
+            raise self._fail(e, key, "write") from e
+        self._written([key])
 
     def _written(self, keys: list[str]) -> None:
         """Hook: keys just written (S3 keeps its listing snapshot current)."""
