@@ -175,7 +175,7 @@ def test_store_entries_filters_by_prefix(pets, store_uri):
 
 @pytest.mark.parametrize("args", [["lineage", "pets:v1"], ["diff", "pets:v0", "pets:v1"], ["cat", "pets:v1", "data.yaml"]])
 def test_inspect_commands_do_not_import_torch_or_wandb(tmp_path, args, cli):
-    root = write(tmp_path / "pets", {"data.yaml": "names: [cat]\n", "images/a.jpg": b"a", "labels/a.txt": box(0)})
+    root = write(tmp_path / "pets", {"data.yaml": "names: [cat]\ntrain: images\nval: images\n", "images/a.jpg": b"a", "labels/a.txt": box(0)})
     store = str(tmp_path / "s")
     cli("log-dataset", str(root), "--store", store)
     write(root, {"labels/a.txt": box(0) + box(0)})
