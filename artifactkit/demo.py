@@ -146,6 +146,13 @@ def _inspect(d: Demo, uri: str) -> None:
     _step(d, "6. The run's checkpoints, an integrity check, and an HTML report")
     d.cli("versions", f"{run_id}-model")
     d.cli("verify")
-    report = d.json("view", uri, "--out", "report.html")
-    d.summary["report"] = str(d.root / "report.html") if "report" not in report else report["report"]
-    d.say(f"open {d.summary['report']} in a browser")
+    report = d.root / d.json("view", uri, "--out", "report.html")["report"]  # relative to the demo folder
+    d.summary["report"] = str(report)
+    d.say(f"open {shlex.quote(_shown(report))} in a browser")
+
+
+def _shown(path: Path) -> str:
+    """The path as the user can type it where they started the demo: relative to their working
+    folder when inside it, else absolute."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith(os.pardir) else str(path)

@@ -92,8 +92,15 @@ class LeaseRecord(Record):
 
 def current(store: Store, run_id: str) -> LeaseRecord | None:
     """The newest lease of a run, or None if it never had one."""
-    generations = store.lease_generations(run_id)
-    return _read(store, run_id, generations[-1]) if generations else None
+    for _ in range(3):  # a claim deletes the generation it replaces: list again if we read one too late
+        generations = store.lease_generations(run_id)
+        if not generations:
+            return None
+        try:
+            return _read(store, run_id, generations[-1])
+        except NotFound:
+            continue
+    raise RunHeld(f"run {run_id}: its lease changed hands three times while being read; try again")
 
 
 def _read(store: Store, run_id: str, generation: int) -> LeaseRecord:
