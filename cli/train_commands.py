@@ -246,5 +246,5 @@ def demo(
     from artifactkit.demo import run
 
     say = (lambda line: print(line, file=sys.stderr)) if json_out else print
-    summary = run(dir, tiny=tiny, say=say)
-    emit(json_out, summary, f"\ndemo finished in {dir}")
+    summary = run(dir, tiny=tiny, say=say)  # its last line names the report
+    emit(json_out, summary)
