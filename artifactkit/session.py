@@ -293,8 +293,11 @@ def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Stor
 
         return fetch_run(uri, store, storage_options)
     if uri is not None and RUN_ID_RE.fullmatch(uri):  # a run id in --store, as `view` takes one
-        s = open_store(store, storage_options, must_exist=True)
-        return s, load_run(s, uri)
+        s = open_store(store, storage_options)
+        try:
+            return s, load_run(s, uri)
+        except NotFound as e:  # in a missing store too
+            raise NotFound(f"{e} (resume takes <store>/runs/<run-id>, or a run id with --store)") from None
     if uri is not None:
         store_uri, run_id = split_run_uri(uri)
         s = open_store(store_uri, storage_options)
