@@ -200,6 +200,16 @@ class Heartbeat:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
+    def close(self) -> None:
+        """Stop beating and release the run; a failed release is a warning (the run ended as it
+        did, and the lease expires on its own)."""
+        self.stop()
+        try:
+            self.lease.release()
+        except Exception as e:
+            if self.warn is not None:
+                self.warn(f"could not release run {self.lease.run_id} ({e}); it is free again in {self.lease.ttl:.0f} s")
+
 
 # -- this process, and whether another one of this machine still runs -----------------------
 def _this_process() -> dict[str, Any]:

@@ -15,20 +15,18 @@ from . import checkpoint, datasets
 from .errors import InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
-from .manifest import RUN_ID_RE, now_iso
+from .manifest import now_iso
 from .progress import LogReport
 from .runs import (
-    RunRecord, check_run_id, create_run, error_line, latest_interrupted, load_run, new_run_id, save_run,
-    write_epoch_metrics,
+    RunRecord, check_run_id, create_run, error_line, find_run, load_run, new_run_id, save_run, write_epoch_metrics,
 )
 from .store import Store, open_store
 from .tracking import FanOut, SystemMonitor, continued
-from .uri import run_uri, split_run_uri
+from .uri import run_uri
 
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
 RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
-WANDB_RUN = "wandb-artifact://"  # wandb-artifact://<entity>/<project>/<run-id>: resume from W&B alone
 
 
 class RunCallbacks:
@@ -239,7 +237,7 @@ def _repair_aliases(s: Store, name: str, epoch: int) -> None:
 
 
 def _resumed_run(uri, store, storage_options, trackers, report, overrides, world) -> _Start:
-    s, run = _find_run(uri, store, storage_options)
+    s, run = find_run(uri, store, storage_options)
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
     try:
@@ -285,25 +283,6 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
                       "epochs": config.epochs, "dataset": dataset.ref})
     return _Start(run, config, s, dataset, state=state, trackers=trackers)
-
-
-def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Store, RunRecord]:
-    if uri is not None and uri.startswith(WANDB_RUN):
-        from .wandb import fetch_run  # W&B as the source: rebuilt in a local store first
-
-        return fetch_run(uri, store, storage_options)
-    if uri is not None and RUN_ID_RE.fullmatch(uri):  # a run id in --store, as `view` takes one
-        s = open_store(store, storage_options)
-        try:
-            return s, load_run(s, uri)
-        except NotFound as e:  # in a missing store too
-            raise NotFound(f"{e} (resume takes <store>/runs/<run-id>, or a run id with --store)") from None
-    if uri is not None:
-        store_uri, run_id = split_run_uri(uri)
-        s = open_store(store_uri, storage_options)
-        return s, load_run(s, run_id)  # in a missing store too: "<store>/runs/<id>: no such run"
-    s = open_store(store, storage_options, must_exist=True)
-    return s, latest_interrupted(s)
 
 
 @dataclass
@@ -375,17 +354,9 @@ def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
         metrics = _fit(start, callbacks, report, world)
     finally:
         if heartbeat is not None:
-            heartbeat.stop()
-            _release(start.lease, warn)
+            heartbeat.close()  # and release the run
     report("done", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "metrics": metrics})
     return world.broadcast(callbacks.run)
-
-
-def _release(lease: Lease, warn) -> None:
-    try:
-        lease.release()
-    except Exception as e:  # never hide how the run ended; the lease expires on its own
-        warn(f"could not release run {lease.run_id} ({e}); it is free again in {lease.ttl:.0f} s")
 
 
 def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, float]:
