@@ -82,6 +82,7 @@ def run(root: str | os.PathLike, tiny: bool = False, say: Say = lambda _: None) 
     say("  artifactkit log-dataset ./chess --store s3://your-bucket/ak        # the same store on S3 (AWS_* variables)")
     say("  artifactkit train --save-period 1 --wandb --project chess-demo     # mirror the run to Weights & Biases")
     say("  torchrun --nproc-per-node 2 -m artifactkit train --save-period 1   # several processes or GPUs")
+    say(f"\ndemo finished in {shlex.quote(_shown(root))}: open {shlex.quote(_shown(Path(d.summary['report'])))} in a browser")
     return d.summary
 
 
@@ -129,6 +130,7 @@ def _train_and_crash(d: Demo) -> str:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     d.say(f"training process {proc.pid} killed")
+    d.cli("runs")  # no process survived to say so; its dead lease does: interrupted
     uri = f"{d.store}/runs/{run_id}"
     d.summary.update(run_uri=uri, killed_after_epoch=s.kill_after)
     return uri
@@ -146,6 +148,13 @@ def _inspect(d: Demo, uri: str) -> None:
     _step(d, "6. The run's checkpoints, an integrity check, and an HTML report")
     d.cli("versions", f"{run_id}-model")
     d.cli("verify")
-    report = d.json("view", uri, "--out", "report.html")
-    d.summary["report"] = str(d.root / "report.html") if "report" not in report else report["report"]
-    d.say(f"open {d.summary['report']} in a browser")
+    report = d.root / d.json("view", uri, "--out", "report.html")["report"]  # relative to the demo folder
+    d.summary["report"] = str(report)
+    d.say(f"wrote {shlex.quote(_shown(report))}")
+
+
+def _shown(path: Path) -> str:
+    """The path as the user can type it where they started the demo: relative to their working
+    folder when inside it, else absolute."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith(os.pardir) else str(path)

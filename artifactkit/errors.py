@@ -30,6 +30,10 @@ class PeerFailed(ArtifactkitError):
     """Under torchrun, another training process failed first (and reports the cause itself)."""
 
 
+class RunHeld(ArtifactkitError):
+    """Another live process holds the run (a second resume of it), or took it over (lease.py)."""
+
+
 class MissingExtra(ArtifactkitError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 

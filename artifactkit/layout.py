@@ -108,3 +108,19 @@ def metrics_key(run_id: str, epoch: int) -> str:
 
 def is_metrics_key(key: str) -> bool:
     return bool(_METRICS_FILE.match(key.rsplit("/", 1)[-1]))
+
+
+def lease_prefix(run_id: str) -> str:
+    """runs/<id>/lease/<generation>.json: who holds the run (lease.py); each claim is a new
+    generation written create-only, so two claimers never both win."""
+    return f"{run_prefix(run_id)}/lease/"
+
+
+def lease_key(run_id: str, generation: int) -> str:
+    return f"{lease_prefix(run_id)}{generation}.json"
+
+
+def generation_of_lease_key(key: str) -> int | None:
+    """.../lease/<n>.json -> n; None for anything else (temp files of a write, strays)."""
+    m = _VERSION_FILE.match(key.rsplit("/", 1)[-1])
+    return int(m.group(1)) if m else None

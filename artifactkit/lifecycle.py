@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ArtifactkitError, InvalidInput, NotFound
-from .runs import RunRecord, load_run
+from .runs import RunRecord, load_run, observe
 from .store import LATEST, Store
 from .uri import parse_ref, run_uri
 
@@ -141,7 +141,7 @@ def prune(store: Store, name: str, keep_last: int) -> Deleted:
 
 def delete_run(store: Store, run_id: str, force: bool = False) -> RunDeleted:
     """Delete a run: its checkpoints (<run>-model), evaluation tables (<run>-evaluation) and its
-    folder. Refused, unless force, while it says it is running or when another run was
+    folder. Refused, unless force, while it is running (a live lease) or when another run was
     fine-tuned from one of its checkpoints."""
     try:
         run: RunRecord | None = load_run(store, run_id)
@@ -150,11 +150,10 @@ def delete_run(store: Store, run_id: str, force: bool = False) -> RunDeleted:
             raise
         run = None  # a damaged record: force deletes the folder all the same
     where = run_uri(store.uri, run_id)
-    # TODO(lease): refuse on a live lease/heartbeat once runs.py has them; a crashed run says
-    # "running" until then, which is what --force is for.
-    if run is not None and run.status == "running" and not force:
-        raise InvalidInput(f"{where}: the run says it is running (a training may still be writing it); "
-                           "if it crashed, pass --force")
+    # A live lease means a training is writing it now; a crashed one reads as interrupted.
+    if run is not None and observe(store, run).status == "running" and not force:
+        raise InvalidInput(f"{where}: the run is running (its lease is live: a training is writing it); "
+                           "stop it first, or pass --force")
     model = run.model_artifact if run is not None else f"{run_id}-model"
     used = [u for uses in users(store, model, force).values() for u in uses if u.split()[1] != run_id]
     if used and not force:

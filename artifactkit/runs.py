@@ -3,6 +3,11 @@
 runs/<id>/run.json             the RunRecord (mutable: replaced atomically as the run advances)
 runs/<id>/metrics/<epoch>.json one object per epoch (one write each: append-safe on S3); a
                                resumed run that repeats an epoch replaces it, never duplicates
+runs/<id>/lease/<n>.json       who holds the run, renewed by its heartbeat (lease.py)
+
+Status: a run is `running` while it trains, `finished`, `failed` (it raised: the error is in the
+record) or `interrupted` (Ctrl-C). A process killed by a signal or a lost machine cannot say so:
+a `running` run whose lease is no longer live is observed as `interrupted` (observe()).
 """
 
 from __future__ import annotations
@@ -10,16 +15,22 @@ from __future__ import annotations
 import json
 import secrets
 import string
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .errors import AlreadyExists, InvalidInput
-from .manifest import Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of
-from .store import Store
-from .uri import parse_ref
+from . import lease
+from .errors import AlreadyExists, InvalidInput, NotFound
+from .manifest import (
+    RUN_ID_RE, Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of,
+)
+from .store import Store, open_store
+from .uri import parse_ref, split_run_uri
 
-Status = Literal["running", "finished", "failed"]
+Status = Literal["running", "finished", "failed", "interrupted"]
+MAX_ERROR_CHARS = 500
+WANDB_RUN = "wandb-artifact://"  # wandb-artifact://<entity>/<project>/<run-id>: resume from W&B alone
 # Keys older records may hold that mean nothing now; `dataset_complete` was never set to False.
 RETIRED_KEYS = frozenset({"dataset_complete"})
 
@@ -42,6 +53,7 @@ class RunRecord(Record):
     best_fitness: float | None = None
     best_metrics: dict[str, float] = {}
     stopped_early: str | None = None  # why early stopping (patience) ended the run before total_epochs
+    error: str | None = None  # why a failed run failed: one line, credentials removed (error_line)
     trackers: dict[str, dict[str, Any]] = {}  # e.g. {"wandb": {"id": ..., "project": ..., "entity": ...}}
     # Lineage of a fine-tuned run: {"store": URI, "version": NAME:vN} of a stored checkpoint, or
     # {"file": absolute path, "digest": xxh3-128} of an exported file; None when trained from scratch.
@@ -101,6 +113,90 @@ def parse_run(data: bytes, where: str, run_id: str) -> RunRecord:
 
 def list_runs(store: Store) -> list[RunRecord]:
     return sorted((load_run(store, run_id) for run_id in store.run_ids()), key=lambda r: r.created)
+
+
+def error_line(error: BaseException) -> str:
+    """What a failed run's record says: the error's type and first line, without credentials."""
+    from .redact import redact
+
+    text = str(error).strip().splitlines()
+    line = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return redact(line)[:MAX_ERROR_CHARS]
+
+
+@dataclass(frozen=True)
+class ObservedRun:
+    """A run as it is now: its record, its lease, and the status they say together."""
+
+    record: RunRecord
+    status: str  # the record's, except `interrupted` for a running run whose holder is gone
+    lease: Any = None  # lease.LeaseRecord, read for running runs only
+
+    @property
+    def last_seen(self) -> str:
+        """The run's last sign of life: its last heartbeat, else its record's last update."""
+        return max(self.record.updated, self.lease.renewed) if self.lease is not None else self.record.updated
+
+    def summary(self) -> dict[str, Any]:
+        r = self.record
+        held = self.lease is not None and self.status == "running"
+        return {"run_id": r.run_id, "status": self.status, "epochs_completed": r.epochs_completed,
+                "total_epochs": r.total_epochs, "dataset": r.dataset, "best_fitness": r.best_fitness,
+                "metrics": r.best_metrics, "created": r.created, "last_seen": self.last_seen, "error": r.error,
+                "holder": {"host": self.lease.host, "pid": self.lease.pid, "since": self.lease.since} if held else None}
+
+
+def observe(store: Store, record: RunRecord) -> ObservedRun:
+    """The run's status as seen now. A `running` record is `interrupted` once its lease is not
+    live (released, expired, or its process on this machine gone), or, with no lease at all,
+    once the record is older than a lease would live."""
+    if record.status != "running":
+        return ObservedRun(record, record.status)
+    held = lease.current(store, record.run_id)
+    if held is not None:
+        alive = held.live()
+    else:
+        alive = lease.seconds_since(record.updated) < lease.lease_ttl()
+    return ObservedRun(record, "running" if alive else "interrupted", held)
+
+
+def observe_runs(store: Store) -> list[ObservedRun]:
+    return [observe(store, r) for r in list_runs(store)]
+
+
+def latest_interrupted(store: Store) -> RunRecord:
+    """The interrupted run last seen alive (what `train --resume` continues); a failed run is
+    resumed only when named."""
+    observed = observe_runs(store)
+    interrupted = sorted((o for o in observed if o.status == "interrupted"), key=lambda o: o.last_seen)
+    if interrupted:
+        return interrupted[-1].record
+    failed = [o.record.run_id for o in observed if o.status == "failed"]
+    running = [o.record.run_id for o in observed if o.status == "running"]
+    notes = ([f"failed: {', '.join(failed)} (resume one by id: artifactkit resume RUN_ID)"] if failed else []) + \
+            ([f"still running: {', '.join(running)}"] if running else [])
+    raise NotFound(f"{store.uri}: no interrupted run to resume" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def find_run(uri: str | None, store: str | None, storage_options=None) -> tuple[Store, RunRecord]:
+    """The run `resume` means: a run URI, a run id in `store`, wandb-artifact://… (rebuilt in a
+    local store first), or None: the most recent interrupted run in `store`."""
+    if uri is not None and uri.startswith(WANDB_RUN):
+        from .wandb import fetch_run  # W&B as the source: rebuilt in a local store first
+
+        return fetch_run(uri, store, storage_options)
+    if uri is not None and RUN_ID_RE.fullmatch(uri):  # a run id in --store, as `view` takes one
+        s = open_store(store, storage_options)
+        try:
+            return s, load_run(s, uri)
+        except NotFound as e:  # in a missing store too
+            raise NotFound(f"{e} (resume takes <store>/runs/<run-id>, or a run id with --store)") from None
+    if uri is not None:
+        store_uri, run_id = split_run_uri(uri)
+        s = open_store(store_uri, storage_options)
+        return s, load_run(s, run_id)  # in a missing store too: "<store>/runs/<id>: no such run"
+    s = open_store(store, storage_options, must_exist=True)
+    return s, latest_interrupted(s)
 
 
 def write_epoch_metrics(store: Store, run_id: str, epoch: int, payload: dict[str, Any]) -> None:

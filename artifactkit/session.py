@@ -14,25 +14,29 @@ from typing import Any, Callable, Sequence
 from . import checkpoint, datasets
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
+from .lease import Heartbeat, Lease
 from .lifecycle import prune
 from .manifest import now_iso
 from .progress import LogReport
-from .runs import RunRecord, check_run_id, create_run, list_runs, load_run, new_run_id, save_run, write_epoch_metrics
+from .runs import (
+    RunRecord, check_run_id, create_run, error_line, find_run, load_run, new_run_id, save_run, write_epoch_metrics,
+)
 from .store import Store, open_store
-from .tracking import FanOut, SystemMonitor
-from .uri import run_uri, split_run_uri
+from .tracking import FanOut, SystemMonitor, continued
+from .uri import run_uri
 
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
 RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
-WANDB_RUN = "wandb-artifact://"  # wandb-artifact://<entity>/<project>/<run-id>: resume from W&B alone
 
 
 class RunCallbacks:
     """Trainer callbacks that write the run into the store and mirror it to trackers."""
 
-    def __init__(self, store: Store, run: RunRecord, dataset: datasets.LocalDataset, trackers: FanOut, report: Report):
+    def __init__(self, store: Store, run: RunRecord, dataset: datasets.LocalDataset, trackers: FanOut, report: Report,
+                 lease: Lease | None = None):
         self.store, self.run, self.dataset, self.trackers, self.report = store, run, dataset, trackers, report
+        self.lease = lease  # held for the whole run; renewed at each epoch end and by the heartbeat
         self.saver = checkpoint.BackgroundSaver(store, run.model_artifact)
         self.monitor = SystemMonitor()
         self.saved_epoch = -1
@@ -66,6 +70,9 @@ class RunCallbacks:
         self.trackers.call("log_evaluation", epoch, table, self.store.read_blob)
 
     def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if self.lease is not None:  # another process took the run over: write nothing more
+            self.lease.renew()
+            self.lease.check(run_uri(self.store.uri, self.run.run_id))
         system = self.monitor.sample()
         write_epoch_metrics(self.store, self.run.run_id, epoch,
                             {"epoch": epoch, "step": trainer.step, "time": now_iso(), "metrics": metrics, "system": system})
@@ -114,12 +121,18 @@ class RunCallbacks:
             self.report("warning", {"message": f"keep-last {keep_last}: {e}"})
             return []
 
-    def finish(self, trainer, status: str) -> None:
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Record how the run ended; not if another process took it over (the record is theirs)."""
         try:
             self.saver.close()  # the last upload must land (or raise) before the run says finished
+        except BaseException as e:
+            if status == "finished":  # a run whose last checkpoint did not land has failed
+                status, error = "failed", error_line(e)
+            raise
         finally:
-            self.run = self.run.with_(status=status)
-            save_run(self.store, self.run)
+            if self.lease is None or self.lease.lost is None:
+                self.run = self.run.with_(status=status, error=error)
+                save_run(self.store, self.run)
             self.trackers.call("finish", status)
 
 
@@ -144,8 +157,14 @@ def train(
 
     report = report or LogReport()
     with process_group() as world:
-        start = world.lead(lambda: _new_run(store, data, run_id, storage_options, trackers, report, options, world))
+        start = world.lead(lambda: _held(_new_run(store, data, run_id, storage_options, trackers, report, options, world)))
         return _run(_share(world, start, storage_options), report, world, resumed=False)
+
+
+def _held(start: "_Start") -> "_Start":
+    """A new run is held by its trainer from the moment it exists (its id was just claimed)."""
+    start.lease = Lease.claim(start.store, start.run.run_id, run_uri(start.store.uri, start.run.run_id))
+    return start
 
 
 def _new_run(store, data, run_id, storage_options, trackers, report, options, world) -> _Start:
@@ -200,12 +219,15 @@ def resume(
     *,
     store: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    trackers: Sequence[Any] = (),
+    trackers: Sequence[Any] | None = None,
     report: Report | None = None,
     **overrides: Any,
 ) -> RunRecord:
-    """Continue a run from its latest checkpoint: `<store>/runs/<id>`, or with uri=None the most
-    recent unfinished run in `store`. Allowed overrides: RESUME_OVERRIDES.
+    """Continue a run from its latest checkpoint: `<store>/runs/<id>`, a run id in `store`, or
+    with uri=None the most recent interrupted run in `store` (never a failed one: name it).
+    trackers=None continues the trackers the run had (its W&B run); a list replaces them ([]:
+    none). One process at a time holds a run (lease.py): a second resume is refused (RunHeld).
+    Allowed overrides: RESUME_OVERRIDES.
 
     Under torchrun rank 0 reads the run and its checkpoint and sends the state to the other
     ranks (one read of the store, and no rank can load another version)."""
@@ -237,14 +259,25 @@ def _repair_aliases(s: Store, name: str, epoch: int) -> None:
 
 
 def _resumed_run(uri, store, storage_options, trackers, report, overrides, world) -> _Start:
+    s, run = find_run(uri, store, storage_options)
+    where = run_uri(s.uri, run.run_id)
+    lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
+    try:
+        run = load_run(s, run.run_id)  # as its last holder left it
+        if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run
+            trackers = continued(run.trackers, lambda msg: report("warning", {"message": msg}))
+        start = _continue(s, run, trackers, report, overrides, world)
+    except BaseException:
+        lease.release()
+        raise
+    start.lease = lease
+    return start
+
+
+def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "_Start":
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch
 
-    s, run = _find_run(uri, store, storage_options)
-    if uri is not None and uri.startswith(WANDB_RUN) and not trackers:
-        from .wandb import WandbTracker  # a run resumed from W&B keeps logging to that W&B run
-
-        trackers = [WandbTracker()]
     if not s.version_numbers(run.model_artifact):
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
     state = checkpoint.load(s, f"{run.model_artifact}:latest")
@@ -266,27 +299,12 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
         saved["epochs"] = epochs
     config = TrainConfig(**saved)
     rank_batch(config.batch, world)
-    run = run.with_(status="running", total_epochs=config.epochs, config=config.model_dump(mode="json"), stopped_early=None)
+    run = run.with_(status="running", error=None, total_epochs=config.epochs, config=config.model_dump(mode="json"),
+                    stopped_early=None)
     save_run(s, run)
     report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
                       "epochs": config.epochs, "dataset": dataset.ref})
     return _Start(run, config, s, dataset, state=state, trackers=trackers)
-
-
-def _find_run(uri: str | None, store: str | None, storage_options) -> tuple[Store, RunRecord]:
-    if uri is not None and uri.startswith(WANDB_RUN):
-        from .wandb import fetch_run  # W&B as the source: rebuilt in a local store first
-
-        return fetch_run(uri, store, storage_options)
-    if uri is not None:
-        store_uri, run_id = split_run_uri(uri)
-        s = open_store(store_uri, storage_options)
-        return s, load_run(s, run_id)  # in a missing store too: "<store>/runs/<id>: no such run"
-    s = open_store(store, storage_options, must_exist=True)
-    unfinished = [r for r in list_runs(s) if r.status != "finished"]
-    if not unfinished:
-        raise NotFound(f"{s.uri}: no unfinished run to resume")
-    return s, unfinished[-1]
 
 
 @dataclass
@@ -301,6 +319,7 @@ class _Start:
     state: dict[str, Any] | None = None  # the checkpoint to continue from
     trackers: Sequence[Any] = ()
     weights: Any = None  # weights.Weights to start from (rank 0 only: DDP copies its model to the others)
+    lease: Lease | None = None  # rank 0's hold on the run (lease.py)
 
 
 def _share(world, start: _Start | None, storage_options) -> _Start:
@@ -345,30 +364,47 @@ def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
         trainer.fit()
         return world.broadcast(None)
     s, run, dataset = start.store, start.run, start.dataset
-    fan = FanOut(start.trackers, lambda msg: report("warning", {"message": msg}))
-    infos = fan.call("start", run, resumed)
-    if any(infos.values()):
-        run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
-        save_run(s, run)
-    fan.call("log_dataset", dataset, s)
-    callbacks = RunCallbacks(s, run, dataset, fan, report)
-    weights = start.weights
-    trainer = Trainer(start.config, callbacks=[callbacks], world=world, weights=weights.state if weights else None,
-                      weights_from=weights.source if weights else "weights")
-    if trainer.pretrained_note:
-        report("warning", {"message": trainer.pretrained_note})
-    _load_state(trainer, start, run_uri(s.uri, run.run_id))
+    warn = lambda msg: report("warning", {"message": msg})  # noqa: E731
+    heartbeat = Heartbeat(start.lease, warn).start() if start.lease is not None else None
     try:
+        fan = FanOut(start.trackers, warn)
+        infos = fan.call("start", run, resumed)
+        if any(infos.values()):
+            run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
+            save_run(s, run)
+        callbacks = RunCallbacks(s, run, dataset, fan, report, start.lease)
+        metrics = _fit(start, callbacks, report, world)
+    finally:
+        if heartbeat is not None:
+            heartbeat.close()  # and release the run
+    report("done", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "metrics": metrics})
+    return world.broadcast(callbacks.run)
+
+
+def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, float]:
+    """Train rank 0, recording how it ended: `failed` with the error if anything raised (the
+    trainer's set-up included), `interrupted` on Ctrl-C (resumable by `train --resume`)."""
+    from .detector.train import Trainer
+
+    s, run = start.store, callbacks.run
+    try:
+        callbacks.trackers.call("log_dataset", start.dataset, s)
+        weights = start.weights
+        trainer = Trainer(start.config, callbacks=[callbacks], world=world, weights=weights.state if weights else None,
+                          weights_from=weights.source if weights else "weights")
+        if trainer.pretrained_note:
+            report("warning", {"message": trainer.pretrained_note})
+        _load_state(trainer, start, run_uri(s.uri, run.run_id))
         metrics = trainer.fit()
     except BaseException as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
         try:
-            callbacks.finish(trainer, "failed")
+            callbacks.finish("interrupted" if interrupted else "failed", None if interrupted else error_line(error))
         except Exception as also:  # keep the original error; say what else went wrong
             report("warning", {"message": f"while stopping after {type(error).__name__}: {also}"})
         raise
-    callbacks.finish(trainer, "finished")
-    report("done", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "metrics": metrics})
-    return world.broadcast(callbacks.run)
+    callbacks.finish("finished")
+    return metrics
 
 
 def _load_state(trainer, start: _Start, where: str | None = None) -> None:

@@ -31,9 +31,10 @@ from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
 from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
 from .layout import (
-    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
-    manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_folder_prefix, run_id_of_record_key,
-    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, version_of_key, versions_prefix,
+    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, generation_of_lease_key,
+    is_metrics_key, lease_key, lease_prefix, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key,
+    run_folder_prefix, run_id_of_record_key, run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key,
+    version_of_key, versions_prefix,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
@@ -329,6 +330,23 @@ class Store:
         """Every epoch's metrics object as (bytes, where), in epoch order; stray files are skipped."""
         keys = sorted(i.key for i in self.backend.list(metrics_prefix(check_run_id(run_id))) if is_metrics_key(i.key))
         return [(data, self._where(key)) for key, data in sorted(self.backend.read_many(keys))]
+
+    # -- run leases (lease.py owns the model): generation objects, each claimed create-only ----
+    def lease_generations(self, run_id: str) -> list[int]:
+        gens = (generation_of_lease_key(i.key) for i in self.backend.list(lease_prefix(check_run_id(run_id))))
+        return sorted(g for g in gens if g is not None)
+
+    def read_lease(self, run_id: str, generation: int) -> tuple[bytes, str]:
+        key = lease_key(check_run_id(run_id), generation)
+        return self.backend.read(key), self._where(key)
+
+    def write_lease(self, run_id: str, generation: int, data: bytes, create_only: bool = False) -> None:
+        """create_only claims the generation (AlreadyExists if another process did first)."""
+        self.backend.write(lease_key(check_run_id(run_id), generation), data, create_only=create_only)
+
+    def delete_leases(self, run_id: str, generations: Iterable[int]) -> None:
+        self.backend.delete([lease_key(check_run_id(run_id), g) for g in generations])
+
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, **kw: Any) -> LogResult:
         name = name or Path(path).absolute().name

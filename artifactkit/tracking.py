@@ -80,3 +80,26 @@ def _cuda_usage() -> dict[str, float]:
     except Exception:  # needs pynvml; utilisation is optional
         pass
     return out
+
+
+def continued(trackers: dict[str, dict[str, Any]], warn: Callable[[str], None]) -> list[Any]:
+    """The trackers a run had (its record's `trackers`), rebuilt so a resume keeps mirroring to
+    the same places without the flags being repeated."""
+    out: list[Any] = []
+    for name, info in trackers.items():
+        if name == "wandb":
+            out.append(_wandb_tracker(info))
+        else:
+            warn(f"the run was mirrored to {name!r}, which this version cannot continue")
+    return out
+
+
+def _wandb_tracker(info: dict[str, Any]) -> Any:
+    from .errors import MissingExtra
+    from .wandb import WandbTracker
+
+    try:
+        return WandbTracker(project=info.get("project"), entity=info.get("entity"))
+    except MissingExtra as e:
+        raise MissingExtra(f"the run is mirrored to W&B run {info.get('id')}, to continue it: {e} "
+                           "(or resume with --no-wandb)") from None

@@ -1,4 +1,4 @@
-"""Store commands: log-dataset, versions, pull, push, verify, gc."""
+"""Store commands: log-dataset, ls, versions, pull, push, verify, gc."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .output import emit, human_bytes, progress_bar, table
 
 def register(app: typer.Typer) -> None:
     app.command("log-dataset")(log_dataset)
+    app.command("ls")(ls)
     app.command("versions")(versions)
     app.command("pull")(pull)
     app.command("push")(push)
@@ -55,6 +56,24 @@ def log_dataset(
     emit(json_out, result.summary(),
          f"{r.name}:{r.label} ({what}) in {s.uri}: {r.files} files, {human_bytes(r.bytes)}; "
          f"stored {result.uploaded_files} new files, {human_bytes(result.uploaded_bytes)} in {result.seconds:.2f}s")
+
+
+def ls(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
+    """List the artifacts of the store: name, type, versions, latest version and its size."""
+    s = open_store(store, storage_option)
+    rows = []
+    for name in s.artifact_names():
+        nums = s.version_numbers(name)
+        if not nums:
+            continue  # only aliases left (or a write in progress): no version to show
+        latest = s.record(name, nums[-1])
+        rows.append({"name": name, "type": latest.type, "versions": len(nums), "latest": latest.label,
+                     "files": latest.files, "bytes": latest.bytes, "created": latest.created})
+    if json_out:
+        emit(True, {"store": s.uri, "artifacts": rows})
+        return
+    table(f"artifacts in {s.uri}", ["name", "type", "versions", "latest", "size", "created"],
+          [[r["name"], r["type"], r["versions"], r["latest"], human_bytes(r["bytes"]), r["created"]] for r in rows])
 
 
 def versions(

@@ -57,9 +57,13 @@ def _follow(call: Callable[[], Any]) -> Any:
         raise typer.Exit(1) from None
 
 
-def _trackers(wandb: bool, project: str | None, entity: str | None, upload_dataset: bool) -> list[Any]:
-    if not wandb or not _is_main():
+def _trackers(wandb: bool | None, project: str | None, entity: str | None, upload_dataset: bool) -> list[Any] | None:
+    """--wandb: a W&B tracker; --no-wandb: none; neither: None, which on resume continues the
+    trackers the run had (and on a new run means none)."""
+    if not _is_main():
         return []
+    if not wandb:
+        return None if wandb is None else []
     from artifactkit.wandb import WandbTracker
 
     return [WandbTracker(project=project, entity=entity, upload_dataset=upload_dataset)]
@@ -68,7 +72,7 @@ def _trackers(wandb: bool, project: str | None, entity: str | None, upload_datas
 def _summary(run) -> dict[str, Any]:
     return {"run_id": run.run_id, "status": run.status, "epochs_completed": run.epochs_completed,
             "total_epochs": run.total_epochs, "dataset": run.dataset, "best_fitness": run.best_fitness,
-            "metrics": run.best_metrics}
+            "metrics": run.best_metrics, "error": run.error}
 
 
 def train(
@@ -92,8 +96,8 @@ def train(
     val_split: Annotated[Optional[list[str]], typer.Option(help="Splits to validate each epoch (repeatable; default: val)")] = None,
     set_: SetOpt = None,
     run_id: Annotated[Optional[str], typer.Option(help="Run id (default: random)")] = None,
-    resume_latest: Annotated[bool, typer.Option("--resume", help="Resume the most recent unfinished run in the store instead")] = False,
-    wandb: Annotated[bool, typer.Option("--wandb", help="Mirror the run to Weights & Biases (offline without a key)")] = False,
+    resume_latest: Annotated[bool, typer.Option("--resume", help="Resume the most recent interrupted run in the store instead (a failed one: artifactkit resume RUN_ID)")] = False,
+    wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror the run to Weights & Biases (offline without a key); with --resume the run's own W&B run is continued unless --no-wandb", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
     entity: Annotated[Optional[str], typer.Option(help="W&B entity")] = None,
     upload_dataset: Annotated[bool, typer.Option(help="Also log the dataset to W&B as a table")] = False,
@@ -122,7 +126,7 @@ def train(
                                                  report=report, **options))
         else:
             run = _follow(lambda: session.train(store, data=data, run_id=run_id, storage_options=storage,
-                                                trackers=trackers, report=report, **options))
+                                                trackers=trackers or [], report=report, **options))
     if _is_main():
         emit(json_out, _summary(run), _done_line(run))
 
@@ -133,7 +137,7 @@ def _done_line(run) -> str:
 
 
 def resume(
-    uri: Annotated[str, typer.Argument(help="<store>/runs/<run-id>, or wandb-artifact://<entity>/<project>/<run-id>")],
+    uri: Annotated[Optional[str], typer.Argument(help="<store>/runs/<run-id>, a run id in --store, or wandb-artifact://<entity>/<project>/<run-id> (default: the most recent interrupted run in --store)", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="New total epochs (extend a finished run)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes")] = None,
@@ -141,13 +145,15 @@ def resume(
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never")] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones) from now on")] = None,
     set_: SetOpt = None,
-    wandb: Annotated[bool, typer.Option("--wandb", help="Mirror to Weights & Biases (continues the same W&B run)")] = False,
+    wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror to Weights & Biases; by default a run trained with --wandb keeps mirroring to its W&B run", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
     entity: Annotated[Optional[str], typer.Option(help="W&B entity")] = None,
+    store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Continue a run from its latest checkpoint, on any machine that can reach the store.
+    """Continue a run from its latest checkpoint, on any machine that can reach the store, with
+    the trackers it had. One process at a time holds a run: a second resume is refused.
     Keys that may change: see `--set` (epochs, device, workers, batch, patience, save_period, ...)."""
     from artifactkit import session
 
@@ -155,7 +161,7 @@ def resume(
                                "batch": ("--batch", batch), "patience": ("--patience", patience),
                                "keep_last": ("--keep-last", keep_last)}, set_)
     with TrainingProgress() as report:
-        run = _follow(lambda: session.resume(uri, storage_options=parse_storage_options(storage_option),
+        run = _follow(lambda: session.resume(uri, store=store, storage_options=parse_storage_options(storage_option),
                                              trackers=_trackers(wandb, project, entity, False), report=report,
                                              **overrides))
     if _is_main():
@@ -163,20 +169,28 @@ def resume(
 
 
 def runs(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
-    """List the runs in the store: id, status, epoch, best mAP."""
-    from artifactkit.runs import list_runs
+    """List the runs in the store: id, status (running, finished, failed with its error, or
+    interrupted: killed, or its machine lost), epoch, best mAP."""
+    from artifactkit.runs import observe_runs
 
     from .common import open_store
 
-    records = list_runs(open_store(store, storage_option))
-    rows = [{**_summary(r), "created": r.created} for r in records]
+    rows = [o.summary() for o in observe_runs(open_store(store, storage_option))]
     if json_out:
         emit(True, {"runs": rows})
         return
-    table("runs", ["run", "status", "epoch", "best mAP50", "best mAP50-95", "dataset", "created"],
+    table("runs", ["run", "status", "epoch", "best mAP50", "best mAP50-95", "dataset", "last seen", "note"],
           [[r["run_id"], r["status"], f"{r['epochs_completed']}/{r['total_epochs']}",
             f"{r['metrics'].get('metrics/mAP50', 0):.3f}", f"{r['metrics'].get('metrics/mAP50-95', 0):.3f}",
-            r["dataset"], r["created"]] for r in rows])
+            r["dataset"], r["last_seen"][:19].replace("T", " "), _note(r)] for r in rows])
+
+
+def _note(row: dict[str, Any]) -> str:
+    if row["error"] and row["status"] == "failed":
+        return row["error"]
+    if row["holder"]:
+        return f"on {row['holder']['host']} pid {row['holder']['pid']}"
+    return ""
 
 
 def val(
@@ -237,5 +251,5 @@ def demo(
     from artifactkit.demo import run
 
     say = (lambda line: print(line, file=sys.stderr)) if json_out else print
-    summary = run(dir, tiny=tiny, say=say)
-    emit(json_out, summary, f"\ndemo finished in {dir}")
+    summary = run(dir, tiny=tiny, say=say)  # its last line names the report
+    emit(json_out, summary)

@@ -117,7 +117,7 @@ def test_runs_rm_deletes_record_checkpoints_and_tables(store, tmp_path):
     assert [r.run_id for r in list_runs(store)] == ["keep", "live"]
     assert store.version_numbers("gone-model") == [] and store.version_numbers("keep-model") == [0, 1, 2]
     assert not list(store.backend.list("runs/gone/"))
-    with pytest.raises(InvalidInput, match=r"runs/live: the run says it is running.*--force"):
+    with pytest.raises(InvalidInput, match=r"runs/live: the run is running.*--force"):
         lifecycle.delete_run(store, "live")
     with pytest.raises(NotFound, match="runs/nope: no such run"):
         lifecycle.delete_run(store, "nope")

@@ -121,7 +121,9 @@ def check_error(proc, *fragments):
 def test_resume_bad_input(tmp_path, chess):
     store = tmp_path / "s"
     check_error(run_cli("resume", f"{store}/runs/ghost", check=False), "ghost", "no such run")
-    check_error(run_cli("resume", "not-a-run-uri", check=False), "invalid run URI")
+    check_error(run_cli("resume", "not/a-run-uri", check=False), "invalid run URI")
+    check_error(run_cli("resume", "ghost", "--store", str(store), check=False), "runs/ghost: no such run",
+                "or a run id with --store")
     run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
             "--run-id", "done")
     check_error(run_cli("resume", f"{store}/runs/done", check=False), "finished all 1 epochs", "--epochs")

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import InvalidInput
 from ..lineage import run_io
 from ..manifest import DIGEST_RE
-from ..runs import load_run, read_metrics
+from ..runs import load_run, observe, read_metrics
 from ..store import Store
 from ..uri import run_uri
 from .images import ImageBank
@@ -30,7 +30,7 @@ def load_run_data(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any]:
     return {
         "id": record.run_id,
         "uri": run_uri(store.uri, record.run_id),
-        "status": record.status,
+        "status": observe(store, record).status,  # a killed run reads `interrupted`, not `running`
         "dataset": record.dataset,
         "epochs_completed": record.epochs_completed,
         "total_epochs": record.total_epochs,
