@@ -17,9 +17,26 @@ from .errors import (
     MissingExtra,
     NotFound,
 )
-from .maintenance import gc, verify
-from .store import LogResult, Store, VersionInfo, open_store
-from .transfer import pull, push
+
+# The store API is loaded on first use (PEP 562), so `import artifactkit` (and every CLI command's
+# start-up) costs only what the caller touches: a command that lists versions never loads pull.
+_LAZY = {
+    "gc": "maintenance", "verify": "maintenance",
+    "LogResult": "store", "Store": "store", "VersionInfo": "store", "open_store": "store",
+    "pull": "transfer", "push": "transfer",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'artifactkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

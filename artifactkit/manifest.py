@@ -25,7 +25,8 @@ RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: a model's validator is built on its first use, not at import (start-up time)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 # Absolute, drive-lettered, backslashed or NUL paths, empty parts, "." or ".." parts: anything that
