@@ -9,6 +9,7 @@ MANIFESTS = "manifests"
 ARTIFACTS = "artifacts"
 RUNS = "runs"
 RUN_RECORD = "run.json"
+FORMAT_KEY = "artifactkit-store.json"  # {"format": N}: the layout version of the whole store
 
 _VERSION_FILE = re.compile(r"(0|[1-9][0-9]*)\.json\Z")  # ASCII digits only: "².json" is a stray
 _METRICS_FILE = re.compile(r"([0-9]{6,})\.json\Z")

@@ -55,6 +55,7 @@ class VerifyReport:
 def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
     """Re-hash every blob (progress(bytes, total) hears each one) and check every version's
     manifest and files."""
+    store.format()  # refuse a store of a newer format: its records are not ours to judge
     report = VerifyReport()
     present: set[str] = set()
     infos = [i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
@@ -150,6 +151,7 @@ class _Live:
 
 def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     """Delete blobs and manifests that no version references, older than the grace period."""
+    store.format()  # never delete in a store of a newer format: we cannot see what it references
     listed = list(store.backend.list(OBJECTS + "/")) + list(store.backend.list(MANIFESTS + "/"))
     live = _Live(store).read()  # after the listing: anything committed before it is seen
     local = isinstance(store.backend, LocalBackend)

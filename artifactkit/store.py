@@ -23,7 +23,7 @@ from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
 from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
 from .layout import (
-    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
+    FORMAT_KEY, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
     manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_id_of_record_key, run_record_key,
     runs_prefix, version_key, version_of_key, versions_prefix,
 )
@@ -34,6 +34,10 @@ from .manifest import (
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
+# The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").
+# A store without the marker is format 1 (every store written before the marker existed).
+STORE_FORMAT = 1
+_FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 _ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
@@ -88,6 +92,7 @@ class Store:
     def __init__(self, backend, stat_cache: StatCache | NullStatCache | None = None):
         self.backend = backend
         self.stat_cache = stat_cache if stat_cache is not None else default_stat_cache()
+        self._format: int | None = None  # the marker's format once read (0: no marker yet)
 
     @property
     def uri(self) -> str:
@@ -105,6 +110,33 @@ class Store:
         key found (one listing page on S3, the first files of a walk on a local folder)."""
         prefixes = (artifacts_prefix(), runs_prefix(), OBJECTS + "/")
         return any(next(iter(self.backend.list(p)), None) is not None for p in prefixes)
+
+    def format(self) -> int:
+        """The store's format (1 for a store without the marker); InvalidInput for a store of a
+        newer format than this code knows, or a damaged marker. Read once per Store."""
+        if self._format is None:
+            try:
+                data = self.backend.read(FORMAT_KEY)
+            except NotFound:
+                self._format = 0
+            else:
+                m = _FORMAT_TEXT.fullmatch(data)
+                if m is None:
+                    raise InvalidInput(f"{self._where(FORMAT_KEY)}: not a store format marker (expected {{\"format\": N}}, "
+                                       f"found {data[:40]!r})")
+                self._format = int(m.group(1))
+        if self._format > STORE_FORMAT:
+            raise InvalidInput(f"{self.uri}: store format {self._format} is newer than this artifactkit reads "
+                               f"(up to {STORE_FORMAT}); upgrade artifactkit to use this store")
+        return self._format or 1
+
+    def _ensure_format(self) -> None:
+        """Before the first write: refuse a newer store, and mark the store with the format this
+        code writes (never lowering it: a format-N reader reads every older format)."""
+        self.format()
+        if self._format < STORE_FORMAT:
+            self.backend.write(FORMAT_KEY, b'{"format": %d}\n' % STORE_FORMAT)
+            self._format = STORE_FORMAT
 
     @property
     def remote(self) -> bool:
@@ -284,6 +316,7 @@ class Store:
 
     def write_run(self, run_id: str, data: bytes, create_only: bool = False) -> None:
         """Replace a run record atomically; create_only claims the run id (AlreadyExists if taken)."""
+        self._ensure_format()
         self.backend.write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
 
     def write_metrics(self, run_id: str, epoch: int, data: bytes) -> None:
@@ -325,6 +358,7 @@ class Store:
         for alias in aliases:
             check_alias(alias)
         check_tree([c.path for c in candidates])
+        self._ensure_format()
         previous = self.latest(name)
         result = ingest(self.backend, candidates, self.stat_cache, progress)
         sync_start = time.perf_counter()
@@ -352,6 +386,7 @@ class Store:
         key = manifest_key(check_digest(digest))
         if digest_bytes(canonical) != digest:
             raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
+        self._ensure_format()
         self.backend.sync()
         for _ in range(2):
             try:
@@ -366,6 +401,7 @@ class Store:
         """Write a version record under its own number (create-or-same: the number may already
         hold this content, never other content). Its manifest must be in the store already."""
         check_name(record.name)
+        self._ensure_format()
         try:
             self.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
         except AlreadyExists:
@@ -418,6 +454,7 @@ def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = 
     from .uri import default_store_uri
 
     store = Store(open_backend(uri or default_store_uri(), storage_options), **kw)
+    store.format()  # a store of a newer format is refused before anything reads or writes it
     if must_exist and not store.exists():
         raise NotFound(f"{store.uri}: no artifactkit store there (nothing logged yet; check the path or URL)")
     return store
