@@ -6,6 +6,7 @@ import re
 
 OBJECTS = "objects"
 MANIFESTS = "manifests"
+TREES = "trees"
 ARTIFACTS = "artifacts"
 RUNS = "runs"
 RUN_RECORD = "run.json"
@@ -23,6 +24,18 @@ def object_key(digest: str) -> str:
 def digest_of_object_key(key: str) -> str | None:
     parts = key.split("/")
     if len(parts) != 3 or parts[0] != OBJECTS or len(parts[1]) != 2 or len(parts[2]) != 30:
+        return None
+    digest = parts[1] + parts[2]
+    return digest if _HEX.match(digest) else None
+
+
+def tree_key(digest: str) -> str:
+    return f"{TREES}/{digest[:2]}/{digest[2:]}"
+
+
+def digest_of_tree_key(key: str) -> str | None:
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != TREES or len(parts[1]) != 2 or len(parts[2]) != 30:
         return None
     digest = parts[1] + parts[2]
     return digest if _HEX.match(digest) else None

@@ -15,28 +15,30 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
-from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
+from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest, refresh
 from .layout import (
-    FORMAT_KEY, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
+    FORMAT_KEY, OBJECTS, TREES, digest_of_tree_key, tree_key, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
     manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_id_of_record_key, run_record_key,
     runs_prefix, version_key, version_of_key, versions_prefix,
 )
 from .manifest import (
-    NAME_RE, RUN_ID_RE, VERSION_RE, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
+    NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
+from .trees import Tree, compress_tree, decompress_tree, entries as tree_entries, parse_tree, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
 # The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").
 # A store without the marker is format 1 (every store written before the marker existed).
-STORE_FORMAT = 1
+# 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
+STORE_FORMAT = 2
 _FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 _ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
@@ -63,6 +65,16 @@ class LogResult:
             "seconds": round(self.seconds, 4),
             "sync_seconds": round(self.sync_seconds, 4),
         }
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What a log's build step stored (the same fields as treelog.FolderLogResult)."""
+    root: str
+    files: int
+    bytes: int
+    uploaded_files: int
+    uploaded_bytes: int
 
 
 @dataclass(frozen=True)
@@ -223,13 +235,70 @@ class Store:
             existing = self.record(record.name, record.version)
         except NotFound:
             return False
-        if existing.manifest != record.manifest:
+        if (existing.manifest, existing.layout) != (record.manifest, record.layout):
             raise InvalidInput(f"{self.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite")
         return True
 
     def manifest(self, record: VersionRecord) -> Manifest:
+        """Every entry of a version at once (sorted by path). For a version of any size, prefer
+        entries(), which streams them."""
+        if record.layout == "tree":
+            return Manifest.of(list(self.entries(record)))
         key = manifest_key(record.manifest)
         return parse_record(Manifest, self._manifest_bytes(record), self._where(key))
+
+    def entries(self, record: VersionRecord, prefix: str | None = None) -> Iterator[Entry]:
+        """The files of a version, streamed (never all held at once for a tree version: one tree
+        per folder level). prefix: a folder or file path; only the trees on its way are read.
+        Order: folder by folder, names sorted within each (a flat version: sorted by path)."""
+        if record.layout == "tree":
+            yield from tree_entries(self.read_tree, check_digest(record.manifest), prefix or "")
+            return
+        wanted = (prefix or "").strip("/")
+        for e in self.manifest(record).entries:
+            if not wanted or e.path == wanted or e.path.startswith(wanted + "/"):
+                yield e
+
+    def references(self, record: VersionRecord) -> Iterator[tuple[str, str]]:
+        """("manifest" | "tree" | "blob", digest) for everything a version needs in the store."""
+        if record.layout == "flat":
+            yield "manifest", record.manifest
+            for e in self.manifest(record).entries:
+                yield "blob", e.digest
+            return
+        for _folder, digest, tree in walk(self.read_tree, check_digest(record.manifest)):
+            yield "tree", digest
+            for f in tree.files:
+                yield "blob", f.digest
+
+    def read_tree(self, digest: str) -> Tree:
+        """One tree, checked against its digest and validated (trees.py)."""
+        return parse_tree(self.tree_bytes(digest), self._where(tree_key(digest)))
+
+    def tree_bytes(self, digest: str) -> bytes:
+        """A tree's canonical JSON (stored zlib-compressed), checked against its digest."""
+        key = tree_key(check_digest(digest))
+        canonical = decompress_tree(self.backend.read(key), self._where(key))
+        if digest_bytes(canonical) != digest:
+            raise IntegrityError(f"{self._where(key)}: tree bytes do not match their digest")
+        return canonical
+
+    def missing_trees(self, digests: Iterable[str]) -> list[str]:
+        """The trees this store lacks (one batched check); those it has are refreshed."""
+        wanted = list(dict.fromkeys(digests))
+        present = refresh(self.backend, [tree_key(check_digest(d)) for d in wanted])
+        return [d for d in wanted if tree_key(d) not in present]
+
+    def put_trees(self, trees: list[tuple[str, bytes]]) -> None:
+        """Store trees (digest, canonical bytes), children before parents. Existing ones are
+        refreshed (touched: a concurrent gc keeps them); the others written. Durable with the
+        next sync, which comes before any record references them."""
+        for digest, data in trees:
+            if digest_bytes(data) != digest:
+                raise IntegrityError(f"{self._where(tree_key(digest))}: tree bytes do not match their digest")
+        self._ensure_format()
+        present = refresh(self.backend, [tree_key(check_digest(d)) for d, _ in trees])
+        self.backend.write_many([(tree_key(d), compress_tree(data)) for d, data in trees if tree_key(d) not in present])
 
     def _manifest_bytes(self, record: VersionRecord) -> bytes:
         key = manifest_key(check_digest(record.manifest))
@@ -328,9 +397,15 @@ class Store:
         return [(data, self._where(key)) for key, data in sorted(self.backend.read_many(keys))]
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, **kw: Any) -> LogResult:
+        """Log a folder as a new version, folder by folder (treelog.py: memory bounded, unchanged
+        folders known from the stat cache without hashing)."""
+        from .treelog import FolderLog
+
         name = name or Path(path).absolute().name
         check_name(name)
-        return self._log(scan_folder(path), name, **kw)
+        folder = FolderLog(self)
+        folder.check(path)  # every refusal before anything is written
+        return self._log(lambda progress: folder.run(path, progress), name, **kw)
 
     def log_files(
         self,
@@ -341,11 +416,31 @@ class Store:
     ) -> LogResult:
         """Log a {manifest path: bytes or local file} mapping as a new version."""
         check_name(name)
-        return self._log(candidates_from_mapping(files, entry_meta), name, **kw)
+        candidates = candidates_from_mapping(files, entry_meta)
+        check_tree([c.path for c in candidates])
+
+        def build(progress):
+            result = self.ingest(candidates, progress)
+            root, trees, nfiles, nbytes = trees_of(sorted(result.entries, key=lambda e: e.path))
+            self.put_trees(trees)
+            return _Built(root, nfiles, nbytes, result.uploaded_files, result.uploaded_bytes)
+
+        return self._log(build, name, **kw)
+
+    def ingest(self, candidates: list[Candidate], progress: Progress | None = None) -> IngestResult:
+        """Hash files and make sure the store holds each blob (ingest.ingest: existing ones
+        refreshed, missing ones written, hashed on the way). Durable with the next sync."""
+        self._ensure_format()
+        return ingest(self.backend, candidates, self.stat_cache, progress)
+
+    def ingestor(self, progress: Progress | None = None, total: int | None = None) -> Ingestor:
+        """An Ingestor (ingest.py) writing into this store: one per log, batches across folders."""
+        self._ensure_format()
+        return Ingestor(self.backend, self.stat_cache, progress, total)
 
     def _log(
         self,
-        candidates: list[Candidate],
+        build: Callable[[Progress | None], Any],
         name: str,
         type: str = "dataset",
         aliases: tuple[str, ...] = (),
@@ -354,29 +449,26 @@ class Store:
         progress: Progress | None = None,
         dedup_latest: bool = True,
     ) -> LogResult:
+        """build(progress) stores the blobs and trees of the new content and returns its root
+        tree, totals and upload counts; then everything is made durable and the version claimed."""
         start = time.perf_counter()
         for alias in aliases:
             check_alias(alias)
-        check_tree([c.path for c in candidates])
         self._ensure_format()
         previous = self.latest(name)
-        result = ingest(self.backend, candidates, self.stat_cache, progress)
+        built = build(progress)
         sync_start = time.perf_counter()
-        self.backend.sync()  # blobs durable before anything references them
+        self.backend.sync()  # blobs and trees durable before a record references them
         sync_seconds = time.perf_counter() - sync_start
-        manifest = Manifest.of(result.entries)
-        canonical = manifest.canonical_json()
-        digest = digest_bytes(canonical)
-        if dedup_latest and previous is not None and previous.manifest == digest:
+        if dedup_latest and previous is not None and (previous.manifest, previous.layout) == (built.root, "tree"):
             record, created = previous, False
         else:
-            self.put_manifest(digest, canonical)
-            record = self._claim_version(name, digest, manifest, type, metadata or {}, run_id)
+            record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
             created = True
         for alias in aliases:
             self.set_alias(name, alias, record.version)
         return LogResult(
-            record, created, result.uploaded_files, result.uploaded_bytes, time.perf_counter() - start, sync_seconds
+            record, created, built.uploaded_files, built.uploaded_bytes, time.perf_counter() - start, sync_seconds
         )
 
     def put_manifest(self, digest: str, canonical: bytes) -> None:
@@ -407,13 +499,13 @@ class Store:
         except AlreadyExists:
             self.holds(record)  # a concurrent push of the same version is fine; anything else is not
 
-    def _claim_version(self, name, digest, manifest, type, metadata, run_id) -> VersionRecord:
+    def _claim_version(self, name, root, files, nbytes, type, metadata, run_id) -> VersionRecord:
         nums = self.version_numbers(name)
         version = nums[-1] + 1 if nums else 0
         while True:
             record = VersionRecord(
-                name=name, version=version, type=type, manifest=digest, files=len(manifest.entries),
-                bytes=manifest.total_bytes, metadata=metadata, created=now_iso(), run_id=run_id,
+                name=name, version=version, type=type, manifest=root, layout="tree", files=files,
+                bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
             )
             try:
                 self.backend.write(version_key(name, version), to_json(record), create_only=True)

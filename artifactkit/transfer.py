@@ -9,8 +9,8 @@ Blobs above _STREAM_BYTES are streamed to disk and hashed in chunks, never held 
 a remote store come from this machine's blob cache when it has them (cache.py), so pulling v1
 after v0 downloads only what changed.
 
-push copies in commit order (all missing blobs, then manifests, then version records, then
-aliases), with one existence check for every version it sends, so an interrupted push leaves
+push copies in commit order (all missing blobs, then trees or manifests, then version records,
+then aliases), with one existence check for every version it sends, so an interrupted push leaves
 only unreferenced blobs and running it again sends only what is still missing.
 """
 
@@ -82,7 +82,7 @@ def pull(
     default blob cache on remote stores, False for none, or a BlobCache to use."""
     start = time.perf_counter()
     record = store.resolve(ref)
-    entries = store.manifest(record).entries
+    entries = list(store.entries(record))  # streamed from the trees: no validated copy of them all
     dest = Path(dest)
     plan = _plan(store, record, dest, entries)  # every refusal happens before anything is written
     if plan.changed and not force:
@@ -282,11 +282,17 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
     records = [src.resolve(ref)] if ref.selector else [i.record for i in src.versions(ref.name)]
     in_dst = set(dst.version_numbers(ref.name))
     todo = [r for r in records if not (r.version in in_dst and dst.holds(r))]
-    manifests = {r.version: src.manifest(r) for r in todo}
-    sizes = {e.digest: e.size for m in manifests.values() for e in m.entries}
+    sizes = {e.digest: e.size for r in todo for e in src.entries(r)}
     files, nbytes = _send_blobs(src, dst, sizes, progress)
-    for r in todo:  # put_manifest makes the blobs durable before the first one references them
-        dst.put_manifest(r.manifest, manifests[r.version].canonical_json())
+    for r in todo:  # then the metadata: trees (children first) or a flat manifest
+        if r.layout == "tree":
+            trees = [d for kind, d in src.references(r) if kind == "tree"]
+            missing = set(dst.missing_trees(trees))  # only those are read and sent: O(changed)
+            dst.put_trees([(d, src.tree_bytes(d)) for d in reversed(trees) if d in missing])
+    for r in todo:  # put_manifest makes everything written so far durable before it is referenced
+        if r.layout == "flat":
+            dst.put_manifest(r.manifest, src.manifest(r).canonical_json())
+    dst.sync()
     for r in todo:
         dst.put_version(r)
     pushed = {r.version for r in records}
