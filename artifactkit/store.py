@@ -460,7 +460,7 @@ class Store:
         sync_start = time.perf_counter()
         self.backend.sync()  # blobs and trees durable before a record references them
         sync_seconds = time.perf_counter() - sync_start
-        if dedup_latest and previous is not None and (previous.manifest, previous.layout) == (built.root, "tree"):
+        if dedup_latest and previous is not None and self._same_content(previous, built.root):
             record, created = previous, False
         else:
             record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
@@ -470,6 +470,13 @@ class Store:
         return LogResult(
             record, created, built.uploaded_files, built.uploaded_bytes, time.perf_counter() - start, sync_seconds
         )
+
+    def _same_content(self, previous: VersionRecord, root: str) -> bool:
+        """Whether a version holds the content of this root tree. A format-1 (flat) version is
+        compared through the trees its entries make: once, on the first log after an upgrade."""
+        if previous.layout == "tree":
+            return previous.manifest == root
+        return trees_of(list(self.manifest(previous).entries))[0] == root
 
     def put_manifest(self, digest: str, canonical: bytes) -> None:
         """Write a manifest (create-or-same: manifests are write-once and named by their digest),
