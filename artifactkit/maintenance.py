@@ -1,7 +1,7 @@
 """Keeping a store honest: verify re-hashes everything; gc removes what no version references.
 
-gc safety rule: gc never deletes a blob or manifest referenced by a version committed before gc
-finishes. Three mechanisms, because a log may find a blob already present (left by an interrupted
+gc safety rule: gc never deletes a blob, tree or manifest referenced by a version committed
+before gc finishes (it marks through every live version's trees, and treats trees as blobs below). Three mechanisms, because a log may find a blob already present (left by an interrupted
 log long ago, older than the grace period) at any moment while gc runs:
 - gc reads the version records after listing objects, and reads them again just before deleting
   (and, on a local store, once more after moving the doomed files aside): whatever a version

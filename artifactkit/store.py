@@ -1,11 +1,12 @@
 """Versions, aliases and dedup over any Backend.
 
-Commit order is the crash-safety rule: blobs, then sync, then the manifest, then the version
-record (claimed exclusively), then aliases. A reader never sees a version whose bytes are missing;
-an interrupted log leaves only unreferenced blobs, and re-running it uploads only what is missing.
-Every blob and the manifest a new version references is checked (on a local store: touched) just
-before the record is claimed, never assumed present because an earlier version had it, so a
-concurrent gc keeps them (maintenance.gc) and a lost blob is uploaded again from the folder.
+Commit order is the crash-safety rule: blobs and trees (format 2; a manifest in format 1), then
+sync, then the version record (claimed exclusively), then aliases. A reader never sees a version
+whose bytes are missing; an interrupted log leaves only unreferenced blobs and trees, and re-running
+it uploads only what is missing. Every blob and tree a new version references is checked (on a
+local store: touched) before the record is claimed, never assumed present because an earlier
+version or a re-used tree had it, so a concurrent gc keeps them (maintenance.gc) and a lost blob
+is uploaded again from the folder.
 """
 
 from __future__ import annotations
