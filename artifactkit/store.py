@@ -1,17 +1,18 @@
 """Versions, aliases and dedup over any Backend.
 
+Commit order is the crash-safety rule: blobs and trees (format 2; a manifest in format 1), then
+sync, then the version record (claimed exclusively), then aliases. A reader never sees a version
+whose bytes are missing; an interrupted log leaves only unreferenced blobs and trees, and re-running
+it uploads only what is missing. Every blob and tree a new version references is checked (on a
+local store: touched) before the record is claimed, never assumed present because an earlier
+version or a re-used tree had it, so a concurrent gc keeps them (maintenance.gc) and a lost blob
+is uploaded again from the folder.
+
 Deleting a version leaves a tombstone (a copy of its record under artifacts/<name>/deleted/), so a
 version number is never reused: `NAME:v3` means the same bytes for as long as the store lives, as
 in W&B. Order: tombstone, then the version's aliases, then the record; a new version takes one
 more than the highest number ever used (versions listed first, then tombstones, so a delete racing
 a log is always seen in one or the other). Blobs stay until `gc` finds nothing references them.
-
-Commit order is the crash-safety rule: blobs, then sync, then the manifest, then the version
-record (claimed exclusively), then aliases. A reader never sees a version whose bytes are missing;
-an interrupted log leaves only unreferenced blobs, and re-running it uploads only what is missing.
-Every blob and the manifest a new version references is checked (on a local store: touched) just
-before the record is claimed, never assumed present because an earlier version had it, so a
-concurrent gc keeps them (maintenance.gc) and a lost blob is uploaded again from the folder.
 """
 
 from __future__ import annotations
@@ -23,25 +24,31 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
-from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
+from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest, refresh
 from .layout import (
-    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
+    FORMAT_KEY, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
     manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_folder_prefix, run_id_of_record_key,
-    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, version_of_key, versions_prefix,
+    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, tree_key, version_key, version_of_key, versions_prefix,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
+from .trees import Tree, compress_tree, decompress_tree, entries as tree_entries, parse_tree, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
+# The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").
+# A store without the marker is format 1 (every store written before the marker existed).
+# 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
+STORE_FORMAT = 2
+_FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 _ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
@@ -67,6 +74,16 @@ class LogResult:
             "seconds": round(self.seconds, 4),
             "sync_seconds": round(self.sync_seconds, 4),
         }
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What a log's build step stored (the same fields as treelog.FolderLogResult)."""
+    root: str
+    files: int
+    bytes: int
+    uploaded_files: int
+    uploaded_bytes: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,7 @@ class Store:
     def __init__(self, backend, stat_cache: StatCache | NullStatCache | None = None):
         self.backend = backend
         self.stat_cache = stat_cache if stat_cache is not None else default_stat_cache()
+        self._format: int | None = None  # the marker's format once read (0: no marker yet)
 
     @property
     def uri(self) -> str:
@@ -113,6 +131,33 @@ class Store:
         key found (one listing page on S3, the first files of a walk on a local folder)."""
         prefixes = (artifacts_prefix(), runs_prefix(), OBJECTS + "/")
         return any(next(iter(self.backend.list(p)), None) is not None for p in prefixes)
+
+    def format(self) -> int:
+        """The store's format (1 for a store without the marker); InvalidInput for a store of a
+        newer format than this code knows, or a damaged marker. Read once per Store."""
+        if self._format is None:
+            try:
+                data = self.backend.read(FORMAT_KEY)
+            except NotFound:
+                self._format = 0
+            else:
+                m = _FORMAT_TEXT.fullmatch(data)
+                if m is None:
+                    raise InvalidInput(f"{self._where(FORMAT_KEY)}: not a store format marker (expected {{\"format\": N}}, "
+                                       f"found {data[:40]!r})")
+                self._format = int(m.group(1))
+        if self._format > STORE_FORMAT:
+            raise InvalidInput(f"{self.uri}: store format {self._format} is newer than this artifactkit reads "
+                               f"(up to {STORE_FORMAT}); upgrade artifactkit to use this store")
+        return self._format or 1
+
+    def _ensure_format(self) -> None:
+        """Before the first write: refuse a newer store, and mark the store with the format this
+        code writes (never lowering it: a format-N reader reads every older format)."""
+        self.format()
+        if self._format < STORE_FORMAT:
+            self.backend.write(FORMAT_KEY, b'{"format": %d}\n' % STORE_FORMAT)
+            self._format = STORE_FORMAT
 
     @property
     def remote(self) -> bool:
@@ -200,20 +245,70 @@ class Store:
             existing = self.record(record.name, record.version)
         except NotFound:
             return False
-        if existing.manifest != record.manifest:
+        if (existing.manifest, existing.layout) != (record.manifest, record.layout):
             raise InvalidInput(f"{self.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite")
         return True
 
     def manifest(self, record: VersionRecord) -> Manifest:
+        """Every entry of a version at once (sorted by path). For a version of any size, prefer
+        entries(), which streams them."""
+        if record.layout == "tree":
+            return Manifest.of(list(self.entries(record)))
         key = manifest_key(record.manifest)
         return parse_record(Manifest, self._manifest_bytes(record), self._where(key))
 
     def entries(self, record: VersionRecord, prefix: str | None = None) -> Iterator[Entry]:
-        """The version's files (validated, in path order), only those whose path starts with
-        `prefix` if given. Read a version's files through here or manifest(), never by key."""
-        for entry in self.manifest(record).entries:
-            if prefix is None or entry.path.startswith(prefix):
-                yield entry
+        """The files of a version, streamed (never all held at once for a tree version: one tree
+        per folder level). prefix: a folder or file path; only the trees on its way are read.
+        Order: folder by folder, names sorted within each (a flat version: sorted by path)."""
+        if record.layout == "tree":
+            yield from tree_entries(self.read_tree, check_digest(record.manifest), prefix or "")
+            return
+        wanted = (prefix or "").strip("/")
+        for e in self.manifest(record).entries:
+            if not wanted or e.path == wanted or e.path.startswith(wanted + "/"):
+                yield e
+
+    def references(self, record: VersionRecord) -> Iterator[tuple[str, str]]:
+        """("manifest" | "tree" | "blob", digest) for everything a version needs in the store."""
+        if record.layout == "flat":
+            yield "manifest", record.manifest
+            for e in self.manifest(record).entries:
+                yield "blob", e.digest
+            return
+        for _folder, digest, tree in walk(self.read_tree, check_digest(record.manifest)):
+            yield "tree", digest
+            for f in tree.files:
+                yield "blob", f.digest
+
+    def read_tree(self, digest: str) -> Tree:
+        """One tree, checked against its digest and validated (trees.py)."""
+        return parse_tree(self.tree_bytes(digest), self._where(tree_key(digest)))
+
+    def tree_bytes(self, digest: str) -> bytes:
+        """A tree's canonical JSON (stored zlib-compressed), checked against its digest."""
+        key = tree_key(check_digest(digest))
+        canonical = decompress_tree(self.backend.read(key), self._where(key))
+        if digest_bytes(canonical) != digest:
+            raise IntegrityError(f"{self._where(key)}: tree bytes do not match their digest")
+        return canonical
+
+    def missing_trees(self, digests: Iterable[str]) -> list[str]:
+        """The trees this store lacks (one batched check); those it has are refreshed."""
+        wanted = list(dict.fromkeys(digests))
+        present = refresh(self.backend, [tree_key(check_digest(d)) for d in wanted])
+        return [d for d in wanted if tree_key(d) not in present]
+
+    def put_trees(self, trees: list[tuple[str, bytes]]) -> None:
+        """Store trees (digest, canonical bytes), children before parents. Existing ones are
+        refreshed (touched: a concurrent gc keeps them); the others written. Durable with the
+        next sync, which comes before any record references them."""
+        for digest, data in trees:
+            if digest_bytes(data) != digest:
+                raise IntegrityError(f"{self._where(tree_key(digest))}: tree bytes do not match their digest")
+        self._ensure_format()
+        present = refresh(self.backend, [tree_key(check_digest(d)) for d, _ in trees])
+        self.backend.write_many([(tree_key(d), compress_tree(data)) for d, data in trees if tree_key(d) not in present])
 
     def _manifest_bytes(self, record: VersionRecord) -> bytes:
         key = manifest_key(check_digest(record.manifest))
@@ -320,6 +415,7 @@ class Store:
 
     def write_run(self, run_id: str, data: bytes, create_only: bool = False) -> None:
         """Replace a run record atomically; create_only claims the run id (AlreadyExists if taken)."""
+        self._ensure_format()
         self.backend.write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
 
     def write_metrics(self, run_id: str, epoch: int, data: bytes) -> None:
@@ -331,9 +427,15 @@ class Store:
         return [(data, self._where(key)) for key, data in sorted(self.backend.read_many(keys))]
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, **kw: Any) -> LogResult:
+        """Log a folder as a new version, folder by folder (treelog.py: memory bounded, unchanged
+        folders known from the stat cache without hashing)."""
+        from .treelog import FolderLog
+
         name = name or Path(path).absolute().name
         check_name(name)
-        return self._log(scan_folder(path), name, **kw)
+        folder = FolderLog(self)
+        folder.check(path)  # every refusal before anything is written
+        return self._log(lambda progress: folder.run(path, progress), name, **kw)
 
     def log_files(
         self,
@@ -344,11 +446,31 @@ class Store:
     ) -> LogResult:
         """Log a {manifest path: bytes or local file} mapping as a new version."""
         check_name(name)
-        return self._log(candidates_from_mapping(files, entry_meta), name, **kw)
+        candidates = candidates_from_mapping(files, entry_meta)
+        check_tree([c.path for c in candidates])
+
+        def build(progress):
+            result = self.ingest(candidates, progress)
+            root, trees, nfiles, nbytes = trees_of(sorted(result.entries, key=lambda e: e.path))
+            self.put_trees(trees)
+            return _Built(root, nfiles, nbytes, result.uploaded_files, result.uploaded_bytes)
+
+        return self._log(build, name, **kw)
+
+    def ingest(self, candidates: list[Candidate], progress: Progress | None = None) -> IngestResult:
+        """Hash files and make sure the store holds each blob (ingest.ingest: existing ones
+        refreshed, missing ones written, hashed on the way). Durable with the next sync."""
+        self._ensure_format()
+        return ingest(self.backend, candidates, self.stat_cache, progress)
+
+    def ingestor(self, progress: Progress | None = None, total: int | None = None) -> Ingestor:
+        """An Ingestor (ingest.py) writing into this store: one per log, batches across folders."""
+        self._ensure_format()
+        return Ingestor(self.backend, self.stat_cache, progress, total)
 
     def _log(
         self,
-        candidates: list[Candidate],
+        build: Callable[[Progress | None], Any],
         name: str,
         type: str = "dataset",
         aliases: tuple[str, ...] = (),
@@ -357,29 +479,34 @@ class Store:
         progress: Progress | None = None,
         dedup_latest: bool = True,
     ) -> LogResult:
+        """build(progress) stores the blobs and trees of the new content and returns its root
+        tree, totals and upload counts; then everything is made durable and the version claimed."""
         start = time.perf_counter()
         for alias in aliases:
             check_alias(alias)
-        check_tree([c.path for c in candidates])
+        self._ensure_format()
         previous = self.latest(name)
-        result = ingest(self.backend, candidates, self.stat_cache, progress)
+        built = build(progress)
         sync_start = time.perf_counter()
-        self.backend.sync()  # blobs durable before anything references them
+        self.backend.sync()  # blobs and trees durable before a record references them
         sync_seconds = time.perf_counter() - sync_start
-        manifest = Manifest.of(result.entries)
-        canonical = manifest.canonical_json()
-        digest = digest_bytes(canonical)
-        if dedup_latest and previous is not None and previous.manifest == digest:
+        if dedup_latest and previous is not None and self._same_content(previous, built.root):
             record, created = previous, False
         else:
-            self.put_manifest(digest, canonical)
-            record = self._claim_version(name, digest, manifest, type, metadata or {}, run_id)
+            record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
             created = True
         for alias in aliases:
             self.set_alias(name, alias, record.version)
         return LogResult(
-            record, created, result.uploaded_files, result.uploaded_bytes, time.perf_counter() - start, sync_seconds
+            record, created, built.uploaded_files, built.uploaded_bytes, time.perf_counter() - start, sync_seconds
         )
+
+    def _same_content(self, previous: VersionRecord, root: str) -> bool:
+        """Whether a version holds the content of this root tree. A format-1 (flat) version is
+        compared through the trees its entries make: once, on the first log after an upgrade."""
+        if previous.layout == "tree":
+            return previous.manifest == root
+        return trees_of(list(self.manifest(previous).entries))[0] == root
 
     def put_manifest(self, digest: str, canonical: bytes) -> None:
         """Write a manifest (create-or-same: manifests are write-once and named by their digest),
@@ -388,6 +515,7 @@ class Store:
         key = manifest_key(check_digest(digest))
         if digest_bytes(canonical) != digest:
             raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
+        self._ensure_format()
         self.backend.sync()
         for _ in range(2):
             try:
@@ -402,8 +530,9 @@ class Store:
         """Write a version record under its own number (create-or-same: the number may already
         hold this content, never other content). Its manifest must be in the store already."""
         check_name(record.name)
+        self._ensure_format()
         gone = self.tombstone(record.name, record.version)
-        if gone is not None and gone.manifest != record.manifest:
+        if gone is not None and (gone.manifest, gone.layout) != (record.manifest, record.layout):
             raise InvalidInput(f"{self.uri}: {record.name}:{record.label} was deleted here and held other content; "
                                "a version number is never reused")
         try:
@@ -411,13 +540,13 @@ class Store:
         except AlreadyExists:
             self.holds(record)  # a concurrent push of the same version is fine; anything else is not
 
-    def _claim_version(self, name, digest, manifest, type, metadata, run_id) -> VersionRecord:
+    def _claim_version(self, name, root, files, nbytes, type, metadata, run_id) -> VersionRecord:
         nums = self.version_numbers(name) + self.deleted_versions(name)  # in this order: see the docstring
         version = max(nums) + 1 if nums else 0
         while True:
             record = VersionRecord(
-                name=name, version=version, type=type, manifest=digest, files=len(manifest.entries),
-                bytes=manifest.total_bytes, metadata=metadata, created=now_iso(), run_id=run_id,
+                name=name, version=version, type=type, manifest=root, layout="tree", files=files,
+                bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
             )
             try:
                 self.backend.write(version_key(name, version), to_json(record), create_only=True)
@@ -508,6 +637,7 @@ def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = 
     from .uri import default_store_uri
 
     store = Store(open_backend(uri or default_store_uri(), storage_options), **kw)
+    store.format()  # a store of a newer format is refused before anything reads or writes it
     if must_exist and not store.exists():
         raise NotFound(f"{store.uri}: no artifactkit store there (nothing logged yet; check the path or URL)")
     return store
