@@ -19,36 +19,28 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from .backends.base import ObjectInfo
-from .backends.local import LocalBackend
-from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
-from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
-from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest, refresh
+from .errors import AlreadyExists, InvalidInput, NotFound
+from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
-    FORMAT_KEY, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, is_metrics_key,
-    manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key, run_folder_prefix, run_id_of_record_key,
-    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, tree_key, version_key, version_of_key, versions_prefix,
+    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, manifest_key, metrics_key,
+    metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key, run_record_key, runs_prefix,
+    tombstone_key, tombstones_prefix, version_key, version_of_key, versions_prefix,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
-from .trees import Tree, compress_tree, decompress_tree, entries as tree_entries, parse_tree, trees_of, walk
+from .objects import ObjectStore
+from .trees import entries as tree_entries, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
-# The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").
-# A store without the marker is format 1 (every store written before the marker existed).
-# 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
-STORE_FORMAT = 2
-_FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 _ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
@@ -105,72 +97,18 @@ class VersionInfo:
         }
 
 
-class Store:
+class Store(ObjectStore):
     """The one door to a store: every key is spelled in layout.py, every record read through
-    here is validated (and checked against the key it came from), every blob read is checked
-    against its digest. Nothing outside this class (and maintenance of the store) calls a backend."""
-
-    def __init__(self, backend, stat_cache: StatCache | NullStatCache | None = None):
-        self.backend = backend
-        self.stat_cache = stat_cache if stat_cache is not None else default_stat_cache()
-        self._format: int | None = None  # the marker's format once read (0: no marker yet)
-
-    @property
-    def uri(self) -> str:
-        """The store as every message and report shows it (credentials removed)."""
-        return self.backend.uri
-
-    @property
-    def url(self) -> str:
-        """The full address, to open this store again (another process, a run URI): never shown."""
-        return self.backend.url
-
+    here is validated (and checked against the key it came from), every blob and tree read is
+    checked against its digest (ObjectStore, objects.py: the content-addressed objects; this class:
+    versions, aliases, runs, logging and deleting). Nothing outside these two classes (and
+    maintenance of the store) calls a backend."""
 
     def exists(self) -> bool:
         """Whether anything was ever written here (a version, a run or a blob); stops at the first
         key found (one listing page on S3, the first files of a walk on a local folder)."""
         prefixes = (artifacts_prefix(), runs_prefix(), OBJECTS + "/")
         return any(next(iter(self.backend.list(p)), None) is not None for p in prefixes)
-
-    def format(self) -> int:
-        """The store's format (1 for a store without the marker); InvalidInput for a store of a
-        newer format than this code knows, or a damaged marker. Read once per Store."""
-        if self._format is None:
-            try:
-                data = self.backend.read(FORMAT_KEY)
-            except NotFound:
-                self._format = 0
-            else:
-                m = _FORMAT_TEXT.fullmatch(data)
-                if m is None:
-                    raise InvalidInput(f"{self._where(FORMAT_KEY)}: not a store format marker (expected {{\"format\": N}}, "
-                                       f"found {data[:40]!r})")
-                self._format = int(m.group(1))
-        if self._format > STORE_FORMAT:
-            raise InvalidInput(f"{self.uri}: store format {self._format} is newer than this artifactkit reads "
-                               f"(up to {STORE_FORMAT}); upgrade artifactkit to use this store")
-        return self._format or 1
-
-    def _ensure_format(self) -> None:
-        """Before the first write: refuse a newer store, and mark the store with the format this
-        code writes (never lowering it: a format-N reader reads every older format)."""
-        self.format()
-        if self._format < STORE_FORMAT:
-            self.backend.write(FORMAT_KEY, b'{"format": %d}\n' % STORE_FORMAT)
-            self._format = STORE_FORMAT
-
-    @property
-    def remote(self) -> bool:
-        """Blobs cost a download (worth a local cache): not a local folder, not in-process memory."""
-        return self.local_root is None and getattr(self.backend, "protocol", None) != "memory"
-
-    @property
-    def local_root(self) -> Path | None:
-        """The folder of a store on this machine's disk, else None."""
-        return self.backend.root if isinstance(self.backend, LocalBackend) else None
-
-    def _where(self, key: str) -> str:
-        return f"{self.uri}/{key}"
 
     # -- reading versions -------------------------------------------------------------------
     def artifact_names(self) -> list[str]:
@@ -255,7 +193,7 @@ class Store:
         if record.layout == "tree":
             return Manifest.of(list(self.entries(record)))
         key = manifest_key(record.manifest)
-        return parse_record(Manifest, self._manifest_bytes(record), self._where(key))
+        return parse_record(Manifest, self._manifest_bytes(record.manifest), self._where(key))
 
     def entries(self, record: VersionRecord, prefix: str | None = None) -> Iterator[Entry]:
         """The files of a version, streamed (never all held at once for a tree version: one tree
@@ -280,120 +218,6 @@ class Store:
             yield "tree", digest
             for f in tree.files:
                 yield "blob", f.digest
-
-    def read_tree(self, digest: str) -> Tree:
-        """One tree, checked against its digest and validated (trees.py)."""
-        return parse_tree(self.tree_bytes(digest), self._where(tree_key(digest)))
-
-    def tree_bytes(self, digest: str) -> bytes:
-        """A tree's canonical JSON (stored zlib-compressed), checked against its digest."""
-        key = tree_key(check_digest(digest))
-        canonical = decompress_tree(self.backend.read(key), self._where(key))
-        if digest_bytes(canonical) != digest:
-            raise IntegrityError(f"{self._where(key)}: tree bytes do not match their digest")
-        return canonical
-
-    def missing_trees(self, digests: Iterable[str]) -> list[str]:
-        """The trees this store lacks (one batched check); those it has are refreshed."""
-        wanted = list(dict.fromkeys(digests))
-        present = refresh(self.backend, [tree_key(check_digest(d)) for d in wanted])
-        return [d for d in wanted if tree_key(d) not in present]
-
-    def put_trees(self, trees: list[tuple[str, bytes]]) -> None:
-        """Store trees (digest, canonical bytes), children before parents. Existing ones are
-        refreshed (touched: a concurrent gc keeps them); the others written. Durable with the
-        next sync, which comes before any record references them."""
-        for digest, data in trees:
-            if digest_bytes(data) != digest:
-                raise IntegrityError(f"{self._where(tree_key(digest))}: tree bytes do not match their digest")
-        self._ensure_format()
-        present = refresh(self.backend, [tree_key(check_digest(d)) for d, _ in trees])
-        self.backend.write_many([(tree_key(d), compress_tree(data)) for d, data in trees if tree_key(d) not in present])
-
-    def _manifest_bytes(self, record: VersionRecord) -> bytes:
-        key = manifest_key(check_digest(record.manifest))
-        data = self.backend.read(key)
-        if digest_bytes(data) != record.manifest:
-            raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
-        return data
-
-    # -- blobs ------------------------------------------------------------------------------
-    def read_blob(self, digest: str) -> bytes:
-        data = self.backend.read(object_key(check_digest(digest)))
-        check_blob(self.uri, digest, data)
-        return data
-
-    def read_blobs(self, digests: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-        """(digest, bytes) for every digest, in any order, concurrently where the backend can;
-        each checked against its digest (IntegrityError names the key of a corrupt one)."""
-        keys = [object_key(check_digest(d)) for d in dict.fromkeys(digests)]
-        for key, data in self.backend.read_many(keys):
-            digest = digest_of_object_key(key)
-            check_blob(self.uri, digest, data)
-            yield digest, data
-
-    def read_blob_to(self, digest: str, path: Path) -> None:
-        """Stream one blob into a local file and check it there, in chunks (a large blob is never
-        held whole); the caller renames the file into place only if this returns."""
-        key = object_key(check_digest(digest))
-        self.backend.read_to(key, path)
-        if hash_file(path)[0] != digest:
-            raise IntegrityError(f"{self._where(key)}: blob is corrupt (content does not match its digest)")
-
-    @contextmanager
-    def open_blob(self, digest: str) -> Iterator[BinaryIO]:
-        """A readable file of one blob, checked against its digest before it is handed out (a
-        large blob is never held whole): a local store's own immutable file, hashed in chunks;
-        for other stores a verified temporary copy, removed on exit."""
-        local = self.local_blob_path(digest)
-        if local is not None:
-            if not local.is_file():
-                raise NotFound(f"{self._where(object_key(digest))} not found")
-            if hash_file(local)[0] != digest:
-                raise IntegrityError(f"{self._where(object_key(digest))}: blob is corrupt (content does not match its digest)")
-            with local.open("rb") as f:
-                yield f
-            return
-        with tempfile.TemporaryDirectory(prefix="ak-blob-") as tmp:
-            path = Path(tmp) / "blob"
-            self.read_blob_to(digest, path)
-            with path.open("rb") as f:
-                yield f
-
-    def missing_blobs(self, digests: Iterable[str]) -> list[str]:
-        """The digests this store has no blob for, in one batched existence check. Those it has
-        are refreshed (ingest.refresh), so a concurrent gc keeps what the caller is about to reuse."""
-        wanted = list(dict.fromkeys(digests))
-        present = refresh(self.backend, [object_key(check_digest(d)) for d in wanted])
-        return [d for d in wanted if object_key(d) not in present]
-
-    def write_blobs(self, items: Iterable[tuple[str, bytes | Path]]) -> None:
-        """Store blobs (bytes, or a local file) under digests the caller has verified. They are
-        durable once put_manifest (or sync) returns."""
-        self.backend.write_many([(object_key(check_digest(d)), data) for d, data in items])
-
-    def copy_blobs(self, src: "Store", digests: Iterable[str]) -> None:
-        """Copy blobs from another store, each verified on the way."""
-        self.write_blobs(list(src.read_blobs(digests)))
-
-    def list_blobs(self) -> Iterator[tuple[str, ObjectInfo]]:
-        """(digest, size and mtime) of every blob; stray files under objects/ are left out."""
-        for info in self.backend.list(OBJECTS + "/"):
-            digest = digest_of_object_key(info.key)
-            if digest is not None:
-                yield digest, info
-
-    def delete_blobs(self, digests: Iterable[str]) -> None:
-        self.backend.delete([object_key(check_digest(d)) for d in digests])
-
-    def local_blob_path(self, digest: str) -> Path | None:
-        """The blob's file on this machine's disk (immutable: safe to read in place), if local."""
-        root = self.local_root
-        return root / object_key(check_digest(digest)) if root is not None else None
-
-    def sync(self) -> None:
-        """Make every blob written so far durable (before a record may reference it)."""
-        self.backend.sync()
 
     # -- runs: bytes by run id (runs.py owns the RunRecord model and validates what it reads) --
     def run_ids(self) -> list[str]:
@@ -508,24 +332,6 @@ class Store:
             return previous.manifest == root
         return trees_of(list(self.manifest(previous).entries))[0] == root
 
-    def put_manifest(self, digest: str, canonical: bytes) -> None:
-        """Write a manifest (create-or-same: manifests are write-once and named by their digest),
-        after making the blobs written so far durable, since it references them. An existing one is
-        refreshed (touched), so a concurrent gc keeps it; if a gc took it meanwhile, write again."""
-        key = manifest_key(check_digest(digest))
-        if digest_bytes(canonical) != digest:
-            raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
-        self._ensure_format()
-        self.backend.sync()
-        for _ in range(2):
-            try:
-                self.backend.write(key, canonical, create_only=True)
-                return
-            except AlreadyExists:
-                pass  # same name, same bytes
-            if refresh(self.backend, [key]):
-                return
-
     def put_version(self, record: VersionRecord) -> None:
         """Write a version record under its own number (create-or-same: the number may already
         hold this content, never other content). Its manifest must be in the store already."""
@@ -623,11 +429,6 @@ def check_alias(alias: str) -> str:
 
 def _is_alias(name: str) -> bool:
     return bool(NAME_RE.fullmatch(name)) and name != LATEST and not VERSION_RE.fullmatch(name)
-
-
-def check_blob(store_uri: str, digest: str, data: bytes) -> None:
-    if digest_bytes(data) != digest:
-        raise IntegrityError(f"{store_uri}/{object_key(digest)}: blob is corrupt (content does not match its digest)")
 
 
 def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = None, *,

@@ -11,7 +11,7 @@ import pytest
 import artifactkit
 from artifactkit.errors import InvalidInput, NotFound
 from artifactkit.layout import FORMAT_KEY, tree_key
-from artifactkit.store import STORE_FORMAT
+from artifactkit.objects import STORE_FORMAT
 from test_cli_store import check_error
 from test_store import make_folder
 
@@ -124,8 +124,12 @@ def test_reading_a_prefix_reads_only_the_trees_on_its_path(tmp_path):
     os.unlink(tmp_path / "s" / tree_key(other.tree))
     assert [e.path for e in store.entries(record, "y")] == ["y/f.txt"]
     assert [e.path for e in store.entries(record, "y/f.txt")] == ["y/f.txt"]
+    pulled = artifactkit.pull(store, "d", tmp_path / "out", include=["y/*", "y/f.txt"])  # pull --include too
+    assert pulled.written_files == 1 and (tmp_path / "out" / "y" / "f.txt").read_text() == "y"
     with pytest.raises(NotFound):
         list(store.entries(record))
+    with pytest.raises(NotFound):
+        artifactkit.pull(store, "d", tmp_path / "all", include=["*/f.txt"])  # a glob from the root reads x too
     report = artifactkit.verify(store)
     assert not report.ok and "trees/" in report.problems[0]
 
