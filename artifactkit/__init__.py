@@ -8,6 +8,9 @@
 Importing artifactkit imports neither torch nor wandb; training entry points load them on call.
 """
 
+import sys
+import types
+
 from .errors import (
     AlreadyExists,
     ArtifactkitError,
@@ -17,10 +20,39 @@ from .errors import (
     MissingExtra,
     NotFound,
 )
-from .lineage import lineage  # the function: use `from artifactkit.lineage import …` for the module
-from .maintenance import gc, verify
-from .store import LogResult, Store, VersionInfo, open_store
-from .transfer import pull, push
+
+# The store API is loaded on first use (PEP 562), so `import artifactkit` (and every CLI command's
+# start-up) costs only what the caller touches: a command that lists versions never loads pull.
+_LAZY = {
+    "gc": "maintenance", "verify": "maintenance",
+    "LogResult": "store", "Store": "store", "VersionInfo": "store", "open_store": "store",
+    "pull": "transfer", "push": "transfer",
+    "lineage": "lineage",  # the function: use `from artifactkit.lineage import …` for the module
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'artifactkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """`artifactkit.lineage` is the function even once the submodule of that name is imported
+    (the import system then sets the package attribute to the module, which would hide it)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "lineage" and isinstance(value, types.ModuleType):
+            value = value.lineage
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 

@@ -199,4 +199,4 @@ def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str 
 
 
 def _digests(store: Store, record: VersionRecord) -> dict[str, str]:
-    return {e.path: e.digest for e in store.manifest(record).entries}
+    return {e.path: e.digest for e in store.entries(record)}

@@ -25,7 +25,7 @@ from .hashing import HashingReader, NullStatCache, StatCache, digest_bytes, hash
 from .layout import object_key
 from .manifest import Entry, check_relative_path
 
-Progress = Callable[[int, int], None]  # (bytes just processed, total bytes)
+Progress = Callable[[int, "int | None"], None]  # (bytes just processed, total bytes or None if unknown)
 _BATCH_BYTES = 64 << 20
 _BATCH_FILES = 1024
 _STREAM_BYTES = 16 << 20  # larger files are hashed and copied in chunks, never read whole
@@ -59,44 +59,6 @@ class IngestResult:
     uploaded_bytes: int = 0
 
 
-def scan_folder(root: str | os.PathLike) -> list[Candidate]:
-    """Every file under root, by relative POSIX path, sorted. Symlinks must stay inside root."""
-    root = os.fspath(root)
-    if not os.path.exists(root):
-        raise InvalidInput(f"{root}: no such file or directory")
-    if not os.path.isdir(root):
-        raise InvalidInput(f"{root}: not a directory")
-    found: list[Candidate] = []
-    _scan(root, "", os.path.realpath(root), root, found)
-    if not found:
-        raise InvalidInput(f"{root}: folder is empty, nothing to log")
-    return found
-
-
-def _scan(directory: str, prefix: str, real_root: str, root: str, found: list[Candidate]) -> None:
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as e:
-        raise InvalidInput(f"cannot read {directory}: {e.strerror or e}") from e
-    for entry in entries:
-        if is_temp_name(entry.name):
-            continue  # a leftover of one of our own interrupted writes, never data
-        _check_encodable(entry.name, entry.path)
-        if entry.is_symlink():
-            _check_inside(entry.path, real_root, root)
-            if entry.is_dir() and _is_ancestor(os.path.realpath(entry.path), os.path.realpath(directory)):
-                raise InvalidInput(f"{entry.path}: symlink loop (points to a folder that contains it)")
-        rel = prefix + entry.name
-        try:
-            if entry.is_dir():
-                _scan(entry.path, rel + "/", real_root, root, found)
-                continue
-            st = entry.stat()
-        except OSError as e:
-            raise InvalidInput(f"cannot read {entry.path}: {e.strerror or e}") from e
-        found.append(Candidate(path=_checked(rel), source=entry.path, stat=st))
-
-
 def candidates_from_mapping(
     files: Mapping[str, bytes | str | os.PathLike], metas: Mapping[str, dict] | None = None
 ) -> list[Candidate]:
@@ -124,31 +86,61 @@ def ingest(
 ) -> IngestResult:
     """Hash every candidate; make sure the store holds every blob (refreshing those it has,
     uploading the others, hashed on the way)."""
-    result = IngestResult()
     candidates = list(candidates)
-    total = sum(c.size for c in candidates)
-    seen: set[str] = set()  # digests already handled by this log
-    batch: dict[str, Candidate] = {}  # digest -> a candidate holding its bytes
-    held: dict[str, bytes] = {}  # digest -> bytes read while hashing (small files only)
-    batch_bytes = 0
+    ingestor = Ingestor(backend, stat_cache, progress, sum(c.size for c in candidates))
     for cand in candidates:
-        digest, data = _digest(cand, stat_cache)
+        digest = ingestor.add(cand)
         # model_construct: the path was checked when the candidate was made, the digest is ours.
-        result.entries.append(Entry.model_construct(path=cand.path, digest=digest, size=cand.size, meta=cand.meta))
-        if digest not in seen and digest not in batch:
-            batch[digest] = cand
+        ingestor.result.entries.append(Entry.model_construct(path=cand.path, digest=digest, size=cand.size, meta=cand.meta))
+    return ingestor.finish()
+
+
+_SEEN_MAX = 100_000  # digests remembered as handled (a repeat past this costs one more check)
+
+
+class Ingestor:
+    """Files in, blobs in the store: add() hashes a file (or takes a digest known for it) and
+    queues its blob; every batch of up to 1024 files / 64 MB gets one existence check (a touch on
+    a local store) and the missing blobs are written. finish() handles the last batch. One
+    Ingestor serves a whole log, so batches span folders (one listing, not a HEAD per file, on S3)."""
+
+    def __init__(self, backend, stat_cache: StatCache | NullStatCache, progress: Progress | None = None,
+                 total: int | None = None):
+        self.backend, self.cache, self.progress, self.total = backend, stat_cache, progress, total
+        self.result = IngestResult()
+        self._seen: set[str] = set()  # digests already handled by this log
+        self._batch: dict[str, Candidate] = {}  # digest -> a candidate holding its bytes
+        self._held: dict[str, bytes] = {}  # digest -> bytes read while hashing (small files only)
+        self._batch_bytes = 0
+
+    def add(self, cand: Candidate, digest: str | None = None) -> str:
+        """The file's digest (hashed, from the stat cache, or the one given: a re-used tree's,
+        checked against the bytes if the blob must be uploaded); its blob joins the batch."""
+        data = None
+        if digest is None:
+            digest, data = _digest(cand, self.cache)
+        if digest not in self._seen and digest not in self._batch:
+            self._batch[digest] = cand
             if data is not None:
-                held[digest] = data
-                batch_bytes += cand.size
-        if progress:
-            progress(cand.size, total)
-        if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
-            _flush(backend, batch, held, stat_cache, result)
-            seen.update(batch)
-            batch, held, batch_bytes = {}, {}, 0
-    _flush(backend, batch, held, stat_cache, result)
-    stat_cache.flush()
-    return result
+                self._held[digest] = data
+                self._batch_bytes += cand.size
+        if self.progress:
+            self.progress(cand.size, self.total)
+        if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_FILES:
+            self._flush()
+        return digest
+
+    def _flush(self) -> None:
+        _flush(self.backend, self._batch, self._held, self.cache, self.result)
+        if len(self._seen) > _SEEN_MAX:
+            self._seen.clear()
+        self._seen.update(self._batch)
+        self._batch, self._held, self._batch_bytes = {}, {}, 0
+
+    def finish(self) -> IngestResult:
+        self._flush()
+        self.cache.flush()
+        return self.result
 
 
 def _digest(cand: Candidate, cache) -> tuple[str, bytes | None]:

@@ -6,11 +6,13 @@ import re
 
 OBJECTS = "objects"
 MANIFESTS = "manifests"
+TREES = "trees"
 ARTIFACTS = "artifacts"
 RUNS = "runs"
 RUN_RECORD = "run.json"
 VERSIONS = "versions"
 DELETED = "deleted"  # tombstones: artifacts/<name>/deleted/<n>.json, so a number is never reused
+FORMAT_KEY = "artifactkit-store.json"  # {"format": N}: the layout version of the whole store
 
 _VERSION_FILE = re.compile(r"(0|[1-9][0-9]*)\.json\Z")  # ASCII digits only: "².json" is a stray
 _METRICS_FILE = re.compile(r"([0-9]{6,})\.json\Z")
@@ -24,6 +26,18 @@ def object_key(digest: str) -> str:
 def digest_of_object_key(key: str) -> str | None:
     parts = key.split("/")
     if len(parts) != 3 or parts[0] != OBJECTS or len(parts[1]) != 2 or len(parts[2]) != 30:
+        return None
+    digest = parts[1] + parts[2]
+    return digest if _HEX.match(digest) else None
+
+
+def tree_key(digest: str) -> str:
+    return f"{TREES}/{digest[:2]}/{digest[2:]}"
+
+
+def digest_of_tree_key(key: str) -> str | None:
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != TREES or len(parts[1]) != 2 or len(parts[2]) != 30:
         return None
     digest = parts[1] + parts[2]
     return digest if _HEX.match(digest) else None

@@ -1,7 +1,7 @@
 """Keeping a store honest: verify re-hashes everything; gc removes what no version references.
 
-gc safety rule: gc never deletes a blob or manifest referenced by a version committed before gc
-finishes. Three mechanisms, because a log may find a blob already present (left by an interrupted
+gc safety rule: gc never deletes a blob, tree or manifest referenced by a version committed
+before gc finishes (it marks through every live version's trees, and treats trees as blobs below). Three mechanisms, because a log may find a blob already present (left by an interrupted
 log long ago, older than the grace period) at any moment while gc runs:
 - gc reads the version records after listing objects, and reads them again just before deleting
   (and, on a local store, once more after moving the doomed files aside): whatever a version
@@ -29,7 +29,7 @@ from .backends.local import LocalBackend
 from .errors import ArtifactkitError
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
-from .layout import MANIFESTS, OBJECTS, digest_of_object_key, manifest_key, object_key
+from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key
 from .store import Store
 
 DEFAULT_GRACE_SECONDS = 3600.0  # in-flight uploads write blobs long before their version record
@@ -55,6 +55,7 @@ class VerifyReport:
 def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
     """Re-hash every blob (progress(bytes, total) hears each one) and check every version's
     manifest and files."""
+    store.format()  # refuse a store of a newer format: its records are not ours to judge
     report = VerifyReport()
     present: set[str] = set()
     infos = [i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
@@ -72,14 +73,12 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
         for version in store.version_numbers(name):
             report.versions += 1
             where = f"{name}:v{version}"
-            try:
-                manifest = store.manifest(store.record(name, version))
+            try:  # streamed: every tree read is checked against its digest and validated
+                for entry in store.entries(store.record(name, version)):
+                    if entry.digest not in present:
+                        report.problems.append(f"{where}: {entry.path} missing blob {object_key(entry.digest)}")
             except ArtifactkitError as e:
                 report.problems.append(f"{where}: {e}")
-                continue
-            for entry in manifest.entries:
-                if entry.digest not in present:
-                    report.problems.append(f"{where}: {entry.path} missing blob {object_key(entry.digest)}")
     return report
 
 
@@ -115,6 +114,7 @@ class GcReport:
     deleted_objects: int = 0
     deleted_bytes: int = 0
     deleted_manifests: int = 0
+    deleted_trees: int = 0
     kept_recent: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -122,35 +122,38 @@ class GcReport:
 
 
 class _Live:
-    """What the store's versions reference; read() adds the versions committed since last time."""
+    """What the store's versions reference (marking through every tree, as through manifests);
+    read() adds the versions committed since last time."""
 
     def __init__(self, store: Store):
         self.store = store
         self.seen: set[tuple[str, int]] = set()
-        self.manifests: set[str] = set()
-        self.blobs: set[str] = set()
+        self.refs: dict[str, set[str]] = {"manifest": set(), "tree": set(), "blob": set()}
 
     def read(self) -> "_Live":
         for name in self.store.artifact_names():
             for version in self.store.version_numbers(name):
                 if (name, version) in self.seen:
                     continue
-                record = self.store.record(name, version)
-                self.manifests.add(record.manifest)
-                self.blobs.update(e.digest for e in self.store.manifest(record).entries)
+                for kind, digest in self.store.references(self.store.record(name, version)):
+                    self.refs[kind].add(digest)
                 self.seen.add((name, version))
         return self
 
     def holds(self, key: str) -> bool:
         digest = digest_of_object_key(key)
         if digest is not None:
-            return digest in self.blobs
-        return key.startswith(MANIFESTS + "/") and key[len(MANIFESTS) + 1 :].removesuffix(".json") in self.manifests
+            return digest in self.refs["blob"]
+        digest = digest_of_tree_key(key)
+        if digest is not None:
+            return digest in self.refs["tree"]
+        return key.startswith(MANIFESTS + "/") and key[len(MANIFESTS) + 1 :].removesuffix(".json") in self.refs["manifest"]
 
 
 def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     """Delete blobs and manifests that no version references, older than the grace period."""
-    listed = list(store.backend.list(OBJECTS + "/")) + list(store.backend.list(MANIFESTS + "/"))
+    store.format()  # never delete in a store of a newer format: we cannot see what it references
+    listed = [i for prefix in (OBJECTS, TREES, MANIFESTS) for i in store.backend.list(prefix + "/")]
     live = _Live(store).read()  # after the listing: anything committed before it is seen
     local = isinstance(store.backend, LocalBackend)
     cutoff = time.time() - grace_seconds
@@ -176,6 +179,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
         report.deleted_objects += digest_of_object_key(info.key) is not None
         report.deleted_bytes += info.size if digest_of_object_key(info.key) is not None else 0
         report.deleted_manifests += _is_manifest(info.key)
+        report.deleted_trees += digest_of_tree_key(info.key) is not None
     return report
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,7 +25,8 @@ RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: a model's validator is built on its first use, not at import (start-up time)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 # Absolute, drive-lettered, backslashed or NUL paths, empty parts, "." or ".." parts: anything that
@@ -139,7 +140,10 @@ class VersionRecord(Record):
     name: str
     version: int = Field(ge=0)
     type: str
+    # The digest of the version's content: a flat Manifest (layout "flat", store format 1) or the
+    # root tree (layout "tree", trees.py). Equal digests and layouts mean equal content.
     manifest: str
+    layout: Literal["flat", "tree"] = "flat"
     files: int = Field(ge=0)
     bytes: int = Field(ge=0)
     metadata: dict[str, Any] = {}

@@ -23,14 +23,13 @@ from pydantic import Field, field_validator, model_validator
 from . import lease
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .manifest import (
-    RUN_ID_RE, Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of,
+    Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of,
 )
-from .store import Store, open_store
-from .uri import parse_ref, split_run_uri
+from .store import Store
+from .uri import parse_ref
 
 Status = Literal["running", "finished", "failed", "interrupted"]
 MAX_ERROR_CHARS = 500
-WANDB_RUN = "wandb-artifact://"  # wandb-artifact://<entity>/<project>/<run-id>: resume from W&B alone
 # Keys older records may hold that mean nothing now; `dataset_complete` was never set to False.
 RETIRED_KEYS = frozenset({"dataset_complete"})
 
@@ -176,27 +175,6 @@ def latest_interrupted(store: Store) -> RunRecord:
     notes = ([f"failed: {', '.join(failed)} (resume one by id: artifactkit resume RUN_ID)"] if failed else []) + \
             ([f"still running: {', '.join(running)}"] if running else [])
     raise NotFound(f"{store.uri}: no interrupted run to resume" + (f" ({'; '.join(notes)})" if notes else ""))
-
-
-def find_run(uri: str | None, store: str | None, storage_options=None) -> tuple[Store, RunRecord]:
-    """The run `resume` means: a run URI, a run id in `store`, wandb-artifact://… (rebuilt in a
-    local store first), or None: the most recent interrupted run in `store`."""
-    if uri is not None and uri.startswith(WANDB_RUN):
-        from .wandb import fetch_run  # W&B as the source: rebuilt in a local store first
-
-        return fetch_run(uri, store, storage_options)
-    if uri is not None and RUN_ID_RE.fullmatch(uri):  # a run id in --store, as `view` takes one
-        s = open_store(store, storage_options)
-        try:
-            return s, load_run(s, uri)
-        except NotFound as e:  # in a missing store too
-            raise NotFound(f"{e} (resume takes <store>/runs/<run-id>, or a run id with --store)") from None
-    if uri is not None:
-        store_uri, run_id = split_run_uri(uri)
-        s = open_store(store_uri, storage_options)
-        return s, load_run(s, run_id)  # in a missing store too: "<store>/runs/<id>: no such run"
-    s = open_store(store, storage_options, must_exist=True)
-    return s, latest_interrupted(s)
 
 
 def write_epoch_metrics(store: Store, run_id: str, epoch: int, payload: dict[str, Any]) -> None:

@@ -18,8 +18,9 @@ from .lease import Heartbeat, Lease
 from .lifecycle import prune
 from .manifest import now_iso
 from .progress import LogReport
+from .runref import find_run
 from .runs import (
-    RunRecord, check_run_id, create_run, error_line, find_run, load_run, new_run_id, save_run, write_epoch_metrics,
+    RunRecord, check_run_id, create_run, error_line, load_run, new_run_id, save_run, write_epoch_metrics,
 )
 from .store import Store, open_store
 from .tracking import FanOut, SystemMonitor, continued

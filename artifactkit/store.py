@@ -1,45 +1,43 @@
 """Versions, aliases and dedup over any Backend.
 
+Commit order is the crash-safety rule: blobs and trees (format 2; a manifest in format 1), then
+sync, then the version record (claimed exclusively), then aliases. A reader never sees a version
+whose bytes are missing; an interrupted log leaves only unreferenced blobs and trees, and re-running
+it uploads only what is missing. Every blob and tree a new version references is checked (on a
+local store: touched) before the record is claimed, never assumed present because an earlier
+version or a re-used tree had it, so a concurrent gc keeps them (maintenance.gc) and a lost blob
+is uploaded again from the folder.
+
 Deleting a version leaves a tombstone (a copy of its record under artifacts/<name>/deleted/), so a
 version number is never reused: `NAME:v3` means the same bytes for as long as the store lives, as
 in W&B. Order: tombstone, then the version's aliases, then the record; a new version takes one
 more than the highest number ever used (versions listed first, then tombstones, so a delete racing
 a log is always seen in one or the other). Blobs stay until `gc` finds nothing references them.
-
-Commit order is the crash-safety rule: blobs, then sync, then the manifest, then the version
-record (claimed exclusively), then aliases. A reader never sees a version whose bytes are missing;
-an interrupted log leaves only unreferenced blobs, and re-running it uploads only what is missing.
-Every blob and the manifest a new version references is checked (on a local store: touched) just
-before the record is claimed, never assumed present because an earlier version had it, so a
-concurrent gc keeps them (maintenance.gc) and a lost blob is uploaded again from the folder.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .backends.base import ObjectInfo
-from .backends.local import LocalBackend
-from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
-from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
-from .ingest import Candidate, Progress, candidates_from_mapping, ingest, refresh, scan_folder
+from .errors import AlreadyExists, InvalidInput, NotFound
+from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
-    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, digest_of_object_key, generation_of_lease_key,
-    is_metrics_key, lease_key, lease_prefix, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, object_key,
-    run_folder_prefix, run_id_of_record_key, run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key,
-    version_of_key, versions_prefix,
+    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, generation_of_lease_key, is_metrics_key, lease_key,
+    lease_prefix, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
+    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, version_of_key, versions_prefix,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
+from .objects import ObjectStore
+from .trees import entries as tree_entries, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
@@ -71,6 +69,16 @@ class LogResult:
 
 
 @dataclass(frozen=True)
+class _Built:
+    """What a log's build step stored (the same fields as treelog.FolderLogResult)."""
+    root: str
+    files: int
+    bytes: int
+    uploaded_files: int
+    uploaded_bytes: int
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     record: VersionRecord
     aliases: tuple[str, ...]
@@ -89,44 +97,18 @@ class VersionInfo:
         }
 
 
-class Store:
+class Store(ObjectStore):
     """The one door to a store: every key is spelled in layout.py, every record read through
-    here is validated (and checked against the key it came from), every blob read is checked
-    against its digest. Nothing outside this class (and maintenance of the store) calls a backend."""
-
-    def __init__(self, backend, stat_cache: StatCache | NullStatCache | None = None):
-        self.backend = backend
-        self.stat_cache = stat_cache if stat_cache is not None else default_stat_cache()
-
-    @property
-    def uri(self) -> str:
-        """The store as every message and report shows it (credentials removed)."""
-        return self.backend.uri
-
-    @property
-    def url(self) -> str:
-        """The full address, to open this store again (another process, a run URI): never shown."""
-        return self.backend.url
-
+    here is validated (and checked against the key it came from), every blob and tree read is
+    checked against its digest (ObjectStore, objects.py: the content-addressed objects; this class:
+    versions, aliases, runs, logging and deleting). Nothing outside these two classes (and
+    maintenance of the store) calls a backend."""
 
     def exists(self) -> bool:
         """Whether anything was ever written here (a version, a run or a blob); stops at the first
         key found (one listing page on S3, the first files of a walk on a local folder)."""
         prefixes = (artifacts_prefix(), runs_prefix(), OBJECTS + "/")
         return any(next(iter(self.backend.list(p)), None) is not None for p in prefixes)
-
-    @property
-    def remote(self) -> bool:
-        """Blobs cost a download (worth a local cache): not a local folder, not in-process memory."""
-        return self.local_root is None and getattr(self.backend, "protocol", None) != "memory"
-
-    @property
-    def local_root(self) -> Path | None:
-        """The folder of a store on this machine's disk, else None."""
-        return self.backend.root if isinstance(self.backend, LocalBackend) else None
-
-    def _where(self, key: str) -> str:
-        return f"{self.uri}/{key}"
 
     # -- reading versions -------------------------------------------------------------------
     def artifact_names(self) -> list[str]:
@@ -201,105 +183,41 @@ class Store:
             existing = self.record(record.name, record.version)
         except NotFound:
             return False
-        if existing.manifest != record.manifest:
+        if (existing.manifest, existing.layout) != (record.manifest, record.layout):
             raise InvalidInput(f"{self.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite")
         return True
 
     def manifest(self, record: VersionRecord) -> Manifest:
+        """Every entry of a version at once (sorted by path). For a version of any size, prefer
+        entries(), which streams them."""
+        if record.layout == "tree":
+            return Manifest.of(list(self.entries(record)))
         key = manifest_key(record.manifest)
-        return parse_record(Manifest, self._manifest_bytes(record), self._where(key))
+        return parse_record(Manifest, self._manifest_bytes(record.manifest), self._where(key))
 
     def entries(self, record: VersionRecord, prefix: str | None = None) -> Iterator[Entry]:
-        """The version's files (validated, in path order), only those whose path starts with
-        `prefix` if given. Read a version's files through here or manifest(), never by key."""
-        for entry in self.manifest(record).entries:
-            if prefix is None or entry.path.startswith(prefix):
-                yield entry
-
-    def _manifest_bytes(self, record: VersionRecord) -> bytes:
-        key = manifest_key(check_digest(record.manifest))
-        data = self.backend.read(key)
-        if digest_bytes(data) != record.manifest:
-            raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
-        return data
-
-    # -- blobs ------------------------------------------------------------------------------
-    def read_blob(self, digest: str) -> bytes:
-        data = self.backend.read(object_key(check_digest(digest)))
-        check_blob(self.uri, digest, data)
-        return data
-
-    def read_blobs(self, digests: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-        """(digest, bytes) for every digest, in any order, concurrently where the backend can;
-        each checked against its digest (IntegrityError names the key of a corrupt one)."""
-        keys = [object_key(check_digest(d)) for d in dict.fromkeys(digests)]
-        for key, data in self.backend.read_many(keys):
-            digest = digest_of_object_key(key)
-            check_blob(self.uri, digest, data)
-            yield digest, data
-
-    def read_blob_to(self, digest: str, path: Path) -> None:
-        """Stream one blob into a local file and check it there, in chunks (a large blob is never
-        held whole); the caller renames the file into place only if this returns."""
-        key = object_key(check_digest(digest))
-        self.backend.read_to(key, path)
-        if hash_file(path)[0] != digest:
-            raise IntegrityError(f"{self._where(key)}: blob is corrupt (content does not match its digest)")
-
-    @contextmanager
-    def open_blob(self, digest: str) -> Iterator[BinaryIO]:
-        """A readable file of one blob, checked against its digest before it is handed out (a
-        large blob is never held whole): a local store's own immutable file, hashed in chunks;
-        for other stores a verified temporary copy, removed on exit."""
-        local = self.local_blob_path(digest)
-        if local is not None:
-            if not local.is_file():
-                raise NotFound(f"{self._where(object_key(digest))} not found")
-            if hash_file(local)[0] != digest:
-                raise IntegrityError(f"{self._where(object_key(digest))}: blob is corrupt (content does not match its digest)")
-            with local.open("rb") as f:
-                yield f
+        """The files of a version, streamed (never all held at once for a tree version: one tree
+        per folder level). prefix: a folder or file path; only the trees on its way are read.
+        Order: folder by folder, names sorted within each (a flat version: sorted by path)."""
+        if record.layout == "tree":
+            yield from tree_entries(self.read_tree, check_digest(record.manifest), prefix or "")
             return
-        with tempfile.TemporaryDirectory(prefix="ak-blob-") as tmp:
-            path = Path(tmp) / "blob"
-            self.read_blob_to(digest, path)
-            with path.open("rb") as f:
-                yield f
+        wanted = (prefix or "").strip("/")
+        for e in self.manifest(record).entries:
+            if not wanted or e.path == wanted or e.path.startswith(wanted + "/"):
+                yield e
 
-    def missing_blobs(self, digests: Iterable[str]) -> list[str]:
-        """The digests this store has no blob for, in one batched existence check. Those it has
-        are refreshed (ingest.refresh), so a concurrent gc keeps what the caller is about to reuse."""
-        wanted = list(dict.fromkeys(digests))
-        present = refresh(self.backend, [object_key(check_digest(d)) for d in wanted])
-        return [d for d in wanted if object_key(d) not in present]
-
-    def write_blobs(self, items: Iterable[tuple[str, bytes | Path]]) -> None:
-        """Store blobs (bytes, or a local file) under digests the caller has verified. They are
-        durable once put_manifest (or sync) returns."""
-        self.backend.write_many([(object_key(check_digest(d)), data) for d, data in items])
-
-    def copy_blobs(self, src: "Store", digests: Iterable[str]) -> None:
-        """Copy blobs from another store, each verified on the way."""
-        self.write_blobs(list(src.read_blobs(digests)))
-
-    def list_blobs(self) -> Iterator[tuple[str, ObjectInfo]]:
-        """(digest, size and mtime) of every blob; stray files under objects/ are left out."""
-        for info in self.backend.list(OBJECTS + "/"):
-            digest = digest_of_object_key(info.key)
-            if digest is not None:
-                yield digest, info
-
-    def delete_blobs(self, digests: Iterable[str]) -> None:
-        self.backend.delete([object_key(check_digest(d)) for d in digests])
-
-    def local_blob_path(self, digest: str) -> Path | None:
-        """The blob's file on this machine's disk (immutable: safe to read in place), if local."""
-        root = self.local_root
-        return root / object_key(check_digest(digest)) if root is not None else None
-
-    def sync(self) -> None:
-        """Make every blob written so far durable (before a record may reference it)."""
-        self.backend.sync()
+    def references(self, record: VersionRecord) -> Iterator[tuple[str, str]]:
+        """("manifest" | "tree" | "blob", digest) for everything a version needs in the store."""
+        if record.layout == "flat":
+            yield "manifest", record.manifest
+            for e in self.manifest(record).entries:
+                yield "blob", e.digest
+            return
+        for _folder, digest, tree in walk(self.read_tree, check_digest(record.manifest)):
+            yield "tree", digest
+            for f in tree.files:
+                yield "blob", f.digest
 
     # -- runs: bytes by run id (runs.py owns the RunRecord model and validates what it reads) --
     def run_ids(self) -> list[str]:
@@ -321,6 +239,7 @@ class Store:
 
     def write_run(self, run_id: str, data: bytes, create_only: bool = False) -> None:
         """Replace a run record atomically; create_only claims the run id (AlreadyExists if taken)."""
+        self._ensure_format()
         self.backend.write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
 
     def write_metrics(self, run_id: str, epoch: int, data: bytes) -> None:
@@ -349,9 +268,15 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, **kw: Any) -> LogResult:
+        """Log a folder as a new version, folder by folder (treelog.py: memory bounded, unchanged
+        folders known from the stat cache without hashing)."""
+        from .treelog import FolderLog
+
         name = name or Path(path).absolute().name
         check_name(name)
-        return self._log(scan_folder(path), name, **kw)
+        folder = FolderLog(self)
+        folder.check(path)  # every refusal before anything is written
+        return self._log(lambda progress: folder.run(path, progress), name, **kw)
 
     def log_files(
         self,
@@ -362,11 +287,31 @@ class Store:
     ) -> LogResult:
         """Log a {manifest path: bytes or local file} mapping as a new version."""
         check_name(name)
-        return self._log(candidates_from_mapping(files, entry_meta), name, **kw)
+        candidates = candidates_from_mapping(files, entry_meta)
+        check_tree([c.path for c in candidates])
+
+        def build(progress):
+            result = self.ingest(candidates, progress)
+            root, trees, nfiles, nbytes = trees_of(sorted(result.entries, key=lambda e: e.path))
+            self.put_trees(trees)
+            return _Built(root, nfiles, nbytes, result.uploaded_files, result.uploaded_bytes)
+
+        return self._log(build, name, **kw)
+
+    def ingest(self, candidates: list[Candidate], progress: Progress | None = None) -> IngestResult:
+        """Hash files and make sure the store holds each blob (ingest.ingest: existing ones
+        refreshed, missing ones written, hashed on the way). Durable with the next sync."""
+        self._ensure_format()
+        return ingest(self.backend, candidates, self.stat_cache, progress)
+
+    def ingestor(self, progress: Progress | None = None, total: int | None = None) -> Ingestor:
+        """An Ingestor (ingest.py) writing into this store: one per log, batches across folders."""
+        self._ensure_format()
+        return Ingestor(self.backend, self.stat_cache, progress, total)
 
     def _log(
         self,
-        candidates: list[Candidate],
+        build: Callable[[Progress | None], Any],
         name: str,
         type: str = "dataset",
         aliases: tuple[str, ...] = (),
@@ -375,53 +320,42 @@ class Store:
         progress: Progress | None = None,
         dedup_latest: bool = True,
     ) -> LogResult:
+        """build(progress) stores the blobs and trees of the new content and returns its root
+        tree, totals and upload counts; then everything is made durable and the version claimed."""
         start = time.perf_counter()
         for alias in aliases:
             check_alias(alias)
-        check_tree([c.path for c in candidates])
+        self._ensure_format()
         previous = self.latest(name)
-        result = ingest(self.backend, candidates, self.stat_cache, progress)
+        built = build(progress)
         sync_start = time.perf_counter()
-        self.backend.sync()  # blobs durable before anything references them
+        self.backend.sync()  # blobs and trees durable before a record references them
         sync_seconds = time.perf_counter() - sync_start
-        manifest = Manifest.of(result.entries)
-        canonical = manifest.canonical_json()
-        digest = digest_bytes(canonical)
-        if dedup_latest and previous is not None and previous.manifest == digest:
+        if dedup_latest and previous is not None and self._same_content(previous, built.root):
             record, created = previous, False
         else:
-            self.put_manifest(digest, canonical)
-            record = self._claim_version(name, digest, manifest, type, metadata or {}, run_id)
+            record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
             created = True
         for alias in aliases:
             self.set_alias(name, alias, record.version)
         return LogResult(
-            record, created, result.uploaded_files, result.uploaded_bytes, time.perf_counter() - start, sync_seconds
+            record, created, built.uploaded_files, built.uploaded_bytes, time.perf_counter() - start, sync_seconds
         )
 
-    def put_manifest(self, digest: str, canonical: bytes) -> None:
-        """Write a manifest (create-or-same: manifests are write-once and named by their digest),
-        after making the blobs written so far durable, since it references them. An existing one is
-        refreshed (touched), so a concurrent gc keeps it; if a gc took it meanwhile, write again."""
-        key = manifest_key(check_digest(digest))
-        if digest_bytes(canonical) != digest:
-            raise IntegrityError(f"{self._where(key)}: manifest bytes do not match their digest")
-        self.backend.sync()
-        for _ in range(2):
-            try:
-                self.backend.write(key, canonical, create_only=True)
-                return
-            except AlreadyExists:
-                pass  # same name, same bytes
-            if refresh(self.backend, [key]):
-                return
+    def _same_content(self, previous: VersionRecord, root: str) -> bool:
+        """Whether a version holds the content of this root tree. A format-1 (flat) version is
+        compared through the trees its entries make: once, on the first log after an upgrade."""
+        if previous.layout == "tree":
+            return previous.manifest == root
+        return trees_of(list(self.manifest(previous).entries))[0] == root
 
     def put_version(self, record: VersionRecord) -> None:
         """Write a version record under its own number (create-or-same: the number may already
         hold this content, never other content). Its manifest must be in the store already."""
         check_name(record.name)
+        self._ensure_format()
         gone = self.tombstone(record.name, record.version)
-        if gone is not None and gone.manifest != record.manifest:
+        if gone is not None and (gone.manifest, gone.layout) != (record.manifest, record.layout):
             raise InvalidInput(f"{self.uri}: {record.name}:{record.label} was deleted here and held other content; "
                                "a version number is never reused")
         try:
@@ -429,13 +363,13 @@ class Store:
         except AlreadyExists:
             self.holds(record)  # a concurrent push of the same version is fine; anything else is not
 
-    def _claim_version(self, name, digest, manifest, type, metadata, run_id) -> VersionRecord:
+    def _claim_version(self, name, root, files, nbytes, type, metadata, run_id) -> VersionRecord:
         nums = self.version_numbers(name) + self.deleted_versions(name)  # in this order: see the docstring
         version = max(nums) + 1 if nums else 0
         while True:
             record = VersionRecord(
-                name=name, version=version, type=type, manifest=digest, files=len(manifest.entries),
-                bytes=manifest.total_bytes, metadata=metadata, created=now_iso(), run_id=run_id,
+                name=name, version=version, type=type, manifest=root, layout="tree", files=files,
+                bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
             )
             try:
                 self.backend.write(version_key(name, version), to_json(record), create_only=True)
@@ -514,11 +448,6 @@ def _is_alias(name: str) -> bool:
     return bool(NAME_RE.fullmatch(name)) and name != LATEST and not VERSION_RE.fullmatch(name)
 
 
-def check_blob(store_uri: str, digest: str, data: bytes) -> None:
-    if digest_bytes(data) != digest:
-        raise IntegrityError(f"{store_uri}/{object_key(digest)}: blob is corrupt (content does not match its digest)")
-
-
 def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = None, *,
                must_exist: bool = False, **kw: Any) -> Store:
     """Open the store at a path or fsspec URL (default: $ARTIFACTKIT_STORE or ./.artifactkit).
@@ -526,6 +455,7 @@ def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = 
     from .uri import default_store_uri
 
     store = Store(open_backend(uri or default_store_uri(), storage_options), **kw)
+    store.format()  # a store of a newer format is refused before anything reads or writes it
     if must_exist and not store.exists():
         raise NotFound(f"{store.uri}: no artifactkit store there (nothing logged yet; check the path or URL)")
     return store

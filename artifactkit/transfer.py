@@ -11,8 +11,8 @@ Blobs above _STREAM_BYTES are streamed to disk and hashed in chunks, never held 
 a remote store come from this machine's blob cache when it has them (cache.py), so pulling v1
 after v0 downloads only what changed.
 
-push copies in commit order (all missing blobs, then manifests, then version records, then
-aliases), with one existence check for every version it sends, so an interrupted push leaves
+push copies in commit order (all missing blobs, then trees or manifests, then version records,
+then aliases), with one existence check for every version it sends, so an interrupted push leaves
 only unreferenced blobs and running it again sends only what is still missing.
 """
 
@@ -90,7 +90,7 @@ def pull(
     start = time.perf_counter()
     record = store.resolve(ref)
     with store.reading(record, "pulling"):  # deleted (and gc'd) meanwhile: one clear line
-        entries = _included(store.manifest(record).entries, include, record)
+        entries = _included(store, record, include)
     total = sum(e.size for e in entries)
     dest = Path(dest)
     plan = _plan(store, record, dest, entries, include)  # every refusal happens before anything is written
@@ -113,16 +113,32 @@ def pull(
                       downloaded, downloaded_bytes, tuple(plan.extra), deleted)
 
 
-def _included(entries, include: Sequence[str] | None, record: VersionRecord):
+def _included(store: Store, record: VersionRecord, include: Sequence[str] | None) -> list[Entry]:
+    """The entries to pull, streamed from the store; with include, only the trees under each
+    glob's literal folder are read (`d042/*` reads the trees on the way to d042 and below it)."""
     if include is None:
-        return entries
+        return list(store.entries(record))
     if isinstance(include, str):
         raise TypeError("include is a list of glob patterns, not one string")
-    chosen = [e for e in entries if _matches(e.path, include)]
+    chosen = [e for prefix in _folders_of(include) for e in store.entries(record, prefix) if _matches(e.path, include)]
     if not chosen:
         shown = " ".join(repr(g) for g in include)
         raise NotFound(f"no file of {record.name}:{record.label} matches --include {shown}")
     return chosen
+
+
+def _folders_of(include: Sequence[str]) -> list[str]:
+    """The paths below which the globs can match (the literal text before a glob's first wildcard,
+    cut at its last '/'; a glob without wildcards is its own path), none inside another."""
+    paths = set()
+    for glob in include:
+        cut = min((i for i in (glob.find(c) for c in "*?[") if i >= 0), default=None)
+        paths.add(glob if cut is None else glob[:cut].rpartition("/")[0])
+    kept: list[str] = []
+    for path in sorted(paths):  # an ancestor sorts before what is inside it
+        if not any(q == "" or path.startswith(q + "/") for q in kept):
+            kept.append(path)
+    return kept
 
 
 def _matches(path: str, include: Sequence[str] | None) -> bool:
@@ -328,11 +344,17 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
     records = [src.resolve(ref)] if ref.selector else [i.record for i in src.versions(ref.name)]
     in_dst = set(dst.version_numbers(ref.name))
     todo = [r for r in records if not (r.version in in_dst and dst.holds(r))]
-    manifests = {r.version: src.manifest(r) for r in todo}
-    sizes = {e.digest: e.size for m in manifests.values() for e in m.entries}
+    sizes = {e.digest: e.size for r in todo for e in src.entries(r)}
     files, nbytes = _send_blobs(src, dst, sizes, progress)
-    for r in todo:  # put_manifest makes the blobs durable before the first one references them
-        dst.put_manifest(r.manifest, manifests[r.version].canonical_json())
+    for r in todo:  # then the metadata: trees (children first) or a flat manifest
+        if r.layout == "tree":
+            trees = [d for kind, d in src.references(r) if kind == "tree"]
+            missing = set(dst.missing_trees(trees))  # only those are read and sent: O(changed)
+            dst.put_trees([(d, src.tree_bytes(d)) for d in reversed(trees) if d in missing])
+    for r in todo:  # put_manifest makes everything written so far durable before it is referenced
+        if r.layout == "flat":
+            dst.put_manifest(r.manifest, src.manifest(r).canonical_json())
+    dst.sync()
     for r in todo:
         dst.put_version(r)
     pushed = {r.version for r in records}

@@ -1,10 +1,12 @@
 """Logging a 2000-image dataset: artifactkit vs plain reads, W&B offline and DVC, in one run.
 
-    python bench/log_dataset.py [--images 2000] [--repeat 3]
+    python bench/log_dataset.py [--images 2000] [--repeat 3] [--checkout PATH ...] [--skip-wandb]
 
 Prints the median of --repeat runs (warm page cache) for: reading every file, reading + xxh3-128,
-`artifactkit log-dataset` as a whole command (v0, v1 after changing 2 images, unchanged re-log),
-the real wandb SDK offline (Artifact.add_dir + log_artifact, v0 and v1), and `dvc add` if installed.
+`cp -r` + `sync` (the floor of any log into a local store), `artifactkit log-dataset` as a whole
+command (v0, v1 after changing 2 images, unchanged re-log) run as `python -m artifactkit` from each
+--checkout (default: this one; several compare before/after in one run), the real wandb SDK offline
+(Artifact.add_dir + log_artifact, v0 and v1), and `dvc add` if installed.
 """
 
 from __future__ import annotations
@@ -54,8 +56,15 @@ def change_two_images(root: Path, salt: int) -> None:
 
 def timed(cmd: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # cwd: a neutral folder (`python -m` puts the cwd before PYTHONPATH)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/")
     return time.perf_counter() - start
+
+
+def copy_and_sync(data: Path, work: Path, rep: int) -> float:
+    """`cp -r` + `sync`: the floor of writing a folder durably into another folder."""
+    subprocess.run(["sync"], check=True)  # start with writeback flushed, as every log run does
+    return timed(["sh", "-c", f"cp -r '{data}' '{work / f'cp{rep}'}' && sync"])
 
 
 def read_all(root: Path, do_hash: bool) -> float:
@@ -69,13 +78,15 @@ def read_all(root: Path, do_hash: bool) -> float:
     return time.perf_counter() - start
 
 
-def bench_artifactkit(data: Path, work: Path, rep: int) -> dict[str, float]:
-    env = {**os.environ, "ARTIFACTKIT_CACHE_DIR": str(work / f"cache{rep}")}
-    cmd = [shutil.which("artifactkit") or "artifactkit", "log-dataset", str(data), "--store", str(work / f"ak{rep}"), "--json"]
+def bench_artifactkit(data: Path, work: Path, rep: int, checkout: str, tag: int) -> dict[str, float]:
+    env = {**os.environ, "ARTIFACTKIT_CACHE_DIR": str(work / f"cache{rep}-{tag}"), "PYTHONPATH": checkout}
+    cmd = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(work / f"ak{rep}-{tag}"), "--json"]
+    subprocess.run(["sync"], check=True)
     out = {"v0": timed(cmd, env)}
     change_two_images(data, rep)
     out["v1"] = timed(cmd, env)
     out["unchanged"] = timed(cmd, env)
+    change_two_images(data, 1000 + rep)  # each checkout starts from the same kind of edit
     return out
 
 
@@ -121,6 +132,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-wandb", action="store_true")
+    ap.add_argument("--checkout", action="append", help="source checkout to run (repeatable; default: this one)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -134,15 +146,25 @@ def main() -> None:
             "read": statistics.median(read_all(data, False) for _ in range(args.repeat)),
             "read+xxh3": statistics.median(read_all(data, True) for _ in range(args.repeat)),
         }
-        ak = median_of([bench_artifactkit(data, work, r) for r in range(args.repeat)])
+        results["cp -r + sync"] = statistics.median(copy_and_sync(data, work, r) for r in range(args.repeat))
+        checkouts = args.checkout or [str(Path(__file__).resolve().parent.parent)]
+        runs: dict[str, list] = {c: [] for c in checkouts}
+        for r in range(args.repeat):  # interleaved, so a busy moment of the machine hits each alike
+            for tag, c in enumerate(checkouts):
+                runs[c].append(bench_artifactkit(data, work, r, c, tag))
+        aks = {c: median_of(rs) for c, rs in runs.items()}
+        ak = aks[checkouts[-1]]
         wb = None if args.skip_wandb else median_of([bench_wandb(data, work, r) for r in range(args.repeat)])
         dvc_runs = [bench_dvc(data, work, r) for r in range(args.repeat)]
         dvc = median_of(dvc_runs) if dvc_runs[0] else None
     print(f"plain read of every file        {results['read']:.3f} s")
     print(f"read + xxh3-128 of every file   {results['read+xxh3']:.3f} s")
-    print(f"artifactkit log-dataset v0      {ak['v0']:.3f} s")
-    print(f"artifactkit v1 (2 images)       {ak['v1']:.3f} s")
-    print(f"artifactkit unchanged re-log    {ak['unchanged']:.3f} s")
+    print(f"cp -r + sync                    {results['cp -r + sync']:.3f} s")
+    for c, a in aks.items():
+        print(f"artifactkit {c}")
+        print(f"  log-dataset v0                {a['v0']:.3f} s   x{a['v0'] / results['cp -r + sync']:.2f} of cp -r + sync")
+        print(f"  v1 (2 images)                 {a['v1']:.3f} s")
+        print(f"  unchanged re-log              {a['unchanged']:.3f} s")
     if wb:
         print(f"wandb offline v0 / v1           {wb['v0']:.3f} s / {wb['v1']:.3f} s   -> v0 speed-up x{wb['v0'] / ak['v0']:.1f}")
     if dvc:
@@ -150,7 +172,7 @@ def main() -> None:
               f"   -> v0 speed-up x{dvc['v0'] / ak['v0']:.1f}")
     else:
         print("dvc add                         (dvc not installed: pip install dvc to compare)")
-    print(json.dumps({"artifactkit": ak, "wandb": wb, "dvc": dvc, **results}))
+    print(json.dumps({"artifactkit": aks, "wandb": wb, "dvc": dvc, **results}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ from typing import Annotated
 
 import typer
 
-from . import inspect_commands, lifecycle_commands, model_commands, store_commands, train_commands, view_commands
+# The command modules, in the order help lists them. Only the module holding the command typed is
+# loaded (register_commands): a store command never imports the trainer's config or pydantic.
+COMMAND_MODULES = (
+    "store_commands", "inspect_commands", "lifecycle_commands", "train_commands", "model_commands", "view_commands",
+)
 
 app = typer.Typer(
     name="artifactkit",
@@ -19,12 +23,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-store_commands.register(app)
-train_commands.register(app)
-model_commands.register(app)
-view_commands.register(app)
-lifecycle_commands.register(app)
-inspect_commands.register(app)
+
+
+def register_commands(args: list[str]) -> None:
+    """Register the command modules in order until one holds the command named first in args;
+    all of them for help, a bare option or an unknown command (so typer can list or refuse it)."""
+    import importlib
+
+    wanted = args[0] if args and not args[0].startswith("-") else None
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".{name}", __package__).register(app)
+        if wanted is not None and wanted in _registered_names():
+            return
+
+
+def _registered_names() -> set[str]:
+    """Commands and command groups (`runs`) registered so far."""
+    return {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
 
 
 def _print_version(value: bool) -> None:
@@ -48,6 +63,7 @@ def main() -> None:
     from artifactkit.errors import ArtifactkitError
 
     try:
+        register_commands(sys.argv[1:])
         app()
     except ArtifactkitError as e:
         _fail(f"error: {e}", str(e), type(e).__name__, 1)

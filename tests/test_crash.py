@@ -17,7 +17,7 @@ import artifactkit
 from test_store import make_folder
 
 # Runs a log in a child process whose backend kills the process (SIGKILL, no cleanup) at a chosen
-# point: after the k-th blob batch, before the manifest, or after the version record's temp file
+# point: after the k-th blob batch, before the manifest (or trees), or after the version record's temp file
 # is written but before it is linked into place.
 CHILD = textwrap.dedent(
     """
@@ -31,6 +31,8 @@ CHILD = textwrap.dedent(
     real_many, real_write, real_link = local.LocalBackend.write_many, local.LocalBackend.write, os.link
     def write_many(self, items):
         calls["n"] += 1
+        if point == "manifest" and any(k.startswith("trees/") for k, _ in items):
+            die()  # format 2: a version's metadata is its trees
         if point == "blobs" and calls["n"] == 2:
             real_many(self, items[:1]); die()
         real_many(self, items)

@@ -137,7 +137,9 @@ def test_v1_with_two_changed_files_puts_two_blobs_and_the_records(s3_bucket, tmp
     s = artifactkit.open_store(f"{s3_bucket}/count")
     lists, heads = count_calls(s, "ListObjectsV2", "Prefix"), count_calls(s, "HeadObject")
     s.log_folder(data)
-    assert (lists.count("count/objects/"), heads) == (1, [])  # 81 new blobs: one listing, no HEADs
+    # 81 new blobs: one listing, no HEAD per blob; one existence check per folder's tree (3)
+    assert (lists.count("count/objects/"), [h for h in heads if "/trees/" not in h]) == (1, [])
+    assert len(heads) == 3
     (data / "images" / "00007.jpg").write_bytes(b"x")
     (data / "labels" / "00007.txt").write_text("0 0.9 0.9 0.1 0.1\n")
     s = artifactkit.open_store(f"{s3_bucket}/count")  # a fresh process's view: a new client
@@ -145,10 +147,13 @@ def test_v1_with_two_changed_files_puts_two_blobs_and_the_records(s3_bucket, tmp
     lists = count_calls(s, "ListObjectsV2", "Prefix")
     s.log_folder(data)
     kinds = sorted(k.split("/")[1] for k in puts)
-    assert kinds == [".artifactkit", "artifacts", "manifests", "objects", "objects"], puts  # probe refused: 412
+    # probe refused: 412; the trees on the path to the 2 changed files (images/, labels/, the
+    # root): O(depth) metadata objects, not one manifest listing every file
+    assert kinds == [".artifactkit", "artifacts", "objects", "objects", "trees", "trees", "trees"], puts
     # Every blob of v1 is checked (none assumed present because v0 had it): the 81 keys are one
-    # listing of objects/, no HEAD per key.
-    assert (lists.count("count/objects/"), heads) == (1, [])
+    # listing of objects/, no HEAD per key; the 3 trees written were checked first (3 HEADs).
+    assert (lists.count("count/objects/"), [h for h in heads if "/trees/" not in h]) == (1, [])
+    assert len(heads) == 3
 
 
 def test_server_going_away_mid_upload_then_rerun_completes(own_s3_server, tmp_path, monkeypatch):

@@ -135,23 +135,33 @@ def test_unsafe_paths_refused_on_log(store, path):
     assert not list(store.backend.list("artifacts/"))
 
 
-def test_unsafe_manifest_refused_on_pull(tmp_path, store):
-    """A manifest written by a hostile or buggy writer is refused before any file lands."""
+@pytest.mark.parametrize("layout, name", [("flat", "../escape.txt"), ("tree", ".."), ("tree", "a/../../escape.txt")])
+def test_unsafe_manifest_refused_on_pull(tmp_path, store, layout, name):
+    """A manifest (format 1) or a tree (format 2) written by a hostile or buggy writer is refused
+    before any file lands."""
     import json
 
     from artifactkit.hashing import digest_bytes
-    from artifactkit.layout import manifest_key, version_key
+    from artifactkit.layout import manifest_key, tree_key, version_key
+    from artifactkit.trees import compress_tree
 
     store.log_files({"ok.txt": b"fine"}, name="t")
     good = store.resolve("t")
-    entries = [{"digest": store.manifest(good).entries[0].digest, "path": "../escape.txt", "size": 4}]
-    canonical = json.dumps({"entries": entries, "schema_version": 1}, sort_keys=True, separators=(",", ":")).encode()
+    blob = store.manifest(good).entries[0].digest
+    if layout == "flat":
+        entries = [{"digest": blob, "path": name, "size": 4}]
+        canonical = json.dumps({"entries": entries, "schema_version": 1}, sort_keys=True, separators=(",", ":")).encode()
+        key = manifest_key
+    else:
+        canonical = json.dumps({"dirs": [], "files": [{"digest": blob, "name": name, "size": 4}]},
+                               sort_keys=True, separators=(",", ":")).encode()
+        key = tree_key
     digest = digest_bytes(canonical)
-    store.backend.write(manifest_key(digest), canonical)
+    store.backend.write(key(digest), canonical if layout == "flat" else compress_tree(canonical))
     record = json.loads(store.backend.read(version_key("t", 0)))
-    record.update(version=1, manifest=digest)
+    record.update(version=1, manifest=digest, layout=layout)
     store.backend.write(version_key("t", 1), json.dumps(record).encode())
-    with pytest.raises(InvalidInput, match="escape.txt"):
+    with pytest.raises(InvalidInput, match="escape.txt" if "escape" in name else "unsafe"):
         artifactkit.pull(store, "t:v1", tmp_path / "dest" / "inner")
     assert not (tmp_path / "dest").exists() or not list((tmp_path / "dest").rglob("*.txt"))
 

@@ -42,13 +42,13 @@ def record_dict(store, name: str = "d", version: int = 0) -> dict:
 
 
 def forge_version(store, manifest_entries: list[dict], version: int = 1) -> str:
-    """A manifest with these entries and a version record of `d` pointing at it; returns the
-    manifest's key."""
+    """A flat (format-1) manifest with these entries and a version record of `d` pointing at it;
+    returns the manifest's key."""
     canonical = json.dumps({"entries": manifest_entries, "schema_version": 1}, sort_keys=True,
                            separators=(",", ":")).encode()
     digest = digest_bytes(canonical)
     forge(store, manifest_key(digest), canonical)
-    forge(store, version_key("d", version), {**record_dict(store), "version": version, "manifest": digest})
+    forge(store, version_key("d", version), {**record_dict(store), "version": version, "manifest": digest, "layout": "flat"})
     return manifest_key(digest)
 
 

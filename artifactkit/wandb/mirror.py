@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping
 from ..errors import IntegrityError, InvalidInput, NotFound
 from ..hashing import digest_bytes
 from ..manifest import Manifest, VersionRecord, parse_record, to_json
+from ..trees import trees_of
 from ..store import LATEST, Store, check_alias
 
 _BATCH_BYTES = 64 << 20  # file bytes held in memory per batch of blobs written
@@ -87,10 +88,11 @@ def import_version(folder: Path, dst: Store, aliases: list[str] = (), expected_n
     record = parse_record(VersionRecord, read_file(folder / VERSION_FILE), where)
     if expected_name is not None and record.name != expected_name:
         raise InvalidInput(f"{where}: the record is of {record.name}:{record.label}, not of {expected_name}")
-    canonical = read_file(folder / MANIFEST_FILE)
-    if digest_bytes(canonical) != record.manifest:
-        raise IntegrityError(f"{folder}: manifest does not match {record.name}:{record.label}")
+    canonical = read_file(folder / MANIFEST_FILE)  # the flat manifest, whatever the layout
     manifest = parse_record(Manifest, canonical, f"{folder}/{MANIFEST_FILE}")
+    trees = trees_of(list(manifest.entries))[1] if record.layout == "tree" else []  # same bytes, same digests
+    if (trees[-1][0] if trees else digest_bytes(canonical)) != record.manifest:
+        raise IntegrityError(f"{folder}: manifest does not match {record.name}:{record.label}")
     if not dst.holds(record):
         paths = {e.digest: folder / e.path for e in manifest.entries}
         sizes = {e.digest: e.size for e in manifest.entries}
@@ -101,7 +103,11 @@ def import_version(folder: Path, dst: Store, aliases: list[str] = (), expected_n
                 dst.write_blobs(batch)
                 batch = []
         dst.write_blobs(batch)
-        dst.put_manifest(record.manifest, canonical)
+        if trees:
+            dst.put_trees(trees)
+            dst.sync()
+        else:
+            dst.put_manifest(record.manifest, canonical)
         dst.put_version(record)
     for alias in aliases:
         if _settable(alias):

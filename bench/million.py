@@ -1,0 +1,104 @@
+"""A million small files: what a log, a 2-file change, pull, verify and versions cost (issue 18).
+
+    python bench/million.py [--files 1000000] [--per-folder 1000] [--checkout PATH] [--keep DIR]
+
+Makes --files files of 1 kB in folders of --per-folder files (d0000/, d0001/, …), then runs the
+real CLI (`python -m artifactkit`, the --checkout's code first on PYTHONPATH, from a neutral cwd)
+and prints: first log files/s, unchanged re-log seconds, v1 after editing 2 files (seconds and
+the bytes of new metadata: everything written outside objects/), and the seconds and peak RSS of
+each command (log, pull, verify, versions). Run it once per checkout to compare before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PAST = time.time() - 3600  # a dataset that has existed for a while, as users have them
+
+
+def make_dataset(root: Path, files: int, per_folder: int) -> None:
+    payload = os.urandom(1000 + files)
+    for i in range(files):
+        folder = root / f"d{i // per_folder:04d}"
+        if i % per_folder == 0:
+            folder.mkdir(parents=True)
+        path = folder / f"{i:07d}.bin"
+        with open(path, "wb") as f:
+            f.write(payload[i : i + 1000])
+        os.utime(path, (PAST, PAST))
+
+
+def run(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MB, stdout) of one command as its own process (GNU time -f %M)."""
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, env=env, cwd="/")
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return seconds, int(proc.stderr.strip().splitlines()[-1]) / 1024, proc.stdout
+
+
+def metadata_bytes(store: Path) -> int:
+    """Everything in the store outside objects/ (records, manifests, trees, aliases, marker)."""
+    total = 0
+    for dirpath, dirs, files in os.walk(store):
+        if Path(dirpath) == store and "objects" in dirs:
+            dirs.remove("objects")
+        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument("--per-folder", type=int, default=1000)
+    ap.add_argument("--checkout", default=str(Path(__file__).resolve().parent.parent))
+    ap.add_argument("--work", help="folder for the dataset and store (default: a temp folder)")
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="ak-million-"))
+    data, store, out = work / "data", work / "store", work / "pulled"
+    if not data.exists():
+        t = time.perf_counter()
+        make_dataset(data, args.files, args.per_folder)
+        print(f"made {args.files} files in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    for stale in (store, out, work / "cache"):
+        shutil.rmtree(stale, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": args.checkout, "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
+    ak = [sys.executable, "-m", "artifactkit"]
+    log = [*ak, "log-dataset", str(data), "--name", "m", "--store", str(store), "--json"]
+    res: dict[str, float] = {}
+    subprocess.run(["sync"], check=True)
+    res["log_s"], res["log_rss_mb"], _ = run(log, env)
+    res["log_files_per_s"] = args.files / res["log_s"]
+    res["relog_s"], res["relog_rss_mb"], _ = run(log, env)
+    before = metadata_bytes(store)
+    for name in ("0000003.bin", "0000007.bin"):
+        (data / "d0000" / name).write_bytes(os.urandom(1000))
+    time.sleep(2.1)  # past the stat cache's racy window, as any real edit is by the next log
+    res["v1_s"], res["v1_rss_mb"], _ = run(log, env)
+    res["v1_new_metadata_bytes"] = metadata_bytes(store) - before
+    res["pull_s"], res["pull_rss_mb"], _ = run([*ak, "pull", "m:v1", str(out), "--store", str(store), "--json"], env)
+    res["verify_s"], res["verify_rss_mb"], _ = run([*ak, "verify", "--store", str(store), "--json"], env)
+    res["versions_s"], res["versions_rss_mb"], _ = run([*ak, "versions", "m", "--store", str(store), "--json"], env)
+    print(f"{args.files} files of 1 kB in folders of {args.per_folder}, code from {args.checkout}")
+    print(f"first log          {res['log_s']:8.1f} s   {res['log_files_per_s']:8.0f} files/s   peak {res['log_rss_mb']:6.0f} MB")
+    print(f"unchanged re-log   {res['relog_s']:8.2f} s                      peak {res['relog_rss_mb']:6.0f} MB")
+    print(f"v1 (2 files)       {res['v1_s']:8.2f} s   {res['v1_new_metadata_bytes'] / 1e3:8.1f} kB new metadata  peak {res['v1_rss_mb']:6.0f} MB")
+    print(f"pull v1            {res['pull_s']:8.1f} s                      peak {res['pull_rss_mb']:6.0f} MB")
+    print(f"verify             {res['verify_s']:8.1f} s                      peak {res['verify_rss_mb']:6.0f} MB")
+    print(f"versions           {res['versions_s']:8.2f} s                      peak {res['versions_rss_mb']:6.0f} MB")
+    print(json.dumps({"files": args.files, "checkout": args.checkout, **res}))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

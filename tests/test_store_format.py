@@ -1,0 +1,156 @@
+"""The store's format marker (artifactkit-store.json): written on the first write, a store without
+it is format 1, a store of a newer format is refused in one line before anything is read or written."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import artifactkit
+from artifactkit.errors import InvalidInput, NotFound
+from artifactkit.layout import FORMAT_KEY, tree_key
+from artifactkit.objects import STORE_FORMAT
+from test_cli_store import check_error
+from test_store import make_folder
+
+
+def files_in(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_first_write_marks_the_format_and_unmarked_stores_are_format_1(tmp_path):
+    root = tmp_path / "s"
+    store = artifactkit.open_store(str(root))
+    assert store.format() == 1 and not (root / FORMAT_KEY).exists()  # opening writes nothing
+    store.log_folder(make_folder(tmp_path / "d"))
+    assert json.loads((root / FORMAT_KEY).read_text()) == {"format": STORE_FORMAT}
+    (root / FORMAT_KEY).unlink()  # a store written before the marker existed
+    old = artifactkit.open_store(str(root))
+    assert old.format() == 1
+    assert old.versions("d")[0].record.files == 12
+    old.log_folder(tmp_path / "d")  # unchanged: the same version, and the marker is back
+    assert json.loads((root / FORMAT_KEY).read_text()) == {"format": STORE_FORMAT}
+
+
+def test_a_newer_format_is_refused_in_one_line_and_nothing_written(tmp_path, cli):
+    root = tmp_path / "s"
+    data = make_folder(tmp_path / "d")
+    artifactkit.open_store(str(root)).log_folder(data)
+    (root / FORMAT_KEY).write_text('{"format": 99}\n')
+    before = files_in(root)
+    with pytest.raises(InvalidInput, match="store format 99 is newer"):
+        artifactkit.open_store(str(root))
+    (data / "new.txt").write_text("new")
+    for args in (["versions", "d"], ["log-dataset", str(data)], ["verify"], ["gc", "--grace", "0"],
+                 ["pull", "d", str(tmp_path / "out")]):
+        check_error(cli(*args, "--store", str(root), check=False), "store format 99 is newer", "upgrade artifactkit")
+    assert files_in(root) == before and not (tmp_path / "out").exists()
+
+
+def test_a_damaged_marker_is_named(tmp_path, cli):
+    root = tmp_path / "s"
+    artifactkit.open_store(str(root)).log_folder(make_folder(tmp_path / "d"))
+    (root / FORMAT_KEY).write_bytes(b"\x00garbage")
+    check_error(cli("versions", "d", "--store", str(root), check=False), FORMAT_KEY, "not a store format marker")
+
+
+# -- format 2: trees ----------------------------------------------------------------------------
+def flat_version(store, name: str, files: dict[str, bytes]):
+    """A version as format-1 code wrote it: one flat manifest, and no marker in the store."""
+    from artifactkit.hashing import digest_bytes
+    from artifactkit.manifest import Entry, Manifest, VersionRecord, now_iso
+
+    store.write_blobs([(digest_bytes(b), b) for b in files.values()])
+    manifest = Manifest.of([Entry(path=p, digest=digest_bytes(b), size=len(b)) for p, b in files.items()])
+    canonical = manifest.canonical_json()
+    store.put_manifest(digest_bytes(canonical), canonical)
+    record = VersionRecord(name=name, version=0, type="dataset", manifest=digest_bytes(canonical), files=len(files),
+                           bytes=manifest.total_bytes, created=now_iso())
+    store.put_version(record)
+    return record
+
+
+def test_format_1_versions_keep_reading_and_an_unchanged_relog_is_the_same_version(tmp_path):
+    root = tmp_path / "s"
+    files = {"a.txt": b"a", "sub/b.txt": b"b", "sub/deeper/c.txt": b"c"}
+    flat_version(artifactkit.open_store(str(root)), "d", files)
+    (root / FORMAT_KEY).unlink()
+    store = artifactkit.open_store(str(root))
+    assert store.format() == 1 and store.resolve("d").layout == "flat"
+    assert artifactkit.pull(store, "d", tmp_path / "out").written_files == 3
+    assert [e.path for e in store.entries(store.resolve("d"), "sub")] == ["sub/b.txt", "sub/deeper/c.txt"]
+    again = store.log_folder(tmp_path / "out", name="d")  # the same content, logged by format-2 code
+    assert (again.record.label, again.created) == ("v0", False)
+    (tmp_path / "out" / "a.txt").write_bytes(b"new")
+    v1 = store.log_folder(tmp_path / "out", name="d")
+    assert (v1.record.label, v1.record.layout, store.format()) == ("v1", "tree", 2)
+    assert artifactkit.gc(store, grace_seconds=0).deleted_objects == 0 and artifactkit.verify(store).ok
+    assert artifactkit.pull(store, "d:v0", tmp_path / "v0").written_files == 3
+
+
+def tree_files(root):
+    return {p for p in (root / "trees").rglob("*") if p.is_file()}
+
+
+def test_v1_writes_only_the_trees_on_the_path_to_what_changed(tmp_path):
+    data = tmp_path / "d"
+    for top in ("x", "y", "z"):
+        for sub in ("p", "q"):
+            (data / top / sub).mkdir(parents=True)
+            for i in range(5):
+                (data / top / sub / f"{i}.txt").write_text(f"{top}{sub}{i}")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    v0 = store.log_folder(data)
+    assert len(tree_files(tmp_path / "s")) == 1 + 3 + 6  # root, x y z, and their p q
+    before = tree_files(tmp_path / "s")
+    (data / "y" / "q" / "3.txt").write_text("changed")
+    v1 = store.log_folder(data)
+    assert v1.uploaded_files == 1 and len(tree_files(tmp_path / "s") - before) == 3  # y/q, y, root
+    old, new = (store.read_tree(r.record.manifest) for r in (v0, v1))
+    assert [d.tree for d in old.dirs if d.name != "y"] == [d.tree for d in new.dirs if d.name != "y"]  # shared
+    assert store.manifest(v1.record).by_path()["y/q/3.txt"].size == 7 and v1.record.files == 30
+
+
+def test_reading_a_prefix_reads_only_the_trees_on_its_path(tmp_path):
+    data = tmp_path / "d"
+    for top in ("x", "y"):
+        (data / top).mkdir(parents=True)
+        (data / top / "f.txt").write_text(top)
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    record = store.log_folder(data).record
+    other = store.read_tree(record.manifest).dirs[0]  # x's tree: removed, y must still read
+    os.unlink(tmp_path / "s" / tree_key(other.tree))
+    assert [e.path for e in store.entries(record, "y")] == ["y/f.txt"]
+    assert [e.path for e in store.entries(record, "y/f.txt")] == ["y/f.txt"]
+    pulled = artifactkit.pull(store, "d", tmp_path / "out", include=["y/*", "y/f.txt"])  # pull --include too
+    assert pulled.written_files == 1 and (tmp_path / "out" / "y" / "f.txt").read_text() == "y"
+    with pytest.raises(NotFound):
+        list(store.entries(record))
+    with pytest.raises(NotFound):
+        artifactkit.pull(store, "d", tmp_path / "all", include=["*/f.txt"])  # a glob from the root reads x too
+    report = artifactkit.verify(store)
+    assert not report.ok and "trees/" in report.problems[0]
+
+
+def test_gc_marks_through_trees_and_a_damaged_tree_is_named(tmp_path):
+    data = tmp_path / "d"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "a.txt").write_text("a")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    v0 = store.log_folder(data).record
+    (data / "sub" / "a.txt").write_text("b")
+    store.log_folder(data)
+    report = artifactkit.gc(store, grace_seconds=0)
+    assert (report.deleted_objects, report.deleted_trees) == (0, 0)  # both versions live
+    orphan = tree_files(tmp_path / "s")
+    (tmp_path / "s" / "artifacts" / "d" / "versions" / "0.json").unlink()
+    report = artifactkit.gc(store, grace_seconds=0)
+    assert (report.deleted_objects, report.deleted_trees) == (1, 2)  # v0's blob, its root and sub trees
+    assert len(orphan - tree_files(tmp_path / "s")) == 2 and artifactkit.verify(store).ok
+    key = tmp_path / "s" / tree_key(store.resolve("d").manifest)
+    key.write_bytes(b"not zlib")
+    with pytest.raises(InvalidInput, match="not a tree"):
+        list(store.entries(store.resolve("d")))
+    assert v0.layout == "tree"
