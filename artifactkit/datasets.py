@@ -102,7 +102,21 @@ def moves_with_its_folder(spec: DatasetSpec) -> bool:
             rel = os.path.normpath(item) if isinstance(item, str) else ".."
             if os.path.isabs(rel) or rel == ".." or rel.startswith("../") or not (folder / rel).is_dir():
                 return False
-    return all(p.resolve().is_relative_to(folder) for p in spec.files())
+    return _all_inside(spec.files(), folder)
+
+
+def _all_inside(paths, folder: Path) -> bool:
+    """Every path lies inside `folder`, links resolved. Each parent folder is resolved once and
+    only a file that is itself a link is resolved whole (resolving every file of a large dataset
+    cost ~0.4 s of each log of 4,000 files)."""
+    parents: dict[Path, bool] = {}
+    for p in paths:
+        inside = parents.get(p.parent)
+        if inside is None:
+            inside = parents[p.parent] = p.parent.resolve().is_relative_to(folder)
+        if not inside or (p.is_symlink() and not p.resolve().is_relative_to(folder)):
+            return False
+    return True
 
 
 def is_yolo_dataset(path: str | os.PathLike) -> bool:

@@ -112,6 +112,19 @@ def test_a_folder_that_is_its_own_dataset_logs_as_before(tmp_path, chess):
     assert local.in_place and local.root == chess.absolute() and local.ref == "chess:v0"
 
 
+def test_a_file_linked_from_outside_makes_the_folder_not_its_own_dataset(tmp_path):
+    """Only a link out of the folder is resolved: such a folder is stored in the layout instead."""
+    root, outside = tmp_path / "ds", tmp_path / "elsewhere"
+    write(root / "data.yaml", "path: .\ntrain: images/train\nval: images/train\nnames: [a]\n")
+    image(root / "images/train/x.jpg")
+    write(root / "labels/train/x.txt", "0 0.5 0.5 0.2 0.2\n")
+    assert datasets.read_local(root).files is None
+    image(outside / "y.jpg", seed=1)
+    (root / "images/train/y.jpg").symlink_to(outside / "y.jpg")
+    source = datasets.read_local(root)
+    assert source.files is not None and (source.files["images/train/y.jpg"]).read_bytes() == (outside / "y.jpg").read_bytes()
+
+
 # -- Roboflow, .txt lists, two spellings ---------------------------------------------------------------
 def test_roboflow_export_is_stored_in_the_canonical_layout(tmp_path):
     rf = tmp_path / "rf-export"
