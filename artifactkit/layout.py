@@ -66,8 +66,9 @@ def version_key(name: str, version: int) -> str:
     return f"{versions_prefix(name)}/{version}.json"
 
 
-def version_of_key(key: str) -> int | None:
-    """.../versions/<n>.json -> n; None for anything else in a versions folder."""
+def number_of_key(key: str) -> int | None:
+    """.../<n>.json -> n (a version, a tombstone, a lease generation); None for anything else in
+    such a folder (temp files of a write, strays)."""
     m = _VERSION_FILE.match(key.rsplit("/", 1)[-1])
     return int(m.group(1)) if m else None
 
@@ -77,7 +78,7 @@ def tombstones_prefix(name: str) -> str:
 
 
 def tombstone_key(name: str, version: int) -> str:
-    """The record of a deleted version (listed names parse back with version_of_key)."""
+    """The record of a deleted version (listed names parse back with number_of_key)."""
     return f"{tombstones_prefix(name)}/{version}.json"
 
 
@@ -133,8 +134,3 @@ def lease_prefix(run_id: str) -> str:
 def lease_key(run_id: str, generation: int) -> str:
     return f"{lease_prefix(run_id)}{generation}.json"
 
-
-def generation_of_lease_key(key: str) -> int | None:
-    """.../lease/<n>.json -> n; None for anything else (temp files of a write, strays)."""
-    m = _VERSION_FILE.match(key.rsplit("/", 1)[-1])
-    return int(m.group(1)) if m else None

@@ -74,14 +74,21 @@ def validator_of(check):
     return validate
 
 
-class Entry(Record):
-    path: str
+class FileRef(Record):
+    """A file's content as a manifest entry and a tree file both hold it (JSON keys are sorted when
+    written, so the field order of a subclass changes no digest)."""
+
     digest: str
     size: int = Field(ge=0)
     meta: dict[str, Any] | None = None
 
-    _check_path = field_validator("path")(check_relative_path)
     _check_digest = field_validator("digest")(validator_of(check_digest))
+
+
+class Entry(FileRef):
+    path: str
+
+    _check_path = field_validator("path")(check_relative_path)
 
 
 class Manifest(Record):

@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
-    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, generation_of_lease_key, is_metrics_key, lease_key,
+    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
     lease_prefix, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
-    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, version_of_key, versions_prefix,
+    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, versions_prefix, number_of_key,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
@@ -117,7 +117,7 @@ class Store(ObjectStore):
 
     def version_numbers(self, name: str) -> list[int]:
         """The versions of `name`; files in its versions folder that are not <n>.json are strays."""
-        nums = (version_of_key(i.key) for i in self.backend.list(versions_prefix(check_name(name)) + "/"))
+        nums = (number_of_key(i.key) for i in self.backend.list(versions_prefix(check_name(name)) + "/"))
         return sorted(n for n in nums if n is not None)
 
     def record(self, name: str, version: int) -> VersionRecord:
@@ -252,7 +252,7 @@ class Store(ObjectStore):
 
     # -- run leases (lease.py owns the model): generation objects, each claimed create-only ----
     def lease_generations(self, run_id: str) -> list[int]:
-        gens = (generation_of_lease_key(i.key) for i in self.backend.list(lease_prefix(check_run_id(run_id))))
+        gens = (number_of_key(i.key) for i in self.backend.list(lease_prefix(check_run_id(run_id))))
         return sorted(g for g in gens if g is not None)
 
     def read_lease(self, run_id: str, generation: int) -> tuple[bytes, str]:
@@ -388,7 +388,7 @@ class Store(ObjectStore):
     # -- deleting (lifecycle.py decides what may go; these only do it, in a crash-safe order) --
     def deleted_versions(self, name: str) -> list[int]:
         """Numbers of the deleted versions of `name` (their tombstones)."""
-        nums = (version_of_key(i.key) for i in self.backend.list(tombstones_prefix(check_name(name)) + "/"))
+        nums = (number_of_key(i.key) for i in self.backend.list(tombstones_prefix(check_name(name)) + "/"))
         return sorted(n for n in nums if n is not None)
 
     def tombstone(self, name: str, version: int) -> VersionRecord | None:

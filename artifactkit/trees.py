@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInput
 from .hashing import digest_bytes
-from .manifest import Entry, Record, check_digest, check_relative_path, parse_record, validator_of
+from .manifest import Entry, FileRef, Record, check_digest, check_relative_path, parse_record, validator_of
 
 
 def check_component(name: str) -> str:
@@ -31,14 +31,10 @@ def check_component(name: str) -> str:
     return check_relative_path(name)
 
 
-class TreeFile(Record):
+class TreeFile(FileRef):
     name: str
-    digest: str
-    size: int = Field(ge=0)
-    meta: dict[str, Any] | None = None
 
     _check_name = field_validator("name")(check_component)
-    _check_digest = field_validator("digest")(validator_of(check_digest))
 
 
 class TreeDir(Record):

@@ -3,14 +3,14 @@ tests/detector has a conftest too, and `from conftest import` would find either.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: str | os.PathLike | None = None, check: bool = True):
     """Run the real CLI in a subprocess (as a user would), returning the CompletedProcess."""
-    import subprocess
-
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "artifactkit", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
@@ -18,6 +18,24 @@ def run_cli(*args: str, env: dict | None = None, cwd: str | os.PathLike | None =
     if check and proc.returncode != 0:
         raise AssertionError(f"artifactkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def run_cli_modules(*args: str, cwd: str | os.PathLike) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run the real CLI in a fresh interpreter, as `python -m artifactkit` does, and also return the
+    names of every module it loaded (start-up cost: what a command imports). The module list is the
+    last line of stdout; the exit code is the command's."""
+    code = (
+        "import json, runpy, sys\n"
+        f"sys.argv = {['artifactkit', *args]!r}\n"
+        "status = 0\n"
+        "try:\n    runpy.run_module('artifactkit', run_name='__main__')\n"
+        "except SystemExit as e:\n    status = e.code if isinstance(e.code, int) else (1 if e.code else 0)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+        "sys.exit(status)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+    lines = proc.stdout.strip().splitlines()
+    return proc, set(json.loads(lines[-1])) if lines else set()
 
 
 def assert_bit_identical_twins(store_dir, straight: str, resumed: str, epochs: int) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
-import artifactkit
 from pathlib import Path
 
+import artifactkit
+from clirunner import run_cli_modules
 from test_store import make_folder
 
 
@@ -97,18 +96,11 @@ def test_store_commands_do_not_import_torch_or_wandb(tmp_path):
     """A store command on a local store, through `python -m artifactkit` as a user runs it: it loads
     neither torch, wandb nor fsspec, nor the modules of other commands (start-up time)."""
     artifactkit.open_store(str(tmp_path / "s")).log_files({"a.txt": b"a"}, name="y")
-    code = (
-        f"import sys; sys.argv=['artifactkit','versions','x','--store',{str(tmp_path / 's')!r}]\n"
-        "import runpy\n"
-        "try:\n    runpy.run_module('artifactkit', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "bad=[m for m in ('torch','wandb','fsspec','s3fs','rich','artifactkit.detector.config','artifactkit.transfer',"
-        "'artifactkit.maintenance','artifactkit_cli.train_commands') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-        "assert 'artifactkit_cli.main' in sys.modules and 'cli' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "no artifact named 'x'" in proc.stderr
+    proc, loaded = run_cli_modules("versions", "x", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert proc.returncode == 1 and "no artifact named 'x'" in proc.stderr
+    assert not {"torch", "wandb", "fsspec", "s3fs", "rich", "artifactkit.detector.config", "artifactkit.transfer",
+                "artifactkit.maintenance", "artifactkit_cli.train_commands"} & loaded
+    assert "artifactkit_cli.main" in loaded and "cli" not in loaded
 
 
 def test_errors_are_one_json_object_with_json(tmp_path, cli):
