@@ -103,19 +103,39 @@ def colour_matrix(rng: np.random.Generator, gains: tuple[float, float, float]) -
     return (rv * rot @ sat).astype(np.float32)
 
 
-def recolour(chw: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 colour matrix to a 3xHxW uint8 image. Plain element-wise numpy float32 ops,
-    no BLAS, so the bytes do not depend on threads or process."""
+def with_contrast(matrix: np.ndarray, rng: np.random.Generator, gain: float) -> tuple[np.ndarray, float]:
+    """A colour matrix followed by contrast jitter about mid-grey, as (matrix, offset) for one
+    recolour pass: x' = c * (M x) + (1 - c) * 128, c drawn from [1 - gain, 1 + gain]. Low contrast
+    turns black pieces grey and white ones dim, as another piece set, print or camera does; which
+    side is brighter (part of the label: white vs black pieces) never changes."""
+    c = float(rng.uniform(1 - gain, 1 + gain))
+    return (matrix * c).astype(np.float32), (1 - c) * 128.0
+
+
+def recolour(chw: np.ndarray, matrix: np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """Apply a 3x3 colour matrix (plus a grey offset) to a 3xHxW uint8 image. Plain element-wise
+    numpy float32 ops, no BLAS, so the bytes do not depend on threads or process."""
     x = chw.astype(np.float32)
     out = np.empty(chw.shape, np.uint8)
     for c in range(3):
         y = matrix[c, 0] * x[0]
         y += matrix[c, 1] * x[1]
         y += matrix[c, 2] * x[2]
-        y += 0.5
+        y += 0.5 + offset
         np.clip(y, 0, 255, out=y)
         out[c] = y
     return out
+
+
+def soften(chw: np.ndarray, factor: float) -> np.ndarray:
+    """Blur a 3xHxW uint8 image by resizing it down to `factor` of its side and back up: the
+    loss of fine detail of a low-resolution capture or a coarser piece drawing, at the cost of two
+    resizes (cheaper than a Gaussian kernel on CPU). Each output pixel is computed alone."""
+    _, h, w = chw.shape
+    t = torch.from_numpy(np.ascontiguousarray(chw))[None]
+    small = F.interpolate(t, size=(max(1, round(h * factor)), max(1, round(w * factor))),
+                          mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0].numpy()
 
 
 def xyxy_pixels(labels: np.ndarray, w: int, h: int, padw: float = 0,

@@ -3,6 +3,9 @@
 Everything is generated locally from the sprites shipped in the `chessboard-image` package (MIT).
 The 7 themes there hold only 3 distinct piece sets, so train/val draw from two of them and the
 third (uscf = maestro = symbol) forms `val-heldout`: a test of generalisation to unseen pieces.
+An optional `val-style` split repaints the training pieces with random palettes and coarser
+drawing: a style the trainer never saw, made without the held-out sprites, to choose a recipe by
+(bench/train_chess.py) while `val-heldout` stays a test that is only reported.
 Same arguments -> byte-identical files, because every random choice comes from a numpy Generator
 seeded from (seed, split, image index).
 """
@@ -34,16 +37,16 @@ _CODES = ["wK", "wQ", "wR", "wB", "wN", "wP", "bK", "bQ", "bR", "bB", "bN", "bP"
 # wisteria/sakura repeat the alpha/wikipedia pieces; uscf, maestro and symbol share the third set.
 TRAIN_THEMES = ("alpha", "wikipedia", "wisteria", "sakura")
 HELDOUT_THEMES = ("uscf", "maestro", "symbol")
-SPLITS = ("train", "val", "val-heldout")
+SPLITS = ("train", "val", "val-heldout", "val-style")
 _MARKER = ".artifactkit-chess.json"
 # Bump when rendering changes, so a dataset from an older generator is regenerated, not reused.
-_GENERATOR_VERSION = 2
+_GENERATOR_VERSION = 2  # val-style (added later) changed no byte of the other splits
 _FULL_SIDE = {"K": 1, "Q": 1, "R": 2, "B": 2, "N": 2, "P": 8}
 _ALPHA_EDGE = 32  # sprite pixels with alpha above this count as the piece for its box
 
 
 def generate(out_dir, n_train: int = 800, n_val: int = 200, n_heldout: int = 200,
-             imgsz: int = 416, seed: int = 0) -> Path:
+             imgsz: int = 416, seed: int = 0, n_style: int = 0) -> Path:
     """Render the dataset into out_dir and return the path of its data.yaml.
 
     out_dir must be empty, absent, or a previous chess dataset (which is reused when it was made
@@ -53,6 +56,8 @@ def generate(out_dir, n_train: int = 800, n_val: int = 200, n_heldout: int = 200
     if imgsz < 64:
         raise InvalidInput(f"chess imgsz must be >= 64, got {imgsz}")
     counts = {"train": n_train, "val": n_val, "val-heldout": n_heldout}
+    if n_style:  # only then, so the marker (and data.yaml) of every older dataset stays valid
+        counts["val-style"] = n_style
     if any(int(n) < 0 for n in counts.values()):
         raise InvalidInput(f"chess split sizes must be >= 0, got {counts}")
     out = Path(out_dir)
@@ -61,15 +66,15 @@ def generate(out_dir, n_train: int = 800, n_val: int = 200, n_heldout: int = 200
     if _prepare_out_dir(out, params):
         return out / "data.yaml"
     renderer = _Renderer(_load_themes(), int(imgsz))
-    jobs = [(split, i) for split in SPLITS for i in range(counts[split])]
-    for split in SPLITS:
+    jobs = [(split, i) for split in counts for i in range(counts[split])]
+    for split in counts:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     # PIL releases the GIL while resizing/encoding; each image owns its RNG, so threads keep
     # the output identical to a serial run.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(lambda job: _write_one(renderer, out, job[0], job[1], int(seed)), jobs))
-    _write_yaml(out)
+    _write_yaml(out, list(counts))
     return out / "data.yaml"
 
 
@@ -106,9 +111,8 @@ def _is_complete(out: Path, params: dict) -> bool:
     return True
 
 
-def _write_yaml(out: Path) -> None:
-    doc = {"path": ".", "train": "images/train", "val": "images/val",
-           "val-heldout": "images/val-heldout", "nc": len(NAMES),
+def _write_yaml(out: Path, splits: list[str]) -> None:
+    doc = {"path": ".", **{split: f"images/{split}" for split in splits}, "nc": len(NAMES),
            "names": {i: n for i, n in enumerate(NAMES)}}
     atomic_write(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
 
@@ -116,7 +120,8 @@ def _write_yaml(out: Path) -> None:
 def _write_one(renderer: "_Renderer", out: Path, split: str, i: int, seed: int) -> None:
     rng = np.random.default_rng([seed, SPLITS.index(split), i])
     themes = HELDOUT_THEMES if split == "val-heldout" else TRAIN_THEMES
-    img, labels, quality = renderer.render(rng, themes[int(rng.integers(len(themes)))])
+    img, labels, quality = renderer.render(rng, themes[int(rng.integers(len(themes)))],
+                                           restyle=split == "val-style")
     stem = f"{split}-{i:05d}"
     img.save(out / "images" / split / f"{stem}.jpg", "JPEG", quality=quality)
     lines = "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in labels)
@@ -176,6 +181,28 @@ def random_position(rng: np.random.Generator) -> list[tuple[int, int, int]]:
     return placed
 
 
+class _Repaint:
+    """One image's piece style for val-style: each side's sprites are repainted along a ramp from a
+    dark to a light colour by their luminance, and drawn coarser (down, then up). White pieces stay
+    the lighter side (their fill is the light end of a light ramp), black the darker, but neither
+    is the pure white or black of the training sprites, and the tints change each image."""
+
+    def __init__(self, rng: np.random.Generator, size: int):
+        tint = rng.uniform(-25, 25, 3)
+        self.white = (rng.uniform(15, 90) + tint, rng.uniform(185, 245) + tint)  # (ink, fill)
+        self.black = (rng.uniform(30, 110) + tint, rng.uniform(150, 225) + tint)  # (fill, lines)
+        self.coarse = max(4, int(size * rng.uniform(0.45, 0.8)))
+        self.size = size
+
+    def __call__(self, im: Image.Image, black: bool) -> Image.Image:
+        rgba = np.asarray(im, np.float32)
+        luma = (rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] / 255
+        low, high = (np.asarray(c, np.float32) for c in (self.black if black else self.white))
+        rgba = np.concatenate([low + (high - low) * luma, rgba[..., 3:]], -1)
+        out = Image.fromarray(np.clip(rgba + 0.5, 0, 255).astype(np.uint8), "RGBA")
+        return out.resize((self.coarse, self.coarse), Image.BILINEAR).resize((self.size, self.size), Image.BILINEAR)
+
+
 class _Renderer:
     """Draws one board image; sprites are scaled once per (theme, piece, size) and cached."""
 
@@ -193,7 +220,7 @@ class _Renderer:
             hit = self._sprites[key] = (im, box or (0, 0, size, size))
         return hit
 
-    def render(self, rng: np.random.Generator, theme: str):
+    def render(self, rng: np.random.Generator, theme: str, restyle: bool = False):
         s = self.imgsz
         img = self._background(rng)
         sq = max(4, int(s * rng.uniform(0.55, 1.0)) // 8)
@@ -202,8 +229,11 @@ class _Renderer:
         piece = max(4, int(round(sq * rng.uniform(0.85, 1.0))))
         inset = (sq - piece) // 2
         labels = []
+        paint = _Repaint(rng, piece) if restyle else None  # draws from rng only for val-style
         for cls, f, r in random_position(rng):
             im, (x0, y0, x1, y1) = self.sprite(theme, cls, piece)
+            if paint is not None:
+                im = paint(im, cls >= 6)
             px, py = ox + f * sq + inset, oy + r * sq + inset
             img.paste(im, (px, py), im)
             labels.append((cls, (px + (x0 + x1) / 2) / s, (py + (y0 + y1) / 2) / s,

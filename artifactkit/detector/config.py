@@ -72,6 +72,10 @@ class TrainConfig(BaseModel):
     hsv_s: float = Field(0.7, ge=0, le=1)
     hsv_v: float = Field(0.4, ge=0, le=1)
     fliplr: float = Field(0.5, ge=0, le=1)
+    # Style robustness (off by default; bench/train_chess.py measures them): contrast jitter gain,
+    # and the probability of blurring an image by a down-up resize.
+    contrast: float = Field(0.0, ge=0, lt=1)
+    blur: float = Field(0.0, ge=0, le=1)
     cache: bool = False
     compile: bool = False
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA); a lone process ignores it

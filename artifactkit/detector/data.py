@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from artifactkit.detector.augment import (
-    colour_matrix, letterbox, recolour, resize_chw, warp, xyxy_pixels,
+    colour_matrix, letterbox, recolour, resize_chw, soften, warp, with_contrast, xyxy_pixels,
 )
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
@@ -51,6 +51,8 @@ class AugmentConfig(BaseModel):
     hsv_v: float = Field(0.4, ge=0, le=1)
     fliplr: float = Field(0.5, ge=0, le=1)
     flipud: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, lt=1)  # contrast jitter gain (0: off)
+    blur: float = Field(0.0, ge=0, le=1)  # probability of a down-up resize blur
 
 
 def _folder_split(folder: Path) -> Split:
@@ -143,8 +145,14 @@ class YoloDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(epoch), i, _SAMPLE_STREAM])
         img, boxes = self._warped(i, rng, bool(mosaic))  # 3 x s x s
         hyp, s = self.hyp, self.imgsz
-        if hyp.hsv_h or hyp.hsv_s or hyp.hsv_v:
-            img = recolour(img, colour_matrix(rng, (hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)))
+        # contrast and blur draw from rng only when on: runs without them keep their stream.
+        if hyp.hsv_h or hyp.hsv_s or hyp.hsv_v or hyp.contrast:
+            matrix, offset = colour_matrix(rng, (hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)), 0.0
+            if hyp.contrast:
+                matrix, offset = with_contrast(matrix, rng, hyp.contrast)
+            img = recolour(img, matrix, offset)
+        if hyp.blur and rng.random() < hyp.blur:
+            img = soften(img, float(rng.uniform(0.35, 0.8)))
         if rng.random() < hyp.fliplr:
             img, boxes[:, [1, 3]] = img[:, :, ::-1], s - boxes[:, [3, 1]]
         if rng.random() < hyp.flipud:
