@@ -22,10 +22,11 @@ import errno
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from itertools import groupby
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from .cache import BlobCache, default_blob_cache
 from .errors import BackendError, InvalidInput, NotFound
@@ -66,10 +67,12 @@ class PullResult:
 
 @dataclass
 class _Plan:
-    todo: list[tuple[Entry, Path]]
-    reused: int
-    changed: list[str]  # files in dest whose content differs from the version's
-    extra: list[str]
+    total: int = 0  # bytes of the files pulled
+    todo: int = 0  # files to write
+    todo_bytes: int = 0
+    reused: int = 0
+    changed: list[str] = field(default_factory=list)  # files in dest whose content differs from the version's
+    extra: list[str] = field(default_factory=list)
 
 
 def pull(
@@ -86,45 +89,59 @@ def pull(
     version unless force; delete removes files the version does not have. cache: True for the
     default blob cache on remote stores, False for none, or a BlobCache to use. include: glob
     patterns (fnmatch on the manifest path, `*` matching across `/` too): only the files that
-    match one are pulled, and only matching files in dest count as extra (reported, deleted)."""
+    match one are pulled, and only matching files in dest count as extra (reported, deleted).
+
+    Two passes over the version, folder by folder: the first plans (and refuses) without
+    writing, the second writes. Memory holds one folder's entries (and the version's folder
+    names), never the whole version: a million-file pull stays small."""
     start = time.perf_counter()
     record = store.resolve(ref)
-    with store.reading(record, "pulling"):  # deleted (and gc'd) meanwhile: one clear line
-        entries = _included(store, record, include)
-    total = sum(e.size for e in entries)
     dest = Path(dest)
-    plan = _plan(store, record, dest, entries, include)  # every refusal happens before anything is written
+    if dest.exists() and not dest.is_dir():
+        raise InvalidInput(f"refusing to pull into {dest}: it is a file, not a folder")
+    with store.reading(record, "pulling"):  # deleted (and gc'd) meanwhile: one clear line
+        plan = _plan(store, record, dest, include)  # every refusal happens before anything is written
     if plan.changed and not force:
         raise InvalidInput(
             f"refusing to pull {record.name}:{record.label} into {dest}: {len(plan.changed)} files there differ "
             f"from it ({_names(plan.changed)}); pass --force to overwrite them")
     if progress:
-        progress(total - sum(e.size for e, _ in plan.todo), total)
+        progress(plan.total - plan.todo_bytes, plan.total)
+    store.stat_cache.flush()  # the second pass finds what the first one hashed
     written = [0]
     with store.reading(record, "pulling"):
-        downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), plan.todo, total, progress, written)
+        todo = (item for folder, entries in _by_folder(store, record, include)
+                for item in _to_write(store, dest, folder, entries))
+        downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), todo, plan, progress, written)
     deleted = 0
     if delete:
         for rel in plan.extra:
             (dest / rel).unlink(missing_ok=True)
             deleted += 1
     store.stat_cache.flush()
-    return PullResult(record, dest, written[0], plan.reused, total, time.perf_counter() - start,
+    return PullResult(record, dest, written[0], plan.reused, plan.total, time.perf_counter() - start,
                       downloaded, downloaded_bytes, tuple(plan.extra), deleted)
 
 
-def _included(store: Store, record: VersionRecord, include: Sequence[str] | None) -> list[Entry]:
-    """The entries to pull, streamed from the store; with include, only the trees under each
-    glob's literal folder are read (`d042/*` reads the trees on the way to d042 and below it)."""
-    if include is None:
-        return list(store.entries(record))
+def _by_folder(store: Store, record: VersionRecord, include: Sequence[str] | None) -> Iterator[tuple[str, list[Entry]]]:
+    """(folder, its entries to pull) for every folder of the version holding one, each once; with
+    include, only the trees under each glob's literal folder are read (`d042/*` reads the trees
+    on the way to d042 and below it). Raises NotFound when no file matches include."""
     if isinstance(include, str):
         raise TypeError("include is a list of glob patterns, not one string")
-    chosen = [e for prefix in _folders_of(include) for e in store.entries(record, prefix) if _matches(e.path, include)]
-    if not chosen:
+    found = False
+    for prefix in [""] if include is None else _folders_of(include):
+        stream: Iterable[Entry] = store.entries(record, prefix)
+        if record.layout != "tree":  # a flat manifest is sorted by path, not folder by folder
+            stream = sorted(stream, key=lambda e: e.path.rpartition("/")[::2])
+        for folder, group in groupby(stream, key=lambda e: e.path.rpartition("/")[0]):
+            chosen = [e for e in group if _matches(e.path, include)]
+            if chosen:
+                found = True
+                yield folder, chosen
+    if include is not None and not found:
         shown = " ".join(repr(g) for g in include)
         raise NotFound(f"no file of {record.name}:{record.label} matches --include {shown}")
-    return chosen
 
 
 def _folders_of(include: Sequence[str]) -> list[str]:
@@ -145,76 +162,126 @@ def _matches(path: str, include: Sequence[str] | None) -> bool:
     return include is None or any(fnmatchcase(path, glob) for glob in include)
 
 
-def _plan(store: Store, record: VersionRecord, dest: Path, entries, include: Sequence[str] | None = None) -> _Plan:
-    if dest.exists() and not dest.is_dir():
-        raise InvalidInput(f"refusing to pull into {dest}: it is a file, not a folder")
-    targets = [(e, _target(dest, e.path)) for e in entries]  # refuse unsafe paths before writing
-    files = {e.path for e in entries}
-    plan = _Plan([], 0, [], [])
-    folders_ok: set[Path] = {dest}
-    for entry, target in targets:
-        _check_folders(record, dest, entry.path, target.parent, files, folders_ok)
-        try:
-            is_dir = target.is_dir()
-        except OSError:
-            is_dir = False
-        if is_dir:
-            raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {target} is a folder, "
-                               "where the version has a file")
-        if _already_there(store, entry, target):
-            plan.reused += 1
-            continue
-        if target.exists():
-            plan.changed.append(entry.path)
-        plan.todo.append((entry, target))
-    plan.extra = [p for p in _extra_files(dest, files) if _matches(p, include)]
+def _plan(store: Store, record: VersionRecord, dest: Path, include: Sequence[str] | None) -> _Plan:
+    """The first pass: what a pull would write, reuse and refuse, without writing anything."""
+    plan = _Plan()
+    real_dest = dest.resolve()
+    checked: set[str] = set()  # folders of dest known to be folders inside it (or absent)
+    visited: set[str] = set()  # the version's folders (a few per thousand files)
+    for folder, entries in _by_folder(store, record, include):
+        listing = _folder_listing(record, dest, real_dest, folder, entries[0].path, checked)
+        visited.add(folder)
+        names = set()
+        for entry in entries:
+            name = entry.path.rpartition("/")[2]
+            names.add(name)
+            plan.total += entry.size
+            state = _state(store, record, dest, real_dest, listing.get(name), entry)
+            if state == "reused":
+                plan.reused += 1
+                continue
+            plan.todo += 1
+            plan.todo_bytes += entry.size
+            if state == "changed":
+                plan.changed.append(entry.path)
+        plan.extra.extend(p for n, e in listing.items() if n not in names and not e.is_dir(follow_symlinks=False)
+                          and not is_temp_name(n) and _matches(p := _join(folder, n), include))
+    plan.extra.extend(_extra_files(dest, visited, include))
+    plan.extra.sort()
     return plan
 
 
-def _check_folders(record, dest: Path, path: str, parent: Path, files: set[str], ok: set[Path]) -> None:
-    """Every folder on the way to a file must be a folder (or not exist yet)."""
-    chain = []
-    while parent not in ok:
-        chain.append(parent)
-        parent = parent.parent
-    for folder in chain:
-        rel = folder.relative_to(dest).as_posix()
-        if rel in files:
-            raise InvalidInput(f"{record.name}:{record.label} holds both {rel!r} and {path!r}: cannot pull it")
-        if folder.exists() and not folder.is_dir():
-            raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {folder} is a file, "
+def _to_write(store: Store, dest: Path, folder: str, entries: list[Entry]) -> Iterator[tuple[Entry, Path]]:
+    """The second pass, one folder: the files not already there (the plan checked the rest)."""
+    base = dest / folder if folder else dest
+    try:
+        listing = {e.name: e for e in os.scandir(base)}
+    except OSError:
+        listing = {}
+    for entry in entries:
+        name = entry.path.rpartition("/")[2]
+        found = listing.get(name)
+        if found is None or not _already_there(store, entry, base / name):
+            yield entry, base / name
+
+
+def _folder_listing(record, dest: Path, real_dest: Path, folder: str, path: str,
+                    checked: set[str]) -> dict[str, os.DirEntry]:
+    """What dest holds in one folder of the version, after checking that every folder on the way
+    is a folder (or absent) and lands inside dest (a symlinked folder may point elsewhere)."""
+    parts = folder.split("/") if folder else []
+    for depth in range(1, len(parts) + 1):
+        rel = "/".join(parts[:depth])
+        if rel in checked:
+            continue
+        here = dest / rel
+        if here.is_symlink() and real_dest not in here.resolve().parents:
+            raise InvalidInput(f"refusing to pull {path!r}: it would land outside {dest}")
+        if here.exists() and not here.is_dir():
+            raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {here} is a file, "
                                f"where the version has a folder (for {path})")
-    ok.update(chain)
+        checked.add(rel)
+    try:
+        return {e.name: e for e in os.scandir(dest / folder if folder else dest)}
+    except OSError:
+        return {}
 
 
-def _extra_files(dest: Path, files: set[str]) -> list[str]:
+def _state(store: Store, record, dest: Path, real_dest: Path, found: os.DirEntry | None, entry: Entry) -> str:
+    """"new", "reused" or "changed" for one file of the version, refusing what cannot be pulled."""
+    try:
+        check_relative_path(entry.path)
+    except ValueError as e:
+        raise InvalidInput(f"refusing to pull: {e}") from None
+    if found is None:
+        return "new"
+    target = Path(found.path)
+    if found.is_symlink() and real_dest not in target.resolve().parents:
+        raise InvalidInput(f"refusing to pull {entry.path!r}: it would land outside {dest}")
+    if found.is_dir():
+        raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {target} is a folder, "
+                           "where the version has a file")
+    return "reused" if _already_there(store, entry, target) else "changed"
+
+
+def _extra_files(dest: Path, visited: set[str], include: Sequence[str] | None) -> list[str]:
+    """Files in the folders of dest that the version has none of (the version's own folders were
+    compared name by name in the plan)."""
     extra = []
     for dirpath, _dirs, names in os.walk(dest):
         rel_dir = os.path.relpath(dirpath, dest).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir
+        if rel_dir in visited:
+            continue
         for name in names:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel not in files and not is_temp_name(name):
+            rel = _join(rel_dir, name)
+            if not is_temp_name(name) and _matches(rel, include):
                 extra.append(rel)
-    return sorted(extra)
+    return extra
 
 
-def _write_all(store, blob_cache, todo, total: int, progress, written: list[int]) -> tuple[int, int]:
-    """Write every planned file; written[0] counts completed files (for an error message)."""
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _write_all(store, blob_cache, todo: Iterator[tuple[Entry, Path]], plan: _Plan, progress,
+               written: list[int]) -> tuple[int, int]:
+    """Write every file todo yields (small ones fetched in batches of bounded bytes, large ones
+    streamed); written[0] counts completed files (for an error message)."""
     downloaded = downloaded_bytes = 0
-    small = [(e, t) for e, t in todo if e.size <= _STREAM_BYTES]
-    for batch in _batches(small, lambda item: item[0].size):
-        blobs, fetched = _fetch(store, blob_cache, {e.digest: e.size for e, _ in batch})
+    # a streamed blob is never held whole: it counts as its chunk buffer
+    for batch in _batches(todo, lambda item: min(item[0].size, _STREAM_BYTES)):
+        small = [(e, t) for e, t in batch if e.size <= _STREAM_BYTES]
+        blobs, fetched = _fetch(store, blob_cache, {e.digest: e.size for e, _ in small})
         downloaded, downloaded_bytes = downloaded + len(fetched), downloaded_bytes + sum(fetched.values())
         for entry, target in batch:
-            _write_one(target, written, lambda tmp: tmp.write_bytes(blobs[entry.digest]))
+            if entry.size <= _STREAM_BYTES:
+                _write_one(target, written, lambda tmp: tmp.write_bytes(blobs[entry.digest]))
+            else:
+                _write_one(target, written, lambda tmp: _stream_into(store, entry, tmp))
+                downloaded, downloaded_bytes = downloaded + 1, downloaded_bytes + entry.size
             if progress:
-                progress(entry.size, total)
-    for entry, target in todo:
-        if entry.size > _STREAM_BYTES:
-            _write_one(target, written, lambda tmp: _stream_into(store, entry, tmp))
-            downloaded, downloaded_bytes = downloaded + 1, downloaded_bytes + entry.size
-            if progress:
-                progress(entry.size, total)
+                progress(entry.size, plan.total)
     return downloaded, downloaded_bytes
 
 
@@ -306,7 +373,8 @@ def _already_there(store: Store, entry: Entry, target: Path) -> bool:
     return digest == entry.digest
 
 
-def _batches(items: list, size_of):
+def _batches(items: Iterable, size_of):
+    """Consecutive items in lists of about _BATCH_BYTES by size_of."""
     batch, size = [], 0
     for item in items:
         batch.append(item)

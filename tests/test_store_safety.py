@@ -160,6 +160,40 @@ def test_pull_reports_and_deletes_extra_files_only_when_asked(tmp_path, cli):
     assert folder_bytes(dest) == folder_bytes(data)
 
 
+def test_pull_finds_extras_in_folders_the_version_has_and_in_those_it_lacks(tmp_path):
+    """pull compares dest folder by folder (never holding the version's whole file list): an
+    extra file next to the version's files, one in a folder the version has no file in, and one in
+    a folder it lacks are all reported, and only they are deleted."""
+    data = make_folder(tmp_path / "d", n=2)
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_folder(data)
+    dest = tmp_path / "out"
+    artifactkit.pull(store, "d", dest)
+    (dest / "images" / "extra.jpg").write_bytes(b"x")
+    (dest / "other" / "deep").mkdir(parents=True)
+    (dest / "other" / "deep" / "x.txt").write_text("x")
+    (dest / "top.txt").write_text("x")
+    (dest / "images" / ".ak-tmp-left-by-a-killed-pull").write_bytes(b"")
+    result = artifactkit.pull(store, "d", dest, delete=True)
+    assert result.extra_files == ("images/extra.jpg", "other/deep/x.txt", "top.txt")
+    assert result.reused_files == 4 and result.written_files == 0
+    assert folder_bytes(dest) == folder_bytes(data) | {"images/.ak-tmp-left-by-a-killed-pull": b""}
+
+
+def test_pull_through_a_folder_linked_out_of_dest_is_refused(tmp_path):
+    data = make_folder(tmp_path / "d", n=1)
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_folder(data)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "images").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidInput, match="would land outside"):
+        artifactkit.pull(store, "d", dest)
+    assert list(outside.iterdir()) == [] and not (dest / "labels").exists()
+
+
 def test_pull_onto_a_file_or_a_folder_in_the_way_is_one_line(tmp_path, cli):
     data = make_folder(tmp_path / "d", n=1)
     store_dir = str(tmp_path / "s")
