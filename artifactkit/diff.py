@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
-from .manifest import Entry, VersionRecord
+from .manifest import Entry, VersionRecord, check_digest
 from .store import Store
+from .trees import changes, listing
 from .yolo import is_image, label_path, parse_labels
 
 DATA_YAML = "data.yaml"
@@ -54,56 +55,115 @@ class VersionDiff:
 
 
 def diff_versions(store: Store, a: str, b: str) -> VersionDiff:
-    """Compare two versions of `store` (NAME:vN, NAME:ALIAS; any two names)."""
+    """Compare two versions of `store` (NAME:vN, NAME:ALIAS; any two names). Two tree versions
+    are compared tree by tree: subtrees they share are skipped unread, so the cost and memory
+    follow what changed."""
     ra, rb = store.resolve(a), store.resolve(b)
-    ea = {e.path: e for e in store.entries(ra)}
-    eb = {e.path: e for e in store.entries(rb)}
-    added = [(p, eb[p].size) for p in sorted(eb.keys() - ea.keys())]
-    removed = [(p, ea[p].size) for p in sorted(ea.keys() - eb.keys())]
-    both = sorted(ea.keys() & eb.keys())
-    changed = [(p, ea[p].size, eb[p].size) for p in both if ea[p].digest != eb[p].digest]
+    added, removed, changed, unchanged = [], [], [], 0
+    for item in _changes(store, ra, rb):
+        if isinstance(item, int):
+            unchanged += item
+            continue
+        path, x, y = item
+        if x is None:
+            added.append((path, y.size))
+        elif y is None:
+            removed.append((path, x.size))
+        else:
+            changed.append((path, x.size, y.size))
+    added.sort(), removed.sort(), changed.sort()
     labels, read = None, 0
-    if ra.type == rb.type == "dataset" and (_data_yaml(ea) or _data_yaml(eb)):
-        differing = {p for p, *_ in added + removed + changed}
-        labels, read = _label_changes(store, ra, rb, ea, eb, differing)
-    return VersionDiff(ra, rb, added, removed, changed, len(both) - len(changed), labels, read)
+    if ra.type == rb.type == "dataset":
+        ya, yb = _data_yaml(store, ra), _data_yaml(store, rb)
+        if ya or yb:
+            differing = [p for p, *_ in added + removed + changed]
+            labels, read = _label_changes(store, ra, rb, ya, yb, differing)
+    return VersionDiff(ra, rb, added, removed, changed, unchanged, labels, read)
 
 
-def _label_changes(store: Store, ra, rb, ea: dict[str, Entry], eb: dict[str, Entry],
-                   differing: set[str]) -> tuple[list[ClassChange], int]:
-    names = _names(store, rb, eb) or _names(store, ra, ea)
-    before = _count(store, ra, ea, differing, names)
-    after = _count(store, rb, eb, differing, names)
+def _changes(store: Store, ra: VersionRecord, rb: VersionRecord) -> Iterator[tuple[str, Entry | None, Entry | None] | int]:
+    if ra.layout == rb.layout == "tree":
+        yield from changes(store.read_tree, check_digest(ra.manifest), check_digest(rb.manifest))
+        return
+    ea = {e.path: e for e in store.entries(ra)}  # a flat (format 1) version is one manifest held whole
+    eb = {e.path: e for e in store.entries(rb)}
+    for p in sorted(ea.keys() | eb.keys()):
+        x, y = ea.get(p), eb.get(p)
+        yield 1 if x is not None and y is not None and x.digest == y.digest else (p, x, y)
+
+
+def _label_changes(store: Store, ra, rb, ya: Entry | None, yb: Entry | None,
+                   differing: list[str]) -> tuple[list[ClassChange], int]:
+    names = _names(store, rb, yb) or _names(store, ra, ya)
+    files_a, files_b = _label_files(store, ra, differing), _label_files(store, rb, differing)
+    before = _count(store, ra, files_a, names)
+    after = _count(store, rb, files_b, names)
     classes = sorted(before.keys() | after.keys())
     changes = [ClassChange(c, names[c] if c < len(names) else f"class {c}", before[c], after[c])
                for c in classes if before[c] != after[c]]
-    read = sum(1 for entries in (ea, eb) for p in _label_files(entries) if p in differing)
-    return changes, read
+    return changes, len(files_a) + len(files_b)
 
 
-def _count(store: Store, record: VersionRecord, entries: dict[str, Entry], differing: set[str],
-           names: list[str]) -> Counter:
-    """Boxes per class in this version's label files that the other version does not share."""
-    paths = [p for p in _label_files(entries) if p in differing]
-    blobs = dict(store.read_blobs(entries[p].digest for p in paths))
+def _count(store: Store, record: VersionRecord, files: dict[str, Entry], names: list[str]) -> Counter:
+    """Boxes per class in these label files of the version (those the other version does not share)."""
+    blobs = dict(store.read_blobs(e.digest for e in files.values()))
     where = f"{store.uri}: {record.name}:{record.label}"
     counts: Counter = Counter()
-    for p in paths:
-        counts.update(box[0] for box in parse_labels(blobs[entries[p].digest], f"{where}/{p}", len(names) or None))
+    for p, e in sorted(files.items()):
+        counts.update(box[0] for box in parse_labels(blobs[e.digest], f"{where}/{p}", len(names) or None))
     return counts
 
 
-def _label_files(entries: dict[str, Entry]) -> list[str]:
-    """The label files of a version: images/…/x.jpg is labelled by labels/…/x.txt (yolo.py)."""
-    return sorted({label_path(p) for p in entries if is_image(p)} & entries.keys())
+def _label_files(store: Store, record: VersionRecord, differing: list[str]) -> dict[str, Entry]:
+    """The differing paths that are label files of this version: labels/…/x.txt of an image
+    images/…/x.jpg it holds (yolo.py). Only the folders where such an image can be are listed."""
+    listed: dict[str, dict[str, Entry]] = {}
+
+    def files_in(folder: str) -> dict[str, Entry]:
+        if folder not in listed:
+            listed[folder] = {e.path: e for e in _listing(store, record, folder)[0]}
+        return listed[folder]
+
+    out = {}
+    for p in differing:
+        here = p.rpartition("/")[0]
+        if not p.endswith(".txt") or p not in files_in(here):
+            continue
+        head, sep, tail = ("/" + here + "/").rpartition("/labels/")
+        places = [here] + ([(head + "/images/" + tail).strip("/")] if sep else [])
+        if any(is_image(q) and label_path(q) == p for f in places for q in files_in(f)):
+            out[p] = files_in(here)[p]
+    return out
 
 
-def _data_yaml(entries: dict[str, Entry]) -> Entry | None:
-    return entries.get(DATA_YAML) or next((e for p, e in sorted(entries.items()) if p.endswith("/" + DATA_YAML)), None)
+def _data_yaml(store: Store, record: VersionRecord) -> Entry | None:
+    """The version's data.yaml: at its top, or in the folder that is all there is at its top
+    (a dataset logged from its parent folder), following single folders down."""
+    folder = ""
+    while True:
+        files, subfolders = _listing(store, record, folder)
+        if files or len(subfolders) != 1:
+            return next((e for e in files if e.path.rpartition("/")[2] == DATA_YAML), None)
+        folder = f"{folder}/{subfolders[0]}" if folder else subfolders[0]
 
 
-def _names(store: Store, record: VersionRecord, entries: dict[str, Entry]) -> list[str]:
+def _listing(store: Store, record: VersionRecord, folder: str) -> tuple[list[Entry], list[str]]:
+    """(the files directly in folder, its subfolders' names) of a version."""
+    if record.layout == "tree":
+        return listing(store.read_tree, check_digest(record.manifest), folder)
+    files, subfolders = [], set()  # a flat (format 1) version: its one manifest is held whole
+    start = folder + "/" if folder else ""
+    for e in store.entries(record):
+        if e.path.startswith(start):
+            sub, slash, _ = e.path[len(start):].partition("/")
+            subfolders.add(sub) if slash else files.append(e)
+    return files, sorted(subfolders)
+
+
+def _names(store: Store, record: VersionRecord, data_yaml: Entry | None) -> list[str]:
     """Class names from the version's own data.yaml (empty without one, or without names)."""
     from .viewer.dataset import class_names  # the report's reader of a stored data.yaml
 
-    return class_names(store, entries, DATA_YAML, f"{store.uri}: {record.name}:{record.label}")
+    if data_yaml is None:
+        return []
+    return class_names(store, {data_yaml.path: data_yaml}, data_yaml.path, f"{store.uri}: {record.name}:{record.label}")

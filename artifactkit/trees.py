@@ -154,6 +154,47 @@ def entries(read_tree: ReadTree, root: str, prefix: str = "") -> Iterator[Entry]
             yield _entry(folder, f)
 
 
+def changes(read_tree: ReadTree, a: str, b: str) -> Iterator[tuple[str, Entry | None, Entry | None] | int]:
+    """What differs between two versions' trees: (path, entry in a or None, entry in b or None)
+    for each file added, removed or changed, and an int (a count of unchanged files) for each run
+    of files they share. A subtree with the same digest on both sides is one int, never read: the
+    cost follows what changed, not the size of the versions."""
+    if a == b:
+        yield read_tree(a).total_files
+        return
+    stack = [("", a, b)]
+    while stack:
+        folder, da, db = stack.pop()
+        ta, tb = (read_tree(d) if d else Tree() for d in (da, db))
+        fa, fb = {f.name: f for f in ta.files}, {f.name: f for f in tb.files}
+        same = 0
+        for name in sorted(fa.keys() | fb.keys()):
+            x, y = fa.get(name), fb.get(name)
+            if x is not None and y is not None and x.digest == y.digest:
+                same += 1
+            else:
+                yield (_join(folder, name), x and _entry(folder, x), y and _entry(folder, y))
+        if same:
+            yield same
+        sa, sb = {d.name: d for d in ta.dirs}, {d.name: d for d in tb.dirs}
+        for name in sorted(sa.keys() | sb.keys(), reverse=True):
+            x, y = sa.get(name), sb.get(name)
+            if x is not None and y is not None and x.tree == y.tree:
+                yield x.files
+            else:
+                stack.append((_join(folder, name), x.tree if x else "", y.tree if y else ""))
+
+
+def listing(read_tree: ReadTree, root: str, folder: str) -> tuple[list[Entry], list[str]]:
+    """The files directly in one folder (as entries) and its subfolders' names; reads only the
+    trees on the way to it. ([], []) when the version has no such folder."""
+    digest, folder = _descend(read_tree, root, folder.strip("/"))
+    if digest is None:
+        return [], []
+    tree = read_tree(digest)
+    return [_entry(folder, f) for f in tree.files], [d.name for d in tree.dirs]
+
+
 def _descend(read_tree: ReadTree, root: str, folder: str) -> tuple[str | None, str]:
     """The digest of the tree of `folder` (None if the version has no such folder)."""
     digest = root

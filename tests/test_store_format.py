@@ -154,3 +154,47 @@ def test_gc_marks_through_trees_and_a_damaged_tree_is_named(tmp_path):
     with pytest.raises(InvalidInput, match="not a tree"):
         list(store.entries(store.resolve("d")))
     assert v0.layout == "tree"
+
+
+def test_diff_reads_only_the_trees_that_differ(tmp_path):
+    """diff of two tree versions skips every subtree they share unread: with the trees of the
+    unchanged folders deleted it still answers, and counts their files as unchanged."""
+    from artifactkit.diff import diff_versions
+
+    data = tmp_path / "d"
+    for top in ("images", "labels"):
+        for split in ("train", "val"):
+            (data / top / split).mkdir(parents=True)
+    for i in range(3):
+        (data / "images" / "train" / f"{i}.jpg").write_bytes(b"img%d" % i)
+        (data / "labels" / "train" / f"{i}.txt").write_text(f"{i} 0.5 0.5 0.1 0.1\n")
+        (data / "images" / "val" / f"{i}.jpg").write_bytes(b"val%d" % i)
+    (data / "data.yaml").write_text("names: [a, b, c, d]\n")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    v0 = store.log_folder(data).record
+    (data / "labels" / "train" / "1.txt").write_text("3 0.5 0.5 0.1 0.1\n")
+    (data / "images" / "train" / "3.jpg").write_bytes(b"new")
+    v1 = store.log_folder(data).record
+    assert diff_versions(store, "d:v1", "d:v1").unchanged == 11
+    shared = [d.tree for d in store.read_tree(v0.manifest).dirs if d.name == "images"]
+    val = [d.tree for d in store.read_tree(shared[0]).dirs if d.name == "val"]
+    os.unlink(tmp_path / "s" / tree_key(val[0]))  # images/val: the same in both, must not be read
+    d = diff_versions(store, "d:v0", "d:v1")
+    assert d.added == [("images/train/3.jpg", 3)] and d.removed == []
+    assert d.changed == [("labels/train/1.txt", 18, 18)] and d.unchanged == 9
+    assert [(c.name, c.before, c.after) for c in d.labels] == [("b", 1, 0), ("d", 0, 1)] and d.label_files == 2
+
+
+def test_diff_of_format_1_versions(tmp_path):
+    from artifactkit.diff import diff_versions
+
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    flat_version(store, "d", {"data.yaml": b"names: [a, b]\n", "images/x.jpg": b"x", "labels/x.txt": b"0 .5 .5 .1 .1\n",
+                              "notes/a.txt": b"a"})
+    v1 = flat_version(store, "e", {"data.yaml": b"names: [a, b]\n", "images/x.jpg": b"x",
+                                   "labels/x.txt": b"1 .5 .5 .1 .1\n", "notes/b.txt": b"b"})
+    assert v1.layout == "flat"
+    d = diff_versions(store, "d:v0", "e:v0")
+    assert (d.added, d.removed, d.unchanged) == ([("notes/b.txt", 1)], [("notes/a.txt", 1)], 2)
+    assert d.changed == [("labels/x.txt", 14, 14)] and d.label_files == 2
+    assert [(c.name, c.after - c.before) for c in d.labels] == [("a", -1), ("b", 1)]
