@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
@@ -30,7 +30,9 @@ from .errors import ArtifactkitError
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key
+from .manifest import check_digest
 from .store import Store
+from .trees import walk
 
 DEFAULT_GRACE_SECONDS = 3600.0  # in-flight uploads write blobs long before their version record
 TRASH_PREFIX = ".ak-gc-"  # a doomed file, moved aside by gc until it is sure (local stores)
@@ -54,13 +56,17 @@ class VerifyReport:
 
 def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
     """Re-hash every blob (progress(bytes, total) hears each one) and check every version's
-    manifest and files."""
+    manifest and files. Memory: the digests of the blobs found (16 bytes each) and of the trees
+    checked; a tree shared by several versions is checked once."""
     store.format()  # refuse a store of a newer format: its records are not ours to judge
     report = VerifyReport()
-    present: set[str] = set()
-    infos = [i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
-    total = sum(i.size or 0 for i in infos)
-    for info, digest in _blob_digests(store, infos):
+    present: set[bytes] = set()
+
+    def blobs() -> Iterator[ObjectInfo]:  # listed again, not held: a million infos is ~300 MB
+        return (i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key))
+
+    total = sum(i.size or 0 for i in blobs()) if progress else None
+    for info, digest in _blob_digests(store, blobs()):
         key = info.key
         report.objects += 1
         if progress:
@@ -68,21 +74,31 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
         if digest != digest_of_object_key(key):
             report.problems.append(f"{key}: corrupt blob (content does not match its digest)")
         else:
-            present.add(digest)
+            present.add(bytes.fromhex(digest))
+    checked: set[str] = set()  # trees read and checked (with all they list) for an earlier version
     for name in store.artifact_names():
         for version in store.version_numbers(name):
             report.versions += 1
             where = f"{name}:v{version}"
             try:  # streamed: every tree read is checked against its digest and validated
-                for entry in store.entries(store.record(name, version)):
-                    if entry.digest not in present:
-                        report.problems.append(f"{where}: {entry.path} missing blob {object_key(entry.digest)}")
+                for path, digest in _files(store, store.record(name, version), checked):
+                    if bytes.fromhex(digest) not in present:
+                        report.problems.append(f"{where}: {path} missing blob {object_key(digest)}")
             except ArtifactkitError as e:
                 report.problems.append(f"{where}: {e}")
     return report
 
 
-def _blob_digests(store: Store, infos: list[ObjectInfo]) -> Iterator[tuple[ObjectInfo, str]]:
+def _files(store: Store, record, checked: set[str]) -> Iterator[tuple[str, str]]:
+    """(path, digest) of the files of a version that no earlier checked tree covered."""
+    if record.layout != "tree":
+        yield from ((e.path, e.digest) for e in store.entries(record))
+        return
+    for folder, _digest, tree in walk(store.read_tree, check_digest(record.manifest), seen=checked):
+        yield from ((f"{folder}/{f.name}" if folder else f.name, f.digest) for f in tree.files)
+
+
+def _blob_digests(store: Store, infos: Iterable[ObjectInfo]) -> Iterator[tuple[ObjectInfo, str]]:
     """(object, digest of its content) for every listed blob; small ones read in batches of
     bounded bytes, large ones hashed in chunks (peak memory independent of blob size)."""
     backend = store.backend

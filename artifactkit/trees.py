@@ -122,16 +122,22 @@ def make_tree(dirs: list[dict], files: list[dict]) -> Tree:
 ReadTree = Callable[[str], Tree]  # digest -> the verified, validated tree
 
 
-def walk(read_tree: ReadTree, root: str, prefix: str = "") -> Iterator[tuple[str, str, Tree]]:
+def walk(read_tree: ReadTree, root: str, prefix: str = "", seen: set[str] | None = None) -> Iterator[tuple[str, str, Tree]]:
     """(folder path, tree digest, tree) for every folder at or below `prefix` (a folder path,
     "" for all), parents before children, each folder's subfolders in name order. Only the trees
-    on the way down to prefix are read besides those below it; one tree is held per level."""
+    on the way down to prefix are read besides those below it; one tree is held per level.
+    seen: digests of trees walked already (by an earlier walk of another version), skipped with
+    everything below them; the walk adds those it reads."""
     digest, folder = _descend(read_tree, root, prefix.strip("/"))
     if digest is None:
         return
     stack = [(folder, digest)]
     while stack:
         folder, digest = stack.pop()
+        if seen is not None:
+            if digest in seen:
+                continue
+            seen.add(digest)
         tree = read_tree(digest)
         yield folder, digest, tree
         stack.extend((_join(folder, d.name), d.tree) for d in reversed(tree.dirs))

@@ -10,7 +10,7 @@ import pytest
 
 import artifactkit
 from artifactkit.errors import InvalidInput, NotFound
-from artifactkit.layout import FORMAT_KEY, tree_key
+from artifactkit.layout import FORMAT_KEY, object_key, tree_key
 from artifactkit.objects import STORE_FORMAT
 from test_cli_store import check_error
 from test_store import make_folder
@@ -198,3 +198,21 @@ def test_diff_of_format_1_versions(tmp_path):
     assert (d.added, d.removed, d.unchanged) == ([("notes/b.txt", 1)], [("notes/a.txt", 1)], 2)
     assert d.changed == [("labels/x.txt", 14, 14)] and d.label_files == 2
     assert [(c.name, c.after - c.before) for c in d.labels] == [("a", -1), ("b", 1)]
+
+
+def test_verify_reads_each_tree_once_however_many_versions_share_it(tmp_path):
+    data = tmp_path / "d"
+    for top in ("x", "y", "z"):
+        (data / top).mkdir(parents=True)
+        (data / top / "f.txt").write_text(top)
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    for i in range(3):
+        (data / "x" / "f.txt").write_text(f"x{i}")
+        store.log_folder(data)
+    read = []
+    original = store.read_tree
+    store.read_tree = lambda digest: read.append(digest) or original(digest)
+    assert artifactkit.verify(store).ok
+    assert len(read) == len(set(read)) == 3 + 3 + 2  # 3 roots, 3 x trees, y and z once
+    os.unlink(tmp_path / "s" / object_key(store.read_tree(store.read_tree(store.resolve("d:v0").manifest).dirs[1].tree).files[0].digest))
+    assert any("y/f.txt missing blob" in p for p in artifactkit.verify(store).problems)
