@@ -33,7 +33,10 @@ _STREAM_BYTES = 16 << 20  # larger files are hashed and copied in chunks, never 
 
 def is_temp_name(name: str) -> bool:
     """Temp files artifactkit itself leaves in a folder when killed mid-write: fileio's, fsspec's
-    read_to of one of ours (".<ours>.<hex>.part"), and the local backend's older ".tmp-<hex>"."""
+    read_to of one of ours (".<ours>.<hex>.part"), and the local backend's older ".tmp-<hex>".
+    All of them start with a dot: the one test most names of a million-file log need."""
+    if not name.startswith("."):
+        return False
     if is_own_temp(name) or name.startswith("." + TMP_PREFIX):
         return True
     rest = name[len(LOCAL_TMP_PREFIX):] if name.startswith(LOCAL_TMP_PREFIX) else ""

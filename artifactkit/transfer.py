@@ -38,6 +38,7 @@ from .store import Store
 from .uri import Ref, parse_ref
 
 _BATCH_BYTES = 64 << 20  # bytes held in memory per batch of concurrent reads
+_BATCH_ITEMS = 4096  # enough to keep a remote store's concurrent reads busy
 _STREAM_BYTES = 16 << 20  # larger blobs are streamed to disk, never held whole
 _SHOWN = 5  # names listed in a refusal before "and N more"
 
@@ -374,12 +375,13 @@ def _already_there(store: Store, entry: Entry, target: Path) -> bool:
 
 
 def _batches(items: Iterable, size_of):
-    """Consecutive items in lists of about _BATCH_BYTES by size_of."""
+    """Consecutive items in lists of about _BATCH_BYTES by size_of, and at most _BATCH_ITEMS
+    (a batch of 64 MB of 1 kB files would hold 65,000 entries and paths besides the bytes)."""
     batch, size = [], 0
     for item in items:
         batch.append(item)
         size += size_of(item)
-        if size >= _BATCH_BYTES:
+        if size >= _BATCH_BYTES or len(batch) >= _BATCH_ITEMS:
             yield batch
             batch, size = [], 0
     if batch:

@@ -6,7 +6,7 @@ Makes --files files of 1 kB in folders of --per-folder files (d0000/, d0001/, â€
 real CLI (`python -m artifactkit`, the --checkout's code first on PYTHONPATH, from a neutral cwd)
 and prints: first log files/s, unchanged re-log seconds, v1 after editing 2 files (seconds and
 the bytes of new metadata: everything written outside objects/), and the seconds and peak RSS of
-each command (log, pull, verify, versions). Run it once per checkout to compare before/after.
+each command (log, pull, re-pull, pull --include of one folder, diff, verify, versions). Run it once per checkout to compare before/after.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
         t = time.perf_counter()
         make_dataset(data, args.files, args.per_folder)
         print(f"made {args.files} files in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    for stale in (store, out, work / "cache"):
+    for stale in (store, out, work / "one", work / "cache"):
         shutil.rmtree(stale, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": args.checkout, "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
     ak = [sys.executable, "-m", "artifactkit"]
@@ -86,6 +86,10 @@ def main() -> None:
     res["v1_s"], res["v1_rss_mb"], _ = run(log, env)
     res["v1_new_metadata_bytes"] = metadata_bytes(store) - before
     res["pull_s"], res["pull_rss_mb"], _ = run([*ak, "pull", "m:v1", str(out), "--store", str(store), "--json"], env)
+    res["repull_s"], res["repull_rss_mb"], _ = run([*ak, "pull", "m:v1", str(out), "--store", str(store), "--json"], env)
+    res["pull_one_folder_s"], res["pull_one_folder_rss_mb"], _ = run(
+        [*ak, "pull", "m:v1", str(work / "one"), "--include", "d0001/*", "--store", str(store), "--json"], env)
+    res["diff_s"], res["diff_rss_mb"], _ = run([*ak, "diff", "m:v0", "m:v1", "--store", str(store), "--json"], env)
     res["verify_s"], res["verify_rss_mb"], _ = run([*ak, "verify", "--store", str(store), "--json"], env)
     res["versions_s"], res["versions_rss_mb"], _ = run([*ak, "versions", "m", "--store", str(store), "--json"], env)
     print(f"{args.files} files of 1 kB in folders of {args.per_folder}, code from {args.checkout}")
@@ -93,6 +97,9 @@ def main() -> None:
     print(f"unchanged re-log   {res['relog_s']:8.2f} s                      peak {res['relog_rss_mb']:6.0f} MB")
     print(f"v1 (2 files)       {res['v1_s']:8.2f} s   {res['v1_new_metadata_bytes'] / 1e3:8.1f} kB new metadata  peak {res['v1_rss_mb']:6.0f} MB")
     print(f"pull v1            {res['pull_s']:8.1f} s                      peak {res['pull_rss_mb']:6.0f} MB")
+    print(f"re-pull (all there){res['repull_s']:8.1f} s                      peak {res['repull_rss_mb']:6.0f} MB")
+    print(f"pull --include d0001/* {res['pull_one_folder_s']:4.2f} s                      peak {res['pull_one_folder_rss_mb']:6.0f} MB")
+    print(f"diff v0 v1         {res['diff_s']:8.2f} s                      peak {res['diff_rss_mb']:6.0f} MB")
     print(f"verify             {res['verify_s']:8.1f} s                      peak {res['verify_rss_mb']:6.0f} MB")
     print(f"versions           {res['versions_s']:8.2f} s                      peak {res['versions_rss_mb']:6.0f} MB")
     print(json.dumps({"files": args.files, "checkout": args.checkout, **res}))

@@ -1,6 +1,7 @@
 """S3 transfer benchmark: artifactkit vs plain s3fs against a local moto server, in one run.
 
     python bench/s3_transfer.py [--images 2000] [--image-kb 97]
+    python bench/s3_transfer.py --images 50000 --image-kb 1     # 100,000 small files (issue 18)
 
 1. Generates a YOLO-layout dataset (images/ of random bytes, labels/ of txt, data.yaml).
 2. Upload: plain `s3fs.put(folder, recursive=True)` vs `artifactkit log-dataset` (the CLI in a
@@ -39,7 +40,7 @@ def make_dataset(root: Path, images: int, image_kb: int) -> int:
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/train\nnames: [piece]\n")
     total = 0
     for i in range(images):
-        size = image_kb * 1000 + rng.randrange(-2000, 2000)
+        size = image_kb * 1000 + rng.randrange(-min(2000, image_kb * 500), min(2000, image_kb * 500) + 1)
         (root / "images/train" / f"{i:05d}.jpg").write_bytes(rng.randbytes(size))
         label = "".join(f"{rng.randrange(12)} {rng.random():.6f} {rng.random():.6f} 0.05 0.05\n" for _ in range(8))
         (root / "labels/train" / f"{i:05d}.txt").write_text(label)
@@ -118,8 +119,8 @@ def run(work: Path, images: int, image_kb: int) -> None:
         t_plain_down = timed(lambda: fs.get("bench/plain/", str(work / "plain-out") + "/", recursive=True))
         t_ak_down = timed(lambda: cli("pull", "chess:v0", str(work / "ak-out"), "--store", "s3://bench/ak", env=env))
         assert sum(1 for p in (work / "ak-out").rglob("*") if p.is_file()) == nfiles
-        report("upload", mb, t_plain_up, t_ak_up)
-        report("download", mb, t_plain_down, t_ak_down)
+        report("upload", mb, nfiles, t_plain_up, t_ak_up)
+        report("download", mb, nfiles, t_plain_down, t_ak_down)
 
         existence_checks()
 
@@ -159,9 +160,9 @@ def existence_checks() -> None:
           f"exists(2 keys): HEADs {t_two * 1000:.0f} ms")
 
 
-def report(what: str, mb: float, plain: float, ak: float) -> None:
-    print(f"{what:9s} plain s3fs {plain:6.1f}s {mb / plain:6.1f} MB/s | artifactkit CLI {ak:6.1f}s "
-          f"{mb / ak:6.1f} MB/s | ratio {plain / ak:.2f}x")
+def report(what: str, mb: float, files: int, plain: float, ak: float) -> None:
+    print(f"{what:9s} plain s3fs {plain:6.1f}s {mb / plain:6.1f} MB/s {files / plain:6.0f} files/s | "
+          f"artifactkit CLI {ak:6.1f}s {mb / ak:6.1f} MB/s {files / ak:6.0f} files/s | ratio {plain / ak:.2f}x")
 
 
 if __name__ == "__main__":

@@ -79,9 +79,9 @@ def test_heldout_uses_only_heldout_themes(monkeypatch, tmp_path):
     themes = []
     real_render = chess._Renderer.render
 
-    def spy(self, rng, theme):
+    def spy(self, rng, theme, restyle=False):
         themes.append(theme)  # list.append is atomic: safe under the generator's threads
-        return real_render(self, rng, theme)
+        return real_render(self, rng, theme, restyle)
 
     monkeypatch.setattr(chess._Renderer, "render", spy)
     chess.generate(tmp_path / "held", n_train=0, n_val=0, n_heldout=12, imgsz=96)
@@ -90,6 +90,28 @@ def test_heldout_uses_only_heldout_themes(monkeypatch, tmp_path):
     chess.generate(tmp_path / "seen", n_train=12, n_val=6, n_heldout=0, imgsz=96)
     assert len(themes) == 18 and set(themes) <= set(chess.TRAIN_THEMES)
     assert len(set(themes)) > 1
+
+
+def test_val_style_repaints_training_pieces_only_when_asked(dataset, tmp_path):
+    """val-style (a style to choose a recipe by) draws the training piece sets repainted, never
+    the held-out sprites, and adding it changes no byte of the other splits."""
+    styled = chess.generate(tmp_path / "styled", n_train=8, n_val=4, n_heldout=4, n_style=4, imgsz=128).parent
+    doc = yaml.safe_load((styled / "data.yaml").read_text())
+    assert doc["val-style"] == "images/val-style" and "val-style" not in yaml.safe_load((dataset / "data.yaml").read_text())
+    others = {p: b for p, b in _files(styled).items() if "val-style" not in str(p)}
+    assert {p: b for p, b in others.items() if p.name not in ("data.yaml", ".artifactkit-chess.json")} == {
+        p: b for p, b in _files(dataset).items() if p.name not in ("data.yaml", ".artifactkit-chess.json")}
+    assert len(list((styled / "images" / "val-style").glob("*.jpg"))) == 4
+    rng = np.random.default_rng(0)
+    paint = chess._Repaint(rng, 40)
+    white, black = (chess._Renderer(chess._load_themes(), 128).sprite("alpha", c, 40)[0] for c in (5, 11))
+    w, b = (_opaque_mean(paint(im, c >= 6)) for im, c in ((white, 5), (black, 11)))
+    assert w > b  # white pieces stay the lighter side: the label is kept
+
+
+def _opaque_mean(im):
+    rgba = np.asarray(im, np.float64)
+    return rgba[..., :3][rgba[..., 3] > 128].mean()
 
 
 def test_themes_share_three_piece_sets():

@@ -317,3 +317,37 @@ def test_batch_format(root):
     assert gain == pytest.approx(0.8) and pad == (0.0, 8.0)
     expected = sum(len(ds.labels[i]) for i in range(3))
     assert len(t) == expected
+
+
+def test_style_knobs_are_off_by_default_and_change_only_the_pixels(root):
+    """contrast and blur (style robustness) draw from the sample's RNG only when on: a run
+    without them gets exactly the samples it always got. On, they move pixels, never boxes, and
+    keep the lighter of two regions the lighter (white vs black pieces are different classes)."""
+    base = AugmentConfig(mosaic=0, fliplr=0)
+    plain = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=base)
+    zero = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
+                       hyp=base.model_copy(update={"contrast": 0.0, "blur": 0.0}))
+    styled = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
+                         hyp=base.model_copy(update={"contrast": 0.9, "blur": 1.0}))
+    for i in range(4):
+        a, b, c = plain[i], zero[i], styled[i]
+        assert torch.equal(a["img"], b["img"])
+        assert not torch.equal(a["img"], c["img"]) and torch.equal(c["img"], styled[i]["img"])
+    geometry = AugmentConfig(mosaic=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0)
+    for knob in ({"contrast": 0.9}, {"blur": 1.0}):
+        on = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
+                         hyp=geometry.model_copy(update=knob))
+        off = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=geometry)
+        for i in range(4):
+            assert torch.equal(on[i]["bboxes"], off[i]["bboxes"]) and torch.equal(on[i]["cls"], off[i]["cls"])
+
+
+def test_contrast_keeps_which_side_is_lighter():
+    from artifactkit.detector.augment import recolour, with_contrast
+
+    img = np.zeros((3, 2, 2), np.uint8)
+    img[:, 0] = 250  # a white piece's pixels above a black piece's
+    for seed in range(50):
+        matrix, offset = with_contrast(np.eye(3, dtype=np.float32), np.random.default_rng(seed), 0.9)
+        out = recolour(img, matrix, offset)
+        assert (out[:, 0].astype(int) > out[:, 1].astype(int)).all()
