@@ -121,6 +121,7 @@ def run(work: Path, images: int, image_kb: int) -> None:
         assert sum(1 for p in (work / "ak-out").rglob("*") if p.is_file()) == nfiles
         report("upload", mb, nfiles, t_plain_up, t_ak_up)
         report("download", mb, nfiles, t_plain_down, t_ak_down)
+        packing_ceiling(fs, data, nfiles, t_ak_up)
 
         existence_checks()
 
@@ -158,6 +159,17 @@ def existence_checks() -> None:
     t_two = timed(lambda: b._head_many(keys[:2]))
     print(f"exists({len(keys)} keys): concurrent HEADs {t_heads:.1f}s, one listing of objects/ {t_list:.1f}s; "
           f"exists(2 keys): HEADs {t_two * 1000:.0f} ms")
+
+
+def packing_ceiling(fs, data: Path, nfiles: int, t_ak_up: float) -> None:
+    """What packing small blobs could win: the same bytes sent as objects of ~1,000 files each
+    (restic's packs are 4-16 MB), one PUT per pack instead of one per file. A ceiling: no index,
+    no per-blob offsets, nothing a real pack format adds."""
+    files = sorted(p for p in data.rglob("*") if p.is_file())
+    packs = [b"".join(p.read_bytes() for p in files[i:i + 1000]) for i in range(0, len(files), 1000)]
+    t = timed(lambda: fs.pipe({f"bench/packs/{k:05d}": blob for k, blob in enumerate(packs)}))
+    print(f"packing ceiling: {len(packs)} objects of ~1,000 files in {t:.1f}s = {nfiles / t:.0f} files/s "
+          f"({t_ak_up / t:.0f}x artifactkit's one object per file)")
 
 
 def report(what: str, mb: float, files: int, plain: float, ak: float) -> None:
