@@ -51,8 +51,8 @@ class AugmentConfig(BaseModel):
     hsv_v: float = Field(0.4, ge=0, le=1)
     fliplr: float = Field(0.5, ge=0, le=1)
     flipud: float = Field(0.0, ge=0, le=1)
-    contrast: float = Field(0.0, ge=0, lt=1)  # contrast jitter gain (0: off)
-    blur: float = Field(0.0, ge=0, le=1)  # probability of a down-up resize blur
+    contrast: float = Field(0.5, ge=0, lt=1)  # contrast jitter gain (0: off)
+    blur: float = Field(0.3, ge=0, le=1)  # probability of a down-up resize blur
 
 
 def _folder_split(folder: Path) -> Split:

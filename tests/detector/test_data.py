@@ -219,7 +219,7 @@ def test_augmented_targets_stay_inside(root):
 
 
 def test_flip_and_no_augment_config(root):
-    off = AugmentConfig(mosaic=0, scale=0, translate=0, hsv_h=0, hsv_s=0, hsv_v=0, fliplr=1)
+    off = AugmentConfig(mosaic=0, scale=0, translate=0, hsv_h=0, hsv_s=0, hsv_v=0, contrast=0, blur=0, fliplr=1)
     ds = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=off)
     ev = YoloDataset(root / "images" / "train", NAMES, imgsz=64)
     for i in range(3):
@@ -319,21 +319,27 @@ def test_batch_format(root):
     assert len(t) == expected
 
 
-def test_style_knobs_are_off_by_default_and_change_only_the_pixels(root):
-    """contrast and blur (style robustness) draw from the sample's RNG only when on: a run
-    without them gets exactly the samples it always got. On, they move pixels, never boxes, and
-    keep the lighter of two regions the lighter (white vs black pieces are different classes)."""
-    base = AugmentConfig(mosaic=0, fliplr=0)
+def test_style_knobs_draw_only_when_on_and_change_only_the_pixels(root):
+    """contrast and blur (style robustness) draw from the sample's RNG only when on: with both
+    at 0 a sample is the one the recipe made before they existed (the colour jitter alone, whose
+    draws come first). On, they move pixels, never boxes, deterministically."""
+    base = AugmentConfig(mosaic=0, fliplr=0, contrast=0, blur=0)
     plain = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=base)
-    zero = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
-                       hyp=base.model_copy(update={"contrast": 0.0, "blur": 0.0}))
+    colour_only = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
+                              hyp=base.model_copy(update={"blur": 1.0}))
     styled = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
                          hyp=base.model_copy(update={"contrast": 0.9, "blur": 1.0}))
+    from artifactkit.detector.augment import colour_matrix, recolour
+
     for i in range(4):
-        a, b, c = plain[i], zero[i], styled[i]
-        assert torch.equal(a["img"], b["img"])
+        a, b, c = plain[i], colour_only[i], styled[i]
+        rng = np.random.default_rng([0, 0, i, 1])  # the sample stream: (seed, epoch, index, 1)
+        before, _ = plain._warped(i, rng, False)
+        before = recolour(before, colour_matrix(rng, (base.hsv_h, base.hsv_s, base.hsv_v)))
+        assert torch.equal(a["img"], torch.from_numpy(before))  # the pre-knob pipeline, draw for draw
+        assert not torch.equal(a["img"], b["img"]) and torch.equal(a["bboxes"], b["bboxes"])
         assert not torch.equal(a["img"], c["img"]) and torch.equal(c["img"], styled[i]["img"])
-    geometry = AugmentConfig(mosaic=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0)
+    geometry = AugmentConfig(mosaic=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, contrast=0, blur=0)
     for knob in ({"contrast": 0.9}, {"blur": 1.0}):
         on = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
                          hyp=geometry.model_copy(update=knob))
