@@ -6,6 +6,9 @@ The issue's anchor (Ultralytics 8.4 YOLOv8n on a similar chess set, its own metr
 0.83 / 0.91 / 0.94 after epochs 4 / 6 / 8 / 10, mAP50-95 0.74 after 10, ~7 train img/s on 2 CPU
 threads. bench/ultralytics_chess.py runs Ultralytics on this very data for a side-by-side.
     python bench/train_chess.py
+The recipe before the style augmentations (issue 19's baseline), and its 3-seed summary:
+    python bench/train_chess.py --set contrast=0 --set blur=0 --set seed=1 > base_s1.log
+    python bench/chess_seeds.py base:base_s0.log base:base_s1.log ... style:cb_s0.log ...
 Ultralytics' exact recipe (nominal batch 64) instead of artifactkit's short-run default:
     python bench/train_chess.py --set nbs=64
 Quick check:
