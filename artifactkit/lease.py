@@ -52,6 +52,18 @@ def lease_ttl() -> float:
     return ttl
 
 
+def _matching(pattern: re.Pattern, problem: str):
+    """A field validator: the whole value must match pattern (a record read from a store is
+    untrusted; these fields end up in messages and decisions)."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
 class LeaseRecord(Record):
     """Read from a store, hence validated: the host is shown in messages, the rest compared."""
 
@@ -65,19 +77,8 @@ class LeaseRecord(Record):
     expires: float  # seconds since the epoch, in the holder's clock
     released: bool = False
 
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, v: str) -> str:
-        if not _TOKEN.fullmatch(v):
-            raise ValueError("owner: expected 32 hex digits")
-        return v
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        if not _HOST.fullmatch(v):
-            raise ValueError("host: expected a host name")
-        return v
+    _check_owner = field_validator("owner")(_matching(_TOKEN, "owner: expected 32 hex digits"))
+    _check_host = field_validator("host")(_matching(_HOST, "host: expected a host name"))
 
     def describe(self) -> str:
         return f"host {self.host}, pid {self.pid}, since {self.since}"
