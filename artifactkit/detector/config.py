@@ -77,6 +77,9 @@ class TrainConfig(BaseModel):
     # held-out mAP50 from 0.66 to 0.84 (3 seeds; docs/architecture.md, bench/chess_seeds.py).
     contrast: float = Field(0.5, ge=0, lt=1)
     blur: float = Field(0.3, ge=0, le=1)
+    # Random erasing aimed at objects: the probability that an image's pieces get a part hidden
+    # (augment.hide_parts). Off by default: see docs/architecture.md for what it measured.
+    erase: float = Field(0.0, ge=0, le=1)
     cache: bool = False
     compile: bool = False
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA); a lone process ignores it

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from artifactkit.detector.augment import (
-    colour_matrix, letterbox, recolour, resize_chw, soften, warp, with_contrast, xyxy_pixels,
+    colour_matrix, hide_parts, letterbox, recolour, resize_chw, soften, warp, with_contrast, xyxy_pixels,
 )
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
@@ -53,6 +53,7 @@ class AugmentConfig(BaseModel):
     flipud: float = Field(0.0, ge=0, le=1)
     contrast: float = Field(0.5, ge=0, lt=1)  # contrast jitter gain (0: off)
     blur: float = Field(0.3, ge=0, le=1)  # probability of a down-up resize blur
+    erase: float = Field(0.0, ge=0, le=1)  # probability of hiding parts of the objects
 
 
 def _folder_split(folder: Path) -> Split:
@@ -145,7 +146,7 @@ class YoloDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(epoch), i, _SAMPLE_STREAM])
         img, boxes = self._warped(i, rng, bool(mosaic))  # 3 x s x s
         hyp, s = self.hyp, self.imgsz
-        # contrast and blur draw from rng only when on: runs without them keep their stream.
+        # contrast, blur and erase draw from rng only when on: runs without them keep their stream.
         if hyp.hsv_h or hyp.hsv_s or hyp.hsv_v or hyp.contrast:
             matrix, offset = colour_matrix(rng, (hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)), 0.0
             if hyp.contrast:
@@ -153,6 +154,8 @@ class YoloDataset(Dataset):
             img = recolour(img, matrix, offset)
         if hyp.blur and rng.random() < hyp.blur:
             img = soften(img, float(rng.uniform(0.35, 0.8)))
+        if hyp.erase and rng.random() < hyp.erase:
+            img = hide_parts(img, boxes, rng)
         if rng.random() < hyp.fliplr:
             img, boxes[:, [1, 3]] = img[:, :, ::-1], s - boxes[:, [3, 1]]
         if rng.random() < hyp.flipud:

@@ -340,12 +340,32 @@ def test_style_knobs_draw_only_when_on_and_change_only_the_pixels(root):
         assert not torch.equal(a["img"], b["img"]) and torch.equal(a["bboxes"], b["bboxes"])
         assert not torch.equal(a["img"], c["img"]) and torch.equal(c["img"], styled[i]["img"])
     geometry = AugmentConfig(mosaic=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, contrast=0, blur=0)
-    for knob in ({"contrast": 0.9}, {"blur": 1.0}):
+    for knob in ({"contrast": 0.9}, {"blur": 1.0}, {"erase": 1.0}):
         on = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
                          hyp=geometry.model_copy(update=knob))
         off = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=geometry)
         for i in range(4):
             assert torch.equal(on[i]["bboxes"], off[i]["bboxes"]) and torch.equal(on[i]["cls"], off[i]["cls"])
+
+
+def test_hide_parts_covers_at_most_a_quarter_of_each_object_and_nothing_outside():
+    from artifactkit.detector.augment import hide_parts
+
+    img = np.full((3, 96, 96), 7, np.uint8)
+    boxes = np.array([[0, 4, 4, 40, 44], [1, 50, 10, 90, 30], [2, 60, 60, 200, 200]], np.float32)  # the last crosses the edge
+    inside = np.zeros((96, 96), bool)
+    for _, x0, y0, x1, y1 in boxes.astype(int):
+        inside[y0:y1, x0:x1] = True
+    hidden_any = 0
+    for seed in range(30):
+        out = hide_parts(img, boxes, np.random.default_rng(seed))
+        changed = (out != 7).any(0)
+        assert not (changed & ~inside).any() and (img == 7).all()  # input untouched
+        for _, x0, y0, x1, y1 in boxes.astype(int):
+            assert changed[y0:y1, x0:x1].sum() <= 0.25 * (x1 - x0) * (y1 - y0) + (x1 - x0) + (y1 - y0)
+        hidden_any += changed.any()
+        assert np.array_equal(out, hide_parts(img, boxes, np.random.default_rng(seed)))
+    assert hidden_any > 20
 
 
 def test_contrast_keeps_which_side_is_lighter():
