@@ -31,7 +31,7 @@ class Record(BaseModel):
 
 # Absolute, drive-lettered, backslashed or NUL paths, empty parts, "." or ".." parts: anything that
 # could land outside the folder it is joined to. One compiled search: this runs once per file.
-_UNSAFE_PATH = re.compile(r"^/|^[A-Za-z]:|[\\\0]|//|/$|(^|/)\.\.?(/|$)")
+_UNSAFE_PATH = re.compile(r"^/|^[A-Za-z]:|[\\\0]|//|/\Z|(^|/)\.\.?(/|\Z)")
 
 
 def check_relative_path(path: str) -> str:

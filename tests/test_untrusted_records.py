@@ -7,17 +7,21 @@ would; the same checks run on a local folder and on S3 (the moto server)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import artifactkit
 from artifactkit.errors import InvalidInput
 from artifactkit.hashing import digest_bytes
-from artifactkit.layout import alias_key, manifest_key, metrics_key, run_record_key, version_key, versions_prefix
-from artifactkit.manifest import check_digest, check_name, check_run_id
+from artifactkit.layout import alias_key, tree_key, manifest_key, metrics_key, run_record_key, version_key, versions_prefix
+from artifactkit.manifest import check_digest, check_name, check_relative_path, check_run_id
 from artifactkit.runs import RunRecord, create_run, list_runs, load_run, read_metrics
 from artifactkit.store import check_alias
+from artifactkit.trees import compress_tree
 from artifactkit.uri import parse_ref, split_run_uri
 
 
@@ -161,6 +165,69 @@ def test_a_file_and_a_folder_of_the_same_name(store, tmp_path, cli):
     line = one_error_line(cli("pull", "d:v1", str(tmp_path / "out2"), "--store", store.uri, check=False))
     assert key in line and "'a' is both a file" in line
     assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+# -- trees ------------------------------------------------------------------------------------------
+def forge_tree_version(store, files: list[dict], dirs: list[dict] = ()) -> str:
+    """A tree (its bytes named by their digest, as an attacker can compute) as the root of d:v1;
+    returns the tree's key."""
+    canonical = json.dumps({"dirs": list(dirs), "files": files}, sort_keys=True, separators=(",", ":")).encode()
+    digest = digest_bytes(canonical)
+    forge(store, tree_key(digest), compress_tree(canonical))
+    forge(store, version_key("d", 1), {**record_dict(store), "version": 1, "manifest": digest, "layout": "tree"})
+    return tree_key(digest)
+
+
+def _is_safe(path: str) -> bool:
+    """What check_relative_path must accept, written the slow, obvious way."""
+    return (path != "" and not re.match(r"[A-Za-z]:", path) and "\\" not in path and "\x00" not in path
+            and all(part not in ("", ".", "..") for part in path.split("/")))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aZ09._-:/\\\x00 \n\u00e9\u4e2d"), max_size=7) | st.text(max_size=8))
+def test_check_relative_path_accepts_exactly_the_paths_that_stay_inside(path):
+    """Every manifest path and tree name goes through this one regex search; a trailing newline
+    is part of the name ("$" would have matched before it, refusing the safe file ".\n")."""
+    try:
+        check_relative_path(path)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == _is_safe(path), repr(path)
+
+
+@pytest.mark.parametrize("files, dirs, says", [
+    ([{"name": ".."}], [], "unsafe manifest path '..'"),
+    ([{"name": "."}], [], "unsafe manifest path '.'"),
+    ([{"name": "a/b"}], [], "unsafe tree entry name 'a/b'"),
+    ([{"name": "a\\b"}], [], "unsafe manifest path"),
+    ([{"name": "C:x"}], [], "unsafe manifest path 'C:x'"),
+    ([{"name": "a\x00"}], [], "unsafe manifest path"),
+    ([{"name": ""}], [], "unsafe manifest path ''"),
+    ([{"name": "x", "digest": "../../../../etc/passwd"}], [], "invalid digest"),
+    ([{"name": "x", "digest": "A" * 32}], [], "invalid digest"),
+    ([{"name": "x", "size": -1}], [], "greater than or equal to 0"),
+    ([{"name": "b"}, {"name": "a"}], [], "sorted by name and unique"),
+    ([{"name": "a"}, {"name": "a"}], [], "sorted by name and unique"),
+    ([{"name": "a"}], [{"name": "a", "files": 1, "bytes": 1}], "'a' is both a file and a folder"),
+    ([], [{"name": "..", "files": 1, "bytes": 1}], "unsafe manifest path '..'"),
+    ([], [{"name": "s", "tree": "../../x", "files": 1, "bytes": 1}], "invalid digest"),
+    ([], [{"name": "s", "files": -1, "bytes": 1}], "greater than or equal to 0"),
+])
+def test_tree_entries_are_validated_on_read(store, tmp_path, files, dirs, says):
+    store.log_files({"a.txt": b"a"}, name="d")
+    good = store.manifest(store.resolve("d")).entries[0]
+    files = [{"digest": good.digest, "size": good.size, **f} for f in files]
+    dirs = [{"tree": good.digest, **d} for d in dirs]
+    key = forge_tree_version(store, files, dirs)
+    for read in (lambda: list(store.entries(store.record("d", 1))),
+                 lambda: artifactkit.pull(store, "d:v1", tmp_path / "out")):
+        with pytest.raises(InvalidInput, match=re.escape(says)) as caught:
+            read()
+        assert f"{store.uri}/{key}" in str(caught.value)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.rglob("passwd")]
 
 
 # -- aliases and stray files -----------------------------------------------------------------------
