@@ -1,12 +1,14 @@
 """A million small files: what a log, a 2-file change, pull, verify and versions cost (issue 18).
 
-    python bench/million.py [--files 1000000] [--per-folder 1000] [--checkout PATH] [--keep DIR]
+    python bench/million.py [--files 1000000] [--per-folder 1000] [--checkout PATH] [--work DIR]
 
 Makes --files files of 1 kB in folders of --per-folder files (d0000/, d0001/, …), then runs the
 real CLI (`python -m artifactkit`, the --checkout's code first on PYTHONPATH, from a neutral cwd)
 and prints: first log files/s, unchanged re-log seconds, v1 after editing 2 files (seconds and
 the bytes of new metadata: everything written outside objects/), and the seconds and peak RSS of
-each command (log, pull, re-pull, pull --include of one folder, diff, verify, versions). Run it once per checkout to compare before/after.
+each command (log, pull, re-pull, pull --include of one folder, diff, verify, versions), with
+the floors measured in the same run beside the first log (`cp -r` + `sync` of the folder) and
+the re-log (`find` statting every file). Run it once per checkout to compare before/after.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def run(cmd: list[str], env: dict) -> tuple[float, float, str]:
     return seconds, int(proc.stderr.strip().splitlines()[-1]) / 1024, proc.stdout
 
 
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
 def metadata_bytes(store: Path) -> int:
     """Everything in the store outside objects/ (records, manifests, trees, aliases, marker)."""
     total = 0
@@ -76,6 +84,11 @@ def main() -> None:
     log = [*ak, "log-dataset", str(data), "--name", "m", "--store", str(store), "--json"]
     res: dict[str, float] = {}
     subprocess.run(["sync"], check=True)
+    # The floors, in the same run: copying the folder (what a first log writes: every file, made
+    # durable) and statting every file without reading it (what an unchanged re-log must do).
+    res["cp_sync_s"] = timed(["sh", "-c", f"cp -r '{data}' '{work / 'copy'}' && sync"])
+    shutil.rmtree(work / "copy")
+    res["find_stat_s"] = timed(["find", str(data), "-printf", "%s %T@ %C@ %i\n"])
     res["log_s"], res["log_rss_mb"], _ = run(log, env)
     res["log_files_per_s"] = args.files / res["log_s"]
     res["relog_s"], res["relog_rss_mb"], _ = run(log, env)
@@ -94,7 +107,9 @@ def main() -> None:
     res["versions_s"], res["versions_rss_mb"], _ = run([*ak, "versions", "m", "--store", str(store), "--json"], env)
     print(f"{args.files} files of 1 kB in folders of {args.per_folder}, code from {args.checkout}")
     print(f"first log          {res['log_s']:8.1f} s   {res['log_files_per_s']:8.0f} files/s   peak {res['log_rss_mb']:6.0f} MB")
+    print(f"  floor: cp -r + sync {res['cp_sync_s']:5.1f} s   {args.files / res['cp_sync_s']:8.0f} files/s")
     print(f"unchanged re-log   {res['relog_s']:8.2f} s                      peak {res['relog_rss_mb']:6.0f} MB")
+    print(f"  floor: find, stat of every file {res['find_stat_s']:5.2f} s")
     print(f"v1 (2 files)       {res['v1_s']:8.2f} s   {res['v1_new_metadata_bytes'] / 1e3:8.1f} kB new metadata  peak {res['v1_rss_mb']:6.0f} MB")
     print(f"pull v1            {res['pull_s']:8.1f} s                      peak {res['pull_rss_mb']:6.0f} MB")
     print(f"re-pull (all there){res['repull_s']:8.1f} s                      peak {res['repull_rss_mb']:6.0f} MB")
