@@ -104,7 +104,7 @@ def test_config_requires_data_and_is_frozen():
 
 def test_auto_optimizer_follows_yolov8_rule():
     short = optim.choose_optimizer(TrainConfig(data="d", epochs=10), nc=12, n_train=800)
-    assert short == optim.OptimizerChoice("AdamW", 0.000625, 0.9, 0.0, nbs=16)  # the short-run departure
+    assert short == optim.OptimizerChoice("AdamW", 0.00125, 0.9, 0.0, nbs=16)  # the short-run departure
     long = optim.choose_optimizer(TrainConfig(data="d", epochs=1000), nc=12, n_train=64_000)
     assert (long.name, long.lr0, long.momentum, long.nbs) == ("SGD", 0.01, 0.9, 64)
     manual = optim.choose_optimizer(TrainConfig(data="d", optimizer="SGD", lr0=0.02), nc=12, n_train=800)
