@@ -74,7 +74,8 @@ class TrainConfig(BaseModel):
     fliplr: float = Field(0.5, ge=0, le=1)
     # Style robustness: contrast jitter gain, and the probability of blurring an image by a down-up
     # resize (0 turns either off). On a piece style never trained on they took the chess bench's
-    # held-out mAP50 from 0.66 to 0.84 (3 seeds; docs/architecture.md, bench/chess_seeds.py).
+    # held-out mAP50 from 0.66 to 0.84, and the short-run lr (optim.py) to 0.88 (3 seeds;
+    # docs/architecture.md, bench/chess_seeds.py).
     contrast: float = Field(0.5, ge=0, lt=1)
     blur: float = Field(0.3, ge=0, le=1)
     # Random erasing aimed at objects: the probability that an image's pieces get a part hidden
