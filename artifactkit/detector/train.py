@@ -232,7 +232,7 @@ class Trainer:
         # on nothing that happened before, whether in this process or one that was resumed; each
         # rank draws its own stream of it.
         seed_everything(distributed.rank_seed(self.config.seed * 1_000_003 + epoch, self.world.rank))
-        if self.config.close_mosaic and epoch >= self.config.epochs - self.config.close_mosaic:
+        if epoch >= self.config.epochs - self.config.mosaic_off_epochs():
             self.train_set.close_mosaic()
         self.train_set.set_epoch(epoch)
         sampler = getattr(self.train_loader, "sampler", None)

@@ -115,6 +115,15 @@ def test_auto_optimizer_follows_yolov8_rule():
     assert optim.OptimizerChoice(**{"name": "AdamW", "lr0": 1e-3, "momentum": 0.9, "warmup_bias_lr": 0.0}).nbs == 64
 
 
+def test_close_mosaic_default_leaves_a_short_run_mosaic_epochs():
+    """YOLOv8's close_mosaic=10 turns mosaic off for the whole of a 10-epoch run; the default is
+    10 but at most 30 % of the run (rounded up). A value given is kept as it is."""
+    off = {epochs: TrainConfig(data="d", epochs=epochs).mosaic_off_epochs() for epochs in (1, 2, 10, 33, 34, 300)}
+    assert off == {1: 1, 2: 1, 10: 3, 33: 10, 34: 10, 300: 10}
+    assert TrainConfig(data="d", epochs=10, close_mosaic=0).mosaic_off_epochs() == 0
+    assert TrainConfig(data="d", epochs=10, close_mosaic=10).mosaic_off_epochs() == 10
+
+
 def test_accumulation_and_weight_decay_target_a_nominal_batch_of_64():
     assert [optim.accumulation_steps(b, 64) for b in (1, 16, 24, 64, 128)] == [64, 4, 3, 1, 1]
     assert [optim.accumulation_steps(b, 16) for b in (1, 8, 16, 64)] == [16, 2, 1, 1]
