@@ -57,9 +57,10 @@ class LocalSource:
     spec: DatasetSpec | None  # what training reads (None for a converted COCO folder)
     files: dict[str, bytes | Path] | None
 
-    def log(self, store: Store, name: str | None = None, **kw: Any) -> LogResult:
+    def log(self, store: Store, name: str | None = None, full: bool = False, **kw: Any) -> LogResult:
+        """full: see Store.log_folder (a list of files is always checked blob by blob)."""
         if self.files is None:
-            return store.log_folder(self.folder, name=name or self.name, **kw)
+            return store.log_folder(self.folder, name=name or self.name, full=full, **kw)
         return store.log_files(self.files, name=name or self.name, **kw)
 
 

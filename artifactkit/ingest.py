@@ -130,10 +130,11 @@ class Ingestor:
         if self.progress:
             self.progress(cand.size, self.total)
         if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_FILES:
-            self._flush()
+            self.flush()
         return digest
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Check and write the blobs queued so far."""
         _flush(self.backend, self._batch, self._held, self.cache, self.result)
         if len(self._seen) > _SEEN_MAX:
             self._seen.clear()
@@ -141,7 +142,7 @@ class Ingestor:
         self._batch, self._held, self._batch_bytes = {}, {}, 0
 
     def finish(self) -> IngestResult:
-        self._flush()
+        self.flush()
         self.cache.flush()
         return self.result
 

@@ -6,11 +6,15 @@ log long ago, older than the grace period) at any moment while gc runs:
 - gc reads the version records after listing objects, and reads them again just before deleting
   (and, on a local store, once more after moving the doomed files aside): whatever a version
   committed meanwhile references is spared;
-- on a local store a log touches every blob it re-uses (ingest.refresh) before committing, and gc
-  does not unlink a doomed file directly: it renames it to a trash name beside it, then checks
-  its mtime. A touch before the rename shows (the file is put back); a touch after it fails, and
-  the log uploads the blob again from its folder. A trash file left by a killed gc is put back
-  by the next gc if it is referenced, deleted otherwise;
+- on a local store a log touches every blob it re-uses (ingest.refresh) and the tree of every
+  unchanged folder it re-uses (treelog.py: its blobs are trusted, not touched) before committing,
+  and gc does not unlink a doomed file directly: it renames it to a trash name beside it, then
+  checks its mtime. A touch before the rename shows (the file is put back); a touch after it
+  fails, and the log uploads the blob again from its folder (or logs the folder again). A trash
+  file left by a killed gc is put back by the next gc if it is referenced, deleted otherwise;
+- a tree gc keeps keeps everything it lists (a recent tree, one touched while gc ran, a live
+  one): gc settles the trees first, then spares every blob and subtree a kept tree lists, and
+  deletes doomed trees before doomed blobs, so no tree outlives its blobs, even if gc is killed;
 - object stores have no touch: there the re-reads are the protection, and the window left is
   between gc's last re-read and its delete request (docs/architecture.md).
 """
@@ -29,10 +33,10 @@ from .backends.local import LocalBackend
 from .errors import ArtifactkitError
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
-from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key
+from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key, tree_key
 from .manifest import check_digest
 from .store import Store
-from .trees import walk
+from .trees import Tree, walk
 
 DEFAULT_GRACE_SECONDS = 3600.0  # in-flight uploads write blobs long before their version record
 TRASH_PREFIX = ".ak-gc-"  # a doomed file, moved aside by gc until it is sure (local stores)
@@ -83,7 +87,8 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
             try:  # streamed: every tree read is checked against its digest and validated
                 for path, digest in _files(store, store.record(name, version), checked):
                     if bytes.fromhex(digest) not in present:
-                        report.problems.append(f"{where}: {path} missing blob {object_key(digest)}")
+                        report.problems.append(f"{where}: {path} missing blob {object_key(digest)}"
+                                               " (log-dataset --full of a folder holding the file puts it back)")
             except ArtifactkitError as e:
                 report.problems.append(f"{where}: {e}")
     return report
@@ -167,7 +172,7 @@ class _Live:
 
 
 def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
-    """Delete blobs and manifests that no version references, older than the grace period."""
+    """Delete blobs, trees and manifests that no version references, older than the grace period."""
     store.format()  # never delete in a store of a newer format: we cannot see what it references
     listed = [i for prefix in (OBJECTS, TREES, MANIFESTS) for i in store.backend.list(prefix + "/")]
     live = _Live(store).read()  # after the listing: anything committed before it is seen
@@ -175,6 +180,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     cutoff = time.time() - grace_seconds
     report = GcReport()
     doomed: list[ObjectInfo] = []
+    recent_trees: list[str] = []
     for info in listed:
         original = _original_key(info.key)
         if live.holds(original):
@@ -183,14 +189,24 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
             continue
         if info.mtime is not None and info.mtime > cutoff:
             report.kept_recent += 1
+            if digest_of_tree_key(original) is not None:
+                recent_trees.append(digest_of_tree_key(original))
             continue
         doomed.append(info)
     live.read()  # versions committed while we listed and decided
-    doomed = [i for i in doomed if not live.holds(_original_key(i.key))]
-    if local:
-        doomed = _delete_aside(store.backend.root, doomed, live)
+    kept = _Kept(store)
+    kept.add(recent_trees)  # a log in flight may be re-using them: they keep what they list
+    doomed = [i for i in doomed if not live.holds(_original_key(i.key)) and not kept.holds(_original_key(i.key))]
+    trees = [i for i in doomed if digest_of_tree_key(_original_key(i.key)) is not None]
+    others = [i for i in doomed if digest_of_tree_key(_original_key(i.key)) is None]
+    if local:  # trees first (what a tree touched meanwhile lists is spared), then what is left
+        doomed = _delete_aside(store.backend.root, trees, live, kept)
+        others = [i for i in others if not kept.holds(_original_key(i.key))]
+        doomed += _delete_aside(store.backend.root, others, live, kept)
     else:
-        store.backend.delete([i.key for i in doomed])
+        store.backend.delete([i.key for i in trees])  # no tree outlives its blobs
+        store.backend.delete([i.key for i in others])
+        doomed = trees + others
     for info in doomed:
         report.deleted_objects += digest_of_object_key(info.key) is not None
         report.deleted_bytes += info.size if digest_of_object_key(info.key) is not None else 0
@@ -199,10 +215,45 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     return report
 
 
-def _delete_aside(root: Path, doomed: list[ObjectInfo], live: _Live) -> list[ObjectInfo]:
+class _Kept:
+    """The trees gc keeps although no version references them, and every blob and subtree they
+    list: a log re-using an unchanged folder's tree trusts its blobs (treelog.py)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.trees: set[str] = set()
+        self.blobs: set[str] = set()
+        self.aside: dict[str, str] = {}  # tree key -> its trash key, while a gc holds it aside
+
+    def add(self, digests: Iterable[str]) -> None:
+        for digest in digests:
+            for _folder, _digest, tree in walk(self._read, digest, seen=self.trees):
+                self.blobs.update(f.digest for f in tree.files)
+
+    def holds(self, key: str) -> bool:
+        digest = digest_of_object_key(key)
+        if digest is not None:
+            return digest in self.blobs
+        digest = digest_of_tree_key(key)
+        return digest is not None and digest in self.trees
+
+    def _read(self, digest: str) -> Tree:
+        key = tree_key(digest)
+        trash = self.aside.pop(key, None)
+        if trash is not None:
+            _restore(self.store.backend.root, trash, key)  # a kept tree lists it: it stays
+        try:
+            return self.store.read_tree(digest)
+        except ArtifactkitError:  # gone or damaged: it keeps nothing more
+            return Tree()
+
+
+def _delete_aside(root: Path, doomed: list[ObjectInfo], live: _Live, kept: _Kept) -> list[ObjectInfo]:
     """Rename each doomed file to a trash name, put back any that was touched since it was listed
-    or that a version committed meanwhile references, delete the rest. Returns what was deleted."""
+    (a tree put back keeps all it lists, even what this call set aside) or that a version
+    committed meanwhile references, delete the rest. Returns what was deleted."""
     aside: list[tuple[ObjectInfo, str]] = []
+    touched_trees = []
     for info in doomed:
         if _original_key(info.key) != info.key:
             aside.append((info, info.key))  # already a trash file (of a killed gc), unreferenced
@@ -215,20 +266,26 @@ def _delete_aside(root: Path, doomed: list[ObjectInfo], live: _Live) -> list[Obj
             continue  # gone already (another gc)
         if touched:
             _restore(root, trash, info.key)  # a log re-used it after we listed it
+            if digest_of_tree_key(info.key) is not None:
+                touched_trees.append(digest_of_tree_key(info.key))
         else:
             aside.append((info, trash))
+    kept.aside = {_original_key(trash): trash for _, trash in aside}
+    kept.add(touched_trees)  # restores the subtrees they list that were set aside
     live.read()  # versions committed while we set files aside
     deleted = []
     for info, trash in aside:
         original = _original_key(trash)
-        if live.holds(original):
-            _restore(root, trash, original)
+        if live.holds(original) or kept.holds(original):
+            if os.path.exists(root / trash):
+                _restore(root, trash, original)
             continue
         try:
             os.unlink(root / trash)
         except FileNotFoundError:
             continue
         deleted.append(info)
+    kept.aside = {}
     return deleted
 
 

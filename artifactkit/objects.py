@@ -117,7 +117,12 @@ class ObjectStore:
                 raise IntegrityError(f"{self._where(tree_key(digest))}: tree bytes do not match their digest")
         self._ensure_format()
         present = refresh(self.backend, [tree_key(check_digest(d)) for d, _ in trees])
-        self.backend.write_many([(tree_key(d), compress_tree(data)) for d, data in trees if tree_key(d) not in present])
+        new = [(tree_key(d), compress_tree(data)) for d, data in trees if tree_key(d) not in present]
+        if new:
+            # The blobs written so far first: a tree in a store is evidence that its blobs are
+            # there (a log trusts the tree of an unchanged folder, treelog.py), even after a crash.
+            self.backend.sync()
+            self.backend.write_many(new)
 
     def _manifest_bytes(self, digest: str) -> bytes:
         key = manifest_key(check_digest(digest))

@@ -267,14 +267,16 @@ class Store(ObjectStore):
         self.backend.delete([lease_key(check_run_id(run_id), g) for g in generations])
 
     # -- writing --------------------------------------------------------------------------
-    def log_folder(self, path: str | os.PathLike, name: str | None = None, **kw: Any) -> LogResult:
-        """Log a folder as a new version, folder by folder (treelog.py: memory bounded, unchanged
-        folders known from the stat cache without hashing)."""
+    def log_folder(self, path: str | os.PathLike, name: str | None = None, full: bool = False, **kw: Any) -> LogResult:
+        """Log a folder as a new version, folder by folder (treelog.py: memory bounded; an
+        unchanged folder costs a stat per file and one check of its tree). full: check every
+        file's blob in the store, trusting no tree (restores blobs lost from under unchanged
+        folders, which only verify would otherwise find)."""
         from .treelog import FolderLog
 
         name = name or Path(path).absolute().name
         check_name(name)
-        folder = FolderLog(self)
+        folder = FolderLog(self, full=full)
         folder.check(path)  # every refusal before anything is written
         return self._log(lambda progress: folder.run(path, progress), name, **kw)
 

@@ -1,28 +1,37 @@
-"""Logging a folder as trees (trees.py), one folder at a time, bottom-up.
+"""Logging a folder as trees (trees.py), one folder at a time, bottom-up, in two passes.
 
-Memory is bounded by one folder per level of depth, never the whole dataset. Each folder's
-files are statted; the fingerprint of those stats (name, size, mtime, ctime, inode, as the stat
-cache keys a file) and of its subfolders' trees finds an unchanged folder in the stat cache
-(folder_lookup) without a lookup or a hash per file. Such a folder's tree is re-used only if the
-store still has it and every blob it lists (the check touches them: ingest.refresh, so a
-concurrent gc keeps them, and a lost blob makes the folder be logged again, re-uploading it).
-Any other folder goes through ingest (stat cache per file, hash while copying) and gets a new tree.
+check() walks the whole folder before anything is written: every refusal (names, symlinks, an
+empty folder), a stat of every file, and each folder's fingerprint (its files' names and stats as
+the stat cache keys a file, its subfolders' trees). A folder whose fingerprint, and every
+subfolder's, is known from an earlier log is *unchanged*: its tree is noted and the folder is not
+read again. run() writes: it re-lists only the folders that changed and ingests their files (stat
+cache per file, hash while copying, every blob checked against the store); an unchanged folder
+costs one existence check of its tree (a touch on a local store), and its blobs are trusted, as
+git and restic trust a tree they hold (docs/architecture.md, "trusting a tree"). A tree the store
+no longer has makes its folder be logged again, blob by blob. full=True trusts no tree (every
+blob checked, as a first log does: it restores blobs lost from under unchanged folders).
+
+Memory: one folder's entries per level of depth, plus a dir entry per unchanged folder.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import time
 from dataclasses import dataclass
+from operator import attrgetter
 
 import xxhash
 
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput
 from .hashing import digest_bytes, is_racy
-from .ingest import Candidate, Progress, _check_encodable, _check_inside, _checked, _is_ancestor, is_temp_name
-from .trees import canonical_tree_json, parse_tree
+from .ingest import Candidate, Progress, _check_encodable, _check_inside, _checked, _is_ancestor, is_temp_name, refresh
+from .layout import tree_key
+from .trees import canonical_tree_json
 
 _TREE_BATCH = 256  # trees written per batch (each a folder's worth of entries)
+_CHECK_BATCH = 1024  # trees of unchanged folders checked per existence check
 
 
 @dataclass
@@ -35,42 +44,113 @@ class FolderLogResult:
 
 
 class FolderLog:
-    """check(root) first (refusals before anything is written), then run(root, progress)."""
+    """check(root) first (every refusal before anything is written), then run(root, progress)."""
 
-    def __init__(self, store):
+    def __init__(self, store, full: bool = False):
         self.store = store
         self.cache = store.stat_cache
+        self.full = full
         self.ingestor = None
         self._trees: list[tuple[str, bytes]] = []  # made, not yet handed to the store
+        self._unchanged: dict[str, dict] = {}  # folder (absolute) -> its dir entry {tree, files, bytes}
+        self._outermost: list[str] = []  # unchanged folders whose parent changed: those run() reaches
+        self._present: set[str] = set()  # unchanged folders whose tree the store was found to hold
+        self._remember: list[tuple[str, str, str]] = []  # (folder, fingerprint, tree) for the stat cache
 
     def check(self, root: str | os.PathLike) -> None:
-        """Refuse, before anything is written, a folder that cannot be logged and restored: a
-        name that is not UTF-8 or not a safe path, a symlink out of it or into a loop, an empty
-        folder. Reads only the directory listings (no stat of a file)."""
         root = os.fspath(root)
         if not os.path.exists(root):
             raise InvalidInput(f"{root}: no such file or directory")
         if not os.path.isdir(root):
             raise InvalidInput(f"{root}: not a directory")
-        if not _check_folder(root, "", os.path.realpath(root), root):
+        found, unchanged = self._scan(root, "", os.path.realpath(root), root)
+        if not found:
             raise InvalidInput(f"{root}: folder is empty, nothing to log")
+        if unchanged is not None:
+            self._outermost.append(os.path.abspath(root))
+
+    def _scan(self, directory: str, prefix: str, real_root: str, root: str) -> tuple[bool, dict | None]:
+        """check() for one folder and those below it: (whether it holds a file, its dir entry if
+        it and everything below it is unchanged)."""
+        dirs, files, changed_subs, names = [], [], [], []
+        for entry in _listing(directory):
+            name = entry.name
+            if is_temp_name(name):
+                continue  # a leftover of one of our own interrupted writes, never data
+            _check_encodable(name, entry.path)
+            names.append(name)
+            try:
+                if entry.is_symlink():
+                    _check_inside(entry.path, real_root, root)
+                    if entry.is_dir() and _is_ancestor(os.path.realpath(entry.path), os.path.realpath(directory)):
+                        raise InvalidInput(f"{entry.path}: symlink loop (points to a folder that contains it)")
+                if entry.is_dir():
+                    found, known = self._scan(entry.path, prefix + name + "/", real_root, root)
+                    if known is not None:
+                        dirs.append((name, known))
+                    elif found:
+                        changed_subs.append(name)
+                    continue
+                files.append((name, entry.stat()))
+            except OSError as e:
+                raise InvalidInput(f"cannot read {entry.path}: {e.strerror or e}") from e
+        known = None
+        if not changed_subs and not self.full and (files or dirs):
+            known = self._known(os.path.abspath(directory), files, dirs)
+        if known is None:
+            for name in names:  # names of unchanged folders were checked when they were logged
+                _checked(prefix + name)
+            self._outermost.extend(os.path.abspath(os.path.join(directory, name)) for name, _ in dirs)
+        return bool(files or dirs or changed_subs), known
+
+    def _known(self, key: str, files: list, dirs: list) -> dict | None:
+        """The dir entry of an unchanged folder, noted for run(); None if its fingerprint is new."""
+        tree = self.cache.folder_lookup(key, _fingerprint(files, [(n, d["tree"]) for n, d in dirs]))
+        if tree is None:
+            return None
+        entry = {"tree": tree, "files": len(files) + sum(d["files"] for _, d in dirs),
+                 "bytes": sum(st.st_size for _, st in files) + sum(d["bytes"] for _, d in dirs)}
+        self._unchanged[key] = entry
+        return entry
 
     def run(self, root: str | os.PathLike, progress: Progress | None = None) -> FolderLogResult:
         # total None: unknown until the walk ends (no second pass over a million files)
         self.ingestor = self.store.ingestor(progress, total=None)
+        self._check_trees(self._outermost)
         top = self._folder(os.fspath(root), "")
         if top is None:
             raise InvalidInput(f"{root}: folder is empty, nothing to log")
-        result = self.ingestor.finish()
         self._flush_trees()
+        # Only now (blobs and trees durable) may the cache say a folder's tree is in a store.
+        self.store.backend.sync()
+        for row in self._remember:
+            self.cache.folder_remember(*row)
+        result = self.ingestor.finish()
         return FolderLogResult(top["tree"], top["files"], top["bytes"], result.uploaded_files, result.uploaded_bytes)
 
+    def _check_trees(self, folders: list[str]) -> None:
+        """One existence check (a touch on a local store: a concurrent gc then keeps the tree and
+        all it lists) per batch of unchanged folders' trees; those found are trusted."""
+        for i in range(0, len(folders), _CHECK_BATCH):
+            batch = folders[i : i + _CHECK_BATCH]
+            held = refresh(self.store.backend, [tree_key(self._unchanged[f]["tree"]) for f in batch])
+            self._present.update(f for f in batch if tree_key(self._unchanged[f]["tree"]) in held)
+
     def _folder(self, directory: str, prefix: str) -> dict | None:
-        """The dir entry ({name, tree, files, bytes}) of one folder, None if it holds no file."""
+        """The dir entry ({tree, files, bytes}) of one folder, None if it holds no file."""
+        key = os.path.abspath(directory)
+        known = self._unchanged.get(key)
+        if known is not None:
+            if key not in self._present:
+                self._check_trees([key])  # an unchanged folder below one whose tree was missing
+            if key in self._present:
+                if self.ingestor.progress:
+                    self.ingestor.progress(known["bytes"], None)
+                return known
         dirs, files = [], []
         for entry in _listing(directory):
             if is_temp_name(entry.name):
-                continue  # a leftover of one of our own interrupted writes, never data
+                continue
             try:
                 if entry.is_dir():
                     sub = self._folder(entry.path, prefix + entry.name + "/")
@@ -83,39 +163,17 @@ class FolderLog:
             files.append(Candidate(path=prefix + entry.name, source=entry.path, stat=st))
         if not dirs and not files:
             return None
-        key = os.path.abspath(directory)
-        fingerprint = _fingerprint(dirs, files)
-        known = self.cache.folder_lookup(key, fingerprint)
-        if known is not None:
-            reused = self._reuse(known, dirs, files)
-            if reused is not None:
-                return reused
-        return self._build(key, fingerprint, dirs, files)
+        return self._build(key, dirs, files)
 
-    def _reuse(self, digest: str, dirs: list[dict], files: list[Candidate]) -> dict | None:
-        """The entry of an unchanged folder from its known tree, if the store holds the tree (None:
-        log the folder afresh). Its blobs are checked as any other's (the Ingestor: touched, or
-        uploaded from the folder if lost); the tree is handed to put_trees again (touched)."""
-        try:
-            data = self.store.tree_bytes(digest)
-        except NotFound:
-            return None
-        tree = parse_tree(data, digest)
-        if [(f.name, f.size) for f in tree.files] != [(c.path.rpartition("/")[2], c.size) for c in files]:
-            return None
-        for f, cand in zip(tree.files, files):
-            self.ingestor.add(cand, f.digest)
-        self._add_tree(digest, data)
-        return {"tree": digest, "files": tree.total_files, "bytes": tree.total_bytes}
-
-    def _build(self, key: str, fingerprint: str, dirs: list[dict], files: list[Candidate]) -> dict:
+    def _build(self, key: str, dirs: list[dict], files: list[Candidate]) -> dict:
         entries = [{"name": c.path.rpartition("/")[2], "digest": self.ingestor.add(c), "size": c.size} for c in files]
         data = canonical_tree_json(dirs, entries)
         digest = digest_bytes(data)
         self._add_tree(digest, data)
         now = time.time_ns()
         if not any(is_racy(c.stat, now) for c in files):
-            self.cache.folder_remember(key, fingerprint, digest)
+            stats = [(e["name"], c.stat) for e, c in zip(entries, files)]
+            self._remember.append((key, _fingerprint(stats, [(d["name"], d["tree"]) for d in dirs]), digest))
         return {"tree": digest, "files": len(entries) + sum(d["files"] for d in dirs),
                 "bytes": sum(e["size"] for e in entries) + sum(d["bytes"] for d in dirs)}
 
@@ -125,45 +183,23 @@ class FolderLog:
             self._flush_trees()
 
     def _flush_trees(self) -> None:
+        """Trees go to the store after the blobs they list (put_trees makes those durable first):
+        a tree in a store is evidence that its blobs are there."""
+        self.ingestor.flush()
         self.store.put_trees(self._trees)
         self._trees = []
-
-
-def _check_folder(directory: str, prefix: str, real_root: str, root: str) -> bool:
-    """check() for one folder and those below it; whether any file was found."""
-    found = False
-    for entry in _listing(directory):
-        if is_temp_name(entry.name):
-            continue
-        _check_encodable(entry.name, entry.path)
-        _checked(prefix + entry.name)
-        try:
-            if entry.is_symlink():
-                _check_inside(entry.path, real_root, root)
-                if entry.is_dir() and _is_ancestor(os.path.realpath(entry.path), os.path.realpath(directory)):
-                    raise InvalidInput(f"{entry.path}: symlink loop (points to a folder that contains it)")
-            is_dir = entry.is_dir()
-        except OSError as e:
-            raise InvalidInput(f"cannot read {entry.path}: {e.strerror or e}") from e
-        found = _check_folder(entry.path, prefix + entry.name + "/", real_root, root) or found if is_dir else True
-    return found
 
 
 def _listing(directory: str) -> list[os.DirEntry]:
     try:
         with os.scandir(directory) as it:
-            return sorted(it, key=lambda e: e.name)
+            return sorted(it, key=attrgetter("name"))
     except OSError as e:
         raise InvalidInput(f"cannot read {directory}: {e.strerror or e}") from e
 
 
-def _fingerprint(dirs: list[dict], files: list[Candidate]) -> str:
-    """What an unchanged folder shows: each file's stat as the stat cache keys it, and each
-    subfolder's tree (itself unchanged only if its own fingerprint was)."""
-    h = xxhash.xxh3_128()
-    for c in files:
-        st = c.stat
-        h.update(f"f\0{c.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
-    for d in dirs:
-        h.update(f"d\0{d['name']}\0{d['tree']}\n".encode())
-    return h.hexdigest()
+def _fingerprint(files: list[tuple[str, os.stat_result]], dirs: list[tuple[str, str]]) -> str:
+    """What an unchanged folder shows: each file's name and stat as the stat cache keys it, and
+    each subfolder's name and tree (itself unchanged only if its own fingerprint was)."""
+    stats = [(n, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for n, st in files]
+    return xxhash.xxh3_128_hexdigest(marshal.dumps((stats, dirs), 4))

@@ -31,6 +31,8 @@ def log_dataset(
     type: Annotated[str, typer.Option("--type", help="Artifact type")] = "dataset",
     alias: Annotated[Optional[list[str]], typer.Option("--alias", help="Alias to point at this version")] = None,
     metadata: Annotated[Optional[str], typer.Option(help="JSON object stored with the version")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Check every file's blob in the store, trusting no unchanged "
+                                       "folder's tree (puts back blobs lost from the store, as verify reports them)")] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
@@ -50,7 +52,8 @@ def log_dataset(
         source = datasets.LocalSource(path, path.absolute().name, "", None, None)  # the folder as it is
     s = open_store(store, storage_option, create=True)
     with progress_bar(f"logging {path}", not json_out) as advance:
-        result = source.log(s, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance)
+        result = source.log(s, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance,
+                            **({"full": True} if full else {}))
     r = result.record
     what = "new version" if result.created else "unchanged, same version"
     emit(json_out, result.summary(),

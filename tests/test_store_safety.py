@@ -4,6 +4,7 @@ cannot round-trip, large files streamed."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -16,7 +17,7 @@ import pytest
 
 import artifactkit
 from artifactkit.errors import InvalidInput
-from artifactkit.layout import object_key
+from artifactkit.layout import object_key, tree_key
 from test_store import make_folder
 
 PAST = 1_600_000_000
@@ -32,13 +33,24 @@ def folder_bytes(root: Path) -> dict[str, bytes]:
 
 
 def orphan_everything(store_dir: Path) -> None:
-    """Leave only blobs (and manifests) behind, old: what an interrupted log of long ago leaves."""
+    """Leave only blobs, trees and manifests behind, old: what an interrupted log of long ago leaves."""
     for p in (store_dir / "artifacts").rglob("*"):
         if p.is_file():
             p.unlink()
-    for p in list((store_dir / "objects").rglob("*")) + list((store_dir / "manifests").rglob("*")):
+    for part in ("objects", "trees", "manifests"):
+        for p in (store_dir / part).rglob("*"):
+            if p.is_file():
+                os.utime(p, (PAST, PAST))
+
+
+def settle(root: Path) -> Path:
+    """Files as users have them: changed long ago (not racily clean), so a log remembers each
+    folder's fingerprint and the next log trusts the tree of an unchanged folder."""
+    for p in root.rglob("*"):
         if p.is_file():
             os.utime(p, (PAST, PAST))
+    time.sleep(0.15)  # nor racy by ctime, which utime just set
+    return root
 
 
 # -- 1. gc racing a log ------------------------------------------------------------------------
@@ -64,6 +76,73 @@ def test_gc_racing_a_log_never_loses_a_blob(tmp_path):
         assert report.ok, (round_, report.problems[:3])
         assert not list(store_dir.rglob(".ak-gc-*"))  # nothing left aside
         assert pulled(store, "d", tmp_path / f"out{round_}") == folder_bytes(data)
+
+
+def test_gc_racing_a_log_that_trusts_unchanged_trees_never_loses_a_blob(tmp_path):
+    """The same race where the log re-uses unchanged folders (stat cache on): it touches one tree
+    per folder and trusts the blobs the tree lists, so gc must keep everything a tree it keeps
+    lists, and a log whose tree gc took must log that folder again."""
+    data = settle(make_folder(tmp_path / "d", n=150, size=300))
+    store_dir = tmp_path / "s"
+    env = {**os.environ, "ARTIFACTKIT_CACHE_DIR": str(tmp_path / "cache")}
+    log_cmd = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(store_dir), "--json"]
+    subprocess.run(log_cmd, check=True, capture_output=True, env=env)
+    rng = random.Random(18)
+    uploads = []
+    for round_ in range(12):
+        orphan_everything(store_dir)
+        gc_cmd = [sys.executable, "-m", "artifactkit", "gc", "--grace", "60", "--store", str(store_dir)]
+        first, second = (log_cmd, gc_cmd) if round_ % 2 else (gc_cmd, log_cmd)  # either may start first
+        procs = [subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)]
+        time.sleep(rng.uniform(0.0, 0.15))
+        procs.append(subprocess.Popen(second, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        (out, err), (gc_out, gc_err) = [p.communicate() for p in (procs if first is log_cmd else procs[::-1])]
+        assert all(p.returncode == 0 for p in procs), (err, gc_err)
+        uploads.append(json.loads(out.strip().splitlines()[-1])["uploaded_files"])
+        store = artifactkit.open_store(str(store_dir))
+        report = artifactkit.verify(store)
+        assert report.ok, (round_, report.problems[:3])
+        assert not list(store_dir.rglob(".ak-gc-*"))
+        assert pulled(store, "d", tmp_path / f"out{round_}") == folder_bytes(data)
+    # Both ways were taken: rounds that re-used every tree, rounds where gc took them first.
+    assert 0 in uploads and max(uploads) > 0, uploads
+
+
+def test_a_tree_gc_keeps_keeps_what_it_lists(tmp_path):
+    """A tree touched recently (a log re-using that folder is in flight) keeps its subtrees and
+    blobs, however old they are; once it is old too, all of it goes, trees first."""
+    data = make_folder(tmp_path / "d", n=2)
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    root = store.log_folder(data).record.manifest
+    orphan_everything(store_dir)
+    os.utime(store_dir / tree_key(root))  # as a log re-using the whole folder does
+    kept = artifactkit.gc(store, grace_seconds=60)
+    assert (kept.deleted_objects, kept.deleted_trees, kept.kept_recent) == (0, 0, 1)
+    orphan_everything(store_dir)
+    gone = artifactkit.gc(store, grace_seconds=60)
+    assert (gone.deleted_objects, gone.deleted_trees) == (4, 3)
+    assert not [p for part in ("objects", "trees") for p in (store_dir / part).rglob("*") if p.is_file()]
+
+
+def test_a_tree_touched_after_gc_listed_it_keeps_what_it_lists(tmp_path):
+    """gc's set-aside step on its own (no timing to win): a log touched the root tree after gc
+    listed everything as old and unreferenced. The tree is put back with its subtrees (already
+    set aside by then) and every blob they list is spared."""
+    from artifactkit.maintenance import _delete_aside, _Kept, _Live
+
+    data = make_folder(tmp_path / "d", n=2)
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    root = store.log_folder(data).record.manifest
+    orphan_everything(store_dir)
+    trees, blobs = (list(store.backend.list(part + "/")) for part in ("trees", "objects"))
+    os.utime(store_dir / tree_key(root))  # the log re-uses the whole folder now
+    kept = _Kept(store)
+    assert _delete_aside(store_dir, trees, _Live(store).read(), kept) == []
+    assert all(kept.holds(b.key) for b in blobs) and len(blobs) == 4
+    assert not list(store_dir.rglob(".ak-gc-*"))
+    assert all((store_dir / t.key).is_file() for t in trees)
 
 
 def test_gc_puts_back_what_a_killed_gc_left_aside(tmp_path):
@@ -138,6 +217,45 @@ def test_lost_blob_is_uploaded_again_by_the_next_log(tmp_path, change):
     assert again.uploaded_files == 1 + change
     assert artifactkit.verify(store).ok
     assert pulled(store, "d", tmp_path / "out") == folder_bytes(data)
+
+
+def test_an_unchanged_folder_costs_one_tree_touch_and_full_puts_back_a_lost_blob(tmp_path):
+    """Cost proportional to what changed: a re-log checks the tree of an unchanged folder, not
+    its blobs (they are trusted, as git and restic trust a tree they hold). So a blob lost from
+    under an unchanged folder is found by verify, which says how to put it back: a log with
+    full=True (--full) checks every blob."""
+    data = settle(make_folder(tmp_path / "d", n=3))
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    v0 = store.log_folder(data)
+    by_path = store.manifest(v0.record).by_path()
+    lost = by_path["images/0.jpg"].digest
+    (store_dir / object_key(lost)).unlink()
+    old_blob = store_dir / object_key(by_path["images/1.jpg"].digest)
+    os.utime(old_blob, (PAST, PAST))
+    (data / "labels" / "1.txt").write_text("changed\n")
+    again = store.log_folder(data)
+    assert again.uploaded_files == 1  # the changed label; images/ is unchanged: its tree is re-used
+    assert old_blob.stat().st_mtime == PAST  # ... and its blobs are not touched one by one
+    report = artifactkit.verify(store)
+    assert [p for p in report.problems if "images/0.jpg missing blob" in p and "--full" in p], report.problems
+    full = store.log_folder(data, full=True)
+    assert full.uploaded_files == 1 and artifactkit.verify(store).ok
+    assert pulled(store, "d", tmp_path / "out") == folder_bytes(data)
+
+
+def test_a_tree_missing_from_the_store_makes_its_folder_be_logged_again(tmp_path):
+    """The stat cache knows the folder, the store lost its tree (and blobs): the log finds the
+    tree missing and logs that folder blob by blob, so the version is whole."""
+    data = settle(make_folder(tmp_path / "d", n=2))
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    store.log_folder(data, name="a")
+    orphan_everything(store_dir)
+    assert artifactkit.gc(store, grace_seconds=0).deleted_trees == 3
+    again = store.log_folder(data, name="b")
+    assert again.uploaded_files == 4 and artifactkit.verify(store).ok
+    assert pulled(store, "b", tmp_path / "out") == folder_bytes(data)
 
 
 # -- 4. pull never loses local edits, reports extras, one-line errors -----------------------
