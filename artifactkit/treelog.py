@@ -72,13 +72,11 @@ class FolderLog:
     def _scan(self, directory: str, prefix: str, real_root: str, root: str) -> tuple[bool, dict | None]:
         """check() for one folder and those below it: (whether it holds a file, its dir entry if
         it and everything below it is unchanged)."""
-        dirs, files, changed_subs, names = [], [], [], []
-        for entry in _listing(directory):
+        dirs, files, changed_subs = [], [], []
+        listing = [e for e in _listing(directory) if e.name[0] != "." or not is_temp_name(e.name)]
+        _check_names_encodable(listing)
+        for entry in listing:
             name = entry.name
-            if is_temp_name(name):
-                continue  # a leftover of one of our own interrupted writes, never data
-            _check_encodable(name, entry.path)
-            names.append(name)
             try:
                 if entry.is_symlink():
                     _check_inside(entry.path, real_root, root)
@@ -91,15 +89,16 @@ class FolderLog:
                     elif found:
                         changed_subs.append(name)
                     continue
-                files.append((name, entry.stat()))
+                st = entry.stat()
             except OSError as e:
                 raise InvalidInput(f"cannot read {entry.path}: {e.strerror or e}") from e
+            files.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         known = None
         if not changed_subs and not self.full and (files or dirs):
             known = self._known(os.path.abspath(directory), files, dirs)
         if known is None:
-            for name in names:  # names of unchanged folders were checked when they were logged
-                _checked(prefix + name)
+            for entry in listing:  # names of unchanged folders were checked when they were logged
+                _checked(prefix + entry.name)
             self._outermost.extend(os.path.abspath(os.path.join(directory, name)) for name, _ in dirs)
         return bool(files or dirs or changed_subs), known
 
@@ -109,7 +108,7 @@ class FolderLog:
         if tree is None:
             return None
         entry = {"tree": tree, "files": len(files) + sum(d["files"] for _, d in dirs),
-                 "bytes": sum(st.st_size for _, st in files) + sum(d["bytes"] for _, d in dirs)}
+                 "bytes": sum(f[1] for f in files) + sum(d["bytes"] for _, d in dirs)}
         self._unchanged[key] = entry
         return entry
 
@@ -172,7 +171,7 @@ class FolderLog:
         self._add_tree(digest, data)
         now = time.time_ns()
         if not any(is_racy(c.stat, now) for c in files):
-            stats = [(e["name"], c.stat) for e, c in zip(entries, files)]
+            stats = [(e["name"], *_stat_key(c.stat)) for e, c in zip(entries, files)]
             self._remember.append((key, _fingerprint(stats, [(d["name"], d["tree"]) for d in dirs]), digest))
         return {"tree": digest, "files": len(entries) + sum(d["files"] for d in dirs),
                 "bytes": sum(e["size"] for e in entries) + sum(d["bytes"] for d in dirs)}
@@ -198,8 +197,21 @@ def _listing(directory: str) -> list[os.DirEntry]:
         raise InvalidInput(f"cannot read {directory}: {e.strerror or e}") from e
 
 
-def _fingerprint(files: list[tuple[str, os.stat_result]], dirs: list[tuple[str, str]]) -> str:
-    """What an unchanged folder shows: each file's name and stat as the stat cache keys it, and
-    each subfolder's name and tree (itself unchanged only if its own fingerprint was)."""
-    stats = [(n, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for n, st in files]
-    return xxhash.xxh3_128_hexdigest(marshal.dumps((stats, dirs), 4))
+def _check_names_encodable(listing: list[os.DirEntry]) -> None:
+    """_check_encodable for a whole folder: one encode of all names (the fast path of every log)."""
+    try:
+        "/".join([e.name for e in listing]).encode("utf-8")
+    except UnicodeEncodeError:
+        for e in listing:
+            _check_encodable(e.name, e.path)
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is unchanged, as the stat cache keys a file."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _fingerprint(files: list[tuple[str, int, int, int, int]], dirs: list[tuple[str, str]]) -> str:
+    """What an unchanged folder shows: each file's name and _stat_key, and each subfolder's name
+    and tree (itself unchanged only if its own fingerprint was)."""
+    return xxhash.xxh3_128_hexdigest(marshal.dumps((files, dirs), 4))
