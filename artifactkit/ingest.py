@@ -159,7 +159,7 @@ def _digest(cand: Candidate, cache) -> tuple[str, bytes | None]:
         digest, size = hash_file(cand.source)
         data = None
     else:
-        data = read_file(cand.source)
+        data = read_file(cand.source, cand.size)
         digest, size = digest_bytes(data), len(data)
     if size != cand.stat.st_size:
         raise InvalidInput(f"{cand.source} changed while it was being logged")
@@ -202,7 +202,7 @@ def _source(backend, digest: str, cand: Candidate, data: bytes | None, cache):
     path = cand.source
     if cand.size > _STREAM_BYTES:
         return HashingReader(path, digest)
-    data = read_file(path)
+    data = read_file(path, cand.size)
     if digest_bytes(data) != digest:
         cache.forget(os.path.abspath(path))
         raise InvalidInput(f"{path} changed while it was being logged; log it again")
