@@ -210,7 +210,7 @@ def test_stat_cache_skips_rehash_but_sees_changes(tmp_path, store, monkeypatch):
     store.log_folder(data)
     reads = []
     real = ingest.read_file
-    monkeypatch.setattr(ingest, "read_file", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(ingest, "read_file", lambda p, *size: reads.append(p) or real(p, *size))
     store.log_folder(data)
     assert reads == []
     (data / "images" / "2.jpg").write_bytes(os.urandom(2000))
