@@ -219,7 +219,7 @@ def test_lost_blob_is_uploaded_again_by_the_next_log(tmp_path, change):
     assert pulled(store, "d", tmp_path / "out") == folder_bytes(data)
 
 
-def test_an_unchanged_folder_costs_one_tree_touch_and_full_puts_back_a_lost_blob(tmp_path):
+def test_an_unchanged_folder_costs_one_tree_touch_and_full_puts_back_a_lost_blob(tmp_path, cli):
     """Cost proportional to what changed: a re-log checks the tree of an unchanged folder, not
     its blobs (they are trusted, as git and restic trust a tree they hold). So a blob lost from
     under an unchanged folder is found by verify, which says how to put it back: a log with
@@ -239,8 +239,8 @@ def test_an_unchanged_folder_costs_one_tree_touch_and_full_puts_back_a_lost_blob
     assert old_blob.stat().st_mtime == PAST  # ... and its blobs are not touched one by one
     report = artifactkit.verify(store)
     assert [p for p in report.problems if "images/0.jpg missing blob" in p and "--full" in p], report.problems
-    full = store.log_folder(data, full=True)
-    assert full.uploaded_files == 1 and artifactkit.verify(store).ok
+    full = cli("log-dataset", str(data), "--full", "--store", str(store_dir), "--json")
+    assert json.loads(full.stdout.strip().splitlines()[-1])["uploaded_files"] == 1 and artifactkit.verify(store).ok
     assert pulled(store, "d", tmp_path / "out") == folder_bytes(data)
 
 
