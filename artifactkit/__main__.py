@@ -18,4 +18,5 @@ if "artifactkit_cli" not in sys.modules and (_checkout / "pyproject.toml").is_fi
 
 from artifactkit_cli.main import main  # noqa: E402
 
-main()
+if __name__ == "__main__":  # not when a worker process (multiprocessing) imports the main module again
+    main()

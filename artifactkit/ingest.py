@@ -15,12 +15,13 @@ Two rules keep a store whole (docs/architecture.md, "gc safety"):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from .backends.local import TMP_PREFIX as LOCAL_TMP_PREFIX, LocalBackend
+from .backends.local import LocalBackend
 from .errors import InvalidInput
-from .fileio import TMP_PREFIX, is_own_temp
+from .folderscan import check_encodable
 from .hashing import HashingReader, NullStatCache, StatCache, digest_bytes, hash_file, read_file
 from .layout import object_key
 from .manifest import Entry, check_relative_path
@@ -29,18 +30,7 @@ Progress = Callable[[int, "int | None"], None]  # (bytes just processed, total b
 _BATCH_BYTES = 64 << 20
 _BATCH_FILES = 1024
 _STREAM_BYTES = 16 << 20  # larger files are hashed and copied in chunks, never read whole
-
-
-def is_temp_name(name: str) -> bool:
-    """Temp files artifactkit itself leaves in a folder when killed mid-write: fileio's, fsspec's
-    read_to of one of ours (".<ours>.<hex>.part"), and the local backend's older ".tmp-<hex>".
-    All of them start with a dot: the one test most names of a million-file log need."""
-    if not name.startswith("."):
-        return False
-    if is_own_temp(name) or name.startswith("." + TMP_PREFIX):
-        return True
-    rest = name[len(LOCAL_TMP_PREFIX):] if name.startswith(LOCAL_TMP_PREFIX) else ""
-    return len(rest) in (16, 32) and all(c in "0123456789abcdef" for c in rest)
+_DRIVE_NAME = re.compile(r"/[A-Za-z]:")  # a later name like "C:x", refused in a tree (the first: check_relative_path)
 
 
 @dataclass
@@ -209,22 +199,17 @@ def _source(backend, digest: str, cand: Candidate, data: bytes | None, cache):
     return data
 
 
-def _check_encodable(name: str, where: str | None = None) -> None:
-    """A name that is not UTF-8 cannot be stored in a manifest and restored: refuse it before
-    anything is written, naming the file (its undecodable bytes shown as \\xNN)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = os.fsencode(where or name).decode("utf-8", "backslashreplace")
-        raise InvalidInput(f"{shown}: file name is not valid UTF-8; rename it to log this folder") from None
-
-
 def _checked(path: str) -> str:
-    _check_encodable(path)
+    """A path to log: safe as a manifest path, and every name in it as a tree entry name
+    (trees.check_component), wherever the folder logged begins."""
+    check_encodable(path)
     try:
-        return check_relative_path(path)
+        check_relative_path(path)
     except ValueError as e:
         raise InvalidInput(str(e)) from None
+    if _DRIVE_NAME.search(path):
+        raise InvalidInput(f"unsafe manifest path {path!r}: a file or folder name may not start with a drive letter")
+    return path
 
 
 def _is_ancestor(a: str, b: str) -> bool:

@@ -1,8 +1,9 @@
 """Keeping a store honest: verify re-hashes everything; gc removes what no version references.
 
 gc safety rule: gc never deletes a blob, tree or manifest referenced by a version committed
-before gc finishes (it marks through every live version's trees, and treats trees as blobs below). Three mechanisms, because a log may find a blob already present (left by an interrupted
-log long ago, older than the grace period) at any moment while gc runs:
+before gc finishes (it marks through every live version's trees, and treats trees as blobs
+below). Four mechanisms, because a log may find a blob already present (left by an interrupted
+log long ago, older than the grace period) or trust a tree it holds, at any moment while gc runs:
 - gc reads the version records after listing objects, and reads them again just before deleting
   (and, on a local store, once more after moving the doomed files aside): whatever a version
   committed meanwhile references is spared;
@@ -13,8 +14,10 @@ log long ago, older than the grace period) at any moment while gc runs:
   fails, and the log uploads the blob again from its folder (or logs the folder again). A trash
   file left by a killed gc is put back by the next gc if it is referenced, deleted otherwise;
 - a tree gc keeps keeps everything it lists (a recent tree, one touched while gc ran, a live
-  one): gc settles the trees first, then spares every blob and subtree a kept tree lists, and
-  deletes doomed trees before doomed blobs, so no tree outlives its blobs, even if gc is killed;
+  one): gc settles the trees first, then spares every blob and subtree a kept tree lists (put
+  back from a trash name if a gc, this one, a killed one or a concurrent one, set it aside; if a
+  kept tree cannot be read at all, this gc deletes no blob), and deletes doomed trees before
+  doomed blobs;
 - object stores have no touch: there the re-reads are the protection, and the window left is
   between gc's last re-read and its delete request (docs/architecture.md).
 """
@@ -201,9 +204,11 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     others = [i for i in doomed if digest_of_tree_key(_original_key(i.key)) is None]
     if local:  # trees first (what a tree touched meanwhile lists is spared), then what is left
         doomed = _delete_aside(store.backend.root, trees, live, kept)
-        others = [i for i in others if not kept.holds(_original_key(i.key))]
+        others = [i for i in others if not kept.holds(_original_key(i.key))] if kept.complete else []
         doomed += _delete_aside(store.backend.root, others, live, kept)
     else:
+        if not kept.complete:
+            others = []
         store.backend.delete([i.key for i in trees])  # no tree outlives its blobs
         store.backend.delete([i.key for i in others])
         doomed = trees + others
@@ -224,6 +229,7 @@ class _Kept:
         self.trees: set[str] = set()
         self.blobs: set[str] = set()
         self.aside: dict[str, str] = {}  # tree key -> its trash key, while a gc holds it aside
+        self.complete = True  # False once a kept tree could not be read: then gc deletes no blob
 
     def add(self, digests: Iterable[str]) -> None:
         for digest in digests:
@@ -239,12 +245,15 @@ class _Kept:
 
     def _read(self, digest: str) -> Tree:
         key = tree_key(digest)
-        trash = self.aside.pop(key, None)
-        if trash is not None:
-            _restore(self.store.backend.root, trash, key)  # a kept tree lists it: it stays
+        if isinstance(self.store.backend, LocalBackend):
+            # A kept tree lists it: it stays. It may be aside by this gc, by a killed one, or by
+            # one running now (which then finds its trash file gone, and deletes nothing of it).
+            trash = self.aside.pop(key, None) or _trash_key(key)
+            _restore(self.store.backend.root, trash, key)
         try:
             return self.store.read_tree(digest)
-        except ArtifactkitError:  # gone or damaged: it keeps nothing more
+        except ArtifactkitError:  # unreadable: what it lists is unknown, so no blob may go
+            self.complete = False
             return Tree()
 
 

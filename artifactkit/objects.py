@@ -27,7 +27,7 @@ from .trees import Tree, compress_tree, decompress_tree, parse_tree
 # The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").
 # A store without the marker is format 1 (every store written before the marker existed).
 # 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
-STORE_FORMAT = 2
+STORE_FORMAT = 3  # 3: a tree is evidence that its blobs are there (docs/architecture.md): older gc would not keep them
 _FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 
 

@@ -32,7 +32,8 @@ from .cache import BlobCache, default_blob_cache
 from .errors import BackendError, InvalidInput, NotFound
 from .fileio import atomic_path
 from .hashing import digest_file
-from .ingest import Progress, is_temp_name
+from .folderscan import is_temp_name
+from .ingest import Progress
 from .manifest import Entry, VersionRecord, check_relative_path
 from .store import Store
 from .uri import Ref, parse_ref

@@ -1,8 +1,9 @@
 """Logging a folder as trees (trees.py), one folder at a time, bottom-up, in two passes.
 
 check() walks the whole folder before anything is written: every refusal (names, symlinks, an
-empty folder), a stat of every file, and each folder's fingerprint (its files' names and stats as
-the stat cache keys a file, its subfolders' trees). A folder whose fingerprint, and every
+empty folder), a stat of every file (folderscan.py: in worker processes for a large tree), and
+each folder's fingerprint (its files' names and stats as the stat cache keys a file, its
+subfolders' trees). A folder whose fingerprint, and every
 subfolder's, is known from an earlier log is *unchanged*: its tree is noted and the folder is not
 read again. run() writes: it re-lists only the folders that changed and ingests their files (stat
 cache per file, hash while copying, every blob checked against the store); an unchanged folder
@@ -20,13 +21,13 @@ import marshal
 import os
 import time
 from dataclasses import dataclass
-from operator import attrgetter
 
 import xxhash
 
 from .errors import InvalidInput
+from .folderscan import LevelLister, Listed, files_digest, listing, stat_key
 from .hashing import digest_bytes, is_racy
-from .ingest import Candidate, Progress, _check_encodable, _check_inside, _checked, _is_ancestor, is_temp_name, refresh
+from .ingest import Candidate, Progress, _check_inside, _checked, _is_ancestor, refresh
 from .layout import tree_key
 from .trees import canonical_tree_json
 
@@ -63,52 +64,64 @@ class FolderLog:
             raise InvalidInput(f"{root}: no such file or directory")
         if not os.path.isdir(root):
             raise InvalidInput(f"{root}: not a directory")
-        found, unchanged = self._scan(root, "", os.path.realpath(root), root)
+        listed = self._list_all(root)
+        found, unchanged = self._scan(root, "", listed)
         if not found:
             raise InvalidInput(f"{root}: folder is empty, nothing to log")
         if unchanged is not None:
             self._outermost.append(os.path.abspath(root))
 
-    def _scan(self, directory: str, prefix: str, real_root: str, root: str) -> tuple[bool, dict | None]:
-        """check() for one folder and those below it: (whether it holds a file, its dir entry if
+    def _list_all(self, root: str) -> dict[str, Listed]:
+        """Every folder listed and its files statted (folderscan.py: in worker processes for a
+        large tree), level by level; a symlink out of root or into a loop is refused before the
+        level below it is listed. Memory: one small record per folder."""
+        real_root = os.path.realpath(root)
+        listed: dict[str, Listed] = {}
+        lister = LevelLister()
+        try:
+            level = [root]
+            while level:
+                below = []
+                for directory, folder in zip(level, lister.list(level)):
+                    listed[directory] = folder
+                    for name in folder.links:
+                        path = os.path.join(directory, name)
+                        _check_inside(path, real_root, root)
+                        if name in folder.subdirs and _is_ancestor(os.path.realpath(path), os.path.realpath(directory)):
+                            raise InvalidInput(f"{path}: symlink loop (points to a folder that contains it)")
+                    below.extend(os.path.join(directory, name) for name in folder.subdirs)
+                level = below
+        finally:
+            lister.close()
+        return listed
+
+    def _scan(self, directory: str, prefix: str, listed: dict[str, Listed]) -> tuple[bool, dict | None]:
+        """Bottom-up over what _list_all found: (whether the folder holds a file, its dir entry if
         it and everything below it is unchanged)."""
-        dirs, files, changed_subs = [], [], []
-        listing = [e for e in _listing(directory) if e.name[0] != "." or not is_temp_name(e.name)]
-        _check_names_encodable(listing)
-        for entry in listing:
-            name = entry.name
-            try:
-                if entry.is_symlink():
-                    _check_inside(entry.path, real_root, root)
-                    if entry.is_dir() and _is_ancestor(os.path.realpath(entry.path), os.path.realpath(directory)):
-                        raise InvalidInput(f"{entry.path}: symlink loop (points to a folder that contains it)")
-                if entry.is_dir():
-                    found, known = self._scan(entry.path, prefix + name + "/", real_root, root)
-                    if known is not None:
-                        dirs.append((name, known))
-                    elif found:
-                        changed_subs.append(name)
-                    continue
-                st = entry.stat()
-            except OSError as e:
-                raise InvalidInput(f"cannot read {entry.path}: {e.strerror or e}") from e
-            files.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        folder = listed.pop(directory)
+        dirs, changed = [], False
+        for name in folder.subdirs:
+            found, known = self._scan(os.path.join(directory, name), prefix + name + "/", listed)
+            if known is not None:
+                dirs.append((name, known))
+            elif found:
+                changed = True
         known = None
-        if not changed_subs and not self.full and (files or dirs):
-            known = self._known(os.path.abspath(directory), files, dirs)
+        if not changed and not self.full and (folder.files or dirs):
+            known = self._known(os.path.abspath(directory), folder, dirs)
         if known is None:
-            for entry in listing:  # names of unchanged folders were checked when they were logged
+            for entry in listing(directory):  # names of unchanged folders were checked when they were logged
                 _checked(prefix + entry.name)
             self._outermost.extend(os.path.abspath(os.path.join(directory, name)) for name, _ in dirs)
-        return bool(files or dirs or changed_subs), known
+        return bool(folder.files or dirs or changed), known
 
-    def _known(self, key: str, files: list, dirs: list) -> dict | None:
+    def _known(self, key: str, folder: Listed, dirs: list) -> dict | None:
         """The dir entry of an unchanged folder, noted for run(); None if its fingerprint is new."""
-        tree = self.cache.folder_lookup(key, _fingerprint(files, [(n, d["tree"]) for n, d in dirs]))
+        tree = self.cache.folder_lookup(key, _fingerprint(folder.files_digest, [(n, d["tree"]) for n, d in dirs]))
         if tree is None:
             return None
-        entry = {"tree": tree, "files": len(files) + sum(d["files"] for _, d in dirs),
-                 "bytes": sum(f[1] for f in files) + sum(d["bytes"] for _, d in dirs)}
+        entry = {"tree": tree, "files": folder.files + sum(d["files"] for _, d in dirs),
+                 "bytes": folder.bytes + sum(d["bytes"] for _, d in dirs)}
         self._unchanged[key] = entry
         return entry
 
@@ -147,9 +160,7 @@ class FolderLog:
                     self.ingestor.progress(known["bytes"], None)
                 return known
         dirs, files = [], []
-        for entry in _listing(directory):
-            if is_temp_name(entry.name):
-                continue
+        for entry in listing(directory):
             try:
                 if entry.is_dir():
                     sub = self._folder(entry.path, prefix + entry.name + "/")
@@ -171,7 +182,7 @@ class FolderLog:
         self._add_tree(digest, data)
         now = time.time_ns()
         if not any(is_racy(c.stat, now) for c in files):
-            stats = [(e["name"], *_stat_key(c.stat)) for e, c in zip(entries, files)]
+            stats = files_digest([(e["name"], *stat_key(c.stat)) for e, c in zip(entries, files)])
             self._remember.append((key, _fingerprint(stats, [(d["name"], d["tree"]) for d in dirs]), digest))
         return {"tree": digest, "files": len(entries) + sum(d["files"] for d in dirs),
                 "bytes": sum(e["size"] for e in entries) + sum(d["bytes"] for d in dirs)}
@@ -189,29 +200,7 @@ class FolderLog:
         self._trees = []
 
 
-def _listing(directory: str) -> list[os.DirEntry]:
-    try:
-        with os.scandir(directory) as it:
-            return sorted(it, key=attrgetter("name"))
-    except OSError as e:
-        raise InvalidInput(f"cannot read {directory}: {e.strerror or e}") from e
-
-
-def _check_names_encodable(listing: list[os.DirEntry]) -> None:
-    """_check_encodable for a whole folder: one encode of all names (the fast path of every log)."""
-    try:
-        "/".join([e.name for e in listing]).encode("utf-8")
-    except UnicodeEncodeError:
-        for e in listing:
-            _check_encodable(e.name, e.path)
-
-
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    """What says a file is unchanged, as the stat cache keys a file."""
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-
-
-def _fingerprint(files: list[tuple[str, int, int, int, int]], dirs: list[tuple[str, str]]) -> str:
-    """What an unchanged folder shows: each file's name and _stat_key, and each subfolder's name
-    and tree (itself unchanged only if its own fingerprint was)."""
+def _fingerprint(files: str, dirs: list[tuple[str, str]]) -> str:
+    """What an unchanged folder shows: its files' digest (folderscan.files_digest: names and stat
+    keys) and each subfolder's name and tree (itself unchanged only if its own fingerprint was)."""
     return xxhash.xxh3_128_hexdigest(marshal.dumps((files, dirs), 4))

@@ -231,3 +231,43 @@ def test_memory_store_roundtrip(tmp_path):
 def test_unknown_scheme():
     with pytest.raises(InvalidInput, match="unknown URI scheme 'nope'"):
         artifactkit.open_store("nope://x")
+
+
+def test_a_large_tree_is_listed_in_worker_processes_with_the_same_result(tmp_path, monkeypatch):
+    """Pass 1 of a folder log lists a large tree in a process pool (folderscan.py); here every
+    level of more than one folder is "large". The pool's listing equals this process's, the
+    version is the same tree, unchanged folders are still found, and an error in a worker (a
+    name that is not UTF-8, four folders down) is the same one line naming the file."""
+    from artifactkit import folderscan
+
+    data = tmp_path / "d"
+    for i in range(6):
+        make_folder(data / f"part{i}", n=3)
+    past = 1_600_000_000
+    for p in data.rglob("*"):
+        if p.is_file():
+            os.utime(p, (past, past))
+    time.sleep(0.15)
+    folders = sorted(str(p) for p in data.iterdir())
+    here = [folderscan.list_folder(f) for f in folders]
+    first = artifactkit.open_store(str(tmp_path / "s1")).log_folder(data)
+
+    monkeypatch.setattr(folderscan, "_POOL_MIN_FILES", 0)
+    monkeypatch.setattr(folderscan, "_POOL_PROBE", 1)
+    lister = folderscan.LevelLister()
+    try:
+        assert lister.list(folders) == here
+        assert lister._pool is not None or (os.cpu_count() or 1) < 2
+    finally:
+        lister.close()
+    store = artifactkit.open_store(str(tmp_path / "s2"))
+    pooled = store.log_folder(data)
+    assert pooled.record.manifest == first.record.manifest and pooled.uploaded_files == first.uploaded_files
+    again = store.log_folder(data)  # every folder unchanged: found through the pool's listing
+    assert not again.created and again.uploaded_files == 0
+    deep = data / "part3" / "images" / "a" / "b"
+    deep.mkdir(parents=True)
+    with open(os.path.join(os.fsencode(deep), b"bad\xff.jpg"), "wb") as f:
+        f.write(b"x")
+    with pytest.raises(InvalidInput, match=r"bad\\xff.jpg: file name is not valid UTF-8"):
+        store.log_folder(data)

@@ -85,7 +85,7 @@ def test_format_1_versions_keep_reading_and_an_unchanged_relog_is_the_same_versi
     assert (again.record.label, again.created) == ("v0", False)
     (tmp_path / "out" / "a.txt").write_bytes(b"new")
     v1 = store.log_folder(tmp_path / "out", name="d")
-    assert (v1.record.label, v1.record.layout, store.format()) == ("v1", "tree", 2)
+    assert (v1.record.label, v1.record.layout, store.format()) == ("v1", "tree", STORE_FORMAT)
     assert artifactkit.gc(store, grace_seconds=0).deleted_objects == 0 and artifactkit.verify(store).ok
     assert artifactkit.pull(store, "d:v0", tmp_path / "v0").written_files == 3
 

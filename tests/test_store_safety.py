@@ -404,3 +404,50 @@ def test_a_file_above_the_streaming_threshold_round_trips(tmp_path):
     with pytest.raises(artifactkit.errors.IntegrityError):
         artifactkit.pull(store, "d:v0", tmp_path / "out2")
     assert not (tmp_path / "out2" / "big.bin").exists()
+
+
+def test_gc_keeps_what_a_kept_tree_lists_even_from_a_killed_gc_trash(tmp_path):
+    """A gc killed after setting a folder's subtrees aside (the root tree, touched by a log, was
+    put back): the next gc keeps the recent root, so it puts back the subtrees it lists from
+    their trash names and keeps their blobs; a log trusting the root then commits a whole version."""
+    data = make_folder(tmp_path / "d", n=2)
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    root = store.log_folder(data).record.manifest
+    orphan_everything(store_dir)
+    for sub in store.read_tree(root).dirs:
+        key = store_dir / tree_key(sub.tree)
+        key.rename(key.with_name(".ak-gc-" + key.name))
+    os.utime(store_dir / tree_key(root))
+    report = artifactkit.gc(store, grace_seconds=60)
+    assert report.deleted_objects == 0 and not list(store_dir.rglob(".ak-gc-*"))
+    assert store.log_folder(data).uploaded_files == 0
+    assert artifactkit.verify(store).ok and pulled(store, "d", tmp_path / "out") == folder_bytes(data)
+
+
+def test_gc_deletes_no_blob_when_a_kept_tree_cannot_be_read(tmp_path):
+    """What a recent tree lists is unknown if one of its subtrees is gone: gc keeps every blob."""
+    data = make_folder(tmp_path / "d", n=2)
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    root = store.log_folder(data).record.manifest
+    orphan_everything(store_dir)
+    (store_dir / tree_key(store.read_tree(root).dirs[0].tree)).unlink()
+    os.utime(store_dir / tree_key(root))
+    assert artifactkit.gc(store, grace_seconds=60).deleted_objects == 0
+    assert len([p for p in (store_dir / "objects").rglob("*") if p.is_file()]) == 4
+
+
+def test_a_drive_letter_name_is_refused_wherever_the_folder_logged_begins(tmp_path):
+    """A tree refuses a name like "C:x" anywhere (trees.check_component), so logging refuses it
+    in a subfolder too, not only at the top; unchanged folders skip no such check."""
+    parent = tmp_path / "p"
+    data = parent / "d"
+    data.mkdir(parents=True)
+    (data / "ok.txt").write_text("fine")
+    (data / "C:x").write_text("x")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    for folder in (parent, data, parent):
+        with pytest.raises(InvalidInput, match="C:x"):
+            store.log_folder(folder)
+    assert not store.artifact_names()
