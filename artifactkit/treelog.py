@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-from .errors import InvalidInput
+from .errors import IntegrityError, InvalidInput
 from .folderscan import LevelLister, Listed, files_digest, listing, stat_key
 from .hashing import digest_bytes, is_racy
 from .ingest import Candidate, Progress, _check_inside, _checked, _is_ancestor, refresh
@@ -56,6 +56,7 @@ class FolderLog:
         self._unchanged: dict[str, dict] = {}  # folder (absolute) -> its dir entry {tree, files, bytes}
         self._outermost: list[str] = []  # unchanged folders whose parent changed: those run() reaches
         self._present: set[str] = set()  # unchanged folders whose tree the store was found to hold
+        self._used: list[str] = []  # those of them this version re-uses (checked again before the commit)
         self._remember: list[tuple[str, str, str]] = []  # (folder, fingerprint, tree) for the stat cache
 
     def check(self, root: str | os.PathLike) -> None:
@@ -133,6 +134,7 @@ class FolderLog:
         if top is None:
             raise InvalidInput(f"{root}: folder is empty, nothing to log")
         self._flush_trees()
+        self._touch_trusted_again()
         # Only now (blobs and trees durable) may the cache say a folder's tree is in a store.
         self.store.backend.sync()
         for row in self._remember:
@@ -148,6 +150,18 @@ class FolderLog:
             held = refresh(self.store.backend, [tree_key(self._unchanged[f]["tree"]) for f in batch])
             self._present.update(f for f in batch if tree_key(self._unchanged[f]["tree"]) in held)
 
+    def _touch_trusted_again(self) -> None:
+        """The trees trusted at the start, checked (touched) again just before the commit: a log
+        that outlasts gc's grace period must not commit a tree gc took meanwhile. Refused then,
+        with nothing committed (a gc that ran during this log; logging again re-uploads)."""
+        trusted = [self._unchanged[f]["tree"] for f in self._used]
+        for i in range(0, len(trusted), _CHECK_BATCH):
+            keys = [tree_key(d) for d in trusted[i : i + _CHECK_BATCH]]
+            gone = set(keys) - refresh(self.store.backend, keys)
+            if gone:
+                raise IntegrityError(f"{self.store.uri}/{min(gone)}: a tree this log re-used was removed while it ran "
+                                     "(a gc?); nothing was committed: log again")
+
     def _folder(self, directory: str, prefix: str) -> dict | None:
         """The dir entry ({tree, files, bytes}) of one folder, None if it holds no file."""
         key = os.path.abspath(directory)
@@ -156,6 +170,7 @@ class FolderLog:
             if key not in self._present:
                 self._check_trees([key])  # an unchanged folder below one whose tree was missing
             if key in self._present:
+                self._used.append(key)
                 if self.ingestor.progress:
                     self.ingestor.progress(known["bytes"], None)
                 return known

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import artifactkit
-from artifactkit.errors import InvalidInput
+from artifactkit.errors import IntegrityError, InvalidInput
 from artifactkit.layout import object_key, tree_key
 from test_store import make_folder
 
@@ -451,3 +451,25 @@ def test_a_drive_letter_name_is_refused_wherever_the_folder_logged_begins(tmp_pa
         with pytest.raises(InvalidInput, match="C:x"):
             store.log_folder(folder)
     assert not store.artifact_names()
+
+
+def test_a_log_whose_trusted_tree_is_taken_while_it_runs_commits_nothing(tmp_path):
+    """gc's grace period is shorter than this log: the tree of an unchanged folder, trusted at the
+    start, is gone by the commit. The log checks its trusted trees again and refuses to commit."""
+    data = settle(make_folder(tmp_path / "d", n=2))
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    first = store.log_folder(data)
+    labels_tree = {d.name: d.tree for d in store.read_tree(first.record.manifest).dirs}["labels"]
+    (data / "images" / "1.jpg").write_bytes(b"changed")  # images/ changed, labels/ unchanged
+    taken = []
+
+    def gc_meanwhile(done, total):
+        if not taken:
+            taken.append((store_dir / tree_key(labels_tree)).unlink())
+
+    with pytest.raises(IntegrityError, match="removed while it ran"):
+        store.log_folder(data, progress=gc_meanwhile)
+    assert store.version_numbers("d") == [0]
+    again = store.log_folder(data)  # labels/ is logged blob by blob now: whole again
+    assert again.record.version == 1 and artifactkit.verify(store).ok
