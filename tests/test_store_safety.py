@@ -94,7 +94,9 @@ def test_gc_racing_a_log_that_trusts_unchanged_trees_never_loses_a_blob(tmp_path
         gc_cmd = [sys.executable, "-m", "artifactkit", "gc", "--grace", "60", "--store", str(store_dir)]
         first, second = (log_cmd, gc_cmd) if round_ % 2 else (gc_cmd, log_cmd)  # either may start first
         procs = [subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)]
-        time.sleep(rng.uniform(0.0, 0.15))
+        # gc first: it lists and sets aside before the log starts (the log re-logs what gc took);
+        # log first: it touches its trees while gc starts (gc keeps what they list).
+        time.sleep(rng.uniform(0.1, 0.3) if first is log_cmd else rng.uniform(0.0, 0.15))
         procs.append(subprocess.Popen(second, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
         (out, err), (gc_out, gc_err) = [p.communicate() for p in (procs if first is log_cmd else procs[::-1])]
         assert all(p.returncode == 0 for p in procs), (err, gc_err)
