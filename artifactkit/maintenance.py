@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator
 
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
-from .errors import ArtifactkitError
+from .errors import ArtifactkitError, NotFound
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key, tree_key
@@ -92,6 +92,8 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
                     if bytes.fromhex(digest) not in present:
                         report.problems.append(f"{where}: {path} missing blob {object_key(digest)}"
                                                " (log-dataset --full of a folder holding the file puts it back)")
+            except NotFound as e:  # a tree gone: the folder it was made from can make it again
+                report.problems.append(f"{where}: {e} (log-dataset --full of its folder puts it back)")
             except ArtifactkitError as e:
                 report.problems.append(f"{where}: {e}")
     return report

@@ -475,3 +475,15 @@ def test_a_log_whose_trusted_tree_is_taken_while_it_runs_commits_nothing(tmp_pat
     assert store.version_numbers("d") == [0]
     again = store.log_folder(data)  # labels/ is logged blob by blob now: whole again
     assert again.record.version == 1 and artifactkit.verify(store).ok
+
+
+def test_a_lost_tree_is_reported_with_its_repair_and_full_puts_it_back(tmp_path):
+    data = settle(make_folder(tmp_path / "d", n=2))
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    root = store.log_folder(data).record.manifest
+    (store_dir / tree_key(store.read_tree(root).dirs[0].tree)).unlink()
+    problems = artifactkit.verify(store).problems
+    assert len(problems) == 1 and "not found" in problems[0] and "--full" in problems[0]
+    assert not store.log_folder(data, full=True).created  # the same content, the same version
+    assert artifactkit.verify(store).ok and pulled(store, "d", tmp_path / "out") == folder_bytes(data)
