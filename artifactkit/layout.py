@@ -7,6 +7,8 @@ import re
 OBJECTS = "objects"
 MANIFESTS = "manifests"
 TREES = "trees"
+PACKS = "packs"  # remote stores: many small blobs in one object (backends/packs.py)
+INDEX = "index"  # remote stores: which pack holds which blob, one index object per pack write
 ARTIFACTS = "artifacts"
 RUNS = "runs"
 RUN_RECORD = "run.json"
@@ -24,11 +26,7 @@ def object_key(digest: str) -> str:
 
 
 def digest_of_object_key(key: str) -> str | None:
-    parts = key.split("/")
-    if len(parts) != 3 or parts[0] != OBJECTS or len(parts[1]) != 2 or len(parts[2]) != 30:
-        return None
-    digest = parts[1] + parts[2]
-    return digest if _HEX.match(digest) else None
+    return _digest_under(OBJECTS, key)
 
 
 def tree_key(digest: str) -> str:
@@ -36,8 +34,29 @@ def tree_key(digest: str) -> str:
 
 
 def digest_of_tree_key(key: str) -> str | None:
+    return _digest_under(TREES, key)
+
+
+def pack_key(digest: str) -> str:
+    return f"{PACKS}/{digest[:2]}/{digest[2:]}"
+
+
+def digest_of_pack_key(key: str) -> str | None:
+    return _digest_under(PACKS, key)
+
+
+def index_key(digest: str) -> str:
+    return f"{INDEX}/{digest[:2]}/{digest[2:]}"
+
+
+def digest_of_index_key(key: str) -> str | None:
+    return _digest_under(INDEX, key)
+
+
+def _digest_under(top: str, key: str) -> str | None:
+    """top/ab/cdef… (32 hex digits in all) -> the digest; None for any other shape."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != TREES or len(parts[1]) != 2 or len(parts[2]) != 30:
+    if len(parts) != 3 or parts[0] != top or len(parts[1]) != 2 or len(parts[2]) != 30:
         return None
     digest = parts[1] + parts[2]
     return digest if _HEX.match(digest) else None

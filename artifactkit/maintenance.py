@@ -141,6 +141,7 @@ class GcReport:
     deleted_bytes: int = 0
     deleted_manifests: int = 0
     deleted_trees: int = 0
+    deleted_packs: int = 0  # packs of a remote store whose upload was cut before its index
     kept_recent: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -214,6 +215,9 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
         store.backend.delete([i.key for i in trees])  # no tree outlives its blobs
         store.backend.delete([i.key for i in others])
         doomed = trees + others
+    sweep = getattr(store.backend, "sweep", None)  # a remote store's packs that no index names
+    if sweep is not None:
+        report.deleted_packs = sweep(cutoff)
     for info in doomed:
         report.deleted_objects += digest_of_object_key(info.key) is not None
         report.deleted_bytes += info.size if digest_of_object_key(info.key) is not None else 0

@@ -27,7 +27,11 @@ from .trees import Tree, compress_tree, decompress_tree, parse_tree
 # The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").
 # A store without the marker is format 1 (every store written before the marker existed).
 # 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
-STORE_FORMAT = 3  # 3: a tree is evidence that its blobs are there (docs/architecture.md): older gc would not keep them
+# 3: a tree is evidence that its blobs are there (docs/architecture.md): older gc would not keep them.
+# 4: small blobs may live in packs (backends/packs.py): older code would not find them. Only a
+# backend that writes packs marks a store 4 (its `store_format`); the others still write 3.
+STORE_FORMAT = 4  # the newest this code reads
+WRITTEN_FORMAT = 3  # what a store of plain blob files is marked
 _FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 
 
@@ -72,9 +76,10 @@ class ObjectStore:
         """Before the first write: refuse a newer store, and mark the store with the format this
         code writes (never lowering it: a format-N reader reads every older format)."""
         self.format()
-        if self._format < STORE_FORMAT:
-            self.backend.write(FORMAT_KEY, b'{"format": %d}\n' % STORE_FORMAT)
-            self._format = STORE_FORMAT
+        written = getattr(self.backend, "store_format", WRITTEN_FORMAT)
+        if self._format < written:
+            self.backend.write(FORMAT_KEY, b'{"format": %d}\n' % written)
+            self._format = written
 
     @property
     def remote(self) -> bool:

@@ -132,28 +132,37 @@ def test_four_concurrent_writers_get_four_distinct_versions(s3_bucket, tmp_path)
     assert artifactkit.verify(s).ok
 
 
-def test_v1_with_two_changed_files_puts_two_blobs_and_the_records(s3_bucket, tmp_path):
+@pytest.mark.parametrize("packed", [True, False])
+def test_v1_with_two_changed_files_puts_two_blobs_and_the_records(s3_bucket, tmp_path, packed):
     data = make_dataset(tmp_path / "chess", 40)
-    s = artifactkit.open_store(f"{s3_bucket}/count")
+    uri, options = f"{s3_bucket}/count", {} if packed else {"pack": "false"}
+    s = artifactkit.open_store(uri, options)
     lists, heads = count_calls(s, "ListObjectsV2", "Prefix"), count_calls(s, "HeadObject")
+    puts = count_calls(s, "PutObject")
     s.log_folder(data)
     # 81 new blobs: one listing, no HEAD per blob; one existence check per folder's tree (3)
     assert (lists.count("count/objects/"), [h for h in heads if "/trees/" not in h]) == (1, [])
     assert len(heads) == 3
+    blob_puts = [k for k in puts if k.split("/")[1] in ("objects", "packs", "index")]
+    assert len(blob_puts) == (2 if packed else 81)  # one pack and its index, or one PUT per blob
     (data / "images" / "00007.jpg").write_bytes(b"x")
     (data / "labels" / "00007.txt").write_text("0 0.9 0.9 0.1 0.1\n")
-    s = artifactkit.open_store(f"{s3_bucket}/count")  # a fresh process's view: a new client
+    s = artifactkit.open_store(uri, options)  # a fresh process's view: a new client
     puts, heads = count_calls(s, "PutObject"), count_calls(s, "HeadObject")
     lists = count_calls(s, "ListObjectsV2", "Prefix")
     s.log_folder(data)
     kinds = sorted(k.split("/")[1] for k in puts)
     # probe refused: 412; the trees on the path to the 2 changed files (images/, labels/, the
     # root): O(depth) metadata objects, not one manifest listing every file
-    assert kinds == [".artifactkit", "artifacts", "objects", "objects", "trees", "trees", "trees"], puts
-    # Every blob of v1 is checked (none assumed present because v0 had it): the 81 keys are one
-    # listing of objects/, no HEAD per key; the 3 trees written were checked first (3 HEADs).
-    assert (lists.count("count/objects/"), [h for h in heads if "/trees/" not in h]) == (1, [])
-    assert len(heads) == 3
+    blobs = ["index", "packs"] if packed else ["objects", "objects"]
+    assert kinds == sorted([".artifactkit", "artifacts", *blobs, "trees", "trees", "trees"]), puts
+    # Every blob of v1 is checked (none assumed present because v0 had it). Packed: the index
+    # (one listing, one GET) knows 79 of the 81, the 2 new ones are asked for (2 HEADs); loose:
+    # the 81 keys are one listing of objects/. The 3 trees written were checked first (3 HEADs).
+    assert lists.count("count/objects/") == (0 if packed else 1)
+    assert len([h for h in heads if "/trees/" not in h]) == (2 if packed else 0)
+    assert len([h for h in heads if "/trees/" in h]) == 3
+    assert artifactkit.verify(s).ok
 
 
 def test_server_going_away_mid_upload_then_rerun_completes(own_s3_server, tmp_path, monkeypatch):
@@ -168,7 +177,8 @@ def test_server_going_away_mid_upload_then_rerun_completes(own_s3_server, tmp_pa
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     s3.create_bucket(Bucket=bucket)
     data = make_dataset(tmp_path / "chess", 150, size=20_000)
-    args = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", f"s3://{bucket}/a", "--json"]
+    args = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", f"s3://{bucket}/a", "--json",
+            "-o", "pack=false"]  # one object per blob: many requests, so the server can go away between them
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
     deadline = time.monotonic() + 60
     while s3.list_objects_v2(Bucket=bucket, Prefix="a/objects/").get("KeyCount", 0) < 30:

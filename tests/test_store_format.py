@@ -11,7 +11,7 @@ import pytest
 import artifactkit
 from artifactkit.errors import InvalidInput, NotFound
 from artifactkit.layout import FORMAT_KEY, object_key, tree_key
-from artifactkit.objects import STORE_FORMAT
+from artifactkit.objects import WRITTEN_FORMAT
 from test_cli_store import check_error
 from test_store import make_folder
 
@@ -25,13 +25,13 @@ def test_first_write_marks_the_format_and_unmarked_stores_are_format_1(tmp_path)
     store = artifactkit.open_store(str(root))
     assert store.format() == 1 and not (root / FORMAT_KEY).exists()  # opening writes nothing
     store.log_folder(make_folder(tmp_path / "d"))
-    assert json.loads((root / FORMAT_KEY).read_text()) == {"format": STORE_FORMAT}
+    assert json.loads((root / FORMAT_KEY).read_text()) == {"format": WRITTEN_FORMAT}
     (root / FORMAT_KEY).unlink()  # a store written before the marker existed
     old = artifactkit.open_store(str(root))
     assert old.format() == 1
     assert old.versions("d")[0].record.files == 12
     old.log_folder(tmp_path / "d")  # unchanged: the same version, and the marker is back
-    assert json.loads((root / FORMAT_KEY).read_text()) == {"format": STORE_FORMAT}
+    assert json.loads((root / FORMAT_KEY).read_text()) == {"format": WRITTEN_FORMAT}
 
 
 def test_a_newer_format_is_refused_in_one_line_and_nothing_written(tmp_path, cli):
@@ -85,7 +85,7 @@ def test_format_1_versions_keep_reading_and_an_unchanged_relog_is_the_same_versi
     assert (again.record.label, again.created) == ("v0", False)
     (tmp_path / "out" / "a.txt").write_bytes(b"new")
     v1 = store.log_folder(tmp_path / "out", name="d")
-    assert (v1.record.label, v1.record.layout, store.format()) == ("v1", "tree", STORE_FORMAT)
+    assert (v1.record.label, v1.record.layout, store.format()) == ("v1", "tree", WRITTEN_FORMAT)
     assert artifactkit.gc(store, grace_seconds=0).deleted_objects == 0 and artifactkit.verify(store).ok
     assert artifactkit.pull(store, "d:v0", tmp_path / "v0").written_files == 3
 

@@ -76,8 +76,8 @@ Factory = Callable[[str, "dict[str, Any] | None"], Backend]
 _FSSPEC = "artifactkit.backends.fs:FsspecBackend"
 _REGISTRY: dict[str, str | Factory] = {
     "file": "artifactkit.backends.local:open_local",
-    "s3": "artifactkit.backends.s3:S3Backend",
-    "s3a": "artifactkit.backends.s3:S3Backend",
+    "s3": "artifactkit.packs:packed_s3",
+    "s3a": "artifactkit.packs:packed_s3",
 }
 
 

@@ -154,6 +154,21 @@ class FsspecBackend:
     def _cat_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def read_ranges(self, requests: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """The bytes [start, end) of each (key, start, end), concurrently where the system allows."""
+        if not getattr(self.fs, "async_impl", False):
+            out = []
+            for key, start, end in requests:
+                try:
+                    out.append(self.fs.cat_file(self._path(key), start=start, end=end))
+                except Exception as e:
+                    raise self._fail(e, key, "read") from e
+            return out
+        results = self._gather([self.fs._cat_file(self._path(k), start=s, end=e, **self._cat_kwargs())
+                                for k, s, e in requests])
+        self._raise_first([k for k, _, _ in requests], results, "read")
+        return results
+
     def read_to(self, key: str, path: Path) -> None:
         path = Path(path)
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"

@@ -1,0 +1,217 @@
+"""Small blobs in packs on S3 (backends/packs.py), against the moto server: what is written,
+that every blob stays checked by its digest, that a damaged pack or index is named, what gc
+does with whole and partly dead packs, and the crash between a pack and its index."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import artifactkit
+from artifactkit.packs import PACK_TARGET
+from artifactkit.errors import IntegrityError
+from artifactkit.hashing import digest_bytes
+from artifactkit.layout import FORMAT_KEY, index_key, pack_key
+from artifactkit.lifecycle import delete_versions
+from artifactkit.objects import STORE_FORMAT
+
+
+@pytest.fixture
+def s3(s3_bucket, s3_env):
+    """(store URI, a boto3 client, the bucket) for a fresh bucket."""
+    import boto3
+
+    return f"{s3_bucket}/p", boto3.client("s3", endpoint_url=s3_env), s3_bucket[len("s3://"):]
+
+
+def keys(client, bucket: str, top: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"p/{top}/")
+    return sorted(o["Key"][2:] for page in pages for o in page.get("Contents", []))
+
+
+def get(client, bucket: str, key: str) -> bytes:
+    return client.get_object(Bucket=bucket, Key=f"p/{key}")["Body"].read()
+
+
+def put(client, bucket: str, key: str, data: bytes) -> None:
+    client.put_object(Bucket=bucket, Key=f"p/{key}", Body=data)
+
+
+def folder(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_small_blobs_go_into_one_pack_and_come_back_checked(s3, tmp_path):
+    uri, client, bucket = s3
+    files = {f"d{i % 3}/f{i}.txt": os.urandom(100 + i) for i in range(50)}
+    store = artifactkit.open_store(uri)
+    store.log_folder(folder(tmp_path / "ds", files))
+    assert keys(client, bucket, "objects") == []  # not one object per blob
+    assert (len(keys(client, bucket, "packs")), len(keys(client, bucket, "index"))) == (1, 1)
+    assert json.loads(get(client, bucket, FORMAT_KEY)) == {"format": STORE_FORMAT}  # older code refuses it
+    fresh = artifactkit.open_store(uri)  # another process: finds the blobs through the index
+    artifactkit.pull(fresh, "ds", tmp_path / "out")
+    assert {p: (tmp_path / "out" / p).read_bytes() for p in files} == files
+    assert artifactkit.verify(fresh).summary() == {"ok": True, "objects": 50, "versions": 1, "problems": []}
+
+
+def test_a_flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_pull(s3, tmp_path):
+    uri, client, bucket = s3
+    files = {"a.txt": b"a" * 300, "b.txt": b"b" * 300}
+    artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", files))
+    [pack] = keys(client, bucket, "packs")
+    data = bytearray(get(client, bucket, pack))
+    data[data.index(b"b")] ^= 1
+    put(client, bucket, pack, bytes(data))
+    report = artifactkit.verify(artifactkit.open_store(uri))
+    bad = f"objects/{digest_bytes(files['b.txt'])[:2]}/{digest_bytes(files['b.txt'])[2:]}"
+    assert report.problems[0] == f"{bad}: corrupt blob (content does not match its digest)"
+    assert report.problems[1].startswith(f"ds:v0: b.txt missing blob {bad}") and len(report.problems) == 2
+    with pytest.raises(IntegrityError, match=f"{bad}: blob is corrupt"):
+        artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+
+
+def _rewrite_index(client, bucket: str, edit) -> str:
+    """Replace the store's one index by an edited one, stored under the edited bytes' own digest
+    (so only the checks of its fields can catch it); returns the new key."""
+    [old] = keys(client, bucket, "index")
+    doc = edit(json.loads(get(client, bucket, old)))
+    data = json.dumps(doc).encode()
+    new = index_key(digest_bytes(data))
+    put(client, bucket, new, data)
+    client.delete_object(Bucket=bucket, Key=f"p/{old}")
+    return new
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: {**d, "pack": "../../artifacts"}, "invalid pack index"),
+    (lambda d: {**d, "blobs": [[b[0], d["size"], 1] for b in d["blobs"]]}, "invalid blob entry"),
+    (lambda d: {**d, "blobs": [["AB" * 16, 0, 1]]}, "invalid blob entry"),
+    (lambda d: {**d, "size": -1}, "invalid pack index"),
+    (lambda d: [d], "not a pack index"),
+])
+def test_an_index_read_from_the_store_is_checked_before_use(s3, tmp_path, edit, message):
+    uri, client, bucket = s3
+    artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", {"a.txt": b"a", "b.txt": b"b"}))
+    key = _rewrite_index(client, bucket, edit)
+    with pytest.raises(IntegrityError, match=f"{uri}/{key}: {message}"):
+        artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+
+
+def test_an_index_whose_bytes_do_not_match_its_name_is_refused(s3, tmp_path):
+    uri, client, bucket = s3
+    artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", {"a.txt": b"a"}))
+    [key] = keys(client, bucket, "index")
+    put(client, bucket, key, get(client, bucket, key).replace(b'"size":1', b'"size":2'))
+    with pytest.raises(IntegrityError, match=f"{uri}/{key}: index bytes do not match their digest"):
+        artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+
+
+def test_an_index_pointing_past_its_pack_is_named(s3, tmp_path):
+    uri, client, bucket = s3
+    artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", {"a.txt": b"a" * 10, "b.txt": b"b" * 10}))
+    [pack] = keys(client, bucket, "packs")
+    put(client, bucket, pack, get(client, bucket, pack)[:5])  # cut short: the index says 20 bytes
+    with pytest.raises(IntegrityError, match=f"{uri}/{pack}: pack is shorter than its index"):
+        artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+
+
+def test_gc_drops_dead_blobs_from_a_partly_dead_pack_and_whole_dead_packs(s3, tmp_path):
+    uri, client, bucket = s3
+    store = artifactkit.open_store(uri)
+    data = folder(tmp_path / "ds", {"keep.txt": b"kept by v1", "old.txt": b"only in v0"})
+    store.log_folder(data)
+    (data / "old.txt").write_bytes(b"v1's own")
+    store.log_folder(data)
+    packs_before = keys(client, bucket, "packs")
+    assert len(packs_before) == 2
+    delete_versions(store, "ds", [0])
+    report = artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0)
+    assert (report.deleted_objects, report.deleted_packs) == (1, 0)  # "only in v0" left its index
+    assert keys(client, bucket, "packs") == packs_before  # the first pack still holds keep.txt
+    fresh = artifactkit.open_store(uri)
+    assert artifactkit.verify(fresh).summary()["objects"] == 2 and artifactkit.verify(fresh).ok
+    artifactkit.pull(fresh, "ds:v1", tmp_path / "out", cache=False)
+    assert (tmp_path / "out" / "keep.txt").read_bytes() == b"kept by v1"
+    assert artifactkit.gc(fresh, grace_seconds=0).deleted_objects == 0  # nothing dead is listed again
+
+    delete_versions(fresh, "ds", [1])
+    artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0)
+    assert (keys(client, bucket, "packs"), keys(client, bucket, "index"), keys(client, bucket, "objects")) == ([], [], [])
+
+
+def test_a_pack_whose_index_never_came_is_swept_after_the_grace_period(s3, tmp_path):
+    uri, client, bucket = s3
+    store = artifactkit.open_store(uri)
+    store.log_folder(folder(tmp_path / "ds", {"a.txt": b"a"}))
+    orphan = pack_key(digest_bytes(b"a killed upload"))
+    put(client, bucket, orphan, b"a killed upload")
+    assert artifactkit.gc(artifactkit.open_store(uri)).deleted_packs == 0  # recent: may be in flight
+    assert orphan in keys(client, bucket, "packs")
+    assert artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0).deleted_packs == 1
+    assert orphan not in keys(client, bucket, "packs") and len(keys(client, bucket, "packs")) == 1
+    assert artifactkit.verify(artifactkit.open_store(uri)).ok
+
+
+def test_loose_and_packed_blobs_read_side_by_side(s3, tmp_path):
+    uri, client, bucket = s3
+    data = folder(tmp_path / "ds", {"a.txt": b"loose", "big.bin": os.urandom(1_100_000)})
+    artifactkit.open_store(uri, {"pack": "false"}).log_folder(data)
+    assert len(keys(client, bucket, "objects")) == 2 and keys(client, bucket, "packs") == []
+    (data / "b.txt").write_bytes(b"packed")
+    result = artifactkit.open_store(uri).log_folder(data)
+    assert result.uploaded_files == 1 and len(keys(client, bucket, "packs")) == 1
+    (data / "big2.bin").write_bytes(os.urandom(1_100_000))  # above PACK_BLOB_MAX: its own object
+    artifactkit.open_store(uri).log_folder(data)
+    assert len(keys(client, bucket, "objects")) == 3
+    artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"a.txt", "b.txt", "big.bin", "big2.bin"}
+    assert artifactkit.verify(artifactkit.open_store(uri)).summary()["objects"] == 4
+
+
+def test_push_to_s3_packs_and_pull_back_from_it(s3, tmp_path):
+    uri, client, bucket = s3
+    files = {f"f{i}.txt": os.urandom(50) for i in range(30)}
+    local = artifactkit.open_store(str(tmp_path / "local"))
+    local.log_folder(folder(tmp_path / "ds", files))
+    artifactkit.push(local, "ds", artifactkit.open_store(uri))
+    assert (len(keys(client, bucket, "packs")), keys(client, bucket, "objects")) == (1, [])
+    artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out")
+    assert {p: (tmp_path / "out" / p).read_bytes() for p in files} == files
+
+
+def test_killed_mid_upload_then_rerun_completes_and_gc_leaves_no_orphan(s3, tmp_path):
+    """kill -9 wherever the upload is (between packs, between a pack and its index): the rerun
+    sends what no index names yet, and gc removes the packs whose index never came."""
+    uri, client, bucket = s3
+    per_file = 200_000
+    n = 6 * PACK_TARGET // per_file  # ~6 packs, in more than one ingest batch
+    data = folder(tmp_path / "ds", {f"f{i:04d}.bin": os.urandom(per_file) for i in range(n)})
+    args = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", uri, "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not keys(client, bucket, "packs"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert keys(client, bucket, "artifacts") == []  # no version before its bytes
+    indexed = sum(len(json.loads(get(client, bucket, k))["blobs"]) for k in keys(client, bucket, "index"))
+    rerun = subprocess.run(args, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["uploaded_files"] == n - indexed
+    store = artifactkit.open_store(uri)
+    artifactkit.gc(store, grace_seconds=0)
+    named = {json.loads(get(client, bucket, k))["pack"] for k in keys(client, bucket, "index")}
+    assert {pack_key(d) for d in named} == set(keys(client, bucket, "packs"))
+    assert artifactkit.verify(artifactkit.open_store(uri)).ok
