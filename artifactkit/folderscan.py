@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import marshal
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -110,7 +108,7 @@ class LevelLister:
     estimated to hold more than _POOL_MIN_FILES files. close() stops the pool."""
 
     def __init__(self):
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool = None  # a ProcessPoolExecutor once started (imported then: ~11 ms of start-up)
         self._pool_failed = False
 
     def list(self, folders: list[str]) -> list[Listed]:
@@ -122,6 +120,8 @@ class LevelLister:
                 return probe + [list_folder(f) for f in rest]
         else:
             probe, rest = [], folders
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
             workers = self._pool._max_workers
             return probe + list(self._pool.map(list_folder, rest, chunksize=max(1, len(rest) // (workers * 8))))
@@ -134,6 +134,7 @@ class LevelLister:
         if self._pool_failed or (os.cpu_count() or 1) < 2:
             return False
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         try:
             # forkserver: never fork a process that may run threads (a training loop, wandb)
