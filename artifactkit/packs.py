@@ -20,6 +20,7 @@ Blobs above PACK_BLOB_MAX, trees, manifests and records stay objects of their ow
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import IntegrityError
-from .hashing import digest_bytes
+from .fileio import atomic_write
+from .hashing import cache_dir, digest_bytes
 from .layout import (INDEX, OBJECTS, PACKS, digest_of_index_key, digest_of_object_key, digest_of_pack_key, index_key,
                       object_key, pack_key)
 from .backends.base import ObjectInfo, Source
@@ -80,7 +82,7 @@ class PackedBackend:
             if self._where is None:
                 where: dict[bytes, tuple[int, int, int]] = {}
                 infos = {i.key: i for i in self.inner.list(INDEX + "/") if digest_of_index_key(i.key)}
-                for key, data in self.inner.read_many(list(infos)):
+                for key, data in self._index_bytes(list(infos)):
                     index = _Index.parse(self.inner.uri, key, data, infos[key].mtime)
                     self._indexes.append(index)
                     number = len(self._indexes) - 1
@@ -88,6 +90,26 @@ class PackedBackend:
                         where[digest] = (number, offset, length)
                 self._where = where
             return self._where
+
+    def _index_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
+        """Each index's bytes: from this machine's cache where it holds them (an index is named by
+        its digest, so any copy with the right digest is the index), else read and cached. A cached
+        copy that does not match its name is read again; the store's is checked by the caller."""
+        folder = _index_cache()
+        fetch = []
+        for key in keys:
+            try:
+                data = (folder / key).read_bytes() if folder is not None else None
+            except OSError:
+                data = None
+            if data is not None and digest_bytes(data) == digest_of_index_key(key):
+                yield key, data
+            else:
+                fetch.append(key)
+        for key, data in self.inner.read_many(fetch):
+            if digest_bytes(data) == digest_of_index_key(key):
+                _remember([(key, data)])
+            yield key, data
 
     def _locate(self, key: str) -> tuple[int, int, int] | None:
         """(index number, offset, length) of a packed blob's key; None for anything else."""
@@ -154,6 +176,7 @@ class PackedBackend:
         self.inner.write_many([(pack_key(d), data) for d, data, _ in named])
         indexes = [_Index.make(d, len(data), entries) for d, data, entries in named]
         self.inner.write_many([(index_key(ix.digest), ix.encoded) for ix in indexes])
+        _remember(indexes)
         with self._lock:
             if self._where is not None:
                 for index in indexes:
@@ -213,10 +236,7 @@ class PackedBackend:
         if self._locate(key) is None and not self._is_pending(key):
             self.inner.read_to(key, path)
             return
-        data = self.read(key)
-        tmp = Path(path).with_name(f".{Path(path).name}.part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write(path, self.read(key))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         yield from self.inner.list(prefix)
@@ -273,6 +293,24 @@ class PackedBackend:
             self._where, self._indexes = None, []
         self._located()
         return list(self._indexes)
+
+
+def _index_cache() -> Path | None:
+    """Where indexes read from any store are kept on this machine (None: ARTIFACTKIT_CACHE_DIR=off)."""
+    return None if os.environ.get("ARTIFACTKIT_CACHE_DIR") == "off" else cache_dir()
+
+
+def _remember(indexes: Iterable) -> None:
+    """Keep indexes (key, bytes) or _Index objects in this machine's cache."""
+    folder = _index_cache()
+    if folder is None:
+        return
+    for item in indexes:
+        key, data = (index_key(item.digest), item.encoded) if isinstance(item, _Index) else item
+        try:
+            atomic_write(folder / key, data)
+        except OSError:
+            return  # a cache that cannot be written costs a read next time, nothing more
 
 
 def _runs(wanted: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:

@@ -108,11 +108,12 @@ def test_an_index_read_from_the_store_is_checked_before_use(s3, tmp_path, edit, 
         artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
 
 
-def test_an_index_whose_bytes_do_not_match_its_name_is_refused(s3, tmp_path):
+def test_an_index_whose_bytes_do_not_match_its_name_is_refused(s3, tmp_path, monkeypatch):
     uri, client, bucket = s3
     artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", {"a.txt": b"a"}))
     [key] = keys(client, bucket, "index")
     put(client, bucket, key, get(client, bucket, key).replace(b'"size":1', b'"size":2'))
+    monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", str(tmp_path / "another-machine"))  # no good copy kept
     with pytest.raises(IntegrityError, match=f"{uri}/{key}: index bytes do not match their digest"):
         artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
 
@@ -215,3 +216,28 @@ def test_killed_mid_upload_then_rerun_completes_and_gc_leaves_no_orphan(s3, tmp_
     named = {json.loads(get(client, bucket, k))["pack"] for k in keys(client, bucket, "index")}
     assert {pack_key(d) for d in named} == set(keys(client, bucket, "packs"))
     assert artifactkit.verify(artifactkit.open_store(uri)).ok
+
+
+def test_indexes_are_kept_on_this_machine_and_a_damaged_copy_is_read_again(s3, tmp_path, monkeypatch):
+    from test_s3 import count_calls
+
+    uri, client, bucket = s3
+    files = {f"f{i}.txt": os.urandom(40) for i in range(5)}
+    artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", files))
+    [key] = keys(client, bucket, "index")
+    cached = Path(os.environ["ARTIFACTKIT_CACHE_DIR"]) / key
+    assert cached.read_bytes() == get(client, bucket, key)  # the writer kept it
+
+    def pull_counting_index_gets(out: str) -> int:
+        store = artifactkit.open_store(uri)
+        gets = count_calls(store, "GetObject")
+        artifactkit.pull(store, "ds", tmp_path / out, cache=False)
+        assert {p: (tmp_path / out / p).read_bytes() for p in files} == files
+        return len([g for g in gets if "/index/" in g])
+
+    assert pull_counting_index_gets("a") == 0
+    cached.write_bytes(b"damaged")
+    assert pull_counting_index_gets("b") == 1  # read again from the store, and kept again
+    assert cached.read_bytes() == get(client, bucket, key)
+    monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", "off")
+    assert pull_counting_index_gets("c") == 1
