@@ -82,6 +82,9 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
             report.problems.append(f"{key}: corrupt blob (content does not match its digest)")
         else:
             present.add(bytes.fromhex(digest))
+    damage = getattr(store.backend, "damage", None)  # a remote store's unusable pack indexes
+    if damage is not None:
+        report.problems += damage()
     checked: set[str] = set()  # trees read and checked (with all they list) for an earlier version
     for name in store.artifact_names():
         for version in store.version_numbers(name):

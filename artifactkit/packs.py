@@ -37,9 +37,14 @@ from .backends.base import ObjectInfo, Source
 PACK = "pack"  # storage option: pack=false keeps one object per blob (tools that expect them)
 PACK_BLOB_MAX = 1 << 20  # blobs up to 1 MiB are packed; a larger one is worth its own request
 PACK_TARGET = 8 << 20  # a pack is sent once it holds this much
-_MERGE_GAP = 256 << 10  # ranges of one pack closer than this are read in one GET
+_MERGE_GAP = 256 << 10  # blobs of one pack this close are read in one GET (if the gap is no
+# larger than what the range already wants: a subset pull never downloads whole packs for it)
+_RANGE_MAX = 16 << 20  # bytes of one range GET
+_READ_BATCH_BYTES = 64 << 20  # bytes of ranges in flight at once
+_MAP_TTL = 2.0  # seconds the index map answers existence within one log (until its sync)
 _INDEX_MAX = 64 << 20  # bytes of one index object (~1 M blobs): anything larger is refused
-_SIZE_MAX = 1 << 40
+_PACK_MAX = 4 << 30  # a pack's size as an index may state it
+_ENTRY_MAX = 64 << 20  # one packed blob's length as an index may state it
 _DIGEST = re.compile(r"[0-9a-f]{32}\Z")
 
 
@@ -59,37 +64,60 @@ class PackedBackend:
     """The Backend protocol over `inner` (an FsspecBackend), small blobs in packs (module doc).
     Anything not a blob key passes straight through; so do attributes (fs, capabilities, …)."""
 
-    store_format = 4  # a store holding packs: older artifactkit must refuse it (objects.py)
-
     def __init__(self, inner, write_packs: bool = True):
         self.inner = inner
         self.write_packs = write_packs
-        self._lock = threading.Lock()
-        self._where: dict[bytes, tuple[int, int, int]] | None = None  # blob -> (index no, offset, length)
-        self._indexes: list[_Index] = []
-        self._pending: list[tuple[str, bytes]] = []  # (digest, bytes) not yet in a pack sent
+        self.packs_deleted = 0  # by this backend's delete() and sweep() (gc reports it)
+        self._lock = threading.RLock()
+        self._indexes: dict[str, _Index] = {}  # index key -> the index (valid ones only)
+        self._where: dict[bytes, tuple[_Index, int, int]] = {}  # blob -> (index, offset, length)
+        self._damage: dict[str, str] = {}  # index key -> why it cannot be used (verify reports it)
+        self._listed_at = -1e9  # time.monotonic() of the last listing of index/ and packs/
+        self._pending: dict[str, bytes] = {}  # digest -> bytes not yet in a pack sent
         self._pending_bytes = 0
-        self._pending_digests: set[bytes] = set()
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
-    # -- the index ------------------------------------------------------------------------
-    def _located(self) -> dict[bytes, tuple[int, int, int]]:
-        """blob digest -> where it is, from every index of the store (read once: indexes are
-        immutable; those this process writes are added as it writes them)."""
+    @property
+    def store_format(self) -> int:
+        """The format a write through this backend marks the store with (objects.py): 4 where
+        packs may be written, so that older artifactkit refuses the store instead of missing them."""
+        return 4 if self.write_packs else 3
+
+    # -- the index map ------------------------------------------------------------------
+    def _refresh(self, force: bool = False) -> None:
+        """List index/ then packs/, read the indexes not seen yet, and map every blob of every
+        index whose pack is there. Within _MAP_TTL of the last listing, only if forced."""
         with self._lock:
-            if self._where is None:
-                where: dict[bytes, tuple[int, int, int]] = {}
-                infos = {i.key: i for i in self.inner.list(INDEX + "/") if digest_of_index_key(i.key)}
-                for key, data in self._index_bytes(list(infos)):
-                    index = _Index.parse(self.inner.uri, key, data, infos[key].mtime)
-                    self._indexes.append(index)
-                    number = len(self._indexes) - 1
-                    for digest, offset, length in index.blobs:
-                        where[digest] = (number, offset, length)
-                self._where = where
-            return self._where
+            if not force and time.monotonic() - self._listed_at < _MAP_TTL:
+                return
+            listed = {i.key: i for i in self.inner.list(INDEX + "/") if digest_of_index_key(i.key)}
+            packs = {d for i in self.inner.list(PACKS + "/") if (d := digest_of_pack_key(i.key))}
+            self._damage = {k: why for k, why in self._damage.items() if k in listed and "not in the store" not in why}
+            new = [k for k in listed if k not in self._indexes and k not in self._damage]
+            for key in [k for k in new if listed[k].size > _INDEX_MAX]:
+                self._damage[key] = f"{self.inner.uri}/{key}: index of {listed[key].size} bytes refused (at most {_INDEX_MAX})"
+            parsed = {}
+            for key, data in self._index_bytes([k for k in new if k not in self._damage]):
+                try:
+                    parsed[key] = _Index.parse(self.inner.uri, key, data, listed[key].mtime)
+                except IntegrityError as e:
+                    self._damage[key] = str(e)
+            indexes = {k: ix for k, ix in {**self._indexes, **parsed}.items() if k in listed}
+            for key, ix in indexes.items():
+                if ix.pack not in packs:
+                    self._damage[key] = f"{self.inner.uri}/{key}: names {pack_key(ix.pack)}, which is not in the store"
+            usable = {k: ix for k, ix in indexes.items() if ix.pack in packs}
+            if usable.keys() >= self._indexes.keys() and self._where:
+                added = [ix for k, ix in usable.items() if k not in self._indexes]
+            else:
+                self._where, added = {}, list(usable.values())
+            for ix in added:
+                for digest, offset, length in ix.blobs:
+                    self._where[digest] = (ix, offset, length)
+            self._indexes = usable
+            self._listed_at = time.monotonic()
 
     def _index_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
         """Each index's bytes: from this machine's cache where it holds them (an index is named by
@@ -111,10 +139,16 @@ class PackedBackend:
                 _remember([(key, data)])
             yield key, data
 
-    def _locate(self, key: str) -> tuple[int, int, int] | None:
-        """(index number, offset, length) of a packed blob's key; None for anything else."""
+    def _locate(self, key: str) -> tuple["_Index", int, int] | None:
+        """(index, offset, length) of a packed blob's key, from the map as it is; None otherwise."""
         digest = digest_of_object_key(key)
-        return None if digest is None else self._located().get(bytes.fromhex(digest))
+        return None if digest is None else self._where.get(bytes.fromhex(digest))
+
+    def damage(self) -> list[str]:
+        """What in index/ cannot be used (unreadable, invalid, naming a pack that is gone): one
+        line each, for verify. Their blobs are simply not found; nothing wrong is ever read."""
+        self._refresh(force=True)
+        return sorted(self._damage.values())
 
     # -- writing ------------------------------------------------------------------------
     def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
@@ -126,13 +160,9 @@ class PackedBackend:
             data = self._packable(key, src)
             if data is None:
                 loose.append((key, src))
-                continue
-            digest = digest_of_object_key(key)
-            if bytes.fromhex(digest) in self._pending_digests:
-                continue
-            self._pending.append((digest, data))
-            self._pending_digests.add(bytes.fromhex(digest))
-            self._pending_bytes += len(data)
+            elif (digest := digest_of_object_key(key)) not in self._pending:
+                self._pending[digest] = data
+                self._pending_bytes += len(data)
         self.inner.write_many(loose)
         if self._pending_bytes >= PACK_TARGET:
             self._send(final=False)
@@ -153,146 +183,156 @@ class PackedBackend:
     def _send(self, final: bool) -> None:
         """Send the pending blobs as packs of ~PACK_TARGET (all of them if final, else only full
         packs), then their indexes: an index never names a pack that is not there."""
-        packs: list[tuple[bytes, list[tuple[bytes, int, int]]]] = []
-        body: list[bytes] = []
-        entries: list[tuple[bytes, int, int]] = []
+        packs: list[tuple[list[str], int]] = []  # (digests, size)
+        digests: list[str] = []
         size = 0
-        rest: list[tuple[str, bytes]] = []
-        for i, (digest, data) in enumerate(self._pending):
-            entries.append((bytes.fromhex(digest), size, len(data)))
-            body.append(data)
+        for digest, data in self._pending.items():
+            digests.append(digest)
             size += len(data)
             if size >= PACK_TARGET:
-                packs.append((b"".join(body), entries))
-                body, entries, size = [], [], 0
-        if entries:
-            if final:
-                packs.append((b"".join(body), entries))
-            else:
-                rest = self._pending[len(self._pending) - len(entries):]
+                packs.append((digests, size))
+                digests, size = [], 0
+        if digests and final:
+            packs.append((digests, size))
         if not packs:
             return
-        named = [(digest_bytes(data), data, entries) for data, entries in packs]
-        self.inner.write_many([(pack_key(d), data) for d, data, _ in named])
-        indexes = [_Index.make(d, len(data), entries) for d, data, entries in named]
+        made = []
+        for digests, size in packs:
+            entries, offset = [], 0
+            for d in digests:
+                entries.append((bytes.fromhex(d), offset, len(self._pending[d])))
+                offset += len(self._pending[d])
+            data = b"".join(self._pending[d] for d in digests)
+            made.append((digest_bytes(data), data, entries))
+        self.inner.write_many([(pack_key(d), data) for d, data, _ in made])
+        indexes = [_Index.make(d, len(data), entries) for d, data, entries in made]
         self.inner.write_many([(index_key(ix.digest), ix.encoded) for ix in indexes])
         _remember(indexes)
         with self._lock:
-            if self._where is not None:
-                for index in indexes:
-                    self._indexes.append(index)
-                    for digest, offset, length in index.blobs:
-                        self._where[digest] = (len(self._indexes) - 1, offset, length)
-        self._pending = rest
-        self._pending_bytes = sum(len(d) for _, d in rest)
-        self._pending_digests = {bytes.fromhex(d) for d, _ in rest}
+            for ix in indexes:
+                self._indexes[index_key(ix.digest)] = ix
+                for digest, offset, length in ix.blobs:
+                    self._where[digest] = (ix, offset, length)
+        for digests, _ in packs:
+            for d in digests:
+                self._pending_bytes -= len(self._pending.pop(d))
 
     def sync(self) -> None:
         """Send every pending blob (the records that will reference them come after this)."""
         self._send(final=True)
         self.inner.sync()
+        self._listed_at = -1e9  # the next log (a long-lived process) lists the store again
 
     # -- reading ------------------------------------------------------------------------
     def exists(self, keys: Iterable[str]) -> set[str]:
         keys = list(dict.fromkeys(keys))
+        if any(digest_of_object_key(k) for k in keys):
+            self._refresh()  # a blob gc took meanwhile must not count as there
         found = {k for k in keys if self._locate(k) is not None or self._is_pending(k)}
         return found | self.inner.exists([k for k in keys if k not in found])
 
     def _is_pending(self, key: str) -> bool:
-        digest = digest_of_object_key(key)
-        return digest is not None and bytes.fromhex(digest) in self._pending_digests
+        return digest_of_object_key(key) in self._pending
 
     def read(self, key: str) -> bytes:
         return next(self.read_many([key]))[1]
 
     def read_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         keys = list(keys)
-        pending = dict(self._pending) if self._pending else {}
-        by_pack: dict[int, list[tuple[str, int, int]]] = {}
+        blobs = [k for k in keys if digest_of_object_key(k)]
+        if blobs and any(self._locate(k) is None and not self._is_pending(k) for k in blobs):
+            self._refresh(force=True)  # written by another process since the map was made?
+        by_pack: dict[str, list[tuple[str, int, int]]] = {}
         loose = []
         for key in keys:
             digest = digest_of_object_key(key)
-            if digest is not None and digest in pending:
-                yield key, pending[digest]
+            if digest in self._pending:
+                yield key, self._pending[digest]
                 continue
-            found = self._located().get(bytes.fromhex(digest)) if digest is not None else None
+            found = self._locate(key)
             if found is None:
                 loose.append(key)
+            elif found[2] == 0:
+                yield key, b""  # an empty file: no range to read
             else:
-                by_pack.setdefault(found[0], []).append((key, found[1], found[2]))
+                by_pack.setdefault(found[0].pack, []).append((key, found[1], found[2]))
         yield from self.inner.read_many(loose)
-        runs = [(number, run) for number, wanted in by_pack.items() for run in _runs(wanted)]
-        for i in range(0, len(runs), 64):  # 64 ranges (≤ a few packs' bytes each) in flight
-            part = runs[i : i + 64]
-            requests = [(pack_key(self._indexes[n].pack), run[0][1], run[-1][1] + run[-1][2]) for n, run in part]
-            for (n, run), (key, start, end), data in zip(part, requests, self.inner.read_ranges(requests)):
+        runs = [(pack, run) for pack, wanted in by_pack.items() for run in _runs(wanted)]
+        for part in _batches(runs):
+            requests = [(pack_key(pack), run[0][1], max(o + n for _, o, n in run)) for pack, run in part]
+            for (_, run), (key, start, end), data in zip(part, requests, self.inner.read_ranges(requests)):
                 if len(data) != end - start:
-                    raise IntegrityError(f"{self.inner.uri}/{key}: pack is shorter than its index "
-                                         f"{index_key(self._indexes[n].digest)} says")
+                    raise IntegrityError(f"{self.inner.uri}/{key}: pack is shorter than its index says")
                 for blob_key, offset, length in run:
                     yield blob_key, data[offset - start : offset - start + length]
 
     def read_to(self, key: str, path: Path) -> None:
-        if self._locate(key) is None and not self._is_pending(key):
+        if digest_of_object_key(key) is None or (self._locate(key) is None and not self._is_pending(key)
+                                                 and key in self.inner.exists([key])):
             self.inner.read_to(key, path)
             return
         atomic_write(path, self.read(key))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        yield from self.inner.list(prefix)
-        if not (OBJECTS + "/").startswith(prefix) and not prefix.startswith(OBJECTS + "/"):
+        blobs = (OBJECTS + "/").startswith(prefix) or prefix.startswith(OBJECTS + "/")
+        loose = set()
+        for info in self.inner.list(prefix):
+            if blobs and digest_of_object_key(info.key):
+                loose.add(info.key)
+            yield info
+        if not blobs:
             return
-        located = self._located()
-        for digest, (number, _offset, length) in located.items():
+        self._refresh(force=True)
+        for digest, (ix, _offset, length) in list(self._where.items()):
             key = object_key(digest.hex())
-            if key.startswith(prefix):
-                yield ObjectInfo(key=key, size=length, mtime=self._indexes[number].mtime)
+            if key.startswith(prefix) and key not in loose:  # a blob both loose and packed: once
+                yield ObjectInfo(key=key, size=length, mtime=ix.mtime)
 
     # -- deleting -----------------------------------------------------------------------
     def delete(self, keys: Iterable[str]) -> None:
-        """Blobs in packs leave their index: each index naming one is replaced by one without it
-        (written first), and a pack goes once no index names it. Other keys pass through."""
+        """Blobs leave every copy: the loose object, and each index naming them, replaced by one
+        without them (written first); a pack goes once no index names it. Other keys pass through."""
         keys = list(keys)
-        gone = {k for k in keys if self._is_pending(k)}
-        if gone:  # not sent yet: they are simply not sent
-            self._pending = [(d, b) for d, b in self._pending if object_key(d) not in gone]
-            self._pending_digests = {bytes.fromhex(d) for d, _ in self._pending}
-            self._pending_bytes = sum(len(b) for _, b in self._pending)
-        doomed: dict[int, set[bytes]] = {}
-        loose = []
         for key in keys:
-            found = self._locate(key)
-            if found is None:
-                loose.append(key)
-            else:
-                doomed.setdefault(found[0], set()).add(bytes.fromhex(digest_of_object_key(key)))
-        self.inner.delete(loose)
+            if self._pending.pop(digest_of_object_key(key) or "", None) is not None:
+                self._pending_bytes = sum(len(b) for b in self._pending.values())
+        self.inner.delete(keys)
+        doomed = {bytes.fromhex(d) for k in keys if (d := digest_of_object_key(k))}
         if not doomed:
             return
-        replaced = [self._indexes[n] for n in doomed]
-        kept = [ix.without(doomed[n]) for n, ix in zip(doomed, replaced)]
-        self.inner.write_many([(index_key(ix.digest), ix.encoded) for ix in kept if ix.blobs])
-        self.inner.delete([index_key(ix.digest) for ix in replaced])
-        still_named = {ix.pack for ix in self._indexes if ix not in replaced} | {ix.pack for ix in kept if ix.blobs}
-        self.inner.delete([pack_key(ix.pack) for ix in replaced if ix.pack not in still_named])
         with self._lock:
-            self._where = None  # read again on next use
-            self._indexes = []
+            self._refresh(force=True)  # only indexes still there are replaced (another gc may have)
+            hit = [(k, ix) for k, ix in self._indexes.items() if any(b[0] in doomed for b in ix.blobs)]
+            if not hit:
+                return
+            kept = [ix.without(doomed) for _, ix in hit]
+            self.inner.write_many([(index_key(ix.digest), ix.encoded) for ix in kept if ix.blobs])
+            self.inner.delete([k for k, _ in hit])
+            self._listed_at = -1e9
+            self._delete_unnamed({ix.pack for _, ix in hit})
+
+    def _delete_unnamed(self, packs: set[str]) -> None:
+        """Delete those of `packs` that no index names, by a fresh listing; none while an index
+        cannot be read (it might name them)."""
+        self._refresh(force=True)
+        if any("not in the store" not in why for why in self._damage.values()):
+            return
+        gone = [pack_key(p) for p in packs - {ix.pack for ix in self._indexes.values()}]
+        self.inner.delete(gone)
+        self.packs_deleted += len(gone)
 
     def sweep(self, older_than: float) -> int:
-        """Delete packs no index names, last written before `older_than` (a pack whose index was
-        never written: a killed upload). Returns how many."""
-        named = {ix.pack for ix in self._indexes_now()}
-        orphans = [i.key for i in self.inner.list(PACKS + "/")
-                   if (d := digest_of_pack_key(i.key)) and d not in named and i.mtime is not None and i.mtime < older_than]
-        self.inner.delete(orphans)
-        return len(orphans)
-
-    def _indexes_now(self) -> list["_Index"]:
-        with self._lock:
-            self._where, self._indexes = None, []
-        self._located()
-        return list(self._indexes)
+        """Delete what an interrupted writer or gc left, last written before `older_than`: packs
+        no index names (a killed upload between a pack and its index) and indexes naming a pack
+        that is gone. Returns the packs deleted by this backend in all (dead ones included)."""
+        old = {d for i in self.inner.list(PACKS + "/")
+               if (d := digest_of_pack_key(i.key)) and i.mtime is not None and i.mtime < older_than}
+        self._delete_unnamed(old)  # listed before the indexes: a pack re-sent with its index is kept
+        dangling = [i.key for i in self.inner.list(INDEX + "/")
+                    if "not in the store" in self._damage.get(i.key, "") and i.mtime is not None and i.mtime < older_than]
+        self.inner.delete(dangling)
+        self._listed_at = -1e9
+        return self.packs_deleted
 
 
 def _index_cache() -> Path | None:
@@ -314,16 +354,33 @@ def _remember(indexes: Iterable) -> None:
 
 
 def _runs(wanted: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
-    """Blobs of one pack, by offset, grouped into ranges worth one GET each."""
-    wanted = sorted(wanted, key=lambda w: w[1])
-    runs = [[wanted[0]]]
-    for w in wanted[1:]:
-        last = runs[-1][-1]
-        if w[1] - (last[1] + last[2]) <= _MERGE_GAP:
+    """Blobs of one pack, by offset, grouped into ranges worth one GET each: a gap is read along
+    only if it is small and no larger than what the range already wants."""
+    runs: list[list[tuple[str, int, int]]] = []
+    start = end = want = 0
+    for w in sorted(wanted, key=lambda w: w[1]):
+        _key, offset, length = w
+        if runs and offset - end <= min(_MERGE_GAP, want) and max(end, offset + length) - start <= _RANGE_MAX:
             runs[-1].append(w)
         else:
             runs.append([w])
+            start, end, want = offset, offset, 0
+        end, want = max(end, offset + length), want + length
     return runs
+
+
+def _batches(runs: list) -> Iterator[list]:
+    """Ranges in groups of bounded bytes and count, read concurrently one group at a time."""
+    part, size = [], 0
+    for pack, run in runs:
+        span = max(o + n for _, o, n in run) - run[0][1]
+        if part and (size + span > _READ_BATCH_BYTES or len(part) >= 64):
+            yield part
+            part, size = [], 0
+        part.append((pack, run))
+        size += span
+    if part:
+        yield part
 
 
 class _Index:
@@ -354,13 +411,14 @@ class _Index:
             pack, size, rows = doc["pack"], doc["size"], doc["blobs"]
         except (ValueError, KeyError, TypeError):
             raise IntegrityError(f"{where}: not a pack index") from None
-        if not (isinstance(pack, str) and _DIGEST.match(pack) and _is_int(size) and 0 <= size <= _SIZE_MAX
+        if not (isinstance(pack, str) and _DIGEST.match(pack) and _is_int(size) and 0 <= size <= _PACK_MAX
                 and isinstance(rows, list)):
             raise IntegrityError(f"{where}: invalid pack index (pack, size or blobs)")
         blobs = []
         for row in rows:
             if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and _DIGEST.match(row[0])
-                    and _is_int(row[1]) and _is_int(row[2]) and row[1] >= 0 and row[2] >= 0 and row[1] + row[2] <= size):
+                    and _is_int(row[1]) and _is_int(row[2]) and row[1] >= 0 and 0 <= row[2] <= _ENTRY_MAX
+                    and row[1] + row[2] <= size):
                 raise IntegrityError(f"{where}: invalid blob entry {str(row)[:80]} (digest, offset, length within the pack)")
             blobs.append((bytes.fromhex(row[0]), row[1], row[2]))
         return cls(digest_of_index_key(key), pack, size, blobs, data, mtime)

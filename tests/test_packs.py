@@ -16,7 +16,7 @@ import pytest
 
 import artifactkit
 from artifactkit.packs import PACK_TARGET
-from artifactkit.errors import IntegrityError
+from artifactkit.errors import IntegrityError, NotFound
 from artifactkit.hashing import digest_bytes
 from artifactkit.layout import FORMAT_KEY, index_key, pack_key
 from artifactkit.lifecycle import delete_versions
@@ -81,10 +81,10 @@ def test_a_flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_pull(s3, tmp
         artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
 
 
-def _rewrite_index(client, bucket: str, edit) -> str:
-    """Replace the store's one index by an edited one, stored under the edited bytes' own digest
-    (so only the checks of its fields can catch it); returns the new key."""
-    [old] = keys(client, bucket, "index")
+def _rewrite_index(client, bucket: str, edit, which=lambda doc: True) -> str:
+    """Replace the store's index that `which` picks by an edited one, stored under the edited
+    bytes' own digest (so only the checks of its fields can catch it); returns the new key."""
+    [old] = [k for k in keys(client, bucket, "index") if which(json.loads(get(client, bucket, k)))]
     doc = edit(json.loads(get(client, bucket, old)))
     data = json.dumps(doc).encode()
     new = index_key(digest_bytes(data))
@@ -97,25 +97,36 @@ def _rewrite_index(client, bucket: str, edit) -> str:
     (lambda d: {**d, "pack": "../../artifacts"}, "invalid pack index"),
     (lambda d: {**d, "blobs": [[b[0], d["size"], 1] for b in d["blobs"]]}, "invalid blob entry"),
     (lambda d: {**d, "blobs": [["AB" * 16, 0, 1]]}, "invalid blob entry"),
+    (lambda d: {**d, "blobs": [[b[0], 0, 1 << 40] for b in d["blobs"]]}, "invalid blob entry"),
     (lambda d: {**d, "size": -1}, "invalid pack index"),
     (lambda d: [d], "not a pack index"),
+    (lambda d: {**d, "pack": "0" * 32}, f"names packs/00/{'0' * 30}, which is not in the store"),
 ])
 def test_an_index_read_from_the_store_is_checked_before_use(s3, tmp_path, edit, message):
+    """A bad index is never used: its blobs are not found (named), verify names the index, and
+    every other index of the store still serves its blobs."""
     uri, client, bucket = s3
     artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", {"a.txt": b"a", "b.txt": b"b"}))
-    key = _rewrite_index(client, bucket, edit)
-    with pytest.raises(IntegrityError, match=f"{uri}/{key}: {message}"):
+    artifactkit.open_store(uri).log_files({"other.txt": b"another pack"}, name="other")
+    key = _rewrite_index(client, bucket, edit, lambda doc: len(doc["blobs"]) == 2)
+    with pytest.raises(NotFound, match=f"{uri}: objects/../.* not found"):
         artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+    report = artifactkit.verify(artifactkit.open_store(uri))
+    assert report.problems[0].startswith(f"{uri}/{key}: {message}")
+    assert [p.split(":")[0] for p in report.problems[1:]] == ["ds", "ds"]  # its two blobs, named missing
+    artifactkit.pull(artifactkit.open_store(uri), "other", tmp_path / "other", cache=False)
+    assert (tmp_path / "other" / "other.txt").read_bytes() == b"another pack"
 
 
-def test_an_index_whose_bytes_do_not_match_its_name_is_refused(s3, tmp_path, monkeypatch):
+def test_an_index_whose_bytes_do_not_match_its_name_is_not_used(s3, tmp_path, monkeypatch):
     uri, client, bucket = s3
     artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", {"a.txt": b"a"}))
     [key] = keys(client, bucket, "index")
     put(client, bucket, key, get(client, bucket, key).replace(b'"size":1', b'"size":2'))
     monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", str(tmp_path / "another-machine"))  # no good copy kept
-    with pytest.raises(IntegrityError, match=f"{uri}/{key}: index bytes do not match their digest"):
+    with pytest.raises(NotFound, match="objects/.* not found"):
         artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+    assert f"{uri}/{key}: index bytes do not match their digest" in artifactkit.verify(artifactkit.open_store(uri)).problems
 
 
 def test_an_index_pointing_past_its_pack_is_named(s3, tmp_path):
@@ -241,3 +252,95 @@ def test_indexes_are_kept_on_this_machine_and_a_damaged_copy_is_read_again(s3, t
     assert cached.read_bytes() == get(client, bucket, key)
     monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", "off")
     assert pull_counting_index_gets("c") == 1
+
+
+def test_empty_files_in_a_pack_read_in_any_order(s3, tmp_path):
+    import io
+
+    from artifactkit.transfer import cat
+
+    uri, client, bucket = s3
+    files = {"a.txt": b"hello", "y.txt": b"why", "z_empty": b"", "sub/empty2": b""}
+    artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", files))
+    store = artifactkit.open_store(uri)
+    out = io.BytesIO()
+    cat(store, "ds", "z_empty", out)
+    assert out.getvalue() == b""
+    empty, why = digest_bytes(b""), digest_bytes(b"why")
+    assert dict(store.read_blobs([why, empty])) == {why: b"why", empty: b""}
+    dest = folder(tmp_path / "out", {"a.txt": b"hello"})  # an incremental pull: a.txt is there
+    artifactkit.pull(artifactkit.open_store(uri), "ds", dest, cache=False)
+    assert {p: (dest / p).read_bytes() for p in files} == files
+
+
+def test_a_long_lived_store_sees_what_another_process_deleted_and_logged(s3, tmp_path):
+    """One Store object kept open (a training process): blobs gc took meanwhile are sent again,
+    and versions logged meanwhile by another process are read."""
+    uri, client, bucket = s3
+    kept = artifactkit.open_store(uri)
+    data = folder(tmp_path / "ds", {"a": b"a", "b": b"b"})
+    kept.log_folder(data, name="ds")
+    other = artifactkit.open_store(uri)
+    delete_versions(other, "ds", [0])
+    artifactkit.gc(other, grace_seconds=0)
+    assert keys(client, bucket, "packs") == []
+    assert kept.log_folder(data, name="ds").uploaded_files == 2
+    assert artifactkit.verify(artifactkit.open_store(uri)).ok
+
+    artifactkit.open_store(uri).log_files({"new.txt": b"logged elsewhere"}, name="later")
+    artifactkit.pull(kept, "later", tmp_path / "later", cache=False)  # a miss lists the indexes again
+    assert (tmp_path / "later" / "new.txt").read_bytes() == b"logged elsewhere"
+
+
+def test_an_index_whose_pack_is_gone_is_named_its_blobs_sent_again_and_gc_removes_it(s3, tmp_path):
+    """What two gcs at once, or a pack deleted by hand, can leave: an index naming no pack."""
+    uri, client, bucket = s3
+    data = folder(tmp_path / "ds", {"a": b"a" * 10, "b": b"b" * 10})
+    artifactkit.open_store(uri).log_folder(data)
+    [pack], [index] = keys(client, bucket, "packs"), keys(client, bucket, "index")
+    client.delete_object(Bucket=bucket, Key=f"p/{pack}")
+    report = artifactkit.verify(artifactkit.open_store(uri))  # reported, not a crash
+    assert report.problems[0] == f"{uri}/{index}: names {pack}, which is not in the store"
+    assert len(report.problems) == 3  # and the two files of ds:v0, named missing
+    (data / "c").write_bytes(b"c")  # (the same two blobs alone would make the very same pack again)
+    assert artifactkit.open_store(uri).log_folder(data, full=True).uploaded_files == 3  # not trusted
+    assert artifactkit.gc(artifactkit.open_store(uri)).deleted_packs == 0
+    assert index in keys(client, bucket, "index")  # recent: kept through the grace period
+    artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0)
+    assert index not in keys(client, bucket, "index")
+    assert artifactkit.verify(artifactkit.open_store(uri)).ok
+
+
+def test_pack_false_leaves_the_store_at_format_3(s3, tmp_path):
+    uri, client, bucket = s3
+    artifactkit.open_store(uri, {"pack": "false"}).log_folder(folder(tmp_path / "ds", {"a": b"a"}))
+    assert json.loads(get(client, bucket, FORMAT_KEY)) == {"format": 3}
+
+
+def test_a_blob_both_loose_and_packed_counts_once_and_gc_removes_both(s3, tmp_path):
+    from artifactkit.layout import object_key
+
+    uri, client, bucket = s3
+    store = artifactkit.open_store(uri)
+    store.log_folder(folder(tmp_path / "ds", {"a": b"twice", "b": b"once"}))
+    store.backend.inner.write(object_key(digest_bytes(b"twice")), b"twice")  # as a pack=false writer would
+    assert artifactkit.verify(artifactkit.open_store(uri)).summary()["objects"] == 2
+    delete_versions(store, "ds", [0])
+    report = artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0)
+    assert (report.deleted_objects, report.deleted_bytes, report.deleted_packs) == (2, 9, 1)
+    assert (keys(client, bucket, "objects"), keys(client, bucket, "packs")) == ([], [])
+
+
+def test_a_subset_of_a_pack_is_read_without_the_files_between():
+    from artifactkit.packs import _runs
+
+    big, small = 200_000, 100
+    layout, offset = [], 0
+    for i in range(30):  # .bin of 200 kB and .json of 100 B, interleaved, as a dataset has them
+        layout.append((f"{i}.bin", offset, big))
+        layout.append((f"{i}.json", offset + big, small))
+        offset += big + small
+    runs = _runs([w for w in layout if w[0].endswith(".json")])
+    assert sum(max(o + n for _, o, n in r) - r[0][1] for r in runs) == 30 * small  # no .bin byte read
+    whole = _runs(layout)
+    assert len(whole) == 1  # everything wanted: one range
