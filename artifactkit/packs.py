@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import IntegrityError
+from .errors import IntegrityError, NotFound
 from .fileio import atomic_write
 from .hashing import cache_dir, digest_bytes
 from .layout import (INDEX, OBJECTS, PACKS, digest_of_index_key, digest_of_object_key, digest_of_pack_key, index_key,
@@ -62,16 +62,20 @@ def packed_s3(uri: str, storage_options: dict[str, Any] | None = None):
 
 class PackedBackend:
     """The Backend protocol over `inner` (an FsspecBackend), small blobs in packs (module doc).
-    Anything not a blob key passes straight through; so do attributes (fs, capabilities, …)."""
+    Anything not a blob key passes straight through; so do attributes (fs, capabilities, …).
+    Safe to share between threads (a training run logs evaluations while its saver thread
+    writes checkpoints): one lock guards the pending blobs and the map."""
 
     def __init__(self, inner, write_packs: bool = True):
         self.inner = inner
         self.write_packs = write_packs
-        self.packs_deleted = 0  # by this backend's delete() and sweep() (gc reports it)
         self._lock = threading.RLock()
-        self._indexes: dict[str, _Index] = {}  # index key -> the index (valid ones only)
+        self._packs_deleted = 0  # by delete() since the last sweep() (gc reports both together)
+        self._indexes: dict[str, _Index] = {}  # index key -> the index (usable ones only)
         self._where: dict[bytes, tuple[_Index, int, int]] = {}  # blob -> (index, offset, length)
-        self._damage: dict[str, str] = {}  # index key -> why it cannot be used (verify reports it)
+        self._damage: dict[str, str] = {}  # index key -> why it cannot be read (verify reports it)
+        self._dangling: dict[str, tuple[str, _Index]] = {}  # index key -> (why, index): its pack is
+        # gone or not whole; made anew by each listing
         self._listed_at = -1e9  # time.monotonic() of the last listing of index/ and packs/
         self._pending: dict[str, bytes] = {}  # digest -> bytes not yet in a pack sent
         self._pending_bytes = 0
@@ -87,42 +91,56 @@ class PackedBackend:
 
     # -- the index map ------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
-        """List index/ then packs/, read the indexes not seen yet, and map every blob of every
-        index whose pack is there. Within _MAP_TTL of the last listing, only if forced."""
+        """List index/ then packs/ (an index is written after its pack, so a listed index's pack
+        is listed too), read the indexes not seen yet, and map every blob of every index whose
+        pack is there whole. Within _MAP_TTL of the last listing, only if forced. An index gone
+        between the listing and its read (a gc replaced it) means listing again (up to 3 times)."""
         with self._lock:
             if not force and time.monotonic() - self._listed_at < _MAP_TTL:
                 return
-            listed = {i.key: i for i in self.inner.list(INDEX + "/") if digest_of_index_key(i.key)}
-            packs = {d for i in self.inner.list(PACKS + "/") if (d := digest_of_pack_key(i.key))}
-            self._damage = {k: why for k, why in self._damage.items() if k in listed and "not in the store" not in why}
-            new = [k for k in listed if k not in self._indexes and k not in self._damage]
-            for key in [k for k in new if listed[k].size > _INDEX_MAX]:
-                self._damage[key] = f"{self.inner.uri}/{key}: index of {listed[key].size} bytes refused (at most {_INDEX_MAX})"
-            parsed = {}
-            for key, data in self._index_bytes([k for k in new if k not in self._damage]):
-                try:
-                    parsed[key] = _Index.parse(self.inner.uri, key, data, listed[key].mtime)
-                except IntegrityError as e:
-                    self._damage[key] = str(e)
-            indexes = {k: ix for k, ix in {**self._indexes, **parsed}.items() if k in listed}
-            for key, ix in indexes.items():
-                if ix.pack not in packs:
-                    self._damage[key] = f"{self.inner.uri}/{key}: names {pack_key(ix.pack)}, which is not in the store"
-            usable = {k: ix for k, ix in indexes.items() if ix.pack in packs}
-            if usable.keys() >= self._indexes.keys() and self._where:
-                added = [ix for k, ix in usable.items() if k not in self._indexes]
-            else:
-                self._where, added = {}, list(usable.values())
-            for ix in added:
-                for digest, offset, length in ix.blobs:
-                    self._where[digest] = (ix, offset, length)
-            self._indexes = usable
+            for _ in range(3):
+                if self._list_and_map():
+                    break
             self._listed_at = time.monotonic()
+
+    def _list_and_map(self) -> bool:
+        """One listing of index/ and packs/, mapped; False if a listed index vanished meanwhile."""
+        listed = {i.key: i for i in self.inner.list(INDEX + "/") if digest_of_index_key(i.key)}
+        packs = {d: i.size for i in self.inner.list(PACKS + "/") if (d := digest_of_pack_key(i.key))}
+        self._damage = {k: why for k, why in self._damage.items() if k in listed}
+        new = [k for k in listed if k not in self._indexes and k not in self._damage]
+        for key in [k for k in new if listed[k].size > _INDEX_MAX]:
+            self._damage[key] = f"{self.inner.uri}/{key}: index of {listed[key].size} bytes refused (at most {_INDEX_MAX})"
+        parsed = {}
+        wanted = [k for k in new if k not in self._damage]
+        for key, data in self._index_bytes(wanted):
+            try:
+                parsed[key] = _Index.parse(self.inner.uri, key, data, listed[key].mtime)
+            except IntegrityError as e:
+                self._damage[key] = str(e)
+        indexes = {k: ix for k, ix in {**self._indexes, **parsed}.items() if k in listed}
+        self._dangling = {}
+        for key, ix in indexes.items():
+            if ix.pack not in packs:
+                self._dangling[key] = (f"{self.inner.uri}/{key}: names {pack_key(ix.pack)}, which is not in the store", ix)
+            elif packs[ix.pack] != ix.size:
+                self._dangling[key] = (f"{self.inner.uri}/{key}: names {pack_key(ix.pack)} of {ix.size} bytes, "
+                                       f"but it has {packs[ix.pack]}", ix)
+        usable = {k: ix for k, ix in indexes.items() if k not in self._dangling}
+        where = self._where if usable.keys() >= self._indexes.keys() else {}
+        for ix in (ix for k, ix in usable.items() if k not in self._indexes or where is not self._where):
+            for digest, offset, length in ix.blobs:
+                old = where.get(digest)
+                if old is None or (old[0].mtime or 0) < (ix.mtime or 0):  # the newest copy: gc sees its age
+                    where[digest] = (ix, offset, length)
+        self._where, self._indexes = where, usable
+        return all(k in parsed or k in self._damage for k in wanted)
 
     def _index_bytes(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
         """Each index's bytes: from this machine's cache where it holds them (an index is named by
         its digest, so any copy with the right digest is the index), else read and cached. A cached
-        copy that does not match its name is read again; the store's is checked by the caller."""
+        copy that does not match its name is read again; the store's is checked by the caller. One
+        deleted since the listing (a gc replaced it) is left out."""
         folder = _index_cache()
         fetch = []
         for key in keys:
@@ -134,7 +152,16 @@ class PackedBackend:
                 yield key, data
             else:
                 fetch.append(key)
-        for key, data in self.inner.read_many(fetch):
+        try:
+            got = list(self.inner.read_many(fetch))
+        except NotFound:
+            got = []
+            for key in fetch:
+                try:
+                    got.append((key, self.inner.read(key)))
+                except NotFound:
+                    pass
+        for key, data in got:
             if digest_bytes(data) == digest_of_index_key(key):
                 _remember([(key, data)])
             yield key, data
@@ -145,10 +172,13 @@ class PackedBackend:
         return None if digest is None else self._where.get(bytes.fromhex(digest))
 
     def damage(self) -> list[str]:
-        """What in index/ cannot be used (unreadable, invalid, naming a pack that is gone): one
-        line each, for verify. Their blobs are simply not found; nothing wrong is ever read."""
+        """What in index/ cannot be used (unreadable, invalid, naming a pack that is gone or not
+        whole): one line each, for verify. Their blobs are simply not found; nothing wrong is read.
+        An index a gc deleted while we listed is not reported."""
         self._refresh(force=True)
-        return sorted(self._damage.values())
+        dangling = dict(self._dangling)
+        still = self.inner.exists(list(dangling)) if dangling else set()
+        return sorted([*self._damage.values(), *(why for k, (why, _) in dangling.items() if k in still)])
 
     # -- writing ------------------------------------------------------------------------
     def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
@@ -156,16 +186,17 @@ class PackedBackend:
 
     def write_many(self, items: Sequence[tuple[str, Source]]) -> None:
         loose = []
-        for key, src in items:
-            data = self._packable(key, src)
-            if data is None:
-                loose.append((key, src))
-            elif (digest := digest_of_object_key(key)) not in self._pending:
-                self._pending[digest] = data
-                self._pending_bytes += len(data)
-        self.inner.write_many(loose)
-        if self._pending_bytes >= PACK_TARGET:
-            self._send(final=False)
+        with self._lock:
+            for key, src in items:
+                data = self._packable(key, src)
+                if data is None:
+                    loose.append((key, src))
+                elif (digest := digest_of_object_key(key)) not in self._pending:
+                    self._pending[digest] = data
+                    self._pending_bytes += len(data)
+            self.inner.write_many(loose)
+            if self._pending_bytes >= PACK_TARGET:
+                self._send(final=False)
 
     def _packable(self, key: str, src: Source) -> bytes | None:
         if not self.write_packs or digest_of_object_key(key) is None:
@@ -182,22 +213,22 @@ class PackedBackend:
 
     def _send(self, final: bool) -> None:
         """Send the pending blobs as packs of ~PACK_TARGET (all of them if final, else only full
-        packs), then their indexes: an index never names a pack that is not there."""
-        packs: list[tuple[list[str], int]] = []  # (digests, size)
+        packs), then their indexes: an index never names a pack that is not there. Under the lock."""
+        packs: list[list[str]] = []
         digests: list[str] = []
         size = 0
         for digest, data in self._pending.items():
             digests.append(digest)
             size += len(data)
             if size >= PACK_TARGET:
-                packs.append((digests, size))
+                packs.append(digests)
                 digests, size = [], 0
         if digests and final:
-            packs.append((digests, size))
+            packs.append(digests)
         if not packs:
             return
         made = []
-        for digests, size in packs:
+        for digests in packs:
             entries, offset = [], 0
             for d in digests:
                 entries.append((bytes.fromhex(d), offset, len(self._pending[d])))
@@ -207,28 +238,29 @@ class PackedBackend:
         self.inner.write_many([(pack_key(d), data) for d, data, _ in made])
         indexes = [_Index.make(d, len(data), entries) for d, data, entries in made]
         self.inner.write_many([(index_key(ix.digest), ix.encoded) for ix in indexes])
-        _remember(indexes)
-        with self._lock:
-            for ix in indexes:
-                self._indexes[index_key(ix.digest)] = ix
-                for digest, offset, length in ix.blobs:
-                    self._where[digest] = (ix, offset, length)
-        for digests, _ in packs:
+        _remember((index_key(ix.digest), ix.encoded) for ix in indexes)
+        for ix in indexes:  # each assignment is atomic: a reader on another thread never sees half of one
+            self._indexes[index_key(ix.digest)] = ix
+            for digest, offset, length in ix.blobs:
+                self._where[digest] = (ix, offset, length)
+        for digests in packs:
             for d in digests:
                 self._pending_bytes -= len(self._pending.pop(d))
 
     def sync(self) -> None:
         """Send every pending blob (the records that will reference them come after this)."""
-        self._send(final=True)
+        with self._lock:
+            self._send(final=True)
+            self._listed_at = -1e9  # the next log (a long-lived process) lists the store again
         self.inner.sync()
-        self._listed_at = -1e9  # the next log (a long-lived process) lists the store again
 
     # -- reading ------------------------------------------------------------------------
     def exists(self, keys: Iterable[str]) -> set[str]:
         keys = list(dict.fromkeys(keys))
         if any(digest_of_object_key(k) for k in keys):
             self._refresh()  # a blob gc took meanwhile must not count as there
-        found = {k for k in keys if self._locate(k) is not None or self._is_pending(k)}
+        with self._lock:
+            found = {k for k in keys if self._locate(k) is not None or self._is_pending(k)}
         return found | self.inner.exists([k for k in keys if k not in found])
 
     def _is_pending(self, key: str) -> bool:
@@ -238,33 +270,40 @@ class PackedBackend:
         return next(self.read_many([key]))[1]
 
     def read_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        keys = list(keys)
-        blobs = [k for k in keys if digest_of_object_key(k)]
-        if blobs and any(self._locate(k) is None and not self._is_pending(k) for k in blobs):
-            self._refresh(force=True)  # written by another process since the map was made?
-        by_pack: dict[str, list[tuple[str, int, int]]] = {}
-        loose = []
-        for key in keys:
-            digest = digest_of_object_key(key)
-            if digest in self._pending:
-                yield key, self._pending[digest]
+        """Packed blobs by range, the others as objects. A key the map does not know, or whose
+        pack is gone (a gc since the map was made), is looked up again in a fresh listing once."""
+        with self._lock:
+            pending = {k: self._pending[d] for k in keys if (d := digest_of_object_key(k)) in self._pending}
+        yield from pending.items()
+        rest = [k for k in dict.fromkeys(keys) if k not in pending]
+        for attempt in range(2):
+            packed = [(k, found) for k in rest if (found := self._locate(k)) is not None]
+            loose = [k for k in rest if self._locate(k) is None]
+            try:
+                got = self._read_packed(packed)
+                got += list(self.inner.read_many(loose))
+            except NotFound:
+                if attempt:
+                    raise
+                self._refresh(force=True)
                 continue
-            found = self._locate(key)
-            if found is None:
-                loose.append(key)
-            elif found[2] == 0:
-                yield key, b""  # an empty file: no range to read
-            else:
-                by_pack.setdefault(found[0].pack, []).append((key, found[1], found[2]))
-        yield from self.inner.read_many(loose)
+            yield from got
+            return
+
+    def _read_packed(self, packed: list[tuple[str, tuple["_Index", int, int]]]) -> list[tuple[str, bytes]]:
+        out = [(k, b"") for k, (_, _, length) in packed if length == 0]  # an empty file: nothing to read
+        by_pack: dict[str, list[tuple[str, int, int]]] = {}
+        for key, (ix, offset, length) in packed:
+            if length:
+                by_pack.setdefault(ix.pack, []).append((key, offset, length))
         runs = [(pack, run) for pack, wanted in by_pack.items() for run in _runs(wanted)]
         for part in _batches(runs):
             requests = [(pack_key(pack), run[0][1], max(o + n for _, o, n in run)) for pack, run in part]
             for (_, run), (key, start, end), data in zip(part, requests, self.inner.read_ranges(requests)):
                 if len(data) != end - start:
                     raise IntegrityError(f"{self.inner.uri}/{key}: pack is shorter than its index says")
-                for blob_key, offset, length in run:
-                    yield blob_key, data[offset - start : offset - start + length]
+                out += [(blob_key, data[offset - start : offset - start + length]) for blob_key, offset, length in run]
+        return out
 
     def read_to(self, key: str, path: Path) -> None:
         if digest_of_object_key(key) is None or (self._locate(key) is None and not self._is_pending(key)
@@ -291,11 +330,13 @@ class PackedBackend:
     # -- deleting -----------------------------------------------------------------------
     def delete(self, keys: Iterable[str]) -> None:
         """Blobs leave every copy: the loose object, and each index naming them, replaced by one
-        without them (written first); a pack goes once no index names it. Other keys pass through."""
+        without them (written first); a pack none of whose blobs is left goes once a fresh
+        listing shows no index naming it. Other keys pass through."""
         keys = list(keys)
-        for key in keys:
-            if self._pending.pop(digest_of_object_key(key) or "", None) is not None:
-                self._pending_bytes = sum(len(b) for b in self._pending.values())
+        with self._lock:
+            for key in keys:
+                data = self._pending.pop(digest_of_object_key(key) or "", None)
+                self._pending_bytes -= len(data) if data is not None else 0
         self.inner.delete(keys)
         doomed = {bytes.fromhex(d) for k in keys if (d := digest_of_object_key(k))}
         if not doomed:
@@ -308,31 +349,36 @@ class PackedBackend:
             kept = [ix.without(doomed) for _, ix in hit]
             self.inner.write_many([(index_key(ix.digest), ix.encoded) for ix in kept if ix.blobs])
             self.inner.delete([k for k, _ in hit])
-            self._listed_at = -1e9
-            self._delete_unnamed({ix.pack for _, ix in hit})
+            empty = {ix.pack for ix in kept if not ix.blobs} - {ix.pack for ix in kept if ix.blobs}
+            self._packs_deleted += self._delete_unnamed(empty)
 
-    def _delete_unnamed(self, packs: set[str]) -> None:
+    def _delete_unnamed(self, packs: set[str]) -> int:
         """Delete those of `packs` that no index names, by a fresh listing; none while an index
-        cannot be read (it might name them)."""
-        self._refresh(force=True)
-        if any("not in the store" not in why for why in self._damage.values()):
-            return
-        gone = [pack_key(p) for p in packs - {ix.pack for ix in self._indexes.values()}]
-        self.inner.delete(gone)
-        self.packs_deleted += len(gone)
+        cannot be read (it might name them). Returns how many."""
+        with self._lock:
+            self._refresh(force=True)
+            if self._damage:
+                return 0
+            named = {ix.pack for ix in self._indexes.values()} | {ix.pack for _, ix in self._dangling.values()}
+            gone = [pack_key(p) for p in packs - named]
+            self.inner.delete(gone)
+            return len(gone)
 
     def sweep(self, older_than: float) -> int:
         """Delete what an interrupted writer or gc left, last written before `older_than`: packs
-        no index names (a killed upload between a pack and its index) and indexes naming a pack
-        that is gone. Returns the packs deleted by this backend in all (dead ones included)."""
+        no index names (a killed upload between a pack and its index; listed before the indexes,
+        so a pack sent again with its index meanwhile is kept) and indexes naming a pack that is
+        gone. Returns the packs deleted, by this call and by delete() since the last one (gc's count)."""
         old = {d for i in self.inner.list(PACKS + "/")
                if (d := digest_of_pack_key(i.key)) and i.mtime is not None and i.mtime < older_than}
-        self._delete_unnamed(old)  # listed before the indexes: a pack re-sent with its index is kept
-        dangling = [i.key for i in self.inner.list(INDEX + "/")
-                    if "not in the store" in self._damage.get(i.key, "") and i.mtime is not None and i.mtime < older_than]
-        self.inner.delete(dangling)
+        deleted = self._delete_unnamed(old)
+        with self._lock:
+            dangling = set(self._dangling)
+        self.inner.delete([i.key for i in self.inner.list(INDEX + "/")
+                           if i.key in dangling and i.mtime is not None and i.mtime < older_than])
         self._listed_at = -1e9
-        return self.packs_deleted
+        deleted, self._packs_deleted = deleted + self._packs_deleted, 0
+        return deleted
 
 
 def _index_cache() -> Path | None:
@@ -340,13 +386,12 @@ def _index_cache() -> Path | None:
     return None if os.environ.get("ARTIFACTKIT_CACHE_DIR") == "off" else cache_dir()
 
 
-def _remember(indexes: Iterable) -> None:
-    """Keep indexes (key, bytes) or _Index objects in this machine's cache."""
+def _remember(indexes: Iterable[tuple[str, bytes]]) -> None:
+    """Keep indexes (key, bytes) in this machine's cache."""
     folder = _index_cache()
     if folder is None:
         return
-    for item in indexes:
-        key, data = (index_key(item.digest), item.encoded) if isinstance(item, _Index) else item
+    for key, data in indexes:
         try:
             atomic_write(folder / key, data)
         except OSError:
@@ -387,7 +432,7 @@ class _Index:
     """One index object: a pack's digest and size, and (digest, offset, length) of its blobs."""
 
     def __init__(self, digest: str, pack: str, size: int, blobs: list[tuple[bytes, int, int]],
-                 encoded: bytes, mtime: float | None):
+                 encoded: bytes | None, mtime: float | None):
         self.digest, self.pack, self.size, self.blobs, self.encoded, self.mtime = digest, pack, size, blobs, encoded, mtime
 
     @classmethod
@@ -409,7 +454,7 @@ class _Index:
         try:
             doc = json.loads(data)
             pack, size, rows = doc["pack"], doc["size"], doc["blobs"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise IntegrityError(f"{where}: not a pack index") from None
         if not (isinstance(pack, str) and _DIGEST.match(pack) and _is_int(size) and 0 <= size <= _PACK_MAX
                 and isinstance(rows, list)):
@@ -421,7 +466,7 @@ class _Index:
                     and row[1] + row[2] <= size):
                 raise IntegrityError(f"{where}: invalid blob entry {str(row)[:80]} (digest, offset, length within the pack)")
             blobs.append((bytes.fromhex(row[0]), row[1], row[2]))
-        return cls(digest_of_index_key(key), pack, size, blobs, data, mtime)
+        return cls(digest_of_index_key(key), pack, size, blobs, None, mtime)  # bytes not kept: ~50 B a blob
 
 
 def _is_int(x: Any) -> bool:

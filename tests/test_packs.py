@@ -129,13 +129,21 @@ def test_an_index_whose_bytes_do_not_match_its_name_is_not_used(s3, tmp_path, mo
     assert f"{uri}/{key}: index bytes do not match their digest" in artifactkit.verify(artifactkit.open_store(uri)).problems
 
 
-def test_an_index_pointing_past_its_pack_is_named(s3, tmp_path):
+def test_a_pack_cut_short_is_named_and_its_blobs_sent_again(s3, tmp_path):
     uri, client, bucket = s3
-    artifactkit.open_store(uri).log_folder(folder(tmp_path / "ds", {"a.txt": b"a" * 10, "b.txt": b"b" * 10}))
-    [pack] = keys(client, bucket, "packs")
+    data = folder(tmp_path / "ds", {"a.txt": b"a" * 10, "b.txt": b"b" * 10})
+    artifactkit.open_store(uri).log_folder(data)
+    [pack], [index] = keys(client, bucket, "packs"), keys(client, bucket, "index")
     put(client, bucket, pack, get(client, bucket, pack)[:5])  # cut short: the index says 20 bytes
-    with pytest.raises(IntegrityError, match=f"{uri}/{pack}: pack is shorter than its index"):
+    with pytest.raises(NotFound, match=f"{uri}: objects/.* not found"):
         artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
+    report = artifactkit.verify(artifactkit.open_store(uri))  # named, not a crash
+    assert report.problems[0] == f"{uri}/{index}: names {pack} of 20 bytes, but it has 5"
+    assert len(report.problems) == 3  # and the two files, missing
+    (data / "c.txt").write_bytes(b"c")  # (the same two alone would make the same pack again)
+    assert artifactkit.open_store(uri).log_folder(data).uploaded_files == 3
+    artifactkit.pull(artifactkit.open_store(uri), "ds:v0", tmp_path / "v0", cache=False)
+    assert (tmp_path / "v0" / "b.txt").read_bytes() == b"b" * 10
 
 
 def test_gc_drops_dead_blobs_from_a_partly_dead_pack_and_whole_dead_packs(s3, tmp_path):
@@ -273,23 +281,96 @@ def test_empty_files_in_a_pack_read_in_any_order(s3, tmp_path):
     assert {p: (dest / p).read_bytes() for p in files} == files
 
 
-def test_a_long_lived_store_sees_what_another_process_deleted_and_logged(s3, tmp_path):
-    """One Store object kept open (a training process): blobs gc took meanwhile are sent again,
-    and versions logged meanwhile by another process are read."""
+@pytest.mark.parametrize("options", [{}, {"pack": "false"}])
+def test_a_long_lived_store_sees_what_another_process_deleted_and_logged(s3, tmp_path, options):
+    """One Store object kept open (a training process): blobs gc took meanwhile are sent again
+    (packed ones, and loose ones: a big file, or pack=false), and what another process logged or
+    re-packed meanwhile is read."""
     uri, client, bucket = s3
-    kept = artifactkit.open_store(uri)
-    data = folder(tmp_path / "ds", {"a": b"a", "b": b"b"})
+    kept = artifactkit.open_store(uri, options)
+    data = folder(tmp_path / "ds", {"a": b"a", "b": b"b", "big.bin": os.urandom(1_100_000)})
     kept.log_folder(data, name="ds")
+    artifactkit.pull(kept, "ds", tmp_path / "first", cache=False)  # the map now knows a and b
     other = artifactkit.open_store(uri)
     delete_versions(other, "ds", [0])
     artifactkit.gc(other, grace_seconds=0)
-    assert keys(client, bucket, "packs") == []
-    assert kept.log_folder(data, name="ds").uploaded_files == 2
+    assert keys(client, bucket, "packs") == keys(client, bucket, "objects") == []
+    assert kept.log_folder(data, name="ds").uploaded_files == 3
     assert artifactkit.verify(artifactkit.open_store(uri)).ok
 
     artifactkit.open_store(uri).log_files({"new.txt": b"logged elsewhere"}, name="later")
     artifactkit.pull(kept, "later", tmp_path / "later", cache=False)  # a miss lists the indexes again
     assert (tmp_path / "later" / "new.txt").read_bytes() == b"logged elsewhere"
+
+
+def test_a_map_entry_whose_pack_a_gc_removed_is_looked_up_again(s3, tmp_path):
+    uri, client, bucket = s3
+    artifactkit.open_store(uri).log_files({"a": b"a" * 5, "b": b"b" * 5}, name="ds")
+    kept = artifactkit.open_store(uri)
+    artifactkit.pull(kept, "ds", tmp_path / "first", cache=False)  # kept's map: a, b in pack P
+    other = artifactkit.open_store(uri)
+    delete_versions(other, "ds", [0])
+    artifactkit.gc(other, grace_seconds=0)  # P is gone
+    other.log_files({"a": b"a" * 5, "b": b"b" * 5, "c": b"c"}, name="ds")  # a, b again, in a new pack
+    artifactkit.pull(kept, "ds", tmp_path / "again", cache=False)
+    assert (tmp_path / "again" / "b").read_bytes() == b"b" * 5
+
+
+def test_an_index_replaced_while_a_reader_lists_is_found_anew(s3, tmp_path, monkeypatch):
+    """Another machine's gc replaces an index between a reader's listing and its read of it."""
+    uri, client, bucket = s3
+    w = artifactkit.open_store(uri)
+    w.log_files({"keep": b"keep me", "old": b"old"}, name="ds")
+    w.log_files({"keep": b"keep me", "new": b"new"}, name="ds")  # v1: keep lives in v0's pack
+    delete_versions(w, "ds", [0])
+    monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", str(tmp_path / "reader-machine"))
+    reader = artifactkit.open_store(uri)
+    listing, fired = reader.backend.inner.list, []
+
+    def list_then_gc(prefix):
+        out = list(listing(prefix))
+        if prefix.startswith("packs") and not fired:  # the reader has listed index/ and packs/
+            fired.append(True)
+            artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0)
+        return iter(out)
+
+    monkeypatch.setattr(reader.backend.inner, "list", list_then_gc)
+    artifactkit.pull(reader, "ds", tmp_path / "out", cache=False)
+    assert fired and (tmp_path / "out" / "keep").read_bytes() == b"keep me"
+
+
+def test_two_threads_logging_through_one_store(s3, tmp_path):
+    """A training run logs evaluation tables while its saver thread writes checkpoints."""
+    import threading
+
+    uri, client, bucket = s3
+    store = artifactkit.open_store(uri)
+    errors = []
+
+    def log(name: str) -> None:
+        try:
+            for i in range(8):
+                store.log_files({f"f{j}": os.urandom(200_000) for j in range(6)}, name=f"{name}{i}")
+        except Exception as e:  # noqa: BLE001 - the test reports any
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=log, args=(n,)) for n in ("ckpt", "eval")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert artifactkit.verify(artifactkit.open_store(uri)).summary()["objects"] == 2 * 8 * 6
+
+
+def test_a_deeply_nested_index_is_named_not_a_crash(s3, tmp_path):
+    uri, client, bucket = s3
+    artifactkit.open_store(uri).log_files({"a": b"a"}, name="ds")
+    bomb = b"[" * 200_000 + b"]" * 200_000
+    put(client, bucket, index_key(digest_bytes(bomb)), bomb)
+    artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)  # the rest still reads
+    report = artifactkit.verify(artifactkit.open_store(uri))
+    assert report.problems == [f"{uri}/{index_key(digest_bytes(bomb))}: not a pack index"]
 
 
 def test_an_index_whose_pack_is_gone_is_named_its_blobs_sent_again_and_gc_removes_it(s3, tmp_path):
