@@ -2,6 +2,7 @@
 
     python bench/s3_transfer.py [--images 2000] [--image-kb 97]
     python bench/s3_transfer.py --images 50000 --image-kb 1     # 100,000 small files (issue 18)
+    python bench/s3_transfer.py --images 50000 --image-kb 1 --packed-only   # artifactkit's default alone (~1 min)
 
 1. Generates a YOLO-layout dataset (images/ of random bytes, labels/ of txt, data.yaml).
 2. Upload: plain `s3fs.put(folder, recursive=True)` vs `artifactkit log-dataset` (the CLI in a
@@ -89,15 +90,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--image-kb", type=int, default=97)
+    ap.add_argument("--packed-only", action="store_true", help="time only artifactkit's default (packs), no baselines")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ak-s3bench-"))
     try:
-        run(work, args.images, args.image_kb)
+        run(work, args.images, args.image_kb, args.packed_only)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(work: Path, images: int, image_kb: int) -> None:
+def run(work: Path, images: int, image_kb: int, packed_only: bool = False) -> None:
     data = work / "chess"
     nbytes = make_dataset(data, images, image_kb)
     nfiles = 2 * images + 1
@@ -116,6 +118,13 @@ def run(work: Path, images: int, image_kb: int) -> None:
         mb = nbytes / 1e6
         print(f"dataset: {nfiles} files, {mb:.1f} MB; moto {url}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
 
+        if packed_only:
+            t_up = timed(lambda: cli("log-dataset", str(data), "--store", "s3://bench/ak", env=env))
+            t_down = timed(lambda: cli("pull", "chess:v0", str(work / "ak-out"), "--store", "s3://bench/ak", env=env))
+            assert sum(1 for p in (work / "ak-out").rglob("*") if p.is_file()) == nfiles
+            print(f"packed: upload {t_up:.1f}s = {nfiles / t_up:.0f} files/s, download {t_down:.1f}s = "
+                  f"{nfiles / t_down:.0f} files/s; {len(fs.find('bench/ak/'))} objects in the bucket")
+            return
         loose = ("--store", "s3://bench/loose", "-o", "pack=false")
         t_plain_up = timed(lambda: fs.put(str(data) + "/", "bench/plain/", recursive=True))
         t_loose_up = timed(lambda: cli("log-dataset", str(data), *loose, env=env))
