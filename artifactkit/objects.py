@@ -197,6 +197,13 @@ class ObjectStore:
             with path.open("rb") as f:
                 yield f
 
+    def forget_listings(self) -> None:
+        """A log or push begins: existence is asked of the store afresh, not answered from a
+        listing an earlier one made (a long-lived process must not count a blob a gc took since)."""
+        forget = getattr(self.backend, "forget_listings", None)
+        if forget is not None:
+            forget()
+
     def missing_blobs(self, digests: Iterable[str]) -> list[str]:
         """The digests this store has no blob for, in one batched existence check. Those it has
         are refreshed (ingest.refresh), so a concurrent gc keeps what the caller is about to reuse."""

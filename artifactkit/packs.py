@@ -77,6 +77,7 @@ class PackedBackend:
         self._dangling: dict[str, tuple[str, _Index]] = {}  # index key -> (why, index): its pack is
         # gone or not whole; made anew by each listing
         self._listed_at = -1e9  # time.monotonic() of the last listing of index/ and packs/
+        self._complete = False  # that listing read every index it listed (none vanished meanwhile)
         self._pending: dict[str, bytes] = {}  # digest -> bytes not yet in a pack sent
         self._pending_bytes = 0
 
@@ -99,7 +100,8 @@ class PackedBackend:
             if not force and time.monotonic() - self._listed_at < _MAP_TTL:
                 return
             for _ in range(3):
-                if self._list_and_map():
+                self._complete = self._list_and_map()
+                if self._complete:
                     break
             self._listed_at = time.monotonic()
 
@@ -185,18 +187,16 @@ class PackedBackend:
         self.inner.write(key, data, create_only=create_only)
 
     def write_many(self, items: Sequence[tuple[str, Source]]) -> None:
-        loose = []
+        packable = [(key, src, self._packable(key, src)) for key, src in items]  # files read before the lock
         with self._lock:
-            for key, src in items:
-                data = self._packable(key, src)
-                if data is None:
-                    loose.append((key, src))
-                elif (digest := digest_of_object_key(key)) not in self._pending:
+            for key, _src, data in packable:
+                if data is not None and (digest := digest_of_object_key(key)) not in self._pending:
                     self._pending[digest] = data
                     self._pending_bytes += len(data)
-            self.inner.write_many(loose)
             if self._pending_bytes >= PACK_TARGET:
                 self._send(final=False)
+        # large blobs (a checkpoint's tensors) outside the lock: another thread's reads go on
+        self.inner.write_many([(key, src) for key, src, data in packable if data is None])
 
     def _packable(self, key: str, src: Source) -> bytes | None:
         if not self.write_packs or digest_of_object_key(key) is None:
@@ -251,8 +251,12 @@ class PackedBackend:
         """Send every pending blob (the records that will reference them come after this)."""
         with self._lock:
             self._send(final=True)
-            self._listed_at = -1e9  # the next log (a long-lived process) lists the store again
         self.inner.sync()
+
+    def forget_listings(self) -> None:
+        """A log or push begins: the map is made again before it answers existence."""
+        self._listed_at = -1e9
+        self.inner.forget_listings()
 
     # -- reading ------------------------------------------------------------------------
     def exists(self, keys: Iterable[str]) -> set[str]:
@@ -277,14 +281,15 @@ class PackedBackend:
         yield from pending.items()
         rest = [k for k in dict.fromkeys(keys) if k not in pending]
         for attempt in range(2):
-            packed = [(k, found) for k in rest if (found := self._locate(k)) is not None]
-            loose = [k for k in rest if self._locate(k) is None]
+            found = {k: self._locate(k) for k in rest}  # once each: another thread may change the map
+            packed = [(k, f) for k, f in found.items() if f is not None]
+            loose = [k for k, f in found.items() if f is None]
             try:
                 got = self._read_packed(packed)
                 got += list(self.inner.read_many(loose))
             except NotFound:
-                if attempt:
-                    raise
+                if attempt or not any(digest_of_object_key(k) for k in rest):
+                    raise  # a record that is not there (a tombstone looked for) costs no listing
                 self._refresh(force=True)
                 continue
             yield from got
@@ -357,7 +362,7 @@ class PackedBackend:
         cannot be read (it might name them). Returns how many."""
         with self._lock:
             self._refresh(force=True)
-            if self._damage:
+            if self._damage or not self._complete:  # an index we could not read might name them
                 return 0
             named = {ix.pack for ix in self._indexes.values()} | {ix.pack for _, ix in self._dangling.values()}
             gone = [pack_key(p) for p in packs - named]

@@ -304,11 +304,13 @@ class Store(ObjectStore):
         """Hash files and make sure the store holds each blob (ingest.ingest: existing ones
         refreshed, missing ones written, hashed on the way). Durable with the next sync."""
         self._ensure_format()
+        self.forget_listings()
         return ingest(self.backend, candidates, self.stat_cache, progress)
 
     def ingestor(self, progress: Progress | None = None, total: int | None = None) -> Ingestor:
         """An Ingestor (ingest.py) writing into this store: one per log, batches across folders."""
         self._ensure_format()
+        self.forget_listings()
         return Ingestor(self.backend, self.stat_cache, progress, total)
 
     def _log(

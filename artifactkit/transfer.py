@@ -438,6 +438,7 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
 
 def _send_blobs(src: Store, dst: Store, sizes: dict[str, int], progress: Progress | None) -> tuple[int, int]:
     """Copy the blobs dst lacks (one batched existence check), verifying each on the way."""
+    dst.forget_listings()
     missing = dst.missing_blobs(sizes)
     total = sum(sizes[d] for d in missing)
     for batch in _batches(missing, sizes.__getitem__):

@@ -284,18 +284,20 @@ def test_empty_files_in_a_pack_read_in_any_order(s3, tmp_path):
 @pytest.mark.parametrize("options", [{}, {"pack": "false"}])
 def test_a_long_lived_store_sees_what_another_process_deleted_and_logged(s3, tmp_path, options):
     """One Store object kept open (a training process): blobs gc took meanwhile are sent again
-    (packed ones, and loose ones: a big file, or pack=false), and what another process logged or
-    re-packed meanwhile is read."""
+    (packed ones, and loose ones: a big file, or pack=false; 100 of them, more than are asked
+    for one HEAD each, so existence comes from a listing of objects/), and what another process
+    logged or re-packed meanwhile is read."""
     uri, client, bucket = s3
     kept = artifactkit.open_store(uri, options)
-    data = folder(tmp_path / "ds", {"a": b"a", "b": b"b", "big.bin": os.urandom(1_100_000)})
+    files = {f"f{i:03d}": os.urandom(20) for i in range(98)} | {"big.bin": os.urandom(1_100_000)}
+    data = folder(tmp_path / "ds", {"a": b"a", "b": b"b", **files})
     kept.log_folder(data, name="ds")
     artifactkit.pull(kept, "ds", tmp_path / "first", cache=False)  # the map now knows a and b
     other = artifactkit.open_store(uri)
     delete_versions(other, "ds", [0])
     artifactkit.gc(other, grace_seconds=0)
     assert keys(client, bucket, "packs") == keys(client, bucket, "objects") == []
-    assert kept.log_folder(data, name="ds").uploaded_files == 3
+    assert kept.log_folder(data, name="ds").uploaded_files == 101
     assert artifactkit.verify(artifactkit.open_store(uri)).ok
 
     artifactkit.open_store(uri).log_files({"new.txt": b"logged elsewhere"}, name="later")

@@ -66,6 +66,9 @@ class Backend(Protocol):
         """Make everything written so far durable before records that reference it are written."""
         ...
 
+    # Optional: forget_listings() -> None, called when a log or push begins: a backend that
+    # answers exists() from a listing it keeps (S3, packs) must ask the store afresh after it.
+
 
 # -- the registry ---------------------------------------------------------------------------
 # scheme -> "module:callable" (or the callable), imported only when a store of that scheme is

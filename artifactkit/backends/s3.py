@@ -198,9 +198,9 @@ class S3Backend(FsspecBackend):
             if cached:
                 cached[1].add(k)
 
-    def sync(self) -> None:
-        """PUTs are durable once acknowledged. The listing snapshots are dropped: the next log of
-        a long-lived process must not count a blob as there because it was a few minutes ago."""
+    def forget_listings(self) -> None:
+        """A log or push begins (objects.py): drop the listing snapshots, so that a long-lived
+        process does not count a blob as there because it was a few minutes ago."""
         self._snapshots.clear()
 
     def delete(self, keys: Iterable[str]) -> None:
