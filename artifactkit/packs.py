@@ -13,7 +13,8 @@ Backend protocol's view of blobs (objects/ab/cd… keys) while storing small one
 Every object is immutable and checked against its key when read; every blob read out of a pack
 is still checked against its own digest by the layer above (objects.py), so a damaged pack or
 index can make a blob unreadable, never wrong. Deleting blobs (gc) writes a new index without
-them and deletes the old one; a pack's bytes go once no index names it (no repacking yet).
+them and deletes the old one; a pack's bytes go once no index names it, and gc repacks the live
+blobs of a pack that is mostly dead.
 Blobs above PACK_BLOB_MAX, trees, manifests and records stay objects of their own.
 """
 
@@ -41,6 +42,8 @@ _MERGE_GAP = 256 << 10  # blobs of one pack this close are read in one GET (if t
 # larger than what the range already wants: a subset pull never downloads whole packs for it)
 _RANGE_MAX = 16 << 20  # bytes of one range GET
 _READ_BATCH_BYTES = 64 << 20  # bytes of ranges in flight at once
+_REPACK_MIN = 1 << 20  # gc repacks a pack of at least this size…
+_REPACK_LIVE = 0.5  # …once less than this fraction of its bytes is live
 _MAP_TTL = 2.0  # seconds the index map answers existence within one log (until its sync)
 _INDEX_MAX = 64 << 20  # bytes of one index object (~1 M blobs): anything larger is refused
 _PACK_MAX = 4 << 30  # a pack's size as an index may state it
@@ -369,14 +372,45 @@ class PackedBackend:
             self.inner.delete(gone)
             return len(gone)
 
+    def _repack(self) -> int:
+        """Reclaim the bytes of dead blobs (they leave their index, not their pack): the live
+        blobs of a pack of at least _REPACK_MIN bytes that is less than _REPACK_LIVE live are
+        checked against their digests and sent again in new packs, then the old indexes and
+        packs are deleted (a reader holding the old map finds the blobs anew on its miss).
+        Returns the packs deleted; none while an index cannot be read or a blob does not check."""
+        with self._lock:
+            self._refresh(force=True)
+            if self._damage or not self._complete:
+                return 0
+            live: dict[str, int] = {}
+            for ix in self._indexes.values():
+                live[ix.pack] = live.get(ix.pack, 0) + sum(n for _, _, n in ix.blobs)
+            size = {ix.pack: ix.size for ix in self._indexes.values()}
+            wasteful = {p for p, n in live.items() if size[p] >= _REPACK_MIN and n < size[p] * _REPACK_LIVE}
+            old = [k for k, ix in self._indexes.items() if ix.pack in wasteful]
+            keys = sorted({object_key(d.hex()) for k in old for d, _, _ in self._indexes[k].blobs})
+        if not old:
+            return 0
+        for i in range(0, len(keys), 1024):
+            blobs = list(self.read_many(keys[i : i + 1024]))
+            if any(digest_bytes(data) != digest_of_object_key(key) for key, data in blobs):
+                return 0  # damaged: verify names it; never copy a wrong blob into a new pack
+            self.write_many(blobs)
+        self.sync()  # the new packs and their indexes, before the old ones go
+        self.inner.delete(old)
+        self._listed_at = -1e9
+        return self._delete_unnamed(wasteful)
+
     def sweep(self, older_than: float) -> int:
         """Delete what an interrupted writer or gc left, last written before `older_than`: packs
         no index names (a killed upload between a pack and its index; listed before the indexes,
         so a pack sent again with its index meanwhile is kept) and indexes naming a pack that is
-        gone. Returns the packs deleted, by this call and by delete() since the last one (gc's count)."""
+        gone; first, packs mostly dead are repacked (_repack). Returns the packs deleted, by this
+        call and by delete() since the last one (gc's count)."""
+        deleted = self._repack()
         old = {d for i in self.inner.list(PACKS + "/")
                if (d := digest_of_pack_key(i.key)) and i.mtime is not None and i.mtime < older_than}
-        deleted = self._delete_unnamed(old)
+        deleted += self._delete_unnamed(old)
         with self._lock:
             dangling = set(self._dangling)
         self.inner.delete([i.key for i in self.inner.list(INDEX + "/")

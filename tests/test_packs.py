@@ -427,3 +427,26 @@ def test_a_subset_of_a_pack_is_read_without_the_files_between():
     assert sum(max(o + n for _, o, n in r) - r[0][1] for r in runs) == 30 * small  # no .bin byte read
     whole = _runs(layout)
     assert len(whole) == 1  # everything wanted: one range
+
+
+def test_gc_repacks_a_mostly_dead_pack_and_keeps_a_mostly_live_one(s3, tmp_path):
+    uri, client, bucket = s3
+    store = artifactkit.open_store(uri)
+    data = folder(tmp_path / "ds", {f"f{i}": os.urandom(200_000) for i in range(10)})
+    store.log_folder(data)  # v0: one pack of 2 MB
+    [first] = keys(client, bucket, "packs")
+    for i in range(8):
+        (data / f"f{i}").write_bytes(os.urandom(200_000))
+    store.log_folder(data)  # v1 keeps 2 of v0's 10 files
+    delete_versions(store, "ds", [0])
+    report = artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0)
+    assert (report.deleted_objects, report.deleted_packs) == (8, 1)
+    packs = keys(client, bucket, "packs")
+    assert first not in packs and len(packs) == 2  # v1's own pack, and f8, f9 packed anew
+    stored = sum(client.head_object(Bucket=bucket, Key=f"p/{k}")["ContentLength"] for k in packs)
+    assert stored == 10 * 200_000  # v1's bytes, nothing dead
+    fresh = artifactkit.open_store(uri)
+    assert artifactkit.verify(fresh).ok
+    artifactkit.pull(fresh, "ds:v1", tmp_path / "out", cache=False)
+    assert all((tmp_path / "out" / f"f{i}").read_bytes() == (data / f"f{i}").read_bytes() for i in range(10))
+    assert artifactkit.gc(fresh, grace_seconds=0).deleted_packs == 0  # both mostly live: kept
