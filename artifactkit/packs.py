@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import IntegrityError, NotFound
+from .errors import ArtifactkitError, IntegrityError, NotFound
 from .fileio import atomic_write
 from .hashing import cache_dir, digest_bytes
 from .layout import (INDEX, OBJECTS, PACKS, digest_of_index_key, digest_of_object_key, digest_of_pack_key, index_key,
@@ -373,33 +373,47 @@ class PackedBackend:
             return len(gone)
 
     def _repack(self) -> int:
-        """Reclaim the bytes of dead blobs (they leave their index, not their pack): the live
-        blobs of a pack of at least _REPACK_MIN bytes that is less than _REPACK_LIVE live are
-        checked against their digests and sent again in new packs, then the old indexes and
-        packs are deleted (a reader holding the old map finds the blobs anew on its miss).
-        Returns the packs deleted; none while an index cannot be read or a blob does not check."""
+        """Reclaim the bytes of dead blobs (they leave their index, not their pack): a pack of at
+        least _REPACK_MIN bytes less than _REPACK_LIVE live is read whole (one GET), its live
+        blobs checked against their digests and sent again in new packs, in their old order; once
+        a fresh listing shows every one of them in a new usable index, the old indexes and packs
+        are deleted (a reader holding the old map finds the blobs anew on its miss). A pack that
+        cannot be read or holds a blob that does not check is left for verify to name. Memory: one
+        old pack and the pending new one. Returns the packs deleted."""
+        if not self.write_packs:
+            return 0  # pack=false: never turn packs into one object per blob behind the user's back
         with self._lock:
             self._refresh(force=True)
             if self._damage or not self._complete:
                 return 0
-            live: dict[str, int] = {}
+            entries: dict[str, dict[bytes, tuple[int, int]]] = {}
+            size: dict[str, int] = {}
             for ix in self._indexes.values():
-                live[ix.pack] = live.get(ix.pack, 0) + sum(n for _, _, n in ix.blobs)
-            size = {ix.pack: ix.size for ix in self._indexes.values()}
-            wasteful = {p for p, n in live.items() if size[p] >= _REPACK_MIN and n < size[p] * _REPACK_LIVE}
-            old = [k for k, ix in self._indexes.items() if ix.pack in wasteful]
-            keys = sorted({object_key(d.hex()) for k in old for d, _, _ in self._indexes[k].blobs})
-        if not old:
+                size[ix.pack] = ix.size
+                entries.setdefault(ix.pack, {}).update((d, (o, n)) for d, o, n in ix.blobs)
+        moved = set()
+        for pack, live in sorted(entries.items()):
+            if size[pack] < _REPACK_MIN or sum(n for _, n in live.values()) >= size[pack] * _REPACK_LIVE:
+                continue
+            try:
+                [data] = self.inner.read_ranges([(pack_key(pack), 0, size[pack])])
+            except ArtifactkitError:
+                continue
+            blobs = [(object_key(d.hex()), data[o : o + n]) for d, (o, n) in sorted(live.items(), key=lambda e: e[1])]
+            if len(data) == size[pack] and all(digest_bytes(b) == digest_of_object_key(k) for k, b in blobs):
+                self.write_many(blobs)
+                moved.add(pack)
+        if not moved:
             return 0
-        for i in range(0, len(keys), 1024):
-            blobs = list(self.read_many(keys[i : i + 1024]))
-            if any(digest_bytes(data) != digest_of_object_key(key) for key, data in blobs):
-                return 0  # damaged: verify names it; never copy a wrong blob into a new pack
-            self.write_many(blobs)
-        self.sync()  # the new packs and their indexes, before the old ones go
-        self.inner.delete(old)
-        self._listed_at = -1e9
-        return self._delete_unnamed(wasteful)
+        self.sync()  # the new packs and their indexes, before anything old goes
+        with self._lock:
+            self._refresh(force=True)
+            elsewhere = {d for ix in self._indexes.values() if ix.pack not in moved for d, _, _ in ix.blobs}
+            if self._damage or not self._complete or any(d not in elsewhere for p in moved for d in entries[p]):
+                return 0  # a new pack is not (yet) usable: keep the old ones, the next gc tries again
+            self.inner.delete([k for k, ix in self._indexes.items() if ix.pack in moved])
+            self._listed_at = -1e9
+            return self._delete_unnamed(moved)
 
     def sweep(self, older_than: float) -> int:
         """Delete what an interrupted writer or gc left, last written before `older_than`: packs
