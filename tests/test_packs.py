@@ -450,3 +450,24 @@ def test_gc_repacks_a_mostly_dead_pack_and_keeps_a_mostly_live_one(s3, tmp_path)
     artifactkit.pull(fresh, "ds:v1", tmp_path / "out", cache=False)
     assert all((tmp_path / "out" / f"f{i}").read_bytes() == (data / f"f{i}").read_bytes() for i in range(10))
     assert artifactkit.gc(fresh, grace_seconds=0).deleted_packs == 0  # both mostly live: kept
+
+
+def test_a_mostly_dead_pack_with_a_damaged_blob_is_left_for_verify_not_copied_again(s3, tmp_path):
+    uri, client, bucket = s3
+    store = artifactkit.open_store(uri)
+    files = {f"f{i}": os.urandom(200_000) for i in range(10)}
+    data = folder(tmp_path / "ds", files)
+    store.log_folder(data)
+    [first] = keys(client, bucket, "packs")
+    for i in range(8):
+        (data / f"f{i}").write_bytes(os.urandom(200_000))
+    store.log_folder(data)
+    delete_versions(store, "ds", [0])
+    damaged = bytearray(get(client, bucket, first))
+    damaged[damaged.index(files["f9"][:64]) + 10] ^= 1
+    put(client, bucket, first, bytes(damaged))
+    for _ in range(2):
+        assert artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0).deleted_packs == 0
+        assert len(keys(client, bucket, "packs")) == 2 and len(keys(client, bucket, "index")) == 2
+    problems = artifactkit.verify(artifactkit.open_store(uri)).problems
+    assert problems[0] == f"objects/{digest_bytes(files['f9'])[:2]}/{digest_bytes(files['f9'])[2:]}: corrupt blob (content does not match its digest)"
