@@ -3,11 +3,12 @@ that reads them back: a listed key that does not have the exact shape we write i
 (None), never something to guess at."""
 
 import re
+from functools import partial
 
 OBJECTS = "objects"
 MANIFESTS = "manifests"
 TREES = "trees"
-PACKS = "packs"  # remote stores: many small blobs in one object (backends/packs.py)
+PACKS = "packs"  # remote stores: many small blobs in one object (packs.py)
 INDEX = "index"  # remote stores: which pack holds which blob, one index object per pack write
 ARTIFACTS = "artifacts"
 RUNS = "runs"
@@ -21,36 +22,9 @@ _METRICS_FILE = re.compile(r"([0-9]{6,})\.json\Z")
 _HEX = re.compile(r"[0-9a-f]+\Z")
 
 
-def object_key(digest: str) -> str:
-    return f"{OBJECTS}/{digest[:2]}/{digest[2:]}"
-
-
-def digest_of_object_key(key: str) -> str | None:
-    return _digest_under(OBJECTS, key)
-
-
-def tree_key(digest: str) -> str:
-    return f"{TREES}/{digest[:2]}/{digest[2:]}"
-
-
-def digest_of_tree_key(key: str) -> str | None:
-    return _digest_under(TREES, key)
-
-
-def pack_key(digest: str) -> str:
-    return f"{PACKS}/{digest[:2]}/{digest[2:]}"
-
-
-def digest_of_pack_key(key: str) -> str | None:
-    return _digest_under(PACKS, key)
-
-
-def index_key(digest: str) -> str:
-    return f"{INDEX}/{digest[:2]}/{digest[2:]}"
-
-
-def digest_of_index_key(key: str) -> str | None:
-    return _digest_under(INDEX, key)
+def _key_under(top: str, digest: str) -> str:
+    """The key of a content-addressed object: top/ab/cdef… (the digest split after 2 digits)."""
+    return f"{top}/{digest[:2]}/{digest[2:]}"
 
 
 def _digest_under(top: str, key: str) -> str | None:
@@ -60,6 +34,14 @@ def _digest_under(top: str, key: str) -> str | None:
         return None
     digest = parts[1] + parts[2]
     return digest if _HEX.match(digest) else None
+
+
+# For each kind of content-addressed object, the one spelling of its key and the one reading of
+# a key back (None for anything not of that exact shape).
+object_key, digest_of_object_key = partial(_key_under, OBJECTS), partial(_digest_under, OBJECTS)
+tree_key, digest_of_tree_key = partial(_key_under, TREES), partial(_digest_under, TREES)
+pack_key, digest_of_pack_key = partial(_key_under, PACKS), partial(_digest_under, PACKS)
+index_key, digest_of_index_key = partial(_key_under, INDEX), partial(_digest_under, INDEX)
 
 
 def manifest_key(digest: str) -> str:
