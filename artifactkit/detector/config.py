@@ -9,7 +9,7 @@ import os
 import re
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 
 from artifactkit.errors import InvalidInput
 
@@ -69,11 +69,16 @@ class TrainConfig(BaseModel):
     # Epochs at the end trained without mosaic. None: YOLOv8's 10, but at most 30 % of the run
     # (mosaic_off_epochs): YOLOv8's 10 leaves a run of 10 epochs without mosaic at all.
     close_mosaic: int | None = Field(None, ge=0)
-    mosaic: float = Field(1.0, ge=0, le=1)
+    # Augmentation (YOLOv8's defaults; affine is scale + translate only, degrees 0). These fields
+    # are the one declaration: the data module's AugmentConfig is derived from them (AUGMENT_KEYS).
+    mosaic: float = Field(1.0, ge=0, le=1)  # probability
+    scale: float = Field(0.5, ge=0, lt=1)
+    translate: float = Field(0.1, ge=0, le=0.5)
     hsv_h: float = Field(0.015, ge=0, le=1)
     hsv_s: float = Field(0.7, ge=0, le=1)
     hsv_v: float = Field(0.4, ge=0, le=1)
     fliplr: float = Field(0.5, ge=0, le=1)
+    flipud: float = Field(0.0, ge=0, le=1)
     # Style robustness: contrast jitter gain, and the probability of blurring an image by a down-up
     # resize (0 turns either off). On a piece style never trained on they took the chess bench's
     # held-out mAP50 from 0.66 to 0.84, the short-run lr (optim.py) to 0.88, mosaic to 0.91 (3 seeds;
@@ -185,3 +190,21 @@ def _describe(error: ValidationError, labels: Mapping[str, str] | None = None) -
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"{name}: {message} (got {item.get('input')!r})")
     return "; ".join(problems)
+
+
+# The augmentation keys of TrainConfig, which the data module needs without the rest of a run's
+# settings (a dataset can be built and tested alone). Derived, never declared twice: one place for
+# each default and bound.
+AUGMENT_KEYS = ("mosaic", "scale", "translate", "hsv_h", "hsv_s", "hsv_v", "fliplr", "flipud", "contrast", "blur",
+                "erase")
+AugmentConfig = create_model(
+    "AugmentConfig",
+    __config__=ConfigDict(frozen=True, extra="forbid"),
+    __doc__="Training augmentation: TrainConfig's augmentation fields (AUGMENT_KEYS), same defaults and bounds.",
+    **{key: (TrainConfig.model_fields[key].annotation, TrainConfig.model_fields[key]) for key in AUGMENT_KEYS},
+)
+
+
+def augment_config(config: TrainConfig) -> AugmentConfig:
+    """The augmentation settings of a run."""
+    return AugmentConfig(**{key: getattr(config, key) for key in AUGMENT_KEYS})

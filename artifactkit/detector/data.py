@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from artifactkit.detector.augment import (
     colour_matrix, hide_parts, letterbox, recolour, resize_chw, soften, warp, with_contrast, xyxy_pixels,
 )
+from artifactkit.detector.config import AugmentConfig
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
     DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, read_labels, require_images,
@@ -37,23 +37,6 @@ logger = logging.getLogger(__name__)
 _SAMPLE_STREAM, _SAMPLER_STREAM = 1, 2  # keep sample and order RNG streams apart
 _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
                  Image.DecompressionBombError)
-
-
-class AugmentConfig(BaseModel):
-    """Training augmentation (YOLOv8 defaults). Affine is scale + translate only (degrees 0)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    mosaic: float = Field(1.0, ge=0, le=1)  # probability
-    scale: float = Field(0.5, ge=0, lt=1)
-    translate: float = Field(0.1, ge=0, le=0.5)
-    hsv_h: float = Field(0.015, ge=0, le=1)
-    hsv_s: float = Field(0.7, ge=0, le=1)
-    hsv_v: float = Field(0.4, ge=0, le=1)
-    fliplr: float = Field(0.5, ge=0, le=1)
-    flipud: float = Field(0.0, ge=0, le=1)
-    contrast: float = Field(0.5, ge=0, lt=1)  # contrast jitter gain (0: off)
-    blur: float = Field(0.3, ge=0, le=1)  # probability of a down-up resize blur
-    erase: float = Field(0.0, ge=0, le=1)  # probability of hiding parts of the objects
 
 
 def _folder_split(folder: Path) -> Split:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from artifactkit.detector import distributed, optim
-from artifactkit.detector.config import TrainConfig
-from artifactkit.detector.data import AugmentConfig, build_dataloader, load_split
+from artifactkit.detector.config import TrainConfig, augment_config
+from artifactkit.detector.data import build_dataloader, load_split
 from artifactkit.detector.loss import DetectionLoss
 from artifactkit.detector.model import YOLO
 from artifactkit.detector.pretrained import load_pretrained
@@ -98,7 +98,7 @@ class Trainer:
             if split not in self.data.splits:
                 raise InvalidInput(f"train config key 'val_splits': split '{split}' is not in {config.data}")
         self.train_set = load_split(self.data, "train", imgsz=config.imgsz, augment=True,
-                                    hyp=_augment_config(config), seed=config.seed, cache=config.cache)
+                                    hyp=augment_config(config), seed=config.seed, cache=config.cache)
         # The sampler's order depends on (seed, epoch) alone; each rank takes its shard of it.
         self.train_loader = build_dataloader(self.train_set, rank_batch, config.workers, shuffle=True, seed=config.seed,
                                              rank=self.world.rank, world_size=self.world.size)
@@ -330,12 +330,6 @@ class Trainer:
             method = getattr(callback, event, None)
             if method is not None:
                 method(*args)
-
-
-def _augment_config(config: TrainConfig) -> AugmentConfig:
-    """The data module's augmentation settings, filled from the train config's matching keys."""
-    keys = set(AugmentConfig.model_fields) & set(TrainConfig.model_fields)
-    return AugmentConfig(**{key: getattr(config, key) for key in keys})
 
 
 def _summary(metrics: dict[str, float]) -> str:

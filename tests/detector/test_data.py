@@ -377,3 +377,16 @@ def test_contrast_keeps_which_side_is_lighter():
         matrix, offset = with_contrast(np.eye(3, dtype=np.float32), np.random.default_rng(seed), 0.9)
         out = recolour(img, matrix, offset)
         assert (out[:, 0].astype(int) > out[:, 1].astype(int)).all()
+
+
+def test_augmentation_is_declared_once_in_train_config():
+    """AugmentConfig is TrainConfig's augmentation fields, not a second declaration that can drift:
+    same keys, defaults and bounds, and every key reaches the dataset from a run's config."""
+    from artifactkit.detector.config import AUGMENT_KEYS, TrainConfig, augment_config
+
+    assert set(AugmentConfig.model_fields) == set(AUGMENT_KEYS) <= set(TrainConfig.model_fields)
+    for key in AUGMENT_KEYS:
+        ours, theirs = AugmentConfig.model_fields[key], TrainConfig.model_fields[key]
+        assert (ours.default, ours.metadata) == (theirs.default, theirs.metadata), key
+    changed = {key: 0.25 for key in AUGMENT_KEYS}
+    assert augment_config(TrainConfig(data="d", **changed)).model_dump() == changed
