@@ -240,3 +240,18 @@ def test_the_local_backend_refuses_keys_that_could_climb_out(tmp_path, key):
     assert not (tmp_path / "copy").exists()
     backend.write("fine/..x/y.", b"ok")  # dots inside a name are just names
     assert [i.key for i in backend.list("fine/")] == ["fine/..x/y."]
+
+
+@pytest.mark.parametrize("uri, package", [("gcs://bucket/ak", "gcsfs"), ("az://container/ak", "adlfs")])
+def test_a_missing_filesystem_names_the_package_to_install(tmp_path, uri, package):
+    """No extra of ours brings gcsfs or adlfs, so the hint names the package fsspec lacked (it
+    used to suggest artifactkit[all], which does not hold it)."""
+    import importlib.util
+
+    from clirunner import run_cli
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    proc = run_cli("ls", "--store", uri, check=False, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == f"error: the {uri.split(':')[0]}:// filesystem is not installed: pip install {package}"

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..errors import AlreadyExists, BackendError, InvalidInput, NotFound, missing_extra
+from ..errors import AlreadyExists, BackendError, InvalidInput, MissingExtra, NotFound, missing_extra
 from ..redact import redact, redact_uri
 from .base import Capabilities, ObjectInfo, Source
 
@@ -53,6 +53,16 @@ def _import_fsspec():
     return fsspec
 
 
+def _missing_filesystem(protocol: str, error: ImportError) -> Exception:
+    """What to install for a scheme: our extra where one brings it (s3), else the package fsspec
+    itself was missing (gcsfs for gcs://, adlfs for az://), which no extra of ours holds."""
+    if protocol in _EXTRAS:
+        return missing_extra(f"the {protocol}:// filesystem", _EXTRAS[protocol])
+    missing = getattr(error.__cause__, "name", None) or error.name
+    hint = f": pip install {missing.split('.')[0]}" if missing else f" ({error})"
+    return MissingExtra(f"the {protocol}:// filesystem is not installed{hint}")
+
+
 def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true", "yes")
 
@@ -73,7 +83,7 @@ class FsspecBackend:
         except ValueError:
             raise InvalidInput(f"unknown URI scheme {protocol!r} in {redact_uri(uri)}") from None
         except ImportError as e:
-            raise missing_extra(f"the {protocol}:// filesystem", _EXTRAS.get(protocol, "all")) from e
+            raise _missing_filesystem(protocol, e) from e
         self.protocol = protocol
         self.url = f"{protocol}://{rest.strip('/')}"
         self.uri = redact_uri(self.url)  # every message below names this one
