@@ -200,9 +200,7 @@ class ObjectStore:
     def forget_listings(self) -> None:
         """A log or push begins: existence is asked of the store afresh, not answered from a
         listing an earlier one made (a long-lived process must not count a blob a gc took since)."""
-        forget = getattr(self.backend, "forget_listings", None)
-        if forget is not None:
-            forget()
+        self.backend.forget_listings()
 
     def missing_blobs(self, digests: Iterable[str]) -> list[str]:
         """The digests this store has no blob for, in one batched existence check. Those it has

@@ -35,7 +35,6 @@ from .layout import (INDEX, OBJECTS, PACKS, digest_of_index_key, digest_of_objec
                       object_key, pack_key)
 from .backends.base import ObjectInfo, Source
 
-PACK = "pack"  # storage option: pack=false keeps one object per blob (tools that expect them)
 PACK_BLOB_MAX = 1 << 20  # blobs up to 1 MiB are packed; a larger one is worth its own request
 PACK_TARGET = 8 << 20  # a pack is sent once it holds this much
 _MERGE_GAP = 256 << 10  # blobs of one pack this close are read in one GET (if the gap is no
@@ -49,18 +48,6 @@ _INDEX_MAX = 64 << 20  # bytes of one index object (~1 M blobs): anything larger
 _PACK_MAX = 4 << 30  # a pack's size as an index may state it
 _ENTRY_MAX = 64 << 20  # one packed blob's length as an index may state it
 _DIGEST = re.compile(r"[0-9a-f]{32}\Z")
-
-
-def packed_s3(uri: str, storage_options: dict[str, Any] | None = None):
-    """The registry's factory for s3://: an S3Backend whose small blobs go into packs, unless
-    --storage-option pack=false (reading understands both either way)."""
-    from .backends.fs import _truthy
-    from .backends.s3 import S3Backend
-
-    options = dict(storage_options or {})
-    pack = options.pop(PACK, True)
-    backend = S3Backend(uri, options)
-    return PackedBackend(backend, write_packs=_truthy(pack))
 
 
 class PackedBackend:

@@ -17,6 +17,8 @@ from .layout import RUNS, run_prefix
 from .manifest import NAME_RE, RUN_ID_RE, VERSION_RE
 from .redact import redact_uri
 
+PACK_OPTION = "pack"  # storage option: pack=false keeps one object per blob (tools that expect them)
+
 DEFAULT_STORE = "./.artifactkit"
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _LOOKS_LIKE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -47,11 +49,21 @@ def check_store_uri(uri: str) -> None:
 
 
 def open_backend(uri: str, storage_options: dict[str, Any] | None = None):
-    """The backend for a store URI, from the registry by scheme (backends/base.py)."""
+    """The backend for a store URI, from the registry by scheme (backends/base.py); one that
+    declares pack_small_blobs gets its small blobs packed (packs.py), unless --storage-option
+    pack=false (reading understands both either way)."""
     check_store_uri(uri)
     from .backends.base import backend_factory
 
-    return backend_factory(scheme(uri))(uri, storage_options)
+    options = dict(storage_options or {})
+    pack = options.pop(PACK_OPTION, True)
+    backend = backend_factory(scheme(uri))(uri, options)
+    if not backend.capabilities.pack_small_blobs:
+        return backend
+    from .backends.fs import _truthy
+    from .packs import PackedBackend
+
+    return PackedBackend(backend, write_packs=_truthy(pack))
 
 
 @dataclass(frozen=True)

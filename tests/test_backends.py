@@ -255,3 +255,34 @@ def test_a_missing_filesystem_names_the_package_to_install(tmp_path, uri, packag
     proc = run_cli("ls", "--store", uri, check=False, cwd=tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.strip() == f"error: the {uri.split(':')[0]}:// filesystem is not installed: pip install {package}"
+
+
+def test_a_backend_that_declares_packing_gets_packs_where_the_store_opens(tmp_path, monkeypatch):
+    """Packing is a capability, not a backend's name: a new object-store backend (here fsspec's
+    memory filesystem saying each object costs a request) gets packs from one registry line, and
+    `-o pack=false` still keeps one object per blob."""
+    import dataclasses
+
+    import artifactkit
+    from artifactkit.backends import base
+    from artifactkit.backends.fs import FsspecBackend
+
+    def costly(uri, options):
+        backend = FsspecBackend(f"memory://{uri.partition('://')[2]}", options)
+        backend.capabilities = dataclasses.replace(backend.capabilities, pack_small_blobs=True)
+        return backend
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    base.register_backend("costly", costly)
+    data = tmp_path / "ds"
+    data.mkdir()
+    for i in range(3):
+        (data / f"{i}.txt").write_text(f"file {i}")
+    for options, kept_in in (({}, "packs/"), ({"pack": "false"}, "objects/")):
+        root = f"ak-{uuid.uuid4().hex}"
+        artifactkit.open_store(f"costly://{root}", dict(options)).log_folder(data, name="ds")
+        keys = [i.key for i in open_backend(f"memory://{root}").list("")]
+        assert any(k.startswith(kept_in) for k in keys), keys
+        assert not any(k.startswith({"packs/": "objects/", "objects/": "packs/"}[kept_in]) for k in keys), keys
+        artifactkit.pull(artifactkit.open_store(f"costly://{root}"), "ds", tmp_path / root, cache=False)
+        assert sorted(p.name for p in (tmp_path / root).iterdir()) == ["0.txt", "1.txt", "2.txt"]

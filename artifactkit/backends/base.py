@@ -22,6 +22,10 @@ Source = Union[bytes, memoryview, Path]  # what write_many accepts: bytes in han
 class Capabilities:
     atomic_create: bool  # create_only writes are exclusive even across processes and machines
     atomic_replace: bool  # a plain write replaces the old value in one step (readers never see half)
+    # Each object costs a request, so small blobs travel in packs (packs.py). Declared by the
+    # backend; the store is wrapped where it is opened (uri.open_backend), so a new object-store
+    # backend gets packs by saying so here, and nothing below asks which backend it holds.
+    pack_small_blobs: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,10 @@ class Backend(Protocol):
         """Make everything written so far durable before records that reference it are written."""
         ...
 
-    # Optional: forget_listings() -> None, called when a log or push begins: a backend that
-    # answers exists() from a listing it keeps (S3, packs) must ask the store afresh after it.
+    def forget_listings(self) -> None:
+        """A log or push begins: answer existence afresh from now on, not from a listing kept
+        earlier (a no-op for a backend that keeps none)."""
+        ...
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -79,8 +85,8 @@ Factory = Callable[[str, "dict[str, Any] | None"], Backend]
 _FSSPEC = "artifactkit.backends.fs:FsspecBackend"
 _REGISTRY: dict[str, str | Factory] = {
     "file": "artifactkit.backends.local:open_local",
-    "s3": "artifactkit.packs:packed_s3",
-    "s3a": "artifactkit.packs:packed_s3",
+    "s3": "artifactkit.backends.s3:S3Backend",
+    "s3a": "artifactkit.backends.s3:S3Backend",
 }
 
 

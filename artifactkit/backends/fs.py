@@ -315,6 +315,9 @@ class FsspecBackend:
     def sync(self) -> None:
         """Object stores acknowledge a PUT only once it is durable: nothing to do."""
 
+    def forget_listings(self) -> None:
+        """No listing is kept here (S3Backend keeps some): every existence check asks the store."""
+
 
 def _quiet_orphaned_connection_errors(loop) -> None:
     """aiohttp sends each request body from a task of its own. When the server goes away mid-

@@ -198,6 +198,9 @@ class LocalBackend:
             except OSError as e:
                 raise self._error(e, key, "delete") from e
 
+    def forget_listings(self) -> None:
+        """Existence is always asked of the file system: no listing to forget."""
+
     def sync(self) -> None:
         """One durability pass over the blobs written since the last sync."""
         if not self._unsynced:

@@ -45,7 +45,7 @@ class S3Backend(FsspecBackend):
         self.bucket = self.root.split("/", 1)[0]
         if not self.bucket:
             raise InvalidInput(f"invalid store URI {uri!r}: expected s3://BUCKET[/PREFIX]")
-        self.capabilities = Capabilities(atomic_create=True, atomic_replace=True)  # until probed
+        self.capabilities = Capabilities(atomic_create=True, atomic_replace=True, pack_small_blobs=True)  # until probed
         self._conditional: bool | None = None
         self._snapshots: dict[str, tuple[float, set[str]]] = {}
 
@@ -107,7 +107,7 @@ class S3Backend(FsspecBackend):
     def _exclusive_create(self) -> bool:
         if self._conditional is None:
             self._conditional = self._probe_conditional_put()
-            self.capabilities = Capabilities(atomic_create=self._conditional, atomic_replace=True)
+            self.capabilities = Capabilities(atomic_create=self._conditional, atomic_replace=True, pack_small_blobs=True)
         if self._conditional or self.single_writer:
             return bool(self._conditional)
         raise BackendError(
