@@ -37,7 +37,7 @@ from .errors import ArtifactkitError, NotFound
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key, tree_key
-from .manifest import check_digest
+from .manifest import check_digest, iso_of
 from .store import Store
 from .trees import Tree, walk
 
@@ -145,7 +145,10 @@ class GcReport:
     deleted_manifests: int = 0
     deleted_trees: int = 0
     deleted_packs: int = 0  # packs of a remote store whose upload was cut before its index
-    kept_recent: int = 0
+    kept_recent: int = 0  # unreferenced files younger than the grace period, kept for now
+    kept_recent_bytes: int = 0  # of which blobs
+    kept_until: str | None = None  # when the youngest of them passes the grace (ISO time)
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
 
     def summary(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -187,7 +190,8 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     live = _Live(store).read()  # after the listing: anything committed before it is seen
     local = isinstance(store.backend, LocalBackend)
     cutoff = time.time() - grace_seconds
-    report = GcReport()
+    report = GcReport(grace_seconds=grace_seconds)
+    youngest = None
     doomed: list[ObjectInfo] = []
     recent_trees: list[str] = []
     for info in listed:
@@ -198,10 +202,14 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
             continue
         if info.mtime is not None and info.mtime > cutoff:
             report.kept_recent += 1
+            report.kept_recent_bytes += info.size if digest_of_object_key(original) is not None else 0
+            youngest = info.mtime if youngest is None else max(youngest, info.mtime)
             if digest_of_tree_key(original) is not None:
                 recent_trees.append(digest_of_tree_key(original))
             continue
         doomed.append(info)
+    if youngest is not None:
+        report.kept_until = iso_of(youngest + grace_seconds)
     live.read()  # versions committed while we listed and decided
     kept = _Kept(store)
     kept.add(recent_trees)  # a log in flight may be re-using them: they keep what they list

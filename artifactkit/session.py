@@ -15,7 +15,7 @@ from . import checkpoint, datasets
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
-from .lifecycle import prune
+from .lifecycle import Retention, prune
 from .manifest import now_iso
 from .progress import LogReport
 from .runref import find_run
@@ -27,7 +27,8 @@ from .tracking import FanOut, SystemMonitor, continued
 from .uri import run_uri
 
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last")
+RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last", "keep_within",
+                    "keep_daily", "keep_weekly", "keep_full")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
 
 
@@ -101,11 +102,12 @@ class RunCallbacks:
             "names": list(trainer.data.names),  # what predict and export label boxes with
         }
 
-        keep_last = trainer.config.keep_last
+        cfg = trainer.config
+        rules = Retention(cfg.keep_last, cfg.keep_within, cfg.keep_daily, cfg.keep_weekly)
 
         def saved(result) -> None:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
-            pruned = self._retain(keep_last) if keep_last else []
+            pruned = self._retain(rules) if rules.any else []
             self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
                                        "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes,
                                        "pruned": pruned})
@@ -113,13 +115,14 @@ class RunCallbacks:
         self.saver.save(trainer.state_dict(), then=saved, aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
         self.saved_epoch = epoch
 
-    def _retain(self, keep_last: int) -> list[str]:
-        """--keep-last after a checkpoint committed (on the saver's thread). A failure to prune
-        costs disk space, not the run: it is a warning, and the next checkpoint tries again."""
+    def _retain(self, rules: Retention) -> list[str]:
+        """The --keep-* rules after a checkpoint committed (on the saver's thread). A failure to
+        prune costs disk space, not the run: it is a warning, and the next checkpoint tries again."""
         try:
-            return prune(self.store, self.run.model_artifact, keep_last).versions
+            return prune(self.store, self.run.model_artifact, rules.last, keep_within=rules.within,
+                         keep_daily=rules.daily, keep_weekly=rules.weekly).versions
         except ArtifactkitError as e:
-            self.report("warning", {"message": f"keep-last {keep_last}: {e}"})
+            self.report("warning", {"message": f"checkpoint retention: {e}"})
             return []
 
     def finish(self, status: str, error: str | None = None) -> None:
