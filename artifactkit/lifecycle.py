@@ -28,6 +28,12 @@ from .uri import parse_ref, run_uri
 
 TRAINER_ALIAS = re.compile(r"epoch-[0-9]+\Z")
 _SHOWN = 5
+FULL_STATE = "training_state"  # a thin checkpoint's metadata key: NAME:vN of its full training state
+
+
+def full_state_name(run_id: str) -> str:
+    """The artifact holding the full training states of a run's newest checkpoints (thin history)."""
+    return f"{run_id}-state"
 DURATION_RE = r"[1-9][0-9]{0,5}[hdwy]\Z"  # --keep-within: hours, days, weeks, years (365 days)
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}
 
@@ -213,6 +219,41 @@ def prune(store: Store, name: str, keep_last: int | None = None, *, keep_within:
     return result
 
 
+def thin_history(store: Store, name: str, full: str, keep_full: int) -> list[str]:
+    """Thin history: only the keep_full newest checkpoints of `name` that still have a full
+    training state (a version of `full`, named in their metadata) keep it; delete the full states
+    of older ones (what evaluation, export and fine-tuning read stays in the checkpoint; gc then
+    frees the raw weights and optimizer moments). A full state newer than every kept one (a save
+    in flight) stays. Returns the labels of the full states deleted."""
+    if isinstance(keep_full, bool) or not isinstance(keep_full, int) or keep_full < 1:
+        raise InvalidInput(f"keep_full: expected a whole number of at least 1, got {keep_full!r}")
+    held = store.version_numbers(full)
+    keep: set[int] = set()
+    for number in reversed(store.version_numbers(name)):
+        if len(keep) == keep_full:
+            break
+        record = store.record(name, number)
+        if FULL_STATE in record.metadata:
+            version = full_state_version(record.metadata[FULL_STATE], full, f"{store.uri}: {name}:{record.label}")
+            if version in held:  # one deleted by hand is not kept: the next newest full one is
+                keep.add(version)
+    if not keep:
+        return []
+    doomed = [n for n in held if n not in keep and n < max(keep)]
+    return delete_versions(store, full, doomed, force=True).versions if doomed else []
+
+
+def full_state_version(ref: Any, full: str, where: str) -> int:
+    """The version number a thin checkpoint's FULL_STATE names (untrusted: it must be full:vN)."""
+    try:
+        parsed = parse_ref(ref) if isinstance(ref, str) else None
+    except InvalidInput:
+        parsed = None
+    if parsed is None or parsed.name != full or parsed.version is None:
+        raise InvalidInput(f"{where}: metadata {FULL_STATE} is {str(ref)[:80]!r}, not {full}:vN")
+    return parsed.version
+
+
 def delete_run(store: Store, run_id: str, force: bool = False) -> RunDeleted:
     """Delete a run: its checkpoints (<run>-model), evaluation tables (<run>-evaluation) and its
     folder. Refused, unless force, while it is running (a live lease) or when another run was
@@ -234,7 +275,7 @@ def delete_run(store: Store, run_id: str, force: bool = False) -> RunDeleted:
         raise InvalidInput(f"{where}: its checkpoints were used by {', '.join(sorted(used)[:_SHOWN])}; "
                            "pass --force to delete it anyway")
     deleted: dict[str, list[str]] = {}
-    for name in (model, f"{run_id}-evaluation"):
+    for name in (model, full_state_name(run_id), f"{run_id}-evaluation"):
         if store.version_numbers(name):
             deleted[name] = delete_versions(store, name, force=True).versions
     return RunDeleted(run_id, deleted, store.delete_run(run_id), sorted(used))

@@ -15,7 +15,7 @@ from . import checkpoint, datasets
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
-from .lifecycle import Retention, prune
+from .lifecycle import Retention, full_state_name, prune, thin_history
 from .manifest import now_iso
 from .progress import LogReport
 from .runref import find_run
@@ -29,6 +29,9 @@ from .uri import run_uri
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
 RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last", "keep_within",
                     "keep_daily", "keep_weekly", "keep_full")
+# What only resume needs, kept in the full state (<run>-state) of the newest checkpoints alone
+# (TrainConfig.keep_full); a checkpoint keeps the rest: EMA weights, epoch, config (thin history).
+RESUME_ONLY = ("model", "optimizer", "scheduler", "rng")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
 
 
@@ -108,11 +111,13 @@ class RunCallbacks:
         def saved(result) -> None:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
             pruned = self._retain(rules) if rules.any else []
+            self._thin(cfg.keep_full)
             self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
                                        "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes,
                                        "pruned": pruned})
 
-        self.saver.save(trainer.state_dict(), then=saved, aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
+        self.saver.save(trainer.state_dict(), then=saved, full=full_state_name(self.run.run_id), drop=RESUME_ONLY,
+                        aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
         self.saved_epoch = epoch
 
     def _retain(self, rules: Retention) -> list[str]:
@@ -124,6 +129,14 @@ class RunCallbacks:
         except ArtifactkitError as e:
             self.report("warning", {"message": f"checkpoint retention: {e}"})
             return []
+
+    def _thin(self, keep_full: int) -> None:
+        """Thin history after a checkpoint committed: older checkpoints' full states go. As
+        retention: a failure costs disk space (a warning), never the run."""
+        try:
+            thin_history(self.store, self.run.model_artifact, full_state_name(self.run.run_id), keep_full)
+        except ArtifactkitError as e:
+            self.report("warning", {"message": f"thin history (keep-full {keep_full}): {e}"})
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Record how the run ended; not if another process took it over (the record is theirs)."""
@@ -284,7 +297,7 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
 
     if not s.version_numbers(run.model_artifact):
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
-    state = checkpoint.load(s, f"{run.model_artifact}:latest")
+    state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id))
     done = int(state["epoch"])
     _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)

@@ -96,6 +96,11 @@ class TrainConfig(BaseModel):
     keep_within: str | None = Field(None, pattern=r"^[1-9][0-9]{0,5}[hdwy]$")
     keep_daily: int | None = Field(None, ge=1)
     keep_weekly: int | None = Field(None, ge=1)
+    # Thin history: only the N newest checkpoints keep the full training state (raw weights,
+    # optimizer moments, scheduler, RNG: what resume needs) in <run>-state; older ones keep what
+    # evaluation, export and fine-tuning read (EMA weights and metadata). Ultralytics keeps the
+    # optimizer only in last.pt and strips it from best.pt: this is that rule, for every checkpoint.
+    keep_full: int = Field(1, ge=1)
     # Early stopping: stop after this many epochs without a better fitness (0: never), as Ultralytics.
     patience: int = Field(100, ge=0)
     val_splits: tuple[str, ...] = ("val",)
