@@ -156,14 +156,24 @@ def push(
          f"{ref} -> {shown}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
 
-def verify(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
-    """Re-hash every blob and check every version's files are present. Exit 1 on any damage."""
+def verify(
+    sample: Annotated[Optional[str], typer.Option(
+        "--sample", help="Re-hash only a random share (5%) or size (2GB) of the blobs; the rest are checked for "
+                         "existence and size (restic's read-data-subset: a cheap daily check)")] = None,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-hash every blob (or a --sample) and check every version's files are present with their
+    size; damage is named per version with the repair that fits it. Exit 1 on any damage."""
     from artifactkit.maintenance import verify as do_verify
 
     s = open_store(store, storage_option)
     with progress_bar(f"verifying {s.uri}", not json_out) as advance:
-        report = do_verify(s, progress=advance)
-    lines = [f"{s.uri}: {report.objects} blobs, {report.versions} versions: " + ("ok" if report.ok else f"{len(report.problems)} problems")]
+        report = do_verify(s, progress=advance, sample=sample)
+    hashed = f" ({report.hashed} re-hashed, {human_bytes(report.hashed_bytes)})" if sample else ""
+    lines = [f"{s.uri}: {report.objects} blobs{hashed}, {report.versions} versions: "
+             + ("ok" if report.ok else f"{len(report.problems)} problems")]
     emit(json_out, report.summary(), "\n".join(lines + report.problems))
     if not report.ok:
         raise typer.Exit(1)

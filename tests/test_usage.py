@@ -106,3 +106,34 @@ def test_prune_by_time_dry_run_and_protected_versions(tmp_path):
     assert json.loads(out.stdout.splitlines()[-1])["versions"] == ["v1", "v2"]
     assert store.version_numbers("m") == [0, 1, 2, 3]
     assert lifecycle.prune(store, "m", keep_weekly=1).versions == ["v1", "v2"]
+
+
+def test_verify_sample_checks_sizes_and_names_the_repair_per_kind(tmp_path):
+    from artifactkit.maintenance import parse_sample, verify
+
+    root = tmp_path / "s"
+    store = artifactkit.open_store(str(root))
+    two_versions(store, tmp_path)
+    store.log_files({"tensors/000000": os.urandom(6000)}, name="r-model", type="model")
+    full = verify(store)
+    assert full.ok and full.hashed == full.objects == 4 and full.hashed_bytes == 18000
+    assert verify(store, sample="50%").hashed == 2 and verify(store, sample="1B").hashed == 1  # at least one
+    assert verify(store, sample="9000B").hashed_bytes <= 9000
+    for bad in ("0%", "5 parsecs", "101%"):
+        with pytest.raises(InvalidInput, match="sample: expected a share such as 5%"):
+            parse_sample(bad)
+    assert parse_sample("2GB") == (None, 2_000_000_000) and parse_sample("5%") == (0.05, None)
+    blob = lambda data: root / "objects" / data[:2] / data[2:]  # noqa: E731
+    tensor = next(e for e in store.manifest(store.resolve("r-model")).entries)
+    blob(tensor.digest).write_bytes(os.urandom(6000))  # rot of the same size: only a re-hash finds it
+    c = next(e for e in store.manifest(store.resolve("d:v1")).entries if e.path == "c")
+    blob(c.digest).write_bytes(b"short")  # a truncated blob: its size alone gives it away
+    sampled = verify(store, sample="1B")  # hashes one blob at most: the size check still finds c
+    assert any("holds 5 bytes, not 5000" in p for p in sampled.damage["d:v1"])
+    report = verify(store)
+    assert report.damage["r-model:v0"] == [
+        f"tensors/000000 missing blob objects/{tensor.digest[:2]}/{tensor.digest[2:]} (corrupt; a checkpoint's tensor "
+        "cannot be made again: push r-model:v0 from a store that holds it, or `rm r-model:v0`)"]
+    assert "log-dataset --full of a folder holding the file puts it back" in report.damage["d:v1"][0]
+    out = run_cli("verify", "--sample", "100%", "--json", "--store", str(root), check=False)
+    assert out.returncode == 1 and set(json.loads(out.stdout.splitlines()[-1])["damage"]) == {"d:v1", "r-model:v0"}
