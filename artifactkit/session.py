@@ -15,7 +15,7 @@ from . import checkpoint, datasets
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
-from .lifecycle import Retention, full_state_name, prune, thin_history
+from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
 from .manifest import now_iso
 from .progress import LogReport
 from .runref import find_run
@@ -110,6 +110,9 @@ class RunCallbacks:
 
         def saved(result) -> None:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
+            full = result.record.metadata.get(FULL_STATE)
+            if full is not None:  # mirrors get the full state too: `resume wandb-artifact://` needs it
+                self.trackers.call("log_checkpoint", self.store.resolve(full), [f"epoch-{epoch}"], metadata)
             pruned = self._retain(rules) if rules.any else []
             self._thin(cfg.keep_full)
             self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
