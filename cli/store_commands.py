@@ -221,7 +221,8 @@ def _duration(seconds: float) -> str:
 
 
 def du(
-    grace: Annotated[float, typer.Option(help="The gc grace period to count against, in seconds")] = 3600.0,
+    grace: Annotated[Optional[float], typer.Option(help="The gc grace period to count against, in seconds "
+                                                   "(default: gc's, 3600)", show_default=False)] = None,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
