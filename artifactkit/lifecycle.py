@@ -54,6 +54,14 @@ class Retention:
         if self.within is not None and not (isinstance(self.within, str) and re.fullmatch(DURATION_RE, self.within)):
             raise InvalidInput(f"keep_within: expected a duration such as 12h, 7d, 4w or 1y, got {self.within!r}")
 
+    @classmethod
+    def given(cls, *rules: Any) -> "Retention":
+        """The rules of a prune, at least one of them."""
+        out = cls(*rules)
+        if not out.any:
+            raise InvalidInput("prune: give at least one of keep_last, keep_within, keep_daily, keep_weekly")
+        return out
+
     @property
     def any(self) -> bool:
         return any(v is not None for v in (self.last, self.within, self.daily, self.weekly))
@@ -196,9 +204,7 @@ def prune(store: Store, name: str, keep_last: int | None = None, *, keep_within:
     """Keep what the retention rules keep (their union, see Retention), every version with a
     chosen alias (`best` among them) and every version a run used; delete the others (dry_run:
     only say which)."""
-    rules = Retention(keep_last, keep_within, keep_daily, keep_weekly)
-    if not rules.any:
-        raise InvalidInput("prune: give at least one of keep_last, keep_within, keep_daily, keep_weekly")
+    rules = Retention.given(keep_last, keep_within, keep_daily, keep_weekly)
     nums = store.version_numbers(name)
     if not nums:
         raise NotFound(f"{store.uri}: no artifact named {name!r}")

@@ -75,8 +75,9 @@ def prune(
 ) -> None:
     """Delete the versions of an artifact that no rule keeps (restic's forget: the rules add up),
     always keeping best, hand-aliased versions and those a run used."""
-    from artifactkit.lifecycle import prune as do_prune
+    from artifactkit.lifecycle import Retention, prune as do_prune
 
+    Retention.given(keep_last, keep_within, keep_daily, keep_weekly)  # a bad rule is refused before the store opens
     s = open_store(store, storage_option)
     result = do_prune(s, name, keep_last, keep_within=keep_within, keep_daily=keep_daily, keep_weekly=keep_weekly,
                       dry_run=dry_run)
