@@ -13,12 +13,14 @@ import json
 import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from .errors import IntegrityError, InvalidInput
+from .errors import IntegrityError, InvalidInput, NotFound
+from .lifecycle import FULL_STATE, full_state_version
 from .manifest import VersionRecord
 from .store import LogResult, Store
 
@@ -168,6 +170,27 @@ def save(store: Store, name: str, state: Any, **log_options: Any) -> LogResult:
     return _write(store, name, *flatten(state), **log_options)
 
 
+def thin(skeleton: Any, tensors: dict[str, Any], drop: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """flatten()'s output without the top-level keys `drop`, and only the tensors the rest uses
+    (under the same entry paths, so they are the same blobs as in the full state)."""
+    kept = {k: v for k, v in skeleton.items() if k not in drop}
+    used: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for tag in (_TENSOR, _ARRAY):
+                if isinstance(value.get(tag), str):
+                    used.add(value[tag])
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(kept)
+    return kept, {path: t for path, t in tensors.items() if path in used}
+
+
 def _write(store: Store, name: str, skeleton: Any, tensors: dict[str, Any], **log_options: Any) -> LogResult:
     files, metas = encode(skeleton, tensors)
     return store.log_files(files, name=name, type="model", entry_meta=metas, dedup_latest=False, **log_options)
@@ -200,6 +223,50 @@ def _load(store: Store, record: VersionRecord) -> Any:
     return unflatten(skeleton, tensors, version)
 
 
+def _write_pair(store: Store, name: str, full: str, skeleton: Any, tensors: dict[str, Any], drop: tuple[str, ...],
+                log_options: dict[str, Any]) -> LogResult:
+    """The full state first (so a thin checkpoint never names a state that is not there yet),
+    then the thin one; the result is the thin one's, counting both uploads."""
+    options = {**log_options, "aliases": tuple(a for a in log_options.get("aliases", ()) if a != "best")}
+    whole = _write(store, full, skeleton, tensors, **options)
+    metadata = {**(log_options.get("metadata") or {}), FULL_STATE: f"{full}:{whole.record.label}"}
+    part = _write(store, name, *thin(skeleton, tensors, drop), **{**log_options, "metadata": metadata})
+    return replace(part, uploaded_files=part.uploaded_files + whole.uploaded_files,
+                   uploaded_bytes=part.uploaded_bytes + whole.uploaded_bytes)
+
+
+def load_full(store: Store, name: str, full: str) -> Any:
+    """The full training state of the newest checkpoint of `name` (whose full states are versions
+    of `full`): the state its metadata names, or the checkpoint itself if it names none (saved
+    before thin history: it holds everything). A thinned newest checkpoint is refused, naming the
+    newest full one."""
+    latest = store.latest(name)
+    if latest is None:
+        raise NotFound(f"{store.uri}: no checkpoint {name}")
+    ref = latest.metadata.get(FULL_STATE)
+    if ref is None:
+        return load(store, latest)
+    where = f"{store.uri}: {name}:{latest.label}"
+    version = full_state_version(ref, full, where)
+    if version not in store.version_numbers(full):
+        newest = _newest_full(store, name, full)
+        raise InvalidInput(f"{where} is thinned (its training state {ref} was deleted), so the run cannot resume "
+                           "from it; " + (f"the newest full checkpoint is {newest}" if newest
+                                          else "no checkpoint of the run keeps its full training state"))
+    return load(store, f"{full}:v{version}")
+
+
+def _newest_full(store: Store, name: str, full: str) -> str | None:
+    """NAME:vN of the newest checkpoint whose full state is still there (or that is full itself)."""
+    held = set(store.version_numbers(full))
+    for number in reversed(store.version_numbers(name)):
+        record = store.record(name, number)
+        ref = record.metadata.get(FULL_STATE)
+        if ref is None or full_state_version(ref, full, f"{store.uri}: {name}:{record.label}") in held:
+            return f"{name}:{record.label}"
+    return None
+
+
 class BackgroundSaver:
     """Saves off the training thread. save() copies the state to CPU on the caller's thread (so
     training may go on mutating it), then encodes and writes in a worker. The next save() and
@@ -211,12 +278,18 @@ class BackgroundSaver:
         self._pending: Future | None = None
         self._lock = threading.Lock()
 
-    def save(self, state: Any, then: Callable[[LogResult], None] | None = None, **log_options: Any) -> None:
+    def save(self, state: Any, then: Callable[[LogResult], None] | None = None, full: str | None = None,
+             drop: tuple[str, ...] = (), **log_options: Any) -> None:
+        """full: first save the whole state as a version of that artifact, then only what `drop`
+        leaves (a thin checkpoint, its metadata naming the full one: FULL_STATE) under our name."""
         self.wait()
         skeleton, tensors = flatten(state)  # the only part on the training thread: CPU copies
 
         def work() -> LogResult:
-            result = _write(self.store, self.name, skeleton, tensors, **log_options)
+            if full is None:
+                result = _write(self.store, self.name, skeleton, tensors, **log_options)
+            else:
+                result = _write_pair(self.store, self.name, full, skeleton, tensors, drop, log_options)
             if then is not None:
                 then(result)
             return result

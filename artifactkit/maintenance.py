@@ -25,6 +25,8 @@ log long ago, older than the grace period) or trust a tree it holds, at any mome
 from __future__ import annotations
 
 import os
+import random
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,11 +35,11 @@ from typing import Any, Iterable, Iterator
 
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
-from .errors import ArtifactkitError, NotFound
+from .errors import ArtifactkitError, InvalidInput, NotFound
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key, tree_key
-from .manifest import check_digest
+from .manifest import check_digest, iso_of
 from .store import Store
 from .trees import Tree, walk
 
@@ -52,36 +54,80 @@ class VerifyReport:
     objects: int = 0
     versions: int = 0
     problems: list[str] = field(default_factory=list)
+    damage: dict[str, list[str]] = field(default_factory=dict)  # NAME:vN -> its files' problems
+    hashed: int = 0  # blobs re-hashed (all of them unless a sample was asked for)
+    hashed_bytes: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def summary(self) -> dict[str, Any]:
-        return {"ok": self.ok, "objects": self.objects, "versions": self.versions, "problems": self.problems}
+        return {"ok": self.ok, "objects": self.objects, "versions": self.versions, "problems": self.problems,
+                "damage": self.damage, "hashed": self.hashed, "hashed_bytes": self.hashed_bytes}
 
 
-def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
-    """Re-hash every blob (progress(bytes, total) hears each one) and check every version's
-    manifest and files. Memory: the digests of the blobs found (16 bytes each) and of the trees
-    checked; a tree shared by several versions is checked once."""
+# How each kind of version's lost file can come back (by VersionRecord.type).
+_REPAIR = {
+    "dataset": "log-dataset --full of a folder holding the file puts it back",
+    "model": "a checkpoint's tensor cannot be made again: push {ref} from a store that holds it, or `rm {ref}`",
+    "evaluation": "an evaluation table is made by training: push {ref} from a store that holds it, or `rm {ref}`",
+}
+_REPAIR_OTHER = "log it again with --full from a folder holding the file, push {ref} from a store that holds it, or `rm {ref}`"
+_SAMPLE = re.compile(r"(?:(\d+(?:\.\d+)?)%|(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB))\Z")
+_UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+
+
+def parse_sample(text: str) -> tuple[float | None, int | None]:
+    """'5%' -> (0.05, None); '2GB' -> (None, 2e9): the share or the bytes of blobs to re-hash."""
+    m = _SAMPLE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if m is None or (m.group(1) is not None and not 0 < float(m.group(1)) <= 100):
+        raise InvalidInput(f"sample: expected a share such as 5% or a size such as 2GB, got {text!r}")
+    if m.group(1) is not None:
+        return float(m.group(1)) / 100, None
+    return None, int(float(m.group(2)) * _UNITS[m.group(3)])
+
+
+def _sampled(infos: list[ObjectInfo], sample: str | None) -> list[ObjectInfo]:
+    """The blobs to re-hash: all, a random share of them, or random ones up to a byte budget
+    (restic's read-data-subset); the others are checked for existence and size only."""
+    if sample is None:
+        return infos
+    share, budget = parse_sample(sample)
+    shuffled = random.sample(infos, len(infos))
+    if share is not None:
+        return shuffled[: max(1, round(share * len(infos)))] if infos else []
+    chosen, used = [], 0
+    for info in shuffled:
+        if used + info.size > budget and chosen:
+            continue
+        chosen.append(info)
+        used += info.size
+    return chosen
+
+
+def verify(store: Store, progress: Progress | None = None, sample: str | None = None) -> VerifyReport:
+    """Re-hash every blob (progress(bytes, total) hears each one), or with `sample` ('5%',
+    '2GB') a random subset, the rest checked for existence and size only; then check every
+    version's trees and that each of its files has a sound blob of its size. Damage is listed per
+    version too, with the repair that fits its type. Memory: the digest and size of every blob
+    listed, and the digests of the trees checked; a tree shared by several versions is checked once."""
     store.format()  # refuse a store of a newer format: its records are not ours to judge
     report = VerifyReport()
-    present: set[bytes] = set()
-
-    def blobs() -> Iterator[ObjectInfo]:  # listed again, not held: a million infos is ~300 MB
-        return (i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key))
-
-    total = sum(i.size or 0 for i in blobs()) if progress else None
-    for info, digest in _blob_digests(store, blobs()):
-        key = info.key
-        report.objects += 1
+    listed = [i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
+    sizes: dict[bytes, int] = {bytes.fromhex(digest_of_object_key(i.key)): i.size for i in listed}
+    report.objects = len(listed)
+    chosen = _sampled(listed, sample)
+    total = sum(i.size or 0 for i in chosen) if progress else None
+    corrupt: set[bytes] = set()
+    for info, digest in _blob_digests(store, chosen):
+        report.hashed += 1
+        report.hashed_bytes += info.size or 0
         if progress:
             progress(info.size or 0, total)
-        if digest != digest_of_object_key(key):
-            report.problems.append(f"{key}: corrupt blob (content does not match its digest)")
-        else:
-            present.add(bytes.fromhex(digest))
+        if digest != digest_of_object_key(info.key):
+            report.problems.append(f"{info.key}: corrupt blob (content does not match its digest)")
+            corrupt.add(bytes.fromhex(digest_of_object_key(info.key)))
     damage = getattr(store.backend, "damage", None)  # a remote store's unusable pack indexes
     if damage is not None:
         report.problems += damage()
@@ -90,25 +136,35 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
         for version in store.version_numbers(name):
             report.versions += 1
             where = f"{name}:v{version}"
-            try:  # streamed: every tree read is checked against its digest and validated
-                for path, digest in _files(store, store.record(name, version), checked):
-                    if bytes.fromhex(digest) not in present:
-                        report.problems.append(f"{where}: {path} missing blob {object_key(digest)}"
-                                               " (log-dataset --full of a folder holding the file puts it back)")
-            except NotFound as e:  # a tree gone: the folder it was made from can make it again
-                report.problems.append(f"{where}: {e} (log-dataset --full of its folder puts it back)")
+            found: list[str] = []
+            repair = _REPAIR_OTHER.format(ref=where)
+            try:
+                record = store.record(name, version)
+                repair = _REPAIR.get(record.type, _REPAIR_OTHER).format(ref=where)
+                for path, digest, size in _files(store, record, checked):  # every tree read is checked
+                    key = bytes.fromhex(digest)
+                    if key not in sizes or (key in corrupt and sizes[key] == size):
+                        what = "corrupt" if key in sizes else "not in the store"
+                        found.append(f"{path} missing blob {object_key(digest)} ({what}; {repair})")
+                    elif sizes[key] != size:  # found whether or not the sample re-hashed it
+                        found.append(f"{path} blob {object_key(digest)} holds {sizes[key]} bytes, not {size} ({repair})")
+            except NotFound as e:  # a tree gone: for a dataset, the folder it was made from makes it again
+                found.append(f"{e} ({repair})")
             except ArtifactkitError as e:
-                report.problems.append(f"{where}: {e}")
+                found.append(str(e))
+            if found:
+                report.damage[where] = found
+                report.problems += [f"{where}: {p}" for p in found]
     return report
 
 
-def _files(store: Store, record, checked: set[str]) -> Iterator[tuple[str, str]]:
-    """(path, digest) of the files of a version that no earlier checked tree covered."""
+def _files(store: Store, record, checked: set[str]) -> Iterator[tuple[str, str, int]]:
+    """(path, digest, size) of the files of a version that no earlier checked tree covered."""
     if record.layout != "tree":
-        yield from ((e.path, e.digest) for e in store.entries(record))
+        yield from ((e.path, e.digest, e.size) for e in store.entries(record))
         return
     for folder, _digest, tree in walk(store.read_tree, check_digest(record.manifest), seen=checked):
-        yield from ((f"{folder}/{f.name}" if folder else f.name, f.digest) for f in tree.files)
+        yield from ((f"{folder}/{f.name}" if folder else f.name, f.digest, f.size) for f in tree.files)
 
 
 def _blob_digests(store: Store, infos: Iterable[ObjectInfo]) -> Iterator[tuple[ObjectInfo, str]]:
@@ -145,7 +201,10 @@ class GcReport:
     deleted_manifests: int = 0
     deleted_trees: int = 0
     deleted_packs: int = 0  # packs of a remote store whose upload was cut before its index
-    kept_recent: int = 0
+    kept_recent: int = 0  # unreferenced files younger than the grace period, kept for now
+    kept_recent_bytes: int = 0  # of which blobs
+    kept_until: str | None = None  # when the youngest of them passes the grace (ISO time)
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
 
     def summary(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -187,7 +246,8 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
     live = _Live(store).read()  # after the listing: anything committed before it is seen
     local = isinstance(store.backend, LocalBackend)
     cutoff = time.time() - grace_seconds
-    report = GcReport()
+    report = GcReport(grace_seconds=grace_seconds)
+    youngest = None
     doomed: list[ObjectInfo] = []
     recent_trees: list[str] = []
     for info in listed:
@@ -198,10 +258,14 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
             continue
         if info.mtime is not None and info.mtime > cutoff:
             report.kept_recent += 1
+            report.kept_recent_bytes += info.size if digest_of_object_key(original) is not None else 0
+            youngest = info.mtime if youngest is None else max(youngest, info.mtime)
             if digest_of_tree_key(original) is not None:
                 recent_trees.append(digest_of_tree_key(original))
             continue
         doomed.append(info)
+    if youngest is not None:
+        report.kept_until = iso_of(youngest + grace_seconds)
     live.read()  # versions committed while we listed and decided
     kept = _Kept(store)
     kept.add(recent_trees)  # a log in flight may be re-using them: they keep what they list

@@ -170,6 +170,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def iso_of(seconds: float) -> str:
+    """A time in seconds since the epoch, as UTC ISO text to the second."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+
+
 def to_json(record: BaseModel) -> bytes:
     return json.dumps(record.model_dump(mode="json"), sort_keys=True, indent=1).encode()
 

@@ -42,7 +42,7 @@ def line(event: str, d: dict[str, Any]) -> str | None:
     if event == "batch":
         return batch_line(d)
     if event == "checkpoint":
-        pruned = f"; deleted older {', '.join(d['pruned'])} (keep-last)" if d.get("pruned") else ""
+        pruned = f"; deleted older {', '.join(d['pruned'])} (retention)" if d.get("pruned") else ""
         return f"  saved {d['version']} ({', '.join(d['aliases'])}){pruned}"
     if event == "stopped":
         return f"stopping early after epoch {d['epoch']}: {d['reason']}"

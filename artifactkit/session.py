@@ -15,7 +15,7 @@ from . import checkpoint, datasets
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
-from .lifecycle import prune
+from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
 from .manifest import now_iso
 from .progress import LogReport
 from .runref import find_run
@@ -27,7 +27,11 @@ from .tracking import FanOut, SystemMonitor, continued
 from .uri import run_uri
 
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last")
+RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last", "keep_within",
+                    "keep_daily", "keep_weekly", "keep_full")
+# What only resume needs, kept in the full state (<run>-state) of the newest checkpoints alone
+# (TrainConfig.keep_full); a checkpoint keeps the rest: EMA weights, epoch, config (thin history).
+RESUME_ONLY = ("model", "optimizer", "scheduler", "rng")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
 
 
@@ -101,26 +105,41 @@ class RunCallbacks:
             "names": list(trainer.data.names),  # what predict and export label boxes with
         }
 
-        keep_last = trainer.config.keep_last
+        cfg = trainer.config
+        rules = Retention(cfg.keep_last, cfg.keep_within, cfg.keep_daily, cfg.keep_weekly)
 
         def saved(result) -> None:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
-            pruned = self._retain(keep_last) if keep_last else []
+            full = result.record.metadata.get(FULL_STATE)
+            if full is not None:  # mirrors get the full state too: `resume wandb-artifact://` needs it
+                self.trackers.call("log_checkpoint", self.store.resolve(full), [f"epoch-{epoch}"], metadata)
+            pruned = self._retain(rules) if rules.any else []
+            self._thin(cfg.keep_full)
             self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
                                        "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes,
                                        "pruned": pruned})
 
-        self.saver.save(trainer.state_dict(), then=saved, aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
+        self.saver.save(trainer.state_dict(), then=saved, full=full_state_name(self.run.run_id), drop=RESUME_ONLY,
+                        aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
         self.saved_epoch = epoch
 
-    def _retain(self, keep_last: int) -> list[str]:
-        """--keep-last after a checkpoint committed (on the saver's thread). A failure to prune
-        costs disk space, not the run: it is a warning, and the next checkpoint tries again."""
+    def _retain(self, rules: Retention) -> list[str]:
+        """The --keep-* rules after a checkpoint committed (on the saver's thread). A failure to
+        prune costs disk space, not the run: it is a warning, and the next checkpoint tries again."""
         try:
-            return prune(self.store, self.run.model_artifact, keep_last).versions
+            return prune(self.store, self.run.model_artifact, rules.last, keep_within=rules.within,
+                         keep_daily=rules.daily, keep_weekly=rules.weekly).versions
         except ArtifactkitError as e:
-            self.report("warning", {"message": f"keep-last {keep_last}: {e}"})
+            self.report("warning", {"message": f"checkpoint retention: {e}"})
             return []
+
+    def _thin(self, keep_full: int) -> None:
+        """Thin history after a checkpoint committed: older checkpoints' full states go. As
+        retention: a failure costs disk space (a warning), never the run."""
+        try:
+            thin_history(self.store, self.run.model_artifact, full_state_name(self.run.run_id), keep_full)
+        except ArtifactkitError as e:
+            self.report("warning", {"message": f"thin history (keep-full {keep_full}): {e}"})
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Record how the run ended; not if another process took it over (the record is theirs)."""
@@ -281,7 +300,7 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
 
     if not s.version_numbers(run.model_artifact):
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
-    state = checkpoint.load(s, f"{run.model_artifact}:latest")
+    state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id))
     done = int(state["epoch"])
     _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)

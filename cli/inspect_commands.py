@@ -20,20 +20,23 @@ def register(app: typer.Typer) -> None:
 
 def lineage(
     target: Annotated[str, typer.Argument(help="NAME:vN, NAME:ALIAS, a run id or a run URI (<store>/runs/<id>)")],
+    all_: Annotated[bool, typer.Option("--all", help="List every checkpoint and evaluation version of the runs below "
+                                       "the root, not only their counts")] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Where a version came from and what came of it: dataset -> run -> checkpoints and evaluation
     tables, and runs fine-tuned from a checkpoint. A bare word is a run id if that run exists,
-    else an artifact name (its latest version)."""
+    else an artifact name (its latest version). Runs below the root are one line each with counts
+    (--all lists everything); --json always has every node."""
     from artifactkit.lineage import lineage as build
     from artifactkit.uri import split_run_uri
 
     if "/runs/" in target:
         store, target = split_run_uri(target)
     graph = build(open_store(store, storage_option), target)
-    emit(json_out, graph.summary(), graph.tree())
+    emit(json_out, graph.summary(), graph.tree(everything=all_))
 
 
 def diff(

@@ -7,7 +7,7 @@ confirm, call it and print. Deleting frees no bytes by itself: the next `gc` doe
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,7 +17,6 @@ from .common import JsonOpt, StorageOpts, StoreOpt, open_store
 from .output import emit
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm without a prompt (scripts)")]
-_GC_HINT = "; `artifactkit gc` frees their blobs"
 
 
 def register(app: typer.Typer) -> None:
@@ -55,24 +54,41 @@ def rm(
     result = delete_versions(s, parsed.name, None if parsed.version is None else [parsed.version], force=force)
     aliases = f" with aliases {', '.join(result.aliases)}" if result.aliases else ""
     used = f" (used by {', '.join(result.used_by)})" if result.used_by else ""
-    emit(json_out, result.summary(),
-         f"deleted {parsed.name}:{', '.join(result.versions)}{aliases}{used} in {s.uri}{_GC_HINT}")
+    pending, hint = _gc_hint(s)
+    emit(json_out, {**result.summary(), "gc": pending.summary()},
+         f"deleted {parsed.name}:{', '.join(result.versions)}{aliases}{used} in {s.uri}; {hint}")
 
 
 def prune(
     name: Annotated[str, typer.Argument(help="Artifact name, e.g. <run>-model")],
-    keep_last: Annotated[int, typer.Option("--keep-last", help="Versions to keep, newest first (plus best, hand-aliased and used ones)")],
+    keep_last: Annotated[Optional[int], typer.Option("--keep-last", help="Keep the N newest versions")] = None,
+    keep_within: Annotated[Optional[str], typer.Option(
+        "--keep-within", help="Keep versions created within this long of the newest one: 12h, 7d, 4w, 1y")] = None,
+    keep_daily: Annotated[Optional[int], typer.Option(
+        "--keep-daily", help="Keep the newest version of each of the N latest days that have one (UTC)")] = None,
+    keep_weekly: Annotated[Optional[int], typer.Option(
+        "--keep-weekly", help="Keep the newest version of each of the N latest ISO weeks that have one")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted, delete nothing")] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Delete all but the N newest versions of an artifact, keeping best, hand-aliased and used ones."""
-    from artifactkit.lifecycle import prune as do_prune
+    """Delete the versions of an artifact that no rule keeps (restic's forget: the rules add up),
+    always keeping best, hand-aliased versions and those a run used."""
+    from artifactkit.lifecycle import Retention, prune as do_prune
 
+    Retention.given(keep_last, keep_within, keep_daily, keep_weekly)  # a bad rule is refused before the store opens
     s = open_store(store, storage_option)
-    result = do_prune(s, name, keep_last)
-    deleted = ", ".join(result.versions) or "nothing"
-    emit(json_out, result.summary(), f"{name}: deleted {deleted}; kept {', '.join(result.kept)}{_GC_HINT}")
+    result = do_prune(s, name, keep_last, keep_within=keep_within, keep_daily=keep_daily, keep_weekly=keep_weekly,
+                      dry_run=dry_run)
+    kept = ", ".join(f"{v} ({'; '.join(why)})" for v, why in result.reasons.items())
+    if dry_run:
+        emit(json_out, result.summary(), f"{name}: would delete {', '.join(result.versions) or 'nothing'}; "
+                                         f"would keep {kept} (--dry-run: nothing deleted)")
+        return
+    pending, hint = _gc_hint(s)
+    emit(json_out, {**result.summary(), "gc": pending.summary()},
+         f"{name}: deleted {', '.join(result.versions) or 'nothing'}; kept {kept}; {hint}")
 
 
 def runs(
@@ -103,7 +119,19 @@ def runs_rm(
     _confirm(yes, f"delete run {run_id} with its checkpoints and evaluation tables in {s.uri}?", f"runs rm {run_id}")
     result = delete_run(s, run_id, force=force)
     versions = "; ".join(f"{name}:{', '.join(labels)}" for name, labels in result.versions.items()) or "no versions"
-    emit(json_out, result.summary(), f"deleted run {run_id} ({versions}) in {s.uri}{_GC_HINT}")
+    pending, hint = _gc_hint(s)
+    emit(json_out, {**result.summary(), "gc": pending.summary()}, f"deleted run {run_id} ({versions}) in {s.uri}; {hint}")
+
+
+def _gc_hint(s):
+    """(what gc would free now and later, the line saying so): deleting frees nothing by itself."""
+    from artifactkit.maintenance import DEFAULT_GRACE_SECONDS
+    from artifactkit.usage import pending
+
+    from .store_commands import pending_line
+
+    p = pending(s, DEFAULT_GRACE_SECONDS)
+    return p, pending_line(p)
 
 
 def _confirm(yes: bool, question: str, what: str) -> None:

@@ -1,4 +1,4 @@
-"""Store commands: log-dataset, ls, versions, pull, push, verify, gc."""
+"""Store commands: log-dataset, ls, versions, pull, push, verify, gc, du."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
     app.command("push")(push)
     app.command("verify")(verify)
     app.command("gc")(gc)
+    app.command("du")(du)
 
 
 def log_dataset(
@@ -62,7 +63,10 @@ def log_dataset(
 
 
 def ls(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
-    """List the artifacts of the store: name, type, versions, latest version and its size."""
+    """List the artifacts of the store: name, type, versions, latest version and its size, and the
+    bytes all its versions hold (each shared file counted once)."""
+    from artifactkit.usage import artifact_bytes
+
     s = open_store(store, storage_option)
     rows = []
     for name in s.artifact_names():
@@ -71,12 +75,14 @@ def ls(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: Jso
             continue  # only aliases left (or a write in progress): no version to show
         latest = s.record(name, nums[-1])
         rows.append({"name": name, "type": latest.type, "versions": len(nums), "latest": latest.label,
-                     "files": latest.files, "bytes": latest.bytes, "created": latest.created})
+                     "files": latest.files, "bytes": latest.bytes, "total_bytes": artifact_bytes(s, name),
+                     "created": latest.created})
     if json_out:
         emit(True, {"store": s.uri, "artifacts": rows})
         return
-    table(f"artifacts in {s.uri}", ["name", "type", "versions", "latest", "size", "created"],
-          [[r["name"], r["type"], r["versions"], r["latest"], human_bytes(r["bytes"]), r["created"]] for r in rows])
+    table(f"artifacts in {s.uri}", ["name", "type", "versions", "latest", "size", "all versions", "created"],
+          [[r["name"], r["type"], r["versions"], r["latest"], human_bytes(r["bytes"]), human_bytes(r["total_bytes"]),
+            r["created"]] for r in rows])
 
 
 def versions(
@@ -150,21 +156,32 @@ def push(
          f"{ref} -> {shown}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
 
-def verify(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
-    """Re-hash every blob and check every version's files are present. Exit 1 on any damage."""
+def verify(
+    sample: Annotated[Optional[str], typer.Option(
+        "--sample", help="Re-hash only a random share (5%) or size (2GB) of the blobs; the rest are checked for "
+                         "existence and size (restic's read-data-subset: a cheap daily check)")] = None,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-hash every blob (or a --sample) and check every version's files are present with their
+    size; damage is named per version with the repair that fits it. Exit 1 on any damage."""
     from artifactkit.maintenance import verify as do_verify
 
     s = open_store(store, storage_option)
     with progress_bar(f"verifying {s.uri}", not json_out) as advance:
-        report = do_verify(s, progress=advance)
-    lines = [f"{s.uri}: {report.objects} blobs, {report.versions} versions: " + ("ok" if report.ok else f"{len(report.problems)} problems")]
+        report = do_verify(s, progress=advance, sample=sample)
+    hashed = f" ({report.hashed} re-hashed, {human_bytes(report.hashed_bytes)})" if sample else ""
+    lines = [f"{s.uri}: {report.objects} blobs{hashed}, {report.versions} versions: "
+             + ("ok" if report.ok else f"{len(report.problems)} problems")]
     emit(json_out, report.summary(), "\n".join(lines + report.problems))
     if not report.ok:
         raise typer.Exit(1)
 
 
 def gc(
-    grace: Annotated[float, typer.Option(help="Keep unreferenced files younger than this many seconds")] = 3600.0,
+    grace: Annotated[float, typer.Option(help="Keep unreferenced files younger than this many seconds (0: delete them "
+                                         "now; only when no other process writes to the store)")] = 3600.0,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
@@ -176,7 +193,60 @@ def gc(
     report = do_gc(s, grace_seconds=grace)
     emit(json_out, report.summary(),
          f"{s.uri}: deleted {report.deleted_objects} blobs ({human_bytes(report.deleted_bytes)}), "
-         f"{report.deleted_manifests} manifests; kept {report.kept_recent} recent unreferenced files")
+         f"{report.deleted_manifests} manifests; " + kept_line(report))
+
+
+def kept_line(report) -> str:
+    """What gc kept because it is younger than the grace, and until when."""
+    if not report.kept_recent:
+        return "nothing younger than the grace period was kept"
+    return (f"kept {report.kept_recent} unreferenced files ({human_bytes(report.kept_recent_bytes)}) younger than the "
+            f"{_duration(report.grace_seconds)} grace until {report.kept_until} (a log in flight may still use them; "
+            "`gc --grace 0` deletes them now if no other process writes to this store)")
+
+
+def pending_line(p) -> str:
+    """What gc would free now, and what more once the grace of the younger files ends."""
+    line = f"`artifactkit gc` frees {human_bytes(p.now_bytes)} now"
+    if p.later_files:
+        line += (f", and {human_bytes(p.later_bytes)} more after {p.later_at} (files younger than the "
+                 f"{_duration(p.grace_seconds)} grace; `gc --grace 0` frees them now if no other process writes here)")
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g}min" if seconds and seconds % 60 == 0 else f"{seconds:g}s"
+
+
+def du(
+    grace: Annotated[Optional[float], typer.Option(help="The gc grace period to count against, in seconds "
+                                                   "(default: gc's, 3600)", show_default=False)] = None,
+    store: StoreOpt = None,
+    storage_option: StorageOpts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Where the store's bytes went: its total, per artifact and version the bytes it alone holds
+    (what deleting it and gc would free) and the bytes it shares, what gc would free now and when
+    the grace ends, and this machine's caches."""
+    from artifactkit.usage import du as do_du
+
+    u = do_du(open_store(store, storage_option), grace)
+    if json_out:
+        emit(True, u.summary())
+        return
+    print(f"{u.store}: {human_bytes(u.total)} in all, {human_bytes(u.blobs)} of file contents (blobs)")
+    rows = []
+    for a in u.artifacts:
+        rows.append([a.name, a.type, len(a.versions), human_bytes(a.bytes), human_bytes(a.own),
+                     human_bytes(a.bytes - a.own)])
+        rows += [[f"  {v.version}", "", "", human_bytes(v.bytes), human_bytes(v.own), human_bytes(v.bytes - v.own)]
+                 for v in a.versions]
+    table("per artifact and version (own: held by it alone; shared: also by others)",
+          ["name", "type", "versions", "bytes", "own", "shared"], rows)
+    print(pending_line(u.gc))
+    print(f"caches on this machine: stat cache {human_bytes(u.stat_cache)}, blob cache {human_bytes(u.blob_cache)}")
 
 
 def _parse_metadata(text: str | None) -> dict | None:

@@ -89,6 +89,10 @@ def train(
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never" + default("patience"), show_default=False)] = None,
     save_period: Annotated[Optional[int], typer.Option(help="Save a checkpoint every N epochs, 0: only the last" + default("save_period"), show_default=False)] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones), deleting older ones as training goes; default: keep all", show_default=False)] = None,
+    keep_within: Annotated[Optional[str], typer.Option(help="Also keep checkpoints created within this long of the newest: 12h, 7d, 4w, 1y (rules add up, as `prune`)", show_default=False)] = None,
+    keep_daily: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest days", show_default=False)] = None,
+    keep_weekly: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest ISO weeks", show_default=False)] = None,
+    keep_full: Annotated[Optional[int], typer.Option(help="Only the N newest checkpoints keep the full training state that resume needs (optimizer, RNG); older ones keep EMA weights and metadata (what val, export and fine-tuning use). Ultralytics strips the optimizer from best.pt alone" + default("keep_full"), show_default=False)] = None,
     bbox_interval: Annotated[Optional[int], typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs" + default("bbox_interval"), show_default=False)] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Keep decoded images in RAM" + default("cache"), show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (CUDA)" + default("compile"), show_default=False)] = None,
@@ -114,6 +118,8 @@ def train(
         "imgsz": ("--imgsz", imgsz), "device": ("--device", device), "seed": ("--seed", seed),
         "workers": ("--workers", workers), "optimizer": ("--optimizer", optimizer), "patience": ("--patience", patience),
         "save_period": ("--save-period", save_period), "keep_last": ("--keep-last", keep_last),
+        "keep_within": ("--keep-within", keep_within), "keep_daily": ("--keep-daily", keep_daily),
+        "keep_weekly": ("--keep-weekly", keep_weekly), "keep_full": ("--keep-full", keep_full),
         "bbox_interval": ("--bbox-interval", bbox_interval),
         "cache": ("--cache", cache), "compile": ("--compile", compile), "sync_bn": ("--sync-bn", sync_bn),
         "val_splits": ("--val-split", tuple(val_split) if val_split else None),
@@ -144,6 +150,10 @@ def resume(
     batch: Annotated[Optional[int], typer.Option(help="Batch size (breaks bit-exactness)")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never")] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones) from now on")] = None,
+    keep_within: Annotated[Optional[str], typer.Option(help="Also keep checkpoints created within this long of the newest (12h, 7d, 4w, 1y)")] = None,
+    keep_daily: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest days")] = None,
+    keep_weekly: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest ISO weeks")] = None,
+    keep_full: Annotated[Optional[int], typer.Option(help="Only the N newest checkpoints keep the full training state from now on")] = None,
     set_: SetOpt = None,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror to Weights & Biases; by default a run trained with --wandb keeps mirroring to its W&B run", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
@@ -159,7 +169,10 @@ def resume(
 
     overrides = typed_options({"epochs": ("--epochs", epochs), "device": ("--device", device), "workers": ("--workers", workers),
                                "batch": ("--batch", batch), "patience": ("--patience", patience),
-                               "keep_last": ("--keep-last", keep_last)}, set_)
+                               "keep_last": ("--keep-last", keep_last), "keep_within": ("--keep-within", keep_within),
+                               "keep_daily": ("--keep-daily", keep_daily), "keep_weekly": ("--keep-weekly", keep_weekly),
+                               "keep_full": ("--keep-full", keep_full)},
+                              set_)
     with TrainingProgress() as report:
         run = _follow(lambda: session.resume(uri, store=store, storage_options=parse_storage_options(storage_option),
                                              trackers=_trackers(wandb, project, entity, False), report=report,

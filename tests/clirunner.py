@@ -47,7 +47,7 @@ def assert_bit_identical_twins(store_dir, straight: str, resumed: str, epochs: i
     from artifactkit import checkpoint, runs
 
     store = artifactkit.open_store(str(store_dir))
-    a, b = (checkpoint.load(store, f"{run}-model:latest") for run in (straight, resumed))
+    a, b = (checkpoint.load_full(store, f"{run}-model", f"{run}-state") for run in (straight, resumed))
     assert a["epoch"] == b["epoch"] == epochs
     for part in ("model", "ema"):
         x, y = (a[part], b[part]) if part == "model" else (a["ema"]["model"], b["ema"]["model"])

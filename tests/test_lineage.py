@@ -201,3 +201,21 @@ def test_a_malformed_weights_from_names_the_run(tmp_path):
     with pytest.raises(artifactkit.InvalidInput, match=r"/runs/r: weights_from: invalid artifact reference '\.\./\.\./x'"):
         lineage(store, "r")
     assert lineage(store, "d:v0").tree().splitlines()[-1] == "    └── used by run r (running, 0/1 epochs)"
+
+
+def test_a_datasets_lineage_is_one_line_per_run_unless_all(tmp_path):
+    from test_lifecycle import make_run
+
+    store = open_store(str(tmp_path / "s"))
+    store.log_files({"data.yaml": b"names: [a]\n"}, name="d")
+    for run_id in ("a", "b"):
+        make_run(store, run_id, dataset="d:v0", checkpoints=3, best=0)
+    assert lineage(store, "d:v0").tree().splitlines() == [
+        "dataset d:v0 (latest)",
+        "└── outputs",
+        "    ├── used by run a (finished, 0/3 epochs): 3 checkpoints, 1 evaluation version",
+        "    └── used by run b (finished, 0/3 epochs): 3 checkpoints, 1 evaluation version",
+    ]
+    full = lineage(store, "d:v0").tree(everything=True).splitlines()
+    assert len(full) == 2 + 2 * (1 + 3 + 1) and "    │   ├── checkpoint a-model:v0 (best, epoch-1)" in full
+    assert run_cli("lineage", "d:v0", "--all", "--store", str(tmp_path / "s")).stdout.splitlines() == full

@@ -145,7 +145,7 @@ def test_checkpoint_of_another_scale_is_refused(tmp_path, chess):
     run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
             "--run-id", "small")
     s = artifactkit.open_store(str(store))
-    state = checkpoint.load(s, "small-model:latest")
+    state = checkpoint.load_full(s, "small-model", "small-state")  # the whole training state
     state["config"]["model"] = "s"  # the weights are n's; the record claims s
     checkpoint.save(s, "small-model", state)
     check_error(run_cli("val", "--weights", f"{store}/runs/small", "--data", str(chess), "--imgsz", "64", check=False),

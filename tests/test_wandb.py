@@ -220,6 +220,12 @@ def test_model_artifact_rebuilds_the_checkpoint_exactly(killed_and_resumed, tmp_
     src = open_store(str(killed_and_resumed["store"]))
     assert record == src.resolve(f"{RUN_ID}-model:v1") == dst.resolve(f"{RUN_ID}-model:epoch-2")
     assert checkpoint.load(dst, f"{RUN_ID}-model:latest")["epoch"] == 2
+    state = killed_and_resumed["runs"][1].artifact(f"{RUN_ID}-state", "epoch-2")  # thin history: its full state
+    for path, local in state["files"].items():
+        (tmp_path / "state" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "state" / path).write_bytes(Path(local).read_bytes())
+    mirror.import_version(tmp_path / "state", dst, expected_name=f"{RUN_ID}-state")
+    assert "optimizer" in checkpoint.load_full(dst, f"{RUN_ID}-model", f"{RUN_ID}-state")
     run = json.loads((folder / mirror.RUN_FILE).read_text())
     assert run["dataset"] == "chess:v0" and run["trackers"]["wandb"]["id"] == RUN_ID
 

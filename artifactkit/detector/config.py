@@ -95,7 +95,17 @@ class TrainConfig(BaseModel):
     save_period: int = Field(0, ge=0)
     # Retention: keep the N newest checkpoints (plus `best`, hand-aliased ones and any a run was
     # fine-tuned from), deleting older ones as new ones commit; None keeps all (lifecycle.prune).
+    # The time rules add up with it as restic's forget does: those created within a duration of
+    # the newest (12h, 7d, 4w, 1y), the newest of each of the N latest days / ISO weeks. All None: keep all.
     keep_last: int | None = Field(None, ge=1)
+    keep_within: str | None = Field(None, pattern=r"^[1-9][0-9]{0,5}[hdwy]$")
+    keep_daily: int | None = Field(None, ge=1)
+    keep_weekly: int | None = Field(None, ge=1)
+    # Thin history: only the N newest checkpoints keep the full training state (raw weights,
+    # optimizer moments, scheduler, RNG: what resume needs) in <run>-state; older ones keep what
+    # evaluation, export and fine-tuning read (EMA weights and metadata). Ultralytics keeps the
+    # optimizer only in last.pt and strips it from best.pt: this is that rule, for every checkpoint.
+    keep_full: int = Field(1, ge=1)
     # Early stopping: stop after this many epochs without a better fitness (0: never), as Ultralytics.
     patience: int = Field(100, ge=0)
     val_splits: tuple[str, ...] = ("val",)

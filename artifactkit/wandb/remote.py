@@ -1,6 +1,7 @@
 """W&B as a source and a target beyond one training run: `push --to wandb://<entity>/<project>`
 mirrors store versions, and `resume wandb-artifact://<entity>/<project>/<run-id>` rebuilds a run
-from W&B alone (its latest `<run-id>-model` version, the run record inside it, and the dataset
+from W&B alone (its latest `<run-id>-model` version, the run record inside it, the full training
+state `<run-id>-state` it names (thin history), and the dataset
 version it trained on) in a local store, ready for session.resume.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from ..errors import InvalidInput, NotFound
 from ..hashing import cache_dir
+from ..lifecycle import FULL_STATE, full_state_name
 from ..manifest import VersionRecord
 from ..runs import RunRecord, load_run, parse_run, save_run
 from ..store import Store, open_store
@@ -131,7 +133,11 @@ def fetch_run(uri: str, store: str | None = None, storage_options: dict[str, Any
         model = api.artifact(f"{entity}/{project}/{run_id}-model:latest", type="model")
         with tempfile.TemporaryDirectory(prefix="artifactkit-wandb-") as tmp:
             folder = Path(model.download(root=str(Path(tmp) / "model")))
-            mirror.import_version(folder, dst, aliases=list(model.aliases), expected_name=f"{run_id}-model")
+            record = mirror.import_version(folder, dst, aliases=list(model.aliases), expected_name=f"{run_id}-model")
+            if FULL_STATE in record.metadata:  # thin history: the full training state is its own artifact
+                name = full_state_name(run_id)
+                state = api.artifact(f"{entity}/{project}/{name}:latest", type="model")
+                mirror.import_version(Path(state.download(root=str(Path(tmp) / "state"))), dst, expected_name=name)
             run = parse_run(mirror.read_file(folder / mirror.RUN_FILE), f"{uri} {mirror.RUN_FILE}", run_id)
             _fetch_dataset(api, entity, project, run, model.metadata, dst, Path(tmp) / "dataset")
     run = run.with_(status="running", trackers={**run.trackers, "wandb": {
