@@ -21,9 +21,11 @@ def default(key: str) -> str:
     return f" (default: {TrainConfig.model_fields[key].default})"
 
 
-def typed_options(flags: dict[str, tuple[str, Any]], settings: list[str] | None = None) -> dict[str, Any]:
-    """{key: (flag, value or None)} and `--set KEY=VALUE` pairs -> the keywords the user gave,
-    checked now (before any run exists) so that an error names the flag as typed."""
+def typed_options(flags: dict[str, tuple[str, Any]], settings: list[str] | None = None,
+                  words: list[str] = ()) -> dict[str, Any]:
+    """{key: (flag, value or None)}, `--set KEY=VALUE` pairs and bare `KEY=VALUE` words (Ultralytics'
+    spelling, read as --set reads them) -> the keywords the user gave, checked now (before any run
+    exists) so that an error names the flag or word as typed."""
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
     for key, (flag, value) in flags.items():
@@ -36,5 +38,12 @@ def typed_options(flags: dict[str, tuple[str, Any]], settings: list[str] | None 
 
             raise InvalidInput(f"--set {key}: given twice (also as {labels[key]})")
         values[key], labels[key] = value, f"--set {key}"
+    for word in words:
+        key, value = parse_setting(word, label=word)
+        if key in labels:
+            from artifactkit.errors import InvalidInput
+
+            raise InvalidInput(f"{word}: given twice (also as {labels[key]})")
+        values[key], labels[key] = value, word
     check_options(values, labels)
     return values

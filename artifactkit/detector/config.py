@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from artifactkit.errors import InvalidInput
+from artifactkit.errors import InvalidInput, did_you_mean
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _GPU_LIST = re.compile(r"^\d+(,\d+)*$")  # Ultralytics' spelling: "0" or "0,1"
@@ -141,16 +141,18 @@ class TrainConfig(BaseModel):
         return TrainConfig(**{**self.model_dump(), **changes})
 
 
-def parse_setting(pair: str) -> tuple[str, Any]:
-    """`KEY=VALUE` (the CLI's --set) -> (key, value of the key's type). InvalidInput names the key."""
+def parse_setting(pair: str, label: str | None = None) -> tuple[str, Any]:
+    """`KEY=VALUE` (the CLI's --set, or a bare `KEY=VALUE` word as Ultralytics' CLI takes it) ->
+    (key, value of the key's type). InvalidInput names `label` (default: `--set KEY`)."""
     key, sep, text = pair.partition("=")
     key = key.strip()
+    where = label or f"--set {key}"
     if not sep or not key:
-        raise InvalidInput(f"--set {pair!r}: expected KEY=VALUE, e.g. --set lr0=0.001")
+        raise InvalidInput(f"{label or '--set ' + repr(pair)}: expected KEY=VALUE, e.g. --set lr0=0.001")
     field = TrainConfig.model_fields.get(key)
     if field is None or key == "data":
-        known = ", ".join(k for k in TrainConfig.model_fields if k != "data")
-        raise InvalidInput(f"--set {key}: unknown train config key (known: {known})")
+        known = [k for k in TrainConfig.model_fields if k != "data"]
+        raise InvalidInput(f"{where}: unknown train config key{did_you_mean(key, known)} (known: {', '.join(known)})")
     value: Any = text.strip()
     if value.lower() in ("none", "null") and TypeAdapter(field.annotation).validate_python(None) is None:
         value = None
@@ -160,7 +162,7 @@ def parse_setting(pair: str) -> tuple[str, Any]:
         return key, TypeAdapter(field.annotation).validate_python(value)
     except ValidationError as error:
         message = error.errors()[0]["msg"]
-        raise InvalidInput(f"--set {key}: {message} (got {text!r})") from None
+        raise InvalidInput(f"{where}: {message} (got {text!r})") from None
 
 
 def check_options(options: Mapping[str, Any], labels: Mapping[str, str]) -> None:
