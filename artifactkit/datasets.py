@@ -171,7 +171,7 @@ class Prepared:
 
 
 def prepare(store: Store, data: str | None) -> Prepared:
-    """--data as the user gave it: None (latest dataset), NAME:VERSION, a data.yaml or a folder."""
+    """--data as the user gave it: None (the store's only dataset), NAME:VERSION, a data.yaml or a folder."""
     if data is None or (looks_like_ref(data) and not Path(data).exists()):
         local = materialise(store, data or latest_dataset(store))
         return Prepared(load_data_config(local.yaml_path), stored=local)
@@ -186,17 +186,21 @@ def resolve(store: Store, data: str | None) -> LocalDataset:
 
 
 def latest_dataset(store: Store) -> str:
-    """NAME:vN of the most recently logged dataset, for `train` without --data."""
-    newest: VersionRecord | None = None
+    """NAME:vN of the store's one dataset, for `train` without --data. A store with several is
+    refused, listing them: training on whichever was logged last is a silent choice."""
+    found: list[VersionRecord] = []
     for name in store.artifact_names():
         record = store.latest(name)
-        if record is not None and record.type == "dataset" and (newest is None or record.created > newest.created):
-            newest = record
-    if newest is None:
+        if record is not None and record.type == "dataset":
+            found.append(record)
+    if not found:
         raise NotFound(
             f"{store.uri}: no dataset logged yet; try: artifactkit demo-data ./chess && artifactkit log-dataset ./chess"
         )
-    return f"{newest.name}:{newest.label}"
+    if len(found) > 1:
+        listed = ", ".join(f"{r.name}:{r.label}" for r in sorted(found, key=lambda r: r.created, reverse=True))
+        raise InvalidInput(f"{store.uri} holds {len(found)} datasets ({listed}): name one with --data NAME:VERSION")
+    return f"{found[0].name}:{found[0].label}"
 
 
 def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str | os.PathLike | None = None) -> LocalDataset:
