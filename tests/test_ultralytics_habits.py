@@ -1,0 +1,120 @@
+"""Ultralytics habits through the real CLI (issue 31): KEY=VALUE words on train, val, predict and
+export, no silent choice among several stored datasets, one start line naming dataset version,
+weights and device, and a top-level --help that wraps cleanly at 80 columns."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from clirunner import run_cli
+
+TINY_WORDS = ["epochs=1", "imgsz=64", "batch=4", "workers=0", "bbox_interval=0"]
+
+
+@pytest.fixture(scope="module")
+def chess(tmp_path_factory):
+    from artifactkit.detector.chess import generate
+
+    return generate(tmp_path_factory.mktemp("data") / "chess", n_train=8, n_val=4, n_heldout=0, imgsz=64).parent
+
+
+@pytest.fixture(scope="module")
+def trained(chess, tmp_path_factory):
+    """A run trained the Ultralytics way: `train data=... epochs=1 imgsz=64 ...`."""
+    store = tmp_path_factory.mktemp("store") / "s"
+    proc = run_cli("train", f"data={chess}", *TINY_WORDS, "lr0=0.002", "--run-id", "words", "--store", str(store))
+    return store, proc
+
+
+def test_train_takes_key_value_words_as_set_does_and_says_what_it_starts_from(trained):
+    import artifactkit
+    from artifactkit.runs import load_run
+
+    store, proc = trained
+    config = load_run(artifactkit.open_store(str(store)), "words").config
+    assert (config["epochs"], config["imgsz"], config["batch"], config["lr0"]) == (1, 64, 4, 0.002)
+    start = [line for line in proc.stderr.splitlines() if line.startswith("run words ")]
+    assert len(start) == 1, proc.stderr
+    assert "on chess:v0, weights none (from scratch), device cpu: resume with" in start[0]
+
+
+@pytest.mark.parametrize("words, message", [
+    (["epochs=abc"], "error: epochs=abc: Input should be a valid integer"),
+    (["lr=0.1"], "error: lr=0.1: unknown train config key, did you mean lr0? (known: model, epochs,"),
+    (["epochs=0"], "error: epochs=0: Input should be greater than or equal to 1 (got 0)"),
+    (["--epochs", "2", "epochs=3"], "error: epochs=3: given twice (also as --epochs)"),
+    (["chess"], "error: unexpected argument 'chess' (expected --OPTION VALUE or KEY=VALUE)"),
+])
+def test_bad_words_name_the_word_typed_and_create_nothing(chess, tmp_path, words, message):
+    proc = run_cli("train", f"data={chess}", "--store", str(tmp_path / "store"), *words, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith(message) and len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_set_suggests_the_closest_key(chess, tmp_path):
+    proc = run_cli("train", "--data", str(chess), "--set", "lr=0.1", "--store", str(tmp_path / "s"), check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: --set lr: unknown train config key, did you mean lr0?")
+
+
+def test_val_predict_and_export_take_key_value_words(chess, trained, tmp_path):
+    store, _ = trained
+    run = f"{store}/runs/words"
+    scores = json.loads(run_cli("val", f"data={chess}", f"model={run}", "conf=0.25", "--json").stdout.splitlines()[-1])
+    assert scores["images"] == 4 and scores["split"] == "val"
+    bad = run_cli("val", f"data={chess}", f"model={run}", "conf=2", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: conf=2: Input should be less than or equal to 1")
+    typo = run_cli("val", f"data={chess}", f"model={run}", "cnf=0.2", check=False)
+    assert typo.returncode == 1 and typo.stderr.startswith("error: cnf=0.2: unknown key for val, did you mean conf?")
+    missing = run_cli("val", f"model={run}", check=False)
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: missing --data (or data=VALUE)"
+
+    out = tmp_path / "preds.json"
+    proc = run_cli("predict", f"source={chess / 'images' / 'val'}", f"model={run}", "conf=0.01", f"out={out}", "--json")
+    assert json.loads(proc.stdout.splitlines()[-1])["images"] == 4 and out.is_file()
+    twice = run_cli("predict", str(chess / "images" / "val"), "--weights", run, f"weights={run}", check=False)
+    assert twice.returncode == 1 and twice.stderr.strip() == f"error: weights={run}: given twice (also as --weights)"
+
+    exported = tmp_path / "m.safetensors"
+    proc = run_cli("export", f"model={run}", f"out={exported}", "--json")
+    assert json.loads(proc.stdout.splitlines()[-1])["out"] == str(exported) and exported.is_file()
+    sized = run_cli("export", run, str(tmp_path / "m.pt"), "imgsz=64", check=False)  # the option's own check
+    assert sized.returncode == 1 and "an image size applies to .onnx exports only" in sized.stderr
+
+
+def test_train_without_data_refuses_a_store_of_several_datasets(chess, tmp_path):
+    store = str(tmp_path / "store")
+    run_cli("log-dataset", str(chess), "--name", "first", "--store", store)
+    one = run_cli("train", *TINY_WORDS, "--run-id", "one", "--store", store)  # one dataset: the default stands
+    assert "run one on first:v0" in one.stderr
+    run_cli("log-dataset", str(chess), "--name", "second", "--store", store)
+    proc = run_cli("train", *TINY_WORDS, "--store", store, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
+    assert re.match(r"error: .* holds 2 datasets \(second:v0, first:v0\): name one with --data NAME:VERSION",
+                    proc.stderr), proc.stderr
+    import artifactkit
+    from artifactkit.runs import list_runs
+
+    assert [r.run_id for r in list_runs(artifactkit.open_store(store))] == ["one"]  # no run was started
+
+
+def test_resume_start_line_names_the_checkpoint_and_device(trained):
+    store, _ = trained
+    proc = run_cli("resume", f"{store}/runs/words", "--epochs", "2", "--store", str(store))
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("resuming run words"))
+    assert line == "resuming run words at epoch 2/2 on chess:v0, weights words-model:v0, device cpu"
+
+
+def test_top_level_help_wraps_cleanly_at_80_columns(tmp_path):
+    proc = run_cli("--help", env={"COLUMNS": "80", "TERM": "dumb"})
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    rows = [line for line in lines if line.startswith("│ ")]
+    column = re.match(r"│ \S+\s+", rows[0]).end()  # where the descriptions start
+    width = len(rows[0]) - 2 - column  # the description column, up to the panel's right border
+    descriptions = [(line[2:column].strip(), line[column:-1].rstrip()) for line in rows]
+    for (name, text), (next_name, next_text) in zip(descriptions, descriptions[1:]):
+        if not next_name and text and next_text:  # a wrapped line: the next word would not have fitted
+            assert len(text) + 1 + len(next_text.split()[0]) > width, (text, next_text)
