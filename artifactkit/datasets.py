@@ -97,6 +97,8 @@ def moves_with_its_folder(spec: DatasetSpec) -> bool:
     path = spec.raw.get("path")
     if path not in (None, "") and not (isinstance(path, str) and os.path.normpath(path) == "."):
         return False
+    if any(key not in spec.splits and spec.raw.get(key) not in (None, "", []) for key in ("test",)):
+        return False  # a test split left out: its key must go from the stored yaml
     for key in spec.splits:
         value = spec.raw.get(key)
         for item in value if isinstance(value, list) else [value]:

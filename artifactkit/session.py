@@ -186,6 +186,8 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     device = rank_device(resolve_device(config.device), world)  # and a device this machine lacks
     config, weights = _starting_weights(s, config, "model" in options, storage_options)
     prepared = datasets.prepare(s, data)
+    for warning in prepared.spec.warnings:
+        report("warning", {"message": warning})
     datasets.check_trainable(prepared.spec, config.val_splits)
     dataset = prepared.commit(s)
     config = config.replace(data=str(dataset.yaml_path))

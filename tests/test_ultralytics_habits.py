@@ -118,3 +118,27 @@ def test_top_level_help_wraps_cleanly_at_80_columns(tmp_path):
     for (name, text), (next_name, next_text) in zip(descriptions, descriptions[1:]):
         if not next_name and text and next_text:  # a wrapped line: the next word would not have fitted
             assert len(text) + 1 + len(next_text.split()[0]) > width, (text, next_text)
+
+
+def test_roboflow_export_without_a_test_split_is_logged_with_a_warning_and_its_other_keys(tmp_path):
+    import yaml
+    from PIL import Image
+
+    rf = tmp_path / "robo"
+    for split in ("train", "valid"):  # Roboflow exported no test split, but its yaml still names one
+        (rf / split / "images").mkdir(parents=True)
+        (rf / split / "labels").mkdir(parents=True)
+        Image.new("RGB", (32, 32), (40, 90, 160)).save(rf / split / "images" / f"{split}-x.jpg")
+        (rf / split / "labels" / f"{split}-x.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (rf / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\nnames: ['a', 'b']\n\n"
+        "roboflow:\n  workspace: me\n  project: p\n  version: 1\n  license: CC BY 4.0\n"
+        "  url: https://universe.roboflow.com/me/p/dataset/1\n")
+    store = str(tmp_path / "store")
+    proc = run_cli("log-dataset", str(rf), "--store", store)
+    assert proc.stderr.strip().splitlines() == [
+        f"warning: {rf / 'data.yaml'}: key 'test': image folder or .txt list {(rf / 'test' / 'images').resolve()} "
+        "does not exist; the test split is left out"]
+    stored = yaml.safe_load(run_cli("cat", "robo:v0", "data.yaml", "--store", store).stdout)
+    assert "test" not in stored and stored["train"] == "images/train" and stored["val"] == "images/val"
+    assert stored["roboflow"]["license"] == "CC BY 4.0" and stored["roboflow"]["url"].endswith("/dataset/1")
