@@ -69,7 +69,12 @@ def export(
     json_out: JsonOpt = False,
 ) -> None:
     """Write a model's EMA weights for other tools: a state_dict (.pt), safetensors with class
-    names and image size (.safetensors), or an ONNX graph with dynamic batch (.onnx)."""
+    names and image size (.safetensors), or an ONNX graph with dynamic batch (.onnx).
+
+    .pt is a plain PyTorch state_dict for artifactkit.load_model() (and --weights); unlike an
+    Ultralytics .pt, Ultralytics' YOLO() cannot load it. .onnx follows Ultralytics' layout: output0
+    (N, 4 + nc, A) with cx, cy, w, h in input pixels then class scores, and metadata names, imgsz,
+    stride and task, so tools written for Ultralytics' ONNX exports run it."""
     from artifactkit.export import export_weights
 
     info = export_weights(weights, out, store=store, storage_options=parse_storage_options(storage_option), imgsz=imgsz)
