@@ -142,3 +142,35 @@ def test_roboflow_export_without_a_test_split_is_logged_with_a_warning_and_its_o
     stored = yaml.safe_load(run_cli("cat", "robo:v0", "data.yaml", "--store", store).stdout)
     assert "test" not in stored and stored["train"] == "images/train" and stored["val"] == "images/val"
     assert stored["roboflow"]["license"] == "CC BY 4.0" and stored["roboflow"]["url"].endswith("/dataset/1")
+
+
+def test_a_coco_dataset_gets_predictions_in_its_original_ids(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from test_datasets import coco_folder
+
+    root = tmp_path / "pieces"
+    jsons = coco_folder(root)  # category ids 7, 1, 3; image ids 100, 101
+    store = str(tmp_path / "store")
+    run_cli("log-dataset", "--format", "coco", str(root), "--store", store)
+    run_cli("train", "data=pieces:v0", *TINY_WORDS, "--run-id", "coco", "--store", store)
+    run = f"{store}/runs/coco"
+    saved = tmp_path / "val.json"
+    scored = run_cli("val", "data=pieces:v0", f"model={run}", "conf=0.0001", f"save_json={saved}", "--store", store,
+                     "--json")
+    records = json.loads(saved.read_text())
+    assert records and {r["image_id"] for r in records} <= {100, 101} and {r["category_id"] for r in records} <= {1, 3, 7}
+    original = COCO(str(jsons["val"]))
+    evaluation = COCOeval(original, original.loadRes(str(saved)), "bbox")  # scored against the file as it is
+    evaluation.evaluate()
+    evaluation.accumulate()
+    # and `val --preds` reads the file's ids back: the same scores as the model's own val
+    again = run_cli("val", "data=pieces:v0", f"preds={saved}", "--store", store, "--json")
+    assert json.loads(again.stdout.splitlines()[-1])["metrics"] == pytest.approx(
+        json.loads(scored.stdout.splitlines()[-1])["metrics"])
+
+    predicted = tmp_path / "predictions.json"
+    run_cli("predict", f"source={root / 'val2017'}", f"model={run}", "conf=0.0001", f"out={predicted}", "--store", store)
+    records = json.loads(predicted.read_text())
+    assert records and {r["image_id"] for r in records} <= {100, 101} and {r["category_id"] for r in records} <= {1, 3, 7}
+    assert {r["image_id"] for r in records} == {100, 101}  # val0.jpg and val1.jpg, by their file names
