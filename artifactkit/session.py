@@ -182,13 +182,14 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     if "imgsz" in options and options["imgsz"] != config.imgsz:
         report("warning", {"message": f"imgsz {options['imgsz']} is not a multiple of the model's stride 32: "
                                       f"training at {config.imgsz}"})
-    rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
+    per_rank = rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
     device = rank_device(resolve_device(config.device), world)  # and a device this machine lacks
     config, weights = _starting_weights(s, config, "model" in options, storage_options)
     prepared = datasets.prepare(s, data)
     for warning in prepared.spec.warnings:
         report("warning", {"message": warning})
     datasets.check_trainable(prepared.spec, config.val_splits)
+    workers = _workers(config, prepared.spec, per_rank)
     dataset = prepared.commit(s)
     config = config.replace(data=str(dataset.yaml_path))
     now = now_iso()
@@ -199,7 +200,7 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     )
     create_run(s, run)
     report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref,
-                   "weights": weights.source if weights else None, "device": str(device)})
+                   "weights": weights.source if weights else None, "device": str(device), "workers": workers})
     return _Start(run, config, s, dataset, trackers=trackers, weights=weights)
 
 
@@ -281,6 +282,7 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch, rank_device
     from .detector.train import resolve_device
+    from .yolo import load_data_config
 
     if not s.version_numbers(run.model_artifact):
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
@@ -303,15 +305,22 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     if epochs is not None:
         saved["epochs"] = epochs
     config = TrainConfig(**saved)
-    rank_batch(config.batch, world)
     device = rank_device(resolve_device(config.device), world)
+    workers = _workers(config, load_data_config(dataset.yaml_path), rank_batch(config.batch, world))
     run = run.with_(status="running", error=None, total_epochs=config.epochs, config=config.model_dump(mode="json"),
                     stopped_early=None)
     save_run(s, run)
     report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
                       "epochs": config.epochs, "dataset": dataset.ref, "weights": f"{latest.name}:{latest.label}",
-                      "device": str(device)})
+                      "device": str(device), "workers": workers})
     return _Start(run, config, s, dataset, state=state, trackers=trackers)
+
+
+def _workers(config, spec, batch: int) -> int:
+    """The data-loading workers the trainer will run (detector.data.effective_workers)."""
+    from .detector.data import effective_workers
+
+    return effective_workers(config.workers, len(spec.splits["train"].images), batch)[0]
 
 
 @dataclass

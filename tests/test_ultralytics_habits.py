@@ -38,7 +38,7 @@ def test_train_takes_key_value_words_as_set_does_and_says_what_it_starts_from(tr
     assert (config["epochs"], config["imgsz"], config["batch"], config["lr0"]) == (1, 64, 4, 0.002)
     start = [line for line in proc.stderr.splitlines() if line.startswith("run words ")]
     assert len(start) == 1, proc.stderr
-    assert "on chess:v0, weights none (from scratch), device cpu: resume with" in start[0]
+    assert "on chess:v0, weights none (from scratch), device cpu, workers 0: resume with" in start[0]
 
 
 @pytest.mark.parametrize("words, message", [
@@ -87,8 +87,10 @@ def test_val_predict_and_export_take_key_value_words(chess, trained, tmp_path):
 def test_train_without_data_refuses_a_store_of_several_datasets(chess, tmp_path):
     store = str(tmp_path / "store")
     run_cli("log-dataset", str(chess), "--name", "first", "--store", store)
-    one = run_cli("train", *TINY_WORDS, "--run-id", "one", "--store", store)  # one dataset: the default stands
+    default_workers = [w for w in TINY_WORDS if not w.startswith("workers=")]
+    one = run_cli("train", *default_workers, "--run-id", "one", "--store", store)  # one dataset: the default stands
     assert "run one on first:v0" in one.stderr
+    assert "device cpu, workers 0:" in one.stderr  # TrainConfig's 2 workers: none for 2 batches an epoch
     run_cli("log-dataset", str(chess), "--name", "second", "--store", store)
     proc = run_cli("train", *TINY_WORDS, "--store", store, check=False)
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
@@ -104,7 +106,7 @@ def test_resume_start_line_names_the_checkpoint_and_device(trained):
     store, _ = trained
     proc = run_cli("resume", f"{store}/runs/words", "--epochs", "2", "--store", str(store))
     line = next(x for x in proc.stderr.splitlines() if x.startswith("resuming run words"))
-    assert line == "resuming run words at epoch 2/2 on chess:v0, weights words-model:v0, device cpu"
+    assert line == "resuming run words at epoch 2/2 on chess:v0, weights words-model:v0, device cpu, workers 0"
 
 
 def test_top_level_help_wraps_cleanly_at_80_columns(tmp_path):
@@ -174,3 +176,11 @@ def test_a_coco_dataset_gets_predictions_in_its_original_ids(tmp_path):
     records = json.loads(predicted.read_text())
     assert records and {r["image_id"] for r in records} <= {100, 101} and {r["category_id"] for r in records} <= {1, 3, 7}
     assert {r["image_id"] for r in records} == {100, 101}  # val0.jpg and val1.jpg, by their file names
+
+
+def test_worker_processes_start_only_where_an_epoch_has_batches_to_overlap():
+    from artifactkit.detector.data import MIN_BATCHES_FOR_WORKERS, effective_workers
+
+    assert effective_workers(2, 8, 4)[0] == 0  # 2 batches an epoch: start-up would outweigh the overlap
+    assert effective_workers(2, 4 * MIN_BATCHES_FOR_WORKERS, 4)[0] == min(2, __import__("os").cpu_count() or 1)
+    assert effective_workers(0, 10_000, 4)[0] == 0

@@ -276,6 +276,25 @@ class _Loader(DataLoader):
             raise InvalidInput(last.split("InvalidInput: ", 1)[-1]) from None
 
 
+# An epoch of fewer batches loads in the main process. A worker pool costs 0.1-0.4 s to start per
+# loader on an idle 2-core machine, seconds on a loaded one, and forks the trainer's memory; it pays
+# back only by overlapping decoding with many steps (bench/worker_startup.py; docs/architecture.md).
+MIN_BATCHES_FOR_WORKERS = 10
+
+
+def effective_workers(requested: int, images: int, batch: int) -> tuple[int, str]:
+    """(worker processes a loader runs, why): none for an epoch under MIN_BATCHES_FOR_WORKERS
+    batches, at most the CPU cores (Ultralytics' cap), else as asked. Persistent workers start
+    once per run, so the decision is per loader, not per epoch."""
+    batches = math.ceil(images / max(1, batch))
+    if requested and batches < MIN_BATCHES_FOR_WORKERS:
+        return 0, f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: start-up would cost more than it saves"
+    cores = os.cpu_count() or 1
+    if requested > cores:
+        return cores, f"{cores} CPU cores"
+    return requested, "as asked"
+
+
 def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle: bool = False,
                      seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
     """DataLoader over an EpochSampler. Call dataset.set_epoch(e) (and close_mosaic()) before
