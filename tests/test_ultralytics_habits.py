@@ -113,7 +113,9 @@ def test_top_level_help_wraps_cleanly_at_80_columns(tmp_path):
     proc = run_cli("--help", env={"COLUMNS": "80", "TERM": "dumb"})
     lines = proc.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines)
-    rows = [line for line in lines if line.startswith("│ ")]
+    commands = next(i for i, line in enumerate(lines) if " Commands " in line)
+    rows = [line for line in lines[commands + 1:] if line.startswith("│ ")]
+    assert len(rows) >= 20  # every command, some over two lines
     column = re.match(r"│ \S+\s+", rows[0]).end()  # where the descriptions start
     width = len(rows[0]) - 2 - column  # the description column, up to the panel's right border
     descriptions = [(line[2:column].strip(), line[column:-1].rstrip()) for line in rows]
