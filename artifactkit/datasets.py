@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
-from .manifest import VersionRecord, check_name
+from .manifest import NAME_RE, VersionRecord, check_name
 from .store import LogResult, Store
 from .transfer import pull
 from .uri import looks_like_ref
@@ -173,13 +173,21 @@ class Prepared:
 
 
 def prepare(store: Store, data: str | None) -> Prepared:
-    """--data as the user gave it: None (the store's only dataset), NAME:VERSION, a data.yaml or a folder."""
+    """--data as the user gave it: None (the store's only dataset), NAME:VERSION, a stored dataset's
+    NAME (its latest version), a data.yaml or a folder (a local path wins over a stored name)."""
+    if data is not None and not Path(data).exists() and NAME_RE.fullmatch(data) and _is_dataset(store, data):
+        data = f"{data}:latest"  # a stored dataset's bare name, as Ultralytics' data=coco8
     if data is None or (looks_like_ref(data) and not Path(data).exists()):
         local = materialise(store, data or latest_dataset(store))
         return Prepared(load_data_config(local.yaml_path), stored=local)
     source = read_local(data)
     check_name(source.name)
     return Prepared(source.spec, source=source)
+
+
+def _is_dataset(store: Store, name: str) -> bool:
+    record = store.latest(name)
+    return record is not None and record.type == "dataset"
 
 
 def resolve(store: Store, data: str | None) -> LocalDataset:

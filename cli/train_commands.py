@@ -78,7 +78,7 @@ def _summary(run) -> dict[str, Any]:
 
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION in the store (default: the store's dataset, if it holds only one)")] = None,
+    data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME[:VERSION] in the store (default: the store's dataset, if it holds only one)")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model scale: n, s or m" + default("model"), show_default=False)] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from trained weights: a run URI, NAME:VERSION of a checkpoint, or a .safetensors / .pt file")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to train" + default("epochs"), show_default=False)] = None,

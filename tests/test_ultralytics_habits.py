@@ -100,6 +100,8 @@ def test_train_without_data_refuses_a_store_of_several_datasets(chess, tmp_path)
     from artifactkit.runs import list_runs
 
     assert [r.run_id for r in list_runs(artifactkit.open_store(store))] == ["one"]  # no run was started
+    named = run_cli("train", "data=second", *TINY_WORDS, "--run-id", "two", "--store", store)  # a stored name
+    assert "run two on second:v0" in named.stderr
 
 
 def test_resume_start_line_names_the_checkpoint_and_device(trained):
