@@ -120,18 +120,23 @@ def _write_onnx(found: Weights, tmp: Path, imgsz: int | None) -> dict[str, Any]:
     import torch
 
     size = found.imgsz if imgsz is None else imgsz
+    module = onnx_module(found)
+    with torch.no_grad():
+        channels, anchors = module(torch.zeros(1, 3, size, size)).shape[1:]
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export's, which needs
         # onnxscript (not in the `export` extra); the traced graph of this fixed network is the same.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            onnx_module(found), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+            module, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
             input_names=["images"], output_names=["output0"],
             dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
         )
     import onnx
 
     graph = onnx.load(str(tmp))
+    dims = graph.graph.output[0].type.tensor_type.shape.dim  # the tracer leaves both symbolic after the transpose
+    dims[1].dim_value, dims[2].dim_value = channels, anchors  # fixed: readers size buffers from them
     for key, value in onnx_metadata(found, size).items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(tmp))

@@ -135,7 +135,8 @@ def test_onnx_is_what_ultralytics_consumers_decode(run, tmp_path):
     assert names == dict(enumerate(chess_names(run))) and ast.literal_eval(meta["imgsz"]) == [IMGSZ, IMGSZ]
     assert (meta["stride"], meta["task"]) == ("32", "detect")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert session.get_outputs()[0].name == "output0"
+    output = session.get_outputs()[0]
+    assert output.name == "output0" and output.shape[1:] == [4 + 12, (IMGSZ // 8) ** 2 + (IMGSZ // 16) ** 2 + (IMGSZ // 32) ** 2]
 
     predictions = tmp_path / "preds.json"
     run_cli("predict", f"source={run.val_images}", f"model={run.uri}", "conf=0.0005", f"out={predictions}")
