@@ -175,7 +175,7 @@ class Prepared:
 def prepare(store: Store, data: str | None) -> Prepared:
     """--data as the user gave it: None (the store's only dataset), NAME:VERSION, a stored dataset's
     NAME (its latest version), a data.yaml or a folder (a local path wins over a stored name)."""
-    if data is not None and not Path(data).exists() and NAME_RE.fullmatch(data) and _is_dataset(store, data):
+    if data is not None and not Path(data).exists() and NAME_RE.fullmatch(data) and is_stored_dataset(store, data):
         data = f"{data}:latest"  # a stored dataset's bare name, as Ultralytics' data=coco8
     if data is None or (looks_like_ref(data) and not Path(data).exists()):
         local = materialise(store, data or latest_dataset(store))
@@ -185,7 +185,8 @@ def prepare(store: Store, data: str | None) -> Prepared:
     return Prepared(source.spec, source=source)
 
 
-def _is_dataset(store: Store, name: str) -> bool:
+def is_stored_dataset(store: Store, name: str) -> bool:
+    """Whether `name` is an artifact of the store whose latest version is a dataset."""
     record = store.latest(name)
     return record is not None and record.type == "dataset"
 

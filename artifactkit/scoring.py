@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import checkpoint
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .runs import load_run
 from .store import Store, open_store
 from .uri import looks_like_ref, split_run_uri
@@ -24,12 +24,23 @@ def checkpoint_source(uri: str, store: str | None, storage_options: dict | None)
 
 
 def dataset_yaml(data: str, store: Store | str | None, storage_options: dict | None) -> str:
-    """--data as `val` takes it: a data.yaml, a dataset folder, or NAME:VERSION / NAME:ALIAS in
-    `store`, materialised on this machine as `train` does (datasets.materialise)."""
-    if not looks_like_ref(data) or os.path.exists(data):
-        return data
-    from .datasets import materialise
+    """--data as `val` takes it: a data.yaml, a dataset folder, or NAME:VERSION / NAME:ALIAS / NAME
+    in `store`, materialised on this machine as `train` does (datasets.materialise)."""
+    from .manifest import NAME_RE
 
+    if os.path.exists(data) or not (looks_like_ref(data) or NAME_RE.fullmatch(data)):
+        return data
+    from .datasets import is_stored_dataset, materialise
+
+    if not looks_like_ref(data):  # a bare word: a stored dataset's name (as train takes it), else a path
+        try:
+            s = store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True)
+            stored = is_stored_dataset(s, data)
+        except NotFound:
+            stored = False
+        if not stored:
+            return data  # reading it as a path says what is missing
+        return str(materialise(s, f"{data}:latest").yaml_path)
     s = store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True)
     return str(materialise(s, data).yaml_path)
 

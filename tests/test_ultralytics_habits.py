@@ -171,7 +171,7 @@ def test_a_coco_dataset_gets_predictions_in_its_original_ids(tmp_path):
     evaluation.evaluate()
     evaluation.accumulate()
     # and `val --preds` reads the file's ids back: the same scores as the model's own val
-    again = run_cli("val", "data=pieces:v0", f"preds={saved}", "--store", store, "--json")
+    again = run_cli("val", "data=pieces", f"preds={saved}", "--store", store, "--json")  # a stored name, as train
     assert json.loads(again.stdout.splitlines()[-1])["metrics"] == pytest.approx(
         json.loads(scored.stdout.splitlines()[-1])["metrics"])
 
