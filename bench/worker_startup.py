@@ -6,7 +6,7 @@ For each worker count (0 and --workers) it builds the train loader and the valid
 the Trainer does (detector.data.build_dataloader, persistent workers), then times, per epoch, the
 first batch (worker start-up is paid there: fork, the dataset's pages, the first sample) and the
 whole pass over the data (decode + augment, no model). Also prints the worker count the library
-picks for the dataset (data.effective_workers) and why.
+picks by default for the dataset (data.effective_workers, workers unset) and why.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def main() -> None:
                                          n_heldout=0, imgsz=args.imgsz))
         for split, augment in (("train", True), ("val", False)):
             dataset = load_split(data, split, imgsz=args.imgsz, augment=augment)
-            chosen, why = effective_workers(args.workers, len(dataset), args.batch)
-            print(f"{split}: {len(dataset)} images, batch {args.batch}: the library runs {chosen} workers ({why})")
+            chosen, why = effective_workers(None, len(dataset), args.batch)
+            print(f"{split}: {len(dataset)} images, batch {args.batch}: by default the library runs {chosen} workers ({why})")
             for workers in (0, args.workers):
                 loader = build_dataloader(dataset, args.batch, workers, shuffle=augment, seed=0)
                 for epoch, (first, total) in enumerate(timed_epochs(loader, args.epochs), 1):

@@ -7,13 +7,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from artifactkit.detector.config import TrainConfig, check_options, parse_setting
+from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, TrainConfig, check_options, parse_setting
 
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option("--set", metavar="KEY=VALUE",
                  help="Any train config key, e.g. --set lr0=0.001 --set patience=20 (repeatable)"),
 ]
+
+
+__all__ = ["AUTO_WORKERS", "MIN_BATCHES_FOR_WORKERS", "SetOpt", "default", "typed_options"]
 
 
 def default(key: str) -> str:

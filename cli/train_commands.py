@@ -10,7 +10,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .common import JsonOpt, StorageOpts, StoreOpt, parse_storage_options
-from .config_options import SetOpt, default, typed_options
+from .config_options import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, SetOpt, default, typed_options
 from .output import emit, table
 from .progress import TrainingProgress
 from .words import WORDS, accepts_words, extra_words, take
@@ -86,7 +86,7 @@ def train(
     imgsz: Annotated[Optional[int], typer.Option(help="Image size, rounded up to a multiple of 32" + default("imgsz"), show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N; N,M under torchrun" + default("device"), show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed" + default("seed"), show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes" + default("workers") + "; none for an epoch of under 10 batches (start-up would outweigh the gain), at most the CPU cores", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(help=f"Data-loading worker processes (default: {AUTO_WORKERS}, but none for an epoch of under {MIN_BATCHES_FOR_WORKERS} batches, whose start-up would cost more than it saves; at most the CPU cores)", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="auto, SGD or AdamW" + default("optimizer"), show_default=False)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never" + default("patience"), show_default=False)] = None,
     save_period: Annotated[Optional[int], typer.Option(help="Save a checkpoint every N epochs, 0: only the last" + default("save_period"), show_default=False)] = None,

@@ -183,8 +183,13 @@ def test_a_coco_dataset_gets_predictions_in_its_original_ids(tmp_path):
 
 
 def test_worker_processes_start_only_where_an_epoch_has_batches_to_overlap():
-    from artifactkit.detector.data import MIN_BATCHES_FOR_WORKERS, effective_workers
+    import os
 
-    assert effective_workers(2, 8, 4)[0] == 0  # 2 batches an epoch: start-up would outweigh the overlap
-    assert effective_workers(2, 4 * MIN_BATCHES_FOR_WORKERS, 4)[0] == min(2, __import__("os").cpu_count() or 1)
+    from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, TrainConfig
+    from artifactkit.detector.data import effective_workers
+
+    assert TrainConfig(data="d").workers is None  # the default: decided per dataset
+    assert effective_workers(None, 8, 4)[0] == 0  # 2 batches an epoch: start-up would outweigh the overlap
+    assert effective_workers(None, 4 * MIN_BATCHES_FOR_WORKERS, 4)[0] == min(AUTO_WORKERS, os.cpu_count() or 1)
+    assert effective_workers(2, 8, 4)[0] == min(2, os.cpu_count() or 1)  # a number given is taken as given
     assert effective_workers(0, 10_000, 4)[0] == 0

@@ -16,6 +16,11 @@ from artifactkit.errors import InvalidInput, did_you_mean
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _GPU_LIST = re.compile(r"^\d+(,\d+)*$")  # Ultralytics' spelling: "0" or "0,1"
 MAX_STRIDE = 32  # the coarsest feature map of every YOLOv8 scale: image sides must divide by it
+# Data-loading workers when the config gives none (data.effective_workers): AUTO_WORKERS, but none
+# for an epoch of under MIN_BATCHES_FOR_WORKERS batches. A worker pool costs 0.1-0.4 s to start per
+# loader on an idle 2-core machine (seconds on a loaded one) and forks the trainer's memory; it pays
+# back only by overlapping decoding with many steps (bench/worker_startup.py, docs/architecture.md).
+AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS = 2, 10
 
 
 def round_imgsz(imgsz: int) -> int:
@@ -56,7 +61,7 @@ class TrainConfig(BaseModel):
     imgsz: int = Field(640, ge=32)  # rounded up to a multiple of MAX_STRIDE
     device: str = "auto"
     seed: int = Field(0, ge=0)
-    workers: int = Field(2, ge=0)
+    workers: int | None = Field(None, ge=0)  # None: AUTO_WORKERS, or none on a small dataset (see above)
     optimizer: Literal["auto", "SGD", "AdamW"] = "auto"
     lr0: float = Field(0.01, gt=0)
     lrf: float = Field(0.01, gt=0, le=1)

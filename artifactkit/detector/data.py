@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from artifactkit.detector.augment import (
     colour_matrix, hide_parts, letterbox, recolour, resize_chw, soften, warp, with_contrast, xyxy_pixels,
 )
+from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
     DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, read_labels, require_images,
@@ -276,23 +277,19 @@ class _Loader(DataLoader):
             raise InvalidInput(last.split("InvalidInput: ", 1)[-1]) from None
 
 
-# An epoch of fewer batches loads in the main process. A worker pool costs 0.1-0.4 s to start per
-# loader on an idle 2-core machine, seconds on a loaded one, and forks the trainer's memory; it pays
-# back only by overlapping decoding with many steps (bench/worker_startup.py; docs/architecture.md).
-MIN_BATCHES_FOR_WORKERS = 10
-
-
-def effective_workers(requested: int, images: int, batch: int) -> tuple[int, str]:
-    """(worker processes a loader runs, why): none for an epoch under MIN_BATCHES_FOR_WORKERS
-    batches, at most the CPU cores (Ultralytics' cap), else as asked. Persistent workers start
-    once per run, so the decision is per loader, not per epoch."""
-    batches = math.ceil(images / max(1, batch))
-    if requested and batches < MIN_BATCHES_FOR_WORKERS:
-        return 0, f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: start-up would cost more than it saves"
+def effective_workers(requested: int | None, images: int, batch: int) -> tuple[int, str]:
+    """(worker processes a loader runs, why). None (the default): AUTO_WORKERS, but none for an
+    epoch of under MIN_BATCHES_FOR_WORKERS batches; a number is taken as given. Never more than
+    the CPU cores (Ultralytics' cap). Workers persist, so they start once per loader per run."""
+    if requested is None:
+        batches = math.ceil(images / max(1, batch))
+        if batches < MIN_BATCHES_FOR_WORKERS:
+            return 0, f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: start-up would cost more than it saves"
+        requested = AUTO_WORKERS
     cores = os.cpu_count() or 1
     if requested > cores:
         return cores, f"{cores} CPU cores"
-    return requested, "as asked"
+    return requested, "as set"
 
 
 def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle: bool = False,
