@@ -225,7 +225,8 @@ class CocoIds:
             if rec["image_id"] not in stems:
                 raise InvalidInput(f"{where}: image_id {rec['image_id']} is not an image of the COCO file")
             if not _is_int(rec.get("category_id")) or rec["category_id"] not in index:
-                raise InvalidInput(f"{where}: category_id {rec.get('category_id')!r} is not a category of the COCO file")
+                raise InvalidInput(f"{where}: category_id {rec.get('category_id')!r} is not a category "
+                                   "of the COCO file")
             return {**rec, "image_id": stems[rec["image_id"]], "category_id": index[rec["category_id"]]}
 
         return translate

@@ -67,7 +67,8 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
     return coco_ids(predictions, loaded.origin, storage_options)
 
 
-def coco_ids(predictions: list[ImagePrediction], origin: dict[str, str], storage_options: dict | None) -> list[ImagePrediction]:
+def coco_ids(predictions: list[ImagePrediction], origin: dict[str, str],
+             storage_options: dict | None) -> list[ImagePrediction]:
     """Predictions with the ids of the COCO file the weights' training dataset was converted from
     (category ids always; an image's id when the file lists its file name once), so pycocotools
     scores them against that file. Unchanged for weights from a file or a dataset not from COCO."""
@@ -174,8 +175,9 @@ def write_json(predictions: Iterable[ImagePrediction], out: str | os.PathLike) -
 
     records = []
     for p in predictions:
-        rows = torch.tensor([[b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_id if b.category_id is None else b.category_id]
-                             for b in p.boxes], dtype=torch.float64)
+        rows = torch.tensor([[b.x1, b.y1, b.x2, b.y2, b.confidence,
+                              b.class_id if b.category_id is None else b.category_id] for b in p.boxes],
+                            dtype=torch.float64)
         records.extend(coco_records(p.image_id, rows))
     write_coco_json(out, records)
     return len(records)

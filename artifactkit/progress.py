@@ -35,7 +35,8 @@ def line(event: str, d: dict[str, Any]) -> str | None:
         return f"warning: {d['message']}"
     if event == "run":  # one line: what trains on what, from which weights, where
         return (f"run {d['run_id']} on {d['dataset']}, weights {d.get('weights') or 'none (from scratch)'}, "
-                f"device {d.get('device', '?')}, workers {d.get('workers', '?')}: resume with  artifactkit resume {d['uri']}")
+                f"device {d.get('device', '?')}, workers {d.get('workers', '?')}: "
+                f"resume with  artifactkit resume {d['uri']}")
     if event == "resume":
         return (f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']} on {d['dataset']}, "
                 f"weights {d.get('weights', '?')}, device {d.get('device', '?')}, workers {d.get('workers', '?')}")

@@ -137,7 +137,8 @@ def _coco_translation(yaml: str, split: str):
     ids = original_ids(load_data_config(yaml).root, split)
     if ids is None:
         return None
-    return ids.ours({image_id: PurePosixPath(name).stem for name, image_id in ids.images.items() if image_id is not None})
+    return ids.ours({image_id: PurePosixPath(name).stem for name, image_id in ids.images.items()
+                     if image_id is not None})
 
 
 def _model_for(state: dict, nc: int, scale: str, where: str):

@@ -389,8 +389,9 @@ def _other_keys(spec: DatasetSpec) -> dict:
     for key, value in spec.raw.items():
         if key in ("path", "names", "nc", "validation", *SPLIT_KEYS) or key in spec.splits:
             continue
-        looks_like_split = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-        if key in _NOT_SPLITS or not looks_like_split:
+        items = [value] if isinstance(value, str) else value
+        names_folders = isinstance(items, list) and all(isinstance(v, str) for v in items)
+        if key in _NOT_SPLITS or not names_folders:
             out[key] = value
     return out
 

@@ -48,7 +48,8 @@ def main() -> None:
         for split, augment in (("train", True), ("val", False)):
             dataset = load_split(data, split, imgsz=args.imgsz, augment=augment)
             chosen, why = effective_workers(None, len(dataset), args.batch)
-            print(f"{split}: {len(dataset)} images, batch {args.batch}: by default the library runs {chosen} workers ({why})")
+            print(f"{split}: {len(dataset)} images, batch {args.batch}: "
+                  f"by default the library runs {chosen} workers ({why})")
             for workers in (0, args.workers):
                 loader = build_dataloader(dataset, args.batch, workers, shuffle=augment, seed=0)
                 for epoch, (first, total) in enumerate(timed_epochs(loader, args.epochs), 1):

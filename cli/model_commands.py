@@ -22,7 +22,8 @@ WeightsOpt = Annotated[Optional[str], typer.Option(
 def register(app: typer.Typer) -> None:
     app.command("predict", context_settings=WORDS)(
         accepts_words({"model": "weights", "source": "sources"}, required=("sources", "weights"))(predict))
-    app.command("export", context_settings=WORDS)(accepts_words({"model": "weights"}, required=("weights", "out"))(export))
+    app.command("export", context_settings=WORDS)(
+        accepts_words({"model": "weights"}, required=("weights", "out"))(export))
 
 
 def predict(

@@ -284,7 +284,8 @@ def effective_workers(requested: int | None, images: int, batch: int) -> tuple[i
     if requested is None:
         batches = math.ceil(images / max(1, batch))
         if batches < MIN_BATCHES_FOR_WORKERS:
-            return 0, f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: start-up would cost more than it saves"
+            return 0, (f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: "
+                       "start-up would cost more than it saves")
         requested = AUTO_WORKERS
     cores = os.cpu_count() or 1
     if requested > cores:

@@ -96,8 +96,8 @@ def detect(model: YOLO, images: torch.Tensor, device: torch.device, conf: float 
 class Evaluator:
     """Scores models on the splits of one data set; data loaders are built once per split."""
 
-    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int | None, device: torch.device, cache: bool = False,
-                 conf: float = CONF_THRESHOLD, iou: float = IOU_THRESHOLD):
+    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int | None, device: torch.device,
+                 cache: bool = False, conf: float = CONF_THRESHOLD, iou: float = IOU_THRESHOLD):
         self.data, self.imgsz, self.batch, self.workers = data, imgsz, batch, workers
         self.device, self.cache, self.conf, self.iou = device, cache, conf, iou
         self._loaders: dict[str, torch.utils.data.DataLoader] = {}
