@@ -196,3 +196,9 @@ def test_worker_processes_start_only_where_an_epoch_has_batches_to_overlap():
     assert effective_workers(None, 4 * MIN_BATCHES_FOR_WORKERS, 4)[0] == min(AUTO_WORKERS, os.cpu_count() or 1)
     assert effective_workers(2, 8, 4)[0] == min(2, os.cpu_count() or 1)  # a number given is taken as given
     assert effective_workers(0, 10_000, 4)[0] == 0
+
+
+def test_export_help_says_what_a_pt_file_is_for():
+    text = " ".join(run_cli("export", "--help", env={"COLUMNS": "200", "TERM": "dumb"}).stdout.split())
+    assert ".pt is a plain PyTorch state_dict for artifactkit.load_model()" in text
+    assert "Ultralytics' YOLO() cannot load it" in text and "output0 (N, 4 + nc, A)" in text
