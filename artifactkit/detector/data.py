@@ -286,11 +286,13 @@ def effective_workers(requested: int | None, images: int, batch: int) -> tuple[i
         if batches < MIN_BATCHES_FOR_WORKERS:
             return 0, (f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: "
                        "start-up would cost more than it saves")
-        requested = AUTO_WORKERS
+        requested, why = AUTO_WORKERS, "the default"
+    else:
+        why = "as set"
     cores = os.cpu_count() or 1
     if requested > cores:
         return cores, f"{cores} CPU cores"
-    return requested, "as set"
+    return requested, why
 
 
 def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle: bool = False,
