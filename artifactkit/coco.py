@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from .errors import InvalidInput
 from .yolo import is_image, label_path, layout_yaml
 
-__all__ = ["ROBOFLOW_JSON", "convert", "find_annotations"]
+__all__ = ["ROBOFLOW_JSON", "CocoIds", "convert", "find_annotations", "kept_annotations", "original_ids",
+           "stored_ids"]
 
 ROBOFLOW_JSON = "_annotations.coco.json"
 _SPLITS = (("train", "train"), ("validation", "val"), ("valid", "val"), ("val", "val"), ("test", "test"))
@@ -81,10 +84,15 @@ def convert(folder: Path) -> dict[str, bytes | Path]:
 
 def _read_json(path: Path) -> dict:
     try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
+        data = Path(path).read_bytes()
     except OSError as e:
         raise InvalidInput(f"cannot read {path}: {e.strerror or e}") from None
+    return _parse_json(data, path)
+
+
+def _parse_json(data: bytes, path) -> dict:
+    try:
+        doc = json.loads(data)
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
         raise InvalidInput(f"{path}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
@@ -182,3 +190,105 @@ def _is_int(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
+# -- the original ids, for predictions scored against the original file ------------------------
+@dataclass
+class CocoIds:
+    """The ids of the COCO file(s) a version was converted from: `images` {file_name: image id}
+    (a name two images share maps to None) and `categories` (class index i -> category id)."""
+
+    images: dict[str, int | None]
+    categories: list[int]
+
+    def image_id(self, file_name: str) -> int | None:
+        return self.images.get(file_name)
+
+    def originals(self, records: list[dict], file_names: dict[str, str]) -> list[dict]:
+        """Our result records (image_id the file stem, category_id the class index) with the file's
+        ids; `file_names`: stem -> file_name. An image the file does not hold keeps its stem."""
+        out = []
+        for r in records:
+            image_id = self.image_id(file_names.get(r["image_id"], ""))
+            out.append({**r, "image_id": r["image_id"] if image_id is None else image_id,
+                        "category_id": self.categories[r["category_id"]]})
+        return out
+
+    def ours(self, stems: dict[int, str]) -> "Callable[[dict, str], dict]":
+        """A translation of records in the file's ids back to ours (stem, class index), for
+        read_coco_json; `stems`: image id -> file stem. A record with a string image_id is ours already."""
+        index = {cid: i for i, cid in enumerate(self.categories)}
+
+        def translate(rec: dict, where: str) -> dict:
+            if not _is_int(rec.get("image_id")):
+                return rec
+            if rec["image_id"] not in stems:
+                raise InvalidInput(f"{where}: image_id {rec['image_id']} is not an image of the COCO file")
+            if not _is_int(rec.get("category_id")) or rec["category_id"] not in index:
+                raise InvalidInput(f"{where}: category_id {rec.get('category_id')!r} is not a category "
+                                   "of the COCO file")
+            return {**rec, "image_id": stems[rec["image_id"]], "category_id": index[rec["category_id"]]}
+
+        return translate
+
+
+def kept_annotations(root: Path) -> dict[str, Path]:
+    """{split: original COCO JSON} kept under <root>/annotations by a `--format coco` log (empty:
+    the dataset was not converted from COCO)."""
+    folder = Path(root) / "annotations"
+    if not folder.is_dir():
+        return {}
+    found = [(p, p.stem[len("instances_"):]) for p in sorted(folder.glob("instances_*.json"))]
+    found += [(p, p.parent.name) for p in sorted(folder.glob(f"*/{ROBOFLOW_JSON}"))]
+    return {_split_name(raw, p): p for p, raw in found}
+
+
+def original_ids(root: Path, split: str) -> CocoIds | None:
+    """The ids of a split's kept COCO file in a dataset folder, or None when it has none."""
+    path = kept_annotations(root).get(split)
+    return None if path is None else _ids([_read_json(path)], [path])
+
+
+def stored_ids(store, dataset_ref: str, file_names: set[str]) -> CocoIds | None:
+    """The ids of the COCO files kept in a stored dataset version, read from the store (not the
+    images): split by split, val first, until every name in `file_names` is found (COCO's train
+    file is large). None when the version keeps no COCO file."""
+    record = store.resolve(dataset_ref)
+    by_split = {}
+    for entry in store.entries(record, prefix="annotations/"):
+        split = _kept_split(entry.path)
+        if split is not None:
+            by_split[split] = entry
+    docs, wheres, seen = [], [], set()
+    for split in sorted(by_split, key=lambda name: (name == "train", name != "val", name)):
+        where = f"{store.uri}: {dataset_ref}: {by_split[split].path}"
+        docs.append(_parse_json(store.read_blob(by_split[split].digest), where))
+        wheres.append(where)
+        seen |= {PurePosixPath(name).name for name, _, _ in _images(docs[-1], where).values()}
+        if file_names <= seen:
+            break
+    return _ids(docs, wheres, by_name=True) if docs else None
+
+
+def _kept_split(path: str) -> str | None:
+    """The split of an original JSON as convert keeps it in a version, or None for another file:
+    annotations/instances_<split>*.json (COCO) or annotations/<split>/_annotations.coco.json (Roboflow)."""
+    parts = path.split("/")
+    if len(parts) == 2 and parts[1].startswith("instances_") and parts[1].endswith(".json"):
+        return _split_name(parts[1][len("instances_"):-len(".json")], Path(path))
+    if len(parts) == 3 and parts[2] == ROBOFLOW_JSON:
+        return _split_name(parts[1], Path(path))
+    return None
+
+
+def _ids(docs: list[dict], wheres: list, by_name: bool = False) -> CocoIds:
+    """CocoIds of parsed COCO files (their categories agree: convert checked it when logging).
+    by_name: keyed by the file name alone (predict sees image files, not their split paths)."""
+    images: dict[str, int | None] = {}
+    categories: list[int] = []
+    for doc, where in zip(docs, wheres):
+        categories = sorted(_categories(doc, where)[1])
+        for image_id, (file_name, _, _) in _images(doc, where).items():
+            key = PurePosixPath(file_name).name if by_name else file_name
+            images[key] = image_id if images.get(key, image_id) == image_id else None
+    return CocoIds(images, categories)

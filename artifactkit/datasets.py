@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
-from .manifest import VersionRecord, check_name
+from .manifest import NAME_RE, VersionRecord, check_name
 from .store import LogResult, Store
 from .transfer import pull
 from .uri import looks_like_ref
@@ -97,6 +97,8 @@ def moves_with_its_folder(spec: DatasetSpec) -> bool:
     path = spec.raw.get("path")
     if path not in (None, "") and not (isinstance(path, str) and os.path.normpath(path) == "."):
         return False
+    if any(key not in spec.splits and spec.raw.get(key) not in (None, "", []) for key in ("test",)):
+        return False  # a test split left out: its key must go from the stored yaml
     for key in spec.splits:
         value = spec.raw.get(key)
         for item in value if isinstance(value, list) else [value]:
@@ -171,7 +173,10 @@ class Prepared:
 
 
 def prepare(store: Store, data: str | None) -> Prepared:
-    """--data as the user gave it: None (latest dataset), NAME:VERSION, a data.yaml or a folder."""
+    """--data as the user gave it: None (the store's only dataset), NAME:VERSION, a stored dataset's
+    NAME (its latest version), a data.yaml or a folder (a local path wins over a stored name)."""
+    if data is not None and not Path(data).exists() and NAME_RE.fullmatch(data) and is_stored_dataset(store, data):
+        data = f"{data}:latest"  # a stored dataset's bare name, as Ultralytics' data=coco8
     if data is None or (looks_like_ref(data) and not Path(data).exists()):
         local = materialise(store, data or latest_dataset(store))
         return Prepared(load_data_config(local.yaml_path), stored=local)
@@ -180,23 +185,33 @@ def prepare(store: Store, data: str | None) -> Prepared:
     return Prepared(source.spec, source=source)
 
 
+def is_stored_dataset(store: Store, name: str) -> bool:
+    """Whether `name` is an artifact of the store whose latest version is a dataset."""
+    record = store.latest(name)
+    return record is not None and record.type == "dataset"
+
+
 def resolve(store: Store, data: str | None) -> LocalDataset:
     """prepare then commit, without the training checks (a caller that only needs the version)."""
     return prepare(store, data).commit(store)
 
 
 def latest_dataset(store: Store) -> str:
-    """NAME:vN of the most recently logged dataset, for `train` without --data."""
-    newest: VersionRecord | None = None
+    """NAME:vN of the store's one dataset, for `train` without --data. A store with several is
+    refused, listing them: training on whichever was logged last is a silent choice."""
+    found: list[VersionRecord] = []
     for name in store.artifact_names():
         record = store.latest(name)
-        if record is not None and record.type == "dataset" and (newest is None or record.created > newest.created):
-            newest = record
-    if newest is None:
+        if record is not None and record.type == "dataset":
+            found.append(record)
+    if not found:
         raise NotFound(
             f"{store.uri}: no dataset logged yet; try: artifactkit demo-data ./chess && artifactkit log-dataset ./chess"
         )
-    return f"{newest.name}:{newest.label}"
+    if len(found) > 1:
+        listed = ", ".join(f"{r.name}:{r.label}" for r in sorted(found, key=lambda r: r.created, reverse=True))
+        raise InvalidInput(f"{store.uri} holds {len(found)} datasets ({listed}): name one with --data NAME:VERSION")
+    return f"{found[0].name}:{found[0].label}"
 
 
 def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str | os.PathLike | None = None) -> LocalDataset:

@@ -40,3 +40,13 @@ class MissingExtra(ArtifactkitError):
 
 def missing_extra(module: str, extra: str) -> MissingExtra:
     return MissingExtra(f"{module} is not installed: pip install 'artifactkit[{extra}]'")
+
+
+def did_you_mean(word: str, known) -> str:
+    """', did you mean X?' for the known key nearest to a mistyped one, or ''. A key the word
+    begins comes first, in the listed order (lr -> lr0, not lrf: difflib scores them alike)."""
+    import difflib
+
+    known = list(known)
+    match = [k for k in known if k.startswith(word)][:1] or difflib.get_close_matches(word, known, n=1, cutoff=0.5)
+    return f", did you mean {match[0]}?" if match else ""

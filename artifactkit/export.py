@@ -1,13 +1,17 @@
 """`export`: a model's EMA weights as a file other tools read; the format follows the suffix.
 
-.pt           the plain state_dict (torch.save), as PyTorch code loads it
+.pt           the plain state_dict (torch.save), as PyTorch code and artifactkit.load_model() load it
+              (Ultralytics' YOLO() cannot: it expects its own pickled model object)
 .safetensors  the same tensors without pickle; its metadata holds the class names, the training
               image size and the model scale, so artifactkit.load_model(), predict and
               `train --weights` read it back as a complete model
-.onnx         the network with its box decoding (torch's TorchScript exporter, opset ONNX_OPSET).
-              Input `images`: float32 (N, 3, S, S), RGB in [0, 1], letterboxed to S (default: the
-              training size). Output `predictions`: (N, A, 4 + nc), xyxy boxes in input pixels,
-              then class probabilities; NMS is left to the caller. N is dynamic.
+.onnx         the network with its box decoding (torch's TorchScript exporter, opset ONNX_OPSET), in
+              Ultralytics' layout so tools written for its exports run it unchanged. Input `images`:
+              float32 (N, 3, S, S), RGB in [0, 1], letterboxed to S (default: the training size).
+              Output `output0`: (N, 4 + nc, A): per anchor cx, cy, w, h in input pixels, then the
+              nc class probabilities (no objectness); NMS is left to the caller. N is dynamic.
+              Metadata (metadata_props), as Ultralytics writes it: names "{0: 'a', ...}", imgsz
+              "[S, S]", stride "32", task "detect", batch, author, description.
 
 The file is written beside its target and renamed into place: a failed export leaves nothing.
 """
@@ -83,24 +87,59 @@ def _write_safetensors(found: Weights, tmp: Path, imgsz: int | None) -> dict[str
 
 def onnx_module(found: Weights):
     """The torch module an ONNX export traces (its outputs are what the .onnx file computes)."""
+    import torch
+
     from .detector.model import Decoded
 
-    return Decoded(build(found)).eval()
+    class UltralyticsLayout(torch.nn.Module):
+        """Decoded's (B, A, 4 + nc) xyxy -> Ultralytics' (B, 4 + nc, A) cx, cy, w, h."""
+
+        def __init__(self, decoded: Decoded):
+            super().__init__()
+            self.decoded = decoded
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            out = self.decoded(images)
+            xy1, xy2 = out[..., 0:2], out[..., 2:4]
+            return torch.cat(((xy1 + xy2) / 2, xy2 - xy1, out[..., 4:]), dim=-1).transpose(1, 2)
+
+    return UltralyticsLayout(Decoded(build(found))).eval()
+
+
+def onnx_metadata(found: Weights, size: int) -> dict[str, str]:
+    """The metadata_props of an ONNX export, spelled as Ultralytics' exporter spells them (str(v)
+    of Python values: consumers read them back with ast.literal_eval)."""
+    from .detector.config import MAX_STRIDE
+
+    return {"description": f"artifactkit YOLO-{found.scale} from {found.source}", "author": "artifactkit",
+            "stride": str(MAX_STRIDE), "task": "detect", "batch": "1", "imgsz": str([size, size]),
+            "names": str(dict(enumerate(found.names)))}
 
 
 def _write_onnx(found: Weights, tmp: Path, imgsz: int | None) -> dict[str, Any]:
     import torch
 
     size = found.imgsz if imgsz is None else imgsz
+    module = onnx_module(found)
+    with torch.no_grad():
+        channels, anchors = module(torch.zeros(1, 3, size, size)).shape[1:]
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export's, which needs
         # onnxscript (not in the `export` extra); the traced graph of this fixed network is the same.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            onnx_module(found), (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
-            input_names=["images"], output_names=["predictions"],
-            dynamic_axes={"images": {0: "batch"}, "predictions": {0: "batch"}},
+            module, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+            input_names=["images"], output_names=["output0"],
+            dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
         )
+    import onnx
+
+    graph = onnx.load(str(tmp))
+    dims = graph.graph.output[0].type.tensor_type.shape.dim  # the tracer leaves both symbolic after the transpose
+    dims[1].dim_value, dims[2].dim_value = channels, anchors  # fixed: readers size buffers from them
+    for key, value in onnx_metadata(found, size).items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(tmp))
     return {"opset": ONNX_OPSET, "imgsz": size, "names": found.names}
 
 

@@ -32,12 +32,13 @@ class Box:
     confidence: float
     class_id: int
     name: str
+    category_id: int | None = None  # the COCO file's id of the class (weights trained on a --format coco dataset)
 
 
 @dataclass(frozen=True)
 class ImagePrediction:
     path: str
-    image_id: str  # the file stem, as in `val --preds` files
+    image_id: str | int  # the file stem, as in `val --preds` files; the COCO file's id when known (coco_ids)
     width: int
     height: int
     boxes: list[Box] = field(default_factory=list)
@@ -48,7 +49,8 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
             max_det: int = MAX_DET, store: str | None = None, storage_options: dict | None = None) -> list[ImagePrediction]:
     """Boxes for every image in `sources` (image files, folders of images, globs) from `weights`
     (a run URI, NAME:VERSION of a checkpoint in `store`, or an exported .safetensors / .pt).
-    `imgsz` defaults to the size the model was trained at."""
+    `imgsz` defaults to the size the model was trained at. Weights from a store, trained on a
+    dataset logged with --format coco, give the COCO file's ids (coco_ids)."""
     from .weights import load_model
 
     if not 0 <= conf <= 1 or not 0 <= iou <= 1:
@@ -61,7 +63,38 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
     loaded = load_model(weights, store=store, storage_options=storage_options, device=device)
     size = imgsz or loaded.imgsz
     device_of = next(loaded.model.parameters()).device
-    return list(_run(loaded.model, loaded.names, paths, size, device_of, batch, (conf, iou, max_det)))
+    predictions = list(_run(loaded.model, loaded.names, paths, size, device_of, batch, (conf, iou, max_det)))
+    return coco_ids(predictions, loaded.origin, storage_options)
+
+
+def coco_ids(predictions: list[ImagePrediction], origin: dict[str, str],
+             storage_options: dict | None) -> list[ImagePrediction]:
+    """Predictions with the ids of the COCO file the weights' training dataset was converted from
+    (category ids always; an image's id when the file lists its file name once), so pycocotools
+    scores them against that file. Unchanged for weights from a file or a dataset not from COCO."""
+    from dataclasses import replace
+
+    from .coco import stored_ids
+    from .store import open_store
+
+    if "store" not in origin:
+        return predictions
+    store = open_store(origin["store"], storage_options)
+    dataset = store.resolve(origin["version"]).metadata.get("dataset")
+    if not isinstance(dataset, str):
+        return predictions
+    ids = stored_ids(store, dataset, {Path(p.path).name for p in predictions})
+    if ids is None:
+        return predictions
+    if any(b.class_id >= len(ids.categories) for p in predictions for b in p.boxes):
+        raise InvalidInput(f"{origin['store']}: {dataset} lists {len(ids.categories)} COCO categories, "
+                           f"fewer than the model's classes")
+    out = []
+    for p in predictions:
+        image_id = ids.image_id(Path(p.path).name)
+        out.append(replace(p, image_id=p.image_id if image_id is None else image_id,
+                           boxes=[replace(b, category_id=ids.categories[b.class_id]) for b in p.boxes]))
+    return out
 
 
 def _run(model, names: list[str], paths: list[Path], size: int, device, batch: int, nms: tuple) -> Iterator[ImagePrediction]:
@@ -135,14 +168,16 @@ def image_paths(sources: Iterable[str | os.PathLike]) -> list[Path]:
 
 def write_json(predictions: Iterable[ImagePrediction], out: str | os.PathLike) -> int:
     """Write COCO result records ({image_id, category_id, bbox [x, y, w, h], score}), the format
-    `val --preds` scores; returns how many."""
+    `val --preds` scores (in the COCO file's ids where predict found them); returns how many."""
     import torch
 
     from .detector.metrics import coco_records, write_coco_json
 
     records = []
     for p in predictions:
-        rows = torch.tensor([[b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_id] for b in p.boxes], dtype=torch.float64)
+        rows = torch.tensor([[b.x1, b.y1, b.x2, b.y2, b.confidence,
+                              b.class_id if b.category_id is None else b.category_id] for b in p.boxes],
+                            dtype=torch.float64)
         records.extend(coco_records(p.image_id, rows))
     write_coco_json(out, records)
     return len(records)

@@ -33,10 +33,13 @@ def line(event: str, d: dict[str, Any]) -> str | None:
     """The one line an event prints (None: nothing to say)."""
     if event == "warning":
         return f"warning: {d['message']}"
-    if event == "run":
-        return f"run {d['run_id']} on {d['dataset']}: resume with  artifactkit resume {d['uri']}"
+    if event == "run":  # one line: what trains on what, from which weights, where
+        return (f"run {d['run_id']} on {d['dataset']}, weights {d.get('weights') or 'none (from scratch)'}, "
+                f"device {d.get('device', '?')}, workers {d.get('workers', '?')}: "
+                f"resume with  artifactkit resume {d['uri']}")
     if event == "resume":
-        return f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']} on {d['dataset']}"
+        return (f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']} on {d['dataset']}, "
+                f"weights {d.get('weights', '?')}, device {d.get('device', '?')}, workers {d.get('workers', '?')}")
     if event == "epoch":
         return epoch_line(d)
     if event == "batch":

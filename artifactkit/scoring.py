@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import checkpoint
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .runs import load_run
 from .store import Store, open_store
 from .uri import looks_like_ref, split_run_uri
@@ -23,12 +24,23 @@ def checkpoint_source(uri: str, store: str | None, storage_options: dict | None)
 
 
 def dataset_yaml(data: str, store: Store | str | None, storage_options: dict | None) -> str:
-    """--data as `val` takes it: a data.yaml, a dataset folder, or NAME:VERSION / NAME:ALIAS in
-    `store`, materialised on this machine as `train` does (datasets.materialise)."""
-    if not looks_like_ref(data) or os.path.exists(data):
-        return data
-    from .datasets import materialise
+    """--data as `val` takes it: a data.yaml, a dataset folder, or NAME:VERSION / NAME:ALIAS / NAME
+    in `store`, materialised on this machine as `train` does (datasets.materialise)."""
+    from .manifest import NAME_RE
 
+    if os.path.exists(data) or not (looks_like_ref(data) or NAME_RE.fullmatch(data)):
+        return data
+    from .datasets import is_stored_dataset, materialise
+
+    if not looks_like_ref(data):  # a bare word: a stored dataset's name (as train takes it), else a path
+        try:
+            s = store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True)
+            stored = is_stored_dataset(s, data)
+        except NotFound:
+            stored = False
+        if not stored:
+            return data  # reading it as a path says what is missing
+        return str(materialise(s, f"{data}:latest").yaml_path)
     s = store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True)
     return str(materialise(s, data).yaml_path)
 
@@ -58,8 +70,9 @@ def score_predictions(preds: str | os.PathLike, data: str, split: str = "val", c
     from .detector.metrics import score_coco_json
     from .detector.validation import metrics_for_split
 
-    gt, names = ground_truth(dataset_yaml(data, store, storage_options), split)
-    scorer = score_coco_json(preds, gt, names, conf=conf)
+    yaml = dataset_yaml(data, store, storage_options)
+    gt, names = ground_truth(yaml, split)
+    scorer = score_coco_json(preds, gt, names, conf=conf, translate=_coco_translation(yaml, split))
     metrics = metrics_for_split(split, scorer.compute())
     return {"split": split, "images": len(gt), "metrics": metrics, "classes": scorer.per_class()}
 
@@ -92,8 +105,40 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
                           iou=IOU_THRESHOLD if iou is None else iou)
     metrics, result = evaluator.evaluate(model.to(dev), split)
     if save_json is not None:
-        write_coco_json(save_json, [r for im in result.images for r in coco_records(im.im_id, im.pred)])
+        records = [r for im in result.images for r in coco_records(im.im_id, im.pred)]
+        write_coco_json(save_json, _with_original_ids(records, cfg, split, result.images))
     return {"split": split, "imgsz": size, "images": len(result.images), "metrics": metrics, "classes": result.classes}
+
+
+def _with_original_ids(records: list[dict], cfg, split: str, images) -> list[dict]:
+    """For a dataset logged with --format coco: the records in its original file's image and
+    category ids, so pycocotools scores them against that file directly; else as they are."""
+    from .coco import original_ids
+
+    ids = original_ids(cfg.root, split)
+    if ids is None:
+        return records
+    base = (cfg.root / "images" / split).resolve()
+    names = {}
+    for im in images:
+        try:
+            names[im.im_id] = Path(im.path).resolve().relative_to(base).as_posix()
+        except ValueError:  # not in the version's layout: keeps its stem
+            pass
+    return ids.originals(records, names)
+
+
+def _coco_translation(yaml: str, split: str):
+    """For a dataset logged with --format coco: read a predictions file's integer image ids and
+    category ids as its original file's (what `val --save-json` wrote); None otherwise."""
+    from .coco import original_ids
+    from .yolo import load_data_config
+
+    ids = original_ids(load_data_config(yaml).root, split)
+    if ids is None:
+        return None
+    return ids.ours({image_id: PurePosixPath(name).stem for name, image_id in ids.images.items()
+                     if image_id is not None})
 
 
 def _model_for(state: dict, nc: int, scale: str, where: str):

@@ -166,7 +166,7 @@ def train(
     report: Report | None = None,
     **options: Any,
 ) -> RunRecord:
-    """Train a detector on `data` (data.yaml, dataset folder, NAME:VERSION, or the store's latest
+    """Train a detector on `data` (data.yaml, dataset folder, NAME:VERSION, or the store's only
     dataset), recording everything in the store. Returns the finished run's record. `options`
     are TrainConfig keys (its defaults apply to the rest); `report(event, details)` hears the
     progress (default: standard logging, see progress.py).
@@ -201,11 +201,14 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     if "imgsz" in options and options["imgsz"] != config.imgsz:
         report("warning", {"message": f"imgsz {options['imgsz']} is not a multiple of the model's stride 32: "
                                       f"training at {config.imgsz}"})
-    rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
-    rank_device(resolve_device(config.device), world)  # and a device this machine lacks
+    per_rank = rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
+    device = rank_device(resolve_device(config.device), world)  # and a device this machine lacks
     config, weights = _starting_weights(s, config, "model" in options, storage_options)
     prepared = datasets.prepare(s, data)
+    for warning in prepared.spec.warnings:
+        report("warning", {"message": warning})
     datasets.check_trainable(prepared.spec, config.val_splits)
+    workers = _workers(config, prepared.spec, per_rank)
     dataset = prepared.commit(s)
     config = config.replace(data=str(dataset.yaml_path))
     now = now_iso()
@@ -216,7 +219,7 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     )
     create_run(s, run)
     report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref,
-                   "weights": weights.source if weights else None})
+                   "weights": weights.source if weights else None, "device": str(device), "workers": workers})
     return _Start(run, config, s, dataset, trackers=trackers, weights=weights)
 
 
@@ -296,10 +299,13 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
 
 def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "_Start":
     from .detector.config import TrainConfig
-    from .detector.distributed import rank_batch
+    from .detector.distributed import rank_batch, rank_device
+    from .detector.train import resolve_device
+    from .yolo import load_data_config
 
     if not s.version_numbers(run.model_artifact):
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
+    latest = s.resolve(f"{run.model_artifact}:latest")
     state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id))
     done = int(state["epoch"])
     _repair_aliases(s, run.model_artifact, done)
@@ -318,13 +324,22 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     if epochs is not None:
         saved["epochs"] = epochs
     config = TrainConfig(**saved)
-    rank_batch(config.batch, world)
+    device = rank_device(resolve_device(config.device), world)
+    workers = _workers(config, load_data_config(dataset.yaml_path), rank_batch(config.batch, world))
     run = run.with_(status="running", error=None, total_epochs=config.epochs, config=config.model_dump(mode="json"),
                     stopped_early=None)
     save_run(s, run)
     report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
-                      "epochs": config.epochs, "dataset": dataset.ref})
+                      "epochs": config.epochs, "dataset": dataset.ref, "weights": f"{latest.name}:{latest.label}",
+                      "device": str(device), "workers": workers})
     return _Start(run, config, s, dataset, state=state, trackers=trackers)
+
+
+def _workers(config, spec, batch: int) -> int:
+    """The data-loading workers the trainer will run (detector.data.effective_workers)."""
+    from .detector.data import effective_workers
+
+    return effective_workers(config.workers, len(spec.splits["train"].images), batch)[0]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class LoadedModel:
     imgsz: int
     scale: str
     source: str
+    origin: dict[str, str] = field(default_factory=dict)  # Weights.origin
 
 
 def read_weights(spec: str | os.PathLike, store: str | None = None, storage_options: dict | None = None) -> Weights:
@@ -71,7 +72,7 @@ def load_model(weights: str | os.PathLike, *, store: str | None = None, storage_
         raise InvalidInput(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     found = read_weights(weights, store, storage_options)
     model = build(found).to(resolve_device(device))
-    return LoadedModel(model, found.names, found.imgsz, found.scale, found.source)
+    return LoadedModel(model, found.names, found.imgsz, found.scale, found.source, found.origin)
 
 
 def build(weights: Weights):

@@ -25,7 +25,7 @@ __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_
            "layout_yaml", "parse_names", "read_labels", "require_images", "version_layout"]
 
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
-SPLIT_KEYS = ("train", "val", "test")  # must resolve when given; other keys may name extra splits
+SPLIT_KEYS = ("train", "val", "test")  # read first; train and val must resolve, other keys may name extra splits
 _NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file", "channels", "roboflow"}
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # becomes a folder name in a version
 Box = tuple  # (class id: int, cx, cy, w, h) with the four values normalised to [0, 1]
@@ -173,6 +173,7 @@ class DatasetSpec:
     names: list[str]
     splits: dict[str, Split]
     raw: dict = field(default_factory=dict, repr=False, compare=False)  # the yaml's mapping as read
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # what was left out, for the user to hear
 
     @property
     def nc(self) -> int:
@@ -199,7 +200,9 @@ def load_data_config(path_or_dir, root: Path | None = None) -> DatasetSpec:
       the working directory (Ultralytics' own base), else to Ultralytics' `datasets_dir` setting;
     - `train`/`val`/`test` (and `validation`, read as `val`): a folder (searched recursively), a
       list of folders, or a .txt list of images (`./x` relative to the list, other relative lines
-      to `path`); a value `../x` that does not exist is read as `x` (Roboflow's export);
+      to `path`); a value `../x` that does not exist is read as `x` (Roboflow's export); a `test`
+      folder that does not exist is left out with a warning (Roboflow writes the key without the
+      split; Ultralytics needs only train and val);
     - other keys whose value resolves to folders or .txt lists are extra splits (`val-heldout`);
     - `names` a list or a {id: name} dict; `nc` optional, and must agree with `names`.
     `root`, when given, replaces `path:` (a stored version is its own dataset folder)."""
@@ -219,7 +222,12 @@ def load_data_config(path_or_dir, root: Path | None = None) -> DatasetSpec:
     for key in ("train", "val"):
         if key not in splits:
             raise InvalidInput(f"{path}: key '{key}' is missing")
-    return DatasetSpec(path, base, names, splits, doc)
+    warnings = ()
+    if "test" not in splits and doc.get("test") not in (None, "", []):
+        first = doc["test"][0] if isinstance(doc["test"], list) else doc["test"]
+        warnings = (f"{path}: key 'test': image folder or .txt list {_source(base, first)} does not exist; "
+                    "the test split is left out",)
+    return DatasetSpec(path, base, names, splits, doc, warnings)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -317,7 +325,7 @@ def _split(key, value, root: Path, yaml_path: Path) -> Split | None:
     sources = [_source(root, v) for v in items]
     missing = [v for v, s in zip(items, sources) if not (s.is_dir() or (s.is_file() and s.suffix == ".txt"))]
     if missing:
-        if required:
+        if key in ("train", "val"):  # a missing test split is load_data_config's warning
             raise InvalidInput(f"{yaml_path}: key '{key}': image folder or .txt list "
                                f"{_source(root, missing[0])} does not exist")
         return None
@@ -370,15 +378,31 @@ def version_layout(spec: DatasetSpec) -> tuple[dict[str, Path], str]:
             if label.is_file():
                 files[label_path(rel)] = label
     # A split without images gets no folder in the copy, so its key would name nothing: left out.
-    return files, layout_yaml([n for n, split in spec.splits.items() if split.images], spec.names)
+    return files, layout_yaml([n for n, split in spec.splits.items() if split.images], spec.names, _other_keys(spec))
 
 
-def layout_yaml(splits: Sequence[str], names: Sequence[str]) -> str:
+def _other_keys(spec: DatasetSpec) -> dict:
+    """The yaml's keys that are neither splits nor names (Roboflow's `roboflow:` block with its
+    license and url, `download:`, ...), kept in a copy; a key that looks like a split but named
+    nothing usable is dropped with the splits."""
+    out = {}
+    for key, value in spec.raw.items():
+        if key in ("path", "names", "nc", "validation", *SPLIT_KEYS) or key in spec.splits:
+            continue
+        items = [value] if isinstance(value, str) else value
+        names_folders = isinstance(items, list) and all(isinstance(v, str) for v in items)
+        if key in _NOT_SPLITS or not names_folders:
+            out[key] = value
+    return out
+
+
+def layout_yaml(splits: Sequence[str], names: Sequence[str], other: dict | None = None) -> str:
     """The data.yaml of a copy in the canonical layout: `<split>: images/<split>`, `nc`, `names`
-    as an {id: name} dict, and no `path:` (the yaml's own folder)."""
+    as an {id: name} dict, no `path:` (the yaml's own folder), then the yaml's `other` keys."""
     import yaml
 
     doc: dict = {name: f"images/{name}" for name in splits}
     doc["nc"] = len(names)
     doc["names"] = dict(enumerate(names))
+    doc.update(other or {})
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from artifactkit.detector.config import TrainConfig, check_options, parse_setting
+from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, TrainConfig, check_options, parse_setting
 
 SetOpt = Annotated[
     Optional[list[str]],
@@ -16,14 +16,19 @@ SetOpt = Annotated[
 ]
 
 
+__all__ = ["AUTO_WORKERS", "MIN_BATCHES_FOR_WORKERS", "SetOpt", "default", "typed_options"]
+
+
 def default(key: str) -> str:
     """' (default: X)' for a help text, read from TrainConfig: the one source of defaults."""
     return f" (default: {TrainConfig.model_fields[key].default})"
 
 
-def typed_options(flags: dict[str, tuple[str, Any]], settings: list[str] | None = None) -> dict[str, Any]:
-    """{key: (flag, value or None)} and `--set KEY=VALUE` pairs -> the keywords the user gave,
-    checked now (before any run exists) so that an error names the flag as typed."""
+def typed_options(flags: dict[str, tuple[str, Any]], settings: list[str] | None = None,
+                  words: list[str] = ()) -> dict[str, Any]:
+    """{key: (flag, value or None)}, `--set KEY=VALUE` pairs and bare `KEY=VALUE` words (Ultralytics'
+    spelling, read as --set reads them) -> the keywords the user gave, checked now (before any run
+    exists) so that an error names the flag or word as typed."""
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
     for key, (flag, value) in flags.items():
@@ -36,5 +41,12 @@ def typed_options(flags: dict[str, tuple[str, Any]], settings: list[str] | None 
 
             raise InvalidInput(f"--set {key}: given twice (also as {labels[key]})")
         values[key], labels[key] = value, f"--set {key}"
+    for word in words:
+        key, value = parse_setting(word, label=word)
+        if key in labels:
+            from artifactkit.errors import InvalidInput
+
+            raise InvalidInput(f"{word}: given twice (also as {labels[key]})")
+        values[key], labels[key] = value, word
     check_options(values, labels)
     return values

@@ -34,7 +34,25 @@ def register_commands(args: list[str]) -> None:
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __package__).register(app)
         if wanted is not None and wanted in _registered_names():
-            return
+            break
+    _flowing_help()
+
+
+def _flowing_help() -> None:
+    """Help that rich wraps to the terminal: a docstring's paragraphs as single lines (its own line
+    breaks would show, ragged at 80 columns), and its first sentence alone in the command list."""
+    import inspect
+
+    for info in app.registered_commands:
+        if info.help is None and info.callback is not None and (doc := inspect.getdoc(info.callback)):
+            paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
+            info.help = "\n\n".join(paragraphs)
+            info.short_help = info.short_help or _first_sentence(paragraphs[0])
+
+
+def _first_sentence(text: str) -> str:
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
 
 
 def _registered_names() -> set[str]:

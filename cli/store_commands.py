@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -47,6 +48,8 @@ def log_dataset(
     meta = _parse_metadata(metadata)
     if format is not None or (type == "dataset" and datasets.is_yolo_dataset(path)):
         source = datasets.read_local(path, format or "yolo")  # read and checked before the store opens
+        for warning in source.spec.warnings if source.spec is not None else ():
+            print(f"warning: {warning}", file=sys.stderr)
     else:
         if type == "dataset":
             datasets.refuse_coco(path)

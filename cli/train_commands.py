@@ -10,16 +10,17 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .common import JsonOpt, StorageOpts, StoreOpt, parse_storage_options
-from .config_options import SetOpt, default, typed_options
+from .config_options import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, SetOpt, default, typed_options
 from .output import emit, table
 from .progress import TrainingProgress
+from .words import WORDS, accepts_words, extra_words, take
 
 
 def register(app: typer.Typer) -> None:
     app.command("demo-data")(demo_data)
-    app.command("train")(train)
+    app.command("train", context_settings=WORDS)(train)
     app.command("resume")(resume)
-    app.command("val")(val)
+    app.command("val", context_settings=WORDS)(accepts_words({"model": "weights"}, required=("data",))(val))
     app.command("demo")(demo)
 
 
@@ -76,7 +77,8 @@ def _summary(run) -> dict[str, Any]:
 
 
 def train(
-    data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION in the store (default: latest dataset)")] = None,
+    ctx: typer.Context,
+    data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME[:VERSION] in the store (default: the store's dataset, if it holds only one)")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model scale: n, s or m" + default("model"), show_default=False)] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from trained weights: a run URI, NAME:VERSION of a checkpoint, or a .safetensors / .pt file")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to train" + default("epochs"), show_default=False)] = None,
@@ -84,7 +86,7 @@ def train(
     imgsz: Annotated[Optional[int], typer.Option(help="Image size, rounded up to a multiple of 32" + default("imgsz"), show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N; N,M under torchrun" + default("device"), show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed" + default("seed"), show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes" + default("workers"), show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(help=f"Data-loading worker processes (default: {AUTO_WORKERS}, but none for an epoch of under {MIN_BATCHES_FOR_WORKERS} batches, whose start-up would cost more than it saves; at most the CPU cores)", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="auto, SGD or AdamW" + default("optimizer"), show_default=False)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never" + default("patience"), show_default=False)] = None,
     save_period: Annotated[Optional[int], typer.Option(help="Save a checkpoint every N epochs, 0: only the last" + default("save_period"), show_default=False)] = None,
@@ -110,9 +112,12 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Train the YOLO detector; every epoch is recorded in the store's run. Defaults are TrainConfig's,
-    the same as artifactkit.train()."""
+    the same as artifactkit.train(). Ultralytics' KEY=VALUE words work too (data=chess epochs=1):
+    `data` and any --set key."""
     from artifactkit import session
 
+    words = extra_words(ctx)
+    data = take(words, "data", data, "--data")
     options = typed_options({
         "model": ("--model", model), "weights": ("--weights", weights), "epochs": ("--epochs", epochs), "batch": ("--batch", batch),
         "imgsz": ("--imgsz", imgsz), "device": ("--device", device), "seed": ("--seed", seed),
@@ -123,7 +128,7 @@ def train(
         "bbox_interval": ("--bbox-interval", bbox_interval),
         "cache": ("--cache", cache), "compile": ("--compile", compile), "sync_bn": ("--sync-bn", sync_bn),
         "val_splits": ("--val-split", tuple(val_split) if val_split else None),
-    }, set_)
+    }, set_, words)
     trackers = _trackers(wandb, project, entity, upload_dataset)
     storage = parse_storage_options(storage_option)
     with TrainingProgress() as report:
@@ -207,7 +212,8 @@ def _note(row: dict[str, Any]) -> str:
 
 
 def val(
-    data: Annotated[str, typer.Option(help="data.yaml, dataset folder, or NAME:VERSION of a dataset in --store (else the weights' store)")],
+    ctx: typer.Context,
+    data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION of a dataset in --store (else the weights' store)", show_default=False)] = None,
     weights: Annotated[Optional[str], typer.Option(help="A run URI (<store>/runs/<id>) or a checkpoint NAME:VERSION in --store")] = None,
     preds: Annotated[Optional[Path], typer.Option(help="Score this COCO-JSON predictions file instead of a model")] = None,
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
@@ -221,7 +227,8 @@ def val(
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Score a trained model (or a COCO-JSON predictions file) on a dataset split: overall and per class."""
+    """Score a trained model (or a COCO-JSON predictions file) on a dataset split: overall and per class.
+    KEY=VALUE words set the options as Ultralytics' CLI does (data=chess model=RUN_URI conf=0.25)."""
     from artifactkit import scoring
     from artifactkit.errors import InvalidInput
 

@@ -81,11 +81,81 @@ def test_onnx_outputs_match_torch(run, tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
     for batch in (x[:1], x):  # the batch dimension is dynamic
-        got = session.run(["predictions"], {"images": batch.numpy()})[0]
+        got = session.run(["output0"], {"images": batch.numpy()})[0]
         want = expected[: len(batch)]
-        assert got.shape == want.shape == (len(batch), want.shape[1], 4 + 12)
-        assert abs(got[..., :4] - want[..., :4]).max() <= BOX_TOLERANCE_PX
-        assert abs(got[..., 4:] - want[..., 4:]).max() <= PROB_TOLERANCE
+        assert got.shape == want.shape == (len(batch), 4 + 12, want.shape[2])
+        assert abs(got[:, :4] - want[:, :4]).max() <= BOX_TOLERANCE_PX
+        assert abs(got[:, 4:] - want[:, 4:]).max() <= PROB_TOLERANCE
+
+
+def ultralytics_onnx_detections(session, image: "np.ndarray", conf: float, iou: float = 0.7) -> list[tuple]:
+    """Detections from an ONNX detector as Ultralytics documents its export: input `images`
+    (1, 3, S, S) RGB in [0, 1]; output0 (1, 4 + nc, A), each column an anchor's cx, cy, w, h in
+    input pixels and its nc class scores, no objectness, no NMS (the consumer's). Written from
+    that description alone: numpy, per-class greedy NMS, boxes clipped to the image afterwards.
+    -> [(x1, y1, x2, y2, score, class)]."""
+    import numpy as np
+
+    out = session.run(None, {session.get_inputs()[0].name: image[None]})[0][0].T  # (A, 4 + nc)
+    cx, cy, w, h = out[:, 0], out[:, 1], out[:, 2], out[:, 3]
+    corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    anchors, classes = np.nonzero(out[:, 4:] > conf)
+    candidates = sorted(zip(out[anchors, 4 + classes], anchors, classes), reverse=True)
+    kept: list[tuple] = []
+    for score, a, c in candidates:
+        box = corners[a]
+        overlaps = [_iou(box, np.array(k[:4])) for k in kept if k[5] == c]
+        if all(o <= iou for o in overlaps):
+            kept.append((*box.tolist(), float(score), int(c)))
+    size = image.shape[1]
+    return [(*np.clip(k[:4], 0, size).tolist(), *k[4:]) for k in kept]
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def test_onnx_is_what_ultralytics_consumers_decode(run, tmp_path):
+    """The .onnx runs as tools written for Ultralytics exports run it: its metadata read back with
+    ast.literal_eval, its output decoded by the documented layout, gives predict's boxes."""
+    import ast
+
+    import numpy as np
+    from PIL import Image
+
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.onnx"
+    run_cli("export", f"model={run.uri}", f"out={out}")
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    names = ast.literal_eval(meta["names"])
+    assert names == dict(enumerate(chess_names(run))) and ast.literal_eval(meta["imgsz"]) == [IMGSZ, IMGSZ]
+    assert (meta["stride"], meta["task"]) == ("32", "detect")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    output = session.get_outputs()[0]
+    anchors = sum((IMGSZ // stride) ** 2 for stride in (8, 16, 32))
+    assert output.name == "output0" and output.shape[1:] == [4 + 12, anchors]
+
+    predictions = tmp_path / "preds.json"
+    run_cli("predict", f"source={run.val_images}", f"model={run.uri}", "conf=0.0005", f"out={predictions}")
+    ours: dict[str, list] = {}
+    for r in json.loads(predictions.read_text()):
+        x, y, w, h = r["bbox"]
+        ours.setdefault(r["image_id"], []).append((x, y, x + w, y + h, r["score"], r["category_id"]))
+    compared = 0
+    for path in sorted(run.val_images.iterdir()):
+        with Image.open(path) as im:  # the chess images are IMGSZ squares: no letterbox to undo
+            assert im.size == (IMGSZ, IMGSZ)
+            image = np.asarray(im.convert("RGB"), np.float32).transpose(2, 0, 1) / 255
+        theirs = ultralytics_onnx_detections(session, image, conf=0.0005)
+        for box in sorted(ours.get(path.stem, []), key=lambda b: -b[4])[:5]:  # every strong box is found
+            assert any(t[5] == box[5] and abs(t[4] - box[4]) < 1e-5 and max(abs(np.subtract(t[:4], box[:4]))) < 0.05
+                       for t in theirs), (path.name, box)
+            compared += 1
+    assert compared >= 4
 
 
 def test_unknown_suffix_is_refused_and_nothing_is_written(run, tmp_path):

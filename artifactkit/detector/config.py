@@ -11,11 +11,16 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 
-from artifactkit.errors import InvalidInput
+from artifactkit.errors import InvalidInput, did_you_mean
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _GPU_LIST = re.compile(r"^\d+(,\d+)*$")  # Ultralytics' spelling: "0" or "0,1"
 MAX_STRIDE = 32  # the coarsest feature map of every YOLOv8 scale: image sides must divide by it
+# Data-loading workers when the config gives none (data.effective_workers): AUTO_WORKERS, but none
+# for an epoch of under MIN_BATCHES_FOR_WORKERS batches. A worker pool costs 0.1-0.4 s to start per
+# loader on an idle 2-core machine (seconds on a loaded one) and forks the trainer's memory; it pays
+# back only by overlapping decoding with many steps (bench/worker_startup.py, docs/architecture.md).
+AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS = 2, 10
 
 
 def round_imgsz(imgsz: int) -> int:
@@ -56,7 +61,7 @@ class TrainConfig(BaseModel):
     imgsz: int = Field(640, ge=32)  # rounded up to a multiple of MAX_STRIDE
     device: str = "auto"
     seed: int = Field(0, ge=0)
-    workers: int = Field(2, ge=0)
+    workers: int | None = Field(None, ge=0)  # None: AUTO_WORKERS, or none on a small dataset (see above)
     optimizer: Literal["auto", "SGD", "AdamW"] = "auto"
     lr0: float = Field(0.01, gt=0)
     lrf: float = Field(0.01, gt=0, le=1)
@@ -156,16 +161,18 @@ class TrainConfig(BaseModel):
         return TrainConfig(**{**self.model_dump(), **changes})
 
 
-def parse_setting(pair: str) -> tuple[str, Any]:
-    """`KEY=VALUE` (the CLI's --set) -> (key, value of the key's type). InvalidInput names the key."""
+def parse_setting(pair: str, label: str | None = None) -> tuple[str, Any]:
+    """`KEY=VALUE` (the CLI's --set, or a bare `KEY=VALUE` word as Ultralytics' CLI takes it) ->
+    (key, value of the key's type). InvalidInput names `label` (default: `--set KEY`)."""
     key, sep, text = pair.partition("=")
     key = key.strip()
+    where = label or f"--set {key}"
     if not sep or not key:
-        raise InvalidInput(f"--set {pair!r}: expected KEY=VALUE, e.g. --set lr0=0.001")
+        raise InvalidInput(f"{label or '--set ' + repr(pair)}: expected KEY=VALUE, e.g. --set lr0=0.001")
     field = TrainConfig.model_fields.get(key)
     if field is None or key == "data":
-        known = ", ".join(k for k in TrainConfig.model_fields if k != "data")
-        raise InvalidInput(f"--set {key}: unknown train config key (known: {known})")
+        known = [k for k in TrainConfig.model_fields if k != "data"]
+        raise InvalidInput(f"{where}: unknown train config key{did_you_mean(key, known)} (known: {', '.join(known)})")
     value: Any = text.strip()
     if value.lower() in ("none", "null") and TypeAdapter(field.annotation).validate_python(None) is None:
         value = None
@@ -175,7 +182,7 @@ def parse_setting(pair: str) -> tuple[str, Any]:
         return key, TypeAdapter(field.annotation).validate_python(value)
     except ValidationError as error:
         message = error.errors()[0]["msg"]
-        raise InvalidInput(f"--set {key}: {message} (got {text!r})") from None
+        raise InvalidInput(f"{where}: {message} (got {text!r})") from None
 
 
 def check_options(options: Mapping[str, Any], labels: Mapping[str, str]) -> None:

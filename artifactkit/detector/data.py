@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from artifactkit.detector.augment import (
     colour_matrix, hide_parts, letterbox, recolour, resize_chw, soften, warp, with_contrast, xyxy_pixels,
 )
-from artifactkit.detector.config import AugmentConfig
+from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, AugmentConfig
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
     DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, read_labels, require_images,
@@ -257,6 +257,24 @@ class _Loader(DataLoader):
                 raise
             last = str(e).rstrip().splitlines()[-1]  # the original "...InvalidInput: <message>"
             raise InvalidInput(last.split("InvalidInput: ", 1)[-1]) from None
+
+
+def effective_workers(requested: int | None, images: int, batch: int) -> tuple[int, str]:
+    """(worker processes a loader runs, why). None (the default): AUTO_WORKERS, but none for an
+    epoch of under MIN_BATCHES_FOR_WORKERS batches; a number is taken as given. Never more than
+    the CPU cores (Ultralytics' cap). Workers persist, so they start once per loader per run."""
+    if requested is None:
+        batches = math.ceil(images / max(1, batch))
+        if batches < MIN_BATCHES_FOR_WORKERS:
+            return 0, (f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: "
+                       "start-up would cost more than it saves")
+        requested, why = AUTO_WORKERS, "the default"
+    else:
+        why = "as set"
+    cores = os.cpu_count() or 1
+    if requested > cores:
+        return cores, f"{cores} CPU cores"
+    return requested, why
 
 
 def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle: bool = False,

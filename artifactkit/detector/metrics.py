@@ -24,7 +24,7 @@ Where COCOeval answers -1 (no ground truth at all), we answer 0.0 so reports sta
 import json
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
@@ -315,10 +315,11 @@ def _check_record(rec, nc: int | None, image_ids: Collection[str] | None) -> str
 
 
 def read_coco_json(path: str | os.PathLike, image_ids: Collection[str] | None = None,
-                   nc: int | None = None) -> list[dict]:
+                   nc: int | None = None, translate: Callable[[dict, str], dict] | None = None) -> list[dict]:
     """Read and validate COCO results; image ids come back as strings, numbers as floats.
 
-    With `image_ids` / `nc`, entries naming unknown images or classes are errors too.
+    With `image_ids` / `nc`, entries naming unknown images or classes are errors too. `translate`
+    (record, where) -> record maps another file's ids to ours first (coco.CocoIds.ours).
     Raises NotFound for a missing file, InvalidInput naming the file and entry index otherwise.
     """
     path = Path(path)
@@ -337,6 +338,8 @@ def read_coco_json(path: str | os.PathLike, image_ids: Collection[str] | None = 
         image_ids = set(image_ids)  # membership is tested once per entry
     out = []
     for i, rec in enumerate(data):
+        if translate is not None and isinstance(rec, dict):
+            rec = translate(rec, f"{path}: entry {i}")
         problem = _check_record(rec, nc, image_ids)
         if problem:
             raise InvalidInput(f"{path}: entry {i}: {problem}")
@@ -357,7 +360,8 @@ def records_to_preds(records: list[dict]) -> dict[str, torch.Tensor]:
 
 def score_coco_json(path: str | os.PathLike,
                     ground_truth: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-                    names: list[str], max_det: int | None = 100, conf: float = 0.0) -> DetectionMetrics:
+                    names: list[str], max_det: int | None = 100, conf: float = 0.0,
+                    translate: Callable[[dict, str], dict] | None = None) -> DetectionMetrics:
     """Score a COCO results file against per-image (gt_cls, gt_boxes xyxy original px).
 
     Every dataset image counts (an image without predictions contributes only misses); entries
@@ -365,7 +369,7 @@ def score_coco_json(path: str | os.PathLike,
     Returns the filled DetectionMetrics:
     call compute() and per_class() on it.
     """
-    preds = records_to_preds(read_coco_json(path, image_ids=ground_truth.keys(), nc=len(names)))
+    preds = records_to_preds(read_coco_json(path, image_ids=ground_truth.keys(), nc=len(names), translate=translate))
     metrics = DetectionMetrics(len(names), names, max_det=max_det)
     empty = torch.zeros((0, 6), dtype=torch.float64)
     for image_id in sorted(ground_truth):  # sorted like COCOeval's imgIds, so score ties agree

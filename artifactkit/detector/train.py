@@ -19,7 +19,7 @@ import torch
 
 from artifactkit.detector import distributed, optim
 from artifactkit.detector.config import TrainConfig, augment_config
-from artifactkit.detector.data import build_dataloader, load_split
+from artifactkit.detector.data import build_dataloader, effective_workers, load_split
 from artifactkit.detector.loss import DetectionLoss
 from artifactkit.detector.model import YOLO
 from artifactkit.detector.pretrained import load_pretrained
@@ -100,7 +100,8 @@ class Trainer:
         self.train_set = load_split(self.data, "train", imgsz=config.imgsz, augment=True,
                                     hyp=augment_config(config), seed=config.seed, cache=config.cache)
         # The sampler's order depends on (seed, epoch) alone; each rank takes its shard of it.
-        self.train_loader = build_dataloader(self.train_set, rank_batch, config.workers, shuffle=True, seed=config.seed,
+        workers, _ = effective_workers(config.workers, len(self.train_set), rank_batch)
+        self.train_loader = build_dataloader(self.train_set, rank_batch, workers, shuffle=True, seed=config.seed,
                                              rank=self.world.rank, world_size=self.world.size)
         self.evaluator = Evaluator(self.data, config.imgsz, rank_batch * 2, config.workers, self.device, config.cache)
         if self.world.is_main:  # read (and check) the validation labels now, not after the first epoch

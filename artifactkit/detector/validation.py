@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from artifactkit.detector.data import build_dataloader, load_split
+from artifactkit.detector.data import build_dataloader, effective_workers, load_split
 from artifactkit.detector.metrics import DetectionMetrics
 from artifactkit.detector.model import YOLO
 from artifactkit.detector.ops import non_max_suppression, one_thread, scale_boxes, xywh2xyxy
@@ -96,8 +96,8 @@ def detect(model: YOLO, images: torch.Tensor, device: torch.device, conf: float 
 class Evaluator:
     """Scores models on the splits of one data set; data loaders are built once per split."""
 
-    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int, device: torch.device, cache: bool = False,
-                 conf: float = CONF_THRESHOLD, iou: float = IOU_THRESHOLD):
+    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int | None, device: torch.device,
+                 cache: bool = False, conf: float = CONF_THRESHOLD, iou: float = IOU_THRESHOLD):
         self.data, self.imgsz, self.batch, self.workers = data, imgsz, batch, workers
         self.device, self.cache, self.conf, self.iou = device, cache, conf, iou
         self._loaders: dict[str, torch.utils.data.DataLoader] = {}
@@ -105,7 +105,8 @@ class Evaluator:
     def loader(self, split: str) -> torch.utils.data.DataLoader:
         if split not in self._loaders:
             dataset = load_split(self.data, split, imgsz=self.imgsz, augment=False, cache=self.cache)
-            self._loaders[split] = build_dataloader(dataset, self.batch, self.workers, shuffle=False, seed=0)
+            workers, _ = effective_workers(self.workers, len(dataset), self.batch)
+            self._loaders[split] = build_dataloader(dataset, self.batch, workers, shuffle=False, seed=0)
         return self._loaders[split]
 
     @torch.no_grad()
