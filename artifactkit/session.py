@@ -6,6 +6,7 @@ The detector knows nothing of this: it calls RunCallbacks at named moments.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ class RunCallbacks:
         self.monitor = SystemMonitor()
         self.saved_epoch = -1
         self._batch_reported = 0.0
+        # The run record claims an epoch only once the checkpoint save-period asks for is
+        # committed: while one is in flight the record waits (`recorded` is what it says now).
+        self.recorded = run
+        self._awaiting_checkpoint = False
+        self._record_lock = threading.Lock()
 
     def on_train_start(self, trainer) -> None:
         self.report("train_start", {"epoch": trainer.epoch, "epochs": trainer.config.epochs})
@@ -79,19 +85,38 @@ class RunCallbacks:
                             {"epoch": epoch, "step": trainer.step, "time": now_iso(), "metrics": metrics, "system": system})
         self.trackers.call("log_epoch", epoch, metrics, system)
         best = bool(getattr(trainer, "is_best", False))
-        self.run = self.run.with_(
+        period = trainer.config.save_period
+        checkpointed = bool((period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason)
+        if checkpointed:
+            self.saver.wait()  # the previous checkpoint lands, and its epoch is recorded, first
+        self._advance(self.run.with_(
             epochs_completed=epoch, total_epochs=trainer.config.epochs,
             best_fitness=trainer.best_fitness,
             best_metrics={k: v for k, v in metrics.items() if k.startswith("metrics/")} if best else self.run.best_metrics,
             stopped_early=trainer.stop_reason,
-        )
-        save_run(self.store, self.run)
+        ), awaiting_checkpoint=checkpointed)
         self.report("epoch", {"epoch": epoch, "epochs": trainer.config.epochs, "metrics": metrics})
         if trainer.stop_reason:
             self.report("stopped", {"epoch": epoch, "reason": trainer.stop_reason})
-        period = trainer.config.save_period
-        if (period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason:
+        if checkpointed:
             self.save(trainer, epoch, metrics, best)
+
+    def _advance(self, run: RunRecord, awaiting_checkpoint: bool) -> None:
+        """The run moved on: record it now, or, while a checkpoint it needs is in flight, once
+        that checkpoint is committed (_checkpoint_committed), so a kill in between leaves a
+        record that claims only epochs whose checkpoint exists."""
+        with self._record_lock:
+            self.run = run
+            self._awaiting_checkpoint = self._awaiting_checkpoint or awaiting_checkpoint
+            if not self._awaiting_checkpoint:
+                save_run(self.store, run)
+                self.recorded = run
+
+    def _checkpoint_committed(self) -> None:
+        with self._record_lock:
+            self._awaiting_checkpoint = False
+            save_run(self.store, self.run)
+            self.recorded = self.run
 
     def save(self, trainer, epoch: int, metrics: dict[str, float], best: bool) -> None:
         aliases = [f"epoch-{epoch}"] + (["best"] if best else [])
@@ -104,6 +129,7 @@ class RunCallbacks:
         keep_last = trainer.config.keep_last
 
         def saved(result) -> None:
+            self._checkpoint_committed()
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
             pruned = self._retain(keep_last) if keep_last else []
             self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
@@ -132,7 +158,9 @@ class RunCallbacks:
             raise
         finally:
             if self.lease is None or self.lease.lost is None:
-                self.run = self.run.with_(status=status, error=error)
+                # A checkpoint that never committed: the record keeps the epochs it can resume.
+                ended = self.recorded if self._awaiting_checkpoint else self.run
+                self.run = ended.with_(status=status, error=error)
                 save_run(self.store, self.run)
             self.trackers.call("finish", status)
 
@@ -279,10 +307,15 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch
 
+    where = run_uri(s.uri, run.run_id)
     if not s.version_numbers(run.model_artifact):
-        raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
+        raise NotFound(f"{where}: no checkpoint committed ({_epochs(run.epochs_completed)} recorded, none saved; "
+                       "nothing to resume from: train again, with --save-period N to save every N epochs)")
     state = checkpoint.load(s, f"{run.model_artifact}:latest")
     done = int(state["epoch"])
+    if done < run.epochs_completed:  # a record written before checkpoints waited for it (or save-period skipped them)
+        report("warning", {"message": f"{where} recorded {_epochs(run.epochs_completed)} but its latest checkpoint "
+                                      f"is of epoch {done}: epochs {done + 1}-{run.epochs_completed} are trained again"})
     _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)
     if epochs is None and done >= run.total_epochs:
@@ -306,6 +339,10 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
                       "epochs": config.epochs, "dataset": dataset.ref})
     return _Start(run, config, s, dataset, state=state, trackers=trackers)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 @dataclass
