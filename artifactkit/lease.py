@@ -24,13 +24,14 @@ import socket
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .manifest import Record, now_iso, parse_record, to_json
-from .store import Store
+if TYPE_CHECKING:  # locks.py, which store.py imports, builds on this module
+    from .store import Store
 
 DEFAULT_TTL = 60.0
 TTL_ENV = "ARTIFACTKIT_LEASE_SECONDS"

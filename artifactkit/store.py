@@ -5,8 +5,8 @@ sync, then the version record (claimed exclusively), then aliases. A reader neve
 whose bytes are missing; an interrupted log leaves only unreferenced blobs and trees, and re-running
 it uploads only what is missing. Every blob and tree a new version references is checked (on a
 local store: touched) before the record is claimed, never assumed present because an earlier
-version or a re-used tree had it, so a concurrent gc keeps them (maintenance.gc) and a lost blob
-is uploaded again from the folder.
+version or a re-used tree had it, so a lost blob is uploaded again from the folder; and the whole
+log holds a writer lock (locks.py), so no gc deletes what it wrote or re-used, however long it runs.
 
 Deleting a version leaves a tombstone (a copy of its record under artifacts/<name>/deleted/), so a
 version number is never reused: `NAME:v3` means the same bytes for as long as the store lives, as
@@ -28,14 +28,15 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
-    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
-    lease_prefix, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
+    LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
+    lease_prefix, lock_key, lock_of_key, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
     run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, versions_prefix, number_of_key,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
+from .locks import writing
 from .objects import ObjectStore
 from .trees import entries as tree_entries, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
@@ -266,6 +267,21 @@ class Store(ObjectStore):
     def delete_leases(self, run_id: str, generations: Iterable[int]) -> None:
         self.backend.delete([lease_key(check_run_id(run_id), g) for g in generations])
 
+    # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
+    def lock_names(self) -> list[tuple[str, str]]:
+        """(kind, token) of every lock; other files under locks/ are strays (or temp files)."""
+        return sorted(n for n in (lock_of_key(i.key) for i in self.backend.list(LOCKS + "/")) if n is not None)
+
+    def read_lock(self, kind: str, token: str) -> tuple[bytes, str]:
+        key = lock_key(kind, token)
+        return self.backend.read(key), self._where(key)
+
+    def write_lock(self, kind: str, token: str, data: bytes, create_only: bool = False) -> None:
+        self.backend.write(lock_key(kind, token), data, create_only=create_only)
+
+    def delete_locks(self, names: Iterable[tuple[str, str]]) -> None:
+        self.backend.delete([lock_key(kind, token) for kind, token in names])
+
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, full: bool = False, **kw: Any) -> LogResult:
         """Log a folder as a new version, folder by folder (treelog.py: memory bounded; an
@@ -330,18 +346,21 @@ class Store(ObjectStore):
         for alias in aliases:
             check_alias(alias)
         self._ensure_format()
-        previous = self.latest(name)
-        built = build(progress)
-        sync_start = time.perf_counter()
-        self.backend.sync()  # blobs and trees durable before a record references them
-        sync_seconds = time.perf_counter() - sync_start
-        if dedup_latest and previous is not None and self._same_content(previous, built.root):
-            record, created = previous, False
-        else:
-            record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
-            created = True
-        for alias in aliases:
-            self.set_alias(name, alias, record.version)
+        with writing(self, f"log {name}") as writer:  # a gc deletes nothing this log relies on (locks.py)
+            previous = self.latest(name)
+            built = build(progress)
+            sync_start = time.perf_counter()
+            self.backend.sync()  # blobs and trees durable before a record references them
+            sync_seconds = time.perf_counter() - sync_start
+            if dedup_latest and previous is not None and self._same_content(previous, built.root):
+                record, created = previous, False
+            else:
+                writer.before_commit(built.root)
+                record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
+                writer.after_commit(record)
+                created = True
+            for alias in aliases:
+                self.set_alias(name, alias, record.version)
         return LogResult(
             record, created, built.uploaded_files, built.uploaded_bytes, time.perf_counter() - start, sync_seconds
         )

@@ -174,6 +174,10 @@ def gc(
 
     s = open_store(store, storage_option)
     report = do_gc(s, grace_seconds=grace)
+    if report.writers:
+        emit(json_out, report.summary(), f"{s.uri}: deleted nothing: {len(report.writers)} writers may still run "
+             f"({report.writers[0]}); run gc again when they are done")
+        return
     emit(json_out, report.summary(),
          f"{s.uri}: deleted {report.deleted_objects} blobs ({human_bytes(report.deleted_bytes)}), "
          f"{report.deleted_manifests} manifests; kept {report.kept_recent} recent unreferenced files")
