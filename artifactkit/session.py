@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import checkpoint, datasets
-from .errors import ArtifactkitError, InvalidInput, NotFound
+from .errors import ArtifactkitError, InvalidInput, NotFound, RunHeld
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
 from .lifecycle import prune
@@ -155,6 +155,8 @@ class RunCallbacks:
         except BaseException as e:
             if status == "finished":  # a run whose last checkpoint did not land has failed
                 status, error = "failed", error_line(e)
+            elif isinstance(e, RunHeld):  # taken over: the error being raised already says so
+                return
             raise
         finally:
             if self.lease is None or self.lease.lost is None:
@@ -193,6 +195,7 @@ def train(
 def _held(start: "_Start") -> "_Start":
     """A new run is held by its trainer from the moment it exists (its id was just claimed)."""
     start.lease = Lease.claim(start.store, start.run.run_id, run_uri(start.store.uri, start.run.run_id))
+    start.store = start.store.fenced_by(start.lease.fenced)  # every write of the run, refused once it is taken over
     return start
 
 
@@ -291,6 +294,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
     s, run = find_run(uri, store, storage_options)
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
+    s = s.fenced_by(lease.fenced)  # every write of the run, refused once it is taken over
     try:
         run = load_run(s, run.run_id)  # as its last holder left it
         if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run

@@ -17,6 +17,7 @@ a log is always seen in one or the other). Blobs stay until `gc` finds nothing r
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .errors import AlreadyExists, InvalidInput, NotFound
+from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
     LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
@@ -42,6 +43,8 @@ from .trees import entries as tree_entries, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
+LEASE_LOCK = ".fence"  # runs/<id>/lease/.fence: the local lock of lease_lock (not a generation: never listed as one)
+LEASE_LOCK_WAIT = 30.0  # seconds lease_lock waits for a holder inside one write (a liveness bound only)
 _ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
@@ -104,6 +107,8 @@ class Store(ObjectStore):
     checked against its digest (ObjectStore, objects.py: the content-addressed objects; this class:
     versions, aliases, runs, logging and deleting). Nothing outside these two classes (and
     maintenance of the store) calls a backend."""
+
+    _fence: Callable[[Callable[[], Any]], Any] | None = None  # a run holder's (fenced_by)
 
     def exists(self) -> bool:
         """Whether anything was ever written here (a version, a run or a blob); stops at the first
@@ -241,10 +246,10 @@ class Store(ObjectStore):
     def write_run(self, run_id: str, data: bytes, create_only: bool = False) -> None:
         """Replace a run record atomically; create_only claims the run id (AlreadyExists if taken)."""
         self._ensure_format()
-        self.backend.write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
+        self._write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
 
     def write_metrics(self, run_id: str, epoch: int, data: bytes) -> None:
-        self.backend.write(metrics_key(check_run_id(run_id), epoch), data)
+        self._write(metrics_key(check_run_id(run_id), epoch), data)
 
     def read_metrics(self, run_id: str) -> list[tuple[bytes, str]]:
         """Every epoch's metrics object as (bytes, where), in epoch order; stray files are skipped."""
@@ -266,6 +271,54 @@ class Store(ObjectStore):
 
     def delete_leases(self, run_id: str, generations: Iterable[int]) -> None:
         self.backend.delete([lease_key(check_run_id(run_id), g) for g in generations])
+
+    @contextmanager
+    def lease_lock(self, run_id: str) -> Iterator[None]:
+        """On a local store, an exclusive lock (flock on runs/<id>/lease/.fence) held around a
+        lease claim and around each fenced write of the holder (lease.Lease.fenced), so no claim
+        comes between a holder's check of its generation and its write. Elsewhere nothing: there
+        the check is made just before the write (docs/invariants.md says what that leaves)."""
+        root = self.local_root
+        if root is None:
+            yield
+            return
+        import fcntl
+
+        path = root / lease_prefix(check_run_id(run_id)) / LEASE_LOCK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + LEASE_LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # held for a write: milliseconds, unless that process is paused
+                    if time.monotonic() > deadline:
+                        raise RunHeld(f"{self.uri}: run {run_id}: another process has held {path.name} for "
+                                      f"{LEASE_LOCK_WAIT:.0f} s (paused inside a write?); try again") from None
+                    time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def fenced_by(self, fence: Callable[[Callable[[], Any]], Any]) -> "Store":
+        """This store, with every write of a record, alias, metric or version claim made through
+        fence(write) (a run holder's Lease.fenced: refused once another process took the run)."""
+        fenced = copy.copy(self)
+        fenced._fence = fence
+        return fenced
+
+    def _write(self, key: str, data: bytes, create_only: bool = False) -> None:
+        """A record write, fenced when this store is a run holder's (fenced_by)."""
+        fence = self._fence
+        write = lambda: self.backend.write(key, data, create_only=create_only)  # noqa: E731
+        fence(write) if fence is not None else write()
+
+    def _delete(self, keys: list[str]) -> None:
+        fence = self._fence
+        delete = lambda: self.backend.delete(keys)  # noqa: E731
+        fence(delete) if fence is not None else delete()
 
     # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
     def lock_names(self) -> list[tuple[str, str]]:
@@ -382,7 +435,7 @@ class Store(ObjectStore):
             raise InvalidInput(f"{self.uri}: {record.name}:{record.label} was deleted here and held other content; "
                                "a version number is never reused")
         try:
-            self.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
+            self._write(version_key(record.name, record.version), to_json(record), create_only=True)
         except AlreadyExists:
             self.holds(record)  # a concurrent push of the same version is fine; anything else is not
 
@@ -395,7 +448,7 @@ class Store(ObjectStore):
                 bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
             )
             try:
-                self.backend.write(version_key(name, version), to_json(record), create_only=True)
+                self._write(version_key(name, version), to_json(record), create_only=True)
                 return record
             except AlreadyExists:
                 version += 1  # another writer claimed this number first: take the next one
@@ -403,10 +456,10 @@ class Store(ObjectStore):
     def set_alias(self, name: str, alias: str, version: int) -> None:
         check_alias(alias)
         self.record(name, version)  # the version must exist
-        self.backend.write(alias_key(name, alias), f"{version}\n".encode())
+        self._write(alias_key(name, alias), f"{version}\n".encode())
 
     def remove_alias(self, name: str, alias: str) -> None:
-        self.backend.delete([alias_key(check_name(name), check_alias(alias))])
+        self._delete([alias_key(check_name(name), check_alias(alias))])
 
     # -- deleting (lifecycle.py decides what may go; these only do it, in a crash-safe order) --
     def deleted_versions(self, name: str) -> list[int]:
@@ -431,10 +484,10 @@ class Store(ObjectStore):
         aliases removed). Its blobs stay until gc. A crash part-way leaves the version readable
         (the record goes last) and a rerun finishes the job."""
         record = self.record(name, version)
-        self.backend.write(tombstone_key(name, version), to_json(record))
+        self._write(tombstone_key(name, version), to_json(record))
         removed = sorted(a for a, v in self.aliases(name).items() if v == version)
-        self.backend.delete([alias_key(name, a) for a in removed])
-        self.backend.delete([version_key(name, version)])
+        self._delete([alias_key(name, a) for a in removed])
+        self._delete([version_key(name, version)])
         return record, removed
 
     def delete_run(self, run_id: str) -> int:
