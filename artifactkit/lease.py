@@ -25,14 +25,13 @@ import socket
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from pydantic import Field, field_validator
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .manifest import Record, now_iso, parse_record, to_json
-if TYPE_CHECKING:  # locks.py, which store.py imports, builds on this module
-    from .store import Store
+# `Store` in annotations is store.Store, not imported: store.py imports locks.py, which builds on this module.
 
 DEFAULT_TTL = 60.0
 TTL_ENV = "ARTIFACTKIT_LEASE_SECONDS"

@@ -27,15 +27,13 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import Iterator, Literal
 
 from .errors import AlreadyExists, InvalidInput, NotFound, StoreBusy
 from .lease import LeaseRecord, _this_process, lease_ttl, machine_id, process_alive
-from .manifest import now_iso, parse_record, to_json
+from .manifest import VersionRecord, now_iso, parse_record, to_json
 
-if TYPE_CHECKING:
-    from .manifest import VersionRecord
-    from .store import Store
+# `Store` in annotations is store.Store, not imported: store.py imports this module.
 
 GC_WAIT_SECONDS = 600.0  # how long a writer waits for a live gc before it refuses (a liveness bound only)
 _POLL_SECONDS = (0.05, 1.0)  # first and longest wait between two looks at a gc lock
@@ -50,7 +48,7 @@ class LockRecord(LeaseRecord):
 class Held:
     """A lock this process holds, renewed by a heartbeat thread until released."""
 
-    def __init__(self, store: "Store", kind: str, ttl: float):
+    def __init__(self, store: Store, kind: str, ttl: float):
         self.store, self.kind, self.ttl = store, kind, ttl
         now = now_iso()
         self.record = LockRecord(kind=kind, owner=secrets.token_hex(16), since=now, renewed=now,
@@ -86,7 +84,7 @@ class Held:
         self.store.delete_locks([(self.kind, self.token), ("broken", self.token)])
 
 
-def _others(store: "Store", kind: str) -> Iterator[tuple[str, LockRecord]]:
+def _others(store: Store, kind: str) -> Iterator[tuple[str, LockRecord]]:
     """(token, record) of every lock of `kind`; one released while we list is skipped."""
     for found, token in store.lock_names():
         if found != kind:
@@ -106,7 +104,7 @@ def _gone(record: LockRecord) -> bool:
     return record.machine == machine_id() and not process_alive(record.pid, record.started)
 
 
-def _wait_for_gc(store: "Store", doing: str) -> None:
+def _wait_for_gc(store: Store, doing: str) -> None:
     """Return once no gc holds the store: a gc of this machine that exited is cleared, a live one
     waited for, and one that stopped renewing elsewhere refused (it may only be paused)."""
     deadline, pause = time.monotonic() + GC_WAIT_SECONDS, _POLL_SECONDS[0]
@@ -130,7 +128,7 @@ def _wait_for_gc(store: "Store", doing: str) -> None:
 
 
 @contextmanager
-def writing(store: "Store", doing: str) -> Iterator["Writer"]:
+def writing(store: Store, doing: str) -> Iterator["Writer"]:
     """Hold a writer lock for a write that relies on objects being there, from before its first
     existence check to after its version record and aliases are committed."""
     held = Held(store, "log", lease_ttl())
@@ -144,7 +142,7 @@ def writing(store: "Store", doing: str) -> Iterator["Writer"]:
 class Writer:
     """What a writer checks around its commit (the lock itself is held by writing())."""
 
-    def __init__(self, store: "Store", held: Held, doing: str):
+    def __init__(self, store: Store, held: Held, doing: str):
         self.store, self.held, self.doing = store, held, doing
 
     def before_commit(self, root: str | None) -> None:
@@ -155,7 +153,7 @@ class Writer:
                             "renewing its lock, e.g. while paused) and may have deleted what it wrote; nothing was "
                             "committed; run it again")
 
-    def after_commit(self, record: "VersionRecord") -> None:
+    def after_commit(self, record: VersionRecord) -> None:
         """A gc that marked us broken between before_commit and the commit may have deleted an
         object the version uses: once no gc runs, check them all; withdraw the version if one is gone."""
         if not self.held.broken():
@@ -173,7 +171,7 @@ class Writer:
                             "run it again")
 
 
-def _discard_trees_of_missing_blobs(store: "Store", root: str | None) -> None:
+def _discard_trees_of_missing_blobs(store: Store, root: str | None) -> None:
     """A tree is evidence that its blobs are there (a later log trusts the tree of an unchanged
     folder, treelog.py): a tree this writer wrote after gc deleted some of its blobs would hide
     the loss. Delete every tree under root that lists a missing blob or subtree (and so every
@@ -201,7 +199,7 @@ def _discard_trees_of_missing_blobs(store: "Store", root: str | None) -> None:
     store.delete_trees(doomed)
 
 
-def _missing(store: "Store", record: "VersionRecord") -> list[str]:
+def _missing(store: Store, record: VersionRecord) -> list[str]:
     store.forget_listings()
     blobs, trees = [], []
     try:
@@ -213,7 +211,7 @@ def _missing(store: "Store", record: "VersionRecord") -> list[str]:
 
 
 @contextmanager
-def collecting(store: "Store") -> Iterator[list[LockRecord]]:
+def collecting(store: Store) -> Iterator[list[LockRecord]]:
     """Hold a gc lock; yields the writers that may still run (gc deletes nothing while any does).
     A writer lock of an exited process of this machine is removed; an expired one is marked
     broken first (its writer, if only paused, then refuses to commit) and removed."""
