@@ -6,6 +6,8 @@ judged by time."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -179,3 +181,52 @@ def test_a_gc_lock_is_never_judged_by_time(tmp_path, cli):
     assert store.artifact_names() == [] and store.lock_names() == [("gc", token)]
     store.delete_locks([("gc", token)])
     assert store.log_files({"a.txt": b"a"}, name="x").created
+
+
+PAUSED_LOG = """
+import os, signal, sys
+import artifactkit
+
+calls = [0]
+
+def pause_after_first_batch(done, total):
+    calls[0] += 1
+    if calls[0] == 1030:  # the first 1,024 blobs are written: pause, as a long log would sit here
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+store = artifactkit.open_store(sys.argv[1], {"pack": "false"} if sys.argv[1].startswith("s3://") else None)
+print(store.log_folder(sys.argv[2], name="ds", progress=pause_after_first_batch).record.label)
+"""
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_gc_from_another_process_defers_to_a_paused_log(kind, tmp_path, request, cli):
+    """The issue's case with real processes: a log paused after its first batch of blobs, then
+    `gc --grace 0` (the CLI, another process): it deletes nothing and says why; the log, continued,
+    commits a whole version."""
+    uri = _uri(kind, tmp_path, request)
+    folder = _folder(tmp_path / "ds")
+    script = tmp_path / "log.py"
+    script.write_text(PAUSED_LOG)
+    log = subprocess.Popen([sys.executable, str(script), uri, str(folder)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not _stopped(log.pid):
+            assert log.poll() is None, log.stderr.read()
+            assert time.time() < deadline, "the log never paused"
+            time.sleep(0.05)
+        for _ in range(2):
+            proc = cli("gc", "--grace", "0", "--store", uri, "--json")
+            report = json.loads(proc.stdout.strip().splitlines()[-1])
+            assert report["deleted_objects"] == 0 and len(report["writers"]) == 1, report
+    finally:
+        os.kill(log.pid, signal.SIGCONT)
+    out, err = log.communicate(timeout=120)
+    assert log.returncode == 0 and out.strip() == "v0", err
+    _check_whole(uri, tmp_path, "ds:v0")
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[-1].split()[0] == "T"
