@@ -169,7 +169,8 @@ def gc(
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Delete blobs and manifests that no version references (after a grace period)."""
+    """Delete blobs and manifests that no version references (after a grace period). Deletes
+    nothing while a log, checkpoint or push may be writing (whatever --grace is)."""
     from artifactkit.maintenance import gc as do_gc
 
     s = open_store(store, storage_option)
