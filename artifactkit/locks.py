@@ -134,6 +134,7 @@ def writing(store: Store, doing: str) -> Iterator["Writer"]:
     held = Held(store, "log", lease_ttl())
     try:
         _wait_for_gc(store, doing)
+        store.forget_listings()  # an existence answer from a listing older than the lock could name what a gc took
         yield Writer(store, held, doing)
     finally:
         held.release()
