@@ -94,9 +94,12 @@ def test_a_gc_loop_in_another_thread_racing_slowed_logs(kind, tmp_path, request)
     try:
         for n in range(3):
             folder = _folder(tmp_path / f"ds{n}", 60, tag=str(n))
-            store.log_folder(folder, name="ds", progress=lambda done, total: time.sleep(0.005))
+            store.log_folder(folder, name="ds", progress=lambda done, total: time.sleep(0.01))
             if n == 1:
                 store.delete_version("ds", 0)  # its blobs are now gc's to take
+        deadline = time.time() + 120
+        while not any(r.deleted_objects for r in rounds) and time.time() < deadline and not errors:
+            time.sleep(0.05)  # the loop goes on until a round with no writer has taken them
     finally:
         stop.set()
         thread.join()
