@@ -16,7 +16,6 @@ from where they lie, and trains from that version pulled into the cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
-from .manifest import NAME_RE, VersionRecord, check_name
+from .manifest import NAME_RE, VersionRecord, check_digest, check_name
 from .store import LogResult, Store
 from .transfer import pull
 from .uri import looks_like_ref
@@ -215,13 +214,16 @@ def latest_dataset(store: Store) -> str:
 
 
 def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str | os.PathLike | None = None) -> LocalDataset:
-    """Pull a dataset version into a per-store cache folder (or dest); files already there
-    with the right content are reused, so a second resume on the same machine copies nothing."""
+    """Pull a dataset version into a cache folder named by its content (the version's root tree:
+    a store deleted and made again at the same path, whose `NAME:v0` now holds other files, gets
+    another folder), or into dest. The folder is made exactly the version: files already there
+    with the right content are reused (a second resume on this machine copies nothing), others
+    rewritten, and files the version does not have removed, so training reads the version and
+    nothing else."""
     record = store.resolve(ref)
     if dest is None:
-        store_tag = hashlib.sha1(store.uri.encode()).hexdigest()[:10]
-        dest = cache_dir() / "datasets" / store_tag / record.name / record.label
-    pull(store, f"{record.name}:{record.label}", dest, force=True)  # our cache folder: repair it
+        dest = cache_dir() / "datasets" / check_digest(record.manifest)
+    pull(store, f"{record.name}:{record.label}", dest, force=True, delete=True)  # our cache folder: repair it
     local = LocalDataset(f"{record.name}:{record.label}", Path(dest), data_yaml, _digests(store, record), in_place=False)
     if not local.yaml_path.is_file():
         raise InvalidInput(f"{store.uri}: dataset {local.ref} has no {data_yaml}")

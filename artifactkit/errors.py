@@ -34,6 +34,10 @@ class RunHeld(ArtifactkitError):
     """Another live process holds the run (a second resume of it), or took it over (lease.py)."""
 
 
+class StoreBusy(ArtifactkitError):
+    """A gc holds the store (a writer waits for it), or judged a paused writer gone (locks.py)."""
+
+
 class MissingExtra(ArtifactkitError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 

@@ -15,6 +15,7 @@ RUNS = "runs"
 RUN_RECORD = "run.json"
 VERSIONS = "versions"
 DELETED = "deleted"  # tombstones: artifacts/<name>/deleted/<n>.json, so a number is never reused
+LOCKS = "locks"  # who writes and who collects now (locks.py)
 FORMAT_KEY = "artifactkit-store.json"  # {"format": N}: the layout version of the whole store
 
 _VERSION_FILE = re.compile(r"(0|[1-9][0-9]*)\.json\Z")  # ASCII digits only: "².json" is a stray
@@ -135,3 +136,19 @@ def lease_prefix(run_id: str) -> str:
 def lease_key(run_id: str, generation: int) -> str:
     return f"{lease_prefix(run_id)}{generation}.json"
 
+
+
+_LOCK_FILE = re.compile(r"(log|gc|broken)-([0-9a-f]{32})\.json\Z")
+
+
+def lock_key(kind: str, token: str) -> str:
+    """locks/<kind>-<token>.json: a writer (`log`), a gc (`gc`), or the mark a gc leaves on a
+    writer lock it judged stale (`broken`), locks.py."""
+    return f"{LOCKS}/{kind}-{token}.json"
+
+
+def lock_of_key(key: str) -> tuple[str, str] | None:
+    """locks/<kind>-<token>.json -> (kind, token); None for other keys (temp files, strays)."""
+    top, _, name = key.partition("/")
+    m = _LOCK_FILE.fullmatch(name) if top == LOCKS else None
+    return (m.group(1), m.group(2)) if m else None

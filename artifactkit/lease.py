@@ -8,7 +8,8 @@ generation every `ttl / 4` seconds from a daemon thread (the heartbeat) and at e
 a lease is free when released, expired, or held by a process of this machine that no longer
 exists, so a crashed holder never blocks the run: at once on its own machine, after `ttl`
 elsewhere. A holder that finds a newer generation than its own has lost the run (it stalled
-past its expiry and another process took over) and stops before writing anything more.
+past its expiry and another process took over) and stops before writing anything more: every write
+the holder makes goes through Lease.fenced, which refuses it once a newer generation exists.
 
 The expiry is compared with the reader's clock: machines whose clocks differ by more than the
 ttl can misjudge each other. `ARTIFACTKIT_LEASE_SECONDS` sets the ttl (default 60).
@@ -24,13 +25,13 @@ import socket
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import Field, field_validator
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .manifest import Record, now_iso, parse_record, to_json
-from .store import Store
+# `Store` in annotations is store.Store, not imported: store.py imports locks.py, which builds on this module.
 
 DEFAULT_TTL = 60.0
 TTL_ENV = "ARTIFACTKIT_LEASE_SECONDS"
@@ -113,8 +114,10 @@ class Lease:
     """A held run. claim() takes it; renew() proves life (the Heartbeat calls it); release()
     frees it. `lost` turns True when a renewal finds another process holding the run."""
 
-    def __init__(self, store: Store, run_id: str, generation: int, record: LeaseRecord, ttl: float):
+    def __init__(self, store: Store, run_id: str, generation: int, record: LeaseRecord, ttl: float,
+                 what: str | None = None):
         self.store, self.run_id, self.generation, self.record, self.ttl = store, run_id, generation, record, ttl
+        self.what = what or f"run {run_id}"
         self.lost: LeaseRecord | None = None  # the lease that replaced ours
         self._lock = threading.Lock()
 
@@ -131,21 +134,40 @@ class Lease:
         record = LeaseRecord(owner=secrets.token_hex(16), since=now, renewed=now, expires=time.time() + ttl,
                              **(holder or _this_process()))
         try:
-            store.write_lease(run_id, generation, to_json(record), create_only=True)
+            with store.lease_lock(run_id):  # no fenced write of the old holder is half way through
+                store.write_lease(run_id, generation, to_json(record), create_only=True)
         except AlreadyExists:  # another process claimed this generation first: it holds the run
             _refuse_if_live(store, run_id, generation, what)
             raise RunHeld(f"{what} was just taken by another process; try again") from None
         store.delete_leases(run_id, generations)  # only the newest generation counts
-        return cls(store, run_id, generation, record, ttl)
+        return cls(store, run_id, generation, record, ttl, what)
+
+    def fenced(self, write: Callable[[], Any]) -> Any:
+        """Make one write of the holder (run record, metrics, checkpoint or table version claim,
+        alias) only while this generation is the newest, checked at the write: on a local store
+        under the lock claims take too, so no claim comes in between; elsewhere just before it.
+        A holder that lost the run gets RunHeld and writes nothing."""
+        with self.store.lease_lock(self.run_id):
+            self._find_newer()
+            self.check(self.what)
+            return write()
+
+    def _find_newer(self) -> None:
+        """Set `lost` if a newer generation exists (another process claimed the run)."""
+        if self.lost is not None:
+            return
+        newer = [g for g in self.store.lease_generations(self.run_id) if g > self.generation]
+        if newer:
+            try:
+                self.lost = _read(self.store, self.run_id, newer[-1])
+            except NotFound:  # replaced again meanwhile: still not ours
+                self.lost = self.record.model_copy(update={"host": "unknown", "pid": 1})
 
     def renew(self) -> None:
         """Extend the expiry; if a newer generation exists, the run was taken over: mark lost."""
-        with self._lock:
+        with self._lock, self.store.lease_lock(self.run_id):
+            self._find_newer()
             if self.lost is not None:
-                return
-            newer = [g for g in self.store.lease_generations(self.run_id) if g > self.generation]
-            if newer:
-                self.lost = _read(self.store, self.run_id, newer[-1])
                 return
             self.record = self.record.model_copy(update={"renewed": now_iso(), "expires": time.time() + self.ttl})
             self.store.write_lease(self.run_id, self.generation, to_json(self.record))
@@ -157,7 +179,8 @@ class Lease:
                           "stopping without writing more")
 
     def release(self) -> None:
-        with self._lock:
+        with self._lock, self.store.lease_lock(self.run_id):
+            self._find_newer()
             if self.lost is not None:
                 return
             self.record = self.record.model_copy(update={"renewed": now_iso(), "released": True})

@@ -1,5 +1,9 @@
 """Keeping a store honest: verify re-hashes everything; gc removes what no version references.
 
+gc holds the store's gc lock and deletes nothing while a writer lock is live (locks.py): that,
+not the grace period or the mechanisms below, is what keeps a log of any duration safe. The
+mechanisms below remain for what no lock covers (stores written by older versions of this code).
+
 gc safety rule: gc never deletes a blob, tree or manifest referenced by a version committed
 before gc finishes (it marks through every live version's trees, and treats trees as blobs
 below). Four mechanisms, because a log may find a blob already present (left by an interrupted
@@ -38,6 +42,7 @@ from .backends.local import LocalBackend
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
+from .locks import collecting
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key, tree_key
 from .manifest import check_digest, iso_of
 from .store import Store
@@ -205,6 +210,7 @@ class GcReport:
     kept_recent_bytes: int = 0  # of which blobs
     kept_until: str | None = None  # when the youngest of them passes the grace (ISO time)
     grace_seconds: float = DEFAULT_GRACE_SECONDS
+    writers: list[str] = field(default_factory=list)  # writers that may still run: nothing was deleted
 
     def summary(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -240,8 +246,17 @@ class _Live:
 
 
 def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
-    """Delete blobs, trees and manifests that no version references, older than the grace period."""
+    """Delete blobs, trees and manifests that no version references, older than the grace period;
+    nothing while a writer may be running (locks.py: GcReport.writers names them)."""
     store.format()  # never delete in a store of a newer format: we cannot see what it references
+    with collecting(store) as writers:
+        if writers:
+            return GcReport(writers=[w.describe() for w in writers])
+        return _collect(store, grace_seconds)
+
+
+def _collect(store: Store, grace_seconds: float) -> GcReport:
+    """gc's work, under its lock with no writer running."""
     listed = [i for prefix in (OBJECTS, TREES, MANIFESTS) for i in store.backend.list(prefix + "/")]
     live = _Live(store).read()  # after the listing: anything committed before it is seen
     local = isinstance(store.backend, LocalBackend)

@@ -228,6 +228,9 @@ class ObjectStore:
     def delete_blobs(self, digests: Iterable[str]) -> None:
         self.backend.delete([object_key(check_digest(d)) for d in digests])
 
+    def delete_trees(self, digests: Iterable[str]) -> None:
+        self.backend.delete([tree_key(check_digest(d)) for d in digests])
+
     def local_blob_path(self, digest: str) -> Path | None:
         """The blob's file on this machine's disk (immutable: safe to read in place), if local."""
         root = self.local_root

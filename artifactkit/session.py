@@ -6,13 +6,14 @@ The detector knows nothing of this: it calls RunCallbacks at named moments.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import checkpoint, datasets
-from .errors import ArtifactkitError, InvalidInput, NotFound
+from .errors import ArtifactkitError, InvalidInput, NotFound, RunHeld
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
 from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
@@ -46,6 +47,11 @@ class RunCallbacks:
         self.monitor = SystemMonitor()
         self.saved_epoch = -1
         self._batch_reported = 0.0
+        # The run record claims an epoch only once the checkpoint save-period asks for is
+        # committed: while one is in flight the record waits (`recorded` is what it says now).
+        self.recorded = run
+        self._awaiting_checkpoint = False
+        self._record_lock = threading.Lock()
 
     def on_train_start(self, trainer) -> None:
         self.report("train_start", {"epoch": trainer.epoch, "epochs": trainer.config.epochs})
@@ -83,19 +89,38 @@ class RunCallbacks:
                             {"epoch": epoch, "step": trainer.step, "time": now_iso(), "metrics": metrics, "system": system})
         self.trackers.call("log_epoch", epoch, metrics, system)
         best = bool(getattr(trainer, "is_best", False))
-        self.run = self.run.with_(
+        period = trainer.config.save_period
+        checkpointed = bool((period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason)
+        if checkpointed:
+            self.saver.wait()  # the previous checkpoint lands, and its epoch is recorded, first
+        self._advance(self.run.with_(
             epochs_completed=epoch, total_epochs=trainer.config.epochs,
             best_fitness=trainer.best_fitness,
             best_metrics={k: v for k, v in metrics.items() if k.startswith("metrics/")} if best else self.run.best_metrics,
             stopped_early=trainer.stop_reason,
-        )
-        save_run(self.store, self.run)
+        ), awaiting_checkpoint=checkpointed)
         self.report("epoch", {"epoch": epoch, "epochs": trainer.config.epochs, "metrics": metrics})
         if trainer.stop_reason:
             self.report("stopped", {"epoch": epoch, "reason": trainer.stop_reason})
-        period = trainer.config.save_period
-        if (period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason:
+        if checkpointed:
             self.save(trainer, epoch, metrics, best)
+
+    def _advance(self, run: RunRecord, awaiting_checkpoint: bool) -> None:
+        """The run moved on: record it now, or, while a checkpoint it needs is in flight, once
+        that checkpoint is committed (_checkpoint_committed), so a kill in between leaves a
+        record that claims only epochs whose checkpoint exists."""
+        with self._record_lock:
+            self.run = run
+            self._awaiting_checkpoint = self._awaiting_checkpoint or awaiting_checkpoint
+            if not self._awaiting_checkpoint:
+                save_run(self.store, run)
+                self.recorded = run
+
+    def _checkpoint_committed(self) -> None:
+        with self._record_lock:
+            self._awaiting_checkpoint = False
+            save_run(self.store, self.run)
+            self.recorded = self.run
 
     def save(self, trainer, epoch: int, metrics: dict[str, float], best: bool) -> None:
         aliases = [f"epoch-{epoch}"] + (["best"] if best else [])
@@ -109,6 +134,7 @@ class RunCallbacks:
         rules = Retention(cfg.keep_last, cfg.keep_within, cfg.keep_daily, cfg.keep_weekly)
 
         def saved(result) -> None:
+            self._checkpoint_committed()
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
             full = result.record.metadata.get(FULL_STATE)
             if full is not None:  # mirrors get the full state too: `resume wandb-artifact://` needs it
@@ -148,10 +174,14 @@ class RunCallbacks:
         except BaseException as e:
             if status == "finished":  # a run whose last checkpoint did not land has failed
                 status, error = "failed", error_line(e)
+            elif isinstance(e, RunHeld):  # taken over: the error being raised already says so
+                return
             raise
         finally:
             if self.lease is None or self.lease.lost is None:
-                self.run = self.run.with_(status=status, error=error)
+                # A checkpoint that never committed: the record keeps the epochs it can resume.
+                ended = self.recorded if self._awaiting_checkpoint else self.run
+                self.run = ended.with_(status=status, error=error)
                 save_run(self.store, self.run)
             self.trackers.call("finish", status)
 
@@ -184,6 +214,7 @@ def train(
 def _held(start: "_Start") -> "_Start":
     """A new run is held by its trainer from the moment it exists (its id was just claimed)."""
     start.lease = Lease.claim(start.store, start.run.run_id, run_uri(start.store.uri, start.run.run_id))
+    start.store = start.store.fenced_by(start.lease.fenced)  # every write of the run, refused once it is taken over
     return start
 
 
@@ -285,6 +316,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
     s, run = find_run(uri, store, storage_options)
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
+    s = s.fenced_by(lease.fenced)  # every write of the run, refused once it is taken over
     try:
         run = load_run(s, run.run_id)  # as its last holder left it
         if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run
@@ -303,11 +335,16 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     from .detector.train import resolve_device
     from .yolo import load_data_config
 
+    where = run_uri(s.uri, run.run_id)
     if not s.version_numbers(run.model_artifact):
-        raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
+        raise NotFound(f"{where}: no checkpoint committed ({_epochs(run.epochs_completed)} recorded, none saved; "
+                       "nothing to resume from: train again, with --save-period N to save every N epochs)")
     latest = s.resolve(f"{run.model_artifact}:latest")
     state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id))
     done = int(state["epoch"])
+    if done < run.epochs_completed:  # a record written before checkpoints waited for it (or save-period skipped them)
+        report("warning", {"message": f"{where} recorded {_epochs(run.epochs_completed)} but its latest checkpoint "
+                                      f"is of epoch {done}: epochs {done + 1}-{run.epochs_completed} are trained again"})
     _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)
     if epochs is None and done >= run.total_epochs:
@@ -340,6 +377,10 @@ def _workers(config, spec, batch: int) -> int:
     from .detector.data import effective_workers
 
     return effective_workers(config.workers, len(spec.splits["train"].images), batch)[0]
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 @dataclass

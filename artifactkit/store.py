@@ -5,8 +5,8 @@ sync, then the version record (claimed exclusively), then aliases. A reader neve
 whose bytes are missing; an interrupted log leaves only unreferenced blobs and trees, and re-running
 it uploads only what is missing. Every blob and tree a new version references is checked (on a
 local store: touched) before the record is claimed, never assumed present because an earlier
-version or a re-used tree had it, so a concurrent gc keeps them (maintenance.gc) and a lost blob
-is uploaded again from the folder.
+version or a re-used tree had it, so a lost blob is uploaded again from the folder; and the whole
+log holds a writer lock (locks.py), so no gc deletes what it wrote or re-used, however long it runs.
 
 Deleting a version leaves a tombstone (a copy of its record under artifacts/<name>/deleted/), so a
 version number is never reused: `NAME:v3` means the same bytes for as long as the store lives, as
@@ -17,6 +17,7 @@ a log is always seen in one or the other). Blobs stay until `gc` finds nothing r
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -25,22 +26,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .errors import AlreadyExists, InvalidInput, NotFound
+from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
-    OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
-    lease_prefix, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
+    LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
+    lease_prefix, lock_key, lock_of_key, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
     run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, versions_prefix, number_of_key,
 )
 from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
+from .locks import writing
 from .objects import ObjectStore
 from .trees import entries as tree_entries, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
+LEASE_LOCK = ".fence"  # runs/<id>/lease/.fence: the local lock of lease_lock (not a generation: never listed as one)
+LEASE_LOCK_WAIT = 30.0  # seconds lease_lock waits for a holder inside one write (a liveness bound only)
 _ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
@@ -103,6 +107,8 @@ class Store(ObjectStore):
     checked against its digest (ObjectStore, objects.py: the content-addressed objects; this class:
     versions, aliases, runs, logging and deleting). Nothing outside these two classes (and
     maintenance of the store) calls a backend."""
+
+    _fence: Callable[[Callable[[], Any]], Any] | None = None  # a run holder's (fenced_by)
 
     def exists(self) -> bool:
         """Whether anything was ever written here (a version, a run or a blob); stops at the first
@@ -240,10 +246,10 @@ class Store(ObjectStore):
     def write_run(self, run_id: str, data: bytes, create_only: bool = False) -> None:
         """Replace a run record atomically; create_only claims the run id (AlreadyExists if taken)."""
         self._ensure_format()
-        self.backend.write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
+        self._write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
 
     def write_metrics(self, run_id: str, epoch: int, data: bytes) -> None:
-        self.backend.write(metrics_key(check_run_id(run_id), epoch), data)
+        self._write(metrics_key(check_run_id(run_id), epoch), data)
 
     def read_metrics(self, run_id: str) -> list[tuple[bytes, str]]:
         """Every epoch's metrics object as (bytes, where), in epoch order; stray files are skipped."""
@@ -265,6 +271,69 @@ class Store(ObjectStore):
 
     def delete_leases(self, run_id: str, generations: Iterable[int]) -> None:
         self.backend.delete([lease_key(check_run_id(run_id), g) for g in generations])
+
+    @contextmanager
+    def lease_lock(self, run_id: str) -> Iterator[None]:
+        """On a local store, an exclusive lock (flock on runs/<id>/lease/.fence) held around a
+        lease claim and around each fenced write of the holder (lease.Lease.fenced), so no claim
+        comes between a holder's check of its generation and its write. Elsewhere nothing: there
+        the check is made just before the write (docs/invariants.md says what that leaves)."""
+        root = self.local_root
+        if root is None:
+            yield
+            return
+        import fcntl
+
+        path = root / lease_prefix(check_run_id(run_id)) / LEASE_LOCK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + LEASE_LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # held for a write: milliseconds, unless that process is paused
+                    if time.monotonic() > deadline:
+                        raise RunHeld(f"{self.uri}: run {run_id}: another process has held {path.name} for "
+                                      f"{LEASE_LOCK_WAIT:.0f} s (paused inside a write?); try again") from None
+                    time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def fenced_by(self, fence: Callable[[Callable[[], Any]], Any]) -> "Store":
+        """This store, with every write of a record, alias, metric or version claim made through
+        fence(write) (a run holder's Lease.fenced: refused once another process took the run)."""
+        fenced = copy.copy(self)
+        fenced._fence = fence
+        return fenced
+
+    def _write(self, key: str, data: bytes, create_only: bool = False) -> None:
+        """A record write, fenced when this store is a run holder's (fenced_by)."""
+        fence = self._fence
+        write = lambda: self.backend.write(key, data, create_only=create_only)  # noqa: E731
+        fence(write) if fence is not None else write()
+
+    def _delete(self, keys: list[str]) -> None:
+        fence = self._fence
+        delete = lambda: self.backend.delete(keys)  # noqa: E731
+        fence(delete) if fence is not None else delete()
+
+    # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
+    def lock_names(self) -> list[tuple[str, str]]:
+        """(kind, token) of every lock; other files under locks/ are strays (or temp files)."""
+        return sorted(n for n in (lock_of_key(i.key) for i in self.backend.list(LOCKS + "/")) if n is not None)
+
+    def read_lock(self, kind: str, token: str) -> tuple[bytes, str]:
+        key = lock_key(kind, token)
+        return self.backend.read(key), self._where(key)
+
+    def write_lock(self, kind: str, token: str, data: bytes, create_only: bool = False) -> None:
+        self.backend.write(lock_key(kind, token), data, create_only=create_only)
+
+    def delete_locks(self, names: Iterable[tuple[str, str]]) -> None:
+        self.backend.delete([lock_key(kind, token) for kind, token in names])
 
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, full: bool = False, **kw: Any) -> LogResult:
@@ -330,18 +399,21 @@ class Store(ObjectStore):
         for alias in aliases:
             check_alias(alias)
         self._ensure_format()
-        previous = self.latest(name)
-        built = build(progress)
-        sync_start = time.perf_counter()
-        self.backend.sync()  # blobs and trees durable before a record references them
-        sync_seconds = time.perf_counter() - sync_start
-        if dedup_latest and previous is not None and self._same_content(previous, built.root):
-            record, created = previous, False
-        else:
-            record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
-            created = True
-        for alias in aliases:
-            self.set_alias(name, alias, record.version)
+        with writing(self, f"log {name}") as writer:  # a gc deletes nothing this log relies on (locks.py)
+            previous = self.latest(name)
+            built = build(progress)
+            sync_start = time.perf_counter()
+            self.backend.sync()  # blobs and trees durable before a record references them
+            sync_seconds = time.perf_counter() - sync_start
+            if dedup_latest and previous is not None and self._same_content(previous, built.root):
+                record, created = previous, False
+            else:
+                writer.before_commit(built.root)
+                record = self._claim_version(name, built.root, built.files, built.bytes, type, metadata or {}, run_id)
+                writer.after_commit(record)
+                created = True
+            for alias in aliases:
+                self.set_alias(name, alias, record.version)
         return LogResult(
             record, created, built.uploaded_files, built.uploaded_bytes, time.perf_counter() - start, sync_seconds
         )
@@ -363,7 +435,7 @@ class Store(ObjectStore):
             raise InvalidInput(f"{self.uri}: {record.name}:{record.label} was deleted here and held other content; "
                                "a version number is never reused")
         try:
-            self.backend.write(version_key(record.name, record.version), to_json(record), create_only=True)
+            self._write(version_key(record.name, record.version), to_json(record), create_only=True)
         except AlreadyExists:
             self.holds(record)  # a concurrent push of the same version is fine; anything else is not
 
@@ -376,7 +448,7 @@ class Store(ObjectStore):
                 bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
             )
             try:
-                self.backend.write(version_key(name, version), to_json(record), create_only=True)
+                self._write(version_key(name, version), to_json(record), create_only=True)
                 return record
             except AlreadyExists:
                 version += 1  # another writer claimed this number first: take the next one
@@ -384,10 +456,10 @@ class Store(ObjectStore):
     def set_alias(self, name: str, alias: str, version: int) -> None:
         check_alias(alias)
         self.record(name, version)  # the version must exist
-        self.backend.write(alias_key(name, alias), f"{version}\n".encode())
+        self._write(alias_key(name, alias), f"{version}\n".encode())
 
     def remove_alias(self, name: str, alias: str) -> None:
-        self.backend.delete([alias_key(check_name(name), check_alias(alias))])
+        self._delete([alias_key(check_name(name), check_alias(alias))])
 
     # -- deleting (lifecycle.py decides what may go; these only do it, in a crash-safe order) --
     def deleted_versions(self, name: str) -> list[int]:
@@ -412,10 +484,10 @@ class Store(ObjectStore):
         aliases removed). Its blobs stay until gc. A crash part-way leaves the version readable
         (the record goes last) and a rerun finishes the job."""
         record = self.record(name, version)
-        self.backend.write(tombstone_key(name, version), to_json(record))
+        self._write(tombstone_key(name, version), to_json(record))
         removed = sorted(a for a, v in self.aliases(name).items() if v == version)
-        self.backend.delete([alias_key(name, a) for a in removed])
-        self.backend.delete([version_key(name, version)])
+        self._delete([alias_key(name, a) for a in removed])
+        self._delete([version_key(name, version)])
         return record, removed
 
     def delete_run(self, run_id: str) -> int:

@@ -34,6 +34,7 @@ from .fileio import atomic_path
 from .hashing import digest_file
 from .folderscan import is_temp_name
 from .ingest import Progress
+from .locks import writing
 from .manifest import Entry, VersionRecord, check_relative_path
 from .store import Store
 from .uri import Ref, parse_ref
@@ -416,22 +417,25 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
     in_dst = set(dst.version_numbers(ref.name))
     todo = [r for r in records if not (r.version in in_dst and dst.holds(r))]
     sizes = {e.digest: e.size for r in todo for e in src.entries(r)}
-    files, nbytes = _send_blobs(src, dst, sizes, progress)
-    for r in todo:  # then the metadata: trees (children first) or a flat manifest
-        if r.layout == "tree":
-            trees = [d for kind, d in src.references(r) if kind == "tree"]
-            missing = set(dst.missing_trees(trees))  # only those are read and sent: O(changed)
-            dst.put_trees([(d, src.tree_bytes(d)) for d in reversed(trees) if d in missing])
-    for r in todo:  # put_manifest makes everything written so far durable before it is referenced
-        if r.layout == "flat":
-            dst.put_manifest(r.manifest, src.manifest(r).canonical_json())
-    dst.sync()
-    for r in todo:
-        dst.put_version(r)
-    pushed = {r.version for r in records}
-    for alias, version in src.aliases(ref.name).items():
-        if version in pushed:
-            dst.set_alias(ref.name, alias, version)
+    with writing(dst, f"push {ref.name}") as writer:  # no gc deletes what this push sends or re-uses
+        files, nbytes = _send_blobs(src, dst, sizes, progress)
+        for r in todo:  # then the metadata: trees (children first) or a flat manifest
+            if r.layout == "tree":
+                trees = [d for kind, d in src.references(r) if kind == "tree"]
+                missing = set(dst.missing_trees(trees))  # only those are read and sent: O(changed)
+                dst.put_trees([(d, src.tree_bytes(d)) for d in reversed(trees) if d in missing])
+        for r in todo:  # put_manifest makes everything written so far durable before it is referenced
+            if r.layout == "flat":
+                dst.put_manifest(r.manifest, src.manifest(r).canonical_json())
+        dst.sync()
+        for r in todo:
+            writer.before_commit(r.manifest if r.layout == "tree" else None)
+            dst.put_version(r)
+            writer.after_commit(r)
+        pushed = {r.version for r in records}
+        for alias, version in src.aliases(ref.name).items():
+            if version in pushed:
+                dst.set_alias(ref.name, alias, version)
     return PushResult(ref.name, [r.label for r in records], [r.label for r in todo], files, nbytes,
                       time.perf_counter() - start)
 

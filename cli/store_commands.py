@@ -189,11 +189,16 @@ def gc(
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Delete blobs and manifests that no version references (after a grace period)."""
+    """Delete blobs and manifests that no version references (after a grace period). Deletes
+    nothing while a log, checkpoint or push may be writing (whatever --grace is)."""
     from artifactkit.maintenance import gc as do_gc
 
     s = open_store(store, storage_option)
     report = do_gc(s, grace_seconds=grace)
+    if report.writers:
+        emit(json_out, report.summary(), f"{s.uri}: deleted nothing: {len(report.writers)} writers may still run "
+             f"({report.writers[0]}); run gc again when they are done")
+        return
     emit(json_out, report.summary(),
          f"{s.uri}: deleted {report.deleted_objects} blobs ({human_bytes(report.deleted_bytes)}), "
          f"{report.deleted_manifests} manifests; " + kept_line(report))

@@ -291,3 +291,35 @@ def test_failing_inputs_leave_no_run_and_no_version(tmp_path, chess):
     with pytest.raises(InvalidInput, match="COCO dataset"):  # train --data on a COCO folder: the hint
         artifactkit.train(str(store_dir), data=str(tmp_path / "as-coco"), **TINY)
     nothing_new(store, before)
+
+
+def test_a_materialised_dataset_is_keyed_by_content_and_holds_exactly_the_version(tmp_path):
+    """Issue 27: a store deleted and made again at the same path, whose chess:v0 now holds 1 image
+    instead of 3, trained on 4 images (the cache was keyed by store, name and version, and pulled
+    without removing extras). The folder is named by the version's root tree and holds it exactly."""
+    def dataset(n: int) -> dict[str, bytes]:
+        files = {"data.yaml": b"path: .\ntrain: images/train\nval: images/train\nnames: [a]\n"}
+        for i in range(n):
+            files[f"images/train/{i}.jpg"] = f"image {i}".encode()
+            files[f"labels/train/{i}.txt"] = b"0 0.5 0.5 0.2 0.2\n"
+        return files
+
+    def files_in(folder: Path) -> set[str]:
+        return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+    store_dir = tmp_path / "store"
+    store = artifactkit.open_store(str(store_dir))
+    store.log_files(dataset(3), name="chess")
+    three = datasets.materialise(store, "chess:v0")
+    assert len(list((three.root / "images/train").iterdir())) == 3
+
+    shutil.rmtree(store_dir)
+    store = artifactkit.open_store(str(store_dir))
+    assert store.log_files(dataset(1), name="chess").record.label == "v0"
+    one = datasets.materialise(store, "chess:v0")
+    assert files_in(one.root) == set(dataset(1))
+    assert len(list((three.root / "images/train").iterdir())) == 3  # the other content's folder is its own
+
+    (one.root / "images/train/stray.jpg").write_bytes(b"not in the version")
+    again = datasets.materialise(store, "chess:v0")
+    assert again.root == one.root and files_in(again.root) == set(dataset(1))

@@ -131,7 +131,7 @@ def test_resume_bad_input(tmp_path, chess):
     s = artifactkit.open_store(str(store))
     record = runs.load_run(s, "done")
     runs.save_run(s, record.model_copy(update={"run_id": "fresh", "model_artifact": "fresh-model"}))
-    check_error(run_cli("resume", f"{store}/runs/fresh", check=False), "no checkpoint yet")
+    check_error(run_cli("resume", f"{store}/runs/fresh", check=False), "no checkpoint committed", "1 epoch recorded")
     # a corrupted tensor blob
     ckpt = s.resolve("done-model:latest")
     entry = next(e for e in s.manifest(ckpt).entries if e.path.startswith("tensors/") and e.size > 1000)
@@ -187,3 +187,41 @@ def test_a_dataset_folder_is_trained_in_place_and_a_stored_version_is_pulled(tmp
     assert local.in_place and local.root == chess
     pulled = datasets.resolve(store, local.ref)
     assert not pulled.in_place and pulled.root != chess and pulled.yaml_path.is_file()
+
+
+KILLED_AT_EPOCH = """
+import os, signal, sys
+import artifactkit
+
+def report(event, details):
+    if event == "epoch" and details["epoch"] == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)  # after the epoch's record and metrics, before its checkpoint
+
+artifactkit.train(sys.argv[1], data=sys.argv[2], run_id="k", epochs=3, imgsz=64, batch=4, workers=0,
+                  save_period=int(sys.argv[4]), report=report)
+"""
+
+
+@pytest.mark.parametrize("save_period, kill_at", [(1, 2), (1, 1), (0, 2)])
+def test_a_killed_run_claims_no_epoch_whose_checkpoint_is_missing(tmp_path, chess, save_period, kill_at):
+    """Issue 27: a SIGKILL left `epochs_completed: 2` and no checkpoint of epoch 2 although
+    --save-period 1 asked for one. The record claims an epoch only once the checkpoint it needs is
+    committed, and resume says exactly what exists."""
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_AT_EPOCH)
+    store = tmp_path / "s"
+    proc = subprocess.run([sys.executable, str(script), str(store), str(chess), str(kill_at), str(save_period)],
+                          capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    s = artifactkit.open_store(str(store))
+    record = runs.load_run(s, "k")
+    saved = [checkpoint.load(s, f"k-model:v{v}")["epoch"] for v in s.version_numbers("k-model")]
+    if save_period:
+        assert record.epochs_completed == kill_at - 1 and saved == list(range(1, kill_at))
+    else:  # no checkpoint was asked for before the last epoch: the record claims what trained
+        assert record.epochs_completed == kill_at and saved == []
+    resumed = run_cli("resume", f"{store}/runs/k", check=False)
+    if saved:
+        assert resumed.returncode == 0 and f"resuming run k at epoch {kill_at}/3" in resumed.stderr, resumed.stderr
+    else:
+        check_error(resumed, "no checkpoint committed", f"{record.epochs_completed} epoch")

@@ -153,9 +153,10 @@ def test_v1_with_two_changed_files_puts_two_blobs_and_the_records(s3_bucket, tmp
     s.log_folder(data)
     kinds = sorted(k.split("/")[1] for k in puts)
     # probe refused: 412; the trees on the path to the 2 changed files (images/, labels/, the
-    # root): O(depth) metadata objects, not one manifest listing every file
+    # root): O(depth) metadata objects, not one manifest listing every file; the log's writer lock
+    # (locks.py: gc deletes nothing it relies on)
     blobs = ["index", "packs"] if packed else ["objects", "objects"]
-    assert kinds == sorted([".artifactkit", "artifacts", *blobs, "trees", "trees", "trees"]), puts
+    assert kinds == sorted([".artifactkit", "artifacts", "locks", *blobs, "trees", "trees", "trees"]), puts
     # Every blob of v1 is checked (none assumed present because v0 had it). Packed: the index
     # (one listing, one GET) knows 79 of the 81, the 2 new ones are asked for (2 HEADs); loose:
     # the 81 keys are one listing of objects/. The 3 trees written were checked first (3 HEADs).

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Mapping
 
 from ..errors import IntegrityError, InvalidInput, NotFound
 from ..hashing import digest_bytes
+from ..locks import writing
 from ..manifest import Manifest, VersionRecord, parse_record, to_json
 from ..trees import trees_of
 from ..store import LATEST, Store, check_alias
@@ -93,25 +94,28 @@ def import_version(folder: Path, dst: Store, aliases: list[str] = (), expected_n
     trees = trees_of(list(manifest.entries))[1] if record.layout == "tree" else []  # same bytes, same digests
     if (trees[-1][0] if trees else digest_bytes(canonical)) != record.manifest:
         raise IntegrityError(f"{folder}: manifest does not match {record.name}:{record.label}")
-    if not dst.holds(record):
-        paths = {e.digest: folder / e.path for e in manifest.entries}
-        sizes = {e.digest: e.size for e in manifest.entries}
-        batch: list[tuple[str, bytes]] = []
-        for digest in dst.missing_blobs(paths):
-            batch.append((digest, _verified(paths[digest], digest, folder, record)))
-            if sum(sizes[d] for d, _ in batch) >= _BATCH_BYTES:
-                dst.write_blobs(batch)
-                batch = []
-        dst.write_blobs(batch)
-        if trees:
-            dst.put_trees(trees)
-            dst.sync()
-        else:
-            dst.put_manifest(record.manifest, canonical)
-        dst.put_version(record)
-    for alias in aliases:
-        if _settable(alias):
-            dst.set_alias(record.name, alias, record.version)
+    with writing(dst, f"pull {record.name}:{record.label}") as writer:  # no gc deletes what this sends or re-uses
+        if not dst.holds(record):
+            paths = {e.digest: folder / e.path for e in manifest.entries}
+            sizes = {e.digest: e.size for e in manifest.entries}
+            batch: list[tuple[str, bytes]] = []
+            for digest in dst.missing_blobs(paths):
+                batch.append((digest, _verified(paths[digest], digest, folder, record)))
+                if sum(sizes[d] for d, _ in batch) >= _BATCH_BYTES:
+                    dst.write_blobs(batch)
+                    batch = []
+            dst.write_blobs(batch)
+            if trees:
+                dst.put_trees(trees)
+                dst.sync()
+            else:
+                dst.put_manifest(record.manifest, canonical)
+            writer.before_commit(record.manifest if record.layout == "tree" else None)
+            dst.put_version(record)
+            writer.after_commit(record)
+        for alias in aliases:
+            if _settable(alias):
+                dst.set_alias(record.name, alias, record.version)
     return record
 
 

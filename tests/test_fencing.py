@@ -1,0 +1,91 @@
+"""Fencing of run holders with real processes (issue 27): a training paused (SIGSTOP) right after
+its epoch-end lease check, whose run is then resumed elsewhere and finished, writes nothing once
+continued (SIGCONT): no run record, metrics, checkpoint, alias or table; it stops with one line.
+On a local folder and on S3."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import artifactkit
+from artifactkit import runs
+from clirunner import run_cli
+
+TTL = "2"  # seconds a lease lives without a heartbeat: the paused holder loses it quickly
+
+HOLDER = """
+import os, signal, sys
+import artifactkit
+from artifactkit.errors import ArtifactkitError
+
+def report(event, details):
+    if event == "warning":
+        print("warning:", details["message"], file=sys.stderr)
+    if event == "epoch" and details["epoch"] == 2:
+        os.kill(os.getpid(), signal.SIGSTOP)  # paused right after its epoch-end lease check
+
+try:
+    artifactkit.train(sys.argv[1], data=sys.argv[2], run_id="r", epochs=3, imgsz=64, batch=4, workers=0,
+                      save_period=1, bbox_interval=1, report=report)
+except ArtifactkitError as e:  # as the CLI does: one line
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@pytest.fixture(scope="module")
+def chess(tmp_path_factory) -> Path:
+    from artifactkit.detector.chess import generate
+
+    return generate(tmp_path_factory.mktemp("data") / "chess", n_train=8, n_val=4, n_heldout=2, imgsz=64).parent
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[-1].split()[0] == "T"
+
+
+def _records(store) -> dict[str, bytes]:
+    """Every key a run holder writes (records, aliases, metrics, leases), with its bytes."""
+    keys = [i.key for top in ("artifacts/", "runs/") for i in store.backend.list(top) if not i.key.endswith("/.fence")]
+    return dict(store.backend.read_many(keys))
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_paused_holder_that_lost_its_run_writes_nothing(kind, tmp_path, request, chess, monkeypatch):
+    monkeypatch.setenv("ARTIFACTKIT_LEASE_SECONDS", TTL)
+    uri = str(tmp_path / "s") if kind == "local" else f"{request.getfixturevalue('s3_bucket')}/ak"
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    holder = subprocess.Popen([sys.executable, str(script), uri, str(chess)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not _stopped(holder.pid):
+            assert holder.poll() is None, holder.stderr.read()
+            assert time.time() < deadline, "the holder never reached epoch 2"
+            time.sleep(0.05)
+        time.sleep(float(TTL) + 1)  # its lease expires (it is paused: no heartbeat)
+        resumed = run_cli("resume", f"{uri}/runs/r", "--workers", "0", check=False)
+        assert resumed.returncode == 0, resumed.stderr
+        store = artifactkit.open_store(uri)
+        finished = runs.load_run(store, "r")
+        assert (finished.status, finished.epochs_completed) == ("finished", 3)
+        before = _records(store)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    _out, err = holder.communicate(timeout=300)
+    assert holder.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "taken over" in lines[0], err
+    assert _records(store) == before  # not one record, alias, metric, lease or table written
+    latest = store.resolve("r-model:latest")
+    assert latest.metadata["epochs_trained"] == 3
+    assert artifactkit.verify(store).ok
