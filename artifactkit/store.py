@@ -36,6 +36,7 @@ from .manifest import (
     NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
     parse_record, to_json,
 )
+from .nesting import check_depth
 from .objects import ObjectStore
 from .trees import entries as tree_entries, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
@@ -329,6 +330,7 @@ class Store(ObjectStore):
         start = time.perf_counter()
         for alias in aliases:
             check_alias(alias)
+        check_depth(metadata, "metadata")  # a record nested deeper would not read back
         self._ensure_format()
         previous = self.latest(name)
         built = build(progress)

@@ -1,0 +1,133 @@
+"""Hostile or odd input (issue 27): each case is one error line naming what is at fault, in bounded
+time and memory, never a traceback, a hang or a file taken from outside what was named."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import artifactkit
+from artifactkit import datasets
+from artifactkit.errors import InvalidInput
+from artifactkit.yolo import list_images, load_data_config
+from clirunner import run_cli
+
+
+def image(path: Path, size=(8, 8)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (10, 90, 160)).save(path)
+    return path
+
+
+def yolo_folder(root: Path, yaml_text: str = "train: images/train\nval: images/train\nnames: [a]\n") -> Path:
+    image(root / "images/train/a.png")
+    (root / "labels/train").mkdir(parents=True, exist_ok=True)
+    (root / "labels/train/a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(yaml_text)
+    return root
+
+
+def one_error_line(proc) -> str:
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+# -- symlinks in a YOLO split and a COCO folder ------------------------------------------------------
+def test_a_symlink_loop_in_a_yolo_split_is_refused_not_walked(tmp_path):
+    """Two links to `.` were 2^40 paths for os.walk(followlinks=True): a hang. The split is named
+    from outside the folder (`../`), so it is not the plain-folder log that refuses it."""
+    looped = yolo_folder(tmp_path / "looped")
+    os.symlink(".", looped / "images/train/l1")
+    os.symlink(".", looped / "images/train/l2")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data.yaml").write_text("train: ../looped/images/train\nval: ../looped/images/train\nnames: [a]\n")
+    with pytest.raises(InvalidInput, match=r"images/train/l1: symlink loop"):
+        load_data_config(outside)
+
+
+def test_proc_self_as_a_split_is_refused_not_walked(tmp_path):
+    root = yolo_folder(tmp_path / "d", "train: /proc/self\nval: images/train\nnames: [a]\n")
+    with pytest.raises(InvalidInput, match=r"/proc/\d+/.*symlink loop"):
+        load_data_config(root)
+
+
+def test_a_folder_linked_twice_is_listed_once(tmp_path):
+    shared = tmp_path / "shared"
+    image(shared / "x.png")
+    split = tmp_path / "split"
+    split.mkdir()
+    os.symlink(shared, split / "one")
+    os.symlink(shared, split / "two")
+    assert len(list_images(split)) == 1
+
+
+def test_a_coco_image_through_a_link_out_of_the_folder_is_refused(tmp_path):
+    elsewhere = image(tmp_path / "elsewhere" / "x.jpg").parent
+    root = tmp_path / "coco"
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+        os.symlink(elsewhere, root / split / "ln")
+        doc = {"images": [{"id": 1, "file_name": "ln/x.jpg", "width": 8, "height": 8}],
+               "annotations": [], "categories": [{"id": 1, "name": "a"}]}
+        (root / split / "_annotations.coco.json").write_text(json.dumps(doc))
+    with pytest.raises(InvalidInput, match=r"train/ln/x.jpg: symlink points outside .*coco"):
+        datasets.read_local(root, "coco")
+
+
+# -- sizes and nesting -------------------------------------------------------------------------------
+def test_a_huge_nc_without_names_is_refused_before_any_name_is_made(tmp_path):
+    root = yolo_folder(tmp_path / "d", "train: images/train\nval: images/train\nnc: 1000000000000\n")
+    with pytest.raises(InvalidInput, match=r"data.yaml: key 'nc' is 1000000000000, more than 100000 classes"):
+        load_data_config(root)
+
+
+def test_deeply_nested_data_yaml_is_one_line(tmp_path):
+    deep = "[" * 5000 + "]" * 5000
+    root = yolo_folder(tmp_path / "d", f"train: images/train\nval: images/train\nnames: [a]\nx: {deep}\n")
+    with pytest.raises(InvalidInput, match=r"data.yaml: lists/objects nested too deeply"):
+        load_data_config(root)
+    shallow = "[" * 100 + "]" * 100  # parses, but deeper than anything a data.yaml holds
+    (root / "data.yaml").write_text(f"train: images/train\nval: images/train\nnames: [a]\nx: {shallow}\n")
+    with pytest.raises(InvalidInput, match=r"data.yaml: lists/objects nested more than 64 deep"):
+        load_data_config(root)
+
+
+def test_deeply_nested_coco_json_is_one_line(tmp_path):
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / "annotations" / f"instances_{split}.json").write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(InvalidInput, match=r"instances_train.json: lists/objects nested too deeply"):
+        datasets.read_local(root, "coco")
+
+
+def test_deeply_nested_metadata_is_one_line_and_writes_nothing(tmp_path):
+    root = yolo_folder(tmp_path / "d")
+    store_dir = tmp_path / "store"
+    for depth in (20_000, 100):  # a RecursionError in json; a record pydantic could not read back
+        meta = '{"a": ' + "[" * depth + "]" * depth + "}"
+        line = one_error_line(run_cli("log-dataset", str(root), "--store", str(store_dir), "--metadata", meta,
+                                      check=False))
+        assert "invalid --metadata: lists/objects nested" in line
+    assert not store_dir.exists()
+    store = artifactkit.open_store(str(store_dir))
+    with pytest.raises(InvalidInput, match="metadata: lists/objects nested more than 64 deep"):
+        store.log_files({"a.txt": b"a"}, name="t", metadata={"a": json.loads("[" * 100 + "]" * 100)})
+    assert store.artifact_names() == []
+
+
+def test_path_slash_in_data_yaml_names_the_dataset_after_its_folder(tmp_path):
+    root = tmp_path / "mine"
+    rel = (root / "images/train").relative_to("/")
+    yolo_folder(root, f"path: /\ntrain: {rel}\nval: {rel}\nnames: [a]\n")
+    store = artifactkit.open_store(str(tmp_path / "store"))
+    source = datasets.read_local(root)
+    assert source.name == "mine"
+    assert source.log(store).record.name == "mine"
