@@ -131,3 +131,22 @@ def test_path_slash_in_data_yaml_names_the_dataset_after_its_folder(tmp_path):
     source = datasets.read_local(root)
     assert source.name == "mine"
     assert source.log(store).record.name == "mine"
+
+
+# -- secrets -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("uri, shown", [
+    ("ftp://alice:pa55/word@127.0.0.1/x", "ftp://127.0.0.1/x"),
+    ("ftp://alice:pa55@word@127.0.0.1/x", "ftp://127.0.0.1/x"),
+    ("ftp://alice@127.0.0.1/x", "ftp://127.0.0.1/x"),
+    ("s3://bucket/a@b/c:d@e", "s3://bucket/a@b/c:d@e"),  # no user in it: a path may hold '@' and ':'
+])
+def test_redaction_of_passwords_holding_slash_or_at(uri, shown):
+    from artifactkit.redact import redact, redact_uri
+
+    assert redact_uri(uri) == shown
+    assert redact(f"failed: '{uri}' twice {uri}") == f"failed: '{shown}' twice {shown}"
+
+
+def test_a_password_with_a_slash_in_a_store_uri_is_one_line_without_it():
+    line = one_error_line(run_cli("ls", "--store", "ftp://alice:pa55/word@127.0.0.1/x", check=False))
+    assert "invalid store URI ftp://127.0.0.1/x" in line and "pa55" not in line and "alice" not in line
