@@ -150,3 +150,21 @@ def test_redaction_of_passwords_holding_slash_or_at(uri, shown):
 def test_a_password_with_a_slash_in_a_store_uri_is_one_line_without_it():
     line = one_error_line(run_cli("ls", "--store", "ftp://alice:pa55/word@127.0.0.1/x", check=False))
     assert "invalid store URI ftp://127.0.0.1/x" in line and "pa55" not in line and "alice" not in line
+
+
+# -- names like our temp files -----------------------------------------------------------------------
+def test_user_files_named_like_our_temp_files_are_versioned(tmp_path):
+    """Only the exact form of our own temp names is skipped by a scan (a killed write's leftover)."""
+    data = tmp_path / "d"
+    data.mkdir()
+    users = {".ak-tmp-notes": b"n", ".tmp-0123456789abcdef": b"t", "..ak-tmp-x.part": b"p", "a.txt": b"a"}
+    for name, content in users.items():
+        (data / name).write_bytes(content)
+    (data / ".ak-tmp-0123456789ab").write_bytes(b"half a file of a killed pull")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    assert store.log_folder(data).record.files == len(users)
+    out = tmp_path / "out"
+    artifactkit.pull(store, "d", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == users
+    (out / ".ak-tmp-more-notes").write_bytes(b"m")
+    assert artifactkit.pull(store, "d", out).extra_files == (".ak-tmp-more-notes",)
