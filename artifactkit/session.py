@@ -278,11 +278,13 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
 def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "_Start":
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch
+    from .detector.state import check_state_keys
 
     if not s.version_numbers(run.model_artifact):
         raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
     state = checkpoint.load(s, f"{run.model_artifact}:latest")
-    done = int(state["epoch"])
+    check_state_keys(state, f"{s.uri}: {run.model_artifact}:latest {checkpoint.SKELETON}")
+    done = state["epoch"]
     _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)
     if epochs is None and done >= run.total_epochs:

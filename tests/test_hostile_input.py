@@ -168,3 +168,105 @@ def test_user_files_named_like_our_temp_files_are_versioned(tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == users
     (out / ".ak-tmp-more-notes").write_bytes(b"m")
     assert artifactkit.pull(store, "d", out).extra_files == (".ak-tmp-more-notes",)
+
+
+# -- forged weights and checkpoints ------------------------------------------------------------------
+def forged_checkpoint(store, name: str, state, shape: list[int] | None = None) -> None:
+    """A checkpoint version as checkpoint.save writes it, its first tensor's shape forged."""
+    from artifactkit import checkpoint
+
+    files, metas = checkpoint.encode(*checkpoint.flatten(state))
+    if shape is not None:
+        metas[next(iter(metas))]["shape"] = shape
+    store.log_files(files, name=name, type="model", entry_meta=metas, dedup_latest=False)
+
+
+def test_a_forged_tensor_shape_of_no_bytes_is_refused_before_torch_allocates_it(tmp_path):
+    import torch
+
+    from artifactkit import checkpoint
+
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    forged_checkpoint(store, "m", {"epoch": 1, "w": torch.empty(0)}, [2**62, 2**62, 0])
+    with pytest.raises(InvalidInput, match=r"m:v0 tensors/.*shape \[4611686018427387904, .*larger than any tensor"):
+        checkpoint.load(store, "m:v0")
+
+
+@pytest.mark.parametrize("state, says", [
+    ([1, 2], "state.json: a list, not a trainer checkpoint's state"),
+    ({"epoch": 1}, "state.json lacks model, ema"),
+])
+def test_resume_of_a_checkpoint_state_of_the_wrong_shape_is_one_line(tmp_path, state, says):
+    from artifactkit.runs import RunRecord, create_run
+
+    store_dir = tmp_path / "s"
+    store = artifactkit.open_store(str(store_dir))
+    store.log_files({"a.txt": b"a"}, name="d")
+    now = "2024-01-01T00:00:00.000+00:00"
+    create_run(store, RunRecord(run_id="r", created=now, updated=now, config={}, dataset="d:v0",
+                                model_artifact="r-model", total_epochs=2))
+    forged_checkpoint(store, "r-model", state)
+    line = one_error_line(run_cli("resume", f"{store_dir}/runs/r", check=False))
+    assert f"r-model:latest {says}" in line
+
+
+def forged_safetensors(path: Path, state: dict, imgsz: str = "64") -> Path:
+    from safetensors.torch import save_file
+
+    from artifactkit.weights import FORMAT
+
+    save_file(state, str(path), metadata={"format": FORMAT, "names": json.dumps(["a", "b"]), "imgsz": imgsz})
+    return path
+
+
+def test_a_safetensors_file_with_a_0_dim_stem_is_one_line(tmp_path):
+    import torch
+
+    from artifactkit.detector.pretrained import CLASS_KEY, STEM_KEY
+    from artifactkit.weights import read_weights
+
+    path = forged_safetensors(tmp_path / "w.safetensors", {STEM_KEY: torch.tensor(1.0), CLASS_KEY: torch.zeros(2, 8, 1, 1)})
+    with pytest.raises(InvalidInput, match=r"w.safetensors: weights of an unknown model shape"):
+        read_weights(path)
+    line = one_error_line(run_cli("export", str(path), str(tmp_path / "w.pt"), check=False))
+    assert "unknown model shape" in line
+
+
+def test_a_safetensors_file_claiming_a_huge_image_size_is_refused(tmp_path):
+    from artifactkit.detector.model import YOLO
+    from artifactkit.weights import read_weights
+
+    path = forged_safetensors(tmp_path / "w.safetensors", YOLO(2, "n").state_dict(), imgsz="32000000")
+    with pytest.raises(InvalidInput, match=r"w.safetensors: image size 32000000 is not a positive multiple of 32 up to"):
+        read_weights(path)
+
+
+# -- decompression bombs -----------------------------------------------------------------------------
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels in a few bytes (PIL reads the size from IHDR)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [12_000, 20_000])  # 144 megapixels (PIL only warns), 400 (PIL refuses)
+def test_a_decompression_bomb_is_refused_in_one_line(tmp_path, side, capfd):
+    from artifactkit.viewer.images import ImageBank
+    from artifactkit.yolo import image_shape
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(side, side))
+    with pytest.raises(InvalidInput, match=r"cannot read image .*bomb.png: .*exceeds limit"):
+        image_shape(bomb)
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_files({"bomb.png": bomb}, name="d")
+    bank = ImageBank()
+    bank.want(store, store.manifest(store.resolve("d")).entries[0].digest, large=True)
+    embedded = bank.build()
+    assert len(embedded.problems) == 1 and "not a readable image" in embedded.problems[0] and not embedded.small
+    assert "DecompressionBombWarning" not in capfd.readouterr().err

@@ -16,6 +16,7 @@ from artifactkit.errors import InvalidInput
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _GPU_LIST = re.compile(r"^\d+(,\d+)*$")  # Ultralytics' spelling: "0" or "0,1"
 MAX_STRIDE = 32  # the coarsest feature map of every YOLOv8 scale: image sides must divide by it
+MAX_IMGSZ = 16384  # the largest image side a model is built for (weights' metadata is checked against it)
 
 
 def round_imgsz(imgsz: int) -> int:
@@ -53,7 +54,7 @@ class TrainConfig(BaseModel):
     # Nominal batch: gradients of ~nbs images are summed per optimizer step. None: the optimizer
     # rule picks it (16 for the short-run AdamW recipe, YOLOv8's 64 otherwise; see optim.py).
     nbs: int | None = Field(None, ge=1)
-    imgsz: int = Field(640, ge=32)  # rounded up to a multiple of MAX_STRIDE
+    imgsz: int = Field(640, ge=32, le=MAX_IMGSZ)  # rounded up to a multiple of MAX_STRIDE
     device: str = "auto"
     seed: int = Field(0, ge=0)
     workers: int = Field(2, ge=0)
