@@ -442,7 +442,7 @@ def _send_blobs(src: Store, dst: Store, sizes: dict[str, int], progress: Progres
     missing = dst.missing_blobs(sizes)
     total = sum(sizes[d] for d in missing)
     for batch in _batches(missing, sizes.__getitem__):
-        dst.copy_blobs(src, batch)
+        dst.copy_blobs(src, batch, sizes)
         if progress:
             progress(sum(sizes[d] for d in batch), total)
     return len(missing), total
