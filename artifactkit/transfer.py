@@ -415,7 +415,7 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
     records = [src.resolve(ref)] if ref.selector else [i.record for i in src.versions(ref.name)]
     in_dst = set(dst.version_numbers(ref.name))
     todo = [r for r in records if not (r.version in in_dst and dst.holds(r))]
-    sizes = {e.digest: e.size for r in todo for e in src.entries(r)}
+    sizes = {d: n for r in todo for d, n in src.blob_sizes(r).items()}
     files, nbytes = _send_blobs(src, dst, sizes, progress)
     for r in todo:  # then the metadata: trees (children first) or a flat manifest
         if r.layout == "tree":

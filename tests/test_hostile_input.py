@@ -309,3 +309,60 @@ def test_push_of_a_corrupt_large_blob_writes_nothing_under_its_digest(tmp_path):
     with pytest.raises(IntegrityError, match=f"src/{object_key(digest)}: blob is corrupt"):
         artifactkit.push(src, "d", dst)
     assert not (tmp_path / "dst" / object_key(digest)).exists()
+
+
+# -- trees that form a DAG ---------------------------------------------------------------------------
+def forge_dag(store, levels: int = 40) -> None:
+    """d:v1 whose root is the top of `levels` + 1 trees, each naming the one below twice (a and
+    b): 2^levels paths to one file, as an attacker with write access to the bucket could plant."""
+    from artifactkit.hashing import digest_bytes
+    from artifactkit.layout import tree_key, version_key
+    from artifactkit.trees import compress_tree
+
+    store.log_files({"a.txt": b"a"}, name="d")
+    good = store.manifest(store.resolve("d")).entries[0]
+    tree: dict = {"dirs": [], "files": [{"name": "x", "digest": good.digest, "size": good.size}]}
+    files, nbytes = 1, good.size
+    for _ in range(levels + 1):
+        canonical = json.dumps(tree, sort_keys=True, separators=(",", ":")).encode()
+        digest = digest_bytes(canonical)
+        store.backend.write(tree_key(digest), compress_tree(canonical))
+        tree = {"dirs": [{"name": n, "tree": digest, "files": files, "bytes": nbytes} for n in ("a", "b")], "files": []}
+        files, nbytes = files * 2, nbytes * 2
+    record = json.loads(store.backend.read(version_key("d", 0)))
+    store.backend.write(version_key("d", 1), json.dumps(
+        {**record, "version": 1, "manifest": digest, "files": files // 2, "bytes": nbytes // 2}).encode())
+
+
+def test_a_dag_of_trees_does_not_block_gc_verify_or_push(tmp_path):
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    forge_dag(store)
+    store.log_files({"junk.txt": b"junk"}, name="j")
+    store.delete_version("j", 0)
+    assert artifactkit.verify(store).ok
+    report = artifactkit.gc(store, grace_seconds=0)  # every tree read once: it ends, and keeps d's blob
+    assert report.deleted_objects == 1 and artifactkit.verify(store).ok
+    dst = artifactkit.open_store(str(tmp_path / "dst"))
+    assert artifactkit.push(store, "d:v1", dst).uploaded_files == 1
+
+
+def test_a_dag_of_trees_is_one_line_in_diff_and_pull(tmp_path):
+    store_dir = tmp_path / "s"
+    forge_dag(artifactkit.open_store(str(store_dir)))
+    says = "reached along more than 65536 paths of one version"
+    assert says in one_error_line(run_cli("diff", "d:v0", "d:v1", "--store", str(store_dir), check=False))
+    with pytest.raises(InvalidInput, match=says):
+        artifactkit.pull(artifactkit.open_store(str(store_dir)), "d:v1", tmp_path / "out", include=["a/*"])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("x"))
+
+
+def test_identical_folders_sharing_one_tree_still_pull_whole(tmp_path):
+    data = tmp_path / "d"
+    for name in ("one", "two", "three"):
+        (data / name / "sub").mkdir(parents=True)
+        (data / name / "sub" / "same.txt").write_text("same")
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_folder(data)
+    artifactkit.pull(store, "d", tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.txt")) == [
+        "one/sub/same.txt", "three/sub/same.txt", "two/sub/same.txt"]
