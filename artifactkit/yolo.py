@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InvalidInput
-from .nesting import check_depth, too_deep
+from .nesting import MAX_DEPTH, check_depth, too_deep
 
 __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
            "image_shape", "is_image", "label_path", "list_images", "load_data_config", "parse_labels",
@@ -275,6 +275,7 @@ def _read_yaml(path: Path) -> dict:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidInput(f"cannot read data config {path}: {getattr(e, 'strerror', None) or e}") from None
+    _check_brackets(text, path)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -286,6 +287,20 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(doc, dict):
         raise InvalidInput(f"{path}: expected a mapping with keys path/train/val/names")
     return check_depth(doc, str(path))
+
+
+def _check_brackets(text: str, path: Path) -> None:
+    """Flow-style nesting ([[[... or {{{...) deeper than MAX_DEPTH is refused before PyYAML scans
+    it (it takes seconds to reach its RecursionError on 20,000 brackets). Brackets inside quoted
+    strings count too: 64 unclosed ones in a name are no data.yaml either."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            raise InvalidInput(f"{path}: lists/objects nested more than {MAX_DEPTH} deep")
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def parse_names(doc: dict, where: str) -> list[str]:

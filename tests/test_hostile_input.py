@@ -91,6 +91,10 @@ def test_a_huge_nc_without_names_is_refused_before_any_name_is_made(tmp_path):
 def test_deeply_nested_data_yaml_is_one_line(tmp_path):
     deep = "[" * 5000 + "]" * 5000
     root = yolo_folder(tmp_path / "d", f"train: images/train\nval: images/train\nnames: [a]\nx: {deep}\n")
+    with pytest.raises(InvalidInput, match=r"data.yaml: lists/objects nested more than 64 deep"):
+        load_data_config(root)
+    block = "".join(" " * i + f"k{i}:\n" for i in range(3000))  # nesting by indentation: PyYAML recurses
+    (root / "data.yaml").write_text(f"train: images/train\nval: images/train\nnames: [a]\nx:\n{block}")
     with pytest.raises(InvalidInput, match=r"data.yaml: lists/objects nested too deeply"):
         load_data_config(root)
     shallow = "[" * 100 + "]" * 100  # parses, but deeper than anything a data.yaml holds
