@@ -29,6 +29,7 @@ _TENSOR, _ARRAY, _TUPLE, _DICT = "__tensor__", "__ndarray__", "__tuple__", "__di
 # A trainer's state nests about 6 deep; a forged skeleton must not exhaust the stack.
 MAX_DEPTH = 100
 MAX_DIMS = 32
+MAX_ELEMENTS = 1 << 40  # of a tensor, empty sides counted as 1: [2^62, 2^62, 0] passed as 0 bytes and broke torch.empty
 # The dtypes a checkpoint holds: plain numbers whose raw bytes are the whole value. An object
 # array's bytes would be pointers, so it is refused on save and on load alike.
 TORCH_DTYPES = {
@@ -94,6 +95,8 @@ def tensor_from_bytes(data: bytes, meta: Any, where: str) -> torch.Tensor | np.n
     expected = math.prod(shape) * (dtype.itemsize if kind == "ndarray" else torch.empty((), dtype=dtype).element_size())
     if len(data) != expected:
         raise IntegrityError(f"{where}: {len(data)} bytes where {meta['dtype']}{list(shape)} needs {expected}")
+    if math.prod(max(n, 1) for n in shape) > MAX_ELEMENTS:  # no bytes, but sides torch cannot lay out
+        raise InvalidInput(f"{where}: shape {list(shape)} is larger than any tensor a checkpoint holds")
     if kind == "ndarray":
         return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
     if not data:

@@ -15,12 +15,14 @@ or a number is checked, and errors name the file and the record.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from .errors import InvalidInput
+from .nesting import too_deep
 from .yolo import is_image, label_path, layout_yaml
 
 __all__ = ["ROBOFLOW_JSON", "CocoIds", "convert", "find_annotations", "kept_annotations", "original_ids",
@@ -95,6 +97,8 @@ def _parse_json(data: bytes, path) -> dict:
         doc = json.loads(data)
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
         raise InvalidInput(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise too_deep(str(path)) from None
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
         raise InvalidInput(f"{path}: not a COCO detection file (expected lists 'images', 'annotations', 'categories')")
     return doc
@@ -180,8 +184,17 @@ def _find_image(folder: Path, path: Path, file_name: str, image_id: int) -> Path
         bases = [folder / raw, folder / "images" / raw, folder / "images", folder]
     for base in bases:
         if (base / file_name).is_file():
-            return base / file_name
+            return _inside(folder, base / file_name)
     raise InvalidInput(f"{path}: image {file_name!r} (id {image_id}) not found in {', '.join(str(b) for b in bases)}")
+
+
+def _inside(folder: Path, image: Path) -> Path:
+    """The image, if it lies in the COCO folder once links are resolved: the rule of a plain-folder
+    log (ingest._check_inside), so a link cannot add a file from elsewhere to the version."""
+    real, real_folder = os.path.realpath(image), os.path.realpath(folder)
+    if not real.startswith(real_folder.rstrip(os.sep) + os.sep):
+        raise InvalidInput(f"{image}: symlink points outside {folder} (to {real})")
+    return image
 
 
 def _is_int(value) -> bool:

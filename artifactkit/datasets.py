@@ -58,6 +58,8 @@ class LocalSource:
 
     def log(self, store: Store, name: str | None = None, full: bool = False, **kw: Any) -> LogResult:
         """full: see Store.log_folder (a list of files is always checked blob by blob)."""
+        if not (name or self.name):
+            raise InvalidInput(f"{self.folder}: no folder name to name the dataset after; give a name (--name)")
         if self.files is None:
             return store.log_folder(self.folder, name=name or self.name, full=full, **kw)
         return store.log_files(self.files, name=name or self.name, **kw)
@@ -84,6 +86,7 @@ def read_local(data: str | os.PathLike, format: str = "yolo") -> LocalSource:
         return LocalSource(folder, folder.name, yaml.name, spec, None)
     files, text = version_layout(spec)
     name = spec.root.name if yaml.name == "data.yaml" else yaml.stem  # coco8.yaml names coco8
+    name = name or yaml.absolute().parent.name  # `path: /` has no name: the yaml's folder names it
     return LocalSource(spec.root, name, "data.yaml", spec, {**files, "data.yaml": text.encode()})
 
 

@@ -1,14 +1,17 @@
 """What changed between two versions: files added, removed and changed (by digest), with sizes;
 for two dataset versions also how many boxes of each class the changed label files gained or
 lost. Only the label files that differ are read (unchanged ones count the same on both sides,
-so the per-class change is exact without reading the rest of the dataset)."""
+so the per-class change is exact without reading the rest of the dataset). A malformed label file
+does not stop the diff (whoever broke a label is who needs it): it is flagged, naming its line,
+and counted on neither side."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .errors import InvalidInput
 from .manifest import Entry, VersionRecord, check_digest
 from .store import Store
 from .trees import changes, listing
@@ -39,6 +42,7 @@ class VersionDiff:
     unchanged: int
     labels: list[ClassChange] | None  # None unless both are dataset versions with a data.yaml
     label_files: int = 0  # label files read to count them
+    bad_labels: list[str] = field(default_factory=list)  # why each malformed label file is not counted
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -51,6 +55,8 @@ class VersionDiff:
         }
         if self.labels is not None:
             out["labels"] = {"files_read": self.label_files, "classes": [c.summary() for c in self.labels]}
+            if self.bad_labels:
+                out["labels"]["malformed"] = self.bad_labels
         return out
 
 
@@ -72,13 +78,13 @@ def diff_versions(store: Store, a: str, b: str) -> VersionDiff:
         else:
             changed.append((path, x.size, y.size))
     added.sort(), removed.sort(), changed.sort()
-    labels, read = None, 0
+    labels, read, bad = None, 0, []
     if ra.type == rb.type == "dataset":
         ya, yb = _data_yaml(store, ra), _data_yaml(store, rb)
         if ya or yb:
             differing = [p for p, *_ in added + removed + changed]
-            labels, read = _label_changes(store, ra, rb, ya, yb, differing)
-    return VersionDiff(ra, rb, added, removed, changed, unchanged, labels, read)
+            labels, read, bad = _label_changes(store, ra, rb, ya, yb, differing)
+    return VersionDiff(ra, rb, added, removed, changed, unchanged, labels, read, bad)
 
 
 def _changes(store: Store, ra: VersionRecord, rb: VersionRecord) -> Iterator[tuple[str, Entry | None, Entry | None] | int]:
@@ -93,25 +99,34 @@ def _changes(store: Store, ra: VersionRecord, rb: VersionRecord) -> Iterator[tup
 
 
 def _label_changes(store: Store, ra, rb, ya: Entry | None, yb: Entry | None,
-                   differing: list[str]) -> tuple[list[ClassChange], int]:
+                   differing: list[str]) -> tuple[list[ClassChange], int, list[str]]:
     names = _names(store, rb, yb) or _names(store, ra, ya)
     files_a, files_b = _label_files(store, ra, differing), _label_files(store, rb, differing)
-    before = _count(store, ra, files_a, names)
-    after = _count(store, rb, files_b, names)
+    counts_a, bad_a = _count(store, ra, files_a, names)
+    counts_b, bad_b = _count(store, rb, files_b, names)
+    skip = bad_a.keys() | bad_b.keys()  # a file malformed on one side counts on neither
+    before = sum((c for p, c in counts_a.items() if p not in skip), Counter())
+    after = sum((c for p, c in counts_b.items() if p not in skip), Counter())
     classes = sorted(before.keys() | after.keys())
     changes = [ClassChange(c, names[c] if c < len(names) else f"class {c}", before[c], after[c])
                for c in classes if before[c] != after[c]]
-    return changes, len(files_a) + len(files_b)
+    return changes, len(files_a) + len(files_b), [*bad_a.values(), *bad_b.values()]
 
 
-def _count(store: Store, record: VersionRecord, files: dict[str, Entry], names: list[str]) -> Counter:
-    """Boxes per class in these label files of the version (those the other version does not share)."""
+def _count(store: Store, record: VersionRecord, files: dict[str, Entry],
+           names: list[str]) -> tuple[dict[str, Counter], dict[str, str]]:
+    """({path: boxes per class}, {path: why it cannot be read}) of these label files of the
+    version (those the other version does not share)."""
     blobs = dict(store.read_blobs(e.digest for e in files.values()))
     where = f"{store.uri}: {record.name}:{record.label}"
-    counts: Counter = Counter()
+    counts: dict[str, Counter] = {}
+    bad: dict[str, str] = {}
     for p, e in sorted(files.items()):
-        counts.update(box[0] for box in parse_labels(blobs[e.digest], f"{where}/{p}", len(names) or None))
-    return counts
+        try:
+            counts[p] = Counter(box[0] for box in parse_labels(blobs[e.digest], f"{where}/{p}", len(names) or None))
+        except InvalidInput as error:
+            bad[p] = str(error)
+    return counts, bad
 
 
 def _label_files(store: Store, record: VersionRecord, differing: list[str]) -> dict[str, Entry]:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from .errors import InvalidInput, missing_extra
 from .fileio import atomic_path
-from .weights import FORMAT, Weights, build, read_weights
+from .weights import FORMAT, Weights, build, check_imgsz, read_weights
 
 ONNX_OPSET = 17
 SUFFIXES = (".pt", ".safetensors", ".onnx")
@@ -41,8 +41,8 @@ def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, store:
         raise InvalidInput(f"{out}: unknown export suffix {out.suffix!r} (expected {', '.join(SUFFIXES)})")
     if imgsz is not None and out.suffix != ".onnx":
         raise InvalidInput(f"{out}: an image size applies to .onnx exports only")
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        raise InvalidInput(f"{out}: image size {imgsz} is not a positive multiple of 32")
+    if imgsz is not None:
+        check_imgsz(imgsz, f"{out}")
     for module in _NEEDS.get(out.suffix, ()):  # before any download: a missing extra fails first
         _require(module)
     found = read_weights(weights, store, storage_options)

@@ -2,7 +2,8 @@
 os.replace, so a reader (or a crash) sees the old file or the new one, never half of either.
 
 Temp names are short and share one prefix, so a 255-byte target name still has a legal temp name
-and a scan of a folder can recognise (and never log) our own leftovers."""
+and a scan of a folder can recognise (and never log) our own leftovers: exactly the prefix and 12
+hex digits, so a user's `.ak-tmp-notes` is data like any other file."""
 
 from __future__ import annotations
 
@@ -14,12 +15,8 @@ from typing import Iterator
 TMP_PREFIX = ".ak-tmp-"
 
 
-def is_own_temp(name: str) -> bool:
-    """A file name artifactkit's atomic writes use for their temp files."""
-    return name.startswith(TMP_PREFIX)
-
-
 def temp_name() -> str:
+    """The prefix and 12 hex digits: folderscan.is_temp_name recognises exactly this form."""
     return f"{TMP_PREFIX}{os.urandom(6).hex()}"
 
 

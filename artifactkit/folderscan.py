@@ -12,30 +12,29 @@ from __future__ import annotations
 
 import marshal
 import os
+import re
 from dataclasses import dataclass
 from operator import attrgetter
 
 import xxhash
 
-from .backends.local import TMP_PREFIX as LOCAL_TMP_PREFIX
 from .errors import InvalidInput
-from .fileio import TMP_PREFIX, is_own_temp
+from .fileio import TMP_PREFIX
 
+_OWN = re.escape(TMP_PREFIX) + "[0-9a-f]{12}"  # fileio.temp_name
+_OWN_TEMPS = re.compile(rf"{_OWN}|\.{_OWN}\.[0-9a-f]{{8}}\.part|\.tmp-[0-9a-f]{{32}}")
 _POOL_MIN_FILES = 200_000  # estimated files below which one process lists everything
 _POOL_PROBE = 8  # folders of a level listed here first, to estimate the level's files
 _POOL_MAX_WORKERS = 8
 
 
 def is_temp_name(name: str) -> bool:
-    """Temp files artifactkit itself leaves in a folder when killed mid-write: fileio's, fsspec's
-    read_to of one of ours (".<ours>.<hex>.part"), and the local backend's older ".tmp-<hex>".
-    All of them start with a dot: the one test most names of a million-file log need."""
-    if not name.startswith("."):
-        return False
-    if is_own_temp(name) or name.startswith("." + TMP_PREFIX):
-        return True
-    rest = name[len(LOCAL_TMP_PREFIX):] if name.startswith(LOCAL_TMP_PREFIX) else ""
-    return len(rest) in (16, 32) and all(c in "0123456789abcdef" for c in rest)
+    """Temp files artifactkit itself leaves in a folder when killed mid-write, by their exact form
+    (a user's `.ak-tmp-notes` or `.tmp-0123456789abcdef` is data): fileio's ".ak-tmp-<12 hex>",
+    fsspec's read_to of one of ours ("..ak-tmp-<12 hex>.<8 hex>.part"), and the local backend's
+    older ".tmp-<32 hex>". All of them start with a dot: the one test most names of a million-file
+    log need."""
+    return name.startswith(".") and _OWN_TEMPS.fullmatch(name) is not None
 
 
 def check_encodable(name: str, where: str | None = None) -> None:

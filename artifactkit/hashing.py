@@ -18,7 +18,7 @@ from pathlib import Path
 
 import xxhash
 
-from .errors import InvalidInput
+from .errors import IntegrityError, InvalidInput
 
 # A file modified this close to the moment it was hashed may be modified again within the same
 # mtime tick, so its cache entry could describe older bytes ("racily clean" in git's terms).
@@ -59,9 +59,10 @@ class HashingReader:
     out; check() after the last read raises unless those bytes have the expected digest. A backend
     calls check() before the copy becomes visible under its final name."""
 
-    def __init__(self, path: str | os.PathLike, expected: str):
+    def __init__(self, path: str | os.PathLike, expected: str, corrupt: str | None = None):
         self.path = os.fspath(path)
         self.expected = expected
+        self.corrupt = corrupt  # the IntegrityError when the bytes are a stored blob (not a file being logged)
         self._hash = xxhash.xxh3_128()
         self._file = None
 
@@ -79,6 +80,8 @@ class HashingReader:
 
     def check(self) -> None:
         if self._hash.hexdigest() != self.expected:
+            if self.corrupt is not None:
+                raise IntegrityError(self.corrupt)
             raise InvalidInput(f"{self.path} changed while it was being logged; log it again")
 
 

@@ -51,14 +51,14 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
     (a run URI, NAME:VERSION of a checkpoint in `store`, or an exported .safetensors / .pt).
     `imgsz` defaults to the size the model was trained at. Weights from a store, trained on a
     dataset logged with --format coco, give the COCO file's ids (coco_ids)."""
-    from .weights import load_model
+    from .weights import check_imgsz, load_model
 
     if not 0 <= conf <= 1 or not 0 <= iou <= 1:
         raise InvalidInput(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
     if batch < 1 or max_det < 1:
         raise InvalidInput(f"batch and max_det must be at least 1, got batch={batch}, max_det={max_det}")
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        raise InvalidInput(f"image size {imgsz} is not a positive multiple of 32")
+    if imgsz is not None:
+        check_imgsz(imgsz, "--imgsz")
     paths = image_paths([sources] if isinstance(sources, (str, os.PathLike)) else sources)
     loaded = load_model(weights, store=store, storage_options=storage_options, device=device)
     size = imgsz or loaded.imgsz
@@ -197,7 +197,9 @@ def save_images(predictions: Iterable[ImagePrediction], folder: str | os.PathLik
 def _draw(prediction: ImagePrediction, out: Path) -> Path:
     from PIL import Image, ImageDraw, ImageOps
 
-    with Image.open(prediction.path) as im:
+    from .yolo import open_image
+
+    with open_image(prediction.path) as im:
         image = ImageOps.exif_transpose(im).convert("RGB")  # the orientation the boxes are in
     draw = ImageDraw.Draw(image)
     width = max(1, round(max(image.size) / 320))

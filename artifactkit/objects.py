@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterable, Iterator
 from .backends.base import ObjectInfo
 from .backends.local import LocalBackend
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
-from .hashing import NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
+from .hashing import HashingReader, NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
 from .ingest import refresh
 from .layout import FORMAT_KEY, OBJECTS, digest_of_object_key, manifest_key, object_key, tree_key
 from .manifest import check_digest
@@ -32,6 +32,7 @@ from .trees import Tree, compress_tree, decompress_tree, parse_tree
 # backend that writes packs marks a store 4 (its `store_format`); the others still write 3.
 STORE_FORMAT = 4  # the newest this code reads
 WRITTEN_FORMAT = 3  # what a store of plain blob files is marked
+_STREAM_BYTES = 16 << 20  # blobs larger than this are copied between stores in chunks
 _FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 
 
@@ -214,9 +215,28 @@ class ObjectStore:
         durable once put_manifest (or sync) returns."""
         self.backend.write_many([(object_key(check_digest(d)), data) for d, data in items])
 
-    def copy_blobs(self, src: "ObjectStore", digests: Iterable[str]) -> None:
-        """Copy blobs from another store, each verified on the way."""
-        self.write_blobs(list(src.read_blobs(digests)))
+    def copy_blobs(self, src: "ObjectStore", digests: Iterable[str], sizes: dict[str, int] | None = None) -> None:
+        """Copy blobs from another store, each verified on the way. One larger than _STREAM_BYTES
+        by `sizes` is streamed, one at a time, never held whole (push of a 600 MB file held 635 MB)."""
+        digests = list(digests)
+        large = {d for d in digests if (sizes or {}).get(d, 0) > _STREAM_BYTES}
+        self.write_blobs(list(src.read_blobs(d for d in digests if d not in large)))
+        for digest in sorted(large):
+            self._copy_large(src, digest)
+
+    def _copy_large(self, src: "ObjectStore", digest: str) -> None:
+        key = object_key(check_digest(digest))
+        local = src.local_blob_path(digest)
+        if local is None:  # a remote source: a verified local copy first, streamed both ways
+            with tempfile.TemporaryDirectory(prefix="ak-blob-") as tmp:
+                path = Path(tmp) / "blob"
+                src.read_blob_to(digest, path)
+                self.write_blobs([(digest, path)])
+            return
+        if not local.is_file():
+            raise NotFound(f"{src._where(key)} not found")
+        corrupt = f"{src._where(key)}: blob is corrupt (content does not match its digest)"
+        self.backend.write_many([(key, HashingReader(local, digest, corrupt))])  # checked before it is named
 
     def list_blobs(self) -> Iterator[tuple[str, ObjectInfo]]:
         """(digest, size and mtime) of every blob; stray files under objects/ are left out."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+# user@ or user:password@; a password typed with '/' or '@' in it (they should be %-encoded) is
+# still a password: after "user:" everything up to the last '@' of the word goes
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^/@\s:]*:\S*|[^/@\s]+)@", re.IGNORECASE)
 _QUERY = re.compile(r"\?[^\s\"']*")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 

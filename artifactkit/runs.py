@@ -25,6 +25,7 @@ from .errors import AlreadyExists, InvalidInput, NotFound
 from .manifest import (
     Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of,
 )
+from .nesting import too_deep
 from .store import Store
 from .uri import parse_ref
 
@@ -191,6 +192,8 @@ def _metrics_object(data: bytes, where: str) -> dict[str, Any]:
         obj = json.loads(data)
     except ValueError as e:  # JSON errors and bytes that are not UTF-8 alike
         raise InvalidInput(f"{where}: not a metrics object (not JSON: {e})") from None
+    except RecursionError:
+        raise too_deep(where) from None
     if not isinstance(obj, dict):
         raise InvalidInput(f"{where}: not a metrics object (a JSON {type(obj).__name__})")
     for part in ("metrics", "system"):

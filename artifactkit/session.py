@@ -332,6 +332,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
 def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "_Start":
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch, rank_device
+    from .detector.state import check_state_keys
     from .detector.train import resolve_device
     from .yolo import load_data_config
 
@@ -341,6 +342,7 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
                        "nothing to resume from: train again, with --save-period N to save every N epochs)")
     latest = s.resolve(f"{run.model_artifact}:latest")
     state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id))
+    check_state_keys(state, f"{s.uri}: {run.model_artifact}:latest {checkpoint.SKELETON}")
     done = int(state["epoch"])
     if done < run.epochs_completed:  # a record written before checkpoints waited for it (or save-period skipped them)
         report("warning", {"message": f"{where} recorded {_epochs(run.epochs_completed)} but its latest checkpoint "

@@ -38,6 +38,7 @@ from .manifest import (
     parse_record, to_json,
 )
 from .locks import writing
+from .nesting import check_depth
 from .objects import ObjectStore
 from .trees import entries as tree_entries, trees_of, walk
 from .uri import Ref, open_backend, parse_ref
@@ -220,10 +221,18 @@ class Store(ObjectStore):
             for e in self.manifest(record).entries:
                 yield "blob", e.digest
             return
-        for _folder, digest, tree in walk(self.read_tree, check_digest(record.manifest)):
+        # each tree once (two identical folders share one; a forged DAG of 41 trees is 2^40 paths)
+        for _folder, digest, tree in walk(self.read_tree, check_digest(record.manifest), seen=set()):
             yield "tree", digest
             for f in tree.files:
                 yield "blob", f.digest
+
+    def blob_sizes(self, record: VersionRecord) -> dict[str, int]:
+        """{digest: size} of every blob a version holds, each tree read once."""
+        if record.layout == "flat":
+            return {e.digest: e.size for e in self.manifest(record).entries}
+        walked = walk(self.read_tree, check_digest(record.manifest), seen=set())
+        return {f.digest: f.size for _folder, _digest, tree in walked for f in tree.files}
 
     # -- runs: bytes by run id (runs.py owns the RunRecord model and validates what it reads) --
     def run_ids(self) -> list[str]:
@@ -398,6 +407,7 @@ class Store(ObjectStore):
         start = time.perf_counter()
         for alias in aliases:
             check_alias(alias)
+        check_depth(metadata, "metadata")  # a record nested deeper would not read back
         self._ensure_format()
         with writing(self, f"log {name}") as writer:  # a gc deletes nothing this log relies on (locks.py)
             previous = self.latest(name)

@@ -416,7 +416,7 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
     records = [src.resolve(ref)] if ref.selector else [i.record for i in src.versions(ref.name)]
     in_dst = set(dst.version_numbers(ref.name))
     todo = [r for r in records if not (r.version in in_dst and dst.holds(r))]
-    sizes = {e.digest: e.size for r in todo for e in src.entries(r)}
+    sizes = {d: n for r in todo for d, n in src.blob_sizes(r).items()}
     with writing(dst, f"push {ref.name}") as writer:  # no gc deletes what this push sends or re-uses
         files, nbytes = _send_blobs(src, dst, sizes, progress)
         for r in todo:  # then the metadata: trees (children first) or a flat manifest
@@ -446,7 +446,7 @@ def _send_blobs(src: Store, dst: Store, sizes: dict[str, int], progress: Progres
     missing = dst.missing_blobs(sizes)
     total = sum(sizes[d] for d in missing)
     for batch in _batches(missing, sizes.__getitem__):
-        dst.copy_blobs(src, batch)
+        dst.copy_blobs(src, batch, sizes)
         if progress:
             progress(sum(sizes[d] for d in batch), total)
     return len(missing), total

@@ -8,7 +8,10 @@ Reading one file or one folder touches only the trees on its path (walk(prefix=.
 
 Trees are read from a store as untrusted input: checked against their digest, every name a
 single safe path component, names sorted and unique within a tree (a name cannot be both a file
-and a folder, so `a` and `a/b` can never both be files).
+and a folder, so `a` and `a/b` can never both be files). Two identical folders share one tree, so
+a version's trees form a DAG: a walk that needs only digests (gc, push) remembers what it visited;
+one that needs paths (pull, diff) reads a shared tree once and refuses one reached along more than
+MAX_PATHS_PER_TREE paths (41 forged trees, each naming the same child twice, are 2^40 paths).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInput
 from .hashing import digest_bytes
+from .layout import tree_key
 from .manifest import Entry, FileRef, Record, check_digest, check_relative_path, parse_record, validator_of
 
 
@@ -120,6 +124,29 @@ def make_tree(dirs: list[dict], files: list[dict]) -> Tree:
 
 
 ReadTree = Callable[[str], Tree]  # digest -> the verified, validated tree
+MAX_PATHS_PER_TREE = 65_536  # paths one tree may be reached along in one version
+
+
+class _PathReads:
+    """read_tree for one walk over paths: a tree met again (a folder identical to another) comes
+    from memory, and one met along more than MAX_PATHS_PER_TREE paths is refused, so a walk costs
+    what the version's real folders cost, never what a forged DAG of trees multiplies them to."""
+
+    def __init__(self, read_tree: ReadTree):
+        self.read_tree = read_tree
+        self.met: dict[str, int] = {}
+        self.shared: dict[str, Tree] = {}  # trees met twice or more (few, in a real version)
+
+    def __call__(self, digest: str) -> Tree:
+        met = self.met[digest] = self.met.get(digest, 0) + 1
+        if met == 1:
+            return self.read_tree(digest)
+        if met > MAX_PATHS_PER_TREE:
+            raise InvalidInput(f"{tree_key(digest)}: one folder's tree reached along more than "
+                               f"{MAX_PATHS_PER_TREE} paths of one version (trees that nest into each other: a forged store?)")
+        if digest not in self.shared:
+            self.shared[digest] = self.read_tree(digest)
+        return self.shared[digest]
 
 
 def walk(read_tree: ReadTree, root: str, prefix: str = "", seen: set[str] | None = None) -> Iterator[tuple[str, str, Tree]]:
@@ -127,7 +154,10 @@ def walk(read_tree: ReadTree, root: str, prefix: str = "", seen: set[str] | None
     "" for all), parents before children, each folder's subfolders in name order. Only the trees
     on the way down to prefix are read besides those below it; one tree is held per level.
     seen: digests of trees walked already (by an earlier walk of another version), skipped with
-    everything below them; the walk adds those it reads."""
+    everything below them; the walk adds those it reads. Without seen every path is walked
+    (_PathReads bounds how often one tree may recur)."""
+    if seen is None:
+        read_tree = _PathReads(read_tree)
     digest, folder = _descend(read_tree, root, prefix.strip("/"))
     if digest is None:
         return
@@ -168,6 +198,7 @@ def changes(read_tree: ReadTree, a: str, b: str) -> Iterator[tuple[str, Entry | 
     if a == b:
         yield read_tree(a).total_files
         return
+    read_tree = _PathReads(read_tree)
     stack = [("", a, b)]
     while stack:
         folder, da, db = stack.pop()

@@ -157,6 +157,15 @@ def _checked(state: dict[str, Any], names: Any, imgsz: Any, where: str, origin: 
         names = [str(i) for i in range(nc)]
     if not isinstance(names, list) or len(names) != nc or not all(isinstance(n, str) for n in names):
         raise InvalidInput(f"{where}: class names do not match the model's {nc} classes")
-    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or imgsz < 32 or imgsz % 32:
-        raise InvalidInput(f"{where}: image size {imgsz!r} is not a positive multiple of 32")
+    check_imgsz(imgsz, where)
     return Weights(state, names, imgsz, scale, origin)
+
+
+def check_imgsz(imgsz: Any, where: str) -> int:
+    """An image size a model can run at: a multiple of 32 up to MAX_IMGSZ (a forged 32,000,000
+    in a file's metadata would be predict's default and an allocation of petabytes)."""
+    from .detector.config import MAX_IMGSZ, MAX_STRIDE
+
+    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or not MAX_STRIDE <= imgsz <= MAX_IMGSZ or imgsz % MAX_STRIDE:
+        raise InvalidInput(f"{where}: image size {imgsz!r} is not a positive multiple of {MAX_STRIDE} up to {MAX_IMGSZ}")
+    return imgsz

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InvalidInput
+from .nesting import MAX_DEPTH, check_depth, too_deep
 
 __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
            "image_shape", "is_image", "label_path", "list_images", "load_data_config", "parse_labels",
@@ -28,6 +29,7 @@ IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_KEYS = ("train", "val", "test")  # read first; train and val must resolve, other keys may name extra splits
 _NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file", "channels", "roboflow"}
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # becomes a folder name in a version
+MAX_CLASSES = 100_000  # `nc` without `names` (LVIS has 1,203 classes, ImageNet-21k 21,841)
 Box = tuple  # (class id: int, cx, cy, w, h) with the four values normalised to [0, 1]
 
 
@@ -124,12 +126,56 @@ def check_split_labels(split: Split, nc: int | None) -> str | None:
 # -- images -----------------------------------------------------------------------------------
 def list_images(folder: Path) -> list[Path]:
     """Every image under `folder`, recursively and sorted (Ultralytics globs `**/*.*`); hidden
-    files and folders are skipped, as glob skips them (macOS `._x.jpg` is no image)."""
-    found = []
-    for top, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [os.path.join(top, f) for f in files if is_image(f) and not f.startswith(".")]
+    files and folders are skipped, as glob skips them (macOS `._x.jpg` is no image). Symlinked
+    folders are followed, each real folder listed once; a link to a folder that contains it is
+    refused, as a plain-folder log refuses it (two such links were 2^40 paths: a hang)."""
+    found, visited = [], set()
+    stack = [(str(folder), os.path.realpath(folder))]
+    while stack:
+        top, real = stack.pop()
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            with os.scandir(top) as it:
+                entries = list(it)
+        except OSError:
+            continue  # as os.walk: an unreadable folder lists nothing
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                continue
+            if not is_dir:
+                if is_image(e.name):
+                    found.append(e.path)
+                continue
+            target = os.path.realpath(e.path) if e.is_symlink() else os.path.join(real, e.name)
+            if target == real or real.startswith(target.rstrip(os.sep) + os.sep):
+                raise InvalidInput(f"{e.path}: symlink loop (points to a folder that contains it)")
+            stack.append((e.path, target))
     return [Path(p) for p in sorted(found)]
+
+
+def open_image(source):
+    """PIL's Image.open, with an image of more pixels than PIL's MAX_IMAGE_PIXELS (89 megapixels)
+    refused as a DecompressionBombError. PIL only warns between 1 and 2 times that, on stderr, and
+    then decodes it (2.5 GB for 144 megapixels in predict): its warning is made an error in this
+    process by a warnings filter (catch_warnings is not thread-safe, and images decode in threads),
+    put back whenever something (a catch_warnings block ending) took it away."""
+    import warnings
+
+    from PIL import Image
+
+    bomb = Image.DecompressionBombWarning
+    if not any(f[0] == "error" and f[2] is bomb for f in warnings.filters):
+        warnings.filterwarnings("error", category=bomb)
+    try:
+        return Image.open(source)
+    except Image.DecompressionBombWarning as e:
+        raise Image.DecompressionBombError(str(e)) from None
 
 
 def exif_orientation(im) -> int:
@@ -141,7 +187,7 @@ def image_shape(path: Path) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             w, h = im.size
             rotated = exif_orientation(im) in (5, 6, 7, 8)
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as e:
@@ -237,15 +283,32 @@ def _read_yaml(path: Path) -> dict:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidInput(f"cannot read data config {path}: {getattr(e, 'strerror', None) or e}") from None
+    _check_brackets(text, path)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise InvalidInput(f"{path}{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
+    except RecursionError:
+        raise too_deep(str(path)) from None
     if not isinstance(doc, dict):
         raise InvalidInput(f"{path}: expected a mapping with keys path/train/val/names")
-    return doc
+    return check_depth(doc, str(path))
+
+
+def _check_brackets(text: str, path: Path) -> None:
+    """Flow-style nesting ([[[... or {{{...) deeper than MAX_DEPTH is refused before PyYAML scans
+    it (it takes seconds to reach its RecursionError on 20,000 brackets). Brackets inside quoted
+    strings count too: 64 unclosed ones in a name are no data.yaml either."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            raise InvalidInput(f"{path}: lists/objects nested more than {MAX_DEPTH} deep")
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def parse_names(doc: dict, where: str) -> list[str]:
@@ -255,6 +318,8 @@ def parse_names(doc: dict, where: str) -> list[str]:
     if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or nc < 1):
         raise InvalidInput(f"{where}: key 'nc' must be a positive integer, got {nc!r}")
     if raw is None and nc is not None:
+        if nc > MAX_CLASSES:  # class_0 … class_N are made here: 10^12 of them was 17.8 GB and counting
+            raise InvalidInput(f"{where}: key 'nc' is {nc}, more than {MAX_CLASSES} classes; give 'names'")
         return [f"class_{i}" for i in range(nc)]
     if isinstance(raw, dict):
         try:

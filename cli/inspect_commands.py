@@ -63,6 +63,7 @@ def _diff_text(d) -> str:
     if d.labels is not None:
         counts = ", ".join(f"{c.name} {c.after - c.before:+d}" for c in d.labels) or "no change"
         lines.append(f"boxes per class ({d.label_files} differing label files read): {counts}")
+        lines += [f"  ! malformed, not counted: {why}" for why in d.bad_labels]
     return "\n".join(lines)
 
 

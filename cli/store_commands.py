@@ -260,10 +260,12 @@ def du(
 def _parse_metadata(text: str | None) -> dict | None:
     if text is None:
         return None
+    from artifactkit.nesting import check_depth, loads_json
+
     try:
-        value = json.loads(text)
+        value = loads_json(text, "invalid --metadata")
     except json.JSONDecodeError as e:
         raise InvalidInput(f"invalid --metadata: not JSON ({e.msg})") from None
     if not isinstance(value, dict):
         raise InvalidInput("invalid --metadata: expected a JSON object")
-    return value
+    return check_depth(value, "invalid --metadata")

@@ -89,14 +89,22 @@ def test_diff_of_versions_that_are_not_datasets_has_no_label_counts(tmp_path, st
     assert [p for p, *_ in d.changed] == ["labels/x.txt"] and d.unchanged == 1
 
 
-def test_diff_names_a_malformed_label_file(tmp_path, store_uri, cli):
+def test_diff_shows_what_changed_and_flags_a_malformed_label_line(tmp_path, store_uri, cli):
+    """Whoever broke a label is who needs the diff: it shows every change, names the bad line,
+    and counts that file on neither side (here only b's change is counted)."""
     store = artifactkit.open_store(store_uri)
-    files = {"data.yaml": b"names: [cat]\n", "images/a.jpg": b"a", "labels/a.txt": box(0).encode()}
+    files = {"data.yaml": b"names: [cat, dog]\n", "images/a.jpg": b"a", "labels/a.txt": box(0).encode(),
+             "images/b.jpg": b"b", "labels/b.txt": box(0).encode()}
     store.log_files(files, name="d")
-    store.log_files({**files, "labels/a.txt": b"7 0.5 0.5 0.1 0.1\n"}, name="d")  # class 7 of 1
-    proc = cli("diff", "d:v0", "d:v1", "--store", store_uri, check=False)
-    assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "d:v1/labels/a.txt:1" in proc.stderr
+    store.log_files({**files, "labels/a.txt": b"7 0.5 0.5 0.1 0.1\n", "labels/b.txt": box(1).encode()}, name="d")
+    out = last_json(cli("diff", "d:v0", "d:v1", "--store", store_uri, "--json"))
+    assert [c["path"] for c in out["changed"]] == ["labels/a.txt", "labels/b.txt"]
+    assert [(c["name"], c["change"]) for c in out["labels"]["classes"]] == [("cat", -1), ("dog", 1)]
+    [why] = out["labels"]["malformed"]
+    assert "d:v1/labels/a.txt:1: class id 7 not in 0..1" in why
+    proc = cli("diff", "d:v0", "d:v1", "--store", store_uri)
+    assert "  ~ labels/a.txt  (18 B -> 18 B)" in proc.stdout.splitlines() and proc.stderr == ""
+    assert proc.stdout.splitlines()[-1].startswith("  ! malformed, not counted: ") and "labels/a.txt:1" in proc.stdout
 
 
 def test_pull_include_fetches_only_matching_files(pets, store_uri, cli, tmp_path):

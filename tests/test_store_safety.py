@@ -293,11 +293,11 @@ def test_pull_finds_extras_in_folders_the_version_has_and_in_those_it_lacks(tmp_
     (dest / "other" / "deep").mkdir(parents=True)
     (dest / "other" / "deep" / "x.txt").write_text("x")
     (dest / "top.txt").write_text("x")
-    (dest / "images" / ".ak-tmp-left-by-a-killed-pull").write_bytes(b"")
+    (dest / "images" / ".ak-tmp-0123456789ab").write_bytes(b"")
     result = artifactkit.pull(store, "d", dest, delete=True)
     assert result.extra_files == ("images/extra.jpg", "other/deep/x.txt", "top.txt")
     assert result.reused_files == 4 and result.written_files == 0
-    assert folder_bytes(dest) == folder_bytes(data) | {"images/.ak-tmp-left-by-a-killed-pull": b""}
+    assert folder_bytes(dest) == folder_bytes(data) | {"images/.ak-tmp-0123456789ab": b""}
 
 
 def test_pull_through_a_folder_linked_out_of_dest_is_refused(tmp_path):

@@ -98,7 +98,11 @@ class FsspecBackend:
     def _make_fs(self, cls, options: dict[str, Any]):
         # What the URL itself says (ftp's host, port, user and password), as fsspec.url_to_fs
         # does; options the user typed win.
-        options = {**cls._get_kwargs_from_urls(self.url), **options}
+        try:
+            options = {**cls._get_kwargs_from_urls(self.url), **options}
+        except ValueError:  # its message may quote part of a password: not shown
+            raise InvalidInput(f"invalid store URI {self.uri}: cannot read user, host and port from it "
+                               "(a '/' or '@' in a password is written %2F or %40)") from None
         self._secrets = [*self._secrets, *(v for k, v in options.items() if isinstance(v, str) and _SECRET_KEY.search(k))]
         try:
             # skip_instance_cache: options (endpoint, credentials) differ between stores in one process.

@@ -16,6 +16,7 @@ from artifactkit.errors import InvalidInput, did_you_mean
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _GPU_LIST = re.compile(r"^\d+(,\d+)*$")  # Ultralytics' spelling: "0" or "0,1"
 MAX_STRIDE = 32  # the coarsest feature map of every YOLOv8 scale: image sides must divide by it
+MAX_IMGSZ = 16384  # the largest image side a model is built for (weights' metadata is checked against it)
 # Data-loading workers when the config gives none (data.effective_workers): AUTO_WORKERS, but none
 # for an epoch of under MIN_BATCHES_FOR_WORKERS batches. A worker pool costs 0.1-0.4 s to start per
 # loader on an idle 2-core machine (seconds on a loaded one) and forks the trainer's memory; it pays
@@ -58,7 +59,7 @@ class TrainConfig(BaseModel):
     # Nominal batch: gradients of ~nbs images are summed per optimizer step. None: the optimizer
     # rule picks it (16 for the short-run AdamW recipe, YOLOv8's 64 otherwise; see optim.py).
     nbs: int | None = Field(None, ge=1)
-    imgsz: int = Field(640, ge=32)  # rounded up to a multiple of MAX_STRIDE
+    imgsz: int = Field(640, ge=32, le=MAX_IMGSZ)  # rounded up to a multiple of MAX_STRIDE
     device: str = "auto"
     seed: int = Field(0, ge=0)
     workers: int | None = Field(None, ge=0)  # None: AUTO_WORKERS, or none on a small dataset (see above)

@@ -27,7 +27,8 @@ from artifactkit.detector.augment import (
 from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, AugmentConfig
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
-    DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, read_labels, require_images,
+    DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, open_image, read_labels,
+    require_images,
 )
 
 __all__ = ["AugmentConfig", "EpochSampler", "YoloDataset", "build_dataloader", "collate", "letterbox",
@@ -49,7 +50,7 @@ def _decode(path: Path, shape: tuple[int, int], imgsz: int) -> np.ndarray:
     """Decode to RGB with the long side resized to imgsz."""
     r = imgsz / max(shape)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if r < 0.5 and im.format == "JPEG":  # let libjpeg decode at reduced size: far cheaper
                 im.draft("RGB", (math.ceil(im.width * r), math.ceil(im.height * r)))
             if exif_orientation(im) > 1:

@@ -74,10 +74,27 @@ _NEUTRAL_ON_RESUME = {"epochs", "data", "workers", "patience", "save_period", "k
                       "keep_weekly", "keep_full"}
 
 
-def check_state_keys(state: dict[str, Any]) -> None:
+_COUNTS = ("epoch", "step", "last_opt_step")  # non-negative ints
+_MAPPINGS = ("model", "ema", "optimizer", "config", "optimizer_choice", "rng")
+
+
+def check_state_keys(state: Any, where: str = "training state") -> None:
+    """A checkpoint's state as the trainer wrote it, read from a store as untrusted input: each key
+    there and of the type its reader needs (a list, or an 'epoch' of "3", is one line, not a
+    TypeError in resume)."""
+    if not isinstance(state, dict):
+        raise InvalidInput(f"{where}: a {type(state).__name__}, not a trainer checkpoint's state")
     missing = [key for key in STATE_KEYS if key not in state]
     if missing:
-        raise InvalidInput(f"training state lacks {', '.join(missing)}: not a trainer checkpoint")
+        raise InvalidInput(f"{where} lacks {', '.join(missing)}: not a trainer checkpoint")
+    for key in _COUNTS:
+        if type(state[key]) is not int or state[key] < 0:
+            raise InvalidInput(f"{where}: '{key}' is {state[key]!r}, not a count")
+    for key in _MAPPINGS:
+        if not isinstance(state[key], dict):
+            raise InvalidInput(f"{where}: '{key}' is a {type(state[key]).__name__}, not a mapping")
+    if type(state["best_fitness"]) not in (int, float):
+        raise InvalidInput(f"{where}: 'best_fitness' is {state['best_fitness']!r}, not a number")
 
 
 def warn_config_changes(config: TrainConfig, saved: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..errors import ArtifactkitError, missing_extra
 from ..layout import object_key
 from ..store import Store
+from ..yolo import open_image
 
 THUMB_PX = 192  # long side of every thumbnail: sharp enough for a 160-200 px cell
 LARGE_PX = 416  # long side of debugger images (the chess images' own size)
@@ -72,14 +73,14 @@ class ImageBank:
             return f"{where}: {e}"
         try:
             return shrink(data, digest in self.large)
-        except (OSError, ValueError) as e:  # PIL's errors for bytes that are not an image it knows
+        except (OSError, ValueError, _pil().DecompressionBombError) as e:  # PIL's: bytes it cannot or will not decode
             return f"{where}: not a readable image ({e})"
 
 
 def shrink(data: bytes, large: bool) -> tuple[list[int], str, str | None]:
     """([w, h] of the original, thumbnail data URI, large data URI or None)."""
-    Image = _pil()
-    with Image.open(io.BytesIO(data)) as im:
+    _pil()  # PIL is an extra: say which to install
+    with open_image(io.BytesIO(data)) as im:
         size = [im.width, im.height]
         fmt = im.format
         big = None
