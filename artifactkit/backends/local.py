@@ -3,17 +3,18 @@ os.replace an atomic replace, and one syncfs pass makes a whole batch of blobs d
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BackendError, NotFound
 from ..fileio import temp_name
 from .base import Capabilities, ObjectInfo, Source
+
+if TYPE_CHECKING:  # threads and ctypes load when first used: a read-only command needs neither
+    from concurrent.futures import ThreadPoolExecutor
 
 TMP_PREFIX = ".tmp-"
 _FILE = "file://"
@@ -134,6 +135,8 @@ class LocalBackend:
             self._checked(key)
         if len(small) >= 2 * _WRITERS_MIN_FILES:
             if self._writers is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._writers = ThreadPoolExecutor(_WRITERS, thread_name_prefix="artifactkit-write")
             step = -(-len(small) // _WRITERS)
             list(self._writers.map(self._write_blobs, [small[i : i + step] for i in range(0, len(small), step)]))
@@ -205,6 +208,8 @@ class LocalBackend:
         paths, self._unsynced = self._unsynced, []
         if _syncfs(self.root):
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(_fsync_path, paths))
         for d in {os.path.dirname(p) for p in paths}:
@@ -233,6 +238,8 @@ def _fsync_path(path: str) -> None:
 
 def _syncfs(root: Path) -> bool:
     """Linux syncfs(2): flush the filesystem holding root in one call. False where unavailable."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         syncfs = libc.syncfs
