@@ -12,13 +12,16 @@ a backend copies, so a blob's name is always the digest of the bytes written und
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xxhash
 
 from .errors import IntegrityError, InvalidInput
+
+if TYPE_CHECKING:
+    import sqlite3
 
 # A file modified this close to the moment it was hashed may be modified again within the same
 # mtime tick, so its cache entry could describe older bytes ("racily clean" in git's terms).
@@ -142,6 +145,9 @@ class StatCache:
     per file."""
 
     def __init__(self, db_path: str | os.PathLike):
+        import sqlite3  # here, not at import: commands that hash nothing skip it
+
+        self._db_error = sqlite3.Error
         self._db_path = Path(db_path)
         self._folders: dict[str, dict[str, tuple[int, int, int, int, str, int]]] = {}
         self._trees: dict[str, tuple[str, str]] | None = None
@@ -149,6 +155,8 @@ class StatCache:
         self._pending_folders: list[tuple[str, str, str]] = []
 
     def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
         self._db_path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self._db_path, timeout=30)
         db.execute(
@@ -170,7 +178,7 @@ class StatCache:
                         " WHERE path >= ? AND path < ? AND instr(substr(path, ?), '/') = 0",
                         (low, folder + "0", len(low) + 1))  # "0" is the character after "/"
                     rows = {r[0]: r[1:] for r in found}
-            except sqlite3.Error:
+            except self._db_error:
                 rows = {}  # a broken cache only costs hashing time
             if len(self._folders) >= _FOLDERS_KEPT:
                 self._folders.pop(next(iter(self._folders)))
@@ -205,7 +213,7 @@ class StatCache:
             with self._connect() as db:
                 db.execute("DELETE FROM stat_v2 WHERE path = ?", (path,))
                 db.execute("DELETE FROM folder_v1 WHERE ? LIKE path || '/%'", (path,))
-        except sqlite3.Error:
+        except self._db_error:
             pass
 
     def folder_lookup(self, path: str, fingerprint: str) -> str | None:
@@ -214,7 +222,7 @@ class StatCache:
             try:
                 with self._connect() as db:
                     self._trees = {r[0]: (r[1], r[2]) for r in db.execute("SELECT path, fingerprint, tree FROM folder_v1")}
-            except sqlite3.Error:
+            except self._db_error:
                 self._trees = {}
         hit = self._trees.get(path)
         return hit[1] if hit is not None and hit[0] == fingerprint else None
@@ -236,7 +244,7 @@ class StatCache:
             with self._connect() as db:
                 db.executemany("INSERT OR REPLACE INTO stat_v2 VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending)
                 db.executemany("INSERT OR REPLACE INTO folder_v1 VALUES (?, ?, ?)", self._pending_folders)
-        except sqlite3.Error:
+        except self._db_error:
             pass  # the cache is an optimisation; failing to write it must not fail a log
         self._pending.clear()
         self._pending_folders.clear()

@@ -83,8 +83,8 @@ def ingest(
     ingestor = Ingestor(backend, stat_cache, progress, sum(c.size for c in candidates))
     for cand in candidates:
         digest = ingestor.add(cand)
-        # model_construct: the path was checked when the candidate was made, the digest is ours.
-        ingestor.result.entries.append(Entry.model_construct(path=cand.path, digest=digest, size=cand.size, meta=cand.meta))
+        # the path was checked when the candidate was made, the digest is ours
+        ingestor.result.entries.append(Entry.checked_already(cand.path, digest, cand.size, cand.meta))
     return ingestor.finish()
 
 

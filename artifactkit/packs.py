@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+from array import array
 import re
 import threading
 import time
@@ -62,7 +64,7 @@ class PackedBackend:
         self._lock = threading.RLock()
         self._packs_deleted = 0  # by delete() since the last sweep() (gc reports both together)
         self._indexes: dict[str, _Index] = {}  # index key -> the index (usable ones only)
-        self._where: dict[bytes, tuple[_Index, int, int]] = {}  # blob -> (index, offset, length)
+        self._where = _BlobMap()  # blob digest -> (index, offset, length)
         self._damage: dict[str, str] = {}  # index key -> why it cannot be read (verify reports it)
         self._dangling: dict[str, tuple[str, _Index]] = {}  # index key -> (why, index): its pack is
         # gone or not whole; made anew by each listing
@@ -119,12 +121,8 @@ class PackedBackend:
                 self._dangling[key] = (f"{self.inner.uri}/{key}: names {pack_key(ix.pack)} of {ix.size} bytes, "
                                        f"but it has {packs[ix.pack]}", ix)
         usable = {k: ix for k, ix in indexes.items() if k not in self._dangling}
-        where = self._where if usable.keys() >= self._indexes.keys() else {}
-        for ix in (ix for k, ix in usable.items() if k not in self._indexes or where is not self._where):
-            for digest, offset, length in ix.blobs:
-                old = where.get(digest)
-                if old is None or (old[0].mtime or 0) < (ix.mtime or 0):  # the newest copy: gc sees its age
-                    where[digest] = (ix, offset, length)
+        where = self._where if usable.keys() >= self._indexes.keys() else _BlobMap()
+        where.add(ix for k, ix in usable.items() if k not in self._indexes or where is not self._where)
         self._where, self._indexes = where, usable
         return all(k in parsed or k in self._damage for k in wanted)
 
@@ -229,10 +227,9 @@ class PackedBackend:
         indexes = [_Index.make(d, len(data), entries) for d, data, entries in made]
         self.inner.write_many([(index_key(ix.digest), ix.encoded) for ix in indexes])
         _remember((index_key(ix.digest), ix.encoded) for ix in indexes)
-        for ix in indexes:  # each assignment is atomic: a reader on another thread never sees half of one
+        for ix in indexes:  # each slot written is atomic: a reader on another thread never sees half of one
             self._indexes[index_key(ix.digest)] = ix
-            for digest, offset, length in ix.blobs:
-                self._where[digest] = (ix, offset, length)
+            self._where.add([ix])
         for digests in packs:
             for d in digests:
                 self._pending_bytes -= len(self._pending.pop(d))
@@ -317,7 +314,7 @@ class PackedBackend:
         if not blobs:
             return
         self._refresh(force=True)
-        for digest, (ix, _offset, length) in list(self._where.items()):
+        for digest, (ix, _offset, length) in self._where.items():
             key = object_key(digest.hex())
             if key.startswith(prefix) and key not in loose:  # a blob both loose and packed: once
                 yield ObjectInfo(key=key, size=length, mtime=ix.mtime)
@@ -468,11 +465,112 @@ def _batches(runs: list) -> Iterator[list]:
         yield part
 
 
+_ROW = struct.Struct("<16sQI")  # one packed blob: digest, offset, length (28 bytes, no padding)
+
+
+class _Blobs:
+    """The blobs of one index as rows of 28 bytes in one bytes object (16-byte digest, 8-byte
+    offset, 4-byte length; as tuples of objects they held ~150 bytes a blob). A lookup reads one
+    row: one place in memory. Iterates as (digest, offset, length) tuples made on the way."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: Iterable[tuple[bytes, int, int]] = ()):
+        self.rows = b"".join(_ROW.pack(*row) for row in rows)
+
+    def __len__(self) -> int:
+        return len(self.rows) // _ROW.size
+
+    def __iter__(self) -> Iterator[tuple[bytes, int, int]]:
+        return _ROW.iter_unpack(self.rows)
+
+    def digest(self, row: int) -> bytes:
+        return self.rows[28 * row : 28 * row + 16]
+
+
+class _BlobMap:
+    """Blob digest -> (index, offset, length) of the newest copy, for every usable index: an open
+    addressing hash table of 8-byte slots (index number and row in it; 0 is empty) over the
+    indexes' own arrays, which hold the digests: 8-16 bytes a blob besides them (a dict held
+    ~120). Slots are placed by Python's hash of the digest, keyed per process, so an index of
+    digests chosen to collide cannot make the map slow. Nothing is removed from a map: one that
+    loses an index is made anew. A slot is written whole (one array item) and a grown table is
+    swapped in whole, so a reader on another thread sees the map before or after each change."""
+
+    def __init__(self) -> None:
+        self._indexes: list[_Index] = []
+        self._slots = array("Q", bytes(8 * 1024))  # a power of two, at most 3/4 full
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, indexes: Iterable["_Index"]) -> None:
+        indexes = list(indexes)
+        wanted = self._count + sum(len(ix.blobs) for ix in indexes)
+        if wanted * 4 > len(self._slots) * 3:
+            self._grow(wanted)  # once, before any is placed
+        for ix in indexes:
+            number = len(self._indexes)
+            self._indexes.append(ix)
+            for row in range(len(ix.blobs)):
+                self._put(self._slots, (number << 32 | row) + 1)
+
+    def get(self, digest: bytes) -> tuple["_Index", int, int] | None:
+        slots = self._slots
+        mask = len(slots) - 1
+        at = hash(digest) & mask
+        while ref := slots[at]:
+            ix, row = self._indexes[(ref - 1) >> 32], (ref - 1) & 0xFFFFFFFF
+            rows = ix.blobs.rows
+            if rows[28 * row : 28 * row + 16] == digest:
+                _, offset, length = _ROW.unpack_from(rows, 28 * row)
+                return ix, offset, length
+            at = (at + 1) & mask
+        return None
+
+    def items(self) -> Iterator[tuple[bytes, tuple["_Index", int, int]]]:
+        for ref in array("Q", self._slots):  # a copy: the map may grow meanwhile
+            if ref:
+                ix, row = self._indexes[(ref - 1) >> 32], (ref - 1) & 0xFFFFFFFF
+                digest, offset, length = _ROW.unpack_from(ix.blobs.rows, 28 * row)
+                yield digest, (ix, offset, length)
+
+    def _put(self, slots: array, ref: int) -> None:
+        """Place ref; a digest already there keeps the newest copy (gc sees its age)."""
+        indexes = self._indexes
+        ix, row = indexes[(ref - 1) >> 32], (ref - 1) & 0xFFFFFFFF
+        digest = ix.blobs.rows[28 * row : 28 * row + 16]
+        mask = len(slots) - 1
+        at = hash(digest) & mask
+        while old := slots[at]:
+            old_ix, old_row = indexes[(old - 1) >> 32], (old - 1) & 0xFFFFFFFF
+            if old_ix.blobs.rows[28 * old_row : 28 * old_row + 16] == digest:
+                if (old_ix.mtime or 0) < (ix.mtime or 0):
+                    slots[at] = ref
+                return
+            at = (at + 1) & mask
+        slots[at] = ref
+        if slots is self._slots:
+            self._count += 1
+
+    def _grow(self, wanted: int) -> None:
+        size = len(self._slots)
+        while wanted * 4 > size * 3:
+            size *= 2
+        grown = array("Q", bytes(8 * size))
+        for ref in self._slots:
+            if ref:
+                self._put(grown, ref)
+        self._slots = grown
+
+
 class _Index:
     """One index object: a pack's digest and size, and (digest, offset, length) of its blobs."""
 
-    def __init__(self, digest: str, pack: str, size: int, blobs: list[tuple[bytes, int, int]],
+    def __init__(self, digest: str, pack: str, size: int, blobs: "_Blobs | list[tuple[bytes, int, int]]",
                  encoded: bytes | None, mtime: float | None):
+        blobs = blobs if isinstance(blobs, _Blobs) else _Blobs(blobs)
         self.digest, self.pack, self.size, self.blobs, self.encoded, self.mtime = digest, pack, size, blobs, encoded, mtime
 
     @classmethod
@@ -499,14 +597,13 @@ class _Index:
         if not (isinstance(pack, str) and _DIGEST.match(pack) and _is_int(size) and 0 <= size <= _PACK_MAX
                 and isinstance(rows, list)):
             raise IntegrityError(f"{where}: invalid pack index (pack, size or blobs)")
-        blobs = []
         for row in rows:
             if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and _DIGEST.match(row[0])
                     and _is_int(row[1]) and _is_int(row[2]) and row[1] >= 0 and 0 <= row[2] <= _ENTRY_MAX
                     and row[1] + row[2] <= size):
                 raise IntegrityError(f"{where}: invalid blob entry {str(row)[:80]} (digest, offset, length within the pack)")
-            blobs.append((bytes.fromhex(row[0]), row[1], row[2]))
-        return cls(digest_of_index_key(key), pack, size, blobs, None, mtime)  # bytes not kept: ~50 B a blob
+        blobs = _Blobs((bytes.fromhex(d), offset, length) for d, offset, length in rows)
+        return cls(digest_of_index_key(key), pack, size, blobs, None, mtime)  # bytes not kept: 28 B a blob
 
 
 def _is_int(x: Any) -> bool:

@@ -244,8 +244,8 @@ def _descend(read_tree: ReadTree, root: str, folder: str) -> tuple[str | None, s
 
 
 def _entry(folder: str, f: TreeFile) -> Entry:
-    # model_construct: the name and digest were validated when the tree was read
-    return Entry.model_construct(path=_join(folder, f.name), digest=f.digest, size=f.size, meta=f.meta)
+    # the name and digest were validated when the tree was read
+    return Entry.checked_already(_join(folder, f.name), f.digest, f.size, f.meta)
 
 
 def _join(folder: str, name: str) -> str:

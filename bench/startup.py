@@ -1,11 +1,16 @@
-"""Start-up time of a store command beside its floor (Python itself, and typer's own minimum), in one run.
+"""Start-up time of `artifactkit --version` and a store command beside their floors, in one run.
 
     python bench/startup.py [--checkout PATH ...] [--repeat 15]
 
-For each checkout (default: this one) runs `python -m artifactkit versions x --store S` on a
-one-file store with that checkout first on PYTHONPATH, and prints the best of --repeat wall and CPU times
-(the least disturbed by other processes on a shared machine) and their ratio to the first checkout.
-Run with the interpreter itself (not a pyenv shim, which adds ~80 ms of bash to every start).
+Floors: Python itself, `import typer, pydantic` (the issue's floor: both stay, by decision) and
+typer's own smallest app with one command (typer 0.29 builds pydantic adapters for every parameter
+it parses, so any typer command costs that much). For each checkout (default: this one) it runs
+`python -m artifactkit --version` and `python -m artifactkit versions x --store S` on a one-file
+store. Every command runs once per round, round after round (ABAB…, so a burst of load on a shared
+machine hits all rows alike); it prints the best wall and CPU time of --repeat rounds and each
+one's ratio to the import floor. Bytecode is written and warmed first (PYTHONDONTWRITEBYTECODE is
+dropped), as an installed package has it. Run with the interpreter itself (not a pyenv shim, which
+adds ~80 ms of bash to every start).
 """
 
 from __future__ import annotations
@@ -35,19 +40,16 @@ app()
 """
 
 
-def best_of(cmd: list[str], repeat: int, env: dict | None = None) -> tuple[float, float]:
-    """(best wall seconds, best CPU seconds: user + system of the child). CPU time is what the
-    command itself costs, the steadier figure where other processes share the cores."""
-    walls, cpus = [], []
-    for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        # cwd: a neutral folder (`python -m` puts the cwd before PYTHONPATH)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/")
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return min(walls), min(cpus)
+def timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child). CPU time is what the command itself
+    costs, the steadier figure where other processes share the cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    # cwd: a neutral folder (`python -m` puts the cwd before PYTHONPATH)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/")
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def main() -> None:
@@ -56,24 +58,37 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
     checkouts = args.checkout or [str(Path(__file__).resolve().parent.parent)]
+    base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "d").mkdir()
         (work / "d" / "a").write_text("a\n")
         (work / "floor.py").write_text(FLOOR_APP)
-        env0 = {**os.environ, "PYTHONPATH": checkouts[0], "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
+        env0 = {**base_env, "PYTHONPATH": checkouts[0], "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
         subprocess.run([sys.executable, "-m", "artifactkit", "log-dataset", str(work / "d"), "--name", "x",
                         "--store", str(work / "s")], check=True, stdout=subprocess.DEVNULL, env=env0, cwd="/")
-        rows = [("python -c pass", best_of([sys.executable, "-c", "pass"], args.repeat)),
-                ("typer floor (1-command app)", best_of([sys.executable, str(work / "floor.py"), "versions", "x"], args.repeat))]
+        py = sys.executable
+        rows: list[tuple[str, list[str], dict]] = [
+            ("python -c pass", [py, "-c", "pass"], env0),
+            ("floor: python -c 'import typer, pydantic'", [py, "-c", "import typer, pydantic"], env0),
+            ("typer's 1-command app", [py, str(work / "floor.py"), "versions", "x"], env0),
+        ]
         for checkout in checkouts:
             env = {**env0, "PYTHONPATH": checkout}
-            cmd = [sys.executable, "-m", "artifactkit", "versions", "x", "--store", str(work / "s")]
-            rows.append((f"versions ({checkout})", best_of(cmd, args.repeat, env)))
-    wall0, cpu0 = rows[2][1]
-    print(f"{'best of ' + str(args.repeat):52s} {'wall':>8s} {'ratio':>6s} {'cpu':>8s} {'ratio':>6s}")
-    for label, (wall, cpu) in rows:
-        print(f"{label:52s} {wall * 1000:5.0f} ms x{wall / wall0:.2f} {cpu * 1000:5.0f} ms x{cpu / cpu0:.2f}")
+            rows.append((f"--version ({checkout})", [py, "-m", "artifactkit", "--version"], env))
+            rows.append((f"versions x ({checkout})", [py, "-m", "artifactkit", "versions", "x", "--store",
+                                                       str(work / "s")], env))
+        for _, cmd, env in rows:  # warm: bytecode written, files in the page cache
+            timed(cmd, env)
+        best = [(float("inf"), float("inf"))] * len(rows)
+        for _ in range(args.repeat):
+            for i, (_, cmd, env) in enumerate(rows):
+                wall, cpu = timed(cmd, env)
+                best[i] = (min(best[i][0], wall), min(best[i][1], cpu))
+    wall0, cpu0 = best[1]
+    print(f"{'best of ' + str(args.repeat) + ' interleaved rounds':60s} {'wall':>8s} {'/floor':>6s} {'cpu':>8s} {'/floor':>6s}")
+    for (label, _, _), (wall, cpu) in zip(rows, best):
+        print(f"{label:60s} {wall * 1000:5.0f} ms x{wall / wall0:.2f} {cpu * 1000:5.0f} ms x{cpu / cpu0:.2f}")
 
 
 if __name__ == "__main__":

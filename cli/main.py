@@ -27,9 +27,12 @@ app = typer.Typer(
 
 def register_commands(args: list[str]) -> None:
     """Register the command modules in order until one holds the command named first in args;
-    all of them for help, a bare option or an unknown command (so typer can list or refuse it)."""
+    all of them for help, a bare option or an unknown command (so typer can list or refuse it);
+    none for --version, which needs no command (its start-up is typer's alone)."""
     import importlib
 
+    if args[:1] == ["--version"]:
+        return
     wanted = args[0] if args and not args[0].startswith("-") else None
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __package__).register(app)

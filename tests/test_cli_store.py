@@ -145,6 +145,13 @@ def test_version(cli):
     assert cli("--version").stdout.strip() == f"artifactkit {artifactkit.__version__}"
 
 
+def test_version_loads_no_command_module(tmp_path):
+    """`artifactkit --version` prints before any command module (or the trainer's config) loads."""
+    proc, loaded = run_cli_modules("--version", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"artifactkit {artifactkit.__version__}\n")
+    assert not {m for m in loaded if m.endswith("_commands")} | ({"artifactkit.detector.config", "pydantic"} & loaded)
+
+
 def test_installs_no_package_named_cli():
     """pyproject.toml maps cli/ to artifactkit_cli and lists every package (a mapped folder needs
     the list spelled out): a package added under artifactkit/ must be added there too."""

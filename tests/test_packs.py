@@ -472,3 +472,67 @@ def test_a_mostly_dead_pack_with_a_damaged_blob_is_left_for_verify_not_copied_ag
         assert len(keys(client, bucket, "packs")) == 2 and len(keys(client, bucket, "index")) == 2
     problems = artifactkit.verify(artifactkit.open_store(uri)).problems
     assert problems[0] == f"objects/{digest_bytes(files['f9'])[:2]}/{digest_bytes(files['f9'])[2:]}: corrupt blob (content does not match its digest)"
+
+
+def _packed_memory_store(name: str, indexes: list[list[list]]):
+    """A PackedBackend over memory://name holding these indexes ([[digest, offset, length], …])
+    with their packs (zero bytes of the size they state)."""
+    from artifactkit.backends.fs import FsspecBackend
+    from artifactkit.packs import PackedBackend
+
+    inner = FsspecBackend(f"memory://{name}")
+    for rows in indexes:
+        pack = os.urandom(16).hex()
+        size = max(o + n for _, o, n in rows)
+        inner.write(pack_key(pack), bytes(size))
+        data = json.dumps({"pack": pack, "size": size, "blobs": rows}).encode()
+        inner.write(index_key(digest_bytes(data)), data)
+    return PackedBackend(inner)
+
+
+def test_the_index_map_holds_under_64_bytes_a_blob(monkeypatch):
+    """The map of packed blobs (what every S3 command makes first) holds each blob's location in
+    compact arrays: under 64 bytes a blob (it held ~300 as tuples of objects); every blob is
+    found where its index says, each once, and an unknown one is not."""
+    import gc
+    import tracemalloc
+
+    from artifactkit.layout import object_key
+
+    monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", "off")
+    digests = [os.urandom(16).hex() for _ in range(20_000)]
+    rows = [[d, 1000 * i, 1000] for i, d in enumerate(digests)]
+    backend = _packed_memory_store("map-a", [rows[:12_000], rows[12_000:]])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        backend._refresh(force=True)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held / len(digests) < 64, held / len(digests)
+    keys = [object_key(d) for d in digests]
+    assert backend.inner.exists(keys) == set() and backend.exists(keys) == set(keys)
+    assert backend.exists([object_key("f" * 32)]) == set()
+    assert [backend._locate(keys[i])[1:] for i in (0, 12_345)] == [(0, 1000), (12_345_000, 1000)]
+    assert sorted(d.hex() for d, _ in backend._where.items()) == sorted(digests)
+    assert len(backend._where) == len(digests)
+    assert sorted(o.key for o in backend.list("objects/")) == sorted(keys)
+
+
+def test_the_index_map_keeps_the_newest_copy_of_a_blob_in_two_indexes():
+    """A blob in two indexes (a repack's new pack beside the old) is found in the newer one,
+    whichever was added first, also after the table grows."""
+    from artifactkit.packs import _BlobMap, _Index
+
+    shared = os.urandom(16)
+    others = [os.urandom(16) for _ in range(3000)]  # enough to grow the table while adding
+    old = _Index("a" * 32, "b" * 32, 10_000, [(shared, 0, 5)], None, mtime=100.0)
+    new = _Index("c" * 32, "d" * 32, 10_000, [(d, 1, 1) for d in others] + [(shared, 7, 5)], None, mtime=200.0)
+    for order in ([old], [new]), ([new], [old]), ([old, new],):
+        where = _BlobMap()
+        for part in order:
+            where.add(part)
+        assert where.get(shared) == (new, 7, 5) and len(where) == 3001
+        assert where.get(others[1234]) == (new, 1, 1) and where.get(os.urandom(16)) is None

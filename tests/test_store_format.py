@@ -216,3 +216,22 @@ def test_verify_reads_each_tree_once_however_many_versions_share_it(tmp_path):
     assert len(read) == len(set(read)) == 3 + 3 + 2  # 3 roots, 3 x trees, y and z once
     os.unlink(tmp_path / "s" / object_key(store.read_tree(store.read_tree(store.resolve("d:v0").manifest).dirs[1].tree).files[0].digest))
     assert any("y/f.txt missing blob" in p for p in artifactkit.verify(store).problems)
+
+
+def test_an_entry_checked_already_is_what_model_construct_makes():
+    """Entry.checked_already (the pull's fast path) builds the same frozen record as pydantic's
+    model_construct: equal, same dump, fields set, hash and repr, and it refuses assignment."""
+    from pydantic import ValidationError
+
+    from artifactkit.manifest import Entry
+
+    for meta in (None, {"k": [1, 2]}):
+        fast = Entry.checked_already("a/b.bin", "0" * 32, 7, meta)
+        slow = Entry.model_construct(path="a/b.bin", digest="0" * 32, size=7, meta=meta)
+        assert fast == slow and fast.model_dump() == slow.model_dump() and repr(fast) == repr(slow)
+        assert fast.model_fields_set == slow.model_fields_set
+        if meta is None:  # a dict in meta makes any Entry unhashable
+            assert hash(fast) == hash(slow)
+        assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (slow.__pydantic_extra__, slow.__pydantic_private__)
+        with pytest.raises(ValidationError):
+            fast.size = 8

@@ -346,6 +346,38 @@ def test_pull_out_of_space_leaves_no_partial_file(tmp_path):
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == ["a/small.bin"]
 
 
+def test_pull_makes_each_folder_once_and_flushes_once_not_per_file(tmp_path, monkeypatch):
+    """The fewest system calls a file: a folder is made once (not once per file), no file is
+    fsynced on its own, and one syncfs of dest at the end makes every file durable."""
+    from artifactkit import transfer
+
+    files = {f"d{i}/f{j}.bin": os.urandom(50) for i in range(3) for j in range(4)}
+    store = artifactkit.open_store(str(tmp_path / "s"))
+    store.log_files(files, name="t")
+    calls = {"mkdir": 0, "fsync": 0, "syncfs": []}
+    real_mkdir, real_fsync, real_syncfs = os.mkdir, os.fsync, transfer.syncfs
+
+    def mkdir(*args, **kwargs):
+        calls["mkdir"] += 1
+        return real_mkdir(*args, **kwargs)
+
+    def fsync(fd):
+        calls["fsync"] += 1
+        return real_fsync(fd)
+
+    def syncfs(path):
+        calls["syncfs"].append(Path(path))
+        return real_syncfs(path)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(transfer, "syncfs", syncfs)
+    assert pulled(store, "t", tmp_path / "out") == files
+    assert calls == {"mkdir": 4, "fsync": 0, "syncfs": [tmp_path / "out"]}  # dest and its 3 folders
+    assert artifactkit.pull(store, "t", tmp_path / "out").written_files == 0
+    assert len(calls["syncfs"]) == 1  # nothing written: nothing to flush
+
+
 def test_temp_files_of_a_killed_pull_are_never_logged(tmp_path):
     data = make_folder(tmp_path / "d", n=1)
     (data / "images" / ".ak-tmp-0123456789ab").write_bytes(b"half a file")
