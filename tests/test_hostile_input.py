@@ -370,3 +370,15 @@ def test_identical_folders_sharing_one_tree_still_pull_whole(tmp_path):
     artifactkit.pull(store, "d", tmp_path / "out")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.txt")) == [
         "one/sub/same.txt", "three/sub/same.txt", "two/sub/same.txt"]
+
+
+def test_predict_of_a_144_megapixel_png_is_one_line(tmp_path):
+    from artifactkit.detector.model import YOLO
+
+    weights = forged_safetensors(tmp_path / "w.safetensors", YOLO(2, "n").state_dict())
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(12_000, 12_000))
+    proc = run_cli("predict", "--weights", str(weights), str(bomb), "--save-images", str(tmp_path / "out"),
+                   "--device", "cpu", check=False)
+    line = one_error_line(proc)
+    assert "bomb.png" in line and "exceeds limit" in line and "DecompressionBombWarning" not in proc.stderr

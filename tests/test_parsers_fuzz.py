@@ -249,3 +249,17 @@ def test_checkpoint_states(skeleton):
     from artifactkit.detector.state import check_state_keys
 
     only_our_errors(lambda s: check_state_keys(unflatten(s, {"t": None})), skeleton)
+
+
+@FAST
+@given(yaml_docs.map(lambda d: json.dumps(d).encode()) | st.binary(max_size=40) | deep.map(str.encode))
+def test_stored_data_yaml(raw):
+    """A data.yaml read back from a store (diff's and the report's class names)."""
+    import artifactkit
+    from artifactkit.viewer.dataset import class_names
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = artifactkit.open_store(tmp)
+        store.log_files({"data.yaml": raw}, name="d")
+        entries = {e.path: e for e in store.entries(store.resolve("d"))}
+        only_our_errors(class_names, store, entries, "data.yaml", "d:v0")
