@@ -263,3 +263,26 @@ def test_stored_data_yaml(raw):
         store.log_files({"data.yaml": raw}, name="d")
         entries = {e.path: e for e in store.entries(store.resolve("d"))}
         only_our_errors(class_names, store, entries, "data.yaml", "d:v0")
+
+
+box_lists = st.lists(st.lists(st.floats() | st.integers(-3, 3) | values, max_size=7) | values, max_size=2)
+table_rows = st.fixed_dictionaries({}, optional={
+    "im_id": st.sampled_from(["a", 1]) | values, "image": st.sampled_from(["0" * 32, "../x"]) | values,
+    "gt": box_lists, "pred": box_lists, "shape": st.lists(st.integers(0, 9) | values, max_size=3) | values})
+tables = st.fixed_dictionaries({"rows": st.lists(table_rows, max_size=3) | values}, optional={
+    "epoch": st.integers(-1, 3) | values, "metrics": values, "debugger": values,
+    "pr_curve": values, "names": values}).map(json_bytes)
+
+
+@FAST
+@given(tables | documents(["rows", "epoch", "metrics"]))
+def test_evaluation_tables(raw):
+    """An evaluation table read back from a store (the report's image debugger)."""
+    import artifactkit
+    from artifactkit.viewer.collect import TABLE, load_evaluation
+    from artifactkit.viewer.images import ImageBank
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = artifactkit.open_store(tmp)
+        store.log_files({TABLE: raw}, name="r-evaluation", type="evaluation", metadata={"epoch": 1})
+        only_our_errors(load_evaluation, store, "r", ImageBank())
