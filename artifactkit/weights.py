@@ -165,6 +165,7 @@ def check_imgsz(imgsz: Any, where: str) -> int:
     in a file's metadata would be predict's default and an allocation of petabytes)."""
     from .detector.config import MAX_IMGSZ, MAX_STRIDE
 
-    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or not MAX_STRIDE <= imgsz <= MAX_IMGSZ or imgsz % MAX_STRIDE:
-        raise InvalidInput(f"{where}: image size {imgsz!r} is not a positive multiple of {MAX_STRIDE} up to {MAX_IMGSZ}")
+    if type(imgsz) is not int or not MAX_STRIDE <= imgsz <= MAX_IMGSZ or imgsz % MAX_STRIDE:
+        raise InvalidInput(f"{where}: image size {imgsz!r} is not a positive multiple of {MAX_STRIDE} "
+                           f"up to {MAX_IMGSZ}")
     return imgsz
