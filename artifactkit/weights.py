@@ -113,7 +113,7 @@ def _from_file(path: Path) -> Weights:
             raise InvalidInput(f"{path}: not an artifactkit export (safetensors metadata format is {meta.get('format')!r})")
         try:
             names, imgsz = json.loads(meta.get("names", "null")), int(meta.get("imgsz", ""))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidInput(f"{path}: malformed safetensors metadata (names, imgsz)") from None
         return _checked(state, names, imgsz, str(path), origin)
     if path.suffix == ".pt":  # a plain state_dict knows no names or size: class indices and the default size

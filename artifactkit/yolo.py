@@ -371,7 +371,7 @@ def _ultralytics_datasets_dir() -> Path | None:
     for folder in filter(None, configs):
         try:
             settings = json.loads((Path(folder) / "settings.json").read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         value = settings.get("datasets_dir") if isinstance(settings, dict) else None
         if isinstance(value, str) and value:

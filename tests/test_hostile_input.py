@@ -384,3 +384,16 @@ def test_predict_of_a_144_megapixel_png_is_one_line(tmp_path):
                    "--device", "cpu", check=False)
     line = one_error_line(proc)
     assert "bomb.png" in line and "exceeds limit" in line and "DecompressionBombWarning" not in proc.stderr
+
+
+def test_safetensors_metadata_names_nested_deep_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from artifactkit.detector.model import YOLO
+    from artifactkit.weights import FORMAT, read_weights
+
+    path = tmp_path / "w.safetensors"
+    save_file(YOLO(2, "n").state_dict(), str(path),
+              metadata={"format": FORMAT, "names": "[" * 20_000 + "]" * 20_000, "imgsz": "64"})
+    with pytest.raises(InvalidInput, match=r"w.safetensors: malformed safetensors metadata"):
+        read_weights(path)
