@@ -142,8 +142,8 @@ class _PathReads:
         if met == 1:
             return self.read_tree(digest)
         if met > MAX_PATHS_PER_TREE:
-            raise InvalidInput(f"{tree_key(digest)}: one folder's tree reached along more than "
-                               f"{MAX_PATHS_PER_TREE} paths of one version (trees that nest into each other: a forged store?)")
+            raise InvalidInput(f"{tree_key(digest)}: one folder's tree reached along more than {MAX_PATHS_PER_TREE} "
+                               "paths of one version (trees that nest into each other: a forged store?)")
         if digest not in self.shared:
             self.shared[digest] = self.read_tree(digest)
         return self.shared[digest]

@@ -114,7 +114,7 @@ def _from_file(path: Path) -> Weights:
             raise InvalidInput(f"{path}: not an artifactkit export (safetensors metadata format is {meta.get('format')!r})")
         try:
             names, imgsz = json.loads(meta.get("names", "null")), int(meta.get("imgsz", ""))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidInput(f"{path}: malformed safetensors metadata (names, imgsz)") from None
         return _checked(state, names, imgsz, str(path), origin)
     if path.suffix == ".pt":  # a plain state_dict knows no names or size: class indices and the default size
@@ -166,6 +166,7 @@ def check_imgsz(imgsz: Any, where: str) -> int:
     in a file's metadata would be predict's default and an allocation of petabytes)."""
     from .detector.config import MAX_IMGSZ, MAX_STRIDE
 
-    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or not MAX_STRIDE <= imgsz <= MAX_IMGSZ or imgsz % MAX_STRIDE:
-        raise InvalidInput(f"{where}: image size {imgsz!r} is not a positive multiple of {MAX_STRIDE} up to {MAX_IMGSZ}")
+    if type(imgsz) is not int or not MAX_STRIDE <= imgsz <= MAX_IMGSZ or imgsz % MAX_STRIDE:
+        raise InvalidInput(f"{where}: image size {imgsz!r} is not a positive multiple of {MAX_STRIDE} "
+                           f"up to {MAX_IMGSZ}")
     return imgsz

@@ -23,7 +23,7 @@ from .nesting import MAX_DEPTH, check_depth, too_deep
 
 __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
            "image_shape", "is_image", "label_path", "list_images", "load_data_config", "parse_labels",
-           "layout_yaml", "parse_names", "read_labels", "require_images", "version_layout"]
+           "layout_yaml", "open_image", "parse_names", "parse_yaml", "read_labels", "require_images", "version_layout"]
 
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_KEYS = ("train", "val", "test")  # read first; train and val must resolve, other keys may name extra splits
@@ -277,27 +277,39 @@ def load_data_config(path_or_dir, root: Path | None = None) -> DatasetSpec:
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidInput(f"cannot read data config {path}: {getattr(e, 'strerror', None) or e}") from None
-    _check_brackets(text, path)
+    doc = parse_yaml(text, str(path))
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{path}: expected a mapping with keys path/train/val/names")
+    return doc
+
+
+def parse_yaml(text: str | bytes, where: str):
+    """A YAML document read as untrusted input (a data.yaml here or in a store): safe_load, any
+    error or nesting deeper than MAX_DEPTH one InvalidInput naming `where`."""
+    import yaml
+
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{where}: not UTF-8 text") from None
+    _check_brackets(text, where)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InvalidInput(f"{path}{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInput(f"{where}{line}: malformed YAML: {getattr(e, 'problem', e)}") from None
     except RecursionError:
-        raise too_deep(str(path)) from None
-    if not isinstance(doc, dict):
-        raise InvalidInput(f"{path}: expected a mapping with keys path/train/val/names")
-    return check_depth(doc, str(path))
+        raise too_deep(where) from None
+    return check_depth(doc, where)
 
 
-def _check_brackets(text: str, path: Path) -> None:
+def _check_brackets(text: str, where: str) -> None:
     """Flow-style nesting ([[[... or {{{...) deeper than MAX_DEPTH is refused before PyYAML scans
     it (it takes seconds to reach its RecursionError on 20,000 brackets). Brackets inside quoted
     strings count too: 64 unclosed ones in a name are no data.yaml either."""
@@ -305,7 +317,7 @@ def _check_brackets(text: str, path: Path) -> None:
     for m in _BRACKETS.finditer(text):
         depth += 1 if m.group() in "[{" else -1
         if depth > MAX_DEPTH:
-            raise InvalidInput(f"{path}: lists/objects nested more than {MAX_DEPTH} deep")
+            raise InvalidInput(f"{where}: lists/objects nested more than {MAX_DEPTH} deep")
 
 
 _BRACKETS = re.compile(r"[\[\]{}]")
@@ -367,7 +379,7 @@ def _ultralytics_datasets_dir() -> Path | None:
     for folder in filter(None, configs):
         try:
             settings = json.loads((Path(folder) / "settings.json").read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         value = settings.get("datasets_dir") if isinstance(settings, dict) else None
         if isinstance(value, str) and value:

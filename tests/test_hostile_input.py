@@ -107,7 +107,8 @@ def test_deeply_nested_coco_json_is_one_line(tmp_path):
     root = tmp_path / "coco"
     (root / "annotations").mkdir(parents=True)
     for split in ("train", "val"):
-        (root / "annotations" / f"instances_{split}.json").write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        deep = "[" * 100_000 + "]" * 100_000
+        (root / "annotations" / f"instances_{split}.json").write_text('{"images": ' + deep + "}")
     with pytest.raises(InvalidInput, match=r"instances_train.json: lists/objects nested too deeply"):
         datasets.read_local(root, "coco")
 
@@ -229,7 +230,8 @@ def test_a_safetensors_file_with_a_0_dim_stem_is_one_line(tmp_path):
     from artifactkit.detector.pretrained import CLASS_KEY, STEM_KEY
     from artifactkit.weights import read_weights
 
-    path = forged_safetensors(tmp_path / "w.safetensors", {STEM_KEY: torch.tensor(1.0), CLASS_KEY: torch.zeros(2, 8, 1, 1)})
+    state = {STEM_KEY: torch.tensor(1.0), CLASS_KEY: torch.zeros(2, 8, 1, 1)}
+    path = forged_safetensors(tmp_path / "w.safetensors", state)
     with pytest.raises(InvalidInput, match=r"w.safetensors: weights of an unknown model shape"):
         read_weights(path)
     line = one_error_line(run_cli("export", str(path), str(tmp_path / "w.pt"), check=False))
@@ -241,7 +243,7 @@ def test_a_safetensors_file_claiming_a_huge_image_size_is_refused(tmp_path):
     from artifactkit.weights import read_weights
 
     path = forged_safetensors(tmp_path / "w.safetensors", YOLO(2, "n").state_dict(), imgsz="32000000")
-    with pytest.raises(InvalidInput, match=r"w.safetensors: image size 32000000 is not a positive multiple of 32 up to"):
+    with pytest.raises(InvalidInput, match=r"w.safetensors: image size 32000000 is not a positive multiple of 32 up"):
         read_weights(path)
 
 
@@ -370,3 +372,28 @@ def test_identical_folders_sharing_one_tree_still_pull_whole(tmp_path):
     artifactkit.pull(store, "d", tmp_path / "out")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.txt")) == [
         "one/sub/same.txt", "three/sub/same.txt", "two/sub/same.txt"]
+
+
+def test_predict_of_a_144_megapixel_png_is_one_line(tmp_path):
+    from artifactkit.detector.model import YOLO
+
+    weights = forged_safetensors(tmp_path / "w.safetensors", YOLO(2, "n").state_dict())
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(12_000, 12_000))
+    proc = run_cli("predict", "--weights", str(weights), str(bomb), "--save-images", str(tmp_path / "out"),
+                   "--device", "cpu", check=False)
+    line = one_error_line(proc)
+    assert "bomb.png" in line and "exceeds limit" in line and "DecompressionBombWarning" not in proc.stderr
+
+
+def test_safetensors_metadata_names_nested_deep_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from artifactkit.detector.model import YOLO
+    from artifactkit.weights import FORMAT, read_weights
+
+    path = tmp_path / "w.safetensors"
+    save_file(YOLO(2, "n").state_dict(), str(path),
+              metadata={"format": FORMAT, "names": "[" * 20_000 + "]" * 20_000, "imgsz": "64"})
+    with pytest.raises(InvalidInput, match=r"w.safetensors: malformed safetensors metadata"):
+        read_weights(path)

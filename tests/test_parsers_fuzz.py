@@ -23,8 +23,9 @@ MEMORY = 64 << 20  # bytes of Python allocations one parse of these small inputs
 
 # JSON values: scalars of every type, containers of them, and now and then one nested 20,000 deep
 scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                      max_leaves=12)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
 deep = st.sampled_from(["[", '{"a":']).map(lambda o: o * 20_000 + "0" + ("]" if o == "[" else "}") * 20_000)
 
 
@@ -116,7 +117,8 @@ coco_images = st.fixed_dictionaries({}, optional={"id": small_ints | values, "fi
     ["a.jpg", "../a.jpg", "/a.jpg", "a", "", "b.png"]) | values, "width": st.integers(-1, 64) | values,
     "height": st.floats() | st.integers(1, 64)})
 coco_anns = st.fixed_dictionaries({}, optional={"image_id": small_ints | values, "category_id": small_ints,
-                                                "bbox": st.lists(st.floats() | st.integers(-5, 70), max_size=5) | values,
+                                                "bbox": st.lists(st.floats() | st.integers(-5, 70), max_size=5)
+                                                | values,
                                                 "iscrowd": values})
 coco_cats = st.fixed_dictionaries({}, optional={"id": small_ints | values, "name": st.text(max_size=3) | values})
 coco_docs = st.fixed_dictionaries({"images": st.lists(coco_images, max_size=3),
@@ -180,7 +182,8 @@ def test_stored_trees(raw):
 @FAST
 @given(documents(["pack", "size", "blobs"]) | st.fixed_dictionaries({
     "pack": st.sampled_from(["0" * 32, "x"]), "size": st.integers(-1, 2**40),
-    "blobs": st.lists(st.lists(st.sampled_from(["0" * 32, 1, -1, 2**62, "x"]), max_size=4), max_size=3)}).map(json_bytes))
+    "blobs": st.lists(st.lists(st.sampled_from(["0" * 32, 1, -1, 2**62, "x"]), max_size=4), max_size=3),
+}).map(json_bytes))
 def test_pack_indexes(raw):
     from artifactkit.hashing import digest_bytes
     from artifactkit.layout import index_key
@@ -238,8 +241,9 @@ def test_checkpoint_tensors(data, meta):
 
 
 tags = st.sampled_from(["__tensor__", "__ndarray__", "__tuple__", "__dict__", "epoch", "config"])
-skeletons = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tags | st.text(max_size=4),
-                                                                                              inner, max_size=3), max_leaves=10)
+skeletons = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tags | st.text(max_size=4), inner, max_size=3),
+    max_leaves=10)
 
 
 @FAST
@@ -249,3 +253,40 @@ def test_checkpoint_states(skeleton):
     from artifactkit.detector.state import check_state_keys
 
     only_our_errors(lambda s: check_state_keys(unflatten(s, {"t": None})), skeleton)
+
+
+@FAST
+@given(yaml_docs.map(lambda d: json.dumps(d).encode()) | st.binary(max_size=40) | deep.map(str.encode))
+def test_stored_data_yaml(raw):
+    """A data.yaml read back from a store (diff's and the report's class names)."""
+    import artifactkit
+    from artifactkit.viewer.dataset import class_names
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = artifactkit.open_store(tmp)
+        store.log_files({"data.yaml": raw}, name="d")
+        entries = {e.path: e for e in store.entries(store.resolve("d"))}
+        only_our_errors(class_names, store, entries, "data.yaml", "d:v0")
+
+
+box_lists = st.lists(st.lists(st.floats() | st.integers(-3, 3) | values, max_size=7) | values, max_size=2)
+table_rows = st.fixed_dictionaries({}, optional={
+    "im_id": st.sampled_from(["a", 1]) | values, "image": st.sampled_from(["0" * 32, "../x"]) | values,
+    "gt": box_lists, "pred": box_lists, "shape": st.lists(st.integers(0, 9) | values, max_size=3) | values})
+tables = st.fixed_dictionaries({"rows": st.lists(table_rows, max_size=3) | values}, optional={
+    "epoch": st.integers(-1, 3) | values, "metrics": values, "debugger": values,
+    "pr_curve": values, "names": values}).map(json_bytes)
+
+
+@FAST
+@given(tables | documents(["rows", "epoch", "metrics"]))
+def test_evaluation_tables(raw):
+    """An evaluation table read back from a store (the report's image debugger)."""
+    import artifactkit
+    from artifactkit.viewer.collect import TABLE, load_evaluation
+    from artifactkit.viewer.images import ImageBank
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = artifactkit.open_store(tmp)
+        store.log_files({TABLE: raw}, name="r-evaluation", type="evaluation", metadata={"epoch": 1})
+        only_our_errors(load_evaluation, store, "r", ImageBank())

@@ -18,7 +18,8 @@ def describe_weights(state: dict[str, torch.Tensor], where: str) -> tuple[str, i
     except (KeyError, TypeError):
         raise InvalidInput(f"{where}: not the weights of an artifactkit YOLO model (no {STEM_KEY})") from None
     if not all(isinstance(t, torch.Tensor) and t.ndim == 4 for t in (stem, classes)):  # a forged file
-        raise InvalidInput(f"{where}: weights of an unknown model shape ({STEM_KEY} and {CLASS_KEY} are no conv weights)")
+        raise InvalidInput(f"{where}: weights of an unknown model shape "
+                           f"({STEM_KEY} and {CLASS_KEY} are no conv weights)")
     by_width = {_width(64, width, top): scale for scale, (_, width, top) in SCALES.items()}
     scale = by_width.get(int(stem.shape[0]))
     if scale is None or classes.ndim != 4:

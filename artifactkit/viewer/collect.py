@@ -65,7 +65,8 @@ def evaluation_tables(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
             table = json.loads(store.read_blob(entries[TABLE].digest))
             epoch = int(table.get("epoch", record.metadata.get("epoch")))
             _check_rows(table["rows"])
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            _check_table(table)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
             raise InvalidInput(f"{where}: {TABLE} is not an evaluation table ({e})") from None
         tables[epoch] = table
     return dict(sorted(tables.items()))
@@ -82,6 +83,23 @@ def _check_rows(rows: Any) -> None:
         image = row.get("image")
         if image is not None and not (isinstance(image, str) and DIGEST_RE.fullmatch(image)):
             raise ValueError(f"row {row['im_id']!r}: invalid image digest {str(image)[:60]!r}")
+        for key in ("gt", "pred"):  # _box reads [cls, x1, y1, x2, y2(, conf)]
+            boxes = row.get(key, [])
+            if not isinstance(boxes, list) or not all(
+                    isinstance(b, list) and len(b) >= 5 and all(_number(v) for v in b[:6]) for b in boxes):
+                raise ValueError(f"row {row['im_id']!r}: {key!r} is not a list of boxes")
+        shape = row.get("shape")
+        if shape and not (isinstance(shape, list) and len(shape) == 2 and all(_number(v) for v in shape)):
+            raise ValueError(f"row {row['im_id']!r}: 'shape' is not [height, width]")
+
+
+def _check_table(table: dict) -> None:
+    """The table-level fields load_evaluation reads by shape."""
+    if not isinstance(table.get("metrics", {}), dict):
+        raise TypeError("metrics is not an object")
+    debugger = table.get("debugger", [])
+    if not isinstance(debugger, list) or not all(isinstance(i, (str, int)) for i in debugger):
+        raise TypeError("debugger is not a list of image ids")
 
 
 def load_evaluation(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ArtifactkitError, IntegrityError, InvalidInput
 from ..store import Store
-from ..yolo import is_image, label_path, parse_names
+from ..yolo import is_image, label_path, parse_names, parse_yaml
 from ..yolo import parse_labels as parse_label_rows
 from .images import ImageBank
 
@@ -84,12 +84,7 @@ def class_names(store: Store, entries: dict, data_yaml: str, where: str) -> list
     entry = entries.get(data_yaml) or next((e for p, e in entries.items() if p.endswith("/" + data_yaml)), None)
     if entry is None:
         return []
-    import yaml
-
-    try:
-        doc = yaml.safe_load(store.read_blob(entry.digest)) or {}
-    except yaml.YAMLError as e:
-        raise InvalidInput(f"{where}/{entry.path}: not valid YAML ({e})") from None
+    doc = parse_yaml(store.read_blob(entry.digest), f"{where}/{entry.path}") or {}
     if not isinstance(doc, dict) or (doc.get("names") is None and doc.get("nc") is None):
         return []
     return parse_names(doc, f"{where}/{entry.path}")
