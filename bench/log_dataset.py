@@ -168,7 +168,8 @@ def main() -> None:
     floor = results["cp -r + sync"] + results["import typer, pydantic"]
     for c, a in aks.items():
         print(f"artifactkit {c}")
-        print(f"  log-dataset v0                {a['v0']:.3f} s   x{a['v0'] / results['cp -r + sync']:.2f} of cp -r + sync, "
+        cp_ratio = a["v0"] / results["cp -r + sync"]
+        print(f"  log-dataset v0                {a['v0']:.3f} s   x{cp_ratio:.2f} of cp -r + sync, "
               f"x{a['v0'] / floor:.2f} of it + the import floor")
         print(f"  v1 (2 images)                 {a['v1']:.3f} s")
         print(f"  unchanged re-log              {a['unchanged']:.3f} s")

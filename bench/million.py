@@ -116,7 +116,8 @@ def main() -> None:
     res["versions_s"], res["versions_rss_mb"], _ = run([*ak, "versions", "m", "--store", str(store), "--json"], env)
     print(f"{args.files} files of 1 kB in folders of {args.per_folder}, code from {args.checkout}")
     relog_floor = res["find_stat_s"] + res["import_floor_s"]
-    print(f"first log          {res['log_s']:8.1f} s   {res['log_files_per_s']:8.0f} files/s   peak {res['log_rss_mb']:6.0f} MB"
+    print(f"first log          {res['log_s']:8.1f} s   {res['log_files_per_s']:8.0f} files/s"
+          f"   peak {res['log_rss_mb']:6.0f} MB"
           f"   x{res['log_s'] / res['cp_sync_s']:.2f} of the floor")
     print(f"  floor: cp -r + sync {res['cp_sync_s']:5.1f} s   {args.files / res['cp_sync_s']:8.0f} files/s")
     print(f"unchanged re-log   {res['relog_s']:8.2f} s                      peak {res['relog_rss_mb']:6.0f} MB"

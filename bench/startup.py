@@ -86,7 +86,8 @@ def main() -> None:
                 wall, cpu = timed(cmd, env)
                 best[i] = (min(best[i][0], wall), min(best[i][1], cpu))
     wall0, cpu0 = best[1]
-    print(f"{'best of ' + str(args.repeat) + ' interleaved rounds':60s} {'wall':>8s} {'/floor':>6s} {'cpu':>8s} {'/floor':>6s}")
+    title = f"best of {args.repeat} interleaved rounds"
+    print(f"{title:60s} {'wall':>8s} {'/floor':>6s} {'cpu':>8s} {'/floor':>6s}")
     for (label, _, _), (wall, cpu) in zip(rows, best):
         print(f"{label:60s} {wall * 1000:5.0f} ms x{wall / wall0:.2f} {cpu * 1000:5.0f} ms x{cpu / cpu0:.2f}")
 

@@ -232,6 +232,7 @@ def test_an_entry_checked_already_is_what_model_construct_makes():
         assert fast.model_fields_set == slow.model_fields_set
         if meta is None:  # a dict in meta makes any Entry unhashable
             assert hash(fast) == hash(slow)
-        assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (slow.__pydantic_extra__, slow.__pydantic_private__)
+        assert fast.__pydantic_extra__ == slow.__pydantic_extra__
+        assert fast.__pydantic_private__ == slow.__pydantic_private__
         with pytest.raises(ValidationError):
             fast.size = 8
