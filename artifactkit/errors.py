@@ -40,3 +40,13 @@ class MissingExtra(ArtifactkitError):
 
 def missing_extra(module: str, extra: str) -> MissingExtra:
     return MissingExtra(f"{module} is not installed: pip install 'artifactkit[{extra}]'")
+
+
+class Stopped(KeyboardInterrupt):
+    """Training stopped on request (a signal: SIGINT, SIGTERM, SIGUSR1) after saving where it
+    stood. A KeyboardInterrupt, so code that handles Ctrl-C handles it; `signum` gives the CLI
+    its exit status (128 + signum) and the message is the one line to print."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import checkpoint, datasets
-from .errors import ArtifactkitError, InvalidInput, NotFound
+from .errors import ArtifactkitError, InvalidInput, NotFound, Stopped
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
 from .lifecycle import prune
@@ -22,12 +22,14 @@ from .runref import find_run
 from .runs import (
     RunRecord, check_run_id, create_run, error_line, load_run, new_run_id, save_run, write_epoch_metrics,
 )
+from .stopping import StopOnSignals
 from .store import Store, open_store
 from .tracking import FanOut, SystemMonitor, continued
 from .uri import run_uri
 
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last")
+RESUME_OVERRIDES = ("epochs", "device", "workers", "threads", "patience", "save_period", "save_every", "stop_grace",
+                    "keep_last")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
 
 
@@ -42,12 +44,17 @@ class RunCallbacks:
         self.monitor = SystemMonitor()
         self.saved_epoch = -1
         self._batch_reported = 0.0
+        self._last_save = time.monotonic()  # --save-every counts from here
 
     def on_train_start(self, trainer) -> None:
+        self._last_save = time.monotonic()
         self.report("train_start", {"epoch": trainer.epoch, "epochs": trainer.config.epochs})
 
     def on_batch_end(self, trainer, p) -> None:
         now = time.monotonic()
+        every = trainer.config.save_every
+        if every and p.batch < p.batches and now - self._last_save >= every:
+            self.save_mid_epoch(trainer)
         if p.batch < p.batches and now - self._batch_reported < BATCH_REPORT_S:
             return
         self._batch_reported = now
@@ -90,28 +97,44 @@ class RunCallbacks:
         if trainer.stop_reason:
             self.report("stopped", {"epoch": epoch, "reason": trainer.stop_reason})
         period = trainer.config.save_period
-        if (period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason:
+        # A better epoch is always kept, whatever the period: `best` is what predict, val and export take.
+        if best or (period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason:
             self.save(trainer, epoch, metrics, best)
+
+    def on_stop(self, trainer) -> None:
+        """A stop was asked for (a signal): save where training stands, unless just saved."""
+        if trainer.batch:
+            self.save_mid_epoch(trainer)
+        elif self.saved_epoch != trainer.epoch and trainer.epoch:
+            self.save(trainer, trainer.epoch, trainer.metrics, best=False)
 
     def save(self, trainer, epoch: int, metrics: dict[str, float], best: bool) -> None:
         aliases = [f"epoch-{epoch}"] + (["best"] if best else [])
+        self._save(trainer, aliases, {"epochs_trained": epoch, "fitness": metrics.get("fitness"), "metrics": metrics},
+                   {"epoch": epoch})
+        self.saved_epoch = epoch
+
+    def save_mid_epoch(self, trainer) -> None:
+        """A checkpoint inside an epoch: `latest` only (epoch-<E> and best name whole epochs)."""
+        self._save(trainer, [], {"epochs_trained": trainer.epoch, "batch": trainer.batch, "batches": trainer.batches},
+                   {"epoch": trainer.epoch + 1, "batch": trainer.batch, "batches": trainer.batches})
+
+    def _save(self, trainer, aliases: list[str], position: dict[str, Any], event: dict[str, Any]) -> None:
         metadata = {
-            "epochs_trained": epoch, "total_epochs": trainer.config.epochs, "fitness": metrics.get("fitness"),
-            "metrics": metrics, "dataset": self.dataset.ref, "model": trainer.config.model,
+            **position, "total_epochs": trainer.config.epochs, "dataset": self.dataset.ref, "model": trainer.config.model,
             "names": list(trainer.data.names),  # what predict and export label boxes with
         }
-
         keep_last = trainer.config.keep_last
 
         def saved(result) -> None:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
             pruned = self._retain(keep_last) if keep_last else []
-            self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
+            self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", **event,
                                        "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes,
                                        "pruned": pruned})
 
         self.saver.save(trainer.state_dict(), then=saved, aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
-        self.saved_epoch = epoch
+        self._last_save = time.monotonic()
 
     def _retain(self, keep_last: int) -> list[str]:
         """--keep-last after a checkpoint committed (on the saver's thread). A failure to prune
@@ -143,7 +166,7 @@ def train(
     data: str | None = None,
     run_id: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    trackers: Sequence[Any] = (),
+    trackers: Sequence[Any] | None = (),
     report: Report | None = None,
     **options: Any,
 ) -> RunRecord:
@@ -152,14 +175,57 @@ def train(
     are TrainConfig keys (its defaults apply to the rest); `report(event, details)` hears the
     progress (default: standard logging, see progress.py).
 
+    Idempotent with a run_id, for schedulers that re-run one command after each preemption: a
+    run that exists is continued from its latest checkpoint (from epoch 1 if it has none), and a
+    finished one returned as it is (event "finished"). The options given must then agree with
+    the run's recorded config, except those resume may change (RESUME_OVERRIDES); its dataset is
+    the recorded version. trackers=None: a continued run keeps the trackers it had.
+
     Under torchrun every process calls this: rank 0 creates the run and alone writes to the
     store and trackers; each node pulls a stored dataset once; every rank trains its shard."""
     from .detector.distributed import process_group
 
     report = report or LogReport()
     with process_group() as world:
-        start = world.lead(lambda: _held(_new_run(store, data, run_id, storage_options, trackers, report, options, world)))
-        return _run(_share(world, start, storage_options), report, world, resumed=False)
+        start = world.lead(lambda: _new_or_existing(store, data, run_id, storage_options, trackers, report, options,
+                                                    world))
+        finished, resumed = world.broadcast((start.finished, start.state is not None) if world.is_main else None)
+        if finished:
+            return world.broadcast(start.run if world.is_main else None)
+        shared = _share(world, start, storage_options)
+        if resumed:
+            shared.state = world.broadcast_state(start.state if world.is_main else None)
+        return _run(shared, report, world, resumed=resumed)
+
+
+def _new_or_existing(store, data, run_id, storage_options, trackers, report, options, world) -> "_Start":
+    s = open_store(store, storage_options)
+    if run_id is None or not s.run_exists(check_run_id(run_id)):
+        return _held(_new_run(s, data, run_id, storage_options, trackers or (), report, options, world))
+    run = load_run(s, run_id)
+    where = run_uri(s.uri, run_id)
+    overrides = _same_config(where, run, options)
+    if run.status == "finished" and "epochs" not in overrides:
+        report("finished", {"message": f"run {run_id} already finished ({run.epochs_completed}/{run.total_epochs} "
+                                       f"epochs): nothing to do; {where}"})
+        return _Start(run, None, s, finished=True)
+    return _claimed_and_continued(s, run, storage_options, trackers, report, overrides, world)
+
+
+def _same_config(where: str, run: RunRecord, options: dict[str, Any]) -> dict[str, Any]:
+    """The options that continue an existing run: those resume may change (RESUME_OVERRIDES),
+    where they differ from its recorded config. Any other key given must agree with it."""
+    from .detector.config import TrainConfig
+
+    given = TrainConfig(data="-", **options).model_dump(mode="json")  # normalised as recorded (imgsz, device)
+    recorded = TrainConfig(**{**run.config, "data": "-"}).model_dump(mode="json")
+    differ = {key: options[key] for key in options if given[key] != recorded[key]}
+    fixed = sorted(key for key in differ if key not in RESUME_OVERRIDES)
+    if fixed:
+        what = ", ".join(f"{key}={recorded[key]!r} (given {given[key]!r})" for key in fixed)
+        raise InvalidInput(f"{where} exists with {what}: a run keeps its config; re-run it with the same options, "
+                           "or pick another --run-id")
+    return differ
 
 
 def _held(start: "_Start") -> "_Start":
@@ -168,13 +234,12 @@ def _held(start: "_Start") -> "_Start":
     return start
 
 
-def _new_run(store, data, run_id, storage_options, trackers, report, options, world) -> _Start:
+def _new_run(s: Store, data, run_id, storage_options, trackers, report, options, world) -> _Start:
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch, rank_device
     from .detector.train import resolve_device
 
     # Everything that can be refused is checked before the dataset version and the run exist.
-    s = open_store(store, storage_options)
     run_id = check_run_id(run_id) if run_id else new_run_id()
     if s.run_exists(run_id):
         raise InvalidInput(f"{s.uri}: run {run_id!r} already exists; resume it or pick another --run-id")
@@ -235,11 +300,12 @@ def resume(
     from .detector.distributed import process_group
 
     report = report or LogReport()
-    bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDES) - {"batch"})  # batch: _continue says why not
     if bad:
         raise InvalidInput(f"cannot change {', '.join(bad)} on resume (allowed: {', '.join(RESUME_OVERRIDES)})")
     with process_group() as world:
-        start = world.lead(lambda: _resumed_run(uri, store, storage_options, trackers, report, overrides, world))
+        start = world.lead(lambda: _claimed_and_continued(*find_run(uri, store, storage_options), storage_options,
+                                                          trackers, report, overrides, world))
         shared = _share(world, start, storage_options)
         shared.state = world.broadcast_state(start.state if world.is_main else None)
         return _run(shared, report, world, resumed=True)
@@ -248,10 +314,11 @@ def resume(
 def _repair_aliases(s: Store, name: str, epoch: int) -> None:
     """Aliases are written after the version record, so a kill in between leaves the latest
     checkpoint without its epoch-<E> alias (and possibly `best` unset): restore them before the
-    run and its mirrors go on. `best` is recomputed from the versions' recorded fitness."""
+    run and its mirrors go on. `best` is recomputed from the versions' recorded fitness. A
+    checkpoint from inside an epoch has no epoch alias."""
     latest = s.resolve(f"{name}:latest")
     aliases = s.aliases(name)
-    if aliases.get(f"epoch-{epoch}") != latest.version:
+    if not latest.metadata.get("batch") and aliases.get(f"epoch-{epoch}") != latest.version:
         s.set_alias(name, f"epoch-{epoch}", latest.version)
     if "best" not in aliases:
         infos = [i.record for i in s.versions(name)]
@@ -259,15 +326,14 @@ def _repair_aliases(s: Store, name: str, epoch: int) -> None:
         s.set_alias(name, "best", best.version)
 
 
-def _resumed_run(uri, store, storage_options, trackers, report, overrides, world) -> _Start:
-    s, run = find_run(uri, store, storage_options)
+def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, report, overrides, world) -> _Start:
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
     try:
         run = load_run(s, run.run_id)  # as its last holder left it
         if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run
             trackers = continued(run.trackers, lambda msg: report("warning", {"message": msg}))
-        start = _continue(s, run, trackers, report, overrides, world)
+        start = _continue(s, run, trackers, report, overrides, world, storage_options)
     except BaseException:
         lease.release()
         raise
@@ -275,37 +341,50 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
     return start
 
 
-def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "_Start":
+def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, storage_options=None) -> "_Start":
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch
 
-    if not s.version_numbers(run.model_artifact):
-        raise NotFound(f"{run_uri(s.uri, run.run_id)}: no checkpoint yet (train with --save-period N to save one)")
-    state = checkpoint.load(s, f"{run.model_artifact}:latest")
-    done = int(state["epoch"])
-    _repair_aliases(s, run.model_artifact, done)
+    where = run_uri(s.uri, run.run_id)
+    overrides = dict(overrides)
+    batch = overrides.pop("batch", run.config.get("batch"))
+    if batch != run.config.get("batch"):
+        raise InvalidInput(f"{where}: --batch {batch}: the run trains at batch {run.config.get('batch')}, on which its "
+                           "learning-rate schedule, gradient accumulation and data order depend (a new batch size "
+                           f"is a new run: train --weights {where})")
+    if run.dataset is None:
+        raise InvalidInput(f"{where}: the run records no dataset version")
+    if not s.version_numbers(run.model_artifact):  # stopped before its first checkpoint: nothing to lose
+        state, done, batch_done, batches, saved = None, 0, 0, None, dict(run.config)
+        report("warning", {"message": f"{where} has no checkpoint yet: starting it again from epoch 1 "
+                                      "with its recorded config"})
+    else:
+        record = s.resolve(f"{run.model_artifact}:latest")
+        state = checkpoint.load(s, record)
+        done, batch_done, saved = int(state["epoch"]), int(state.get("batch") or 0), state["config"]
+        batches = record.metadata.get("batches")
+        _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)
     if epochs is None and done >= run.total_epochs:
-        raise InvalidInput(f"{run_uri(s.uri, run.run_id)} finished all {done} epochs; pass --epochs N to extend it")
+        raise InvalidInput(f"{where} finished all {done} epochs; pass --epochs N to extend it")
     if run.stopped_early and "patience" not in overrides:
-        raise InvalidInput(f"{run_uri(s.uri, run.run_id)} stopped early after epoch {done} ({run.stopped_early}); "
+        raise InvalidInput(f"{where} stopped early after epoch {done} ({run.stopped_early}); "
                            "pass --patience N (more epochs, or 0: never stop) to continue it")
-    if "batch" in overrides and overrides["batch"] != run.config.get("batch"):
-        report("warning", {"message": "a new --batch changes the data order: the result will not be bit-identical"})
-    if run.dataset is None:
-        raise InvalidInput(f"{run_uri(s.uri, run.run_id)}: the run records no dataset version")
     dataset = datasets.materialise(s, run.dataset, run.data_yaml)
-    saved = {**state["config"], **overrides, "data": str(dataset.yaml_path)}
+    saved = {**saved, **overrides, "data": str(dataset.yaml_path)}
     if epochs is not None:
         saved["epochs"] = epochs
     config = TrainConfig(**saved)
     rank_batch(config.batch, world)
+    weights = None
+    if state is None:  # a restart starts from what the run started from
+        config, weights = _starting_weights(s, config, True, storage_options)
     run = run.with_(status="running", error=None, total_epochs=config.epochs, config=config.model_dump(mode="json"),
                     stopped_early=None)
     save_run(s, run)
-    report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
-                      "epochs": config.epochs, "dataset": dataset.ref})
-    return _Start(run, config, s, dataset, state=state, trackers=trackers)
+    report("resume", {"run_id": run.run_id, "uri": where, "from_epoch": done + 1, "epochs": config.epochs,
+                      "dataset": dataset.ref, "from_batch": batch_done, "batches": batches})
+    return _Start(run, config, s, dataset, state=state, trackers=trackers, weights=weights)
 
 
 @dataclass
@@ -321,6 +400,7 @@ class _Start:
     trackers: Sequence[Any] = ()
     weights: Any = None  # weights.Weights to start from (rank 0 only: DDP copies its model to the others)
     lease: Lease | None = None  # rank 0's hold on the run (lease.py)
+    finished: bool = False  # train(run_id=...) of a run that finished: nothing to do
 
 
 def _share(world, start: _Start | None, storage_options) -> _Start:
@@ -359,22 +439,25 @@ def _node_dataset(plan: dict[str, Any], storage_options) -> str:
 def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
     from .detector.train import Trainer
 
+    warn = lambda msg: report("warning", {"message": msg})  # noqa: E731
     if not world.is_main:  # trains its shard; rank 0 writes everything, then shares the result
-        trainer = Trainer(start.config, world=world)
-        _load_state(trainer, start)
-        trainer.fit()
+        with StopOnSignals(start.config.stop_grace, warn) as signals:
+            trainer = Trainer(start.config, world=world)
+            _load_state(trainer, start, report=report)
+            signals.attach(trainer)
+            trainer.fit()
         return world.broadcast(None)
     s, run, dataset = start.store, start.run, start.dataset
-    warn = lambda msg: report("warning", {"message": msg})  # noqa: E731
     heartbeat = Heartbeat(start.lease, warn).start() if start.lease is not None else None
     try:
-        fan = FanOut(start.trackers, warn)
-        infos = fan.call("start", run, resumed)
-        if any(infos.values()):
-            run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
-            save_run(s, run)
-        callbacks = RunCallbacks(s, run, dataset, fan, report, start.lease)
-        metrics = _fit(start, callbacks, report, world)
+        with StopOnSignals(start.config.stop_grace, warn) as signals:
+            fan = FanOut(start.trackers, warn)
+            infos = fan.call("start", run, resumed)
+            if any(infos.values()):
+                run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
+                save_run(s, run)
+            callbacks = RunCallbacks(s, run, dataset, fan, report, start.lease)
+            metrics = _fit(start, callbacks, report, world, signals)
     finally:
         if heartbeat is not None:
             heartbeat.close()  # and release the run
@@ -382,12 +465,13 @@ def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
     return world.broadcast(callbacks.run)
 
 
-def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, float]:
+def _fit(start: _Start, callbacks: RunCallbacks, report, world, signals: StopOnSignals) -> dict[str, float]:
     """Train rank 0, recording how it ended: `failed` with the error if anything raised (the
-    trainer's set-up included), `interrupted` on Ctrl-C (resumable by `train --resume`)."""
+    trainer's set-up included), `interrupted` on a stop signal (saved where it stood) or Ctrl-C."""
     from .detector.train import Trainer
 
     s, run = start.store, callbacks.run
+    trainer = None
     try:
         callbacks.trackers.call("log_dataset", start.dataset, s)
         weights = start.weights
@@ -395,7 +479,8 @@ def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, flo
                           weights_from=weights.source if weights else "weights")
         if trainer.pretrained_note:
             report("warning", {"message": trainer.pretrained_note})
-        _load_state(trainer, start, run_uri(s.uri, run.run_id))
+        _load_state(trainer, start, run_uri(s.uri, run.run_id), report)
+        signals.attach(trainer)
         metrics = trainer.fit()
     except BaseException as error:
         interrupted = isinstance(error, KeyboardInterrupt)
@@ -403,12 +488,23 @@ def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, flo
             callbacks.finish("interrupted" if interrupted else "failed", None if interrupted else error_line(error))
         except Exception as also:  # keep the original error; say what else went wrong
             report("warning", {"message": f"while stopping after {type(error).__name__}: {also}"})
+            raise
+        if isinstance(error, Stopped) and signals.signum is not None and trainer is not None:
+            line = _interrupted_line(trainer, run_uri(s.uri, run.run_id))
+            report("interrupted", {"message": line})
+            raise Stopped(line, error.signum) from None
         raise
     callbacks.finish("finished")
     return metrics
 
 
-def _load_state(trainer, start: _Start, where: str | None = None) -> None:
+def _interrupted_line(trainer, uri: str) -> str:
+    """Where a stopped run stands, and the command that continues it."""
+    epoch, batch = (trainer.epoch + 1, trainer.batch) if trainer.batch else (trainer.epoch, trainer.batches)
+    return f"interrupted at epoch {epoch}, batch {batch}/{trainer.batches}: resume with artifactkit resume {uri}"
+
+
+def _load_state(trainer, start: _Start, where: str | None = None, report: Report | None = None) -> None:
     if start.state is None:
         return
     try:
@@ -416,5 +512,5 @@ def _load_state(trainer, start: _Start, where: str | None = None) -> None:
     except RuntimeError as e:  # torch's shape mismatch: the checkpoint is not this model
         raise InvalidInput(f"{where or start.run.run_id}: checkpoint does not fit a YOLO-{start.config.model} "
                            f"with {trainer.model.nc} classes ({str(e).splitlines()[0]})") from None
-    if start.config.epochs != trainer.config.epochs:
-        trainer.set_epochs(start.config.epochs)
+    if trainer.schedule_note and trainer.world.is_main:
+        report("warning", {"message": trainer.schedule_note})

@@ -15,6 +15,12 @@ from .output import emit, table
 from .progress import TrainingProgress
 
 
+SAVE_EVERY_HELP = ("Also save inside an epoch once this long passed since the last checkpoint: 90s, 10m, 2h "
+                   "(Ultralytics HUB: every 15 min); resuming from one is bit-exact")
+STOP_GRACE_HELP = ("Seconds a stop (Ctrl-C, SIGTERM, SIGUSR1) may take to reach a batch boundary and save; past "
+                   "them the process exits without saving, and the run resumes from its last checkpoint. 0: no limit")
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo-data")(demo_data)
     app.command("train")(train)
@@ -89,13 +95,15 @@ def train(
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never" + default("patience"), show_default=False)] = None,
     save_period: Annotated[Optional[int], typer.Option(help="Save a checkpoint every N epochs, 0: only the last" + default("save_period"), show_default=False)] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones), deleting older ones as training goes; default: keep all", show_default=False)] = None,
+    save_every: Annotated[Optional[str], typer.Option(help=SAVE_EVERY_HELP, show_default=False)] = None,
+    stop_grace: Annotated[Optional[float], typer.Option(help=STOP_GRACE_HELP + default("stop_grace"), show_default=False)] = None,
     bbox_interval: Annotated[Optional[int], typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs" + default("bbox_interval"), show_default=False)] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Keep decoded images in RAM" + default("cache"), show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (CUDA)" + default("compile"), show_default=False)] = None,
     sync_bn: Annotated[Optional[bool], typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm across GPUs under torchrun" + default("sync_bn"), show_default=False)] = None,
     val_split: Annotated[Optional[list[str]], typer.Option(help="Splits to validate each epoch (repeatable; default: val)")] = None,
     set_: SetOpt = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Run id (default: random)")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Run id (default: random). If the run exists, continue it: resume it from its latest checkpoint (from epoch 1 if it has none), or print one line and exit 0 if it finished. A job script can re-run the same line after every preemption; options must agree with the run's")] = None,
     resume_latest: Annotated[bool, typer.Option("--resume", help="Resume the most recent interrupted run in the store instead (a failed one: artifactkit resume RUN_ID)")] = False,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror the run to Weights & Biases (offline without a key); with --resume the run's own W&B run is continued unless --no-wandb", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
@@ -114,6 +122,7 @@ def train(
         "imgsz": ("--imgsz", imgsz), "device": ("--device", device), "seed": ("--seed", seed),
         "workers": ("--workers", workers), "optimizer": ("--optimizer", optimizer), "patience": ("--patience", patience),
         "save_period": ("--save-period", save_period), "keep_last": ("--keep-last", keep_last),
+        "save_every": ("--save-every", save_every), "stop_grace": ("--stop-grace", stop_grace),
         "bbox_interval": ("--bbox-interval", bbox_interval),
         "cache": ("--cache", cache), "compile": ("--compile", compile), "sync_bn": ("--sync-bn", sync_bn),
         "val_splits": ("--val-split", tuple(val_split) if val_split else None),
@@ -126,14 +135,15 @@ def train(
                                                  report=report, **options))
         else:
             run = _follow(lambda: session.train(store, data=data, run_id=run_id, storage_options=storage,
-                                                trackers=trackers or [], report=report, **options))
+                                                trackers=trackers, report=report, **options))
     if _is_main():
-        emit(json_out, _summary(run), _done_line(run))
+        emit(json_out, _summary(run), _done_line(run, already=report.already_finished))
 
 
-def _done_line(run) -> str:
+def _done_line(run, already: bool = False) -> str:
     stopped = f" (stopped early: {run.stopped_early})" if run.stopped_early else ""
-    return f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs{stopped}"
+    nothing = " (already: nothing to do)" if already else ""
+    return f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs{stopped}{nothing}"
 
 
 def resume(
@@ -144,6 +154,8 @@ def resume(
     batch: Annotated[Optional[int], typer.Option(help="Batch size (breaks bit-exactness)")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never")] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones) from now on")] = None,
+    save_every: Annotated[Optional[str], typer.Option(help=SAVE_EVERY_HELP, show_default=False)] = None,
+    stop_grace: Annotated[Optional[float], typer.Option(help=STOP_GRACE_HELP, show_default=False)] = None,
     set_: SetOpt = None,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror to Weights & Biases; by default a run trained with --wandb keeps mirroring to its W&B run", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
@@ -159,7 +171,8 @@ def resume(
 
     overrides = typed_options({"epochs": ("--epochs", epochs), "device": ("--device", device), "workers": ("--workers", workers),
                                "batch": ("--batch", batch), "patience": ("--patience", patience),
-                               "keep_last": ("--keep-last", keep_last)}, set_)
+                               "keep_last": ("--keep-last", keep_last), "save_every": ("--save-every", save_every),
+                               "stop_grace": ("--stop-grace", stop_grace)}, set_)
     with TrainingProgress() as report:
         run = _follow(lambda: session.resume(uri, store=store, storage_options=parse_storage_options(storage_option),
                                              trackers=_trackers(wandb, project, entity, False), report=report,
