@@ -54,13 +54,21 @@ def _is_main() -> bool:
 
 
 def _follow(call: Callable[[], Any]) -> Any:
-    """Run a session call; a rank that stops because rank 0 failed exits quietly (rank 0 prints)."""
-    from artifactkit.errors import PeerFailed
+    """Run a session call; a rank that stops because rank 0 failed exits quietly (rank 0 prints).
+    A stop signal ends with the one line saying where the run saved and how to resume it, and
+    exit status 128 + the signal's number (typer would turn it into a silent 130)."""
+    from artifactkit.errors import PeerFailed, Stopped
 
     try:
         return call()
     except PeerFailed:
         raise typer.Exit(1) from None
+    except Stopped as stop:
+        if _is_main():
+            from .main import _fail
+
+            _fail(str(stop), str(stop), "Interrupted", 128 + (stop.signum or 2))
+        raise typer.Exit(128 + (stop.signum or 2)) from None
 
 
 def _trackers(wandb: bool | None, project: str | None, entity: str | None, upload_dataset: bool) -> list[Any] | None:
