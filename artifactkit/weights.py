@@ -1,4 +1,4 @@
-"""Trained weights from wherever they are: a run URI (its latest checkpoint), NAME:VERSION of a
+"""Trained weights from wherever they are: a run URI (its best checkpoint), NAME:VERSION of a
 checkpoint in a store, or an exported file (.safetensors with its metadata, or a plain .pt
 state_dict). What predict, export, fine-tuning and `load_model` start from.
 
@@ -27,13 +27,15 @@ class Weights:
     imgsz: int  # the image size the model was trained at
     scale: str  # n, s or m
     origin: dict[str, str]  # {"store", "version": NAME:vN} or {"file": absolute path, "digest": xxh3-128}
+    selector: str | None = None  # how the version was asked for (best, latest, an alias), if not by number
 
     @property
     def source(self) -> str:
         """Where the weights came from, in one phrase for messages."""
         if "file" in self.origin:
             return self.origin["file"]
-        return f"{self.origin['store']}: {self.origin['version']}"
+        asked = f" ({self.selector})" if self.selector and self.selector != self.origin["version"].rpartition(":")[2] else ""
+        return f"{self.origin['store']}: {self.origin['version']}{asked}"
 
 
 @dataclass
@@ -47,7 +49,7 @@ class LoadedModel:
 
 def read_weights(spec: str | os.PathLike, store: str | None = None, storage_options: dict | None = None) -> Weights:
     """Weights named by `spec`: a .safetensors or .pt file, a run URI (<store>/runs/<id>: its
-    latest checkpoint) or NAME:VERSION of a checkpoint in `store`."""
+    best checkpoint; <store>/runs/<id>:latest its latest) or NAME:VERSION of a checkpoint in `store`."""
     text = os.fspath(spec)
     path = Path(text)
     if path.is_file():
@@ -99,7 +101,9 @@ def _from_store(spec: str, store: str | None, storage_options: dict | None) -> W
     except InvalidInput as e:
         raise InvalidInput(f"{where}: {e}") from None
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
-    return _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, {"store": s.uri, "version": version})
+    found = _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, {"store": s.uri, "version": version})
+    found.selector = ref.rpartition(":")[2]
+    return found
 
 
 def _from_file(path: Path) -> Weights:

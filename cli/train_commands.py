@@ -216,7 +216,7 @@ def _note(row: dict[str, Any]) -> str:
 
 def val(
     data: Annotated[str, typer.Option(help="data.yaml, dataset folder, or NAME:VERSION of a dataset in --store (else the weights' store)")],
-    weights: Annotated[Optional[str], typer.Option(help="A run URI (<store>/runs/<id>) or a checkpoint NAME:VERSION in --store")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="A run URI (<store>/runs/<id>: its best checkpoint; <store>/runs/<id>:latest its latest) or a checkpoint NAME:VERSION in --store")] = None,
     preds: Annotated[Optional[Path], typer.Option(help="Score this COCO-JSON predictions file instead of a model")] = None,
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
     split: Annotated[str, typer.Option(help="Split of data.yaml to evaluate")] = "val",
@@ -243,6 +243,7 @@ def val(
     else:
         scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
                                           imgsz=imgsz, batch=batch, device=device, conf=conf, iou=iou, save_json=save_json)
+        print(f"weights: {scores['weights']}", file=sys.stderr)
         if imgsz is not None and scores["imgsz"] != imgsz:
             print(f"warning: --imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}", file=sys.stderr)
     if json_out:

@@ -156,3 +156,26 @@ def test_train_run_id_refuses_another_config_and_resume_another_batch(straight):
                 "runs/straight exists with lr0=0.01 (given 0.02)", "a run keeps its config")
     check_error(run_cli("resume", f"{store}/runs/straight", "--epochs", "3", "--batch", "4", check=False),
                 "--batch 4: the run trains at batch 2", "data order")
+
+
+def test_a_run_uri_means_its_best_checkpoint_and_latest_on_request(straight, tmp_path):
+    """val, export and predict given a run take `best` (Ultralytics' best.pt) and say which version."""
+    from artifactkit import checkpoint
+
+    data, store = straight
+    s = artifactkit.open_store(str(store))
+    runs.save_run(s, runs.load_run(s, "straight").model_copy(update={"run_id": "twin", "model_artifact": "twin-model"}))
+    state = checkpoint.load(s, "straight-model:best")
+    metadata = s.resolve("straight-model:best").metadata
+    best = checkpoint.save(s, "twin-model", state, aliases=("best",), metadata=metadata).record
+    latest = checkpoint.save(s, "twin-model", state, metadata={**metadata, "fitness": -1.0}).record  # a worse latest
+    uri = f"{store}/runs/twin"
+    proc = run_cli("export", uri, str(tmp_path / "w.pt"))
+    assert f"twin-model:{best.label} (best))" in proc.stdout
+    proc = run_cli("export", f"{uri}:latest", str(tmp_path / "w.pt"))
+    assert f"twin-model:{latest.label} (latest))" in proc.stdout
+    image = next((data / "images" / "val").iterdir())
+    proc = run_cli("predict", str(image), "--weights", uri, "--out", str(tmp_path / "p.json"))
+    assert f"weights: {s.uri}: twin-model:{best.label} (best)" in proc.stderr
+    proc = run_cli("val", "--weights", f"{uri}:latest", "--data", str(data), "--imgsz", "64")
+    assert f"weights: {s.uri}: twin-model:{latest.label} (latest)" in proc.stderr
