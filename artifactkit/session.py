@@ -266,6 +266,17 @@ def _new_run(s: Store, data, run_id, storage_options, trackers, report, options,
     return _Start(run, config, s, dataset, trackers=trackers, weights=weights)
 
 
+def _lacks_device(device: str) -> bool:
+    """A recorded CUDA device on a machine without one (a GPU run resumed on a CPU machine:
+    checkpoints hold plain tensors, loaded onto whatever device trains now)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return False
+    index = device.partition(":")[2]
+    return not torch.cuda.is_available() or (index.isdigit() and int(index) >= torch.cuda.device_count())
+
+
 def _starting_weights(s: Store, config, scale_given: bool, storage_options):
     """(config, Weights) for a run started from trained weights (config.weights), else (config,
     None). The weights decide the model scale unless one was given, which must then agree."""
@@ -372,6 +383,10 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, stor
                            "pass --patience N (more epochs, or 0: never stop) to continue it")
     dataset = datasets.materialise(s, run.dataset, run.data_yaml)
     saved = {**saved, **overrides, "data": str(dataset.yaml_path)}
+    if "device" not in overrides and _lacks_device(str(saved.get("device", "auto"))):
+        report("warning", {"message": f"{where} trained on {saved['device']}, which this machine lacks: resuming on "
+                                      "the device 'auto' picks (--device to choose)"})
+        saved["device"] = "auto"
     if epochs is not None:
         saved["epochs"] = epochs
     config = TrainConfig(**saved)

@@ -89,10 +89,15 @@ def test_sigterm_saves_prints_one_line_and_the_same_train_line_finishes_it_bit_e
     done = run_cli("train", *line)
     assert done.stdout.strip() == "run preempted finished: 2/2 epochs (already: nothing to do)"
     assert s.version_numbers("preempted-model") == versions
+    # a longer run on the same line extends it, without restarting the learning-rate schedule
+    longer = run_cli("train", *line, "--epochs", "3")
+    assert "epochs 2 -> 3: the learning rate goes on from" in longer.stderr and "does not restart" in longer.stderr
+    assert longer.stdout.strip() == "run preempted finished: 3/3 epochs"
 
 
 def test_a_mid_epoch_checkpoint_resumes_bit_exact_after_sigkill(straight, tmp_path):
-    """--save-every saves inside epochs; a SIGKILL after one (with loader workers) loses nothing."""
+    """--save-every saves inside epochs; a SIGKILL after one (with loader workers) loses nothing,
+    resumed without workers and without the GPU the run records."""
     data, store = straight
     marker = store / "artifacts" / "midway-model" / "versions" / "2.json"
     proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "train", "--data", str(data), *TRAIN,
@@ -107,8 +112,16 @@ def test_a_mid_epoch_checkpoint_resumes_bit_exact_after_sigkill(straight, tmp_pa
     proc.wait()
     s = artifactkit.open_store(str(store))
     assert s.resolve("midway-model:latest").metadata["batch"] > 0  # inside an epoch
-    resumed = run_cli("resume", f"{store}/runs/midway")
+    # on "another machine": no GPU where the run claims one, no loader workers
+    from artifactkit import checkpoint
+
+    latest = s.resolve("midway-model:latest")
+    state = checkpoint.load(s, latest)
+    state["config"]["device"] = "cuda:0"
+    checkpoint.save(s, "midway-model", state, metadata=latest.metadata)
+    resumed = run_cli("resume", f"{store}/runs/midway", "--workers", "0", env={"CUDA_VISIBLE_DEVICES": ""})
     assert re.search(r"resuming run midway at epoch 1/2, after batch \d/6", resumed.stderr), resumed.stderr
+    assert "trained on cuda:0, which this machine lacks" in resumed.stderr
     assert_bit_identical_twins(store, "straight", "midway", epochs=2)
 
 
