@@ -127,11 +127,8 @@ def test_resume_bad_input(tmp_path, chess):
     run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
             "--run-id", "done")
     check_error(run_cli("resume", f"{store}/runs/done", check=False), "finished all 1 epochs", "--epochs")
-    # a run with no checkpoint yet: its record exists, its model artifact does not
+    # (a run with no checkpoint yet is no error: it starts again, test_preemption.py)
     s = artifactkit.open_store(str(store))
-    record = runs.load_run(s, "done")
-    runs.save_run(s, record.model_copy(update={"run_id": "fresh", "model_artifact": "fresh-model"}))
-    check_error(run_cli("resume", f"{store}/runs/fresh", check=False), "no checkpoint yet")
     # a corrupted tensor blob
     ckpt = s.resolve("done-model:latest")
     entry = next(e for e in s.manifest(ckpt).entries if e.path.startswith("tensors/") and e.size > 1000)
