@@ -45,8 +45,9 @@ def missing_extra(module: str, extra: str) -> MissingExtra:
 class Stopped(KeyboardInterrupt):
     """Training stopped on request (a signal: SIGINT, SIGTERM, SIGUSR1) after saving where it
     stood. A KeyboardInterrupt, so code that handles Ctrl-C handles it; `signum` gives the CLI
-    its exit status (128 + signum) and the message is the one line to print."""
+    its exit status (128 + signum) and the message is the one line to print. `saved`: the state
+    where it stopped was handed to the callbacks to save (False: stopped at once, without)."""
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, saved: bool = False):
         super().__init__(message)
-        self.signum = signum
+        self.signum, self.saved = signum, saved

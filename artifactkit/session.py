@@ -504,10 +504,12 @@ def _fit(start: _Start, callbacks: RunCallbacks, report, world, signals: StopOnS
         except Exception as also:  # keep the original error; say what else went wrong
             report("warning", {"message": f"while stopping after {type(error).__name__}: {also}"})
             raise
-        if isinstance(error, Stopped) and signals.signum is not None and trainer is not None:
-            line = _interrupted_line(trainer, run_uri(s.uri, run.run_id))
+        if isinstance(error, Stopped):
+            where = run_uri(s.uri, run.run_id)
+            line = _interrupted_line(trainer, where) if error.saved else \
+                f"{error}: resume from the last checkpoint with artifactkit resume {where}"
             report("interrupted", {"message": line})
-            raise Stopped(line, error.signum) from None
+            raise Stopped(line, error.signum, error.saved) from None
         raise
     callbacks.finish("finished")
     return metrics

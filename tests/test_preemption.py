@@ -192,3 +192,17 @@ def test_a_run_uri_means_its_best_checkpoint_and_latest_on_request(straight, tmp
     assert f"weights: {s.uri}: twin-model:{best.label} (best)" in proc.stderr
     proc = run_cli("val", "--weights", f"{uri}:latest", "--data", str(data), "--imgsz", "64")
     assert f"weights: {s.uri}: twin-model:{latest.label} (latest)" in proc.stderr
+
+
+def test_a_stop_that_cannot_save_within_its_grace_exits_and_keeps_the_run(straight):
+    """--stop-grace bounds a stop: past it the process exits without the save, and says so; the
+    run is interrupted, resumable from its last checkpoint (here: none, so from epoch 1)."""
+    data, store = straight
+    proc, seconds = stop_after_first_batch(["--data", str(data), *TRAIN, "--store", str(store), "--run-id", "hasty",
+                                            "--stop-grace", "0.001"], signal.SIGUSR1)
+    assert proc.returncode == 128 + signal.SIGUSR1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "warning: SIGUSR1: no checkpoint within --stop-grace 0.001 s: exiting without it; "
+        "the run resumes from its last checkpoint")
+    s = artifactkit.open_store(str(store))
+    assert runs.observe(s, runs.load_run(s, "hasty")).status == "interrupted"

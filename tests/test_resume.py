@@ -145,7 +145,8 @@ def test_checkpoint_of_another_scale_is_refused(tmp_path, chess):
     state = checkpoint.load(s, "small-model:latest")
     state["config"]["model"] = "s"  # the weights are n's; the record claims s
     checkpoint.save(s, "small-model", state)
-    check_error(run_cli("val", "--weights", f"{store}/runs/small", "--data", str(chess), "--imgsz", "64", check=False),
+    check_error(run_cli("val", "--weights", f"{store}/runs/small:latest", "--data", str(chess), "--imgsz", "64",
+                        check=False),
                 "do not fit a YOLO-s")
     check_error(run_cli("resume", f"{store}/runs/small", "--epochs", "2", check=False), "small")
 

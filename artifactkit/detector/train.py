@@ -271,7 +271,7 @@ class Trainer:
         reason, signum = self._stop or ("another rank stopped", 0)
         self._call("on_stop", self)
         where = f"epoch {epoch + 1}, batch {batch}/{batches}" if batch else f"the end of epoch {epoch}"
-        raise Stopped(f"{reason}: stopped at {where}", signum)
+        raise Stopped(f"{reason}: stopped at {where}", signum, saved=True)
 
     def _train_metrics(self, loss_sums: torch.Tensor, n_images: int, n_batches: int, seconds: float) -> dict[str, float]:
         """Mean losses and throughput over every rank's batches: one collective (none alone)."""
