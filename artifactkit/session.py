@@ -45,6 +45,7 @@ class RunCallbacks:
         self.saved_epoch = -1
         self._batch_reported = 0.0
         self._last_save = time.monotonic()  # --save-every counts from here
+        self._saved_at: tuple[int, int] | None = None  # (epochs done, batch) of the last mid-epoch save
 
     def on_train_start(self, trainer) -> None:
         self._last_save = time.monotonic()
@@ -103,7 +104,7 @@ class RunCallbacks:
 
     def on_stop(self, trainer) -> None:
         """A stop was asked for (a signal): save where training stands, unless just saved."""
-        if trainer.batch:
+        if trainer.batch and self._saved_at != (trainer.epoch, trainer.batch):
             self.save_mid_epoch(trainer)
         elif self.saved_epoch != trainer.epoch and trainer.epoch:
             self.save(trainer, trainer.epoch, trainer.metrics, best=False)
@@ -116,6 +117,10 @@ class RunCallbacks:
 
     def save_mid_epoch(self, trainer) -> None:
         """A checkpoint inside an epoch: `latest` only (epoch-<E> and best name whole epochs)."""
+        if self.lease is not None:  # as at an epoch end: a process that lost the run writes nothing more
+            self.lease.renew()
+            self.lease.check(run_uri(self.store.uri, self.run.run_id))
+        self._saved_at = (trainer.epoch, trainer.batch)
         self._save(trainer, [], {"epochs_trained": trainer.epoch, "batch": trainer.batch, "batches": trainer.batches},
                    {"epoch": trainer.epoch + 1, "batch": trainer.batch, "batches": trainer.batches})
 
