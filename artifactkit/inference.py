@@ -62,7 +62,7 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
     paths = image_paths([sources] if isinstance(sources, (str, os.PathLike)) else sources)
     loaded = load_model(weights, store=store, storage_options=storage_options, device=device)
     if loaded_from is not None:
-        loaded_from(loaded.source)
+        loaded_from(loaded.shown)
     size = imgsz or loaded.imgsz
     device_of = next(loaded.model.parameters()).device
     return list(_run(loaded.model, loaded.names, paths, size, device_of, batch, (conf, iou, max_det)))

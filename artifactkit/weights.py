@@ -31,11 +31,16 @@ class Weights:
 
     @property
     def source(self) -> str:
-        """Where the weights came from, in one phrase for messages."""
+        """Where the weights came from, in one phrase for messages (and records)."""
         if "file" in self.origin:
             return self.origin["file"]
-        asked = f" ({self.selector})" if self.selector and self.selector != self.origin["version"].rpartition(":")[2] else ""
-        return f"{self.origin['store']}: {self.origin['version']}{asked}"
+        return f"{self.origin['store']}: {self.origin['version']}"
+
+    @property
+    def shown(self) -> str:
+        """source, and how the version was asked for when not by number: "...: r-model:v3 (best)"."""
+        asked = self.selector and "file" not in self.origin and self.selector != self.origin["version"].rpartition(":")[2]
+        return f"{self.source} ({self.selector})" if asked else self.source
 
 
 @dataclass
@@ -45,6 +50,7 @@ class LoadedModel:
     imgsz: int
     scale: str
     source: str
+    shown: str = ""  # source, with the alias asked for (Weights.shown)
 
 
 def read_weights(spec: str | os.PathLike, store: str | None = None, storage_options: dict | None = None) -> Weights:
@@ -73,7 +79,7 @@ def load_model(weights: str | os.PathLike, *, store: str | None = None, storage_
         raise InvalidInput(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     found = read_weights(weights, store, storage_options)
     model = build(found).to(resolve_device(device))
-    return LoadedModel(model, found.names, found.imgsz, found.scale, found.source)
+    return LoadedModel(model, found.names, found.imgsz, found.scale, found.source, found.shown)
 
 
 def build(weights: Weights):

@@ -71,4 +71,4 @@ def export(
     from artifactkit.export import export_weights
 
     info = export_weights(weights, out, store=store, storage_options=parse_storage_options(storage_option), imgsz=imgsz)
-    emit(json_out, info, f"wrote {out} ({info['format']}, {info['tensors']} tensors from {info['source']})")
+    emit(json_out, info, f"wrote {out} ({info['format']}, {info['tensors']} tensors from {info['loaded']})")
