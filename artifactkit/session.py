@@ -196,6 +196,8 @@ def train(
                                                     world))
         finished, resumed = world.broadcast((start.finished, start.state is not None) if world.is_main else None)
         if finished:
+            if world.is_main and start.lease is not None:
+                start.lease.release()
             return world.broadcast(start.run if world.is_main else None)
         shared = _share(world, start, storage_options)
         if resumed:
@@ -214,7 +216,7 @@ def _new_or_existing(store, data, run_id, storage_options, trackers, report, opt
         report("finished", {"message": f"run {run_id} already finished ({run.epochs_completed}/{run.total_epochs} "
                                        f"epochs): nothing to do; {where}"})
         return _Start(run, None, s, finished=True)
-    return _claimed_and_continued(s, run, storage_options, trackers, report, overrides, world)
+    return _claimed_and_continued(s, run, storage_options, trackers, report, overrides, world, done_is_finished=True)
 
 
 def _same_config(where: str, run: RunRecord, options: dict[str, Any]) -> dict[str, Any]:
@@ -342,14 +344,15 @@ def _repair_aliases(s: Store, name: str, epoch: int) -> None:
         s.set_alias(name, "best", best.version)
 
 
-def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, report, overrides, world) -> _Start:
+def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, report, overrides, world,
+                           done_is_finished: bool = False) -> _Start:
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
     try:
         run = load_run(s, run.run_id)  # as its last holder left it
         if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run
             trackers = continued(run.trackers, lambda msg: report("warning", {"message": msg}))
-        start = _continue(s, run, trackers, report, overrides, world, storage_options)
+        start = _continue(s, run, trackers, report, overrides, world, storage_options, done_is_finished)
     except BaseException:
         lease.release()
         raise
@@ -357,7 +360,11 @@ def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, 
     return start
 
 
-def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, storage_options=None) -> "_Start":
+def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, storage_options=None,
+              done_is_finished: bool = False) -> "_Start":
+    """The run ready to go on from its latest checkpoint. done_is_finished (train --run-id): a run
+    whose last epoch was saved but whose end was never recorded (killed in between) is recorded
+    finished and returned as such, instead of refused."""
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch
 
@@ -381,6 +388,12 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, stor
         batches = record.metadata.get("batches")
         _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)
+    if epochs is None and done >= run.total_epochs and done_is_finished and not batch_done:
+        run = run.with_(status="finished", error=None, epochs_completed=done)
+        save_run(s, run)
+        report("finished", {"message": f"run {run.run_id} already finished ({done}/{run.total_epochs} epochs): "
+                                       f"nothing to do; {where}"})
+        return _Start(run, None, s, finished=True)
     if epochs is None and done >= run.total_epochs:
         raise InvalidInput(f"{where} finished all {done} epochs; pass --epochs N to extend it")
     if run.stopped_early and "patience" not in overrides:

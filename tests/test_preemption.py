@@ -89,6 +89,10 @@ def test_sigterm_saves_prints_one_line_and_the_same_train_line_finishes_it_bit_e
     done = run_cli("train", *line)
     assert done.stdout.strip() == "run preempted finished: 2/2 epochs (already: nothing to do)"
     assert s.version_numbers("preempted-model") == versions
+    # killed between its last checkpoint and recording the end: the same line records it finished
+    runs.save_run(s, runs.load_run(s, "preempted").with_(status="running"))
+    done = run_cli("train", *line)
+    assert done.stdout.strip() == "run preempted finished: 2/2 epochs (already: nothing to do)"
     # a longer run on the same line extends it, without restarting the learning-rate schedule
     longer = run_cli("train", *line, "--epochs", "3")
     assert "epochs 2 -> 3: the learning rate goes on from" in longer.stderr and "does not restart" in longer.stderr
