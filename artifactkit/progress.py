@@ -2,7 +2,8 @@
 
 session.train()/resume() tell a caller how a run goes through `report(event, details)`; events:
 "run", "resume", "batch" (at most twice a second, and each epoch's last batch), "epoch",
-"checkpoint", "stopped", "warning", "interrupted" (a stop signal: where it saved), "done". LogReport turns them into standard `logging` records
+"checkpoint", "stopped", "warning", "interrupted" (a stop signal: where it saved),
+"finished" (train --run-id of a finished run), "done". LogReport turns them into standard `logging` records
 (logger "artifactkit"), a batch line every 10% of an epoch or 30 s, so a notebook with
 `logging.basicConfig(level=logging.INFO)` shows a run as the CLI does.
 """

@@ -126,7 +126,8 @@ class RunCallbacks:
 
     def _save(self, trainer, aliases: list[str], position: dict[str, Any], event: dict[str, Any]) -> None:
         metadata = {
-            **position, "total_epochs": trainer.config.epochs, "dataset": self.dataset.ref, "model": trainer.config.model,
+            **position, "total_epochs": trainer.config.epochs, "dataset": self.dataset.ref,
+            "model": trainer.config.model,
             "names": list(trainer.data.names),  # what predict and export label boxes with
         }
         keep_last = trainer.config.keep_last

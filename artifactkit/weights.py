@@ -39,7 +39,8 @@ class Weights:
     @property
     def shown(self) -> str:
         """source, and how the version was asked for when not by number: "...: r-model:v3 (best)"."""
-        asked = self.selector and "file" not in self.origin and self.selector != self.origin["version"].rpartition(":")[2]
+        number = self.origin.get("version", "").rpartition(":")[2]
+        asked = self.selector and "file" not in self.origin and self.selector != number
         return f"{self.source} ({self.selector})" if asked else self.source
 
 
@@ -107,7 +108,8 @@ def _from_store(spec: str, store: str | None, storage_options: dict | None) -> W
     except InvalidInput as e:
         raise InvalidInput(f"{where}: {e}") from None
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
-    found = _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, {"store": s.uri, "version": version})
+    origin = {"store": s.uri, "version": version}
+    found = _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, origin)
     found.selector = ref.rpartition(":")[2]
     return found
 

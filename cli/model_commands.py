@@ -58,7 +58,8 @@ def predict(
 
 
 def export(
-    weights: Annotated[str, typer.Argument(help="A run URI (<store>/runs/<id>: its best checkpoint; :latest for the latest), NAME:VERSION of a checkpoint in --store, "
+    weights: Annotated[str, typer.Argument(help="A run URI (<store>/runs/<id>: its best checkpoint; "
+                                                ":latest for the latest), NAME:VERSION of a checkpoint in --store, "
                                                 "or an exported .safetensors / .pt file")],
     out: Annotated[Path, typer.Argument(help="The file to write: .pt, .safetensors or .onnx (the suffix picks the format)")],
     imgsz: Annotated[Optional[int], typer.Option(help="ONNX input size (default: the model's training size)")] = None,

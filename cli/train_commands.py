@@ -17,6 +17,11 @@ from .progress import TrainingProgress
 
 SAVE_EVERY_HELP = ("Also save inside an epoch once this long passed since the last checkpoint: 90s, 10m, 2h "
                    "(Ultralytics HUB: every 15 min); resuming from one is bit-exact")
+RUN_ID_HELP = ("Run id (default: random). If the run exists, continue it: resume it from its latest checkpoint (from "
+               "epoch 1 if it has none), or print one line and exit 0 if it finished, so a job script can re-run the "
+               "same line after every preemption (options must agree with the run's)")
+VAL_WEIGHTS_HELP = ("A run URI (<store>/runs/<id>: its best checkpoint; <store>/runs/<id>:latest its latest) or a "
+                    "checkpoint NAME:VERSION in --store")
 STOP_GRACE_HELP = ("Seconds a stop (Ctrl-C, SIGTERM, SIGUSR1) may take to reach a batch boundary and save; past "
                    "them the process exits without saving, and the run resumes from its last checkpoint. 0: no limit")
 
@@ -104,14 +109,15 @@ def train(
     save_period: Annotated[Optional[int], typer.Option(help="Save a checkpoint every N epochs, 0: only the last" + default("save_period"), show_default=False)] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones), deleting older ones as training goes; default: keep all", show_default=False)] = None,
     save_every: Annotated[Optional[str], typer.Option(help=SAVE_EVERY_HELP, show_default=False)] = None,
-    stop_grace: Annotated[Optional[float], typer.Option(help=STOP_GRACE_HELP + default("stop_grace"), show_default=False)] = None,
+    stop_grace: Annotated[Optional[float], typer.Option(help=STOP_GRACE_HELP + default("stop_grace"),
+                                                        show_default=False)] = None,
     bbox_interval: Annotated[Optional[int], typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs" + default("bbox_interval"), show_default=False)] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Keep decoded images in RAM" + default("cache"), show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (CUDA)" + default("compile"), show_default=False)] = None,
     sync_bn: Annotated[Optional[bool], typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm across GPUs under torchrun" + default("sync_bn"), show_default=False)] = None,
     val_split: Annotated[Optional[list[str]], typer.Option(help="Splits to validate each epoch (repeatable; default: val)")] = None,
     set_: SetOpt = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Run id (default: random). If the run exists, continue it: resume it from its latest checkpoint (from epoch 1 if it has none), or print one line and exit 0 if it finished. A job script can re-run the same line after every preemption; options must agree with the run's")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help=RUN_ID_HELP)] = None,
     resume_latest: Annotated[bool, typer.Option("--resume", help="Resume the most recent interrupted run in the store instead (a failed one: artifactkit resume RUN_ID)")] = False,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror the run to Weights & Biases (offline without a key); with --resume the run's own W&B run is continued unless --no-wandb", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
@@ -216,7 +222,7 @@ def _note(row: dict[str, Any]) -> str:
 
 def val(
     data: Annotated[str, typer.Option(help="data.yaml, dataset folder, or NAME:VERSION of a dataset in --store (else the weights' store)")],
-    weights: Annotated[Optional[str], typer.Option(help="A run URI (<store>/runs/<id>: its best checkpoint; <store>/runs/<id>:latest its latest) or a checkpoint NAME:VERSION in --store")] = None,
+    weights: Annotated[Optional[str], typer.Option(help=VAL_WEIGHTS_HELP)] = None,
     preds: Annotated[Optional[Path], typer.Option(help="Score this COCO-JSON predictions file instead of a model")] = None,
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
     split: Annotated[str, typer.Option(help="Split of data.yaml to evaluate")] = "val",

@@ -220,8 +220,9 @@ class YoloDataset(Dataset):
 
 class EpochSampler(Sampler):
     """Sample order from (seed, epoch) alone, sharded for DDP (padded so every rank gets the same
-    count), from sample `start` on (0 but in a resumed epoch). Yields (index, epoch, mosaic) keys, read from the dataset when iteration starts, so
-    workers (whose dataset copies are stale) still produce the right samples."""
+    count), from sample `start` on (0 but in a resumed epoch). Yields (index, epoch, mosaic) keys,
+    read from the dataset when iteration starts, so workers (whose dataset copies are stale) still
+    produce the right samples."""
 
     def __init__(self, dataset: YoloDataset, shuffle: bool = True, seed: int = 0,
                  rank: int = 0, world_size: int = 1):

@@ -345,8 +345,9 @@ class Trainer:
             group["lr"] = group["initial_lr"] * factor
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         lr0 = self.optimizer.param_groups[0]["initial_lr"]
-        self.schedule_note = (f"epochs {old} -> {epochs}: the learning rate goes on from {lr0 * factor:.3g} and falls "
-                              f"linearly to {lr0 * self.config.lrf:.3g} at epoch {epochs} (the schedule does not restart)")
+        self.schedule_note = (f"epochs {old} -> {epochs}: the learning rate goes on from {lr0 * factor:.3g} and "
+                              f"falls linearly to {lr0 * self.config.lrf:.3g} at epoch {epochs} "
+                              "(the schedule does not restart)")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly. Like nn.Module.state_dict(), the tensors are
@@ -390,11 +391,18 @@ class Trainer:
         self.best_fitness = float(state["best_fitness"])
         self.best_epoch = int(state.get("best_epoch", self.epoch))  # older checkpoints: count from here
         restore_rng(state["rng"])
-        self.batch = int(state.get("batch") or 0)  # checkpoints from before mid-epoch saves: 0
+        batch = state.get("batch") or 0  # checkpoints from before mid-epoch saves: 0
+        if type(batch) is not int or not 0 <= batch <= self.batches:  # read from a store: untrusted
+            raise InvalidInput(f"training state: batch {batch!r} is not one of this epoch's 0..{self.batches} "
+                               "(a different --batch or dataset?)")
+        self.batch = batch
         if self.batch:
             self._load_partial(state["partial"])
         lr_from = state.get("lr_from")
-        self._lr_from = (int(lr_from[0]), float(lr_from[1])) if lr_from else None
+        if lr_from is not None and not (isinstance(lr_from, (list, tuple)) and len(lr_from) == 2
+                                        and type(lr_from[0]) is int and isinstance(lr_from[1], float)):
+            raise InvalidInput(f"training state: lr_from {lr_from!r} is not [epoch, lr factor]")
+        self._lr_from = (lr_from[0], lr_from[1]) if lr_from else None
         planned = int(state["config"]["epochs"])
         if planned != self.config.epochs:  # resumed with another --epochs: the schedule from here on
             epochs, self.config = self.config.epochs, self.config.replace(epochs=planned)
@@ -409,12 +417,16 @@ class Trainer:
 
     def _load_partial(self, partial: Any) -> None:
         params = list(self.model.parameters())
-        if not isinstance(partial, dict) or len(partial.get("grads") or ()) != len(params):
+        if not (isinstance(partial, dict) and isinstance(partial.get("grads"), list)
+                and len(partial["grads"]) == len(params)
+                and isinstance(partial.get("losses"), torch.Tensor) and partial["losses"].shape == (len(LOSS_NAMES),)
+                and type(partial.get("images")) is int and type(partial.get("accumulate")) is int
+                and partial["accumulate"] >= 1 and isinstance(partial.get("seconds"), (int, float))):
             raise InvalidInput("training state: a mid-epoch checkpoint without the epoch's running sums and gradients")
         for p, grad in zip(params, partial["grads"]):
             # empty_like keeps the parameter's memory format: a norm sums in the same order
             p.grad = None if grad is None else torch.empty_like(p).copy_(torch.as_tensor(grad))
-        self._resumed_sums = _EpochSums(torch.as_tensor(partial["losses"]).to(self.device), int(partial["images"]),
+        self._resumed_sums = _EpochSums(partial["losses"].to(self.device), int(partial["images"]),
                                         float(partial["seconds"]), int(partial["accumulate"]))
 
     def _call(self, event: str, *args: Any) -> None:
