@@ -178,6 +178,11 @@ def parse_setting(pair: str) -> tuple[str, Any]:
         value = None
     elif key == "val_splits":
         value = [part.strip() for part in value.split(",")]
+    elif key == "save_every" and value:
+        try:
+            value = parse_duration(value)
+        except ValueError as error:
+            raise InvalidInput(f"--set save_every: {error} (got {text!r})") from None
     try:
         return key, TypeAdapter(field.annotation).validate_python(value)
     except ValidationError as error:
