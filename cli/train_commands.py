@@ -165,7 +165,7 @@ def resume(
     epochs: Annotated[Optional[int], typer.Option(help="New total epochs (extend a finished run)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Refused unless the run's own (data order depends on it)")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Must be the run's own (data order depends on it)")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never")] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones) from now on")] = None,
     save_every: Annotated[Optional[str], typer.Option(help=SAVE_EVERY_HELP, show_default=False)] = None,
