@@ -340,9 +340,10 @@ def _repair_aliases(s: Store, name: str, epoch: int) -> None:
     if not latest.metadata.get("batch") and aliases.get(f"epoch-{epoch}") != latest.version:
         s.set_alias(name, f"epoch-{epoch}", latest.version)
     if "best" not in aliases:
-        infos = [i.record for i in s.versions(name)]
-        best = max(infos, key=lambda r: (r.metadata.get("fitness") or 0.0, -r.version))
-        s.set_alias(name, "best", best.version)
+        infos = [i.record for i in s.versions(name) if not i.record.metadata.get("batch")]  # whole epochs only
+        if infos:
+            best = max(infos, key=lambda r: (r.metadata.get("fitness") or 0.0, -r.version))
+            s.set_alias(name, "best", best.version)
 
 
 def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, report, overrides, world,

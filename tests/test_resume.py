@@ -163,6 +163,11 @@ def test_resume_restores_aliases_lost_to_a_kill(tmp_path):
     checkpoint.save(s, "r-model", {"epoch": 2}, metadata={"fitness": 0.1})
     _repair_aliases(s, "r-model", 2)
     assert s.aliases("r-model") == {"epoch-1": 0, "epoch-2": 1, "best": 0}
+    # a checkpoint from inside an epoch (--save-every) is never `best`, even where fitness ties at 0
+    checkpoint.save(s, "m-model", {"epoch": 0, "batch": 3}, metadata={"batch": 3, "fitness": None})
+    checkpoint.save(s, "m-model", {"epoch": 1}, metadata={"fitness": 0.0})  # killed before its aliases
+    _repair_aliases(s, "m-model", 1)
+    assert s.aliases("m-model") == {"epoch-1": 1, "best": 1}
 
 
 def test_run_records_from_before_a_key_was_retired_still_load():
