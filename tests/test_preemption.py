@@ -210,3 +210,24 @@ def test_a_stop_that_cannot_save_within_its_grace_exits_and_keeps_the_run(straig
         "the run resumes from its last checkpoint")
     s = artifactkit.open_store(str(store))
     assert runs.observe(s, runs.load_run(s, "hasty")).status == "interrupted"
+
+
+def test_ctrl_c_in_a_terminal_stops_cleanly_with_loader_workers(straight):
+    """A terminal's Ctrl-C reaches the whole process group, data-loader workers included: they
+    ignore it, so the trainer still reaches its batch boundary and saves."""
+    data, store = straight
+    proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "train", "--data", str(data), *TRAIN, "--workers", "2",
+                             "--store", str(store), "--run-id", "ctrl-c"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if re.search(r"batch 1/\d+", line):
+            break
+    else:
+        raise AssertionError("".join(seen))
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
+    rest = proc.stderr.read()
+    assert proc.wait() == 128 + signal.SIGINT, rest
+    assert re.fullmatch(r"interrupted at epoch 1, batch \d/6: resume with artifactkit resume .*/runs/ctrl-c",
+                        rest.strip().splitlines()[-1]), rest
