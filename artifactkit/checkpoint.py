@@ -238,12 +238,12 @@ def _write_pair(store: Store, name: str, full: str, skeleton: Any, tensors: dict
                    uploaded_bytes=part.uploaded_bytes + whole.uploaded_bytes)
 
 
-def load_full(store: Store, name: str, full: str) -> Any:
-    """The full training state of the newest checkpoint of `name` (whose full states are versions
-    of `full`): the state its metadata names, or the checkpoint itself if it names none (saved
-    before thin history: it holds everything). A thinned newest checkpoint is refused, naming the
-    newest full one."""
-    latest = store.latest(name)
+def load_full(store: Store, name: str, full: str, latest: VersionRecord | None = None) -> Any:
+    """The full training state of the newest checkpoint of `name` (or of `latest`, one of its
+    versions already resolved), whose full states are versions of `full`: the state its metadata
+    names, or the checkpoint itself if it names none (saved before thin history: it holds
+    everything). A thinned newest checkpoint is refused, naming the newest full one."""
+    latest = store.latest(name) if latest is None else latest
     if latest is None:
         raise NotFound(f"{store.uri}: no checkpoint {name}")
     ref = latest.metadata.get(FULL_STATE)

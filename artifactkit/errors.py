@@ -54,3 +54,14 @@ def did_you_mean(word: str, known) -> str:
     known = list(known)
     match = [k for k in known if k.startswith(word)][:1] or difflib.get_close_matches(word, known, n=1, cutoff=0.5)
     return f", did you mean {match[0]}?" if match else ""
+
+
+class Stopped(KeyboardInterrupt):
+    """Training stopped on request (a signal: SIGINT, SIGTERM, SIGUSR1) after saving where it
+    stood. A KeyboardInterrupt, so code that handles Ctrl-C handles it; `signum` gives the CLI
+    its exit status (128 + signum) and the message is the one line to print. `saved`: the state
+    where it stopped was handed to the callbacks to save (False: stopped at once, without)."""
+
+    def __init__(self, message: str, signum: int, saved: bool = False):
+        super().__init__(message)
+        self.signum, self.saved = signum, saved

@@ -52,7 +52,8 @@ def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, store:
             details = writer(found, tmp, imgsz)
     except OSError as e:
         raise InvalidInput(f"{out}: cannot write the weights ({e.strerror or e})") from None
-    return {"out": str(out), "format": out.suffix[1:], "source": found.source, "tensors": len(found.state), **details}
+    return {"out": str(out), "format": out.suffix[1:], "source": found.source, "loaded": found.shown,
+            "tensors": len(found.state), **details}
 
 
 def _require(module: str) -> None:

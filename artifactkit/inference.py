@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import InvalidInput, NotFound
 from .fileio import atomic_path
@@ -46,11 +46,13 @@ class ImagePrediction:
 
 def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[str | os.PathLike], *,
             conf: float = CONF, iou: float = IOU, imgsz: int | None = None, device: str = "auto", batch: int = BATCH,
-            max_det: int = MAX_DET, store: str | None = None, storage_options: dict | None = None) -> list[ImagePrediction]:
+            max_det: int = MAX_DET, store: str | None = None, storage_options: dict | None = None,
+            loaded_from: Callable[[str], None] | None = None) -> list[ImagePrediction]:
     """Boxes for every image in `sources` (image files, folders of images, globs) from `weights`
-    (a run URI, NAME:VERSION of a checkpoint in `store`, or an exported .safetensors / .pt).
-    `imgsz` defaults to the size the model was trained at. Weights from a store, trained on a
-    dataset logged with --format coco, give the COCO file's ids (coco_ids)."""
+    (a run URI: its best checkpoint; NAME:VERSION of a checkpoint in `store`, or an exported
+    .safetensors / .pt). `imgsz` defaults to the size the model was trained at. Weights from a
+    store, trained on a dataset logged with --format coco, give the COCO file's ids (coco_ids).
+    `loaded_from` hears which weights were loaded (e.g. "<store>: r-model:v3 (best)")."""
     from .weights import check_imgsz, load_model
 
     if not 0 <= conf <= 1 or not 0 <= iou <= 1:
@@ -61,6 +63,8 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
         check_imgsz(imgsz, "--imgsz")
     paths = image_paths([sources] if isinstance(sources, (str, os.PathLike)) else sources)
     loaded = load_model(weights, store=store, storage_options=storage_options, device=device)
+    if loaded_from is not None:
+        loaded_from(loaded.shown)
     size = imgsz or loaded.imgsz
     device_of = next(loaded.model.parameters()).device
     predictions = list(_run(loaded.model, loaded.names, paths, size, device_of, batch, (conf, iou, max_det)))

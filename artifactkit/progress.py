@@ -2,7 +2,8 @@
 
 session.train()/resume() tell a caller how a run goes through `report(event, details)`; events:
 "run", "resume", "batch" (at most twice a second, and each epoch's last batch), "epoch",
-"checkpoint", "stopped", "warning", "done". LogReport turns them into standard `logging` records
+"checkpoint", "stopped", "warning", "interrupted" (a stop signal: where it saved),
+"finished" (train --run-id of a finished run), "done". LogReport turns them into standard `logging` records
 (logger "artifactkit"), a batch line every 10% of an epoch or 30 s, so a notebook with
 `logging.basicConfig(level=logging.INFO)` shows a run as the CLI does.
 """
@@ -38,15 +39,21 @@ def line(event: str, d: dict[str, Any]) -> str | None:
                 f"device {d.get('device', '?')}, workers {d.get('workers', '?')}: "
                 f"resume with  artifactkit resume {d['uri']}")
     if event == "resume":
-        return (f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']} on {d['dataset']}, "
+        inside = f", after batch {d['from_batch']}/{d['batches']}" if d.get("from_batch") else ""
+        return (f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']}{inside} on {d['dataset']}, "
                 f"weights {d.get('weights', '?')}, device {d.get('device', '?')}, workers {d.get('workers', '?')}")
+    if event == "finished":
+        return d["message"]
     if event == "epoch":
         return epoch_line(d)
     if event == "batch":
         return batch_line(d)
     if event == "checkpoint":
         pruned = f"; deleted older {', '.join(d['pruned'])} (retention)" if d.get("pruned") else ""
-        return f"  saved {d['version']} ({', '.join(d['aliases'])}){pruned}"
+        inside = f" at epoch {d['epoch']}, batch {d['batch']}/{d['batches']}" if d.get("batch") else ""
+        return f"  saved {d['version']} ({', '.join(d['aliases'])}){inside}{pruned}"
+    if event == "interrupted":
+        return d["message"]
     if event == "stopped":
         return f"stopping early after epoch {d['epoch']}: {d['reason']}"
     return None

@@ -15,12 +15,19 @@ from .uri import looks_like_ref, split_run_uri
 
 
 def checkpoint_source(uri: str, store: str | None, storage_options: dict | None) -> tuple[Store, str]:
-    """A run URI (its latest checkpoint) or NAME:VERSION in `store` -> (store, checkpoint ref)."""
+    """A run URI or NAME:VERSION in `store` -> (store, checkpoint ref). A run URI means its best
+    checkpoint (Ultralytics' habit: best.pt), or its latest while none is marked best;
+    <run-uri>:latest (or :epoch-N, :vN, any alias) picks another."""
     if looks_like_ref(uri):
         return open_store(store, storage_options, must_exist=True), uri
-    store_uri, run_id = split_run_uri(uri)
+    head, _, tail = uri.rstrip("/").rpartition("/")
+    run_part, _, selector = tail.partition(":")
+    store_uri, run_id = split_run_uri(f"{head}/{run_part}")
     s = open_store(store_uri, storage_options)  # a missing store: "<store>/runs/<id>: no such run"
-    return s, f"{load_run(s, run_id).model_artifact}:latest"
+    artifact = load_run(s, run_id).model_artifact
+    if not selector:
+        selector = "best" if "best" in s.aliases(artifact) else "latest"
+    return s, f"{artifact}:{selector}"
 
 
 def dataset_yaml(data: str, store: Store | str | None, storage_options: dict | None) -> str:
@@ -92,7 +99,8 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
     from .yolo import load_data_config
 
     s, ref = checkpoint_source(weights, store, storage_options)
-    state = checkpoint.load(s, ref)
+    record = s.resolve(ref)
+    state = checkpoint.load(s, record)
     cfg = load_data_config(dataset_yaml(data, store if store is not None else s, storage_options))
     scale = state["config"]["model"]
     model = _model_for(state, len(cfg.names), scale, f"{s.uri}: {ref}")
@@ -107,7 +115,8 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
     if save_json is not None:
         records = [r for im in result.images for r in coco_records(im.im_id, im.pred)]
         write_coco_json(save_json, _with_original_ids(records, cfg, split, result.images))
-    return {"split": split, "imgsz": size, "images": len(result.images), "metrics": metrics, "classes": result.classes}
+    return {"split": split, "imgsz": size, "images": len(result.images), "metrics": metrics, "classes": result.classes,
+            "weights": f"{s.uri}: {record.name}:{record.label} ({ref.rpartition(':')[2]})"}
 
 
 def _with_original_ids(records: list[dict], cfg, split: str, images) -> list[dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import checkpoint, datasets
-from .errors import ArtifactkitError, InvalidInput, NotFound, RunHeld
+from .errors import ArtifactkitError, InvalidInput, RunHeld, Stopped
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
 from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
@@ -23,16 +23,18 @@ from .runref import find_run
 from .runs import (
     RunRecord, check_run_id, create_run, error_line, load_run, new_run_id, save_run, write_epoch_metrics,
 )
+from .stopping import StopOnSignals
 from .store import Store, open_store
 from .tracking import FanOut, SystemMonitor, continued
 from .uri import run_uri
 
 Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "batch", "patience", "save_period", "keep_last", "keep_within",
-                    "keep_daily", "keep_weekly", "keep_full")
+RESUME_OVERRIDES = ("epochs", "device", "workers", "threads", "patience", "save_period", "save_every", "stop_grace",
+                    "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_full")
 # What only resume needs, kept in the full state (<run>-state) of the newest checkpoints alone
 # (TrainConfig.keep_full); a checkpoint keeps the rest: EMA weights, epoch, config (thin history).
-RESUME_ONLY = ("model", "optimizer", "scheduler", "rng")
+# `partial` is a mid-epoch checkpoint's position, running sums and pending gradients.
+RESUME_ONLY = ("model", "optimizer", "scheduler", "rng", "partial")
 BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running losses off the device
 
 
@@ -52,12 +54,18 @@ class RunCallbacks:
         self.recorded = run
         self._awaiting_checkpoint = False
         self._record_lock = threading.Lock()
+        self._last_save = time.monotonic()  # --save-every counts from here
+        self._saved_at: tuple[int, int] | None = None  # (epochs done, batch) of the last mid-epoch save
 
     def on_train_start(self, trainer) -> None:
+        self._last_save = time.monotonic()
         self.report("train_start", {"epoch": trainer.epoch, "epochs": trainer.config.epochs})
 
     def on_batch_end(self, trainer, p) -> None:
         now = time.monotonic()
+        every = trainer.config.save_every
+        if every and p.batch < p.batches and now - self._last_save >= every:
+            self.save_mid_epoch(trainer)
         if p.batch < p.batches and now - self._batch_reported < BATCH_REPORT_S:
             return
         self._batch_reported = now
@@ -90,7 +98,9 @@ class RunCallbacks:
         self.trackers.call("log_epoch", epoch, metrics, system)
         best = bool(getattr(trainer, "is_best", False))
         period = trainer.config.save_period
-        checkpointed = bool((period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason)
+        # A better epoch is always kept, whatever the period: `best` is what predict, val and export take.
+        checkpointed = bool(best or (period and epoch % period == 0) or epoch == trainer.config.epochs
+                            or trainer.stop_reason)
         if checkpointed:
             self.saver.wait()  # the previous checkpoint lands, and its epoch is recorded, first
         self._advance(self.run.with_(
@@ -104,6 +114,13 @@ class RunCallbacks:
             self.report("stopped", {"epoch": epoch, "reason": trainer.stop_reason})
         if checkpointed:
             self.save(trainer, epoch, metrics, best)
+
+    def on_stop(self, trainer) -> None:
+        """A stop was asked for (a signal): save where training stands, unless just saved."""
+        if trainer.batch and self._saved_at != (trainer.epoch, trainer.batch):
+            self.save_mid_epoch(trainer)
+        elif self.saved_epoch != trainer.epoch and trainer.epoch:
+            self.save(trainer, trainer.epoch, trainer.metrics, best=False)
 
     def _advance(self, run: RunRecord, awaiting_checkpoint: bool) -> None:
         """The run moved on: record it now, or, while a checkpoint it needs is in flight, once
@@ -124,9 +141,23 @@ class RunCallbacks:
 
     def save(self, trainer, epoch: int, metrics: dict[str, float], best: bool) -> None:
         aliases = [f"epoch-{epoch}"] + (["best"] if best else [])
+        self._save(trainer, aliases, {"epochs_trained": epoch, "fitness": metrics.get("fitness"), "metrics": metrics},
+                   {"epoch": epoch})
+        self.saved_epoch = epoch
+
+    def save_mid_epoch(self, trainer) -> None:
+        """A checkpoint inside an epoch: `latest` only (epoch-<E> and best name whole epochs)."""
+        if self.lease is not None:  # as at an epoch end: a process that lost the run writes nothing more
+            self.lease.renew()
+            self.lease.check(run_uri(self.store.uri, self.run.run_id))
+        self._saved_at = (trainer.epoch, trainer.batch)
+        self._save(trainer, [], {"epochs_trained": trainer.epoch, "batch": trainer.batch, "batches": trainer.batches},
+                   {"epoch": trainer.epoch + 1, "batch": trainer.batch, "batches": trainer.batches})
+
+    def _save(self, trainer, aliases: list[str], position: dict[str, Any], event: dict[str, Any]) -> None:
         metadata = {
-            "epochs_trained": epoch, "total_epochs": trainer.config.epochs, "fitness": metrics.get("fitness"),
-            "metrics": metrics, "dataset": self.dataset.ref, "model": trainer.config.model,
+            **position, "total_epochs": trainer.config.epochs, "dataset": self.dataset.ref,
+            "model": trainer.config.model,
             "names": list(trainer.data.names),  # what predict and export label boxes with
         }
 
@@ -138,16 +169,17 @@ class RunCallbacks:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
             full = result.record.metadata.get(FULL_STATE)
             if full is not None:  # mirrors get the full state too: `resume wandb-artifact://` needs it
-                self.trackers.call("log_checkpoint", self.store.resolve(full), [f"epoch-{epoch}"], metadata)
+                self.trackers.call("log_checkpoint", self.store.resolve(full),
+                                   [a for a in aliases if a.startswith("epoch-")], metadata)
             pruned = self._retain(rules) if rules.any else []
             self._thin(cfg.keep_full)
-            self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", "epoch": epoch,
+            self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", **event,
                                        "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes,
                                        "pruned": pruned})
 
         self.saver.save(trainer.state_dict(), then=saved, full=full_state_name(self.run.run_id), drop=RESUME_ONLY,
                         aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
-        self.saved_epoch = epoch
+        self._last_save = time.monotonic()
 
     def _retain(self, rules: Retention) -> list[str]:
         """The --keep-* rules after a checkpoint committed (on the saver's thread). A failure to
@@ -192,7 +224,7 @@ def train(
     data: str | None = None,
     run_id: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    trackers: Sequence[Any] = (),
+    trackers: Sequence[Any] | None = (),
     report: Report | None = None,
     **options: Any,
 ) -> RunRecord:
@@ -201,14 +233,59 @@ def train(
     are TrainConfig keys (its defaults apply to the rest); `report(event, details)` hears the
     progress (default: standard logging, see progress.py).
 
+    Idempotent with a run_id, for schedulers that re-run one command after each preemption: a
+    run that exists is continued from its latest checkpoint (from epoch 1 if it has none), and a
+    finished one returned as it is (event "finished"). The options given must then agree with
+    the run's recorded config, except those resume may change (RESUME_OVERRIDES); its dataset is
+    the recorded version. trackers=None: a continued run keeps the trackers it had.
+
     Under torchrun every process calls this: rank 0 creates the run and alone writes to the
     store and trackers; each node pulls a stored dataset once; every rank trains its shard."""
     from .detector.distributed import process_group
 
     report = report or LogReport()
     with process_group() as world:
-        start = world.lead(lambda: _held(_new_run(store, data, run_id, storage_options, trackers, report, options, world)))
-        return _run(_share(world, start, storage_options), report, world, resumed=False)
+        start = world.lead(lambda: _new_or_existing(store, data, run_id, storage_options, trackers, report, options,
+                                                    world))
+        finished, resumed = world.broadcast((start.finished, start.state is not None) if world.is_main else None)
+        if finished:
+            if world.is_main and start.lease is not None:
+                start.lease.release()
+            return world.broadcast(start.run if world.is_main else None)
+        shared = _share(world, start, storage_options)
+        if resumed:
+            shared.state = world.broadcast_state(start.state if world.is_main else None)
+        return _run(shared, report, world, resumed=resumed)
+
+
+def _new_or_existing(store, data, run_id, storage_options, trackers, report, options, world) -> "_Start":
+    s = open_store(store, storage_options)
+    if run_id is None or not s.run_exists(check_run_id(run_id)):
+        return _held(_new_run(s, data, run_id, storage_options, trackers or (), report, options, world))
+    run = load_run(s, run_id)
+    where = run_uri(s.uri, run_id)
+    overrides = _same_config(where, run, options)
+    if run.status == "finished" and "epochs" not in overrides:
+        report("finished", {"message": f"run {run_id} already finished ({run.epochs_completed}/{run.total_epochs} "
+                                       f"epochs): nothing to do; {where}"})
+        return _Start(run, None, s, finished=True)
+    return _claimed_and_continued(s, run, storage_options, trackers, report, overrides, world, done_is_finished=True)
+
+
+def _same_config(where: str, run: RunRecord, options: dict[str, Any]) -> dict[str, Any]:
+    """The options that continue an existing run: those resume may change (RESUME_OVERRIDES),
+    where they differ from its recorded config. Any other key given must agree with it."""
+    from .detector.config import TrainConfig
+
+    given = TrainConfig(data="-", **options).model_dump(mode="json")  # normalised as recorded (imgsz, device)
+    recorded = TrainConfig(**{**run.config, "data": "-"}).model_dump(mode="json")
+    differ = {key: options[key] for key in options if given[key] != recorded[key]}
+    fixed = sorted(key for key in differ if key not in RESUME_OVERRIDES)
+    if fixed:
+        what = ", ".join(f"{key}={recorded[key]!r} (given {given[key]!r})" for key in fixed)
+        raise InvalidInput(f"{where} exists with {what}: a run keeps its config; re-run it with the same options, "
+                           "or pick another --run-id")
+    return differ
 
 
 def _held(start: "_Start") -> "_Start":
@@ -218,13 +295,12 @@ def _held(start: "_Start") -> "_Start":
     return start
 
 
-def _new_run(store, data, run_id, storage_options, trackers, report, options, world) -> _Start:
+def _new_run(s: Store, data, run_id, storage_options, trackers, report, options, world) -> _Start:
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch, rank_device
     from .detector.train import resolve_device
 
     # Everything that can be refused is checked before the dataset version and the run exist.
-    s = open_store(store, storage_options)
     run_id = check_run_id(run_id) if run_id else new_run_id()
     if s.run_exists(run_id):
         raise InvalidInput(f"{s.uri}: run {run_id!r} already exists; resume it or pick another --run-id")
@@ -252,6 +328,17 @@ def _new_run(store, data, run_id, storage_options, trackers, report, options, wo
     report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref,
                    "weights": weights.source if weights else None, "device": str(device), "workers": workers})
     return _Start(run, config, s, dataset, trackers=trackers, weights=weights)
+
+
+def _lacks_device(device: str) -> bool:
+    """A recorded CUDA device on a machine without one (a GPU run resumed on a CPU machine:
+    checkpoints hold plain tensors, loaded onto whatever device trains now)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return False
+    index = device.partition(":")[2]
+    return not torch.cuda.is_available() or (index.isdigit() and int(index) >= torch.cuda.device_count())
 
 
 def _starting_weights(s: Store, config, scale_given: bool, storage_options):
@@ -288,11 +375,12 @@ def resume(
     from .detector.distributed import process_group
 
     report = report or LogReport()
-    bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDES) - {"batch"})  # batch: _continue says why not
     if bad:
         raise InvalidInput(f"cannot change {', '.join(bad)} on resume (allowed: {', '.join(RESUME_OVERRIDES)})")
     with process_group() as world:
-        start = world.lead(lambda: _resumed_run(uri, store, storage_options, trackers, report, overrides, world))
+        start = world.lead(lambda: _claimed_and_continued(*find_run(uri, store, storage_options), storage_options,
+                                                          trackers, report, overrides, world))
         shared = _share(world, start, storage_options)
         shared.state = world.broadcast_state(start.state if world.is_main else None)
         return _run(shared, report, world, resumed=True)
@@ -301,19 +389,21 @@ def resume(
 def _repair_aliases(s: Store, name: str, epoch: int) -> None:
     """Aliases are written after the version record, so a kill in between leaves the latest
     checkpoint without its epoch-<E> alias (and possibly `best` unset): restore them before the
-    run and its mirrors go on. `best` is recomputed from the versions' recorded fitness."""
+    run and its mirrors go on. `best` is recomputed from the versions' recorded fitness. A
+    checkpoint from inside an epoch has no epoch alias."""
     latest = s.resolve(f"{name}:latest")
     aliases = s.aliases(name)
-    if aliases.get(f"epoch-{epoch}") != latest.version:
+    if not latest.metadata.get("batch") and aliases.get(f"epoch-{epoch}") != latest.version:
         s.set_alias(name, f"epoch-{epoch}", latest.version)
     if "best" not in aliases:
-        infos = [i.record for i in s.versions(name)]
-        best = max(infos, key=lambda r: (r.metadata.get("fitness") or 0.0, -r.version))
-        s.set_alias(name, "best", best.version)
+        infos = [i.record for i in s.versions(name) if not i.record.metadata.get("batch")]  # whole epochs only
+        if infos:
+            best = max(infos, key=lambda r: (r.metadata.get("fitness") or 0.0, -r.version))
+            s.set_alias(name, "best", best.version)
 
 
-def _resumed_run(uri, store, storage_options, trackers, report, overrides, world) -> _Start:
-    s, run = find_run(uri, store, storage_options)
+def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, report, overrides, world,
+                           done_is_finished: bool = False) -> _Start:
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
     s = s.fenced_by(lease.fenced)  # every write of the run, refused once it is taken over
@@ -321,7 +411,7 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
         run = load_run(s, run.run_id)  # as its last holder left it
         if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run
             trackers = continued(run.trackers, lambda msg: report("warning", {"message": msg}))
-        start = _continue(s, run, trackers, report, overrides, world)
+        start = _continue(s, run, trackers, report, overrides, world, storage_options, done_is_finished)
     except BaseException:
         lease.release()
         raise
@@ -329,7 +419,11 @@ def _resumed_run(uri, store, storage_options, trackers, report, overrides, world
     return start
 
 
-def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "_Start":
+def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, storage_options=None,
+              done_is_finished: bool = False) -> "_Start":
+    """The run ready to go on from its latest checkpoint. done_is_finished (train --run-id): a run
+    whose last epoch was saved but whose end was never recorded (killed in between) is recorded
+    finished and returned as such, instead of refused."""
     from .detector.config import TrainConfig
     from .detector.distributed import rank_batch, rank_device
     from .detector.state import check_state_keys
@@ -337,41 +431,63 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world) -> "
     from .yolo import load_data_config
 
     where = run_uri(s.uri, run.run_id)
-    if not s.version_numbers(run.model_artifact):
-        raise NotFound(f"{where}: no checkpoint committed ({_epochs(run.epochs_completed)} recorded, none saved; "
-                       "nothing to resume from: train again, with --save-period N to save every N epochs)")
-    latest = s.resolve(f"{run.model_artifact}:latest")
-    state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id))
-    check_state_keys(state, f"{s.uri}: {run.model_artifact}:latest {checkpoint.SKELETON}")
-    done = int(state["epoch"])
-    if done < run.epochs_completed:  # a record written before checkpoints waited for it (or save-period skipped them)
-        report("warning", {"message": f"{where} recorded {_epochs(run.epochs_completed)} but its latest checkpoint "
-                                      f"is of epoch {done}: epochs {done + 1}-{run.epochs_completed} are trained again"})
-    _repair_aliases(s, run.model_artifact, done)
-    epochs = overrides.pop("epochs", None)
-    if epochs is None and done >= run.total_epochs:
-        raise InvalidInput(f"{run_uri(s.uri, run.run_id)} finished all {done} epochs; pass --epochs N to extend it")
-    if run.stopped_early and "patience" not in overrides:
-        raise InvalidInput(f"{run_uri(s.uri, run.run_id)} stopped early after epoch {done} ({run.stopped_early}); "
-                           "pass --patience N (more epochs, or 0: never stop) to continue it")
-    if "batch" in overrides and overrides["batch"] != run.config.get("batch"):
-        report("warning", {"message": "a new --batch changes the data order: the result will not be bit-identical"})
+    overrides = dict(overrides)
+    batch = overrides.pop("batch", run.config.get("batch"))
+    if batch != run.config.get("batch"):
+        raise InvalidInput(f"{where}: --batch {batch}: the run trains at batch {run.config.get('batch')}, on which its "
+                           "learning-rate schedule, gradient accumulation and data order depend (a new batch size "
+                           f"is a new run: train --weights {where})")
     if run.dataset is None:
-        raise InvalidInput(f"{run_uri(s.uri, run.run_id)}: the run records no dataset version")
+        raise InvalidInput(f"{where}: the run records no dataset version")
+    if not s.version_numbers(run.model_artifact):  # stopped before its first checkpoint: nothing to lose
+        state, done, batch_done, batches, saved = None, 0, 0, None, dict(run.config)
+        report("warning", {"message": f"{where} has no checkpoint yet: starting it again from epoch 1 "
+                                      "with its recorded config"})
+    else:
+        record = s.resolve(f"{run.model_artifact}:latest")
+        state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id), record)
+        check_state_keys(state, f"{s.uri}: {run.model_artifact}:{record.label} {checkpoint.SKELETON}")
+        done, batch_done, saved = int(state["epoch"]), int(state.get("batch") or 0), state["config"]
+        batches = record.metadata.get("batches")
+        if done < run.epochs_completed:  # a record written before checkpoints waited for it
+            report("warning", {"message": f"{where} recorded {_epochs(run.epochs_completed)} but its latest "
+                                          f"checkpoint is of epoch {done}: epochs {done + 1}-{run.epochs_completed} "
+                                          "are trained again"})
+        _repair_aliases(s, run.model_artifact, done)
+    epochs = overrides.pop("epochs", None)
+    if epochs is None and done >= run.total_epochs and done_is_finished and not batch_done:
+        run = run.with_(status="finished", error=None, epochs_completed=done)
+        save_run(s, run)
+        report("finished", {"message": f"run {run.run_id} already finished ({done}/{run.total_epochs} epochs): "
+                                       f"nothing to do; {where}"})
+        return _Start(run, None, s, finished=True)
+    if epochs is None and done >= run.total_epochs:
+        raise InvalidInput(f"{where} finished all {done} epochs; pass --epochs N to extend it")
+    if run.stopped_early and "patience" not in overrides:
+        raise InvalidInput(f"{where} stopped early after epoch {done} ({run.stopped_early}); "
+                           "pass --patience N (more epochs, or 0: never stop) to continue it")
     dataset = datasets.materialise(s, run.dataset, run.data_yaml)
-    saved = {**state["config"], **overrides, "data": str(dataset.yaml_path)}
+    saved = {**saved, **overrides, "data": str(dataset.yaml_path)}
+    if "device" not in overrides and _lacks_device(str(saved.get("device", "auto"))):
+        report("warning", {"message": f"{where} trained on {saved['device']}, which this machine lacks: resuming on "
+                                      "the device 'auto' picks (--device to choose)"})
+        saved["device"] = "auto"
     if epochs is not None:
         saved["epochs"] = epochs
     config = TrainConfig(**saved)
     device = rank_device(resolve_device(config.device), world)
     workers = _workers(config, load_data_config(dataset.yaml_path), rank_batch(config.batch, world))
+    weights = None
+    if state is None:  # a restart starts from what the run started from
+        config, weights = _starting_weights(s, config, True, storage_options)
     run = run.with_(status="running", error=None, total_epochs=config.epochs, config=config.model_dump(mode="json"),
                     stopped_early=None)
     save_run(s, run)
-    report("resume", {"run_id": run.run_id, "uri": run_uri(s.uri, run.run_id), "from_epoch": done + 1,
-                      "epochs": config.epochs, "dataset": dataset.ref, "weights": f"{latest.name}:{latest.label}",
+    shown = f"{record.name}:{record.label}" if state is not None else (weights.shown if weights else "none (from scratch)")
+    report("resume", {"run_id": run.run_id, "uri": where, "from_epoch": done + 1, "epochs": config.epochs,
+                      "dataset": dataset.ref, "from_batch": batch_done, "batches": batches, "weights": shown,
                       "device": str(device), "workers": workers})
-    return _Start(run, config, s, dataset, state=state, trackers=trackers)
+    return _Start(run, config, s, dataset, state=state, trackers=trackers, weights=weights)
 
 
 def _workers(config, spec, batch: int) -> int:
@@ -398,6 +514,7 @@ class _Start:
     trackers: Sequence[Any] = ()
     weights: Any = None  # weights.Weights to start from (rank 0 only: DDP copies its model to the others)
     lease: Lease | None = None  # rank 0's hold on the run (lease.py)
+    finished: bool = False  # train(run_id=...) of a run that finished: nothing to do
 
 
 def _share(world, start: _Start | None, storage_options) -> _Start:
@@ -436,22 +553,25 @@ def _node_dataset(plan: dict[str, Any], storage_options) -> str:
 def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
     from .detector.train import Trainer
 
+    warn = lambda msg: report("warning", {"message": msg})  # noqa: E731
     if not world.is_main:  # trains its shard; rank 0 writes everything, then shares the result
-        trainer = Trainer(start.config, world=world)
-        _load_state(trainer, start)
-        trainer.fit()
+        with StopOnSignals(start.config.stop_grace, warn) as signals:
+            trainer = Trainer(start.config, world=world)
+            _load_state(trainer, start, report=report)
+            signals.attach(trainer)
+            trainer.fit()
         return world.broadcast(None)
     s, run, dataset = start.store, start.run, start.dataset
-    warn = lambda msg: report("warning", {"message": msg})  # noqa: E731
     heartbeat = Heartbeat(start.lease, warn).start() if start.lease is not None else None
     try:
-        fan = FanOut(start.trackers, warn)
-        infos = fan.call("start", run, resumed)
-        if any(infos.values()):
-            run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
-            save_run(s, run)
-        callbacks = RunCallbacks(s, run, dataset, fan, report, start.lease)
-        metrics = _fit(start, callbacks, report, world)
+        with StopOnSignals(start.config.stop_grace, warn) as signals:
+            fan = FanOut(start.trackers, warn)
+            infos = fan.call("start", run, resumed)
+            if any(infos.values()):
+                run = run.with_(trackers={**run.trackers, **{k: v for k, v in infos.items() if v}})
+                save_run(s, run)
+            callbacks = RunCallbacks(s, run, dataset, fan, report, start.lease)
+            metrics = _fit(start, callbacks, report, world, signals)
     finally:
         if heartbeat is not None:
             heartbeat.close()  # and release the run
@@ -459,12 +579,13 @@ def _run(start: _Start, report, world, resumed: bool) -> RunRecord:
     return world.broadcast(callbacks.run)
 
 
-def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, float]:
+def _fit(start: _Start, callbacks: RunCallbacks, report, world, signals: StopOnSignals) -> dict[str, float]:
     """Train rank 0, recording how it ended: `failed` with the error if anything raised (the
-    trainer's set-up included), `interrupted` on Ctrl-C (resumable by `train --resume`)."""
+    trainer's set-up included), `interrupted` on a stop signal (saved where it stood) or Ctrl-C."""
     from .detector.train import Trainer
 
     s, run = start.store, callbacks.run
+    trainer = None
     try:
         callbacks.trackers.call("log_dataset", start.dataset, s)
         weights = start.weights
@@ -472,7 +593,8 @@ def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, flo
                           weights_from=weights.source if weights else "weights")
         if trainer.pretrained_note:
             report("warning", {"message": trainer.pretrained_note})
-        _load_state(trainer, start, run_uri(s.uri, run.run_id))
+        _load_state(trainer, start, run_uri(s.uri, run.run_id), report)
+        signals.attach(trainer)
         metrics = trainer.fit()
     except BaseException as error:
         interrupted = isinstance(error, KeyboardInterrupt)
@@ -480,12 +602,25 @@ def _fit(start: _Start, callbacks: RunCallbacks, report, world) -> dict[str, flo
             callbacks.finish("interrupted" if interrupted else "failed", None if interrupted else error_line(error))
         except Exception as also:  # keep the original error; say what else went wrong
             report("warning", {"message": f"while stopping after {type(error).__name__}: {also}"})
+            raise
+        if isinstance(error, Stopped):
+            where = run_uri(s.uri, run.run_id)
+            line = _interrupted_line(trainer, where) if error.saved else \
+                f"{error}: resume from the last checkpoint with artifactkit resume {where}"
+            report("interrupted", {"message": line})
+            raise Stopped(line, error.signum, error.saved) from None
         raise
     callbacks.finish("finished")
     return metrics
 
 
-def _load_state(trainer, start: _Start, where: str | None = None) -> None:
+def _interrupted_line(trainer, uri: str) -> str:
+    """Where a stopped run stands, and the command that continues it."""
+    epoch, batch = (trainer.epoch + 1, trainer.batch) if trainer.batch else (trainer.epoch, trainer.batches)
+    return f"interrupted at epoch {epoch}, batch {batch}/{trainer.batches}: resume with artifactkit resume {uri}"
+
+
+def _load_state(trainer, start: _Start, where: str | None = None, report: Report | None = None) -> None:
     if start.state is None:
         return
     try:
@@ -493,5 +628,5 @@ def _load_state(trainer, start: _Start, where: str | None = None) -> None:
     except RuntimeError as e:  # torch's shape mismatch: the checkpoint is not this model
         raise InvalidInput(f"{where or start.run.run_id}: checkpoint does not fit a YOLO-{start.config.model} "
                            f"with {trainer.model.nc} classes ({str(e).splitlines()[0]})") from None
-    if start.config.epochs != trainer.config.epochs:
-        trainer.set_epochs(start.config.epochs)
+    if trainer.schedule_note and trainer.world.is_main:
+        report("warning", {"message": trainer.schedule_note})

@@ -1,4 +1,4 @@
-"""Trained weights from wherever they are: a run URI (its latest checkpoint), NAME:VERSION of a
+"""Trained weights from wherever they are: a run URI (its best checkpoint), NAME:VERSION of a
 checkpoint in a store, or an exported file (.safetensors with its metadata, or a plain .pt
 state_dict). What predict, export, fine-tuning and `load_model` start from.
 
@@ -27,13 +27,21 @@ class Weights:
     imgsz: int  # the image size the model was trained at
     scale: str  # n, s or m
     origin: dict[str, str]  # {"store", "version": NAME:vN} or {"file": absolute path, "digest": xxh3-128}
+    selector: str | None = None  # how the version was asked for (best, latest, an alias), if not by number
 
     @property
     def source(self) -> str:
-        """Where the weights came from, in one phrase for messages."""
+        """Where the weights came from, in one phrase for messages (and records)."""
         if "file" in self.origin:
             return self.origin["file"]
         return f"{self.origin['store']}: {self.origin['version']}"
+
+    @property
+    def shown(self) -> str:
+        """source, and how the version was asked for when not by number: "...: r-model:v3 (best)"."""
+        number = self.origin.get("version", "").rpartition(":")[2]
+        asked = self.selector and "file" not in self.origin and self.selector != number
+        return f"{self.source} ({self.selector})" if asked else self.source
 
 
 @dataclass
@@ -44,11 +52,12 @@ class LoadedModel:
     scale: str
     source: str
     origin: dict[str, str] = field(default_factory=dict)  # Weights.origin
+    shown: str = ""  # source, with the alias asked for (Weights.shown)
 
 
 def read_weights(spec: str | os.PathLike, store: str | None = None, storage_options: dict | None = None) -> Weights:
     """Weights named by `spec`: a .safetensors or .pt file, a run URI (<store>/runs/<id>: its
-    latest checkpoint) or NAME:VERSION of a checkpoint in `store`."""
+    best checkpoint; <store>/runs/<id>:latest its latest) or NAME:VERSION of a checkpoint in `store`."""
     text = os.fspath(spec)
     path = Path(text)
     if path.is_file():
@@ -72,7 +81,7 @@ def load_model(weights: str | os.PathLike, *, store: str | None = None, storage_
         raise InvalidInput(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     found = read_weights(weights, store, storage_options)
     model = build(found).to(resolve_device(device))
-    return LoadedModel(model, found.names, found.imgsz, found.scale, found.source, found.origin)
+    return LoadedModel(model, found.names, found.imgsz, found.scale, found.source, found.origin, found.shown)
 
 
 def build(weights: Weights):
@@ -100,7 +109,10 @@ def _from_store(spec: str, store: str | None, storage_options: dict | None) -> W
     except InvalidInput as e:
         raise InvalidInput(f"{where}: {e}") from None
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
-    return _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, {"store": s.uri, "version": version})
+    origin = {"store": s.uri, "version": version}
+    found = _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, origin)
+    found.selector = ref.rpartition(":")[2]
+    return found
 
 
 def _from_file(path: Path) -> Weights:

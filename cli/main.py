@@ -81,13 +81,15 @@ def _options(
 
 
 def main() -> None:
-    from artifactkit.errors import ArtifactkitError
+    from artifactkit.errors import ArtifactkitError, Stopped
 
     try:
         register_commands(sys.argv[1:])
         app()
     except ArtifactkitError as e:
         _fail(f"error: {e}", str(e), type(e).__name__, 1)
+    except Stopped as e:  # a stop signal: the training saved where it stood (the line says where)
+        _fail(str(e), str(e), "Interrupted", 128 + e.signum if e.signum else 130)
     except KeyboardInterrupt:
         _fail("interrupted", "interrupted", "Interrupted", 130)
 

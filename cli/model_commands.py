@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,7 +16,8 @@ from .output import emit
 from .words import WORDS, accepts_words
 
 WeightsOpt = Annotated[Optional[str], typer.Option(
-    "--weights", help="A run URI (<store>/runs/<id>: its latest checkpoint), NAME:VERSION of a checkpoint in --store "
+    "--weights", help="A run URI (<store>/runs/<id>: its best checkpoint, as Ultralytics' best.pt; "
+                      "<store>/runs/<id>:latest its latest), NAME:VERSION of a checkpoint in --store "
                       "(e.g. <run>-model:best), or an exported .safetensors / .pt file", show_default=False)]
 
 
@@ -47,7 +49,8 @@ def predict(
 
     typed = {k: v for k, v in dict(conf=conf, iou=iou, imgsz=imgsz, device=device, batch=batch).items() if v is not None}
     start = time.perf_counter()
-    predictions = api.predict(weights, sources, store=store, storage_options=parse_storage_options(storage_option), **typed)
+    predictions = api.predict(weights, sources, store=store, storage_options=parse_storage_options(storage_option),
+                              loaded_from=lambda source: print(f"weights: {source}", file=sys.stderr), **typed)
     seconds = time.perf_counter() - start
     boxes = api.write_json(predictions, out)
     summary = {"out": str(out), "images": len(predictions), "boxes": boxes, "seconds": round(seconds, 3),
@@ -61,7 +64,8 @@ def predict(
 
 def export(
     ctx: typer.Context,
-    weights: Annotated[Optional[str], typer.Argument(help="A run URI (<store>/runs/<id>), NAME:VERSION of a checkpoint in --store, "
+    weights: Annotated[Optional[str], typer.Argument(help="A run URI (<store>/runs/<id>: its best checkpoint; "
+                                                          ":latest for the latest), NAME:VERSION of a checkpoint in --store, "
                                                           "or an exported .safetensors / .pt file", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Argument(help="The file to write: .pt, .safetensors or .onnx (the suffix picks the format)", show_default=False)] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="ONNX input size (default: the model's training size)")] = None,
@@ -79,4 +83,4 @@ def export(
     from artifactkit.export import export_weights
 
     info = export_weights(weights, out, store=store, storage_options=parse_storage_options(storage_option), imgsz=imgsz)
-    emit(json_out, info, f"wrote {out} ({info['format']}, {info['tensors']} tensors from {info['source']})")
+    emit(json_out, info, f"wrote {out} ({info['format']}, {info['tensors']} tensors from {info['loaded']})")

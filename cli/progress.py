@@ -19,6 +19,7 @@ class TrainingProgress:
         self.periodic = Periodic()
         self._bar: Any = None
         self._task: Any = None
+        self.already_finished = False
 
     def __enter__(self) -> "TrainingProgress":
         return self
@@ -27,7 +28,10 @@ class TrainingProgress:
         self._close_bar()
 
     def __call__(self, event: str, d: dict[str, Any]) -> None:
-        if self.quiet and event != "warning":
+        if self.quiet and event != "warning" or event == "interrupted":  # cli/main.py prints that line
+            return
+        if event == "finished":  # train --run-id of a finished run: the command's one line says so
+            self.already_finished = True
             return
         if event == "batch":
             self._batch(d)

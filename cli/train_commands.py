@@ -16,6 +16,17 @@ from .progress import TrainingProgress
 from .words import WORDS, accepts_words, extra_words, take
 
 
+SAVE_EVERY_HELP = ("Also save inside an epoch once this long passed since the last checkpoint: 90s, 10m, 2h "
+                   "(Ultralytics HUB: every 15 min); resuming from one is bit-exact")
+RUN_ID_HELP = ("Run id (default: random). If the run exists, continue it: resume it from its latest checkpoint (from "
+               "epoch 1 if it has none), or print one line and exit 0 if it finished, so a job script can re-run the "
+               "same line after every preemption (options must agree with the run's)")
+VAL_WEIGHTS_HELP = ("A run URI (<store>/runs/<id>: its best checkpoint; <store>/runs/<id>:latest its latest) or a "
+                    "checkpoint NAME:VERSION in --store")
+STOP_GRACE_HELP = ("Seconds a stop (Ctrl-C, SIGTERM, SIGUSR1) may take to reach a batch boundary and save; past "
+                   "them the process exits without saving, and the run resumes from its last checkpoint. 0: no limit")
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo-data")(demo_data)
     app.command("train", context_settings=WORDS)(train)
@@ -49,13 +60,21 @@ def _is_main() -> bool:
 
 
 def _follow(call: Callable[[], Any]) -> Any:
-    """Run a session call; a rank that stops because rank 0 failed exits quietly (rank 0 prints)."""
-    from artifactkit.errors import PeerFailed
+    """Run a session call; a rank that stops because rank 0 failed exits quietly (rank 0 prints).
+    A stop signal ends with the one line saying where the run saved and how to resume it, and
+    exit status 128 + the signal's number (typer would turn it into a silent 130)."""
+    from artifactkit.errors import PeerFailed, Stopped
 
     try:
         return call()
     except PeerFailed:
         raise typer.Exit(1) from None
+    except Stopped as stop:
+        if _is_main():
+            from .main import _fail
+
+            _fail(str(stop), str(stop), "Interrupted", 128 + (stop.signum or 2))
+        raise typer.Exit(128 + (stop.signum or 2)) from None
 
 
 def _trackers(wandb: bool | None, project: str | None, entity: str | None, upload_dataset: bool) -> list[Any] | None:
@@ -95,13 +114,16 @@ def train(
     keep_daily: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest days", show_default=False)] = None,
     keep_weekly: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest ISO weeks", show_default=False)] = None,
     keep_full: Annotated[Optional[int], typer.Option(help="Only the N newest checkpoints keep the full training state that resume needs (optimizer, RNG); older ones keep EMA weights and metadata (what val, export and fine-tuning use). Ultralytics strips the optimizer from best.pt alone" + default("keep_full"), show_default=False)] = None,
+    save_every: Annotated[Optional[str], typer.Option(help=SAVE_EVERY_HELP, show_default=False)] = None,
+    stop_grace: Annotated[Optional[float], typer.Option(help=STOP_GRACE_HELP + default("stop_grace"),
+                                                        show_default=False)] = None,
     bbox_interval: Annotated[Optional[int], typer.Option(help="Log the bounding-box debugger and evaluation table every N epochs" + default("bbox_interval"), show_default=False)] = None,
     cache: Annotated[Optional[bool], typer.Option("--cache/--no-cache", help="Keep decoded images in RAM" + default("cache"), show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (CUDA)" + default("compile"), show_default=False)] = None,
     sync_bn: Annotated[Optional[bool], typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm across GPUs under torchrun" + default("sync_bn"), show_default=False)] = None,
     val_split: Annotated[Optional[list[str]], typer.Option(help="Splits to validate each epoch (repeatable; default: val)")] = None,
     set_: SetOpt = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Run id (default: random)")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help=RUN_ID_HELP)] = None,
     resume_latest: Annotated[bool, typer.Option("--resume", help="Resume the most recent interrupted run in the store instead (a failed one: artifactkit resume RUN_ID)")] = False,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror the run to Weights & Biases (offline without a key); with --resume the run's own W&B run is continued unless --no-wandb", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
@@ -125,6 +147,7 @@ def train(
         "save_period": ("--save-period", save_period), "keep_last": ("--keep-last", keep_last),
         "keep_within": ("--keep-within", keep_within), "keep_daily": ("--keep-daily", keep_daily),
         "keep_weekly": ("--keep-weekly", keep_weekly), "keep_full": ("--keep-full", keep_full),
+        "save_every": ("--save-every", save_every), "stop_grace": ("--stop-grace", stop_grace),
         "bbox_interval": ("--bbox-interval", bbox_interval),
         "cache": ("--cache", cache), "compile": ("--compile", compile), "sync_bn": ("--sync-bn", sync_bn),
         "val_splits": ("--val-split", tuple(val_split) if val_split else None),
@@ -137,14 +160,15 @@ def train(
                                                  report=report, **options))
         else:
             run = _follow(lambda: session.train(store, data=data, run_id=run_id, storage_options=storage,
-                                                trackers=trackers or [], report=report, **options))
+                                                trackers=trackers, report=report, **options))
     if _is_main():
-        emit(json_out, _summary(run), _done_line(run))
+        emit(json_out, _summary(run), _done_line(run, already=report.already_finished))
 
 
-def _done_line(run) -> str:
+def _done_line(run, already: bool = False) -> str:
     stopped = f" (stopped early: {run.stopped_early})" if run.stopped_early else ""
-    return f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs{stopped}"
+    nothing = " (already: nothing to do)" if already else ""
+    return f"run {run.run_id} {run.status}: {run.epochs_completed}/{run.total_epochs} epochs{stopped}{nothing}"
 
 
 def resume(
@@ -152,13 +176,15 @@ def resume(
     epochs: Annotated[Optional[int], typer.Option(help="New total epochs (extend a finished run)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Batch size (breaks bit-exactness)")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Must be the run's own (data order depends on it)")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without improvement, 0: never")] = None,
     keep_last: Annotated[Optional[int], typer.Option(help="Keep the N newest checkpoints (plus best and hand-aliased ones) from now on")] = None,
     keep_within: Annotated[Optional[str], typer.Option(help="Also keep checkpoints created within this long of the newest (12h, 7d, 4w, 1y)")] = None,
     keep_daily: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest days")] = None,
     keep_weekly: Annotated[Optional[int], typer.Option(help="Also keep the newest checkpoint of each of the N latest ISO weeks")] = None,
     keep_full: Annotated[Optional[int], typer.Option(help="Only the N newest checkpoints keep the full training state from now on")] = None,
+    save_every: Annotated[Optional[str], typer.Option(help=SAVE_EVERY_HELP, show_default=False)] = None,
+    stop_grace: Annotated[Optional[float], typer.Option(help=STOP_GRACE_HELP, show_default=False)] = None,
     set_: SetOpt = None,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help="Mirror to Weights & Biases; by default a run trained with --wandb keeps mirroring to its W&B run", show_default=False)] = None,
     project: Annotated[Optional[str], typer.Option(help="W&B project")] = None,
@@ -176,7 +202,8 @@ def resume(
                                "batch": ("--batch", batch), "patience": ("--patience", patience),
                                "keep_last": ("--keep-last", keep_last), "keep_within": ("--keep-within", keep_within),
                                "keep_daily": ("--keep-daily", keep_daily), "keep_weekly": ("--keep-weekly", keep_weekly),
-                               "keep_full": ("--keep-full", keep_full)},
+                               "keep_full": ("--keep-full", keep_full),
+                               "save_every": ("--save-every", save_every), "stop_grace": ("--stop-grace", stop_grace)},
                               set_)
     with TrainingProgress() as report:
         run = _follow(lambda: session.resume(uri, store=store, storage_options=parse_storage_options(storage_option),
@@ -214,7 +241,7 @@ def _note(row: dict[str, Any]) -> str:
 def val(
     ctx: typer.Context,
     data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION of a dataset in --store (else the weights' store)", show_default=False)] = None,
-    weights: Annotated[Optional[str], typer.Option(help="A run URI (<store>/runs/<id>) or a checkpoint NAME:VERSION in --store")] = None,
+    weights: Annotated[Optional[str], typer.Option(help=VAL_WEIGHTS_HELP)] = None,
     preds: Annotated[Optional[Path], typer.Option(help="Score this COCO-JSON predictions file instead of a model")] = None,
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
     split: Annotated[str, typer.Option(help="Split of data.yaml to evaluate")] = "val",
@@ -242,6 +269,7 @@ def val(
     else:
         scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
                                           imgsz=imgsz, batch=batch, device=device, conf=conf, iou=iou, save_json=save_json)
+        print(f"weights: {scores['weights']}", file=sys.stderr)
         if imgsz is not None and scores["imgsz"] != imgsz:
             print(f"warning: --imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}", file=sys.stderr)
     if json_out:

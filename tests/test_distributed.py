@@ -223,3 +223,22 @@ def test_what_each_rank_is_given():
     assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) != distributed.rank_seed(7, 2)
     with pytest.raises(InvalidInput, match="--sync-bn"):
         distributed.sync_batchnorm(torch.nn.BatchNorm2d(3), torch.device("cpu"))
+
+
+def test_sigterm_stops_every_rank_at_one_batch_and_the_job_resumes_bit_identical(world):
+    """torchrun passes SIGTERM on to its workers; the ranks agree on one batch boundary (a flag
+    all-reduced per batch), rank 0 saves there, and a resume ends where the uninterrupted run did."""
+    store, root = world["store"], world["root"]
+    job = Job(torchrun("train", "--data", str(world["data"]), *TRAIN, "--store", str(store), "--run-id", "termed"),
+              root / "termed", world["env"])
+    job.wait_for(store / "artifacts" / "termed-model" / "versions" / "0.json")
+    job.proc.send_signal(signal.SIGTERM)
+    code, _, err = job.wait()
+    assert code != 0
+    assert err.count("interrupted at epoch") == 1, err[-4000:]  # rank 0 alone says where it saved
+    s = artifactkit.open_store(str(store))
+    assert runs.observe(s, runs.load_run(s, "termed")).status == "interrupted"
+    code, out, err = run_job(torchrun("resume", str(store / "runs" / "termed"), "--json"), root / "termed-resume",
+                             world["env"])
+    assert code == 0, err[-4000:]
+    assert_bit_identical_twins(store, "straight", "termed", epochs=2)

@@ -127,11 +127,8 @@ def test_resume_bad_input(tmp_path, chess):
     run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
             "--run-id", "done")
     check_error(run_cli("resume", f"{store}/runs/done", check=False), "finished all 1 epochs", "--epochs")
-    # a run with no checkpoint yet: its record exists, its model artifact does not
+    # (a run with no checkpoint yet is no error: it starts again, test_preemption.py)
     s = artifactkit.open_store(str(store))
-    record = runs.load_run(s, "done")
-    runs.save_run(s, record.model_copy(update={"run_id": "fresh", "model_artifact": "fresh-model"}))
-    check_error(run_cli("resume", f"{store}/runs/fresh", check=False), "no checkpoint committed", "1 epoch recorded")
     # a corrupted tensor blob
     ckpt = s.resolve("done-model:latest")
     entry = next(e for e in s.manifest(ckpt).entries if e.path.startswith("tensors/") and e.size > 1000)
@@ -148,7 +145,8 @@ def test_checkpoint_of_another_scale_is_refused(tmp_path, chess):
     state = checkpoint.load_full(s, "small-model", "small-state")  # the whole training state
     state["config"]["model"] = "s"  # the weights are n's; the record claims s
     checkpoint.save(s, "small-model", state)
-    check_error(run_cli("val", "--weights", f"{store}/runs/small", "--data", str(chess), "--imgsz", "64", check=False),
+    check_error(run_cli("val", "--weights", f"{store}/runs/small:latest", "--data", str(chess), "--imgsz", "64",
+                        check=False),
                 "do not fit a YOLO-s")
     check_error(run_cli("resume", f"{store}/runs/small", "--epochs", "2", check=False), "small")
 
@@ -165,6 +163,11 @@ def test_resume_restores_aliases_lost_to_a_kill(tmp_path):
     checkpoint.save(s, "r-model", {"epoch": 2}, metadata={"fitness": 0.1})
     _repair_aliases(s, "r-model", 2)
     assert s.aliases("r-model") == {"epoch-1": 0, "epoch-2": 1, "best": 0}
+    # a checkpoint from inside an epoch (--save-every) is never `best`, even where fitness ties at 0
+    checkpoint.save(s, "m-model", {"epoch": 0, "batch": 3}, metadata={"batch": 3, "fitness": None})
+    checkpoint.save(s, "m-model", {"epoch": 1}, metadata={"fitness": 0.0})  # killed before its aliases
+    _repair_aliases(s, "m-model", 1)
+    assert s.aliases("m-model") == {"epoch-1": 1, "best": 1}
 
 
 def test_run_records_from_before_a_key_was_retired_still_load():

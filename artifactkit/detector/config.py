@@ -46,6 +46,17 @@ def normalise_device(value: str) -> str:
                      f"torchrun --nproc-per-node {len(gpus)} -m artifactkit train --device cuda ...")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '2h' -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("expected a duration such as 90s, 10m or 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
 class TrainConfig(BaseModel):
     """Hyper-parameters of one training run. Build it with keywords; bad keys or values raise
     InvalidInput naming the key."""
@@ -99,6 +110,12 @@ class TrainConfig(BaseModel):
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA); a lone process ignores it
     bbox_interval: int = Field(1, ge=0)
     save_period: int = Field(0, ge=0)
+    # Also save a checkpoint inside an epoch once this many seconds passed since the last one
+    # (Ultralytics HUB: every 15 min). Given as seconds or "30s", "10m", "2h". None: never.
+    save_every: float | None = Field(None, gt=0)
+    # After SIGINT/SIGTERM/SIGUSR1, seconds allowed to reach a batch boundary and save; past them
+    # the process exits without saving (stopping.py). 0: no limit.
+    stop_grace: float = Field(20.0, ge=0)
     # Retention: keep the N newest checkpoints (plus `best`, hand-aliased ones and any a run was
     # fine-tuned from), deleting older ones as new ones commit; None keeps all (lifecycle.prune).
     # The time rules add up with it as restic's forget does: those created within a duration of
@@ -134,6 +151,11 @@ class TrainConfig(BaseModel):
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # device=0 from Python, as Ultralytics accepts
         return normalise_device(value) if isinstance(value, str) else value
+
+    @field_validator("save_every", mode="before")
+    @classmethod
+    def _check_save_every(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("imgsz")
     @classmethod
@@ -179,6 +201,11 @@ def parse_setting(pair: str, label: str | None = None) -> tuple[str, Any]:
         value = None
     elif key == "val_splits":
         value = [part.strip() for part in value.split(",")]
+    elif key == "save_every" and value:
+        try:
+            value = parse_duration(value)
+        except ValueError as error:
+            raise InvalidInput(f"--set save_every: {error} (got {text!r})") from None
     try:
         return key, TypeAdapter(field.annotation).validate_python(value)
     except ValidationError as error:

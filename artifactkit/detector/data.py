@@ -204,8 +204,9 @@ class YoloDataset(Dataset):
 
 class EpochSampler(Sampler):
     """Sample order from (seed, epoch) alone, sharded for DDP (padded so every rank gets the same
-    count). Yields (index, epoch, mosaic) keys, read from the dataset when iteration starts, so
-    workers (whose dataset copies are stale) still produce the right samples."""
+    count), from sample `start` on (0 but in a resumed epoch). Yields (index, epoch, mosaic) keys,
+    read from the dataset when iteration starts, so workers (whose dataset copies are stale) still
+    produce the right samples."""
 
     def __init__(self, dataset: YoloDataset, shuffle: bool = True, seed: int = 0,
                  rank: int = 0, world_size: int = 1):
@@ -214,6 +215,7 @@ class EpochSampler(Sampler):
         self.dataset, self.shuffle, self.seed = dataset, bool(shuffle), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.num_samples = math.ceil(len(dataset) / world_size)
+        self.start = 0  # samples of this epoch to skip: a run resumed inside an epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
@@ -229,10 +231,10 @@ class EpochSampler(Sampler):
 
     def __iter__(self):
         epoch, mosaic = self.dataset.epoch, self.dataset.mosaic
-        return iter([(int(i), epoch, mosaic) for i in self.order(epoch)])
+        return iter([(int(i), epoch, mosaic) for i in self.order(epoch)[self.start:]])
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.num_samples - self.start
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -70,8 +70,8 @@ def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
 # Keys that may differ on resume without changing the numbers: the length of the run (and when
 # to stop it early), where the same dataset version lies on this machine, how many processes load
 # it (the data order and augmentation do not depend on workers), how often it is saved. A new device or batch size does change them: warn.
-_NEUTRAL_ON_RESUME = {"epochs", "data", "workers", "patience", "save_period", "keep_last", "keep_within", "keep_daily",
-                      "keep_weekly", "keep_full"}
+_NEUTRAL_ON_RESUME = {"epochs", "data", "workers", "patience", "save_period", "save_every", "stop_grace",
+                      "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_full"}
 
 
 _COUNTS = ("epoch", "step", "last_opt_step")  # non-negative ints

@@ -1,8 +1,10 @@
 """The training loop: YOLOv8's recipe in one readable class.
 
 Saving, logging and trackers live outside, in callbacks. The loop's promise is reproducibility:
-on CPU the same config gives the same weights, and a run stopped after any epoch and continued
-from state_dict() in a fresh process ends bit-identical to one that never stopped.
+on CPU the same config gives the same weights, and a run stopped after any batch and continued
+from state_dict() in a fresh process ends bit-identical to one that never stopped. A stop is asked
+for with request_stop() (a signal handler may call it): the loop stops at the next batch boundary,
+calls the callbacks' on_stop (which save the state) and raises Stopped.
 
 Under torchrun (see distributed.py) every rank trains its share of each global batch through
 DistributedDataParallel; rank 0 alone keeps the EMA, validates and calls the callbacks.
@@ -26,7 +28,7 @@ from artifactkit.detector.pretrained import load_pretrained
 from artifactkit.detector.state import (capture_rng, check_state_keys, optimizer_state_from_plain, restore_rng,
                                         warn_config_changes)
 from artifactkit.detector.validation import Evaluator, ValidationResult, autocast, fitness, metric_prefix, to_model_input
-from artifactkit.errors import InvalidInput
+from artifactkit.errors import InvalidInput, Stopped
 from artifactkit.yolo import load_data_config
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class Callback(Protocol):
     def on_validation(self, trainer: "Trainer", epoch: int, result: ValidationResult) -> None: ...
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_stop(self, trainer: "Trainer") -> None: ...  # a stop was requested: save state_dict() now
 
     def on_train_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
 
@@ -103,6 +107,7 @@ class Trainer:
         workers, _ = effective_workers(config.workers, len(self.train_set), rank_batch)
         self.train_loader = build_dataloader(self.train_set, rank_batch, workers, shuffle=True, seed=config.seed,
                                              rank=self.world.rank, world_size=self.world.size)
+        self.batches = len(self.train_loader)  # per epoch
         self.evaluator = Evaluator(self.data, config.imgsz, rank_batch * 2, config.workers, self.device, config.cache)
         if self.world.is_main:  # read (and check) the validation labels now, not after the first epoch
             for split in config.val_splits:
@@ -116,12 +121,18 @@ class Trainer:
             self.model = distributed.sync_batchnorm(self.model, self.device)
         self.loss = DetectionLoss(self.model)
         self.ema = optim.ModelEMA(self.model) if self.world.is_main else None  # only rank 0 validates and saves
+        self._lr_from: tuple[int, float] | None = None  # (epoch, lr factor) a change of length set (set_epochs)
+        self.schedule_note: str | None = None  # what set_epochs() did to the schedule, in words
         self.choice = optim.choose_optimizer(config, len(self.data.names), len(self.train_set))
         self._build_optimizer()
         parallel = distributed.wrap(self.model, self.world, self.device)
         self.forward = torch.compile(parallel) if config.compile else parallel
         self.epoch = 0  # epochs completed
         self.step = 0  # training iterations (batches) completed
+        self.batch = 0  # batches done of the epoch under way (0: at an epoch boundary)
+        self._sums: _EpochSums | None = None  # the epoch under way's running sums (its metrics row)
+        self._resumed_sums: _EpochSums | None = None  # loaded by load_state_dict for the epoch to continue
+        self._stop: tuple[str, int] | None = None  # (reason, signum) asked by request_stop()
         self.last_opt_step = -1  # iteration of the last optimizer step: the accumulation phase
         self.best_fitness = 0.0
         self.best_epoch = 0  # the epoch that reached best_fitness (early stopping counts from it)
@@ -135,6 +146,10 @@ class Trainer:
         self.scheduler = optim.build_scheduler(self.optimizer, lambda epoch: self._lr_factor(epoch))
 
     def _lr_factor(self, epoch: int) -> float:
+        if self._lr_from is not None and epoch >= self._lr_from[0]:  # the run's length changed at that epoch
+            start, factor = self._lr_from
+            span = max(self.config.epochs - start, 1)
+            return factor + (self.config.lrf - factor) * min(epoch - start, span) / span
         return optim.lr_factor(epoch, self.config.epochs, self.config.lrf, self.config.cos_lr)
 
     # ---------------------------------------------------------------- the loop
@@ -145,6 +160,7 @@ class Trainer:
         for epoch in range(self.epoch, self.config.epochs):
             start = time.perf_counter()
             train_metrics = self._train_epoch(epoch)
+            self.batch = 0
             learning_rates = {f"lr/pg{j}": group["lr"] for j, group in enumerate(self.optimizer.param_groups)}
             self.scheduler.step()
             self.epoch = epoch + 1
@@ -157,6 +173,7 @@ class Trainer:
             self.stop_reason = self.world.broadcast(self.stop_reason)
             if self.stop_reason:
                 break
+            self._stop_if_asked(epoch + 1, 0, 0)
         if not self.metrics and self.world.is_main:  # nothing left to train (e.g. a finished run loaded)
             val_metrics, score = self._validate_splits()
             self.metrics = {"epoch": self.epoch, **val_metrics, "fitness": score}
@@ -184,32 +201,26 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self._prepare_epoch(epoch)
         self.model.train()
+        sampler = self.train_loader.sampler
+        sampler.start = 0
         n_batches = len(self.train_loader)
         n_warmup = optim.warmup_iterations(self.config, n_batches)
-        accumulate = optim.accumulation_steps(self.config.batch, self.choice.nbs)
-        loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
-        n_images, start = 0, time.perf_counter()
-        for i, batch in enumerate(self.train_loader):
-            iteration = i + n_batches * epoch
-            if iteration <= n_warmup:
-                accumulate = optim.apply_warmup(
-                    self.optimizer, iteration, n_warmup, self._lr_factor(epoch), self.choice, self.config
-                )
-            loss, items = self._forward_loss(batch)
-            if self.world.distributed:
-                # DDP averages gradients over ranks; scaled as YOLOv8 does, the update is the sum
-                # over the global batch that one process would have computed.
-                loss = loss * self.world.size
-            loss.backward()
-            loss_sums += torch.stack([items[name].detach() for name in LOSS_NAMES])
-            if iteration - self.last_opt_step >= accumulate:
-                self._optimizer_step()
-                self.last_opt_step = iteration
-            n_images += batch["img"].shape[0]
-            if self.world.is_main:
-                self._call("on_batch_end", self, BatchProgress(
-                    epoch + 1, self.config.epochs, i + 1, n_batches, n_images * self.world.size, time.perf_counter() - start,
-                    lambda n=i + 1: dict(zip(LOSS_NAMES, (loss_sums / n).tolist()))))
+        sums, self._resumed_sums = self._resumed_sums, None
+        if sums is None:  # a fresh epoch (else one continued from a mid-epoch checkpoint)
+            sums = _EpochSums(torch.zeros(len(LOSS_NAMES), device=self.device), 0, 0.0,
+                              optim.accumulation_steps(self.config.batch, self.choice.nbs))
+        self._sums = sums
+        first = self.batch  # batches of this epoch already trained (before a resume)
+        sampler.start = first * self.train_loader.batch_size  # samples are (seed, epoch, index) alone
+        start = time.perf_counter() - sums.seconds
+        try:
+            for i, batch in enumerate(self.train_loader, start=first):
+                self._train_batch(epoch, i, n_batches, n_warmup, batch, sums, start)
+                self._stop_if_asked(epoch, i + 1, n_batches)
+        finally:
+            sampler.start = 0
+        iteration = n_batches * (epoch + 1) - 1  # the epoch's last
+        loss_sums, n_images = sums.losses, sums.images
         if n_batches and self.last_opt_step < iteration:
             # Step on the epoch's last partial accumulation instead of carrying it over (YOLOv8)
             # or dropping it (a few % of the data): an epoch boundary leaves no gradient behind,
@@ -217,7 +228,51 @@ class Trainer:
             self._optimizer_step()
             self.last_opt_step = iteration
         self.step = n_batches * (epoch + 1)
+        self._sums = None
         return self._train_metrics(loss_sums, n_images, n_batches, time.perf_counter() - start)
+
+    def _train_batch(self, epoch: int, i: int, n_batches: int, n_warmup: int, batch: dict[str, Any],
+                     sums: "_EpochSums", start: float) -> None:
+        iteration = i + n_batches * epoch
+        if iteration <= n_warmup:
+            sums.accumulate = optim.apply_warmup(
+                self.optimizer, iteration, n_warmup, self._lr_factor(epoch), self.choice, self.config
+            )
+        loss, items = self._forward_loss(batch)
+        if self.world.distributed:
+            # DDP averages gradients over ranks; scaled as YOLOv8 does, the update is the sum
+            # over the global batch that one process would have computed.
+            loss = loss * self.world.size
+        loss.backward()
+        sums.losses += torch.stack([items[name].detach() for name in LOSS_NAMES])
+        if iteration - self.last_opt_step >= sums.accumulate:
+            self._optimizer_step()
+            self.last_opt_step = iteration
+        sums.images += batch["img"].shape[0]
+        self.batch, self.step = i + 1, iteration + 1
+        sums.seconds = time.perf_counter() - start
+        if self.world.is_main:
+            self._call("on_batch_end", self, BatchProgress(
+                epoch + 1, self.config.epochs, i + 1, n_batches, sums.images * self.world.size, sums.seconds,
+                lambda n=i + 1, losses=sums.losses: dict(zip(LOSS_NAMES, (losses / n).tolist()))))
+
+    def request_stop(self, reason: str, signum: int = 0) -> None:
+        """Stop at the next batch boundary: on_stop callbacks save, then fit() raises Stopped.
+        Safe to call from a signal handler (it only sets a flag)."""
+        if self._stop is None:
+            self._stop = (reason, signum)
+
+    def _stop_if_asked(self, epoch: int, batch: int, batches: int) -> None:
+        """At a batch boundary: stop if asked (under torchrun: if any rank was, every rank stops)."""
+        asked = self._stop is not None
+        if self.world.distributed:  # one tiny collective per batch: every rank stops at the same one
+            asked = bool(self.world.all_reduce_sum(torch.tensor([float(asked)], device=self.device)).item())
+        if not asked:
+            return
+        reason, signum = self._stop or ("another rank stopped", 0)
+        self._call("on_stop", self)
+        where = f"epoch {epoch + 1}, batch {batch}/{batches}" if batch else f"the end of epoch {epoch}"
+        raise Stopped(f"{reason}: stopped at {where}", signum, saved=True)
 
     def _train_metrics(self, loss_sums: torch.Tensor, n_images: int, n_batches: int, seconds: float) -> dict[str, float]:
         """Mean losses and throughput over every rank's batches: one collective (none alone)."""
@@ -276,13 +331,24 @@ class Trainer:
     # ---------------------------------------------------------------- state
 
     def set_epochs(self, epochs: int) -> None:
-        """Change the planned length (e.g. extend a finished run); the lr schedule follows."""
+        """Change the planned length (e.g. extend a finished run). The learning rate does not jump:
+        it goes on from where it is now and falls linearly to lr0 * lrf at the new last epoch (an
+        extended finished run, already at lrf, stays there). schedule_note says so in words."""
         if epochs < self.epoch:
             raise InvalidInput(f"train config key 'epochs': {epochs} is below the {self.epoch} epochs already done")
+        old = self.config.epochs
+        if epochs == old:
+            return
+        factor = self._lr_factor(self.epoch)
+        self._lr_from = (self.epoch, factor)
         self.config = self.config.replace(epochs=epochs)
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * self._lr_factor(self.epoch)
+            group["lr"] = group["initial_lr"] * factor
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        lr0 = self.optimizer.param_groups[0]["initial_lr"]
+        self.schedule_note = (f"epochs {old} -> {epochs}: the learning rate goes on from {lr0 * factor:.3g} and "
+                              f"falls linearly to {lr0 * self.config.lrf:.3g} at epoch {epochs} "
+                              "(the schedule does not restart)")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly. Like nn.Module.state_dict(), the tensors are
@@ -290,6 +356,8 @@ class Trainer:
         copy) before training goes on. The rest is plain data; tuples and int keys may come back
         as lists and strings after JSON, which load_state_dict() accepts."""
         return {
+            "batch": self.batch,
+            "partial": self._partial_state() if self.batch else None,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -302,6 +370,7 @@ class Trainer:
             "config": self.config.model_dump(mode="json"),
             "optimizer_choice": self.choice.to_dict(),
             "rng": capture_rng(),
+            "lr_from": list(self._lr_from) if self._lr_from else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -323,6 +392,43 @@ class Trainer:
         self.best_fitness = float(state["best_fitness"])
         self.best_epoch = int(state.get("best_epoch", self.epoch))  # older checkpoints: count from here
         restore_rng(state["rng"])
+        batch = state.get("batch") or 0  # checkpoints from before mid-epoch saves: 0
+        if type(batch) is not int or not 0 <= batch <= self.batches:  # read from a store: untrusted
+            raise InvalidInput(f"training state: batch {batch!r} is not one of this epoch's 0..{self.batches} "
+                               "(a different --batch or dataset?)")
+        self.batch = batch
+        if self.batch:
+            self._load_partial(state["partial"])
+        lr_from = state.get("lr_from")
+        if lr_from is not None and not (isinstance(lr_from, (list, tuple)) and len(lr_from) == 2
+                                        and type(lr_from[0]) is int and isinstance(lr_from[1], float)):
+            raise InvalidInput(f"training state: lr_from {lr_from!r} is not [epoch, lr factor]")
+        self._lr_from = (lr_from[0], lr_from[1]) if lr_from else None
+        planned = int(state["config"]["epochs"])
+        if planned != self.config.epochs:  # resumed with another --epochs: the schedule from here on
+            epochs, self.config = self.config.epochs, self.config.replace(epochs=planned)
+            self.set_epochs(epochs)
+
+    def _partial_state(self) -> dict[str, Any]:
+        """The epoch under way: its running sums, and the gradients summed since the last
+        optimizer step (None after a step), which the next batches add to."""
+        sums = self._sums
+        return {"losses": sums.losses, "images": sums.images, "seconds": sums.seconds, "accumulate": sums.accumulate,
+                "grads": [p.grad for p in self.model.parameters()]}
+
+    def _load_partial(self, partial: Any) -> None:
+        params = list(self.model.parameters())
+        if not (isinstance(partial, dict) and isinstance(partial.get("grads"), list)
+                and len(partial["grads"]) == len(params)
+                and isinstance(partial.get("losses"), torch.Tensor) and partial["losses"].shape == (len(LOSS_NAMES),)
+                and type(partial.get("images")) is int and type(partial.get("accumulate")) is int
+                and partial["accumulate"] >= 1 and isinstance(partial.get("seconds"), (int, float))):
+            raise InvalidInput("training state: a mid-epoch checkpoint without the epoch's running sums and gradients")
+        for p, grad in zip(params, partial["grads"]):
+            # empty_like keeps the parameter's memory format: a norm sums in the same order
+            p.grad = None if grad is None else torch.empty_like(p).copy_(torch.as_tensor(grad))
+        self._resumed_sums = _EpochSums(partial["losses"].to(self.device), int(partial["images"]),
+                                        float(partial["seconds"]), int(partial["accumulate"]))
 
     def _call(self, event: str, *args: Any) -> None:
         if not self.world.is_main:
@@ -331,6 +437,17 @@ class Trainer:
             method = getattr(callback, event, None)
             if method is not None:
                 method(*args)
+
+
+@dataclass
+class _EpochSums:
+    """What an epoch accumulates batch by batch: loss sums, images, seconds, and the current
+    accumulation length (warm-up changes it); saved in a mid-epoch checkpoint."""
+
+    losses: torch.Tensor
+    images: int
+    seconds: float
+    accumulate: int
 
 
 def _summary(metrics: dict[str, float]) -> str:

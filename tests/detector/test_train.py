@@ -420,8 +420,13 @@ def test_extend_a_finished_run_and_evaluate_saved_weights(chess_data):
     resumed = Trainer(TrainConfig(**state["config"]))
     resumed.load_state_dict(state)
     assert resumed.fit()["epoch"] == 1  # nothing left to train: reports the loaded weights as they are
+    ended_at = [group["lr"] for group in resumed.optimizer.param_groups]
     resumed.set_epochs(2)
+    # extending does not restart the schedule: a finished run goes on at the lr it ended with
+    assert [group["lr"] for group in resumed.optimizer.param_groups] == ended_at
+    assert "the schedule does not restart" in resumed.schedule_note
     assert resumed.fit()["epoch"] == 2 and resumed.config.epochs == 2
+    assert [group["lr"] for group in resumed.optimizer.param_groups] == pytest.approx(ended_at)
     with pytest.raises(InvalidInput, match="'epochs'"):
         resumed.set_epochs(1)
 
