@@ -446,7 +446,7 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, stor
     else:
         record = s.resolve(f"{run.model_artifact}:latest")
         state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id), record)
-        check_state_keys(state, f"{s.uri}: {run.model_artifact}:{record.label} {checkpoint.SKELETON}")
+        check_state_keys(state, f"{s.uri}: {run.model_artifact}:latest {checkpoint.SKELETON}")
         done, batch_done, saved = int(state["epoch"]), int(state.get("batch") or 0), state["config"]
         batches = record.metadata.get("batches")
         if done < run.epochs_completed:  # a record written before checkpoints waited for it

@@ -32,8 +32,10 @@ def yolo_folder(root: Path, yaml_text: str = "train: images/train\nval: images/t
 
 
 def one_error_line(proc) -> str:
+    """The one line an error is, on stderr. The only other line allowed there is the one that
+    says which weights a model command loaded (issue 29), printed before the input is read."""
     assert proc.returncode != 0, proc.stdout
-    lines = proc.stderr.strip().splitlines()
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("weights: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     return lines[0]
 

@@ -18,6 +18,7 @@ import pytest
 
 import artifactkit
 from artifactkit import runs
+from artifactkit.lifecycle import FULL_STATE
 from clirunner import assert_bit_identical_twins, run_cli
 
 # 12 images at batch 2: 6 batches an epoch, and (nominal batch 16) gradients pending across all of
@@ -120,9 +121,10 @@ def test_a_mid_epoch_checkpoint_resumes_bit_exact_after_sigkill(straight, tmp_pa
     from artifactkit import checkpoint
 
     latest = s.resolve("midway-model:latest")
-    state = checkpoint.load(s, latest)
+    state = checkpoint.load_full(s, "midway-model", "midway-state", latest)  # thin history: the whole state
     state["config"]["device"] = "cuda:0"
-    checkpoint.save(s, "midway-model", state, metadata=latest.metadata)
+    metadata = {k: v for k, v in latest.metadata.items() if k != FULL_STATE}  # a checkpoint that holds it all
+    checkpoint.save(s, "midway-model", state, metadata=metadata)
     resumed = run_cli("resume", f"{store}/runs/midway", "--workers", "0", env={"CUDA_VISIBLE_DEVICES": ""})
     assert re.search(r"resuming run midway at epoch 1/2, after batch \d/6", resumed.stderr), resumed.stderr
     assert "trained on cuda:0, which this machine lacks" in resumed.stderr

@@ -40,9 +40,9 @@ CHILD = textwrap.dedent(
         transfer.pull(artifactkit.open_store(store_uri), "d:v0", arg, cache=False)
     elif what == "push":  # killed after sending half the blobs
         real_copy = objects.ObjectStore.copy_blobs
-        def copy_blobs(self, src, digests):
+        def copy_blobs(self, src, digests, *rest):
             digests = list(digests)
-            real_copy(self, src, digests[: len(digests) // 2])
+            real_copy(self, src, digests[: len(digests) // 2], *rest)
             die()
         objects.ObjectStore.copy_blobs = copy_blobs
         transfer.push(artifactkit.open_store(arg), "d", artifactkit.open_store(store_uri))
