@@ -21,15 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def make_dataset(root: Path, files: int, per_folder: int) -> None:
-    payload = os.urandom(1000 + files)
-    for i in range(files):
-        folder = root / f"d{i // per_folder:04d}"
-        if i % per_folder == 0:
-            folder.mkdir(parents=True)
-        with open(folder / f"{i:07d}.bin", "wb") as f:
-            f.write(payload[i : i + 1000])
+from million import make_dataset  # bench/ is the script's folder: the same dataset as million.py
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:

@@ -55,3 +55,18 @@ def assert_bit_identical_twins(store_dir, straight: str, resumed: str, epochs: i
         for key in x:
             assert torch.equal(x[key], y[key]), (part, key)
     assert [m["epoch"] for m in runs.read_metrics(store, resumed)] == list(range(1, epochs + 1))
+
+
+def wait_until_paused(proc: subprocess.Popen, what: str, seconds: float) -> None:
+    """Wait for a child process that SIGSTOPs itself at a chosen point (state 'T' in /proc), failing
+    with its stderr if it exits first, or naming `what` it never reached within `seconds`."""
+    import time
+
+    deadline = time.time() + seconds
+    while True:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[-1].split()[0] == "T":
+                return
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, f"the child never reached {what}"
+        time.sleep(0.05)

@@ -16,7 +16,7 @@ import pytest
 
 import artifactkit
 from artifactkit import runs
-from clirunner import run_cli
+from clirunner import run_cli, wait_until_paused
 
 TTL = "2"  # seconds a lease lives without a heartbeat: the paused holder loses it quickly
 
@@ -47,11 +47,6 @@ def chess(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("data") / "chess", n_train=8, n_val=4, n_heldout=2, imgsz=64).parent
 
 
-def _stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[-1].split()[0] == "T"
-
-
 def _records(store) -> dict[str, bytes]:
     """Every key a run holder writes (records, aliases, metrics, leases), with its bytes."""
     keys = [i.key for top in ("artifacts/", "runs/") for i in store.backend.list(top) if not i.key.endswith("/.fence")]
@@ -67,11 +62,7 @@ def test_a_paused_holder_that_lost_its_run_writes_nothing(kind, tmp_path, reques
     holder = subprocess.Popen([sys.executable, str(script), uri, str(chess)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 300
-        while not _stopped(holder.pid):
-            assert holder.poll() is None, holder.stderr.read()
-            assert time.time() < deadline, "the holder never reached epoch 2"
-            time.sleep(0.05)
+        wait_until_paused(holder, "epoch 2", 300)
         time.sleep(float(TTL) + 1)  # its lease expires (it is paused: no heartbeat)
         resumed = run_cli("resume", f"{uri}/runs/r", "--workers", "0", check=False)
         assert resumed.returncode == 0, resumed.stderr

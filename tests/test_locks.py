@@ -21,6 +21,7 @@ from artifactkit.errors import StoreBusy
 from artifactkit.locks import LockRecord
 from artifactkit.maintenance import gc
 from artifactkit.manifest import now_iso, to_json
+from clirunner import wait_until_paused
 
 FILES = 1100  # more than one batch of blobs (ingest._BATCH_FILES): the first is written long before the commit
 
@@ -214,11 +215,7 @@ def test_gc_from_another_process_defers_to_a_paused_log(kind, tmp_path, request,
     log = subprocess.Popen([sys.executable, str(script), uri, str(folder)], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 120
-        while not _stopped(log.pid):
-            assert log.poll() is None, log.stderr.read()
-            assert time.time() < deadline, "the log never paused"
-            time.sleep(0.05)
+        wait_until_paused(log, "its pause after the first batch", 120)
         for _ in range(2):
             proc = cli("gc", "--grace", "0", "--store", uri, "--json")
             report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -229,7 +226,3 @@ def test_gc_from_another_process_defers_to_a_paused_log(kind, tmp_path, request,
     assert log.returncode == 0 and out.strip() == "v0", err
     _check_whole(uri, tmp_path, "ds:v0")
 
-
-def _stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[-1].split()[0] == "T"
