@@ -37,16 +37,26 @@ def one_run(root: Path, data: Path, args, keep_last: int | None) -> dict:
             "before_gc": before, "after_gc": disk_bytes(store_dir), "freed": freed.deleted_bytes, "train_s": seconds}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def tiny_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a bench that trains tiny runs on generated chess (this one and thin_history.py)."""
     parser.add_argument("--model", default="n")
-    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--n-train", type=int, default=16)
     parser.add_argument("--imgsz", type=int, default=64)
+
+
+def tiny_chess(root: Path, args) -> Path:
+    """The generated chess dataset those runs train on: its folder."""
+    return generate(root / "chess", n_train=args.n_train, n_val=4, n_heldout=2, imgsz=args.imgsz).parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    tiny_run_options(parser)
+    parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ak-bench-retention-") as tmp:
         root = Path(tmp)
-        data = generate(root / "chess", n_train=args.n_train, n_val=4, n_heldout=2, imgsz=args.imgsz).parent
+        data = tiny_chess(root, args)
         rows = [one_run(root, data, args, keep) for keep in (None, 2)]
     print(f"YOLO-{args.model}, {args.epochs} epochs, a checkpoint every epoch, {args.n_train} images at {args.imgsz} px")
     print(f"{'keep':>8} {'checkpoints':>12} {'before gc MB':>13} {'after gc MB':>12} {'train s':>8}")

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import artifactkit
-from artifactkit.detector.chess import generate
 from artifactkit.maintenance import gc
 from artifactkit.usage import du
+from retention import tiny_chess, tiny_run_options  # bench/ is the script's folder
 
 
 def one_run(root: Path, data: Path, args, epochs: int, keep_full: int) -> dict:
@@ -40,14 +40,12 @@ def one_run(root: Path, data: Path, args, epochs: int, keep_full: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="n")
+    tiny_run_options(parser)
     parser.add_argument("--epochs", type=int, nargs="+", default=[10, 40])
-    parser.add_argument("--n-train", type=int, default=16)
-    parser.add_argument("--imgsz", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ak-bench-thin-") as tmp:
         root = Path(tmp)
-        data = generate(root / "chess", n_train=args.n_train, n_val=4, n_heldout=2, imgsz=args.imgsz).parent
+        data = tiny_chess(root, args)
         rows = [one_run(root, data, args, epochs, keep) for epochs in args.epochs for keep in (epochs, 1)]
     print(f"YOLO-{args.model}, a checkpoint every epoch, {args.n_train} images at {args.imgsz} px; after gc --grace 0")
     print(f"{'epochs':>6} {'keep_full':>9} {'checkpoints':>11} {'store MB':>9} {'-model MB':>10} {'-state MB':>10} "

@@ -57,16 +57,26 @@ def assert_bit_identical_twins(store_dir, straight: str, resumed: str, epochs: i
     assert [m["epoch"] for m in runs.read_metrics(store, resumed)] == list(range(1, epochs + 1))
 
 
-def wait_until_paused(proc: subprocess.Popen, what: str, seconds: float) -> None:
-    """Wait for a child process that SIGSTOPs itself at a chosen point (state 'T' in /proc), failing
-    with its stderr if it exits first, or naming `what` it never reached within `seconds`."""
+
+def start_paused(script, text: str, args: list[str], what: str, seconds: float) -> subprocess.Popen:
+    """Write `text` to `script`, run it with `args`, and return it once it has SIGSTOPped itself at
+    the point it chose (state 'T' in /proc). If it exits first, or never reaches `what` within
+    `seconds`, it is killed and the failure carries its stderr."""
     import time
 
+    script.write_text(text)
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + seconds
-    while True:
-        with open(f"/proc/{proc.pid}/stat") as f:
-            if f.read().rsplit(")", 1)[-1].split()[0] == "T":
-                return
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline, f"the child never reached {what}"
-        time.sleep(0.05)
+    try:
+        while True:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[-1].split()[0] == "T":
+                    return proc
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, f"the child never reached {what}"
+            time.sleep(0.05)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 import artifactkit
 from artifactkit import runs
-from clirunner import run_cli, wait_until_paused
+from clirunner import run_cli, start_paused
 
 TTL = "2"  # seconds a lease lives without a heartbeat: the paused holder loses it quickly
 
@@ -57,12 +55,8 @@ def _records(store) -> dict[str, bytes]:
 def test_a_paused_holder_that_lost_its_run_writes_nothing(kind, tmp_path, request, chess, monkeypatch):
     monkeypatch.setenv("ARTIFACTKIT_LEASE_SECONDS", TTL)
     uri = str(tmp_path / "s") if kind == "local" else f"{request.getfixturevalue('s3_bucket')}/ak"
-    script = tmp_path / "holder.py"
-    script.write_text(HOLDER)
-    holder = subprocess.Popen([sys.executable, str(script), uri, str(chess)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    holder = start_paused(tmp_path / "holder.py", HOLDER, [uri, str(chess)], "epoch 2", 300)
     try:
-        wait_until_paused(holder, "epoch 2", 300)
         time.sleep(float(TTL) + 1)  # its lease expires (it is paused: no heartbeat)
         resumed = run_cli("resume", f"{uri}/runs/r", "--workers", "0", check=False)
         assert resumed.returncode == 0, resumed.stderr

@@ -21,7 +21,7 @@ from artifactkit.errors import StoreBusy
 from artifactkit.locks import LockRecord
 from artifactkit.maintenance import gc
 from artifactkit.manifest import now_iso, to_json
-from clirunner import wait_until_paused
+from clirunner import start_paused
 
 FILES = 1100  # more than one batch of blobs (ingest._BATCH_FILES): the first is written long before the commit
 
@@ -210,12 +210,8 @@ def test_gc_from_another_process_defers_to_a_paused_log(kind, tmp_path, request,
     commits a whole version."""
     uri = _uri(kind, tmp_path, request)
     folder = _folder(tmp_path / "ds")
-    script = tmp_path / "log.py"
-    script.write_text(PAUSED_LOG)
-    log = subprocess.Popen([sys.executable, str(script), uri, str(folder)], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    log = start_paused(tmp_path / "log.py", PAUSED_LOG, [uri, str(folder)], "its pause after the first batch", 120)
     try:
-        wait_until_paused(log, "its pause after the first batch", 120)
         for _ in range(2):
             proc = cli("gc", "--grace", "0", "--store", uri, "--json")
             report = json.loads(proc.stdout.strip().splitlines()[-1])
