@@ -11,7 +11,7 @@ import typer
 
 from artifactkit.errors import InvalidInput
 
-from .common import JsonOpt, StorageOpts, StoreOpt, open_store
+from .common import JsonOpt, StorageOpts, StoreOpt, open_store, parse_storage_options
 from .output import emit, human_bytes, progress_bar, table
 
 
@@ -43,25 +43,17 @@ def log_dataset(
     holding one) is logged with every file it uses, its folder as it is when that is the whole
     dataset, else in the YOLO layout with a rewritten data.yaml; --format coco converts a COCO
     folder; any other folder is versioned as it is."""
-    from artifactkit import datasets
+    from artifactkit.datasets import log_dataset as do_log
 
     meta = _parse_metadata(metadata)
-    if format is not None or (type == "dataset" and datasets.is_yolo_dataset(path)):
-        source = datasets.read_local(path, format or "yolo")  # read and checked before the store opens
-        for warning in source.spec.warnings if source.spec is not None else ():
-            print(f"warning: {warning}", file=sys.stderr)
-    else:
-        if type == "dataset":
-            datasets.refuse_coco(path)
-        source = datasets.LocalSource(path, path.absolute().name, "", None, None)  # the folder as it is
-    s = open_store(store, storage_option, create=True)
     with progress_bar(f"logging {path}", not json_out) as advance:
-        result = source.log(s, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance,
-                            **({"full": True} if full else {}))
+        result = do_log(path, name, store, format=format, type=type, aliases=alias or (), metadata=meta, full=full,
+                        storage_options=parse_storage_options(storage_option), progress=advance,
+                        warn=lambda warning: print(f"warning: {warning}", file=sys.stderr))
     r = result.record
     what = "new version" if result.created else "unchanged, same version"
     emit(json_out, result.summary(),
-         f"{r.name}:{r.label} ({what}) in {s.uri}: {r.files} files, {human_bytes(r.bytes)}; "
+         f"{r.name}:{r.label} ({what}) in {result.store}: {r.files} files, {human_bytes(r.bytes)}; "
          f"stored {result.uploaded_files} new files, {human_bytes(result.uploaded_bytes)} in {result.seconds:.2f}s")
 
 

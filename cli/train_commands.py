@@ -1,5 +1,5 @@
-"""Training commands: demo-data, train, resume, runs, val (predict and export: model_commands.py;
-the `runs` group that calls `runs` here: lifecycle_commands.py)."""
+"""Training commands: demo-data, train, resume, val, demo (predict and export: model_commands.py;
+the `runs` group: lifecycle_commands.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from .common import JsonOpt, StorageOpts, StoreOpt, parse_storage_options
 from .config_options import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, SetOpt, default, typed_options
 from .output import emit, table
-from .progress import TrainingProgress
+from .training_bar import TrainingProgress
 from .words import WORDS, accepts_words, extra_words, take
 
 
@@ -211,31 +211,6 @@ def resume(
                                              **overrides))
     if _is_main():
         emit(json_out, _summary(run), _done_line(run))
-
-
-def runs(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
-    """List the runs in the store: id, status (running, finished, failed with its error, or
-    interrupted: killed, or its machine lost), epoch, best mAP."""
-    from artifactkit.runs import observe_runs
-
-    from .common import open_store
-
-    rows = [o.summary() for o in observe_runs(open_store(store, storage_option))]
-    if json_out:
-        emit(True, {"runs": rows})
-        return
-    table("runs", ["run", "status", "epoch", "best mAP50", "best mAP50-95", "dataset", "last seen", "note"],
-          [[r["run_id"], r["status"], f"{r['epochs_completed']}/{r['total_epochs']}",
-            f"{r['metrics'].get('metrics/mAP50', 0):.3f}", f"{r['metrics'].get('metrics/mAP50-95', 0):.3f}",
-            r["dataset"], r["last_seen"][:19].replace("T", " "), _note(r)] for r in rows])
-
-
-def _note(row: dict[str, Any]) -> str:
-    if row["error"] and row["status"] == "failed":
-        return row["error"]
-    if row["holder"]:
-        return f"on {row['holder']['host']} pid {row['holder']['pid']}"
-    return ""
 
 
 def val(

@@ -163,3 +163,28 @@ def test_installs_no_package_named_cli():
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "artifactkit").rglob("__init__.py")}
     assert set(setuptools["packages"]) == found | {"artifactkit_cli"}
     assert config["project"]["scripts"]["artifactkit"] == "artifactkit_cli.main:main"
+
+
+def test_the_command_table_names_exactly_the_commands_each_module_defines():
+    """cli/main.py's COMMANDS (name -> module, pip's commands_dict) is how a command finds its
+    module: each module must define exactly the commands the table gives it, groups included."""
+    import importlib
+
+    import typer
+
+    import artifactkit.__main__  # noqa: F401  (names this checkout's cli/ artifactkit_cli, installed or not)
+    from artifactkit_cli.main import COMMANDS
+
+    for module in set(COMMANDS.values()):
+        app = typer.Typer()
+        importlib.import_module(f"artifactkit_cli.{module}").register(app)
+        defined = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+        assert sorted(defined) == sorted(n for n, m in COMMANDS.items() if m == module), module
+
+
+def test_a_command_imports_only_its_own_module(tmp_path):
+    """`runs` (a group) loads the module defining it and no other command module."""
+    proc, loaded = run_cli_modules("runs", "--store", str(tmp_path / "none"), cwd=tmp_path)
+    assert proc.returncode == 1 and "no artifactkit store" in proc.stderr
+    assert {m for m in loaded if m.startswith("artifactkit_cli.") and m.endswith("_commands")} == \
+           {"artifactkit_cli.lifecycle_commands"}
