@@ -14,7 +14,7 @@ import typer
 from artifactkit.errors import InvalidInput
 
 from .common import JsonOpt, StorageOpts, StoreOpt, open_store
-from .output import emit, table
+from .output import emit, pending_line, table
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm without a prompt (scripts)")]
 
@@ -147,8 +147,6 @@ def _gc_hint(s):
     """(what gc would free now and later, the line saying so): deleting frees nothing by itself."""
     from artifactkit.maintenance import DEFAULT_GRACE_SECONDS
     from artifactkit.usage import pending
-
-    from .store_commands import pending_line
 
     p = pending(s, DEFAULT_GRACE_SECONDS)
     return p, pending_line(p)

@@ -221,8 +221,9 @@ def val(
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
     split: Annotated[str, typer.Option(help="Split of data.yaml to evaluate")] = "val",
     imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: the size the model was trained at)")] = None,
-    batch: Annotated[int, typer.Option(help="Batch size")] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or N")] = "auto",
+    batch: Annotated[Optional[int], typer.Option(help="Batch size (default: 16)", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N (default: auto)",
+                                                  show_default=False)] = None,
     conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Drop detections below this confidence (default: 0.001 for a model, 0 for --preds)")] = None,
     iou: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="NMS IoU threshold (default: 0.7)")] = None,
     store: StoreOpt = None,
@@ -239,11 +240,13 @@ def val(
     if preds is not None:
         if iou is not None or imgsz is not None:
             raise InvalidInput(f"--{'iou' if iou is not None else 'imgsz'} applies to --weights only (--preds are scored as given)")
-        scores = scoring.score_predictions(preds, data, split, conf=conf or 0.0, store=store,
-                                           storage_options=parse_storage_options(storage_option))
+        given = {} if conf is None else {"conf": conf}  # scoring's defaults otherwise
+        scores = scoring.score_predictions(preds, data, split, store=store,
+                                           storage_options=parse_storage_options(storage_option), **given)
     else:
+        given = {k: v for k, v in {"batch": batch, "device": device}.items() if v is not None}
         scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
-                                          imgsz=imgsz, batch=batch, device=device, conf=conf, iou=iou, save_json=save_json)
+                                          imgsz=imgsz, conf=conf, iou=iou, save_json=save_json, **given)
         print(f"weights: {scores['weights']}", file=sys.stderr)
         if imgsz is not None and scores["imgsz"] != imgsz:
             print(f"warning: --imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}", file=sys.stderr)

@@ -188,3 +188,15 @@ def test_a_command_imports_only_its_own_module(tmp_path):
     assert proc.returncode == 1 and "no artifactkit store" in proc.stderr
     assert {m for m in loaded if m.startswith("artifactkit_cli.") and m.endswith("_commands")} == \
            {"artifactkit_cli.lifecycle_commands"}
+
+
+def test_push_names_its_destination_by_a_string_from_python(tmp_path):
+    """Store or W&B mirror: decided by artifactkit.destinations, as `push --to` has it."""
+    from artifactkit.destinations import is_mirror, push_to
+
+    src = artifactkit.open_store(str(tmp_path / "s"))
+    src.log_files({"a.txt": b"a"}, name="d")
+    pushed = push_to(src, "d", str(tmp_path / "t"))
+    assert (pushed.destination, pushed.result.versions) == (str(tmp_path / "t"), ["v0"])
+    assert artifactkit.open_store(str(tmp_path / "t")).resolve("d:v0").manifest == src.resolve("d:v0").manifest
+    assert is_mirror("wandb://me/p") and not is_mirror("s3://b/wandb://x")
