@@ -93,9 +93,9 @@ def log_dataset(
     folder is versioned as it is. Everything is read and checked before the store is opened, so a
     bad dataset leaves no store and no version. warn: each warning about the dataset (default:
     the `artifactkit` logger)."""
-    source = read_dataset(path, format, type)
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput("invalid metadata: expected a JSON object (a dict)")
+    source = read_dataset(path, format, type)
     for warning in source.spec.warnings if source.spec is not None else ():
         (warn or _log_warning)(warning)
     if not isinstance(store, Store):

@@ -1,6 +1,11 @@
 """The typer app. Commands parse options, call the library and print; errors become one line
 on stderr (and, with --json, one JSON object as the last line of stdout) and a non-zero exit
-here, in one place."""
+here, in one place.
+
+To add a command: write it in the *_commands.py module of its kind (a group, such as `runs`,
+lives whole in one module), register it in that module's register(app), and add its name to
+COMMANDS below. What it decides (defaults, what an input is, which path to take) goes in the
+library, so `import artifactkit` does the same; the command parses, calls and prints."""
 
 from __future__ import annotations
 
