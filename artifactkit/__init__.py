@@ -2,14 +2,11 @@
 
     import artifactkit
     store = artifactkit.open_store("./.artifactkit")
-    store.log_folder("./chess")                  # -> chess:v0
+    artifactkit.log_dataset("./chess", store=store)  # -> chess:v0 (a data.yaml, COCO or any folder)
     artifactkit.pull(store, "chess:v0", "./restored")
 
 Importing artifactkit imports neither torch nor wandb; training entry points load them on call.
 """
-
-import sys
-import types
 
 from .errors import (
     AlreadyExists,
@@ -27,7 +24,8 @@ _LAZY = {
     "gc": "maintenance", "verify": "maintenance",
     "LogResult": "store", "Store": "store", "VersionInfo": "store", "open_store": "store",
     "pull": "transfer", "push": "transfer",
-    "lineage": "lineage",  # the function: use `from artifactkit.lineage import …` for the module
+    "lineage": "lineage_graph",
+    "log_dataset": "datasets",
 }
 
 
@@ -41,18 +39,6 @@ def __getattr__(name: str):
     globals()[name] = value
     return value
 
-
-class _Package(types.ModuleType):
-    """`artifactkit.lineage` is the function even once the submodule of that name is imported
-    (the import system then sets the package attribute to the module, which would hide it)."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name == "lineage" and isinstance(value, types.ModuleType):
-            value = value.lineage
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 
@@ -91,6 +77,6 @@ def load_model(weights, **options):
 
 __all__ = [
     "AlreadyExists", "ArtifactkitError", "BackendError", "IntegrityError", "InvalidInput",
-    "MissingExtra", "NotFound", "LogResult", "Store", "VersionInfo", "gc", "lineage", "load_model", "open_store", "predict",
-    "pull", "push", "resume", "train", "verify", "__version__",
+    "MissingExtra", "NotFound", "LogResult", "Store", "VersionInfo", "gc", "lineage", "load_model", "log_dataset",
+    "open_store", "predict", "pull", "push", "resume", "train", "verify", "__version__",
 ]

@@ -17,14 +17,14 @@ from where they lie, and trains from that version pulled into the cache.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
 from .manifest import NAME_RE, VersionRecord, check_digest, check_name
-from .store import LogResult, Store
+from .store import LogResult, Store, open_store
 from .transfer import pull
 from .uri import looks_like_ref
 from .yolo import DatasetSpec, check_split_labels, load_data_config, require_images, version_layout
@@ -63,6 +63,64 @@ class LocalSource:
         if self.files is None:
             return store.log_folder(self.folder, name=name or self.name, full=full, **kw)
         return store.log_files(self.files, name=name or self.name, **kw)
+
+
+@dataclass(frozen=True)
+class DatasetLogResult(LogResult):
+    """A LogResult that also names the store the version went to (log_dataset may open it)."""
+
+    store: str = ""  # the store's URI, credentials redacted
+
+
+def log_dataset(
+    path: str | os.PathLike,
+    name: str | None = None,
+    store: Store | str | None = None,
+    *,
+    format: str | None = None,
+    type: str = "dataset",
+    aliases: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    full: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> DatasetLogResult:
+    """Log a local dataset as a new version of `store` (a Store, a URI, or None: the default
+    store, made if absent), as `artifactkit log-dataset` does: a data.yaml or a folder holding one
+    is logged with every file it uses (its folder as it is when that is the whole dataset, else in
+    the YOLO layout with a rewritten data.yaml), format="coco" converts a COCO folder, any other
+    folder is versioned as it is. Everything is read and checked before the store is opened, so a
+    bad dataset leaves no store and no version. warn: each warning about the dataset (default:
+    the `artifactkit` logger)."""
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidInput("invalid metadata: expected a JSON object (a dict)")
+    source = read_dataset(path, format, type)
+    for warning in source.spec.warnings if source.spec is not None else ():
+        (warn or _log_warning)(warning)
+    if not isinstance(store, Store):
+        store = open_store(store, storage_options)
+    result = source.log(store, name=name, type=type, aliases=tuple(aliases), metadata=metadata, progress=progress,
+                        full=full)
+    return DatasetLogResult(**{f.name: getattr(result, f.name) for f in fields(result)}, store=store.uri)
+
+
+def _log_warning(text: str) -> None:
+    import logging
+
+    logging.getLogger("artifactkit").warning(text)
+
+
+def read_dataset(path: str | os.PathLike, format: str | None = None, type: str = "dataset") -> LocalSource:
+    """What log_dataset logs: with `format`, that format; else a data.yaml or a folder holding one
+    (of a dataset type) as YOLO; else the folder as it is, but a COCO folder given as a dataset is
+    refused with the command that converts it."""
+    if format is not None or (type == "dataset" and is_yolo_dataset(path)):
+        return read_local(path, format or "yolo")
+    if type == "dataset":
+        refuse_coco(path)
+    folder = Path(path).absolute()
+    return LocalSource(Path(path), folder.name, "", None, None)
 
 
 def read_local(data: str | os.PathLike, format: str = "yolo") -> LocalSource:

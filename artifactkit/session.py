@@ -18,7 +18,7 @@ from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
 from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
 from .manifest import now_iso
-from .progress import LogReport
+from .training_lines import LogReport
 from .runref import find_run
 from .runs import (
     RunRecord, check_run_id, create_run, error_line, load_run, new_run_id, save_run, write_epoch_metrics,
@@ -28,7 +28,7 @@ from .store import Store, open_store
 from .tracking import FanOut, SystemMonitor, continued
 from .uri import run_uri
 
-Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (progress.py)
+Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (training_lines.py)
 RESUME_OVERRIDES = ("epochs", "device", "workers", "threads", "patience", "save_period", "save_every", "stop_grace",
                     "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_full")
 # What only resume needs, kept in the full state (<run>-state) of the newest checkpoints alone
@@ -231,7 +231,7 @@ def train(
     """Train a detector on `data` (data.yaml, dataset folder, NAME:VERSION, or the store's only
     dataset), recording everything in the store. Returns the finished run's record. `options`
     are TrainConfig keys (its defaults apply to the rest); `report(event, details)` hears the
-    progress (default: standard logging, see progress.py).
+    progress (default: standard logging, see training_lines.py).
 
     Idempotent with a run_id, for schedulers that re-run one command after each preemption: a
     run that exists is continued from its latest checkpoint (from epoch 1 if it has none), and a

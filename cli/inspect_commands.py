@@ -30,7 +30,7 @@ def lineage(
     tables, and runs fine-tuned from a checkpoint. A bare word is a run id if that run exists,
     else an artifact name (its latest version). Runs below the root are one line each with counts
     (--all lists everything); --json always has every node."""
-    from artifactkit.lineage import lineage as build
+    from artifactkit.lineage_graph import lineage as build
     from artifactkit.uri import split_run_uri
 
     if "/runs/" in target:

@@ -7,14 +7,14 @@ confirm, call it and print. Deleting frees no bytes by itself: the next `gc` doe
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from artifactkit.errors import InvalidInput
 
 from .common import JsonOpt, StorageOpts, StoreOpt, open_store
-from .output import emit
+from .output import emit, pending_line, table
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm without a prompt (scripts)")]
 
@@ -97,11 +97,31 @@ def runs(
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the runs in the store: id, status, epoch, best mAP."""
+    """List the runs in the store: id, status (running, finished, failed with its error, or
+    interrupted: killed, or its machine lost), epoch, best mAP."""
     if ctx.invoked_subcommand is None:
-        from .train_commands import runs as list_runs
+        _list_runs(store, storage_option, json_out)
 
-        list_runs(store=store, storage_option=storage_option, json_out=json_out)
+
+def _list_runs(store: StoreOpt, storage_option: StorageOpts, json_out: JsonOpt) -> None:
+    from artifactkit.runs import observe_runs
+
+    rows = [o.summary() for o in observe_runs(open_store(store, storage_option))]
+    if json_out:
+        emit(True, {"runs": rows})
+        return
+    table("runs", ["run", "status", "epoch", "best mAP50", "best mAP50-95", "dataset", "last seen", "note"],
+          [[r["run_id"], r["status"], f"{r['epochs_completed']}/{r['total_epochs']}",
+            f"{r['metrics'].get('metrics/mAP50', 0):.3f}", f"{r['metrics'].get('metrics/mAP50-95', 0):.3f}",
+            r["dataset"], r["last_seen"][:19].replace("T", " "), _note(r)] for r in rows])
+
+
+def _note(row: dict[str, Any]) -> str:
+    if row["error"] and row["status"] == "failed":
+        return row["error"]
+    if row["holder"]:
+        return f"on {row['holder']['host']} pid {row['holder']['pid']}"
+    return ""
 
 
 def runs_rm(
@@ -127,8 +147,6 @@ def _gc_hint(s):
     """(what gc would free now and later, the line saying so): deleting frees nothing by itself."""
     from artifactkit.maintenance import DEFAULT_GRACE_SECONDS
     from artifactkit.usage import pending
-
-    from .store_commands import pending_line
 
     p = pending(s, DEFAULT_GRACE_SECONDS)
     return p, pending_line(p)

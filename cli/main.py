@@ -1,6 +1,11 @@
 """The typer app. Commands parse options, call the library and print; errors become one line
 on stderr (and, with --json, one JSON object as the last line of stdout) and a non-zero exit
-here, in one place."""
+here, in one place.
+
+To add a command: write it in the *_commands.py module of its kind (a group, such as `runs`,
+lives whole in one module), register it in that module's register(app), and add its name to
+COMMANDS below. What it decides (defaults, what an input is, which path to take) goes in the
+library, so `import artifactkit` does the same; the command parses, calls and prints."""
 
 from __future__ import annotations
 
@@ -10,11 +15,20 @@ from typing import Annotated
 
 import typer
 
-# The command modules, in the order help lists them. Only the module holding the command typed is
-# loaded (register_commands): a store command never imports the trainer's config or pydantic.
-COMMAND_MODULES = (
-    "store_commands", "inspect_commands", "lifecycle_commands", "train_commands", "model_commands", "view_commands",
-)
+# Which module defines each command or command group, in the order help lists them (pip's
+# commands_dict). Only the module of the command typed is imported: a store command never loads the
+# trainer's config or pydantic. tests/test_readme.py checks the table against the app.
+COMMANDS: dict[str, str] = {
+    "log-dataset": "store_commands", "ls": "store_commands", "versions": "store_commands",
+    "pull": "store_commands", "push": "store_commands", "verify": "store_commands", "gc": "store_commands",
+    "du": "store_commands",
+    "lineage": "inspect_commands", "diff": "inspect_commands", "cat": "inspect_commands",
+    "rm": "lifecycle_commands", "prune": "lifecycle_commands", "runs": "lifecycle_commands",
+    "demo-data": "train_commands", "train": "train_commands", "resume": "train_commands", "val": "train_commands",
+    "demo": "train_commands",
+    "predict": "model_commands", "export": "model_commands",
+    "view": "view_commands",
+}
 
 app = typer.Typer(
     name="artifactkit",
@@ -26,18 +40,16 @@ app = typer.Typer(
 
 
 def register_commands(args: list[str]) -> None:
-    """Register the command modules in order until one holds the command named first in args;
-    all of them for help, a bare option or an unknown command (so typer can list or refuse it);
-    none for --version, which needs no command (its start-up is typer's alone)."""
+    """Register the module holding the command named first in args; every module for help, a
+    bare option or an unknown command (so typer can list or refuse it); none for --version, which
+    needs no command (its start-up is typer's alone)."""
     import importlib
 
     if args[:1] == ["--version"]:
         return
-    wanted = args[0] if args and not args[0].startswith("-") else None
-    for name in COMMAND_MODULES:
-        importlib.import_module(f".{name}", __package__).register(app)
-        if wanted is not None and wanted in _registered_names():
-            break
+    wanted = COMMANDS.get(args[0]) if args and not args[0].startswith("-") else None
+    for module in [wanted] if wanted else dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(f".{module}", __package__).register(app)
     _flowing_help()
 
 
@@ -56,11 +68,6 @@ def _flowing_help() -> None:
 def _first_sentence(text: str) -> str:
     end = text.find(". ")
     return text if end < 0 else text[: end + 1]
-
-
-def _registered_names() -> set[str]:
-    """Commands and command groups (`runs`) registered so far."""
-    return {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
 
 
 def _print_version(value: bool) -> None:

@@ -50,3 +50,28 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     print(title)
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+# What gc kept and would free: printed by gc, du, rm, prune and runs rm.
+def kept_line(report) -> str:
+    """What gc kept because it is younger than the grace, and until when."""
+    if not report.kept_recent:
+        return "nothing younger than the grace period was kept"
+    return (f"kept {report.kept_recent} unreferenced files ({human_bytes(report.kept_recent_bytes)}) younger than the "
+            f"{_duration(report.grace_seconds)} grace until {report.kept_until} (a log in flight may still use them; "
+            "`gc --grace 0` deletes them now if no other process writes to this store)")
+
+
+def pending_line(p) -> str:
+    """What gc would free now, and what more once the grace of the younger files ends."""
+    line = f"`artifactkit gc` frees {human_bytes(p.now_bytes)} now"
+    if p.later_files:
+        line += (f", and {human_bytes(p.later_bytes)} more after {p.later_at} (files younger than the "
+                 f"{_duration(p.grace_seconds)} grace; `gc --grace 0` frees them now if no other process writes here)")
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g}min" if seconds and seconds % 60 == 0 else f"{seconds:g}s"

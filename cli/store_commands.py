@@ -11,8 +11,8 @@ import typer
 
 from artifactkit.errors import InvalidInput
 
-from .common import JsonOpt, StorageOpts, StoreOpt, open_store
-from .output import emit, human_bytes, progress_bar, table
+from .common import JsonOpt, StorageOpts, StoreOpt, open_store, parse_storage_options
+from .output import emit, human_bytes, kept_line, pending_line, progress_bar, table
 
 
 def register(app: typer.Typer) -> None:
@@ -43,25 +43,17 @@ def log_dataset(
     holding one) is logged with every file it uses, its folder as it is when that is the whole
     dataset, else in the YOLO layout with a rewritten data.yaml; --format coco converts a COCO
     folder; any other folder is versioned as it is."""
-    from artifactkit import datasets
+    from artifactkit.datasets import log_dataset as do_log
 
     meta = _parse_metadata(metadata)
-    if format is not None or (type == "dataset" and datasets.is_yolo_dataset(path)):
-        source = datasets.read_local(path, format or "yolo")  # read and checked before the store opens
-        for warning in source.spec.warnings if source.spec is not None else ():
-            print(f"warning: {warning}", file=sys.stderr)
-    else:
-        if type == "dataset":
-            datasets.refuse_coco(path)
-        source = datasets.LocalSource(path, path.absolute().name, "", None, None)  # the folder as it is
-    s = open_store(store, storage_option, create=True)
     with progress_bar(f"logging {path}", not json_out) as advance:
-        result = source.log(s, name=name, type=type, aliases=tuple(alias or ()), metadata=meta, progress=advance,
-                            **({"full": True} if full else {}))
+        result = do_log(path, name, store, format=format, type=type, aliases=alias or (), metadata=meta, full=full,
+                        storage_options=parse_storage_options(storage_option), progress=advance,
+                        warn=lambda warning: print(f"warning: {warning}", file=sys.stderr))
     r = result.record
     what = "new version" if result.created else "unchanged, same version"
     emit(json_out, result.summary(),
-         f"{r.name}:{r.label} ({what}) in {s.uri}: {r.files} files, {human_bytes(r.bytes)}; "
+         f"{r.name}:{r.label} ({what}) in {result.store}: {r.files} files, {human_bytes(r.bytes)}; "
          f"stored {result.uploaded_files} new files, {human_bytes(result.uploaded_bytes)} in {result.seconds:.2f}s")
 
 
@@ -143,20 +135,14 @@ def push(
     json_out: JsonOpt = False,
 ) -> None:
     """Copy versions to another store, sending only the blobs it lacks (or mirror them to W&B: --to wandb://ENTITY/PROJECT)."""
-    from artifactkit.redact import redact_uri
-    from artifactkit.transfer import push as do_push
+    from artifactkit.destinations import is_mirror, push_to
 
     src = open_store(store, storage_option)
-    if to.startswith("wandb://"):  # W&B is a mirror, not a store: its backend maps versions to artifacts
-        from artifactkit.wandb import push_to_wandb
-
-        result, shown = push_to_wandb(src, ref, to), redact_uri(to)
-    else:
-        dst = open_store(to, storage_option, create=True)
-        with progress_bar(f"pushing {ref}", not json_out) as advance:
-            result, shown = do_push(src, ref, dst, progress=advance), dst.uri
-    emit(json_out, result.summary(),
-         f"{ref} -> {shown}: {', '.join(result.versions)}; sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
+    with progress_bar(f"pushing {ref}", not json_out and not is_mirror(to)) as advance:
+        pushed = push_to(src, ref, to, parse_storage_options(storage_option), progress=advance)
+    result = pushed.result
+    emit(json_out, result.summary(), f"{ref} -> {pushed.destination}: {', '.join(result.versions)}; "
+         f"sent {result.uploaded_files} files, {human_bytes(result.uploaded_bytes)}")
 
 
 def verify(
@@ -183,8 +169,9 @@ def verify(
 
 
 def gc(
-    grace: Annotated[float, typer.Option(help="Keep unreferenced files younger than this many seconds (0: delete them "
-                                         "now; only when no other process writes to the store)")] = 3600.0,
+    grace: Annotated[Optional[float], typer.Option(
+        help="Keep unreferenced files younger than this many seconds (0: delete them now; only when no other process "
+             "writes to the store; default: gc's, 3600)", show_default=False)] = None,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
@@ -194,7 +181,7 @@ def gc(
     from artifactkit.maintenance import gc as do_gc
 
     s = open_store(store, storage_option)
-    report = do_gc(s, grace_seconds=grace)
+    report = do_gc(s) if grace is None else do_gc(s, grace_seconds=grace)
     if report.writers:
         emit(json_out, report.summary(), f"{s.uri}: deleted nothing: {len(report.writers)} writers may still run "
              f"({report.writers[0]}); run gc again when they are done")
@@ -202,30 +189,6 @@ def gc(
     emit(json_out, report.summary(),
          f"{s.uri}: deleted {report.deleted_objects} blobs ({human_bytes(report.deleted_bytes)}), "
          f"{report.deleted_manifests} manifests; " + kept_line(report))
-
-
-def kept_line(report) -> str:
-    """What gc kept because it is younger than the grace, and until when."""
-    if not report.kept_recent:
-        return "nothing younger than the grace period was kept"
-    return (f"kept {report.kept_recent} unreferenced files ({human_bytes(report.kept_recent_bytes)}) younger than the "
-            f"{_duration(report.grace_seconds)} grace until {report.kept_until} (a log in flight may still use them; "
-            "`gc --grace 0` deletes them now if no other process writes to this store)")
-
-
-def pending_line(p) -> str:
-    """What gc would free now, and what more once the grace of the younger files ends."""
-    line = f"`artifactkit gc` frees {human_bytes(p.now_bytes)} now"
-    if p.later_files:
-        line += (f", and {human_bytes(p.later_bytes)} more after {p.later_at} (files younger than the "
-                 f"{_duration(p.grace_seconds)} grace; `gc --grace 0` frees them now if no other process writes here)")
-    return line
-
-
-def _duration(seconds: float) -> str:
-    if seconds and seconds % 3600 == 0:
-        return f"{seconds / 3600:g}h"
-    return f"{seconds / 60:g}min" if seconds and seconds % 60 == 0 else f"{seconds:g}s"
 
 
 def du(

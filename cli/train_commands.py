@@ -1,5 +1,5 @@
-"""Training commands: demo-data, train, resume, runs, val (predict and export: model_commands.py;
-the `runs` group that calls `runs` here: lifecycle_commands.py)."""
+"""Training commands: demo-data, train, resume, val, demo (predict and export: model_commands.py;
+the `runs` group: lifecycle_commands.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from .common import JsonOpt, StorageOpts, StoreOpt, parse_storage_options
 from .config_options import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, SetOpt, default, typed_options
 from .output import emit, table
-from .progress import TrainingProgress
+from .training_bar import TrainingProgress
 from .words import WORDS, accepts_words, extra_words, take
 
 
@@ -213,31 +213,6 @@ def resume(
         emit(json_out, _summary(run), _done_line(run))
 
 
-def runs(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
-    """List the runs in the store: id, status (running, finished, failed with its error, or
-    interrupted: killed, or its machine lost), epoch, best mAP."""
-    from artifactkit.runs import observe_runs
-
-    from .common import open_store
-
-    rows = [o.summary() for o in observe_runs(open_store(store, storage_option))]
-    if json_out:
-        emit(True, {"runs": rows})
-        return
-    table("runs", ["run", "status", "epoch", "best mAP50", "best mAP50-95", "dataset", "last seen", "note"],
-          [[r["run_id"], r["status"], f"{r['epochs_completed']}/{r['total_epochs']}",
-            f"{r['metrics'].get('metrics/mAP50', 0):.3f}", f"{r['metrics'].get('metrics/mAP50-95', 0):.3f}",
-            r["dataset"], r["last_seen"][:19].replace("T", " "), _note(r)] for r in rows])
-
-
-def _note(row: dict[str, Any]) -> str:
-    if row["error"] and row["status"] == "failed":
-        return row["error"]
-    if row["holder"]:
-        return f"on {row['holder']['host']} pid {row['holder']['pid']}"
-    return ""
-
-
 def val(
     ctx: typer.Context,
     data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME:VERSION of a dataset in --store (else the weights' store)", show_default=False)] = None,
@@ -246,8 +221,9 @@ def val(
     save_json: Annotated[Optional[Path], typer.Option(help="Write predictions as COCO JSON")] = None,
     split: Annotated[str, typer.Option(help="Split of data.yaml to evaluate")] = "val",
     imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: the size the model was trained at)")] = None,
-    batch: Annotated[int, typer.Option(help="Batch size")] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or N")] = "auto",
+    batch: Annotated[Optional[int], typer.Option(help="Batch size (default: 16)", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or N (default: auto)",
+                                                  show_default=False)] = None,
     conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Drop detections below this confidence (default: 0.001 for a model, 0 for --preds)")] = None,
     iou: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="NMS IoU threshold (default: 0.7)")] = None,
     store: StoreOpt = None,
@@ -264,11 +240,13 @@ def val(
     if preds is not None:
         if iou is not None or imgsz is not None:
             raise InvalidInput(f"--{'iou' if iou is not None else 'imgsz'} applies to --weights only (--preds are scored as given)")
-        scores = scoring.score_predictions(preds, data, split, conf=conf or 0.0, store=store,
-                                           storage_options=parse_storage_options(storage_option))
+        given = {} if conf is None else {"conf": conf}  # scoring's defaults otherwise
+        scores = scoring.score_predictions(preds, data, split, store=store,
+                                           storage_options=parse_storage_options(storage_option), **given)
     else:
+        given = {k: v for k, v in {"batch": batch, "device": device}.items() if v is not None}
         scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
-                                          imgsz=imgsz, batch=batch, device=device, conf=conf, iou=iou, save_json=save_json)
+                                          imgsz=imgsz, conf=conf, iou=iou, save_json=save_json, **given)
         print(f"weights: {scores['weights']}", file=sys.stderr)
         if imgsz is not None and scores["imgsz"] != imgsz:
             print(f"warning: --imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}", file=sys.stderr)

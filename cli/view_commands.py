@@ -20,7 +20,9 @@ def view(
     targets: Annotated[list[str], typer.Argument(help="Run URIs (<store>/runs/<id>, several overlay their curves) and/or one dataset NAME:VERSION in --store")],
     out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: ./artifactkit-<run-id>.html or ./artifactkit-<name>-<version>.html)")] = None,
     dataset_browser: Annotated[bool, typer.Option("--dataset/--no-dataset", help="Browse the run's dataset version too")] = True,
-    max_dataset_images: Annotated[int, typer.Option(help="Dataset images embedded at most (each split in proportion beyond it)")] = 2000,
+    max_dataset_images: Annotated[Optional[int], typer.Option(
+        help="Dataset images embedded at most (each split in proportion beyond it; default: the viewer's, 2000)",
+        show_default=False)] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser")] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
@@ -29,10 +31,13 @@ def view(
     """Write a report you can open without a server or an account: metric curves, the
     bounding-box debugger, the evaluation table and the dataset browser grouped by class."""
     from artifactkit.viewer import build_report
+    from artifactkit.viewer.targets import split_targets
 
-    runs, dataset = _split_targets(targets, store, storage_option)
-    report = build_report(runs=runs, dataset=dataset, store=store, out=out, storage_options=parse_storage_options(storage_option),
-                          include_dataset=dataset_browser, max_dataset_images=max_dataset_images)
+    options = parse_storage_options(storage_option)
+    runs, dataset = split_targets(targets, store, options)
+    limit = {} if max_dataset_images is None else {"max_dataset_images": max_dataset_images}
+    report = build_report(runs=runs, dataset=dataset, store=store, out=out, storage_options=options,
+                          include_dataset=dataset_browser, **limit)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if open_browser:
@@ -44,32 +49,3 @@ def view(
     parts += [f"dataset {report.dataset}"] if report.dataset else []
     parts += [f"{report.images} images"]
     emit(json_out, report.summary(), f"wrote {report.path} ({human_bytes(report.bytes)}: {', '.join(parts)})")
-
-
-def _split_targets(targets: list[str], store: str | None, storage_option: list[str] | None) -> tuple[list[str], str | None]:
-    """Run URIs hold '/runs/'; anything else is a dataset NAME[:VERSION] in --store, unless a bare
-    name is a run id there (so `view 7f3k2a --store s3://team/ak` works too)."""
-    from artifactkit.errors import InvalidInput
-    from artifactkit.uri import RUN_ID_RE, looks_like_ref, run_uri
-
-    runs, datasets = [], []
-    for target in targets:
-        if "/runs/" in target:
-            runs.append(target)
-        elif looks_like_ref(target):
-            datasets.append(target)
-        elif RUN_ID_RE.fullmatch(target) and _is_run(target, store, storage_option):
-            from .common import open_store
-
-            runs.append(run_uri(open_store(store, storage_option).url, target))
-        else:
-            datasets.append(target)
-    if len(datasets) > 1:
-        raise InvalidInput(f"one dataset at a time, got {', '.join(datasets)}")
-    return runs, (datasets[0] if datasets else None)
-
-
-def _is_run(run_id: str, store: str | None, storage_option: list[str] | None) -> bool:
-    from .common import open_store
-
-    return open_store(store, storage_option).run_exists(run_id)

@@ -163,3 +163,56 @@ def test_installs_no_package_named_cli():
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "artifactkit").rglob("__init__.py")}
     assert set(setuptools["packages"]) == found | {"artifactkit_cli"}
     assert config["project"]["scripts"]["artifactkit"] == "artifactkit_cli.main:main"
+
+
+def test_the_command_table_names_exactly_the_commands_each_module_defines():
+    """cli/main.py's COMMANDS (name -> module, pip's commands_dict) is how a command finds its
+    module: each module must define exactly the commands the table gives it, groups included."""
+    import importlib
+
+    import typer
+
+    import artifactkit.__main__  # noqa: F401  (names this checkout's cli/ artifactkit_cli, installed or not)
+    from artifactkit_cli.main import COMMANDS
+
+    for module in set(COMMANDS.values()):
+        app = typer.Typer()
+        importlib.import_module(f"artifactkit_cli.{module}").register(app)
+        defined = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+        assert sorted(defined) == sorted(n for n, m in COMMANDS.items() if m == module), module
+
+
+def test_a_command_imports_only_its_own_module(tmp_path):
+    """`runs` (a group) loads the module defining it and no other command module."""
+    proc, loaded = run_cli_modules("runs", "--store", str(tmp_path / "none"), cwd=tmp_path)
+    assert proc.returncode == 1 and "no artifactkit store" in proc.stderr
+    assert {m for m in loaded if m.startswith("artifactkit_cli.") and m.endswith("_commands")} == \
+           {"artifactkit_cli.lifecycle_commands"}
+
+
+def test_push_names_its_destination_by_a_string_from_python(tmp_path):
+    """Store or W&B mirror: decided by artifactkit.destinations, as `push --to` has it."""
+    from artifactkit.destinations import is_mirror, push_to
+
+    src = artifactkit.open_store(str(tmp_path / "s"))
+    src.log_files({"a.txt": b"a"}, name="d")
+    pushed = push_to(src, "d", str(tmp_path / "t"))
+    assert (pushed.destination, pushed.result.versions) == (str(tmp_path / "t"), ["v0"])
+    assert artifactkit.open_store(str(tmp_path / "t")).resolve("d:v0").manifest == src.resolve("d:v0").manifest
+    assert is_mirror("wandb://me/p") and not is_mirror("s3://b/wandb://x")
+
+
+def test_the_cli_leaves_what_an_input_is_to_the_library():
+    """What a path or a target is (data.yaml, COCO, plain folder; run id or dataset; store or W&B
+    mirror) is decided in artifactkit, which the CLI calls: none of those deciders is named in cli/."""
+    import ast
+
+    deciders = {"is_yolo_dataset", "refuse_coco", "read_local", "read_dataset", "LocalSource", "RUN_ID_RE",
+                "looks_like_ref", "push_to_wandb", "MIRROR_SCHEME"}
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+            names = [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else [name]
+            found += [f"{path.name}: {n}" for n in names if n in deciders]
+    assert found == []

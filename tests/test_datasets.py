@@ -323,3 +323,47 @@ def test_a_materialised_dataset_is_keyed_by_content_and_holds_exactly_the_versio
     (one.root / "images/train/stray.jpg").write_bytes(b"not in the version")
     again = datasets.materialise(store, "chess:v0")
     assert again.root == one.root and files_in(again.root) == set(dataset(1))
+
+
+# -- artifactkit.log_dataset: what log-dataset decides, from Python -----------------------------------------
+def standard_yolo(root: Path) -> Path:
+    """A folder that is its own dataset (logged as it is)."""
+    for split in ("train", "val"):
+        image(root / "images" / split / f"{split}0.jpg")
+        write(root / "labels" / split / f"{split}0.txt", "0 0.5 0.5 0.2 0.2\n")
+    return write(root / "data.yaml", "train: images/train\nval: images/val\nnames: [a]\n").parent
+
+
+def plain(root: Path) -> Path:
+    write(root / "notes.txt", "not a dataset\n")
+    return write(root / "sub" / "more.csv", "a,b\n1,2\n").parent.parent
+
+
+@pytest.mark.parametrize(("make", "fmt"), [(standard_yolo, None), (roboflow, None), (coco_folder, "coco"),
+                                           (plain, None)], ids=["yolo-folder", "roboflow-yaml", "coco", "plain"])
+def test_log_dataset_from_python_gives_the_versions_the_cli_gives(tmp_path, make, fmt):
+    made = make(tmp_path / "ds")
+    given = made if isinstance(made, Path) else tmp_path / "ds"  # coco_folder gives its json files
+    flags = ["--format", fmt] if fmt else []
+    by_cli = last_json(run_cli("log-dataset", str(given), *flags, "--store", str(tmp_path / "cli"), "--json"))
+    result = artifactkit.log_dataset(given, store=str(tmp_path / "api"), format=fmt)
+    assert result.summary().keys() == by_cli.keys()
+    assert {k: v for k, v in result.summary().items() if "seconds" not in k} == \
+           {k: v for k, v in by_cli.items() if "seconds" not in k}
+    cli_store, api_store = (artifactkit.open_store(str(tmp_path / s)) for s in ("cli", "api"))
+    assert result.store == api_store.uri
+    assert version_files(api_store, "ds:v0") == version_files(cli_store, "ds:v0")
+    assert api_store.resolve("ds:v0").manifest == cli_store.resolve("ds:v0").manifest
+    again = artifactkit.log_dataset(given, store=api_store, format=fmt)  # a Store works as well as a URI
+    assert (again.record.label, again.created) == ("v0", False)
+
+
+def test_log_dataset_refuses_as_the_cli_does_and_writes_nothing(tmp_path):
+    coco_folder(tmp_path / "cc")
+    with pytest.raises(InvalidInput, match="a COCO dataset .*--format coco") as refused:
+        artifactkit.log_dataset(tmp_path / "cc", store=str(tmp_path / "s"))
+    proc = run_cli("log-dataset", str(tmp_path / "cc"), "--store", str(tmp_path / "s"), check=False)
+    assert proc.returncode == 1 and proc.stderr.strip() == f"error: {refused.value}"
+    with pytest.raises(InvalidInput, match="metadata"):
+        artifactkit.log_dataset(plain(tmp_path / "p"), store=str(tmp_path / "s"), metadata=[1])
+    assert not (tmp_path / "s").exists()

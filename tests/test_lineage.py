@@ -14,7 +14,7 @@ import torch
 import artifactkit
 from artifactkit import runs
 from artifactkit.lifecycle import users
-from artifactkit.lineage import lineage
+from artifactkit.lineage_graph import lineage
 from artifactkit.store import open_store
 from artifactkit.transfer import push
 from clirunner import run_cli
@@ -219,3 +219,17 @@ def test_a_datasets_lineage_is_one_line_per_run_unless_all(tmp_path):
     full = lineage(store, "d:v0").tree(everything=True).splitlines()
     assert len(full) == 2 + 2 * (1 + 3 + 1) and "    │   ├── checkpoint a-model:v0 (best, epoch-1)" in full
     assert run_cli("lineage", "d:v0", "--all", "--store", str(tmp_path / "s")).stdout.splitlines() == full
+
+
+def test_lineage_is_a_function_and_no_module_shadows_it():
+    """`artifactkit.lineage` is the function, also once the graph module is imported (no module of
+    that name, and no package hook keeping the function in place)."""
+    import importlib.util
+    import inspect
+    import types
+
+    import artifactkit.lineage_graph
+
+    assert inspect.isfunction(artifactkit.lineage) and artifactkit.lineage is artifactkit.lineage_graph.lineage
+    assert importlib.util.find_spec("artifactkit.lineage") is None
+    assert type(artifactkit) is types.ModuleType

@@ -38,6 +38,7 @@ def test_readme_resolves_finds_both_install_lines():
 
 def _commands() -> dict[str, set[str]]:
     """Every command and group subcommand of the real app, with its option names."""
+    import artifactkit.__main__  # noqa: F401  (names this checkout's cli/ artifactkit_cli, installed or not)
     from artifactkit_cli import main as cli_main
 
     cli_main.register_commands([])

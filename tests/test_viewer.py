@@ -322,3 +322,14 @@ def test_real_training_run_in_the_browser(tmp_path, cli, open_page):
     ticks = chart.locator("text.tick").all_text_contents()
     if all(m["m"].get("metrics/mAP50") == 0 for m in data["runs"][0]["history"]):
         assert "-1" not in ticks and ticks[0] == "0"  # all zero: a 0..1 axis, not -1..1
+
+
+def test_targets_are_read_by_the_library(world):
+    """What `view` was given (run URI, bare run id, dataset ref) is decided in artifactkit, not the CLI."""
+    from artifactkit.viewer.targets import split_targets
+
+    store = world["store"].uri
+    assert split_targets(["runb", "chess:v0"], store) == ([f"{store}/runs/runb"], "chess:v0")
+    assert split_targets([f"{store}/runs/runa", "chess"], store) == ([f"{store}/runs/runa"], "chess")
+    with pytest.raises(InvalidInput, match="one dataset at a time, got chess:v0, other"):
+        split_targets(["chess:v0", "other"], store)

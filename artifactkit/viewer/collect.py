@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from ..errors import InvalidInput
-from ..lineage import run_io
+from ..lineage_graph import run_io
 from ..manifest import DIGEST_RE
 from ..runs import load_run, observe, read_metrics
 from ..store import Store

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from artifactkit.progress import Periodic, line
+from artifactkit.training_lines import Periodic, line
 
 
 class TrainingProgress:
