@@ -35,7 +35,7 @@ from .fileio import atomic_write
 from .hashing import cache_dir, digest_bytes
 from .layout import (INDEX, OBJECTS, PACKS, digest_of_index_key, digest_of_object_key, digest_of_pack_key, index_key,
                       object_key, pack_key)
-from .backends.base import ObjectInfo, Source
+from .backends.base import Backend, Capabilities, ObjectInfo, Source
 
 PACK_BLOB_MAX = 1 << 20  # blobs up to 1 MiB are packed; a larger one is worth its own request
 PACK_TARGET = 8 << 20  # a pack is sent once it holds this much
@@ -52,10 +52,9 @@ _ENTRY_MAX = 64 << 20  # one packed blob's length as an index may state it
 _DIGEST = re.compile(r"[0-9a-f]{32}\Z")
 
 
-class PackedBackend:
-    """The Backend protocol over `inner` (an FsspecBackend), small blobs in packs (module doc).
-    Anything not a blob key passes straight through; so do attributes (fs, capabilities, …).
-    Safe to share between threads (a training run logs evaluations while its saver thread
+class PackedBackend(Backend):
+    """The Backend protocol over `inner` (a backend declaring pack_small_blobs), small blobs in
+    packs (module doc). Anything not a blob key passes straight through to `inner`. Safe to share between threads (a training run logs evaluations while its saver thread
     writes checkpoints): one lock guards the pending blobs and the map."""
 
     def __init__(self, inner, write_packs: bool = True):
@@ -73,8 +72,26 @@ class PackedBackend:
         self._pending: dict[str, bytes] = {}  # digest -> bytes not yet in a pack sent
         self._pending_bytes = 0
 
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
+    # -- what the store reads of a backend: the inner one's, but the format and the folder ---
+    @property
+    def uri(self) -> str:
+        return self.inner.uri
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    @property
+    def protocol(self) -> str:
+        return self.inner.protocol
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities  # read anew: S3 learns its own once it has probed the server
+
+    @property
+    def local_root(self) -> None:
+        return None  # a packed blob is no file of its own, wherever the packs are
 
     @property
     def store_format(self) -> int:
@@ -259,6 +276,9 @@ class PackedBackend:
 
     def read(self, key: str) -> bytes:
         return next(self.read_many([key]))[1]
+
+    def read_ranges(self, requests: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        return self.inner.read_ranges(requests)  # packs and indexes are the inner store's objects
 
     def read_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         """Packed blobs by range, the others as objects. A key the map does not know, or whose
