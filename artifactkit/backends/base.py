@@ -41,7 +41,8 @@ class ObjectInfo:
 class Backend(Protocol):
     """What the store asks of a storage system, and all it asks: the layers above never ask which
     class they hold. A backend subclasses this class (explicitly, as typing allows a Protocol) and
-    so inherits the defaults of the optional members below (marked "default:")."""
+    so inherits the defaults of the optional members below (local_root, store_format and the
+    methods whose docstring says "Default:"); the others each backend provides."""
 
     uri: str  # what messages show: credentials and query string removed (redact.redact_uri)
     url: str  # the full address, to open the same store again; may hold credentials: never shown
