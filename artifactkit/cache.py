@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .backends.local import LocalBackend
 from .errors import ArtifactkitError, IntegrityError, InvalidInput
 from .hashing import NullStatCache, cache_dir
 from .store import Store
+from .uri import open_folder
 
 DEFAULT_MAX_BYTES = 5_000_000_000
 MAX_BYTES_ENV = "ARTIFACTKIT_CACHE_MAX_BYTES"
@@ -38,7 +38,7 @@ def max_bytes_from_env() -> int:
 
 class BlobCache:
     def __init__(self, root: str | os.PathLike, max_bytes: int | None = None):
-        self.store = Store(LocalBackend(root), NullStatCache())
+        self.store = Store(open_folder(root), NullStatCache())
         self.max_bytes = max_bytes_from_env() if max_bytes is None else max_bytes
         if self.max_bytes < 0:
             raise InvalidInput(f"blob cache max_bytes: expected 0 or more, got {self.max_bytes}")

@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from .backends.local import LocalBackend
 from .errors import InvalidInput
 from .folderscan import check_encodable
 from .hashing import HashingReader, NullStatCache, StatCache, digest_bytes, hash_file, read_file
@@ -161,7 +160,7 @@ def refresh(backend, keys: list[str]) -> set[str]:
     """The keys the store holds, in one batch. On a local store each is touched (its mtime set to
     now), so a gc running at the same time sees it as just used and keeps it (maintenance.gc);
     object stores have no touch, there gc re-reads the version records instead."""
-    if not isinstance(backend, LocalBackend):
+    if backend.local_root is None:
         return backend.exists(keys)
     present = set()
     root = backend.uri

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .backends.base import ObjectInfo
-from .backends.local import LocalBackend
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
@@ -119,7 +118,7 @@ def verify(store: Store, progress: Progress | None = None, sample: str | None = 
     listed, and the digests of the trees checked; a tree shared by several versions is checked once."""
     store.format()  # refuse a store of a newer format: its records are not ours to judge
     report = VerifyReport()
-    listed = [i for i in store.backend.list(OBJECTS + "/") if digest_of_object_key(i.key)]
+    listed = [i for i in store.list_keys(OBJECTS + "/") if digest_of_object_key(i.key)]
     sizes: dict[bytes, int] = {bytes.fromhex(digest_of_object_key(i.key)): i.size for i in listed}
     report.objects = len(listed)
     chosen = _sampled(listed, sample)
@@ -133,9 +132,7 @@ def verify(store: Store, progress: Progress | None = None, sample: str | None = 
         if digest != digest_of_object_key(info.key):
             report.problems.append(f"{info.key}: corrupt blob (content does not match its digest)")
             corrupt.add(bytes.fromhex(digest_of_object_key(info.key)))
-    damage = getattr(store.backend, "damage", None)  # a remote store's unusable pack indexes
-    if damage is not None:
-        report.problems += damage()
+    report.problems += store.storage_damage()  # a remote store's unusable pack indexes
     checked: set[str] = set()  # trees read and checked (with all they list) for an earlier version
     for name in store.artifact_names():
         for version in store.version_numbers(name):
@@ -175,27 +172,26 @@ def _files(store: Store, record, checked: set[str]) -> Iterator[tuple[str, str, 
 def _blob_digests(store: Store, infos: Iterable[ObjectInfo]) -> Iterator[tuple[ObjectInfo, str]]:
     """(object, digest of its content) for every listed blob; small ones read in batches of
     bounded bytes, large ones hashed in chunks (peak memory independent of blob size)."""
-    backend = store.backend
     batch: dict[str, ObjectInfo] = {}
     batch_bytes = 0
     for info in infos:
         if info.size > _STREAM_BYTES:
-            yield info, _streamed_digest(backend, info.key)
+            yield info, _streamed_digest(store, info.key)
             continue
         batch[info.key] = info
         batch_bytes += info.size
         if batch_bytes >= _BATCH_BYTES or len(batch) >= 1024:
-            yield from ((batch[k], digest_bytes(d)) for k, d in backend.read_many(list(batch)))
+            yield from ((batch[k], digest_bytes(d)) for k, d in store.read_unchecked(list(batch)))
             batch, batch_bytes = {}, 0
-    yield from ((batch[k], digest_bytes(d)) for k, d in backend.read_many(list(batch)))
+    yield from ((batch[k], digest_bytes(d)) for k, d in store.read_unchecked(list(batch)))
 
 
-def _streamed_digest(backend, key: str) -> str:
-    if isinstance(backend, LocalBackend):
-        return hash_file(backend.root / key)[0]
+def _streamed_digest(store: Store, key: str) -> str:
+    if store.local_root is not None:
+        return hash_file(store.local_root / key)[0]
     with tempfile.TemporaryDirectory(prefix="artifactkit-verify-") as tmp:
         path = Path(tmp) / "blob"
-        backend.read_to(key, path)
+        store.read_unchecked_to(key, path)
         return hash_file(path)[0]
 
 
@@ -257,9 +253,9 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
 
 def _collect(store: Store, grace_seconds: float) -> GcReport:
     """gc's work, under its lock with no writer running."""
-    listed = [i for prefix in (OBJECTS, TREES, MANIFESTS) for i in store.backend.list(prefix + "/")]
+    listed = [i for prefix in (OBJECTS, TREES, MANIFESTS) for i in store.list_keys(prefix + "/")]
     live = _Live(store).read()  # after the listing: anything committed before it is seen
-    local = isinstance(store.backend, LocalBackend)
+    root = store.local_root  # a folder: gc renames doomed files aside first (module doc)
     cutoff = time.time() - grace_seconds
     report = GcReport(grace_seconds=grace_seconds)
     youngest = None
@@ -268,8 +264,8 @@ def _collect(store: Store, grace_seconds: float) -> GcReport:
     for info in listed:
         original = _original_key(info.key)
         if live.holds(original):
-            if original != info.key and local:
-                _restore(store.backend.root, info.key, original)  # left aside by a killed gc
+            if original != info.key and root is not None:
+                _restore(root, info.key, original)  # left aside by a killed gc
             continue
         if info.mtime is not None and info.mtime > cutoff:
             report.kept_recent += 1
@@ -287,19 +283,17 @@ def _collect(store: Store, grace_seconds: float) -> GcReport:
     doomed = [i for i in doomed if not live.holds(_original_key(i.key)) and not kept.holds(_original_key(i.key))]
     trees = [i for i in doomed if digest_of_tree_key(_original_key(i.key)) is not None]
     others = [i for i in doomed if digest_of_tree_key(_original_key(i.key)) is None]
-    if local:  # trees first (what a tree touched meanwhile lists is spared), then what is left
-        doomed = _delete_aside(store.backend.root, trees, live, kept)
+    if root is not None:  # trees first (what a tree touched meanwhile lists is spared), then what is left
+        doomed = _delete_aside(root, trees, live, kept)
         others = [i for i in others if not kept.holds(_original_key(i.key))] if kept.complete else []
-        doomed += _delete_aside(store.backend.root, others, live, kept)
+        doomed += _delete_aside(root, others, live, kept)
     else:
         if not kept.complete:
             others = []
-        store.backend.delete([i.key for i in trees])  # no tree outlives its blobs
-        store.backend.delete([i.key for i in others])
+        store.delete_keys([i.key for i in trees])  # no tree outlives its blobs
+        store.delete_keys([i.key for i in others])
         doomed = trees + others
-    sweep = getattr(store.backend, "sweep", None)  # a remote store's packs that no index names
-    if sweep is not None:
-        report.deleted_packs = sweep(cutoff)
+    report.deleted_packs = store.sweep(cutoff)  # a remote store's packs that no index names
     for info in doomed:
         report.deleted_objects += digest_of_object_key(info.key) is not None
         report.deleted_bytes += info.size if digest_of_object_key(info.key) is not None else 0
@@ -333,11 +327,11 @@ class _Kept:
 
     def _read(self, digest: str) -> Tree:
         key = tree_key(digest)
-        if isinstance(self.store.backend, LocalBackend):
+        if self.store.local_root is not None:
             # A kept tree lists it: it stays. It may be aside by this gc, by a killed one, or by
             # one running now (which then finds its trash file gone, and deletes nothing of it).
             trash = self.aside.pop(key, None) or _trash_key(key)
-            _restore(self.store.backend.root, trash, key)
+            _restore(self.store.local_root, trash, key)
         try:
             return self.store.read_tree(digest)
         except ArtifactkitError:  # unreadable: what it lists is unknown, so no blob may go

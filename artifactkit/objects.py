@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .backends.base import ObjectInfo
-from .backends.local import LocalBackend
+from .backends.base import Backend, ObjectInfo
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from .hashing import HashingReader, NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
 from .ingest import refresh
@@ -28,10 +27,10 @@ from .trees import Tree, compress_tree, decompress_tree, parse_tree
 # A store without the marker is format 1 (every store written before the marker existed).
 # 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
 # 3: a tree is evidence that its blobs are there (docs/architecture.md): older gc would not keep them.
-# 4: small blobs may live in packs (backends/packs.py): older code would not find them. Only a
-# backend that writes packs marks a store 4 (its `store_format`); the others still write 3.
+# 4: small blobs may live in packs (packs.py): older code would not find them. Only a backend
+# that writes packs marks a store 4 (Backend.store_format); the others still write 3.
 STORE_FORMAT = 4  # the newest this code reads
-WRITTEN_FORMAT = 3  # what a store of plain blob files is marked
+WRITTEN_FORMAT = Backend.store_format  # what a store of plain blob files is marked (3)
 _STREAM_BYTES = 16 << 20  # blobs larger than this are copied between stores in chunks
 _FORMAT_TEXT = re.compile(rb'\{"format": ?([1-9][0-9]{0,5})\}\n?\Z')
 
@@ -77,7 +76,7 @@ class ObjectStore:
         """Before the first write: refuse a newer store, and mark the store with the format this
         code writes (never lowering it: a format-N reader reads every older format)."""
         self.format()
-        written = getattr(self.backend, "store_format", WRITTEN_FORMAT)
+        written = self.backend.store_format
         if self._format < written:
             self.backend.write(FORMAT_KEY, b'{"format": %d}\n' % written)
             self._format = written
@@ -85,12 +84,12 @@ class ObjectStore:
     @property
     def remote(self) -> bool:
         """Blobs cost a download (worth a local cache): not a local folder, not in-process memory."""
-        return self.local_root is None and getattr(self.backend, "protocol", None) != "memory"
+        return self.backend.capabilities.remote
 
     @property
     def local_root(self) -> Path | None:
-        """The folder of a store on this machine's disk, else None."""
-        return self.backend.root if isinstance(self.backend, LocalBackend) else None
+        """The folder of a store on this machine's disk, else None (Backend.local_root)."""
+        return self.backend.local_root
 
     def _where(self, key: str) -> str:
         return f"{self.uri}/{key}"
@@ -259,6 +258,38 @@ class ObjectStore:
     def sync(self) -> None:
         """Make every blob written so far durable (before a record may reference it)."""
         self.backend.sync()
+
+    def refresh(self, keys: list[str]) -> set[str]:
+        """The keys the store holds, in one batch; on a local store each is touched (ingest.refresh),
+        so a concurrent gc keeps it (treelog: the trees of unchanged folders)."""
+        return refresh(self.backend, keys)
+
+    # -- objects as stored, for the maintenance of the store (verify, gc, du: maintenance.py,
+    # usage.py), which judges every object itself: nothing here is checked against its key --------
+    def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix` (stray files and gc's trash names included)."""
+        return self.backend.list(prefix)
+
+    def read_unchecked(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
+        """(key, bytes as stored) of each key, in any order: verify hashes them itself."""
+        return self.backend.read_many(keys)
+
+    def read_unchecked_to(self, key: str, path: Path) -> None:
+        """One object, as stored, streamed into a local file (verify hashes it there)."""
+        self.backend.read_to(key, path)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """gc's deletes on a store that is not a local folder (where gc renames files aside)."""
+        self.backend.delete(keys)
+
+    def storage_damage(self) -> list[str]:
+        """What the backend's own bookkeeping cannot use (unreadable pack indexes), for verify."""
+        return self.backend.damage()
+
+    def sweep(self, older_than: float) -> int:
+        """After gc: what an interrupted writer left in the backend's own bookkeeping (packs no
+        index names), last written before `older_than`. Returns the packs deleted."""
+        return self.backend.sweep(older_than)
 
 
 def check_blob(store_uri: str, digest: str, data: bytes) -> None:

@@ -27,7 +27,7 @@ import xxhash
 from .errors import IntegrityError, InvalidInput
 from .folderscan import LevelLister, Listed, files_digest, listing, stat_key
 from .hashing import digest_bytes, is_racy
-from .ingest import Candidate, Progress, _check_inside, _checked, _is_ancestor, refresh
+from .ingest import Candidate, Progress, _check_inside, _checked, _is_ancestor
 from .layout import tree_key
 from .trees import canonical_tree_json
 
@@ -136,7 +136,7 @@ class FolderLog:
         self._flush_trees()
         self._touch_trusted_again()
         # Only now (blobs and trees durable) may the cache say a folder's tree is in a store.
-        self.store.backend.sync()
+        self.store.sync()
         for row in self._remember:
             self.cache.folder_remember(*row)
         result = self.ingestor.finish()
@@ -147,7 +147,7 @@ class FolderLog:
         all it lists) per batch of unchanged folders' trees; those found are trusted."""
         for i in range(0, len(folders), _CHECK_BATCH):
             batch = folders[i : i + _CHECK_BATCH]
-            held = refresh(self.store.backend, [tree_key(self._unchanged[f]["tree"]) for f in batch])
+            held = self.store.refresh([tree_key(self._unchanged[f]["tree"]) for f in batch])
             self._present.update(f for f in batch if tree_key(self._unchanged[f]["tree"]) in held)
 
     def _touch_trusted_again(self) -> None:
@@ -157,7 +157,7 @@ class FolderLog:
         trusted = [self._unchanged[f]["tree"] for f in self._used]
         for i in range(0, len(trusted), _CHECK_BATCH):
             keys = [tree_key(d) for d in trusted[i : i + _CHECK_BATCH]]
-            gone = set(keys) - refresh(self.store.backend, keys)
+            gone = set(keys) - self.store.refresh(keys)
             if gone:
                 raise IntegrityError(f"{self.store.uri}/{min(gone)}: a tree this log re-used was removed while it ran "
                                      "(a gc?); nothing was committed: log again")

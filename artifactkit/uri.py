@@ -66,6 +66,14 @@ def open_backend(uri: str, storage_options: dict[str, Any] | None = None):
     return PackedBackend(backend, write_packs=_truthy(pack))
 
 
+def open_folder(path: str | os.PathLike):
+    """The backend of a store in a local folder, whatever its name looks like (this machine's
+    blob cache): the registry's entry for plain paths, no URL parsing."""
+    from .backends.base import backend_factory
+
+    return backend_factory(None)(os.fspath(path), None)
+
+
 @dataclass(frozen=True)
 class Ref:
     """An artifact version reference: a name and an optional version (vN) or alias."""

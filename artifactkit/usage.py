@@ -67,7 +67,7 @@ class Usage:
 def pending(store: Store, grace_seconds: float) -> Pending:
     """What `gc --grace grace_seconds` would delete now, and what it will delete once the younger
     files pass the grace. An estimate for reading, never a plan for deleting: gc decides again."""
-    listed = [i for prefix in (OBJECTS, TREES, MANIFESTS) for i in store.backend.list(prefix + "/")]
+    listed = [i for prefix in (OBJECTS, TREES, MANIFESTS) for i in store.list_keys(prefix + "/")]
     live = _Live(store).read()
     cutoff = time.time() - grace_seconds
     out = Pending(grace_seconds)
@@ -94,7 +94,7 @@ def du(store: Store, grace_seconds: float | None = None) -> Usage:
     store.format()
     sizes: dict[str, int] = {}
     blob_bytes = 0
-    for info in store.backend.list(OBJECTS + "/"):
+    for info in store.list_keys(OBJECTS + "/"):
         digest = digest_of_object_key(info.key)
         if digest is not None:
             sizes[digest] = info.size
@@ -122,7 +122,7 @@ def du(store: Store, grace_seconds: float | None = None) -> Usage:
                 a.bytes += size
                 a.own += size if by_artifact[digest] == name else 0
         a.versions.append(v)
-    total = sum(i.size for i in store.backend.list(""))
+    total = sum(i.size for i in store.list_keys(""))
     stat, blobs = _cache_sizes()
     grace = DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
     return Usage(store.uri, total, blob_bytes, list(artifacts.values()), pending(store, grace), stat, blobs)

@@ -27,6 +27,12 @@ from pathlib import Path
 FLOOR = 16 + 8 + 4  # digest, offset, length of one blob
 
 
+def _refresh(backend) -> None:
+    """Make the index map (pack_index.PackIndex since issue 28; PackedBackend itself before)."""
+    index = getattr(backend, "index", None)
+    index.refresh(force=True) if index is not None else backend._refresh(force=True)
+
+
 def measure(checkout: str, blobs: int, per_pack: int) -> dict:
     os.environ["ARTIFACTKIT_CACHE_DIR"] = "off"
     sys.path.insert(0, checkout)
@@ -49,7 +55,7 @@ def measure(checkout: str, blobs: int, per_pack: int) -> dict:
         inner.write(index_key(digest_bytes(index)), index)
     backend = PackedBackend(inner)
     start = time.perf_counter()
-    backend._refresh(force=True)
+    _refresh(backend)
     made = time.perf_counter() - start
     keys = [object_key(d) for d in digests]
     start = time.perf_counter()
@@ -59,7 +65,7 @@ def measure(checkout: str, blobs: int, per_pack: int) -> dict:
     backend = PackedBackend(inner)
     gc.collect()
     tracemalloc.start()
-    backend._refresh(force=True)
+    _refresh(backend)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()

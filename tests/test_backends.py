@@ -1,8 +1,11 @@
 """One conformance suite every backend passes (as restic's backend tests and fsspec's abstract
-mixins do): a local folder, memory://, and S3 on a real S3 API server (moto, on 127.0.0.1)."""
+mixins do): a local folder, memory://, S3 on a real S3 API server (moto, on 127.0.0.1), and a new
+backend added in one registry line (memory:// declaring that each object costs a request), which
+the store then opens with packs (packs.PackedBackend)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 
@@ -15,12 +18,28 @@ from artifactkit.errors import AlreadyExists, BackendError, NotFound
 from artifactkit.uri import open_backend
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
-def backend(request, tmp_path):
+def costly_memory(uri: str, options):
+    """A new backend, as a registry entry: fsspec's memory filesystem declaring that each object
+    costs a request (pack_small_blobs), as a GCS or Azure backend would."""
+    from artifactkit.backends.fs import FsspecBackend
+
+    backend = FsspecBackend(f"memory://{uri.partition('://')[2]}", options)
+    backend.capabilities = dataclasses.replace(backend.capabilities, pack_small_blobs=True)
+    return backend
+
+
+@pytest.fixture(params=["local", "memory", "s3", "packed"])
+def backend(request, tmp_path, monkeypatch):
     if request.param == "local":
         return LocalBackend(tmp_path / "store")
     if request.param == "memory":
         return open_backend(f"memory://ak-{uuid.uuid4().hex}")  # one memory store per process: unique root
+    if request.param == "packed":
+        from artifactkit.backends import base
+
+        monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+        base.register_backend("costly", costly_memory)  # the one line a new backend adds
+        return open_backend(f"costly://ak-{uuid.uuid4().hex}")
     bucket = request.getfixturevalue("s3_bucket")
     return open_backend(f"{bucket}/some/prefix")
 
@@ -151,6 +170,32 @@ class TestBackend:
             backend.read_to("t/none", tmp_path / "none.bin")
         assert not (tmp_path / "none.bin").exists()
 
+    def test_every_member_of_the_protocol_is_there(self, backend):
+        """The Backend protocol is the whole contract (no getattr hooks above it): each backend
+        has every member, the optional ones by inheriting the protocol's defaults."""
+        from artifactkit.backends.base import Backend
+
+        assert Backend in type(backend).__mro__
+        members = [n for n in vars(Backend) if not n.startswith("_")] + list(Backend.__annotations__)
+        assert {"read_ranges", "local_root", "store_format", "damage", "sweep", "forget_listings"} <= set(members)
+        assert [n for n in members if not hasattr(backend, n)] == []
+        assert "__getattr__" not in vars(type(backend))  # nothing forwarded unnamed
+
+    def test_read_ranges_reads_parts_of_objects(self, backend):
+        backend.write_many([("g/1", b"0123456789"), ("g/2", b"abcdef")])
+        assert backend.read_ranges([("g/1", 2, 5), ("g/2", 0, 6), ("g/1", 9, 10)]) == [b"234", b"abcdef", b"9"]
+        with pytest.raises(NotFound):
+            backend.read_ranges([("g/none", 0, 1)])
+
+    def test_the_optional_members_answer_for_a_plain_store(self, backend):
+        backend.write("a/1", b"1")
+        assert backend.damage() == [] and backend.sweep(0.0) == 0
+        assert backend.store_format in (3, 4)
+        assert backend.local_root is None or backend.local_root.is_dir()
+        assert isinstance(backend.protocol, str) and backend.protocol
+        backend.forget_listings()
+        assert backend.exists(["a/1"]) == {"a/1"}
+
 
 def test_unknown_scheme_and_option_are_refused(s3_bucket):
     from artifactkit.errors import InvalidInput
@@ -261,19 +306,11 @@ def test_a_backend_that_declares_packing_gets_packs_where_the_store_opens(tmp_pa
     """Packing is a capability, not a backend's name: a new object-store backend (here fsspec's
     memory filesystem saying each object costs a request) gets packs from one registry line, and
     `-o pack=false` still keeps one object per blob."""
-    import dataclasses
-
     import artifactkit
     from artifactkit.backends import base
-    from artifactkit.backends.fs import FsspecBackend
-
-    def costly(uri, options):
-        backend = FsspecBackend(f"memory://{uri.partition('://')[2]}", options)
-        backend.capabilities = dataclasses.replace(backend.capabilities, pack_small_blobs=True)
-        return backend
 
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
-    base.register_backend("costly", costly)
+    base.register_backend("costly", costly_memory)
     data = tmp_path / "ds"
     data.mkdir()
     for i in range(3):

@@ -87,20 +87,105 @@ def test_no_import_cycles():
     assert _cycles(GRAPH) == []
 
 
+def backends_looking_up() -> list[tuple[str, str]]:
+    """Imports from backends/ of anything above it (registry strings included)."""
+    return [(m, t) for m, ts in NAMED.items() if m.startswith("artifactkit.backends") for t in ts
+            if not t.startswith("artifactkit.backends") and t not in LEAVES]
+
+
+def detector_looking_up() -> list[tuple[str, str]]:
+    allowed = LEAVES | {"artifactkit.yolo"}  # the torch-free YOLO-format reader is not storage
+    return [(m, t) for m, ts in GRAPH.items() if m.startswith("artifactkit.detector") for t in ts
+            if not t.startswith("artifactkit.detector") and t not in allowed]
+
+
+def library_importing_the_cli() -> list[tuple[str, str]]:
+    return [(m, t) for m, ts in GRAPH.items() if m.startswith("artifactkit.") and m != "artifactkit.__main__"
+            for t in ts if t.startswith("artifactkit_cli")]
+
+
+def upward_arrows() -> list[tuple[str, str]]:
+    """Every import against the layers (bench/import_graph.py counts them)."""
+    return backends_looking_up() + detector_looking_up() + library_importing_the_cli()
+
+
 def test_backends_import_nothing_above_them():
-    up = [(m, t) for m, ts in NAMED.items() if m.startswith("artifactkit.backends") for t in ts
-          if not t.startswith("artifactkit.backends") and t not in LEAVES]
-    assert up == []
+    assert backends_looking_up() == []
 
 
 def test_the_detector_knows_no_storage():
-    allowed = LEAVES | {"artifactkit.yolo"}  # the torch-free YOLO-format reader is not storage
-    up = [(m, t) for m, ts in GRAPH.items() if m.startswith("artifactkit.detector") for t in ts
-          if not t.startswith("artifactkit.detector") and t not in allowed]
-    assert up == []
+    assert detector_looking_up() == []
 
 
 def test_the_library_never_imports_the_cli():
-    up = [(m, t) for m, ts in GRAPH.items() if m.startswith("artifactkit.") and m != "artifactkit.__main__"
-          for t in ts if t.startswith("artifactkit_cli")]
-    assert up == []
+    assert library_importing_the_cli() == []
+
+# The store core: the only code that holds a Backend. The Store (store.py) and its
+# content-addressed half (objects.py), ingest.py (handed the Store's backend for a log's
+# batches), and backends/ itself. Everything else asks the Store.
+STORE_CORE = {"artifactkit.store", "artifactkit.objects", "artifactkit.ingest"}
+
+
+def _outside_the_core(mods: dict[str, Path]) -> dict[str, ast.Module]:
+    return {m: ast.parse(p.read_text()) for m, p in mods.items()
+            if m not in STORE_CORE and not m.startswith("artifactkit.backends")}
+
+
+def _backend_classes() -> set[str]:
+    """Names of the classes that serve the Backend protocol: those of backends/ and packs."""
+    paths = [*ROOT.glob("artifactkit/backends/*.py"), *ROOT.glob("artifactkit/pack*.py"),
+             *ROOT.glob("artifactkit/packs/*.py")]
+    return {n.name for p in paths for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ClassDef)
+            and (n.name.endswith("Backend") or any(ast.unparse(b).endswith("Backend") for b in n.bases))}
+
+
+def local_backend_importers() -> list[str]:
+    """Modules outside the store core that import backends.local (a registry string counts too)."""
+    return sorted(m for m, ts in NAMED.items() if "artifactkit.backends.local" in ts
+                  and m not in STORE_CORE and not m.startswith("artifactkit.backends"))
+
+
+def backend_questions() -> list[tuple[str, int, str]]:
+    """isinstance/issubclass on a backend class outside backends/ (the store core included), and
+    getattr/hasattr hooks on a backend: (module, line, call)."""
+    classes = _backend_classes()
+    asked = []
+    for m, path in _modules().items():
+        if m.startswith("artifactkit.backends"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id in ("isinstance", "issubclass") and len(node.args) == 2:
+                kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+                if any(ast.unparse(k).rpartition(".")[2] in classes for k in kinds):
+                    asked.append((m, node.lineno, ast.unparse(node)))
+            elif node.func.id in ("getattr", "hasattr") and node.args and "backend" in ast.unparse(node.args[0]):
+                asked.append((m, node.lineno, ast.unparse(node)))
+    return asked
+
+
+def backend_touches() -> list[tuple[str, int]]:
+    """Reads of a `.backend` attribute outside the store core: (module, line)."""
+    return sorted({(m, node.lineno) for m, tree in _outside_the_core(_modules()).items()
+                   for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "backend"})
+
+
+def test_only_the_store_core_imports_the_local_backend():
+    """A local store is one backend among others: only the core names it (the registry's string
+    entry counts too); everything else asks Backend.local_root."""
+    assert local_backend_importers() == []
+
+
+def test_no_code_asks_which_backend_it_holds():
+    """No isinstance/issubclass on a backend class outside backends/ (an AST check; the store
+    core included), and no getattr/hasattr hook on a backend: what a backend can do is a member
+    of the protocol (backends/base.py)."""
+    assert {"LocalBackend", "FsspecBackend", "S3Backend", "PackedBackend"} <= _backend_classes()
+    assert backend_questions() == []
+
+
+def test_only_the_store_core_touches_a_backend():
+    """Outside the core nothing reads a store's `.backend`: treelog, gc, verify and du go through
+    the Store's methods (refresh, sync, list_keys, read_unchecked, delete_keys, sweep, …)."""
+    assert backend_touches() == []

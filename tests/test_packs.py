@@ -506,7 +506,7 @@ def test_the_index_map_holds_under_64_bytes_a_blob(monkeypatch):
     gc.collect()
     tracemalloc.start()
     try:
-        backend._refresh(force=True)
+        backend.index.refresh(force=True)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0]
     finally:
@@ -515,16 +515,16 @@ def test_the_index_map_holds_under_64_bytes_a_blob(monkeypatch):
     keys = [object_key(d) for d in digests]
     assert backend.inner.exists(keys) == set() and backend.exists(keys) == set(keys)
     assert backend.exists([object_key("f" * 32)]) == set()
-    assert [backend._locate(keys[i])[1:] for i in (0, 12_345)] == [(0, 1000), (12_345_000, 1000)]
-    assert sorted(d.hex() for d, _ in backend._where.items()) == sorted(digests)
-    assert len(backend._where) == len(digests)
+    assert [backend.index.locate(keys[i])[1:] for i in (0, 12_345)] == [(0, 1000), (12_345_000, 1000)]
+    assert sorted(d.hex() for d, _ in backend.index.where.items()) == sorted(digests)
+    assert len(backend.index.where) == len(digests)
     assert sorted(o.key for o in backend.list("objects/")) == sorted(keys)
 
 
 def test_the_index_map_keeps_the_newest_copy_of_a_blob_in_two_indexes():
     """A blob in two indexes (a repack's new pack beside the old) is found in the newer one,
     whichever was added first, also after the table grows."""
-    from artifactkit.packs import _BlobMap, _Index
+    from artifactkit.pack_index import _BlobMap, _Index
 
     shared = os.urandom(16)
     others = [os.urandom(16) for _ in range(3000)]  # enough to grow the table while adding

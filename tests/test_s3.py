@@ -42,10 +42,15 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
+def _s3fs(store):
+    """The store's s3fs filesystem, under the packs where it has them (packs.PackedBackend.inner)."""
+    return getattr(store.backend, "inner", store.backend).fs
+
+
 def count_calls(store, operation: str, param: str = "Key") -> list[str]:
     """params[param] of every `operation` request (e.g. PutObject) the store's S3 client sends from now on."""
     seen: list[str] = []
-    client = store.backend.fs.connect()  # the client s3fs will use
+    client = _s3fs(store).connect()  # the client s3fs will use
     client.meta.events.register(f"before-parameter-build.s3.{operation}", lambda params, **_: seen.append(params[param]))
     return seen
 
@@ -256,7 +261,7 @@ def test_a_server_that_ignores_if_none_match_is_reported_not_raced(s3_bucket):
     """Simulate such a server by dropping the header from the request before it is sent."""
     def ignoring(uri: str, **options):
         s = artifactkit.open_store(uri, options)
-        s.backend.fs.connect().meta.events.register(
+        _s3fs(s).connect().meta.events.register(
             "before-parameter-build.s3.PutObject", lambda params, **_: params.pop("IfNoneMatch", None))
         return s
 

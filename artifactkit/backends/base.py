@@ -26,6 +26,9 @@ class Capabilities:
     # backend; the store is wrapped where it is opened (uri.open_backend), so a new object-store
     # backend gets packs by saying so here, and nothing below asks which backend it holds.
     pack_small_blobs: bool = False
+    # A read crosses a network (a request per object): worth this machine's blob cache (cache.py).
+    # False for a local folder and for stores held in this process's memory.
+    remote: bool = True
 
 
 @dataclass(frozen=True)
@@ -36,15 +39,33 @@ class ObjectInfo:
 
 
 class Backend(Protocol):
+    """What the store asks of a storage system, and all it asks: the layers above never ask which
+    class they hold. A backend subclasses this class (explicitly, as typing allows a Protocol) and
+    so inherits the defaults of the optional members below (local_root, store_format and the
+    methods whose docstring says "Default:"); the others each backend provides."""
+
     uri: str  # what messages show: credentials and query string removed (redact.redact_uri)
     url: str  # the full address, to open the same store again; may hold credentials: never shown
+    protocol: str  # the URL scheme it serves ("file" for a local folder), for messages
     capabilities: Capabilities
+    # The folder of a store on this machine's disk, where each key is a file: the store may then
+    # use os calls on it (a touch, rename aside and hard link in gc, flock, reading a blob in
+    # place). None (the default) everywhere else.
+    local_root: Path | None = None
+    # The format a write through this backend marks the store with (objects.py): 3, a store of
+    # plain blob objects; a backend that may write something older code would miss says more.
+    store_format: int = 3
 
     def read(self, key: str) -> bytes: ...
 
     def read_many(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         """Yield (key, bytes) for every key, in any order; concurrent where the system allows."""
         ...
+
+    def read_ranges(self, requests: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """The bytes [start, end) of each (key, start, end), in order. Default: each object read
+        whole and sliced (a backend with ranged reads says so by overriding this)."""
+        return [self.read(key)[start:end] for key, start, end in requests]
 
     def read_to(self, key: str, path: Path) -> None:
         """Stream one object into a local file (for objects too large to hold in memory)."""
@@ -72,8 +93,18 @@ class Backend(Protocol):
 
     def forget_listings(self) -> None:
         """A log or push begins: answer existence afresh from now on, not from a listing kept
-        earlier (a no-op for a backend that keeps none)."""
-        ...
+        earlier. Default: nothing (a backend that keeps no listing)."""
+
+    def damage(self) -> list[str]:
+        """What of the backend's own bookkeeping cannot be used (packs.py: an unreadable pack
+        index), one line each, for verify. Default: none."""
+        return []
+
+    def sweep(self, older_than: float) -> int:
+        """After gc's deletes: remove what an interrupted writer of the backend's own
+        bookkeeping left, last written before `older_than` (packs.py: packs no index names).
+        Returns how many packs went. Default: nothing to sweep."""
+        return 0
 
 
 # -- the registry ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BackendError, InvalidInput, MissingExtra, NotFound, missing_extra
 from ..redact import redact, redact_uri
-from .base import Capabilities, ObjectInfo, Source
+from .base import Backend, Capabilities, ObjectInfo, Source
 
 logger = logging.getLogger(__name__)
 _EXTRAS = {"s3": "s3", "s3a": "s3"}
@@ -67,7 +67,7 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true", "yes")
 
 
-class FsspecBackend:
+class FsspecBackend(Backend):
     _secrets: list[str | None] = []  # values no message may show: password=-like options, S3 credentials
 
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None):
@@ -91,7 +91,8 @@ class FsspecBackend:
         # The root as the filesystem spells paths (memory:// -> "/t", s3:// -> "bucket/prefix"),
         # so paths it returns from listings map back to keys by slicing.
         self.root = self.fs._strip_protocol(self.url).rstrip("/")
-        self.capabilities = Capabilities(atomic_create=protocol == "memory", atomic_replace=True)
+        self.capabilities = Capabilities(atomic_create=protocol == "memory", atomic_replace=True,
+                                         remote=protocol != "memory")
         if getattr(self.fs, "async_impl", False):
             _quiet_orphaned_connection_errors(self.fs.loop)
 
@@ -318,9 +319,6 @@ class FsspecBackend:
 
     def sync(self) -> None:
         """Object stores acknowledge a PUT only once it is durable: nothing to do."""
-
-    def forget_listings(self) -> None:
-        """No listing is kept here (S3Backend keeps some): every existence check asks the store."""
 
 
 def _quiet_orphaned_connection_errors(loop) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BackendError, NotFound
 from ..fileio import syncfs, temp_name
-from .base import Capabilities, ObjectInfo, Source
+from .base import Backend, Capabilities, ObjectInfo, Source
 
 if TYPE_CHECKING:  # threads start with the first large batch: a read-only command needs none
     from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +29,14 @@ def open_local(uri: str, storage_options: dict[str, Any] | None = None) -> "Loca
 _UNSAFE_KEY = re.compile(r"^/|[\\\0]|//|/$|(^|/)\.\.?(/|$)")
 
 
-class LocalBackend:
-    capabilities = Capabilities(atomic_create=True, atomic_replace=True)
+class LocalBackend(Backend):
+    capabilities = Capabilities(atomic_create=True, atomic_replace=True, remote=False)
+    protocol = "file"
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().absolute()
         self.uri = self.url = str(self.root)
+        self.local_root = self.root  # keys are files under it (Backend.local_root)
         self._made_dirs: set[Path | str] = set()
         self._writers: ThreadPoolExecutor | None = None  # started by the first large batch
         self._unsynced: list[str] = []
@@ -200,9 +202,6 @@ class LocalBackend:
                 self._path(key).unlink(missing_ok=True)
             except OSError as e:
                 raise self._error(e, key, "delete") from e
-
-    def forget_listings(self) -> None:
-        """Existence is always asked of the file system: no listing to forget."""
 
     def sync(self) -> None:
         """One durability pass over the blobs written since the last sync."""
