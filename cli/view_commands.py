@@ -47,29 +47,23 @@ def view(
 
 
 def _split_targets(targets: list[str], store: str | None, storage_option: list[str] | None) -> tuple[list[str], str | None]:
-    """Run URIs hold '/runs/'; anything else is a dataset NAME[:VERSION] in --store, unless a bare
-    name is a run id there (so `view 7f3k2a --store s3://team/ak` works too)."""
+    """Runs and a dataset NAME[:VERSION] in --store, as refs.py reads them: a bare name is a run id
+    if that run is there (so `view 7f3k2a --store s3://team/ak` works too)."""
+    from artifactkit import refs
     from artifactkit.errors import InvalidInput
-    from artifactkit.uri import RUN_ID_RE, looks_like_ref, run_uri
+    from artifactkit.uri import run_uri
 
     runs, datasets = [], []
     for target in targets:
-        if "/runs/" in target:
-            runs.append(target)
-        elif looks_like_ref(target):
-            datasets.append(target)
-        elif RUN_ID_RE.fullmatch(target) and _is_run(target, store, storage_option):
+        ref = refs.parse(target, refs.RUN_OR_VERSION, "view target")
+        if isinstance(ref, refs.WordRef):
             from .common import open_store
 
-            runs.append(run_uri(open_store(store, storage_option).url, target))
+            ref = refs.word_in(open_store(store, storage_option), ref.word)
+        if isinstance(ref, refs.RunRef):
+            runs.append(run_uri(ref.store, ref.run_id))
         else:
             datasets.append(target)
     if len(datasets) > 1:
         raise InvalidInput(f"one dataset at a time, got {', '.join(datasets)}")
     return runs, (datasets[0] if datasets else None)
-
-
-def _is_run(run_id: str, store: str | None, storage_option: list[str] | None) -> bool:
-    from .common import open_store
-
-    return open_store(store, storage_option).run_exists(run_id)
