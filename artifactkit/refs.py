@@ -101,7 +101,10 @@ def parse(text: str | os.PathLike, accepts: tuple[type, ...], what: str) -> Ref:
     if RunRef in accepts and f"/{RUNS}/" in text.replace(os.sep, "/"):
         return _run_uri(text, accepts, what)
     if VersionRef in accepts and looks_like_ref(text):
-        ref = parse_ref(text)
+        try:
+            ref = parse_ref(text)
+        except InvalidInput:
+            raise refused(text, accepts, what) from None
         return VersionRef(ref.name, ref.selector)
     if RunRef in accepts and VersionRef in accepts and RUN_ID_RE.fullmatch(text) and NAME_RE.fullmatch(text):
         return WordRef(text)
@@ -124,8 +127,10 @@ def _run_uri(text: str, accepts: tuple[type, ...], what: str) -> RunRef:
         store_uri, run_id = split_run_uri(f"{head}/{run_part}")
     except InvalidInput:
         raise refused(text, accepts, what) from None
-    if selector and (FileRef not in accepts or not NAME_RE.fullmatch(selector)):  # a checkpoint: weights only
-        raise refused(text, accepts, what, f" ({selector!r} names no checkpoint here)")
+    if selector and FileRef not in accepts:  # <run-uri>:SEL picks a checkpoint: where weights are meant only
+        raise refused(text, accepts, what, f" (:{selector} picks a checkpoint, which {what} is not)")
+    if selector and not NAME_RE.fullmatch(selector):
+        raise refused(text, accepts, what, f" ({selector!r} is no version or alias)")
     return RunRef(store_uri, run_id, selector or None)
 
 
@@ -143,7 +148,7 @@ def open_run(ref: RunRef, store: str | None, storage_options: dict[str, Any] | N
     try:
         return s, load_run(s, ref.run_id)
     except NotFound as e:  # in a missing store too
-        raise NotFound(f"{e} (a bare run id is looked up in --store; or give <store>/runs/<run-id>)") from None
+        raise NotFound(f"{e} (give <store>/runs/<run-id>, or a run id with --store)") from None
 
 
 def find_run(text: str | None, store: str | None, storage_options: dict[str, Any] | None = None

@@ -107,6 +107,10 @@ def _from_store(s, ref: str) -> Weights:
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     origin = {"store": s.uri, "version": version}
     found = _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, origin)
+    claimed = config.get("model")
+    if claimed is not None and claimed != found.scale:  # the record and its tensors disagree: neither is trusted
+        raise InvalidInput(f"{where}: weights do not fit a YOLO-{claimed}, the scale its config records "
+                           f"(the tensors are a YOLO-{found.scale}'s)")
     found.selector = ref.rpartition(":")[2]
     return found
 

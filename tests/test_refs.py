@@ -7,15 +7,16 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
+from clirunner import run_cli
+from tiny_run import IMGSZ, tiny_run
 
 import artifactkit
 from artifactkit import refs
 from artifactkit.errors import InvalidInput, NotFound
-from clirunner import run_cli
-from tiny_run import IMGSZ, tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_FORM = "no/such-form"  # no form of any command: each refuses it with the resolver's one line
@@ -34,6 +35,30 @@ def val_cli(run, weights: str, *more: str) -> dict:
     proc = run_cli("val", "--weights", weights, "--data", str(run.data), "--imgsz", str(IMGSZ), "--batch", "4",
                    "--device", "cpu", "--json", *more)
     return last_json(proc)
+
+
+TABLE = [  # text -> what each kind of command reads it as (None: refused with the forms it takes)
+    ("s3://b/ak/runs/r1", refs.RunRef("s3://b/ak", "r1"), refs.RunRef("s3://b/ak", "r1"), refs.RunRef("s3://b/ak", "r1")),
+    ("./s/runs/r1:latest", refs.RunRef("./s", "r1", "latest"), None, None),
+    ("r1", refs.WordRef("r1"), refs.RunRef(None, "r1"), refs.WordRef("r1")),
+    ("r1-model:best", refs.VersionRef("r1-model", "best"), None, refs.VersionRef("r1-model", "best")),
+    ("w.safetensors", refs.FileRef(Path("w.safetensors")), refs.RunRef(None, "w.safetensors"),
+     refs.WordRef("w.safetensors")),
+    ("out/w.pt", refs.FileRef(Path("out/w.pt")), None, None),
+    ("wandb-artifact://e/p/r1", None, refs.WandbRunRef("wandb-artifact://e/p/r1"), None),
+    ("s/runs/", None, None, None), ("a b", None, None, None), ("x:y:z", None, None, None), ("", None, None, None),
+]
+
+
+@pytest.mark.parametrize("text, as_weights, as_run, as_target", TABLE)
+def test_one_table_of_forms_for_every_kind_of_command(text, as_weights, as_run, as_target):
+    for accepts, what, expected in [(refs.WEIGHTS, "weights", as_weights), (refs.RUN, "run URI", as_run),
+                                    (refs.RUN_OR_VERSION, "target", as_target)]:
+        if expected is None:
+            with pytest.raises(InvalidInput, match=f"^invalid {what} .*: expected {re.escape(refs.forms(accepts))}$"):
+                refs.parse(text, accepts, what)
+        else:
+            assert refs.parse(text, accepts, what) == expected, (text, what)
 
 
 def test_val_and_export_take_a_bare_run_id_and_val_takes_exported_files(run, tmp_path):
@@ -68,7 +93,7 @@ def _library_calls(run, tmp_path) -> dict[str, tuple]:
     from artifactkit.val import evaluate_weights
     from artifactkit.weights import read_weights
 
-    image = sorted(run.val_images.iterdir())[0]
+    image = min(run.val_images.iterdir())
     store = str(run.store)
     weights = (refs.WEIGHTS, "weights")
     return {
@@ -97,7 +122,7 @@ def test_every_api_function_resolves_through_the_one_resolver(run, tmp_path):
 @pytest.mark.parametrize("command, what", [
     (["val", "--data", "chess", "--weights"], "weights"), (["predict", "x.jpg", "--weights"], "weights"),
     (["export", "x.pt"], "weights"), (["train", "--data", "chess", "--weights"], "weights"),
-    (["resume"], "run URI"), (["view"], "view target"), (["lineage"], "lineage target"),
+    (["resume"], "run URI"), (["view"], "view target"), (["lineage"], "lineage target"), (["runs", "rm"], "run"),
 ])
 def test_every_command_refuses_what_the_resolver_refuses(command, what, tmp_path):
     from PIL import Image
@@ -117,7 +142,7 @@ def test_a_bare_run_id_is_a_run_in_view_and_lineage_and_a_run_uri_selector_only_
 
     assert read_weights(run.run_id, str(run.store)).origin == read_weights(run.uri).origin
     assert read_weights(f"{run.uri}:latest").origin["version"] == "tiny-model:v0"
-    with pytest.raises(InvalidInput, match="'latest' names no checkpoint here"):
+    with pytest.raises(InvalidInput, match=":latest picks a checkpoint, which run URI is not"):
         artifactkit.resume(f"{run.uri}:latest")
     proc = run_cli("lineage", run.run_id, "--store", str(run.store), "--json")
     assert "tiny" in proc.stdout
