@@ -96,7 +96,7 @@ def parse(text: str | os.PathLike, accepts: tuple[type, ...], what: str) -> Ref:
         return WandbRunRef(text)
     if FileRef in accepts and not text.startswith(WANDB_RUN):
         path = Path(text)
-        if path.suffix in WEIGHTS_FILE_SUFFIXES or path.is_file():
+        if path.suffix in WEIGHTS_FILE_SUFFIXES or os.path.isfile(text):  # (not Path.is_file: OSError on too long a name)
             return FileRef(path)
     if RunRef in accepts and f"/{RUNS}/" in text.replace(os.sep, "/"):
         return _run_uri(text, accepts, what)

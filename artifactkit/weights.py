@@ -65,7 +65,7 @@ def read_weights(spec: str | os.PathLike, store: str | None = None, storage_opti
     text = os.fspath(spec)
     ref = refs.parse(text, refs.WEIGHTS, "weights")
     if isinstance(ref, refs.FileRef):
-        if not ref.path.is_file():
+        if not os.path.isfile(ref.path):
             raise NotFound(f"{text}: no such weights file")
         return _from_file(ref.path)
     return _from_store(*refs.checkpoint(ref, store, storage_options, text))

@@ -47,6 +47,7 @@ TABLE = [  # text -> what each kind of command reads it as (None: refused with t
     ("out/w.pt", refs.FileRef(Path("out/w.pt")), None, None),
     ("wandb-artifact://e/p/r1", None, refs.WandbRunRef("wandb-artifact://e/p/r1"), None),
     ("s/runs/", None, None, None), ("a b", None, None, None), ("x:y:z", None, None, None), ("", None, None, None),
+    pytest.param("a" * 5000, None, None, None, id="a*5000"),  # too long a file name for the OS: refused, not an OSError
 ]
 
 
