@@ -74,7 +74,7 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
     from .yolo import load_data_config
 
     found = read_weights(weights, store, storage_options)
-    cfg = load_data_config(dataset_yaml(data, store if store is not None else found.origin.get("store"), storage_options))
+    cfg = load_data_config(dataset_yaml(data, store if store is not None else found.store, storage_options))
     if len(found.names) != len(cfg.names):
         raise InvalidInput(f"{found.source}: weights of {len(found.names)} classes cannot score {data!r} "
                            f"({len(cfg.names)} classes)")

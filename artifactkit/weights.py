@@ -29,6 +29,7 @@ class Weights:
     scale: str  # n, s or m
     origin: dict[str, str]  # {"store", "version": NAME:vN} or {"file": absolute path, "digest": xxh3-128}
     selector: str | None = None  # how the version was asked for (best, latest, an alias), if not by number
+    store: Any = field(default=None, repr=False)  # the Store they were read from (origin["store"] is its redacted URI)
 
     @property
     def source(self) -> str:
@@ -111,7 +112,7 @@ def _from_store(s, ref: str) -> Weights:
     if claimed is not None and claimed != found.scale:  # the record and its tensors disagree: neither is trusted
         raise InvalidInput(f"{where}: weights do not fit a YOLO-{claimed}, the scale its config records "
                            f"(the tensors are a YOLO-{found.scale}'s)")
-    found.selector = ref.rpartition(":")[2]
+    found.selector, found.store = ref.rpartition(":")[2], s
     return found
 
 
