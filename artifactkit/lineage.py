@@ -160,7 +160,7 @@ class _Graph:
 
     # -- the root -------------------------------------------------------------------------------
     def root(self, target: str) -> str:
-        if ":" not in target and isinstance(word_in(self.store, target), RunRef):  # refs.py's rule for a bare word
+        if isinstance(word_in(self.store, target), RunRef):  # a bare word: a run if there is one (refs.py decides)
             return self.add_run(target)
         try:
             record = self.store.resolve(target)
