@@ -138,7 +138,7 @@ def test_every_command_refuses_what_the_resolver_refuses(command, what, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jpg"]  # nothing written, no store made
 
 
-def test_a_bare_run_id_is_a_run_in_view_and_lineage_and_a_run_uri_selector_only_picks_weights(run, tmp_path):
+def test_a_bare_run_id_is_its_run_and_a_run_uri_selector_picks_weights_only(run, tmp_path):
     from artifactkit.weights import read_weights
 
     assert read_weights(run.run_id, str(run.store)).origin == read_weights(run.uri).origin
