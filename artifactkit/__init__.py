@@ -59,8 +59,8 @@ def resume(uri: str | None = None, **overrides):
     return _resume(uri, **overrides)
 
 def predict(weights, sources, **options):
-    """Boxes for images, folders or globs from trained weights (a run URI, NAME:VERSION in
-    store=, or an exported .safetensors / .pt); a list of inference.ImagePrediction.
+    """Boxes for images, folders or globs from trained weights (a run URI, a run id or NAME:VERSION
+    in store=, or an exported .safetensors / .pt: refs.py); a list of inference.ImagePrediction.
     See artifactkit.inference.predict for the options (conf=, iou=, imgsz=, device=, batch=)."""
     from .inference import predict as _predict
 
@@ -69,7 +69,7 @@ def predict(weights, sources, **options):
 
 def load_model(weights, **options):
     """A ready eval-mode model with its class names and training image size (a LoadedModel)
-    from a run URI, NAME:VERSION in store=, or an exported .safetensors / .pt file."""
+    from a run URI, a run id or NAME:VERSION in store=, or an exported .safetensors / .pt file."""
     from .weights import load_model as _load_model
 
     return _load_model(weights, **options)

@@ -235,14 +235,29 @@ class Prepared:
 def prepare(store: Store, data: str | None) -> Prepared:
     """--data as the user gave it: None (the store's only dataset), NAME:VERSION, a stored dataset's
     NAME (its latest version), a data.yaml or a folder (a local path wins over a stored name)."""
-    if data is not None and not Path(data).exists() and NAME_RE.fullmatch(data) and is_stored_dataset(store, data):
-        data = f"{data}:latest"  # a stored dataset's bare name, as Ultralytics' data=coco8
-    if data is None or (looks_like_ref(data) and not Path(data).exists()):
-        local = materialise(store, data or latest_dataset(store))
+    ref = latest_dataset(store) if data is None else stored_dataset(data, lambda: store)
+    if ref is not None:
+        local = materialise(store, ref)
         return Prepared(load_data_config(local.yaml_path), stored=local)
     source = read_local(data)
     check_name(source.name)
     return Prepared(source.spec, source=source)
+
+
+def stored_dataset(data: str, store: Callable[[], Store]) -> str | None:
+    """The stored version --data names (train's and val's one reading), or None for a local path:
+    a path that exists wins; NAME:VERSION / NAME:ALIAS is a version; a bare NAME is a stored
+    dataset's latest version if `store()` has one (as Ultralytics' data=coco8), else a path."""
+    if Path(data).exists():
+        return None
+    if looks_like_ref(data):
+        return data
+    if not NAME_RE.fullmatch(data):
+        return None
+    try:
+        return f"{data}:latest" if is_stored_dataset(store(), data) else None
+    except NotFound:  # no store: reading it as a path says what is missing
+        return None
 
 
 def is_stored_dataset(store: Store, name: str) -> bool:

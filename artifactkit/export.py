@@ -34,8 +34,8 @@ _NEEDS = {".safetensors": ("safetensors",), ".onnx": ("onnx",)}  # the `export` 
 
 def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, store: str | None = None,
                    storage_options: dict | None = None, imgsz: int | None = None) -> dict[str, Any]:
-    """Write the weights `weights` names (a run URI, NAME:VERSION in `store`, or an exported
-    file) to `out` in the format of its suffix. `imgsz` sets the ONNX input size."""
+    """Write the weights `weights` names (a run URI, a run id or NAME:VERSION in `store`, or an
+    exported file: refs.WEIGHTS) to `out` in the format of its suffix. `imgsz` sets the ONNX input size."""
     out = Path(out)
     if out.suffix not in SUFFIXES:
         raise InvalidInput(f"{out}: unknown export suffix {out.suffix!r} (expected {', '.join(SUFFIXES)})")

@@ -49,8 +49,8 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
             max_det: int = MAX_DET, store: str | None = None, storage_options: dict | None = None,
             loaded_from: Callable[[str], None] | None = None) -> list[ImagePrediction]:
     """Boxes for every image in `sources` (image files, folders of images, globs) from `weights`
-    (a run URI: its best checkpoint; NAME:VERSION of a checkpoint in `store`, or an exported
-    .safetensors / .pt). `imgsz` defaults to the size the model was trained at. Weights from a
+    (a run URI: its best checkpoint; a run id or NAME:VERSION of a checkpoint in `store`, or an
+    exported .safetensors / .pt: refs.WEIGHTS). `imgsz` defaults to the size the model was trained at. Weights from a
     store, trained on a dataset logged with --format coco, give the COCO file's ids (coco_ids).
     `loaded_from` hears which weights were loaded (e.g. "<store>: r-model:v3 (best)")."""
     from .weights import check_imgsz, load_model

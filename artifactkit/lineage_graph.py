@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import InvalidInput, NotFound
-from .manifest import RUN_ID_RE
+from .refs import RunRef, word_in
 from .runs import RunRecord, load_run
 from .store import Store, open_store
 from .uri import parse_ref, run_uri
@@ -160,7 +160,7 @@ class _Graph:
 
     # -- the root -------------------------------------------------------------------------------
     def root(self, target: str) -> str:
-        if ":" not in target and RUN_ID_RE.fullmatch(target) and self.store.run_exists(target):
+        if isinstance(word_in(self.store, target), RunRef):  # a bare word: a run if there is one (refs.py decides)
             return self.add_run(target)
         try:
             record = self.store.resolve(target)

@@ -19,7 +19,7 @@ from .lease import Heartbeat, Lease
 from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
 from .manifest import now_iso
 from .training_lines import LogReport
-from .runref import find_run
+from .refs import find_run
 from .runs import (
     RunRecord, check_run_id, create_run, error_line, load_run, new_run_id, save_run, write_epoch_metrics,
 )

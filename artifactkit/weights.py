@@ -1,6 +1,7 @@
-"""Trained weights from wherever they are: a run URI (its best checkpoint), NAME:VERSION of a
-checkpoint in a store, or an exported file (.safetensors with its metadata, or a plain .pt
-state_dict). What predict, export, fine-tuning and `load_model` start from.
+"""The one model loader: trained weights from whatever refs.py says a string names (a run URI or
+a bare run id: its best checkpoint; NAME:VERSION of a checkpoint in a store; an exported
+.safetensors with its metadata, or a plain .pt state_dict), and the model built from them. What
+val, predict, export, fine-tuning and `load_model` start from.
 
 Everything read here is untrusted: class names, image size and scale are checked against the
 tensors before a model is built from them.
@@ -28,6 +29,7 @@ class Weights:
     scale: str  # n, s or m
     origin: dict[str, str]  # {"store", "version": NAME:vN} or {"file": absolute path, "digest": xxh3-128}
     selector: str | None = None  # how the version was asked for (best, latest, an alias), if not by number
+    store: Any = field(default=None, repr=False)  # the Store they were read from (origin["store"] is its redacted URI)
 
     @property
     def source(self) -> str:
@@ -56,18 +58,18 @@ class LoadedModel:
 
 
 def read_weights(spec: str | os.PathLike, store: str | None = None, storage_options: dict | None = None) -> Weights:
-    """Weights named by `spec`: a .safetensors or .pt file, a run URI (<store>/runs/<id>: its
-    best checkpoint; <store>/runs/<id>:latest its latest) or NAME:VERSION of a checkpoint in `store`."""
+    """Weights named by `spec`, in any form refs.WEIGHTS lists: a .safetensors or .pt file, a run
+    URI (<store>/runs/<id>: its best checkpoint; <store>/runs/<id>:latest its latest), a run id
+    in `store`, or NAME:VERSION of a checkpoint in `store`."""
+    from . import refs
+
     text = os.fspath(spec)
-    path = Path(text)
-    if path.is_file():
-        return _from_file(path)
-    if path.suffix in (*FILE_SUFFIXES, ".onnx"):
-        raise NotFound(f"{text}: no such weights file")
-    if "/runs/" not in text.replace(os.sep, "/") and ":" not in text:
-        raise InvalidInput(f"weights {text!r}: expected a .safetensors or .pt file, a run URI "
-                           f"(<store>/runs/<id>) or NAME:VERSION of a checkpoint")
-    return _from_store(text, store, storage_options)
+    ref = refs.parse(text, refs.WEIGHTS, "weights")
+    if isinstance(ref, refs.FileRef):
+        if not os.path.isfile(ref.path):
+            raise NotFound(f"{text}: no such weights file")
+        return _from_file(ref.path)
+    return _from_store(*refs.checkpoint(ref, store, storage_options, text))
 
 
 def load_model(weights: str | os.PathLike, *, store: str | None = None, storage_options: dict | None = None,
@@ -95,24 +97,31 @@ def build(weights: Weights):
                            f"({str(e).splitlines()[-1].strip()})") from None
 
 
-def _from_store(spec: str, store: str | None, storage_options: dict | None) -> Weights:
+def _from_store(s, ref: str) -> Weights:
     from . import checkpoint
-    from .scoring import _ema_weights, checkpoint_source
 
-    s, ref = checkpoint_source(spec, store, storage_options)
     record = s.resolve(ref)
     version = f"{record.name}:{record.label}"  # loaded by number: an alias that moves meanwhile changes nothing
     where = f"{s.uri}: {version}"
     state = checkpoint.load(s, version)
-    try:
-        ema = _ema_weights(state)
-    except InvalidInput as e:
-        raise InvalidInput(f"{where}: {e}") from None
+    ema = ema_weights(state, where)
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     origin = {"store": s.uri, "version": version}
     found = _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, origin)
-    found.selector = ref.rpartition(":")[2]
+    claimed = config.get("model")
+    if claimed is not None and claimed != found.scale:  # the record and its tensors disagree: neither is trusted
+        raise InvalidInput(f"{where}: weights do not fit a YOLO-{claimed}, the scale its config records "
+                           f"(the tensors are a YOLO-{found.scale}'s)")
+    found.selector, found.store = ref.rpartition(":")[2], s
     return found
+
+
+def ema_weights(state: Any, where: str) -> dict:
+    """A trainer checkpoint's EMA weights (what validation scores and exports hold)."""
+    try:
+        return state["ema"]["model"]
+    except (KeyError, TypeError):
+        raise InvalidInput(f"{where}: checkpoint holds no EMA weights: not an artifactkit trainer checkpoint") from None
 
 
 def _from_file(path: Path) -> Weights:

@@ -30,12 +30,13 @@ def lineage(
     tables, and runs fine-tuned from a checkpoint. A bare word is a run id if that run exists,
     else an artifact name (its latest version). Runs below the root are one line each with counts
     (--all lists everything); --json always has every node."""
+    from artifactkit import refs
     from artifactkit.lineage_graph import lineage as build
-    from artifactkit.uri import split_run_uri
 
-    if "/runs/" in target:
-        store, target = split_run_uri(target)
-    graph = build(open_store(store, storage_option), target)
+    ref = refs.parse(target, refs.RUN_OR_VERSION, "lineage target")
+    if isinstance(ref, refs.RunRef) and ref.store is not None:
+        store, target = ref.store, ref.run_id
+    graph = build(open_store(store, storage_option), target)  # a bare word: its run if there is one (refs.word_in)
     emit(json_out, graph.summary(), graph.tree(everything=all_))
 
 

@@ -125,7 +125,7 @@ def _note(row: dict[str, Any]) -> str:
 
 
 def runs_rm(
-    run_id: Annotated[str, typer.Argument(help="Run id")],
+    run: Annotated[str, typer.Argument(help="A run id in --store, or a run URI (<store>/runs/<run-id>)")],
     force: Annotated[bool, typer.Option("--force", help="Delete even a run that says it is running, or whose checkpoints another run used")] = False,
     yes: YesOpt = False,
     store: StoreOpt = None,
@@ -133,9 +133,11 @@ def runs_rm(
     json_out: JsonOpt = False,
 ) -> None:
     """Delete a run: its record, metrics, checkpoints (<run>-model) and evaluation tables."""
+    from artifactkit import refs
     from artifactkit.lifecycle import delete_run
 
-    s = open_store(store, storage_option)
+    ref = refs.parse(run, (refs.RunRef,), "run")
+    s, run_id = open_store(ref.store or store, storage_option), ref.run_id
     _confirm(yes, f"delete run {run_id} with its checkpoints and evaluation tables in {s.uri}?", f"runs rm {run_id}")
     result = delete_run(s, run_id, force=force)
     versions = "; ".join(f"{name}:{', '.join(labels)}" for name, labels in result.versions.items()) or "no versions"

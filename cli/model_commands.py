@@ -17,8 +17,8 @@ from .words import WORDS, accepts_words
 
 WeightsOpt = Annotated[Optional[str], typer.Option(
     "--weights", help="A run URI (<store>/runs/<id>: its best checkpoint, as Ultralytics' best.pt; "
-                      "<store>/runs/<id>:latest its latest), NAME:VERSION of a checkpoint in --store "
-                      "(e.g. <run>-model:best), or an exported .safetensors / .pt file", show_default=False)]
+                      "<store>/runs/<id>:latest its latest), a run id in --store, NAME:VERSION of a checkpoint "
+                      "in --store (e.g. <run>-model:best), or an exported .safetensors / .pt file", show_default=False)]
 
 
 def register(app: typer.Typer) -> None:
@@ -65,8 +65,9 @@ def predict(
 def export(
     ctx: typer.Context,
     weights: Annotated[Optional[str], typer.Argument(help="A run URI (<store>/runs/<id>: its best checkpoint; "
-                                                          ":latest for the latest), NAME:VERSION of a checkpoint in --store, "
-                                                          "or an exported .safetensors / .pt file", show_default=False)] = None,
+                                                          ":latest for the latest), a run id in --store, NAME:VERSION of a "
+                                                          "checkpoint in --store, or an exported .safetensors / .pt file",
+                                                     show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Argument(help="The file to write: .pt, .safetensors or .onnx (the suffix picks the format)", show_default=False)] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="ONNX input size (default: the model's training size)")] = None,
     store: StoreOpt = None,

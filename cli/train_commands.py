@@ -21,8 +21,8 @@ SAVE_EVERY_HELP = ("Also save inside an epoch once this long passed since the la
 RUN_ID_HELP = ("Run id (default: random). If the run exists, continue it: resume it from its latest checkpoint (from "
                "epoch 1 if it has none), or print one line and exit 0 if it finished, so a job script can re-run the "
                "same line after every preemption (options must agree with the run's)")
-VAL_WEIGHTS_HELP = ("A run URI (<store>/runs/<id>: its best checkpoint; <store>/runs/<id>:latest its latest) or a "
-                    "checkpoint NAME:VERSION in --store")
+VAL_WEIGHTS_HELP = ("A run URI (<store>/runs/<id>: its best checkpoint; <store>/runs/<id>:latest its latest), a run "
+                    "id in --store, a checkpoint NAME:VERSION in --store, or an exported .safetensors / .pt file")
 STOP_GRACE_HELP = ("Seconds a stop (Ctrl-C, SIGTERM, SIGUSR1) may take to reach a batch boundary and save; past "
                    "them the process exits without saving, and the run resumes from its last checkpoint. 0: no limit")
 
@@ -99,7 +99,7 @@ def train(
     ctx: typer.Context,
     data: Annotated[Optional[str], typer.Option(help="data.yaml, dataset folder, or NAME[:VERSION] in the store (default: the store's dataset, if it holds only one)")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model scale: n, s or m" + default("model"), show_default=False)] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Start from trained weights: a run URI, NAME:VERSION of a checkpoint, or a .safetensors / .pt file")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Start from trained weights: a run URI, a run id or NAME:VERSION of a checkpoint in --store, or a .safetensors / .pt file")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to train" + default("epochs"), show_default=False)] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch size" + default("batch"), show_default=False)] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Image size, rounded up to a multiple of 32" + default("imgsz"), show_default=False)] = None,
@@ -232,7 +232,7 @@ def val(
 ) -> None:
     """Score a trained model (or a COCO-JSON predictions file) on a dataset split: overall and per class.
     KEY=VALUE words set the options as Ultralytics' CLI does (data=chess model=RUN_URI conf=0.25)."""
-    from artifactkit import scoring
+    from artifactkit import val as api
     from artifactkit.errors import InvalidInput
 
     if (weights is None) == (preds is None):
@@ -240,13 +240,13 @@ def val(
     if preds is not None:
         if iou is not None or imgsz is not None:
             raise InvalidInput(f"--{'iou' if iou is not None else 'imgsz'} applies to --weights only (--preds are scored as given)")
-        given = {} if conf is None else {"conf": conf}  # scoring's defaults otherwise
-        scores = scoring.score_predictions(preds, data, split, store=store,
-                                           storage_options=parse_storage_options(storage_option), **given)
+        given = {} if conf is None else {"conf": conf}  # val's defaults otherwise
+        scores = api.score_predictions(preds, data, split, store=store,
+                                       storage_options=parse_storage_options(storage_option), **given)
     else:
         given = {k: v for k, v in {"batch": batch, "device": device}.items() if v is not None}
-        scores = scoring.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
-                                          imgsz=imgsz, conf=conf, iou=iou, save_json=save_json, **given)
+        scores = api.evaluate_weights(weights, data, split, store=store, storage_options=parse_storage_options(storage_option),
+                                      imgsz=imgsz, conf=conf, iou=iou, save_json=save_json, **given)
         print(f"weights: {scores['weights']}", file=sys.stderr)
         if imgsz is not None and scores["imgsz"] != imgsz:
             print(f"warning: --imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}", file=sys.stderr)

@@ -89,7 +89,7 @@ def test_yaml_outside_its_dataset_trains_then_resumes_after_the_data_moved(tmp_p
     assert (resumed.status, resumed.epochs_completed, resumed.dataset) == ("finished", 2, "ext:v0")
 
     # val --data NAME:vN (and NAME:ALIAS) materialises the stored dataset as train does
-    from artifactkit.scoring import evaluate_weights
+    from artifactkit.val import evaluate_weights
 
     by_version = evaluate_weights(f"{store_dir}/runs/ext", "ext:v0", imgsz=64, batch=4)
     store.set_alias("ext", "golden", 0)

@@ -49,7 +49,7 @@ def test_cli_writes_coco_json_and_annotated_images(run, tmp_path):
 
 def test_api_gives_the_boxes_validation_computes(run, tmp_path):
     """Same preprocessing, forward pass and NMS as `val --save-json` at validation's threshold."""
-    from artifactkit.scoring import evaluate_weights
+    from artifactkit.val import evaluate_weights
 
     saved = tmp_path / "val.json"
     evaluate_weights(run.uri, str(run.data), imgsz=IMGSZ, batch=4, device="cpu", save_json=saved)
@@ -94,7 +94,8 @@ def test_bad_weights_and_options_are_one_line_errors(run, tmp_path):
     image = str(sorted(run.val_images.iterdir())[0])
     for args, message in [
         (["--weights", str(tmp_path / "nothing.pt"), image], "nothing.pt: no such weights file"),
-        (["--weights", "model.bin", image], "weights 'model.bin': expected a .safetensors or .pt file"),
+        (["--weights", "model.bin", image], "weights 'model.bin': "),  # a bare word, in no store: the forms follow
+        (["--weights", "model.bin", image], "expected a .safetensors or .pt file, a run URI (<store>/runs/<run-id>)"),
         (["--weights", run.uri, image, "--imgsz", "100"], "image size 100 is not a positive multiple of 32"),
         (["--weights", run.uri, image, "--conf", "2"], "conf and iou must lie in [0, 1]"),
         (["--weights", f"{run.store}/runs/nope", image], "runs/nope: no such run"),

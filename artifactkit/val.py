@@ -1,5 +1,6 @@
-"""Scoring outside training: `val` of a stored checkpoint or of a COCO-JSON predictions file.
-(`export` lives in export.py.)"""
+"""The `val` command's library side: score a model (anything refs.py reads as weights, loaded by
+weights.py) or a COCO-JSON predictions file on a dataset split. The metrics themselves are
+detector/metrics.py's; the evaluation loop is detector/validation.py's."""
 
 from __future__ import annotations
 
@@ -7,49 +8,21 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import checkpoint
-from .errors import InvalidInput, NotFound
-from .runs import load_run
-from .store import Store, open_store
-from .uri import looks_like_ref, split_run_uri
-
-
-def checkpoint_source(uri: str, store: str | None, storage_options: dict | None) -> tuple[Store, str]:
-    """A run URI or NAME:VERSION in `store` -> (store, checkpoint ref). A run URI means its best
-    checkpoint (Ultralytics' habit: best.pt), or its latest while none is marked best;
-    <run-uri>:latest (or :epoch-N, :vN, any alias) picks another."""
-    if looks_like_ref(uri):
-        return open_store(store, storage_options, must_exist=True), uri
-    head, _, tail = uri.rstrip("/").rpartition("/")
-    run_part, _, selector = tail.partition(":")
-    store_uri, run_id = split_run_uri(f"{head}/{run_part}")
-    s = open_store(store_uri, storage_options)  # a missing store: "<store>/runs/<id>: no such run"
-    artifact = load_run(s, run_id).model_artifact
-    if not selector:
-        selector = "best" if "best" in s.aliases(artifact) else "latest"
-    return s, f"{artifact}:{selector}"
+from .errors import InvalidInput
+from .store import Store
 
 
 def dataset_yaml(data: str, store: Store | str | None, storage_options: dict | None) -> str:
     """--data as `val` takes it: a data.yaml, a dataset folder, or NAME:VERSION / NAME:ALIAS / NAME
-    in `store`, materialised on this machine as `train` does (datasets.materialise)."""
-    from .manifest import NAME_RE
+    in `store`, materialised on this machine as `train` does (datasets.stored_dataset decides)."""
+    from functools import cache
 
-    if os.path.exists(data) or not (looks_like_ref(data) or NAME_RE.fullmatch(data)):
-        return data
-    from .datasets import is_stored_dataset, materialise
+    from .datasets import materialise, stored_dataset
+    from .store import open_store
 
-    if not looks_like_ref(data):  # a bare word: a stored dataset's name (as train takes it), else a path
-        try:
-            s = store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True)
-            stored = is_stored_dataset(s, data)
-        except NotFound:
-            stored = False
-        if not stored:
-            return data  # reading it as a path says what is missing
-        return str(materialise(s, f"{data}:latest").yaml_path)
-    s = store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True)
-    return str(materialise(s, data).yaml_path)
+    opened = cache(lambda: store if isinstance(store, Store) else open_store(store, storage_options, must_exist=True))
+    ref = stored_dataset(data, opened)
+    return data if ref is None else str(materialise(opened(), ref).yaml_path)
 
 
 def ground_truth(data: str, split: str) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
@@ -88,27 +61,29 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
                      storage_options: dict | None = None, imgsz: int | None = None, batch: int = 16,
                      device: str = "auto", conf: float | None = None, iou: float | None = None,
                      save_json: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Run a stored model over a split: {"split", "imgsz", "images", "metrics" (the keys training
-    records, e.g. metrics/mAP50-95), "classes" (per-class rows)}. imgsz defaults to the size the
+    """Run a model (`weights` in any form refs.WEIGHTS lists) over a split: {"split", "imgsz",
+    "images", "metrics" (the keys training records, e.g. metrics/mAP50-95), "classes" (per-class
+    rows), "weights" (what was loaded)}. imgsz defaults to the size the
     model was trained at; conf and iou are NMS's (default: validation's 0.001 and 0.7). `data` as
     dataset_yaml takes it: a stored dataset is looked up in `store`, else in the weights' store."""
     from .detector.config import normalise_device, round_imgsz
     from .detector.metrics import coco_records, write_coco_json
     from .detector.train import resolve_device
     from .detector.validation import CONF_THRESHOLD, IOU_THRESHOLD, Evaluator
+    from .weights import build, read_weights
     from .yolo import load_data_config
 
-    s, ref = checkpoint_source(weights, store, storage_options)
-    record = s.resolve(ref)
-    state = checkpoint.load(s, record)
-    cfg = load_data_config(dataset_yaml(data, store if store is not None else s, storage_options))
-    scale = state["config"]["model"]
-    model = _model_for(state, len(cfg.names), scale, f"{s.uri}: {ref}")
+    found = read_weights(weights, store, storage_options)
+    cfg = load_data_config(dataset_yaml(data, store if store is not None else found.store, storage_options))
+    if len(found.names) != len(cfg.names):
+        raise InvalidInput(f"{found.source}: weights of {len(found.names)} classes cannot score {data!r} "
+                           f"({len(cfg.names)} classes)")
+    model = build(found)
     try:
         dev = resolve_device(normalise_device(device))
     except ValueError as e:
         raise InvalidInput(f"device {device!r}: {e}") from None
-    size = round_imgsz(imgsz or int(state["config"].get("imgsz", 640)))
+    size = round_imgsz(imgsz or found.imgsz)
     evaluator = Evaluator(cfg, size, batch, workers=0, device=dev, conf=CONF_THRESHOLD if conf is None else conf,
                           iou=IOU_THRESHOLD if iou is None else iou)
     metrics, result = evaluator.evaluate(model.to(dev), split)
@@ -116,7 +91,7 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
         records = [r for im in result.images for r in coco_records(im.im_id, im.pred)]
         write_coco_json(save_json, _with_original_ids(records, cfg, split, result.images))
     return {"split": split, "imgsz": size, "images": len(result.images), "metrics": metrics, "classes": result.classes,
-            "weights": f"{s.uri}: {record.name}:{record.label} ({ref.rpartition(':')[2]})"}
+            "weights": found.shown}
 
 
 def _with_original_ids(records: list[dict], cfg, split: str, images) -> list[dict]:
@@ -148,20 +123,3 @@ def _coco_translation(yaml: str, split: str):
         return None
     return ids.ours({image_id: PurePosixPath(name).stem for name, image_id in ids.images.items()
                      if image_id is not None})
-
-
-def _model_for(state: dict, nc: int, scale: str, where: str):
-    from .detector.validation import build_model
-
-    try:
-        return build_model(_ema_weights(state), nc, scale)
-    except RuntimeError as e:  # shape mismatch: another scale or class count
-        raise InvalidInput(f"{where}: weights do not fit a YOLO-{scale} with {nc} classes ({str(e).splitlines()[0]})") from None
-
-
-def _ema_weights(state: dict) -> dict:
-    """The EMA weights (what validation scores); a checkpoint without them is not ours."""
-    try:
-        return state["ema"]["model"]
-    except (KeyError, TypeError):
-        raise InvalidInput("checkpoint holds no EMA weights: not an artifactkit trainer checkpoint") from None
