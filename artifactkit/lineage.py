@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import InvalidInput, NotFound
-from .manifest import RUN_ID_RE
+from .names import RUN_ID_RE
 from .runs import RunRecord, load_run
 from .store import Store, open_store
 from .uri import parse_ref, run_uri
