@@ -19,7 +19,8 @@ from typing import Iterable, Mapping
 
 from .backends.local import LocalBackend
 from .errors import ArtifactkitError, IntegrityError, InvalidInput
-from .hashing import NullStatCache, cache_dir
+from .hashing import cache_dir
+from .statcache import NullStatCache
 from .store import Store
 
 DEFAULT_MAX_BYTES = 5_000_000_000

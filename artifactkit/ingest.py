@@ -20,10 +20,11 @@ from typing import Callable, Iterable, Mapping
 
 from .backends.local import LocalBackend
 from .errors import InvalidInput
-from .hashing import HashingReader, NullStatCache, StatCache, digest_bytes, hash_file, read_file
+from .hashing import HashingReader, digest_bytes, hash_file, read_file
 from .layout import object_key
 from .manifest import Entry
 from .names import check_log_path
+from .statcache import NullStatCache, StatCache
 
 Progress = Callable[[int, "int | None"], None]  # (bytes just processed, total bytes or None if unknown)
 _BATCH_BYTES = 64 << 20

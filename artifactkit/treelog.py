@@ -26,10 +26,11 @@ import xxhash
 
 from .errors import IntegrityError, InvalidInput
 from .folderscan import LevelLister, Listed, files_digest, listing, stat_key
-from .hashing import digest_bytes, is_racy
+from .hashing import digest_bytes
 from .ingest import Candidate, Progress, refresh
 from .layout import tree_key
 from .names import check_inside, check_log_path, is_within
+from .statcache import is_racy
 from .trees import canonical_tree_json
 
 _TREE_BATCH = 256  # trees written per batch (each a folder's worth of entries)
