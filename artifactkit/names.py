@@ -103,6 +103,11 @@ def is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def is_below(path: str, folder: str) -> bool:
+    """Whether `path` lies below `folder`, not being it; both resolved already."""
+    return path != folder and is_within(path, folder)
+
+
 def check_inside(path: str, real_root: str, root: str) -> None:
     """A file or link met in a folder being logged must resolve inside it (real_root: the
     folder's realpath), so a link cannot add a file from elsewhere to a version."""

@@ -114,6 +114,7 @@ folders = st.lists(st.sampled_from(["a", "ab", "b", "a b", "é", "..a", "a."]), 
 @given(folders, folders)
 def test_is_within_agrees_with_the_parents_of_the_path(path, folder):
     assert names.is_within(path, folder) == ref_is_within(path, folder), (path, folder)
+    assert names.is_below(path, folder) == (Path(folder) in Path(path).parents), (path, folder)
 
 
 def test_a_name_that_is_not_utf8_is_refused_naming_the_file():
@@ -182,7 +183,7 @@ _PATH_CHARS = {"..", "\\", "\x00"}
 def rules_outside_the_grammar(sources: dict[str, str]) -> list[str]:
     """file:line of every name or path rule written outside names.py ({repository path: source}):
     a compiled name, '..' or drive-letter pattern; a comparison with '..', a backslash or NUL; an
-    "inside that folder" test (`+ os.sep` prefixes, Path.is_relative_to)."""
+    "inside that folder" test (`+ os.sep` prefixes, Path.is_relative_to, `in path.parents`)."""
     found = []
     for rel, text in sources.items():
         if rel in EXEMPT:
@@ -202,6 +203,9 @@ def rules_outside_the_grammar(sources: dict[str, str]) -> list[str]:
                 found.append(f"{rel}:{node.lineno}: '+ os.sep' prefix test")
             elif isinstance(node, ast.Attribute) and node.attr == "is_relative_to":
                 found.append(f"{rel}:{node.lineno}: is_relative_to")
+            if (isinstance(node, ast.Compare) and isinstance(node.ops[0], (ast.In, ast.NotIn))
+                    and isinstance(node.comparators[0], ast.Attribute) and node.comparators[0].attr == "parents"):
+                found.append(f"{rel}:{node.lineno}: a test against Path.parents")
     return found
 
 
@@ -212,9 +216,10 @@ def sources() -> dict[str, str]:
 
 def test_rules_outside_the_grammar_finds_each_kind():
     sample = ('import os, re\nR = re.compile(r"(^|/)\\.\\.(/|$)")\nA = x in ("..", ".")\nB = "\\\\" in y\n'
-              'C = p.startswith(q + os.sep)\nD = p.is_relative_to(q)\nE = re.compile("[A-Za-z]:")\nF = "." == x\n')
+              'C = p.startswith(q + os.sep)\nD = p.is_relative_to(q)\nE = re.compile("[A-Za-z]:")\nF = "." == x\n'
+              'G = d not in p.resolve().parents\n')
     lines = sorted((f.split(":")[1] for f in rules_outside_the_grammar({"sample.py": sample})), key=int)
-    assert lines == ["2", "3", "4", "5", "6", "7"]
+    assert lines == ["2", "3", "4", "5", "6", "7", "9"]
     assert rules_outside_the_grammar({OWNER: sample}) == []
 
 
