@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
-from .manifest import VersionRecord, check_digest
+from .records import VersionRecord, check_digest
 from .names import NAME_RE, check_name, is_within, stays_inside
 from .store import LogResult, Store
 from .transfer import pull

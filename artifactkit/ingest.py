@@ -22,7 +22,7 @@ from .backends.local import LocalBackend
 from .errors import InvalidInput
 from .hashing import HashingReader, digest_bytes, hash_file, read_file
 from .layout import object_key
-from .manifest import Entry
+from .records import Entry
 from .names import check_log_path
 from .statcache import NullStatCache, StatCache
 

@@ -36,7 +36,7 @@ from .hashing import digest_file
 from .folderscan import is_temp_name
 from .ingest import Progress
 from .locks import writing
-from .manifest import Entry, VersionRecord
+from .records import Entry, VersionRecord
 from .names import check_relative_path, is_below
 from .store import Store
 from .uri import Ref, parse_ref

@@ -141,7 +141,7 @@ def test_a_flat_manifest_refuses_what_a_tree_or_a_log_refuses(path):
     carry a lone surrogate (the parser refuses it): that one comes from Python."""
     from pydantic import ValidationError
 
-    from artifactkit.manifest import Manifest, parse_record
+    from artifactkit.records import Manifest, parse_record
 
     entries = [{"path": path, "digest": "0" * 32, "size": 1}]
     with pytest.raises(ValidationError, match="unsafe manifest path"):

@@ -18,7 +18,7 @@ import artifactkit
 from artifactkit.errors import InvalidInput
 from artifactkit.hashing import digest_bytes
 from artifactkit.layout import alias_key, tree_key, manifest_key, metrics_key, run_record_key, version_key, versions_prefix
-from artifactkit.manifest import check_digest
+from artifactkit.records import check_digest
 from artifactkit.names import check_name, check_relative_path, check_run_id
 from artifactkit.runs import RunRecord, create_run, list_runs, load_run, read_metrics
 from artifactkit.store import check_alias
