@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
-from .records import VersionRecord, check_digest
 from .names import NAME_RE, check_name, is_within, stays_inside
+from .records import VersionRecord, check_digest
 from .store import LogResult, Store
 from .transfer import pull
 from .uri import looks_like_ref

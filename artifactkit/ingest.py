@@ -22,8 +22,8 @@ from .backends.local import LocalBackend
 from .errors import InvalidInput
 from .hashing import HashingReader, digest_bytes, hash_file, read_file
 from .layout import object_key
-from .records import Entry
 from .names import check_log_path
+from .records import Entry
 from .statcache import NullStatCache, StatCache
 
 Progress = Callable[[int, "int | None"], None]  # (bytes just processed, total bytes or None if unknown)

@@ -14,9 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidInput
-from .names import NAME_RE, RUN_ID_RE, VERSION_RE, check_name, check_relative_path, check_run_id  # noqa: F401
+from .names import check_name, check_relative_path, check_run_id
 
-# NAME_RE, RUN_ID_RE, VERSION_RE: store, runref and scoring import them from here until the rename to records.py
 SCHEMA_VERSION = 1
 DIGEST_RE = re.compile(r"[0-9a-f]{32}\Z")  # full match (\Z, not $: "$" passes a trailing newline)
 

@@ -5,7 +5,7 @@ module of its own because it sits above both runs.py and the W&B integration."""
 from __future__ import annotations
 
 from .errors import NotFound
-from .records import RUN_ID_RE
+from .names import RUN_ID_RE
 from .runs import RunRecord, latest_interrupted, load_run
 from .store import Store, open_store
 from .uri import split_run_uri

@@ -33,7 +33,7 @@ def checkpoint_source(uri: str, store: str | None, storage_options: dict | None)
 def dataset_yaml(data: str, store: Store | str | None, storage_options: dict | None) -> str:
     """--data as `val` takes it: a data.yaml, a dataset folder, or NAME:VERSION / NAME:ALIAS / NAME
     in `store`, materialised on this machine as `train` does (datasets.materialise)."""
-    from .records import NAME_RE
+    from .names import NAME_RE
 
     if os.path.exists(data) or not (looks_like_ref(data) or NAME_RE.fullmatch(data)):
         return data

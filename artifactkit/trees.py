@@ -25,8 +25,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .errors import InvalidInput
 from .hashing import digest_bytes
 from .layout import tree_key
-from .records import Entry, FileRef, Record, check_digest, parse_record, validator_of
 from .names import check_entry_name
+from .records import Entry, FileRef, Record, check_digest, parse_record, validator_of
 
 
 class TreeFile(FileRef):
