@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from .errors import ArtifactkitError, IntegrityError, InvalidInput
-from .hashing import NullStatCache, cache_dir
+from .hashing import cache_dir
+from .statcache import NullStatCache
 from .store import Store
 from .uri import open_folder
 

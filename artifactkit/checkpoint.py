@@ -21,7 +21,7 @@ import torch
 
 from .errors import IntegrityError, InvalidInput, NotFound
 from .lifecycle import FULL_STATE, full_state_version
-from .manifest import VersionRecord
+from .records import VersionRecord
 from .store import LogResult, Store
 
 SKELETON = "state.json"

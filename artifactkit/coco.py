@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from .errors import InvalidInput
+from .names import is_relative_path, is_split_name, is_within
 from .nesting import too_deep
 from .yolo import is_image, label_path, layout_yaml
 
@@ -30,7 +30,6 @@ __all__ = ["ROBOFLOW_JSON", "CocoIds", "convert", "find_annotations", "kept_anno
 
 ROBOFLOW_JSON = "_annotations.coco.json"
 _SPLITS = (("train", "train"), ("validation", "val"), ("valid", "val"), ("val", "val"), ("test", "test"))
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _ORDER = {"train": 0, "val": 1, "test": 2}
 
 
@@ -54,7 +53,7 @@ def _split_name(raw: str, where: Path) -> str:
     for prefix, split in _SPLITS:
         if lower.startswith(prefix):
             return split
-    if not _SPLIT_NAME.fullmatch(raw):
+    if not is_split_name(raw):
         raise InvalidInput(f"{where}: split name {raw!r} is not a usable folder name")
     return raw
 
@@ -144,13 +143,13 @@ def _images(doc: dict, path: Path) -> dict[int, tuple[str, float, float]]:
         if not isinstance(im, dict) or not _is_int(im.get("id")) or im["id"] in out:
             raise InvalidInput(f"{where}: expected a unique integer 'id'")
         name = im.get("file_name")
-        parts = PurePosixPath(name).parts if isinstance(name, str) else ()
-        if not parts or name.startswith("/") or "\\" in name or any(p in ("..", ".") for p in parts) or not is_image(name):
+        rel = PurePosixPath(name).as_posix() if isinstance(name, str) else ""  # "./a.jpg" and "a//b.jpg" pass
+        if not is_relative_path(rel) or not is_image(name):
             raise InvalidInput(f"{where}: 'file_name' {name!r} is not a relative image path")
         w, h = im.get("width"), im.get("height")
         if not (_is_number(w) and _is_number(h) and w > 0 and h > 0):
             raise InvalidInput(f"{where}: 'width' and 'height' must be positive numbers")
-        out[im["id"]] = (PurePosixPath(name).as_posix(), float(w), float(h))
+        out[im["id"]] = (rel, float(w), float(h))
     return out
 
 
@@ -190,9 +189,9 @@ def _find_image(folder: Path, path: Path, file_name: str, image_id: int) -> Path
 
 def _inside(folder: Path, image: Path) -> Path:
     """The image, if it lies in the COCO folder once links are resolved: the rule of a plain-folder
-    log (ingest._check_inside), so a link cannot add a file from elsewhere to the version."""
+    log (names.check_inside), so a link cannot add a file from elsewhere to the version."""
     real, real_folder = os.path.realpath(image), os.path.realpath(folder)
-    if not real.startswith(real_folder.rstrip(os.sep) + os.sep):
+    if not is_within(real, real_folder):
         raise InvalidInput(f"{image}: symlink points outside {folder} (to {real})")
     return image
 

@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 from .errors import InvalidInput, NotFound
 from .hashing import cache_dir
-from .manifest import NAME_RE, VersionRecord, check_digest, check_name
+from .names import NAME_RE, check_name, is_within, stays_inside
+from .records import VersionRecord, check_digest
 from .store import LogResult, Store, open_store
 from .transfer import pull
 from .uri import looks_like_ref
@@ -162,8 +163,7 @@ def moves_with_its_folder(spec: DatasetSpec) -> bool:
     for key in spec.splits:
         value = spec.raw.get(key)
         for item in value if isinstance(value, list) else [value]:
-            rel = os.path.normpath(item) if isinstance(item, str) else ".."
-            if os.path.isabs(rel) or rel == ".." or rel.startswith("../") or not (folder / rel).is_dir():
+            if not isinstance(item, str) or not stays_inside(item) or not (folder / os.path.normpath(item)).is_dir():
                 return False
     return _all_inside(spec.files(), folder)
 
@@ -176,8 +176,8 @@ def _all_inside(paths, folder: Path) -> bool:
     for p in paths:
         inside = parents.get(p.parent)
         if inside is None:
-            inside = parents[p.parent] = p.parent.resolve().is_relative_to(folder)
-        if not inside or (p.is_symlink() and not p.resolve().is_relative_to(folder)):
+            inside = parents[p.parent] = is_within(os.path.realpath(p.parent), str(folder))
+        if not inside or (p.is_symlink() and not is_within(os.path.realpath(p), str(folder))):
             return False
     return True
 

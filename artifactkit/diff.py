@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import InvalidInput
-from .manifest import Entry, VersionRecord, check_digest
+from .records import Entry, VersionRecord, check_digest
 from .store import Store
 from .trees import changes, listing
 from .yolo import is_image, label_path, parse_labels

@@ -20,6 +20,7 @@ import xxhash
 
 from .errors import InvalidInput
 from .fileio import TMP_PREFIX
+from .names import check_encodable
 
 _OWN = re.escape(TMP_PREFIX) + "[0-9a-f]{12}"  # fileio.temp_name
 _OWN_TEMPS = re.compile(rf"{_OWN}|\.{_OWN}\.[0-9a-f]{{8}}\.part|\.tmp-[0-9a-f]{{32}}")
@@ -35,16 +36,6 @@ def is_temp_name(name: str) -> bool:
     older ".tmp-<32 hex>". All of them start with a dot: the one test most names of a million-file
     log need."""
     return name.startswith(".") and _OWN_TEMPS.fullmatch(name) is not None
-
-
-def check_encodable(name: str, where: str | None = None) -> None:
-    """A name that is not UTF-8 cannot be stored in a manifest and restored: refuse it before
-    anything is written, naming the file (its undecodable bytes shown as \\xNN)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = os.fsencode(where or name).decode("utf-8", "backslashreplace")
-        raise InvalidInput(f"{shown}: file name is not valid UTF-8; rename it to log this folder") from None
 
 
 def listing(directory: str) -> list[os.DirEntry]:

@@ -15,21 +15,20 @@ Two rules keep a store whole (docs/architecture.md, "gc safety"):
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
 from .errors import InvalidInput
-from .folderscan import check_encodable
-from .hashing import HashingReader, NullStatCache, StatCache, digest_bytes, hash_file, read_file
+from .hashing import HashingReader, digest_bytes, hash_file, read_file
 from .layout import object_key
-from .manifest import Entry, check_relative_path
+from .names import check_log_path
+from .records import Entry
+from .statcache import NullStatCache, StatCache
 
 Progress = Callable[[int, "int | None"], None]  # (bytes just processed, total bytes or None if unknown)
 _BATCH_BYTES = 64 << 20
 _BATCH_FILES = 1024
 _STREAM_BYTES = 16 << 20  # larger files are hashed and copied in chunks, never read whole
-_DRIVE_NAME = re.compile(r"/[A-Za-z]:")  # a later name like "C:x", refused in a tree (the first: check_relative_path)
 
 
 @dataclass
@@ -58,11 +57,11 @@ def candidates_from_mapping(
     metas = metas or {}
     for path, source in sorted(files.items()):
         if isinstance(source, (bytes, bytearray, memoryview)):
-            out.append(Candidate(path=_checked(path), source=bytes(source), meta=metas.get(path)))
+            out.append(Candidate(path=check_log_path(path), source=bytes(source), meta=metas.get(path)))
         else:
             p = os.fspath(source)
             try:
-                out.append(Candidate(path=_checked(path), source=p, stat=os.stat(p)))
+                out.append(Candidate(path=check_log_path(path), source=p, stat=os.stat(p)))
             except OSError as e:
                 raise InvalidInput(f"cannot read {p}: {e.strerror or e}") from e
     if not out:
@@ -197,25 +196,3 @@ def _source(backend, digest: str, cand: Candidate, data: bytes | None, cache):
         raise InvalidInput(f"{path} changed while it was being logged; log it again")
     return data
 
-
-def _checked(path: str) -> str:
-    """A path to log: safe as a manifest path, and every name in it as a tree entry name
-    (trees.check_component), wherever the folder logged begins."""
-    check_encodable(path)
-    try:
-        check_relative_path(path)
-    except ValueError as e:
-        raise InvalidInput(str(e)) from None
-    if _DRIVE_NAME.search(path):
-        raise InvalidInput(f"unsafe manifest path {path!r}: a file or folder name may not start with a drive letter")
-    return path
-
-
-def _is_ancestor(a: str, b: str) -> bool:
-    return a == b or b.startswith(a.rstrip(os.sep) + os.sep)
-
-
-def _check_inside(path: str, real_root: str, root: str) -> None:
-    real = os.path.realpath(path)
-    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise InvalidInput(f"{path}: symlink points outside {root} (to {real})")

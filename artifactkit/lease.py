@@ -30,7 +30,7 @@ from typing import Any, Callable
 from pydantic import Field, field_validator
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
-from .manifest import Record, now_iso, parse_record, to_json
+from .records import Record, now_iso, parse_record, to_json
 # `Store` in annotations is store.Store, not imported: store.py imports locks.py, which builds on this module.
 
 DEFAULT_TTL = 60.0

@@ -31,7 +31,7 @@ from typing import Iterator, Literal
 
 from .errors import AlreadyExists, InvalidInput, NotFound, StoreBusy
 from .lease import LeaseRecord, _this_process, lease_ttl, machine_id, process_alive
-from .manifest import VersionRecord, now_iso, parse_record, to_json
+from .records import VersionRecord, now_iso, parse_record, to_json
 
 # `Store` in annotations is store.Store, not imported: store.py imports this module.
 

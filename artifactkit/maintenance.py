@@ -43,7 +43,7 @@ from .hashing import digest_bytes, hash_file
 from .ingest import Progress
 from .locks import collecting
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key, tree_key
-from .manifest import check_digest, iso_of
+from .records import check_digest, iso_of
 from .store import Store
 from .trees import Tree, walk
 

@@ -17,10 +17,11 @@ from typing import BinaryIO, Iterable, Iterator
 
 from .backends.base import Backend, ObjectInfo
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
-from .hashing import HashingReader, NullStatCache, StatCache, default_stat_cache, digest_bytes, hash_file
+from .hashing import HashingReader, digest_bytes, hash_file
 from .ingest import refresh
 from .layout import FORMAT_KEY, OBJECTS, digest_of_object_key, manifest_key, object_key, tree_key
-from .manifest import check_digest
+from .records import check_digest
+from .statcache import NullStatCache, StatCache, default_stat_cache
 from .trees import Tree, compress_tree, decompress_tree, parse_tree
 
 # The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput, NotFound
 from .layout import RUNS
-from .manifest import NAME_RE, RUN_ID_RE
+from .names import NAME_RE, RUN_ID_RE
 from .redact import redact_uri
 from .uri import looks_like_ref, parse_ref, split_run_uri
 

@@ -22,10 +22,9 @@ from pydantic import Field, field_validator, model_validator
 
 from . import lease
 from .errors import AlreadyExists, InvalidInput, NotFound
-from .manifest import (
-    Record, check_name, check_relative_path, check_run_id, now_iso, parse_record, to_json, validator_of,
-)
+from .names import check_name, check_relative_path, check_run_id
 from .nesting import too_deep
+from .records import Record, now_iso, parse_record, to_json, validator_of
 from .store import Store
 from .uri import parse_ref
 

@@ -17,7 +17,7 @@ from .errors import ArtifactkitError, InvalidInput, RunHeld, Stopped
 from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
 from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
-from .manifest import now_iso
+from .records import now_iso
 from .training_lines import LogReport
 from .refs import find_run
 from .runs import (

@@ -33,10 +33,8 @@ from .layout import (
     lease_prefix, lock_key, lock_of_key, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
     run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, versions_prefix, number_of_key,
 )
-from .manifest import (
-    NAME_RE, RUN_ID_RE, VERSION_RE, Entry, Manifest, VersionRecord, check_digest, check_name, check_run_id, check_tree, now_iso,
-    parse_record, to_json,
-)
+from .names import NAME_RE, RUN_ID_RE, VERSION_RE, check_name, check_run_id
+from .records import Entry, Manifest, VersionRecord, check_digest, check_tree, now_iso, parse_record, to_json
 from .locks import writing
 from .nesting import check_depth
 from .objects import ObjectStore

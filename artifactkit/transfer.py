@@ -36,7 +36,8 @@ from .hashing import digest_file
 from .folderscan import is_temp_name
 from .ingest import Progress
 from .locks import writing
-from .manifest import Entry, VersionRecord, check_relative_path
+from .records import Entry, VersionRecord
+from .names import check_relative_path, is_below
 from .store import Store
 from .uri import Ref, parse_ref
 
@@ -222,7 +223,7 @@ def _folder_listing(record, dest: Path, real_dest: Path, folder: str, path: str,
         if rel in checked:
             continue
         here = dest / rel
-        if here.is_symlink() and real_dest not in here.resolve().parents:
+        if here.is_symlink() and not is_below(os.path.realpath(here), str(real_dest)):
             raise InvalidInput(f"refusing to pull {path!r}: it would land outside {dest}")
         if here.exists() and not here.is_dir():
             raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {here} is a file, "
@@ -243,7 +244,7 @@ def _state(store: Store, record, dest: Path, real_dest: Path, found: os.DirEntry
     if found is None:
         return "new"
     target = Path(found.path)
-    if found.is_symlink() and real_dest not in target.resolve().parents:
+    if found.is_symlink() and not is_below(os.path.realpath(target), str(real_dest)):
         raise InvalidInput(f"refusing to pull {entry.path!r}: it would land outside {dest}")
     if found.is_dir():
         raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {target} is a folder, "
@@ -365,9 +366,7 @@ def _target(dest: Path, path: str) -> Path:
     except ValueError as e:
         raise InvalidInput(f"refusing to pull: {e}") from None
     target = dest / path
-    real_dest = dest.resolve()
-    real = target.resolve()
-    if real_dest not in real.parents:
+    if not is_below(os.path.realpath(target), os.path.realpath(dest)):
         raise InvalidInput(f"refusing to pull {path!r}: it would land outside {dest}")
     return target
 

@@ -26,9 +26,11 @@ import xxhash
 
 from .errors import IntegrityError, InvalidInput
 from .folderscan import LevelLister, Listed, files_digest, listing, stat_key
-from .hashing import digest_bytes, is_racy
-from .ingest import Candidate, Progress, _check_inside, _checked, _is_ancestor
+from .hashing import digest_bytes
+from .ingest import Candidate, Progress
 from .layout import tree_key
+from .names import check_inside, check_log_path, is_within
+from .statcache import is_racy
 from .trees import canonical_tree_json
 
 _TREE_BATCH = 256  # trees written per batch (each a folder's worth of entries)
@@ -87,8 +89,8 @@ class FolderLog:
                     listed[directory] = folder
                     for name in folder.links:
                         path = os.path.join(directory, name)
-                        _check_inside(path, real_root, root)
-                        if name in folder.subdirs and _is_ancestor(os.path.realpath(path), os.path.realpath(directory)):
+                        check_inside(path, real_root, root)
+                        if name in folder.subdirs and is_within(os.path.realpath(directory), os.path.realpath(path)):
                             raise InvalidInput(f"{path}: symlink loop (points to a folder that contains it)")
                     below.extend(os.path.join(directory, name) for name in folder.subdirs)
                 level = below
@@ -112,7 +114,7 @@ class FolderLog:
             known = self._known(os.path.abspath(directory), folder, dirs)
         if known is None:
             for entry in listing(directory):  # names of unchanged folders were checked when they were logged
-                _checked(prefix + entry.name)
+                check_log_path(prefix + entry.name)
             self._outermost.extend(os.path.abspath(os.path.join(directory, name)) for name, _ in dirs)
         return bool(folder.files or dirs or changed), known
 

@@ -25,20 +25,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .errors import InvalidInput
 from .hashing import digest_bytes
 from .layout import tree_key
-from .manifest import Entry, FileRef, Record, check_digest, check_relative_path, parse_record, validator_of
-
-
-def check_component(name: str) -> str:
-    """One path component: a safe relative path without '/'."""
-    if "/" in name:
-        raise ValueError(f"unsafe tree entry name {name!r}: a single file or folder name")
-    return check_relative_path(name)
+from .names import check_entry_name
+from .records import Entry, FileRef, Record, check_digest, parse_record, validator_of
 
 
 class TreeFile(FileRef):
     name: str
 
-    _check_name = field_validator("name")(check_component)
+    _check_name = field_validator("name")(check_entry_name)
 
 
 class TreeDir(Record):
@@ -47,7 +41,7 @@ class TreeDir(Record):
     files: int = Field(ge=0)  # files below it, all levels (a version's totals without reading them)
     bytes: int = Field(ge=0)
 
-    _check_name = field_validator("name")(check_component)
+    _check_name = field_validator("name")(check_entry_name)
     _check_tree = field_validator("tree")(validator_of(check_digest))
 
 

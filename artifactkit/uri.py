@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InvalidInput
 from .layout import RUNS, run_prefix
-from .manifest import NAME_RE, RUN_ID_RE, VERSION_RE
+from .names import NAME_RE, RUN_ID_RE, VERSION_RE
 from .redact import redact_uri
 
 PACK_OPTION = "pack"  # storage option: pack=false keeps one object per blob (tools that expect them)

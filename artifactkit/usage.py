@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key
-from .manifest import iso_of
+from .records import iso_of
 from .maintenance import DEFAULT_GRACE_SECONDS, _Live, _original_key
 from .store import Store
 
@@ -149,7 +149,7 @@ def _cache_sizes() -> tuple[int, int]:
 def artifact_bytes(store: Store, name: str) -> int:
     """The bytes the versions of `name` reference, each blob counted once (a tree shared by
     several versions is read once)."""
-    from .manifest import check_digest
+    from .records import check_digest
     from .trees import walk
 
     digests: dict[str, int] = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InvalidInput
+from .names import is_split_name, is_within
 from .nesting import MAX_DEPTH, check_depth, too_deep
 
 __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
@@ -28,7 +29,6 @@ __all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_KEYS = ("train", "val", "test")  # read first; train and val must resolve, other keys may name extra splits
 _NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file", "channels", "roboflow"}
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # becomes a folder name in a version
 MAX_CLASSES = 100_000  # `nc` without `names` (LVIS has 1,203 classes, ImageNet-21k 21,841)
 Box = tuple  # (class id: int, cx, cy, w, h) with the four values normalised to [0, 1]
 
@@ -153,7 +153,7 @@ def list_images(folder: Path) -> list[Path]:
                     found.append(e.path)
                 continue
             target = os.path.realpath(e.path) if e.is_symlink() else os.path.join(real, e.name)
-            if target == real or real.startswith(target.rstrip(os.sep) + os.sep):
+            if is_within(real, target):
                 raise InvalidInput(f"{e.path}: symlink loop (points to a folder that contains it)")
             stack.append((e.path, target))
     return [Path(p) for p in sorted(found)]
@@ -390,7 +390,7 @@ def _ultralytics_datasets_dir() -> Path | None:
 def _split(key, value, root: Path, yaml_path: Path) -> Split | None:
     """The split a key names, or None for a key that names no split (download:, roboflow:, …)."""
     required = key in SPLIT_KEYS
-    if not required and (key in _NOT_SPLITS or not _SPLIT_NAME.fullmatch(str(key))):
+    if not required and (key in _NOT_SPLITS or not is_split_name(str(key))):
         return None
     if value is None or value == "" or value == []:
         return None

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from artifactkit.detector.chess import generate
-from artifactkit.hashing import NullStatCache
+from artifactkit.statcache import NullStatCache
 from artifactkit.store import open_store
 from artifactkit.viewer import build_report
 

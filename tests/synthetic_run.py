@@ -14,7 +14,7 @@ from typing import Any
 
 from artifactkit.errors import InvalidInput, missing_extra
 from artifactkit.evaluation import MIN_CONF, debugger_ids, table_bytes
-from artifactkit.manifest import now_iso
+from artifactkit.records import now_iso
 from artifactkit.runs import RunRecord, create_run, save_run, write_epoch_metrics
 from artifactkit.store import Store
 from artifactkit.viewer.dataset import class_names, parse_labels, split_of

@@ -15,7 +15,7 @@ import artifactkit
 from artifactkit import checkpoint, lifecycle
 from artifactkit.errors import InvalidInput, NotFound
 from artifactkit.maintenance import gc, verify
-from artifactkit.manifest import now_iso
+from artifactkit.records import now_iso
 from artifactkit.runs import RunRecord, create_run, list_runs
 from artifactkit.transfer import pull
 from test_store import make_folder

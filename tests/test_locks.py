@@ -20,7 +20,7 @@ from artifactkit import lease as leases
 from artifactkit.errors import StoreBusy
 from artifactkit.locks import LockRecord
 from artifactkit.maintenance import gc
-from artifactkit.manifest import now_iso, to_json
+from artifactkit.records import now_iso, to_json
 from clirunner import start_paused
 
 FILES = 1100  # more than one batch of blobs (ingest._BATCH_FILES): the first is written long before the commit

@@ -146,7 +146,7 @@ def test_coco_json(data):
 # -- store records ------------------------------------------------------------------------------
 def record_models():
     from artifactkit.lease import LeaseRecord
-    from artifactkit.manifest import Manifest, VersionRecord
+    from artifactkit.records import Manifest, VersionRecord
     from artifactkit.runs import RunRecord
     from artifactkit.trees import Tree
 
@@ -157,7 +157,7 @@ def record_models():
 @FAST
 @given(data=st.data())
 def test_store_records(model, data):
-    from artifactkit.manifest import parse_record
+    from artifactkit.records import parse_record
 
     raw = data.draw(documents(list(model.model_fields)))
     only_our_errors(parse_record, model, raw, "k")

@@ -171,7 +171,7 @@ def test_resume_restores_aliases_lost_to_a_kill(tmp_path):
 
 
 def test_run_records_from_before_a_key_was_retired_still_load():
-    from artifactkit.manifest import parse_record
+    from artifactkit.records import parse_record
 
     record = {"run_id": "old1", "created": "t", "updated": "t", "config": {}, "model_artifact": "old1-model",
               "total_epochs": 1, "dataset_complete": True}

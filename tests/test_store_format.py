@@ -60,7 +60,7 @@ def test_a_damaged_marker_is_named(tmp_path, cli):
 def flat_version(store, name: str, files: dict[str, bytes]):
     """A version as format-1 code wrote it: one flat manifest, and no marker in the store."""
     from artifactkit.hashing import digest_bytes
-    from artifactkit.manifest import Entry, Manifest, VersionRecord, now_iso
+    from artifactkit.records import Entry, Manifest, VersionRecord, now_iso
 
     store.write_blobs([(digest_bytes(b), b) for b in files.values()])
     manifest = Manifest.of([Entry(path=p, digest=digest_bytes(b), size=len(b)) for p, b in files.items()])
@@ -223,7 +223,7 @@ def test_an_entry_checked_already_is_what_model_construct_makes():
     model_construct: equal, same dump, fields set, hash and repr, and it refuses assignment."""
     from pydantic import ValidationError
 
-    from artifactkit.manifest import Entry
+    from artifactkit.records import Entry
 
     for meta in (None, {"k": [1, 2]}):
         fast = Entry.checked_already("a/b.bin", "0" * 32, 7, meta)

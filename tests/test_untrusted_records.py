@@ -18,7 +18,8 @@ import artifactkit
 from artifactkit.errors import InvalidInput
 from artifactkit.hashing import digest_bytes
 from artifactkit.layout import alias_key, tree_key, manifest_key, metrics_key, run_record_key, version_key, versions_prefix
-from artifactkit.manifest import check_digest, check_name, check_relative_path, check_run_id
+from artifactkit.records import check_digest
+from artifactkit.names import check_name, check_relative_path, check_run_id
 from artifactkit.runs import RunRecord, create_run, list_runs, load_run, read_metrics
 from artifactkit.store import check_alias
 from artifactkit.trees import compress_tree
@@ -180,8 +181,8 @@ def forge_tree_version(store, files: list[dict], dirs: list[dict] = ()) -> str:
 
 def _is_safe(path: str) -> bool:
     """What check_relative_path must accept, written the slow, obvious way."""
-    return (path != "" and not re.match(r"[A-Za-z]:", path) and "\\" not in path and "\x00" not in path
-            and all(part not in ("", ".", "..") for part in path.split("/")))
+    return (path != "" and "\\" not in path and "\x00" not in path
+            and all(part not in ("", ".", "..") and not re.match(r"[A-Za-z]:", part) for part in path.split("/")))
 
 
 @settings(max_examples=3000, deadline=None)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from artifactkit.errors import InvalidInput, NotFound
-from artifactkit.hashing import NullStatCache
+from artifactkit.statcache import NullStatCache
 from artifactkit.store import open_store
 from artifactkit.viewer import build_report
 from artifactkit.viewer.dataset import parse_labels, split_of

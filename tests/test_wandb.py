@@ -232,7 +232,7 @@ def test_model_artifact_rebuilds_the_checkpoint_exactly(killed_and_resumed, tmp_
 
 def _mirror_folder(tmp_path: Path, record_changes: dict) -> tuple[Path, object]:
     """A downloaded W&B artifact folder as mirror.py writes it, its version record forged."""
-    from artifactkit.manifest import to_json
+    from artifactkit.records import to_json
 
     src = open_store(str(tmp_path / "src"))
     record = src.log_files({"a.txt": b"a", "b/c.txt": b"c"}, name="r1-model", type="model").record

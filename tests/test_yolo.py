@@ -308,7 +308,7 @@ def wandb_offline(tmp_path, monkeypatch):
 
 
 def test_trainer_scoring_viewer_and_wandb_read_the_same_boxes_and_errors(tmp_path, wandb_offline):
-    from artifactkit.hashing import NullStatCache
+    from artifactkit.statcache import NullStatCache
     from artifactkit.val import ground_truth
     from artifactkit.store import open_store
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ..errors import InvalidInput
 from ..fileio import atomic_write
-from ..manifest import now_iso
+from ..records import now_iso
 from ..store import Store, open_store
 from ..uri import split_run_uri
 from .collect import load_run_data

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..lineage_graph import run_io
-from ..manifest import DIGEST_RE
+from ..records import DIGEST_RE
 from ..runs import load_run, observe, read_metrics
 from ..store import Store
 from ..uri import run_uri

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 from ..errors import IntegrityError, InvalidInput, NotFound
 from ..hashing import digest_bytes
 from ..locks import writing
-from ..manifest import Manifest, VersionRecord, parse_record, to_json
+from ..records import Manifest, VersionRecord, parse_record, to_json
 from ..trees import trees_of
 from ..store import LATEST, Store, check_alias
 

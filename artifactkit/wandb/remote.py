@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import InvalidInput, NotFound
 from ..hashing import cache_dir
 from ..lifecycle import FULL_STATE, full_state_name
-from ..manifest import VersionRecord
+from ..records import VersionRecord
 from ..runs import RunRecord, load_run, parse_run, save_run
 from ..store import Store, open_store
 from ..uri import parse_ref

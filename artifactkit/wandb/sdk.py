@@ -9,17 +9,16 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import re
 from typing import Any, Iterator
 
 from ..errors import ArtifactkitError, BackendError, InvalidInput, missing_extra
+from ..names import NAME_RE as _PART  # an entity, project or run id: our name grammar
 from ..redact import redact_uri
 
 RUN_SCHEME = "wandb-artifact://"  # a run on W&B: wandb-artifact://<entity>/<project>/<run-id>
 MIRROR_SCHEME = "wandb://"  # a mirror target: wandb://<entity>/<project>
 DEFAULT_PROJECT = "artifactkit"
 DEFAULT_HOST = "https://api.wandb.ai"
-_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # full match: "$" passes a trailing newline
 
 
 def load() -> Any:

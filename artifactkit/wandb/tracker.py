@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import BackendError
-from ..manifest import to_json
+from ..records import to_json
 from ..runs import read_metrics
 from . import media, mirror
 from .sdk import choose_mode, default_project, load, scrub, sync_command

@@ -14,14 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidInput
+from .names import check_name, check_relative_path, check_run_id
 
 SCHEMA_VERSION = 1
-# Full-string patterns (\Z, not $: "$" also matches before a trailing newline). Use fullmatch;
-# [0-9] and not \d, which would accept any Unicode digit ("²").
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
-DIGEST_RE = re.compile(r"[0-9a-f]{32}\Z")
-VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)\Z")
-RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+DIGEST_RE = re.compile(r"[0-9a-f]{32}\Z")  # full match (\Z, not $: "$" passes a trailing newline)
 
 
 class Record(BaseModel):
@@ -29,37 +25,11 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
-# Absolute, drive-lettered, backslashed or NUL paths, empty parts, "." or ".." parts: anything that
-# could land outside the folder it is joined to. One compiled search: this runs once per file.
-_UNSAFE_PATH = re.compile(r"^/|^[A-Za-z]:|[\\\0]|//|/\Z|(^|/)\.\.?(/|\Z)")
-
-
-def check_relative_path(path: str) -> str:
-    """A manifest path is a relative POSIX path that stays inside its folder once joined."""
-    if not path or _UNSAFE_PATH.search(path):
-        raise ValueError(f"unsafe manifest path {path!r}: must be relative, without '..' or empty parts")
-    return path
-
-
-def check_name(name: str, what: str = "artifact name") -> str:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InvalidInput(
-            f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (at most 128), starting with a letter or digit"
-        )
-    return name
-
-
 def check_digest(digest: str) -> str:
     """A digest becomes a key (objects/ab/cd…): 32 lowercase hex digits, nothing else."""
     if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
         raise InvalidInput(f"invalid digest {digest!r}: expected 32 lowercase hex digits")
     return digest
-
-
-def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
-        raise InvalidInput(f"invalid run id {run_id!r}: letters, digits, '.', '_' and '-', at most 64")
-    return run_id
 
 
 def validator_of(check):
