@@ -4,7 +4,7 @@ Files are read, hashed and (when the store lacks them) written in batches, so me
 and a remote store sees batched existence checks and concurrent uploads. Files above _STREAM_BYTES
 are never held whole: hashed in chunks, then streamed into a local store through a HashingReader.
 
-Two rules keep a store whole (docs/architecture.md, "gc safety"):
+Two rules keep a store whole (docs/invariants.md):
 - the bytes written under a digest are hashed on the way (small files: the very bytes hashed;
   streamed files: HashingReader), so a stale stat-cache entry can never name a blob wrongly;
 - every digest of the new version is checked against the store in batches (none is assumed

@@ -23,7 +23,7 @@ log long ago, older than the grace period) or trust a tree it holds, at any mome
   kept tree cannot be read at all, this gc deletes no blob), and deletes doomed trees before
   doomed blobs;
 - object stores have no touch: there the re-reads are the protection, and the window left is
-  between gc's last re-read and its delete request (docs/architecture.md).
+  between gc's last re-read and its delete request (docs/invariants.md).
 """
 
 from __future__ import annotations

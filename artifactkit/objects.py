@@ -24,10 +24,10 @@ from .records import check_digest
 from .statcache import NullStatCache, StatCache, default_stat_cache
 from .trees import Tree, compress_tree, decompress_tree, parse_tree
 
-# The store layout this code writes and the newest it reads (docs/architecture.md, "Store format").
+# The store layout this code writes and the newest it reads (docs/architecture.md, "Formats").
 # A store without the marker is format 1 (every store written before the marker existed).
 # 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
-# 3: a tree is evidence that its blobs are there (docs/architecture.md): older gc would not keep them.
+# 3: a tree is evidence that its blobs are there (docs/architecture.md, "Commit order and trust"): older gc would not keep them.
 # 4: small blobs may live in packs (packs.py): older code would not find them. Only a backend
 # that writes packs marks a store 4 (Backend.store_format); the others still write 3.
 STORE_FORMAT = 4  # the newest this code reads

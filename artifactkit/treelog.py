@@ -8,7 +8,7 @@ subfolder's, is known from an earlier log is *unchanged*: its tree is noted and 
 read again. run() writes: it re-lists only the folders that changed and ingests their files (stat
 cache per file, hash while copying, every blob checked against the store); an unchanged folder
 costs one existence check of its tree (a touch on a local store), and its blobs are trusted, as
-git and restic trust a tree they hold (docs/architecture.md, "trusting a tree"). A tree the store
+git and restic trust a tree they hold (docs/architecture.md, "Commit order and trust"). A tree the store
 no longer has makes its folder be logged again, blob by blob. full=True trusts no tree (every
 blob checked, as a first log does: it restores blobs lost from under unchanged folders).
 

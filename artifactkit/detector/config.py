@@ -20,7 +20,7 @@ MAX_IMGSZ = 16384  # the largest image side a model is built for (weights' metad
 # Data-loading workers when the config gives none (data.effective_workers): AUTO_WORKERS, but none
 # for an epoch of under MIN_BATCHES_FOR_WORKERS batches. A worker pool costs 0.1-0.4 s to start per
 # loader on an idle 2-core machine (seconds on a loaded one) and forks the trainer's memory; it pays
-# back only by overlapping decoding with many steps (bench/worker_startup.py, docs/architecture.md).
+# back only by overlapping decoding with many steps (bench/worker_startup.py, docs/benchmarks.md).
 AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS = 2, 10
 
 
@@ -99,11 +99,11 @@ class TrainConfig(BaseModel):
     # Style robustness: contrast jitter gain, and the probability of blurring an image by a down-up
     # resize (0 turns either off). On a piece style never trained on they took the chess bench's
     # held-out mAP50 from 0.66 to 0.84, the short-run lr (optim.py) to 0.88, mosaic to 0.91 (3 seeds;
-    # docs/architecture.md, bench/chess_seeds.py).
+    # docs/benchmarks.md, bench/chess_seeds.py).
     contrast: float = Field(0.5, ge=0, lt=1)
     blur: float = Field(0.3, ge=0, le=1)
     # Random erasing aimed at objects: the probability that an image's pieces get a part hidden
-    # (augment.hide_parts). Off by default: see docs/architecture.md for what it measured.
+    # (augment.hide_parts). Off by default: see docs/benchmarks.md for what it measured.
     erase: float = Field(0.0, ge=0, le=1)
     cache: bool = False
     compile: bool = False

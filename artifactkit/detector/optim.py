@@ -21,7 +21,7 @@ YOLOV8_NBS = 64  # YOLOv8's nominal batch: gradients of ~64 images are summed pe
 # took val mAP50 after epoch 4 from 0.45 (nominal batch 64, as Ultralytics) to 0.90.
 SHORT_RUN_NBS = 16
 # ... and at twice YOLOv8's AdamW lr: a piece style never trained on went from held-out mAP50
-# 0.84 to 0.88 on the chess bench (3 seeds; docs/architecture.md, issue 19).
+# 0.84 to 0.88 on the chess bench (3 seeds; docs/benchmarks.md, issue 19).
 SHORT_RUN_LR_GAIN = 2
 # Ultralytics picks SGD only for long runs; short runs converge faster with AdamW.
 AUTO_SGD_MIN_ITERATIONS = 10_000
