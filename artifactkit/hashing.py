@@ -75,11 +75,18 @@ class HashingReader:
 def read_file(path: str | os.PathLike, size: int | None = None) -> bytes:
     """Read a whole file, turning OS errors into one line that names the file. size: what a stat
     said it holds (read in one call; a file that grew since is still read to its end). Plain os
-    calls: half the cost of open() for the 1 kB files of a large dataset (3.2 vs 5.7 us)."""
+    calls: half the cost of open() for the 1 kB files of a large dataset (3.2 vs 5.7 us); a short
+    read of size + 1 bytes is the end of a regular file, so no second read asks for it."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            chunks = []
+            if size is not None and size < 1 << 30:
+                first = os.read(fd, size + 1)
+                if len(first) <= size:
+                    return first
+                chunks = [first]
+            else:
+                chunks = []
             while chunk := os.read(fd, size + 1 if size is not None and not chunks else CHUNK):
                 chunks.append(chunk)
         finally:

@@ -139,7 +139,7 @@ def _digest(cand: Candidate, cache) -> tuple[str, bytes | None]:
     """(digest, bytes read or None). A stat-cache hit reads nothing; a large file is streamed."""
     if isinstance(cand.source, bytes):
         return digest_bytes(cand.source), cand.source
-    key = os.path.abspath(cand.source)
+    key = _absolute(cand.source)
     hit = cache.lookup(key, cand.stat)
     if hit is not None:
         return hit, None
@@ -153,6 +153,14 @@ def _digest(cand: Candidate, cache) -> tuple[str, bytes | None]:
         raise InvalidInput(f"{cand.source} changed while it was being logged")
     cache.remember(key, cand.stat, digest)
     return digest, data
+
+
+def _absolute(path: str) -> str:
+    """os.path.abspath(path) (the stat cache's key), without its cost for a path that is already
+    absolute and normal, as a folder log's are (4 us a file: a tenth of logging a 1 kB file)."""
+    if path[:1] == "/" and path[-1:] != "/" and "//" not in path and "/." not in path:
+        return path
+    return os.path.abspath(path)
 
 
 def refresh(backend, keys: list[str]) -> set[str]:

@@ -23,6 +23,7 @@ import errno
 import os
 import shutil
 import time
+from array import array
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from itertools import groupby
@@ -45,6 +46,7 @@ _BATCH_BYTES = 64 << 20  # bytes held in memory per batch of concurrent reads
 _BATCH_ITEMS = 4096  # enough to keep a remote store's concurrent reads busy
 _STREAM_BYTES = 16 << 20  # larger blobs are streamed to disk, never held whole
 _SHOWN = 5  # names listed in a refusal before "and N more"
+_KEPT_MAX = 2_000_000  # files whose entries the plan keeps for the write pass (~40 B each: 80 MB)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,37 @@ class _Plan:
     reused: int = 0
     changed: list[str] = field(default_factory=list)  # files in dest whose content differs from the version's
     extra: list[str] = field(default_factory=list)
+    kept: _Kept | None = None  # the folders planned, for the write pass (None: too many, read again)
+
+
+class _Kept:
+    """The entries the plan read, compactly (~40 B a file, not the ~640 B of an Entry), so the write
+    pass need not read and validate every tree again (a third of a 200k-file pull); up to _KEPT_MAX
+    files, above that (memory) the write pass reads the trees again."""
+
+    def __init__(self) -> None:
+        self.folders: list[tuple[str, str, bytes, array, dict[int, dict]]] = []
+        self.files = 0
+
+    def add(self, folder: str, entries: list[Entry]) -> bool:
+        """Keep one folder's entries; False (and nothing kept any more) past _KEPT_MAX files."""
+        self.files += len(entries)
+        if self.files > _KEPT_MAX:
+            self.folders = []
+            return False
+        names = "/".join(e.path.rpartition("/")[2] for e in entries)  # a name holds no "/"
+        digests = bytes.fromhex("".join(e.digest for e in entries))
+        metas = {i: e.meta for i, e in enumerate(entries) if e.meta is not None}
+        self.folders.append((folder, names, digests, array("q", [e.size for e in entries]), metas))
+        return True
+
+    def __iter__(self) -> Iterator[tuple[str, list[Entry]]]:
+        for folder, names, digests, sizes, metas in self.folders:
+            base = folder + "/" if folder else ""
+            hexes = digests.hex()
+            # fields from trees the plan read and validated: checked_already, no second validation
+            yield folder, [Entry.checked_already(base + name, hexes[32 * i : 32 * i + 32], sizes[i], metas.get(i))
+                           for i, name in enumerate(names.split("/"))]
 
 
 def pull(
@@ -97,8 +130,9 @@ def pull(
     match one are pulled, and only matching files in dest count as extra (reported, deleted).
 
     Two passes over the version, folder by folder: the first plans (and refuses) without
-    writing, the second writes. Memory holds one folder's entries (and the version's folder
-    names), never the whole version: a million-file pull stays small."""
+    writing, the second writes what the first kept (_Kept: ~40 B a file, up to _KEPT_MAX files;
+    above that it reads the trees again). Memory holds one folder's entries as Entry objects (and
+    the version's folder names): a million-file pull stays small."""
     start = time.perf_counter()
     record = store.resolve(ref)
     dest = Path(dest)
@@ -115,8 +149,8 @@ def pull(
     store.stat_cache.flush()  # the second pass finds what the first one hashed
     written = [0]
     with store.reading(record, "pulling"):
-        todo = (item for folder, entries in _by_folder(store, record, include)
-                for item in _to_write(store, dest, folder, entries))
+        folders = plan.kept if plan.kept is not None else _by_folder(store, record, include)
+        todo = (item for folder, entries in folders for item in _to_write(store, dest, folder, entries))
         downloaded, downloaded_bytes = _write_all(store, _cache_for(store, cache), todo, plan, progress, written)
     if written[0]:
         _sync(dest)  # the files written are durable when pull returns: one flush, not one a file
@@ -171,13 +205,15 @@ def _matches(path: str, include: Sequence[str] | None) -> bool:
 
 def _plan(store: Store, record: VersionRecord, dest: Path, include: Sequence[str] | None) -> _Plan:
     """The first pass: what a pull would write, reuse and refuse, without writing anything."""
-    plan = _Plan()
+    plan = _Plan(kept=_Kept())
     real_dest = dest.resolve()
     checked: set[str] = set()  # folders of dest known to be folders inside it (or absent)
     visited: set[str] = set()  # the version's folders (a few per thousand files)
     for folder, entries in _by_folder(store, record, include):
         listing = _folder_listing(record, dest, real_dest, folder, entries[0].path, checked)
         visited.add(folder)
+        if plan.kept is not None and not plan.kept.add(folder, entries):
+            plan.kept = None
         names = set()
         for entry in entries:
             name = entry.path.rpartition("/")[2]

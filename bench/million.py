@@ -10,7 +10,8 @@ each command (log, pull, re-pull, pull --include of one folder, diff, verify, ve
 the floors measured in the same run beside the first log and pull (`cp -r` + `sync` of the
 folder), the re-log (`find` statting every file, plus `python -c "import typer, pydantic"`) and
 v1 (the new trees of the changed folders), with each ratio. Run it once per checkout to compare
-before/after. `--files 200000 --per-folder 2000` is the issue's 200k files in 100 folders.
+before/after, or pass --compare CHECKOUT for the first log and re-log of both, interleaved in one
+run. `--files 200000 --per-folder 2000` is the issue's 200k files in 100 folders.
 """
 
 from __future__ import annotations
@@ -66,12 +67,48 @@ def metadata_bytes(store: Path) -> int:
     return total
 
 
+def compare(data: Path, work: Path, files: int, checkouts: list[str], rounds: int) -> None:
+    """First log and unchanged re-log of each checkout beside their floors, rounds interleaved
+    (floors, then each checkout in turn), so a burst of load hits every row alike; best of rounds."""
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # bytecode, as installed
+    best: dict[str, float] = {}
+    load = [os.getloadavg()[0]]
+    for _ in range(rounds):
+        subprocess.run(["sync"], check=True)
+        got = {"cp -r + sync": timed(["sh", "-c", f"cp -r '{data}' '{work / 'copy'}' && sync"])}
+        shutil.rmtree(work / "copy")
+        got["find"] = timed(["find", str(data), "-printf", "%s %T@ %C@ %i\n"])
+        got["import"] = min(timed([sys.executable, "-c", "import typer, pydantic"]) for _ in range(3))
+        for i, checkout in enumerate(checkouts):
+            store, cache = work / f"store{i}", work / f"cache{i}"
+            env = {**base, "PYTHONPATH": checkout, "ARTIFACTKIT_CACHE_DIR": str(cache)}
+            log = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--name", "m", "--store", str(store)]
+            subprocess.run(["sync"], check=True)
+            got[f"log {checkout}"] = run(log, env)[0]
+            got[f"re-log {checkout}"] = run(log, env)[0]
+            shutil.rmtree(store), shutil.rmtree(cache)
+        best = {k: min(v, best.get(k, v)) for k, v in got.items()}
+        load.append(os.getloadavg()[0])
+    relog_floor = best["find"] + best["import"]
+    print(f"{files} files; best of {rounds} interleaved rounds; load average {min(load):.1f}-{max(load):.1f}")
+    print(f"floor: cp -r + sync {best['cp -r + sync']:.2f} s; find {best['find']:.2f} s + import {best['import']:.2f} s")
+    for checkout in checkouts:
+        log, relog = best[f"log {checkout}"], best[f"re-log {checkout}"]
+        print(f"{checkout}: first log {log:.2f} s x{log / best['cp -r + sync']:.2f} of cp -r + sync; "
+              f"unchanged re-log {relog:.2f} s x{relog / relog_floor:.2f} of find + import")
+    print(json.dumps({"files": files, "load": load, **best}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--per-folder", type=int, default=1000)
     ap.add_argument("--checkout", default=str(Path(__file__).resolve().parent.parent))
     ap.add_argument("--work", help="folder for the dataset and store (default: a temp folder)")
+    ap.add_argument("--compare", action="append", metavar="CHECKOUT",
+                    help="only the first log and the unchanged re-log, of --checkout and of each --compare "
+                         "checkout, interleaved with their floors for --rounds rounds (before/after in one run)")
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="ak-million-"))
     data, store, out = work / "data", work / "store", work / "pulled"
@@ -81,6 +118,9 @@ def main() -> None:
         print(f"made {args.files} files in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     for stale in (store, out, work / "one", work / "cache"):
         shutil.rmtree(stale, ignore_errors=True)
+    if args.compare:
+        compare(data, work, args.files, [args.checkout, *args.compare], args.rounds)
+        return
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # bytecode, as installed
            "PYTHONPATH": args.checkout, "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
     ak = [sys.executable, "-m", "artifactkit"]
