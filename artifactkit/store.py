@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
+from .fencing import ALIAS_TEXT, replace_fenced, stamp_all, stampable
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
     LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
@@ -46,7 +46,6 @@ from .uri import Ref, open_backend, parse_ref
 LATEST = "latest"
 LEASE_LOCK = ".fence"  # runs/<id>/lease/.fence: the local lock of lease_lock (not a generation: never listed as one)
 LEASE_LOCK_WAIT = 30.0  # seconds lease_lock waits for a holder inside one write (a liveness bound only)
-_ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ class Store(ObjectStore):
     versions, aliases, runs, logging and deleting). Nothing outside these two classes (and
     maintenance of the store) calls a backend."""
 
-    _fence: Callable[[Callable[[], Any]], Any] | None = None  # a run holder's (fenced_by)
+    _lease: Any = None  # a run holder's lease.Lease (fenced_by): every record write is fenced by it
 
     def exists(self) -> bool:
         """Whether anything was ever written here (a version, a run or a blob); stops at the first
@@ -146,14 +145,31 @@ class Store(ObjectStore):
             if not _is_alias(alias):
                 continue  # temp files of an alias write in progress, stray files
             data = self.backend.read(info.key)
-            if not _ALIAS_TEXT.fullmatch(data):
+            found = ALIAS_TEXT.fullmatch(data)  # "<version>\n", stamped " g<generation>" by a fenced write
+            if not found:
                 raise InvalidInput(f"{self._where(info.key)}: not an alias (expected a version number, found {data[:40]!r})")
-            out[alias] = int(data)
+            out[alias] = int(found.group(1))
         return out
 
     def latest(self, name: str) -> VersionRecord | None:
-        nums = self.version_numbers(name)
-        return self.record(name, nums[-1]) if nums else None
+        """The highest version, except one a run holder claimed after it had lost its run (its
+        create landed after the takeover: runs.RunRecord.claimed_after_takeover)."""
+        for number in reversed(self.version_numbers(name)):
+            record = self.record(name, number)
+            if not self._claimed_after_takeover(record):
+                return record
+        return None
+
+    def _claimed_after_takeover(self, record: VersionRecord) -> bool:
+        if record.generation is None or record.run_id is None:
+            return False  # not a run holder's claim
+        from .runs import load_run
+
+        try:
+            run = load_run(self, record.run_id)
+        except NotFound:
+            return False  # the run was deleted: nothing fences its versions any more
+        return run.claimed_after_takeover(record)
 
     def resolve(self, ref: str | Ref) -> VersionRecord:
         """NAME (latest), NAME:vN, NAME:latest or NAME:ALIAS -> the version record."""
@@ -180,7 +196,9 @@ class Store(ObjectStore):
         by_version: dict[int, list[str]] = {}
         for alias, v in sorted(self.aliases(name).items()):
             by_version.setdefault(v, []).append(alias)
-        by_version.setdefault(nums[-1], []).insert(0, LATEST)
+        latest = self.latest(name)
+        if latest is not None:
+            by_version.setdefault(latest.version, []).insert(0, LATEST)
         return [VersionInfo(self.record(name, n), tuple(by_version.get(n, ()))) for n in nums]
 
     def holds(self, record: VersionRecord) -> bool:
@@ -311,23 +329,49 @@ class Store(ObjectStore):
         finally:
             os.close(fd)  # releases the flock
 
-    def fenced_by(self, fence: Callable[[Callable[[], Any]], Any]) -> "Store":
-        """This store, with every write of a record, alias, metric or version claim made through
-        fence(write) (a run holder's Lease.fenced: refused once another process took the run)."""
+    def fenced_by(self, lease: Any) -> "Store":
+        """This store, with every write of a record, alias, metric or version claim fenced by a
+        run holder's lease.Lease (refused once another process took the run): a compare-and-swap
+        of a stamped object where the backend has conditional_replace (fencing.py), else through
+        Lease.fenced (on a local store: under the lock claims take)."""
         fenced = copy.copy(self)
-        fenced._fence = fence
+        fenced._lease = lease
         return fenced
 
     def _write(self, key: str, data: bytes, create_only: bool = False) -> None:
         """A record write, fenced when this store is a run holder's (fenced_by)."""
-        fence = self._fence
-        write = lambda: self.backend.write(key, data, create_only=create_only)  # noqa: E731
-        fence(write) if fence is not None else write()
+        lease = self._lease
+        if lease is None:
+            self.backend.write(key, data, create_only=create_only)
+        elif not create_only and stampable(key) and self.backend.capabilities.conditional_replace:
+            replace_fenced(self.backend, key, data, lease, self._where(key))
+        else:
+            lease.fenced(lambda: self.backend.write(key, data, create_only=create_only))
 
     def _delete(self, keys: list[str]) -> None:
-        fence = self._fence
+        lease = self._lease
         delete = lambda: self.backend.delete(keys)  # noqa: E731
-        fence(delete) if fence is not None else delete()
+        lease.fenced(delete) if lease is not None else delete()
+
+    def take_over(self, run_id: str, generation: int, artifacts: list[str]) -> None:
+        """A claim of `generation` on a store with conditional replace, before the new holder
+        reads anything: the run record gets the generation and, for each artifact, the number of
+        its latest version now (a version an older generation claims above it landed after this
+        takeover: never `latest`); then every metrics object and alias of the run's artifacts is
+        stamped with the generation (fencing.py), so no earlier holder's write lands after this.
+        A no-op elsewhere (a local store's lock makes each check and write one step)."""
+        if not self.backend.capabilities.conditional_replace:
+            return
+        record = run_record_key(check_run_id(run_id))
+        floors = {}
+        for name in artifacts:
+            latest = self.latest(check_name(name))
+            floors[name] = latest.version if latest is not None else -1
+        stamp_all(self.backend, [record], generation, self._where, {"versions_at_takeover": floors})
+        keys = [i.key for i in self.backend.list(metrics_prefix(run_id)) if is_metrics_key(i.key)]
+        keys += [i.key for name in artifacts for i in self.backend.list(aliases_prefix(name) + "/")
+                 if _is_alias(i.key.rsplit("/", 1)[-1])]
+        stamp_all(self.backend, keys, generation, self._where)
 
     # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
     def lock_names(self) -> list[tuple[str, str]]:
@@ -456,6 +500,7 @@ class Store(ObjectStore):
             record = VersionRecord(
                 name=name, version=version, type=type, manifest=root, layout="tree", files=files,
                 bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
+                generation=self._lease.generation if self._lease is not None else None,
             )
             try:
                 self._write(version_key(name, version), to_json(record), create_only=True)

@@ -26,6 +26,10 @@ class Capabilities:
     # backend; the store is wrapped where it is opened (uri.open_backend), so a new object-store
     # backend gets packs by saying so here, and nothing below asks which backend it holds.
     pack_small_blobs: bool = False
+    # read_tagged/replace exist: a write conditional on the object's current ETag (If-Match, or
+    # If-None-Match: * where absent), refused if another writer changed it in between. A run
+    # holder's fenced writes are compare-and-swaps on such a backend (fencing.py).
+    conditional_replace: bool = False
 
 
 @dataclass(frozen=True)
