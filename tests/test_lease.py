@@ -168,7 +168,7 @@ def test_on_s3_a_holder_paused_between_check_and_put_writes_nothing_after_a_take
                                                                                      monkeypatch):
     from artifactkit import runs
 
-    held, old, theirs = _two_processes(s3_bucket)
+    held, _old, theirs = _two_processes(s3_bucket)
     state: dict = {}
 
     def takeover():
@@ -192,7 +192,7 @@ def test_on_s3_a_holder_paused_between_check_and_put_writes_nothing_after_a_take
 
 
 def test_on_s3_a_version_claimed_after_the_takeover_never_becomes_latest(s3_bucket, monkeypatch):
-    held, old, theirs = _two_processes(s3_bucket)
+    held, _old, theirs = _two_processes(s3_bucket)
     taken = {}
     _pause_before_put(held, monkeypatch, "r1-model/versions/1.json",
                       lambda: taken.setdefault("store", _take_over(theirs)))
