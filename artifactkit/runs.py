@@ -205,7 +205,16 @@ def write_epoch_metrics(store: Store, run_id: str, epoch: int, payload: dict[str
 
 def read_metrics(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Every epoch's metrics object, in epoch order; a damaged one is an error naming its key."""
-    return [_metrics_object(data, where) for data, where in store.read_metrics(run_id)]
+    objects = [_metrics_object(data, where) for data, where in store.read_metrics(run_id)]
+    if all(o.get("generation") is None for o in objects):
+        return objects  # written unfenced (a local store): nothing to sort out
+    try:
+        current = load_run(store, run_id).generation
+    except NotFound:
+        current = None
+    # A takeover stamps every metrics object there is with its generation (fencing.py), so one
+    # with an older stamp was created after it by a holder that had lost the run: not the run's.
+    return [o for o in objects if current is None or o.get("generation") is None or o["generation"] >= current]
 
 
 def _metrics_object(data: bytes, where: str) -> dict[str, Any]:

@@ -139,7 +139,7 @@ class Store(ObjectStore):
         return record
 
     def aliases(self, name: str) -> dict[str, int]:
-        out = {}
+        out, stamps = {}, {}
         for info in self.backend.list(aliases_prefix(check_name(name)) + "/"):
             alias = info.key.rsplit("/", 1)[-1]
             if not _is_alias(alias):
@@ -149,7 +149,24 @@ class Store(ObjectStore):
             if not found:
                 raise InvalidInput(f"{self._where(info.key)}: not an alias (expected a version number, found {data[:40]!r})")
             out[alias] = int(found.group(1))
+            if found.group(2) is not None:
+                stamps[alias] = int(found.group(2))
+        for alias in [a for a in stamps if self._created_after_takeover(name, out[a], stamps[a])]:
+            del out[alias]
         return out
+
+    def _created_after_takeover(self, name: str, version: int, stamp: int) -> bool:
+        """A takeover stamps every alias of the run's artifacts with its generation (fencing.py):
+        one with an older stamp than the run's was created after it by a holder that had lost the
+        run (the run is the one that claimed the version the alias names)."""
+        from .runs import load_run
+
+        try:
+            run_id = self.record(name, version).run_id
+            current = load_run(self, run_id).generation if run_id is not None else None
+        except NotFound:
+            return False
+        return current is not None and stamp < current
 
     def latest(self, name: str) -> VersionRecord | None:
         """The highest version, except one a run holder claimed after it had lost its run (its
@@ -355,23 +372,26 @@ class Store(ObjectStore):
 
     def take_over(self, run_id: str, generation: int, artifacts: list[str]) -> None:
         """A claim of `generation` on a store with conditional replace, before the new holder
-        reads anything: the run record gets the generation and, for each artifact, the number of
-        its latest version now (a version an older generation claims above it landed after this
-        takeover: never `latest`); then every metrics object and alias of the run's artifacts is
-        stamped with the generation (fencing.py), so no earlier holder's write lands after this.
+        reads anything: every metrics object and alias of the run's artifacts is stamped with the
+        generation (fencing.py), so no earlier holder's write lands on it after this; then the run
+        record gets the generation and, for each artifact, the number of its latest version before
+        (a version an older generation claims above it landed after this takeover: never `latest`;
+        a metrics object or alias created with an older stamp likewise: not the run's).
         A no-op elsewhere (a local store's lock makes each check and write one step)."""
         if not self.backend.capabilities.conditional_replace:
             return
         record = run_record_key(check_run_id(run_id))
         floors = {}
-        for name in artifacts:
+        for name in artifacts:  # before the record says `generation` (latest() reads it)
             latest = self.latest(check_name(name))
             floors[name] = latest.version if latest is not None else -1
-        stamp_all(self.backend, [record], generation, self._where, {"versions_at_takeover": floors})
         keys = [i.key for i in self.backend.list(metrics_prefix(run_id)) if is_metrics_key(i.key)]
         keys += [i.key for name in artifacts for i in self.backend.list(aliases_prefix(name) + "/")
                  if _is_alias(i.key.rsplit("/", 1)[-1])]
         stamp_all(self.backend, keys, generation, self._where)
+        # The record last: until it says `generation`, readers still count the objects not yet
+        # stamped (a stamp older than the record's marks a write that landed after a takeover).
+        stamp_all(self.backend, [record], generation, self._where, {"versions_at_takeover": floors})
 
     # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
     def lock_names(self) -> list[tuple[str, str]]:

@@ -221,3 +221,17 @@ def test_a_forged_generation_stamp_is_a_one_line_error(s3_bucket):
     theirs.backend.write("artifacts/r1-model/aliases/best", b"0 g-1\n")
     with pytest.raises(InvalidInput, match="aliases/best: not an alias"):
         theirs.aliases("r1-model")
+
+
+def test_on_s3_a_metric_or_alias_a_holder_created_after_the_takeover_is_not_the_runs(s3_bucket, monkeypatch):
+    from artifactkit import runs
+
+    held, _old, theirs = _two_processes(s3_bucket)
+    _pause_before_put(held, monkeypatch, "metrics/000005.json", lambda: _take_over(theirs))
+    # Nothing held these keys, so each create lands (If-None-Match: * has nothing to refuse) ...
+    runs.write_epoch_metrics(held, "r1", 5, {"epoch": 5, "metrics": {"stale": 1.0}})
+    held.backend.write("artifacts/r1-model/aliases/epoch-5", b"0 g0\n")  # as its next write would land
+    assert theirs.backend.exists(["runs/r1/metrics/000005.json", "artifacts/r1-model/aliases/epoch-5"])
+    # ... but carries the generation the takeover fenced out: not the run's
+    assert [m["epoch"] for m in runs.read_metrics(theirs, "r1")] == [1, 2]
+    assert theirs.aliases("r1-model") == {"best": 0}
