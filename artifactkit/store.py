@@ -173,11 +173,12 @@ class Store(ObjectStore):
         create landed after the takeover: runs.RunRecord.claimed_after_takeover)."""
         for number in reversed(self.version_numbers(name)):
             record = self.record(name, number)
-            if not self._claimed_after_takeover(record):
+            if not self.claimed_after_takeover(record):
                 return record
         return None
 
-    def _claimed_after_takeover(self, record: VersionRecord) -> bool:
+    def claimed_after_takeover(self, record: VersionRecord) -> bool:
+        """Whether a run holder claimed this version after it had lost its run (fencing.py)."""
         if record.generation is None or record.run_id is None:
             return False  # not a run holder's claim
         from .runs import load_run

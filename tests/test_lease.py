@@ -235,3 +235,14 @@ def test_on_s3_a_metric_or_alias_a_holder_created_after_the_takeover_is_not_the_
     # ... but carries the generation the takeover fenced out: not the run's
     assert [m["epoch"] for m in runs.read_metrics(theirs, "r1")] == [1, 2]
     assert theirs.aliases("r1-model") == {"best": 0}
+
+
+def test_on_s3_keep_last_keeps_the_latest_not_a_version_claimed_after_the_takeover(s3_bucket, monkeypatch):
+    from artifactkit.lifecycle import prune
+
+    held, _old, theirs = _two_processes(s3_bucket)
+    _pause_before_put(held, monkeypatch, "r1-model/versions/1.json", lambda: _take_over(theirs))
+    held.log_files({"w.bin": b"stale epoch 2"}, name="r1-model", type="model", run_id="r1")  # lands
+    theirs.remove_alias("r1-model", "best")
+    assert prune(theirs, "r1-model", keep_last=1).kept == ["v0", "v1"]  # v0 is latest; v1 the newest number
+    assert theirs.resolve("r1-model:latest").version == 0
