@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .layout import ARTIFACTS, is_metrics_key, run_id_of_record_key
+from .manifest import NAME_RE
 
 TRIES = 8  # compare-and-swap rounds before giving up (each lost round is another writer's write)
 ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})(?: g(0|[1-9][0-9]{0,17}))?\n?\Z")  # "<version>[ g<generation>]\n"
@@ -54,7 +55,11 @@ def stamp_of(key: str, data: bytes, where: str) -> int | None:
         if found is None:
             raise InvalidInput(f"{where}: not an alias (expected a version number, found {data[:40]!r})")
         return int(found.group(2)) if found.group(2) is not None else None
-    value = _json_object(data, where).get("generation")
+    return _generation(_json_object(data, where), where)
+
+
+def _generation(obj: dict[str, Any], where: str) -> int | None:
+    value = obj.get("generation")
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -87,6 +92,27 @@ def _json_object(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InvalidInput(f"{where}: not a JSON object (a JSON {type(obj).__name__})")
     return obj
+
+
+def run_fence(data: bytes, where: str) -> tuple[int | None, dict[str, int]]:
+    """(generation, versions_at_takeover) of a run record's bytes, validated (the store reads
+    these two fields without runs.py, which imports the store; runs.RunRecord checks the rest)."""
+    obj = _json_object(data, where)
+    generation = _generation(obj, where)
+    floors = obj.get("versions_at_takeover") or {}
+    if not isinstance(floors, dict) or not all(
+            isinstance(k, str) and NAME_RE.fullmatch(k) and isinstance(v, int) and not isinstance(v, bool) and v >= -1
+            for k, v in floors.items()):
+        raise InvalidInput(f"{where}: invalid versions_at_takeover (expected artifact names and version numbers)")
+    return generation, floors
+
+
+def claimed_after_takeover(record: Any, generation: int | None, floors: dict[str, int]) -> bool:
+    """Whether a version record was claimed by a run holder after the takeover of the run's
+    current `generation` (a create that nothing refused): never `latest`."""
+    if record.generation is None or generation is None or record.generation >= generation:
+        return False
+    return record.version > floors.get(record.name, -1)
 
 
 def replace_fenced(backend, key: str, data: bytes, lease, where: str) -> None:

@@ -86,13 +86,6 @@ class RunRecord(Record):
                 raise ValueError(f"{name}: version {version} (expected -1 for none, or a version number)")
         return value
 
-    def claimed_after_takeover(self, record: Any) -> bool:
-        """Whether a version record of this run was claimed by a holder that had already lost the
-        run (a create that landed after the takeover that fenced it): never `latest`."""
-        if record.generation is None or self.generation is None or record.generation >= self.generation:
-            return False
-        return record.version > self.versions_at_takeover.get(record.name, -1)
-
     def with_(self, **changes: Any) -> "RunRecord":
         return self.model_copy(update={**changes, "updated": now_iso()})
 

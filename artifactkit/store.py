@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
-from .fencing import ALIAS_TEXT, replace_fenced, stamp_all, stampable
+from .fencing import ALIAS_TEXT, claimed_after_takeover, replace_fenced, run_fence, stamp_all, stampable
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
     LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
@@ -159,11 +159,9 @@ class Store(ObjectStore):
         """A takeover stamps every alias of the run's artifacts with its generation (fencing.py):
         one with an older stamp than the run's was created after it by a holder that had lost the
         run (the run is the one that claimed the version the alias names)."""
-        from .runs import load_run
-
         try:
             run_id = self.record(name, version).run_id
-            current = load_run(self, run_id).generation if run_id is not None else None
+            current = self._run_fence(run_id)[0] if run_id is not None else None
         except NotFound:
             return False
         return current is not None and stamp < current
@@ -181,13 +179,15 @@ class Store(ObjectStore):
         """Whether a run holder claimed this version after it had lost its run (fencing.py)."""
         if record.generation is None or record.run_id is None:
             return False  # not a run holder's claim
-        from .runs import load_run
-
         try:
-            run = load_run(self, record.run_id)
+            generation, floors = self._run_fence(record.run_id)
         except NotFound:
             return False  # the run was deleted: nothing fences its versions any more
-        return run.claimed_after_takeover(record)
+        return claimed_after_takeover(record, generation, floors)
+
+    def _run_fence(self, run_id: str) -> tuple[int | None, dict[str, int]]:
+        """The run record's generation and versions_at_takeover (fencing.run_fence)."""
+        return run_fence(*self.read_run(run_id))
 
     def resolve(self, ref: str | Ref) -> VersionRecord:
         """NAME (latest), NAME:vN, NAME:latest or NAME:ALIAS -> the version record."""

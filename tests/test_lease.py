@@ -246,3 +246,13 @@ def test_on_s3_keep_last_keeps_the_latest_not_a_version_claimed_after_the_takeov
     theirs.remove_alias("r1-model", "best")
     assert prune(theirs, "r1-model", keep_last=1).kept == ["v0", "v1"]  # v0 is latest; v1 the newest number
     assert theirs.resolve("r1-model:latest").version == 0
+
+
+def test_a_forged_takeover_record_is_a_one_line_error(s3_bucket, monkeypatch):
+    held, _old, theirs = _two_processes(s3_bucket)
+    _pause_before_put(held, monkeypatch, "r1-model/versions/1.json", lambda: _take_over(theirs))
+    held.log_files({"w.bin": b"stale epoch 2"}, name="r1-model", type="model", run_id="r1")
+    data = theirs.backend.read("runs/r1/run.json").replace(b'"r1-model": 0', b'"../x": 0')
+    theirs.backend.write("runs/r1/run.json", data)
+    with pytest.raises(InvalidInput, match=r"runs/r1/run.json: invalid versions_at_takeover"):
+        theirs.resolve("r1-model:latest")
