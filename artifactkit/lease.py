@@ -145,12 +145,27 @@ class Lease:
     def fenced(self, write: Callable[[], Any]) -> Any:
         """Make one write of the holder (run record, metrics, checkpoint or table version claim,
         alias) only while this generation is the newest, checked at the write: on a local store
-        under the lock claims take too, so no claim comes in between; elsewhere just before it.
+        under the lock claims take too, so no claim comes in between. On a store with conditional
+        replace the run record, metrics and aliases are compare-and-swaps instead (fencing.py,
+        Store._write); what is left here there (create-only version claims, deletes) is checked
+        just before the write (docs/invariants.md section 3 says why that is enough or not).
         A holder that lost the run gets RunHeld and writes nothing."""
         with self.store.lease_lock(self.run_id):
-            self._find_newer()
-            self.check(self.what)
+            self.check_current()
             return write()
+
+    def check_current(self) -> None:
+        """RunHeld if a newer generation than ours was claimed (listed now)."""
+        self._find_newer()
+        self.check(self.what)
+
+    def lose(self) -> None:
+        """An object of the run carries a newer generation's stamp (fencing.py): the run was
+        taken over. Name the newer holder if its lease can be read, and raise RunHeld."""
+        self._find_newer()
+        if self.lost is None:  # stamped, yet no newer lease listed: replaced and gone again
+            self.lost = self.record.model_copy(update={"host": "unknown", "pid": 1})
+        self.check(self.what)
 
     def _find_newer(self) -> None:
         """Set `lost` if a newer generation exists (another process claimed the run)."""

@@ -214,6 +214,9 @@ def prune(store: Store, name: str, keep_last: int | None = None, *, keep_within:
         reasons.setdefault(v, []).append(f"alias {', '.join(aliases)}")
     for v, runs in users(store, name).items():
         reasons.setdefault(v, []).append(f"used by {', '.join(runs[:_SHOWN])}")
+    latest = store.latest(name)  # not the highest number where that was claimed after a takeover (fencing.py)
+    if latest is not None and latest.version != nums[-1]:
+        reasons.setdefault(latest.version, []).append("latest")
     doomed = [n for n in nums if n not in reasons]
     if dry_run:
         result = Deleted(name, versions=[f"v{n}" for n in doomed], dry_run=True)
@@ -239,7 +242,7 @@ def thin_history(store: Store, name: str, full: str, keep_full: int) -> list[str
         if len(keep) == keep_full:
             break
         record = store.record(name, number)
-        if FULL_STATE in record.metadata:
+        if FULL_STATE in record.metadata and not store.claimed_after_takeover(record):
             version = full_state_version(record.metadata[FULL_STATE], full, f"{store.uri}: {name}:{record.label}")
             if version in held:  # one deleted by hand is not kept: the next newest full one is
                 keep.add(version)

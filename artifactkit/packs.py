@@ -161,6 +161,12 @@ class PackedBackend(Backend):
         self.index.forget()
         self.inner.forget_listings()
 
+    def read_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        return self.inner.read_tagged(key)  # records, never packed: the inner store holds them
+
+    def replace(self, key: str, data: bytes, tag: str | None) -> None:
+        self.inner.replace(key, data, tag)
+
     # -- reading ------------------------------------------------------------------------
     def exists(self, keys: Iterable[str]) -> set[str]:
         keys = list(dict.fromkeys(keys))

@@ -141,6 +141,7 @@ class VersionRecord(Record):
     metadata: dict[str, Any] = {}
     created: str
     run_id: str | None = None
+    generation: int | None = Field(None, ge=0)  # the lease generation of the run holder that claimed it
 
     _check_name = field_validator("name")(validator_of(check_name))
     _check_manifest = field_validator("manifest")(validator_of(check_digest))

@@ -57,6 +57,11 @@ class RunRecord(Record):
     # Lineage of a fine-tuned run: {"store": URI, "version": NAME:vN} of a stored checkpoint, or
     # {"file": absolute path, "digest": xxh3-128} of an exported file; None when trained from scratch.
     weights_from: dict[str, str] | None = None
+    # Fencing on a store with conditional writes (fencing.py): the lease generation of the record's
+    # last writer, and the newest version of each of the run's artifacts that the takeover of that
+    # generation found; a version an older generation claimed above it landed after the takeover.
+    generation: int | None = Field(None, ge=0)
+    versions_at_takeover: dict[str, int] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +75,15 @@ class RunRecord(Record):
     _check_model = field_validator("model_artifact")(validator_of(check_name))
     _check_yaml = field_validator("data_yaml")(validator_of(check_relative_path))
     _check_dataset = field_validator("dataset")(validator_of(lambda v: v if v is None else _check_ref(v)))
+
+    @field_validator("versions_at_takeover")
+    @classmethod
+    def _check_takeover(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, version in value.items():
+            validator_of(check_name)(name)
+            if version < -1:
+                raise ValueError(f"{name}: version {version} (expected -1 for none, or a version number)")
+        return value
 
     def with_(self, **changes: Any) -> "RunRecord":
         return self.model_copy(update={**changes, "updated": now_iso()})
@@ -183,7 +197,16 @@ def write_epoch_metrics(store: Store, run_id: str, epoch: int, payload: dict[str
 
 def read_metrics(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Every epoch's metrics object, in epoch order; a damaged one is an error naming its key."""
-    return [_metrics_object(data, where) for data, where in store.read_metrics(run_id)]
+    objects = [_metrics_object(data, where) for data, where in store.read_metrics(run_id)]
+    if all(o.get("generation") is None for o in objects):
+        return objects  # written unfenced (a local store): nothing to sort out
+    try:
+        current = load_run(store, run_id).generation
+    except NotFound:
+        current = None
+    # A takeover stamps every metrics object there is with its generation (fencing.py), so one
+    # with an older stamp was created after it by a holder that had lost the run: not the run's.
+    return [o for o in objects if current is None or o.get("generation") is None or o["generation"] >= current]
 
 
 def _metrics_object(data: bytes, where: str) -> dict[str, Any]:
@@ -198,6 +221,9 @@ def _metrics_object(data: bytes, where: str) -> dict[str, Any]:
     for part in ("metrics", "system"):
         if not isinstance(obj.get(part, {}), dict):
             raise InvalidInput(f"{where}: not a metrics object ({part!r} is not an object)")
+    generation = obj.get("generation")  # the writer's lease generation (fencing.py)
+    if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int) or generation < 0):
+        raise InvalidInput(f"{where}: not a metrics object (generation {generation!r})")
     epoch = obj.get("epoch", 0)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise InvalidInput(f"{where}: not a metrics object (epoch {epoch!r})")

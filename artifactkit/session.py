@@ -291,7 +291,7 @@ def _same_config(where: str, run: RunRecord, options: dict[str, Any]) -> dict[st
 def _held(start: "_Start") -> "_Start":
     """A new run is held by its trainer from the moment it exists (its id was just claimed)."""
     start.lease = Lease.claim(start.store, start.run.run_id, run_uri(start.store.uri, start.run.run_id))
-    start.store = start.store.fenced_by(start.lease.fenced)  # every write of the run, refused once it is taken over
+    start.store = start.store.fenced_by(start.lease)  # every write of the run, refused once it is taken over
     return start
 
 
@@ -406,8 +406,11 @@ def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, 
                            done_is_finished: bool = False) -> _Start:
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
-    s = s.fenced_by(lease.fenced)  # every write of the run, refused once it is taken over
+    s = s.fenced_by(lease)  # every write of the run, refused once it is taken over
     try:
+        # no earlier holder's write lands after this (S3: fencing.py), then the state is read
+        s.take_over(run.run_id, lease.generation, [run.model_artifact, full_state_name(run.run_id),
+                                                   f"{run.run_id}-evaluation"])
         run = load_run(s, run.run_id)  # as its last holder left it
         if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run
             trackers = continued(run.trackers, lambda msg: report("warning", {"message": msg}))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
+from .fencing import ALIAS_TEXT, claimed_after_takeover, replace_fenced, run_fence, stamp_all, stampable
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
     LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
@@ -44,7 +44,6 @@ from .uri import Ref, open_backend, parse_ref
 LATEST = "latest"
 LEASE_LOCK = ".fence"  # runs/<id>/lease/.fence: the local lock of lease_lock (not a generation: never listed as one)
 LEASE_LOCK_WAIT = 30.0  # seconds lease_lock waits for a holder inside one write (a liveness bound only)
-_ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})\n?\Z")  # what set_alias writes: a version number
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class Store(ObjectStore):
     versions, aliases, runs, logging and deleting). Nothing outside these two classes (and
     maintenance of the store) calls a backend."""
 
-    _fence: Callable[[Callable[[], Any]], Any] | None = None  # a run holder's (fenced_by)
+    _lease: Any = None  # a run holder's lease.Lease (fenced_by): every record write is fenced by it
 
     def exists(self) -> bool:
         """Whether anything was ever written here (a version, a run or a blob); stops at the first
@@ -138,20 +137,55 @@ class Store(ObjectStore):
         return record
 
     def aliases(self, name: str) -> dict[str, int]:
-        out = {}
+        out, stamps = {}, {}
         for info in self.backend.list(aliases_prefix(check_name(name)) + "/"):
             alias = info.key.rsplit("/", 1)[-1]
             if not _is_alias(alias):
                 continue  # temp files of an alias write in progress, stray files
             data = self.backend.read(info.key)
-            if not _ALIAS_TEXT.fullmatch(data):
+            found = ALIAS_TEXT.fullmatch(data)  # "<version>\n", stamped " g<generation>" by a fenced write
+            if not found:
                 raise InvalidInput(f"{self._where(info.key)}: not an alias (expected a version number, found {data[:40]!r})")
-            out[alias] = int(data)
+            out[alias] = int(found.group(1))
+            if found.group(2) is not None:
+                stamps[alias] = int(found.group(2))
+        for alias in [a for a in stamps if self._created_after_takeover(name, out[a], stamps[a])]:
+            del out[alias]
         return out
 
+    def _created_after_takeover(self, name: str, version: int, stamp: int) -> bool:
+        """A takeover stamps every alias of the run's artifacts with its generation (fencing.py):
+        one with an older stamp than the run's was created after it by a holder that had lost the
+        run (the run is the one that claimed the version the alias names)."""
+        try:
+            run_id = self.record(name, version).run_id
+            current = self._run_fence(run_id)[0] if run_id is not None else None
+        except NotFound:
+            return False
+        return current is not None and stamp < current
+
     def latest(self, name: str) -> VersionRecord | None:
-        nums = self.version_numbers(name)
-        return self.record(name, nums[-1]) if nums else None
+        """The highest version, except one a run holder claimed after it had lost its run (its
+        create landed after the takeover: runs.RunRecord.claimed_after_takeover)."""
+        for number in reversed(self.version_numbers(name)):
+            record = self.record(name, number)
+            if not self.claimed_after_takeover(record):
+                return record
+        return None
+
+    def claimed_after_takeover(self, record: VersionRecord) -> bool:
+        """Whether a run holder claimed this version after it had lost its run (fencing.py)."""
+        if record.generation is None or record.run_id is None:
+            return False  # not a run holder's claim
+        try:
+            generation, floors = self._run_fence(record.run_id)
+        except NotFound:
+            return False  # the run was deleted: nothing fences its versions any more
+        return claimed_after_takeover(record, generation, floors)
+
+    def _run_fence(self, run_id: str) -> tuple[int | None, dict[str, int]]:
+        """The run record's generation and versions_at_takeover (fencing.run_fence)."""
+        return run_fence(*self.read_run(run_id))
 
     def resolve(self, ref: str | Ref) -> VersionRecord:
         """NAME (latest), NAME:vN, NAME:latest or NAME:ALIAS -> the version record."""
@@ -178,7 +212,9 @@ class Store(ObjectStore):
         by_version: dict[int, list[str]] = {}
         for alias, v in sorted(self.aliases(name).items()):
             by_version.setdefault(v, []).append(alias)
-        by_version.setdefault(nums[-1], []).insert(0, LATEST)
+        latest = self.latest(name)
+        if latest is not None:
+            by_version.setdefault(latest.version, []).insert(0, LATEST)
         return [VersionInfo(self.record(name, n), tuple(by_version.get(n, ()))) for n in nums]
 
     def holds(self, record: VersionRecord) -> bool:
@@ -309,23 +345,52 @@ class Store(ObjectStore):
         finally:
             os.close(fd)  # releases the flock
 
-    def fenced_by(self, fence: Callable[[Callable[[], Any]], Any]) -> "Store":
-        """This store, with every write of a record, alias, metric or version claim made through
-        fence(write) (a run holder's Lease.fenced: refused once another process took the run)."""
+    def fenced_by(self, lease: Any) -> "Store":
+        """This store, with every write of a record, alias, metric or version claim fenced by a
+        run holder's lease.Lease (refused once another process took the run): a compare-and-swap
+        of a stamped object where the backend has conditional_replace (fencing.py), else through
+        Lease.fenced (on a local store: under the lock claims take)."""
         fenced = copy.copy(self)
-        fenced._fence = fence
+        fenced._lease = lease
         return fenced
 
     def _write(self, key: str, data: bytes, create_only: bool = False) -> None:
         """A record write, fenced when this store is a run holder's (fenced_by)."""
-        fence = self._fence
-        write = lambda: self.backend.write(key, data, create_only=create_only)  # noqa: E731
-        fence(write) if fence is not None else write()
+        lease = self._lease
+        if lease is None:
+            self.backend.write(key, data, create_only=create_only)
+        elif not create_only and stampable(key) and self.backend.capabilities.conditional_replace:
+            replace_fenced(self.backend, key, data, lease, self._where(key))
+        else:
+            lease.fenced(lambda: self.backend.write(key, data, create_only=create_only))
 
     def _delete(self, keys: list[str]) -> None:
-        fence = self._fence
+        lease = self._lease
         delete = lambda: self.backend.delete(keys)  # noqa: E731
-        fence(delete) if fence is not None else delete()
+        lease.fenced(delete) if lease is not None else delete()
+
+    def take_over(self, run_id: str, generation: int, artifacts: list[str]) -> None:
+        """A claim of `generation` on a store with conditional replace, before the new holder
+        reads anything: every metrics object and alias of the run's artifacts is stamped with the
+        generation (fencing.py), so no earlier holder's write lands on it after this; then the run
+        record gets the generation and, for each artifact, the number of its latest version before
+        (a version an older generation claims above it landed after this takeover: never `latest`;
+        a metrics object or alias created with an older stamp likewise: not the run's).
+        A no-op elsewhere (a local store's lock makes each check and write one step)."""
+        if not self.backend.capabilities.conditional_replace:
+            return
+        record = run_record_key(check_run_id(run_id))
+        floors = {}
+        for name in artifacts:  # before the record says `generation` (latest() reads it)
+            latest = self.latest(check_name(name))
+            floors[name] = latest.version if latest is not None else -1
+        keys = [i.key for i in self.backend.list(metrics_prefix(run_id)) if is_metrics_key(i.key)]
+        keys += [i.key for name in artifacts for i in self.backend.list(aliases_prefix(name) + "/")
+                 if _is_alias(i.key.rsplit("/", 1)[-1])]
+        stamp_all(self.backend, keys, generation, self._where)
+        # The record last: until it says `generation`, readers still count the objects not yet
+        # stamped (a stamp older than the record's marks a write that landed after a takeover).
+        stamp_all(self.backend, [record], generation, self._where, {"versions_at_takeover": floors})
 
     # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
     def lock_names(self) -> list[tuple[str, str]]:
@@ -454,6 +519,7 @@ class Store(ObjectStore):
             record = VersionRecord(
                 name=name, version=version, type=type, manifest=root, layout="tree", files=files,
                 bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
+                generation=self._lease.generation if self._lease is not None else None,
             )
             try:
                 self._write(version_key(name, version), to_json(record), create_only=True)

@@ -74,3 +74,60 @@ def test_a_paused_holder_that_lost_its_run_writes_nothing(kind, tmp_path, reques
     latest = store.resolve("r-model:latest")
     assert latest.metadata["epochs_trained"] == 3
     assert artifactkit.verify(store).ok
+
+
+# The child SIGSTOPs itself exactly between a fenced write's check and its PUT: s3fs's PUT is
+# wrapped, and the first PUT of the run record after epoch 1 (the saver thread recording the epoch
+# once its checkpoint committed) stops the process before the request goes out.
+PAUSED_AT_PUT = """
+import os, signal, sys
+import s3fs.core
+import artifactkit
+from artifactkit.errors import ArtifactkitError
+
+armed, put = [], s3fs.core.S3FileSystem._pipe_file
+
+async def paused_put(self, path, data, *args, **kw):
+    if armed and path.endswith("/runs/r/run.json"):
+        armed.clear()
+        os.kill(os.getpid(), signal.SIGSTOP)  # checked already; the PUT has not gone out
+    return await put(self, path, data, *args, **kw)
+
+s3fs.core.S3FileSystem._pipe_file = paused_put
+
+def report(event, details):
+    if event == "warning":
+        print("warning:", details["message"], file=sys.stderr)
+    if event == "epoch" and details["epoch"] == 1:
+        armed.append(1)
+
+try:
+    artifactkit.train(sys.argv[1], data=sys.argv[2], run_id="r", epochs=3, imgsz=64, batch=4, workers=0,
+                      save_period=1, bbox_interval=1, report=report)
+except ArtifactkitError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def test_on_s3_a_holder_paused_between_its_check_and_its_put_writes_nothing(tmp_path, request, chess, monkeypatch):
+    monkeypatch.setenv("ARTIFACTKIT_LEASE_SECONDS", TTL)
+    uri = f"{request.getfixturevalue('s3_bucket')}/ak"
+    holder = start_paused(tmp_path / "holder.py", PAUSED_AT_PUT, [uri, str(chess)], "the run record's PUT", 300)
+    try:
+        time.sleep(float(TTL) + 1)  # its lease expires (it is paused: no heartbeat)
+        resumed = run_cli("resume", f"{uri}/runs/r", "--workers", "0", check=False)
+        assert resumed.returncode == 0, resumed.stderr
+        store = artifactkit.open_store(uri)
+        finished = runs.load_run(store, "r")
+        assert (finished.status, finished.epochs_completed) == ("finished", 3)
+        before = _records(store)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    _out, err = holder.communicate(timeout=300)
+    assert holder.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "taken over" in lines[0], err
+    assert _records(store) == before  # the PUT it was paused in was refused, and nothing came after
+    assert runs.load_run(store, "r").status == "finished"
+    assert store.resolve("r-model:latest").metadata["epochs_trained"] == 3

@@ -104,3 +104,155 @@ def test_a_bad_ttl_and_a_forged_lease_are_one_line_errors(tmp_path, monkeypatch)
     store.write_lease("r1", 0, b'{"owner": "x", "host": "../../etc", "pid": -1}')
     with pytest.raises(InvalidInput, match="runs/r1/lease/0.json"):
         leases.current(store, "r1")
+
+
+# -- fencing on S3: a holder paused between its check and its PUT (compare-and-swap, fencing.py) --
+def _run_record(run_id: str):
+    from artifactkit.manifest import now_iso
+    from artifactkit.runs import RunRecord
+
+    now = now_iso()
+    return RunRecord(run_id=run_id, created=now, updated=now, config={}, model_artifact=f"{run_id}-model",
+                     total_epochs=3)
+
+
+def _two_processes(s3_bucket):
+    """Two independent openings of one S3 store (as two processes have): the first holds run r1
+    with a short lease and has written its record, a metric and an alias."""
+    from artifactkit import runs
+
+    uri = f"{s3_bucket}/ak"
+    mine, theirs = artifactkit.open_store(uri), artifactkit.open_store(uri)
+    runs.create_run(mine, _run_record("r1"))
+    old = Lease.claim(mine, "r1", "run r1", ttl=0.3)
+    held = mine.fenced_by(old)
+    runs.save_run(held, runs.load_run(mine, "r1").with_(epochs_completed=1))
+    runs.write_epoch_metrics(held, "r1", 1, {"epoch": 1, "metrics": {}})
+    held.log_files({"w.bin": b"epoch 1"}, name="r1-model", type="model", run_id="r1", aliases=("best",))
+    return held, old, theirs
+
+
+def _take_over(theirs):
+    """What a resume elsewhere does once the lease expired: claim, fence (stamp), write."""
+    from artifactkit import runs
+
+    time.sleep(0.35)  # the paused holder's lease expired
+    new = Lease.claim(theirs, "r1", "run r1", ttl=30, holder=ELSEWHERE)
+    store = theirs.fenced_by(new)
+    store.take_over("r1", new.generation, ["r1-model", "r1-state", "r1-evaluation"])
+    runs.save_run(store, runs.load_run(store, "r1").with_(status="finished", epochs_completed=3))
+    runs.write_epoch_metrics(store, "r1", 2, {"epoch": 2, "metrics": {}})
+    return store
+
+
+def _pause_before_put(held, monkeypatch, key_end: str, then) -> list[str]:
+    """Run then() once, the first time `held` is about to PUT a key ending in key_end (after
+    its fence check): exactly where a SIGSTOP would leave a holder."""
+    backend, paused = held.backend, []
+    for method in ("replace", "write"):
+        original = getattr(backend, method)
+
+        def put(key, *args, _original=original, **kw):
+            if key.endswith(key_end) and not paused:
+                paused.append(key)
+                then()
+            return _original(key, *args, **kw)
+
+        monkeypatch.setattr(backend, method, put, raising=False)
+    return paused
+
+
+@pytest.mark.parametrize("key_end", ["runs/r1/run.json", "metrics/000001.json", "metrics/000002.json",
+                                     "aliases/best"])
+def test_on_s3_a_holder_paused_between_check_and_put_writes_nothing_after_a_takeover(key_end, s3_bucket,
+                                                                                     monkeypatch):
+    from artifactkit import runs
+
+    held, _old, theirs = _two_processes(s3_bucket)
+    state: dict = {}
+
+    def takeover():
+        state["store"] = _take_over(theirs)
+        keys = [i.key for top in ("artifacts/", "runs/") for i in theirs.backend.list(top)]
+        state["before"] = dict(theirs.backend.read_many(keys))
+
+    paused = _pause_before_put(held, monkeypatch, key_end, takeover)
+    with pytest.raises(RunHeld, match="taken over by host gpu-7, pid 4242"):
+        if key_end.endswith("run.json"):
+            runs.save_run(held, runs.load_run(held, "r1").with_(epochs_completed=2))
+        elif key_end.startswith("metrics"):
+            epoch = int(key_end[-11:-5])
+            runs.write_epoch_metrics(held, "r1", epoch, {"epoch": epoch, "metrics": {"stale": 1.0}})
+        else:
+            held.set_alias("r1-model", "best", 0)
+    assert paused, "the write never reached its PUT"
+    keys = [i.key for top in ("artifacts/", "runs/") for i in theirs.backend.list(top)]
+    assert dict(theirs.backend.read_many(keys)) == state["before"]  # not one key changed
+    assert runs.load_run(theirs, "r1").status == "finished"
+
+
+def test_on_s3_a_version_claimed_after_the_takeover_never_becomes_latest(s3_bucket, monkeypatch):
+    held, _old, theirs = _two_processes(s3_bucket)
+    taken = {}
+    _pause_before_put(held, monkeypatch, "r1-model/versions/1.json",
+                      lambda: taken.setdefault("store", _take_over(theirs)))
+    # The stale create lands (nothing else held that number), then the next write is refused.
+    with pytest.raises(RunHeld, match="taken over"):
+        held.log_files({"w.bin": b"stale epoch 2"}, name="r1-model", type="model", run_id="r1", aliases=("best",))
+    assert theirs.version_numbers("r1-model") == [0, 1]
+    assert theirs.record("r1-model", 1).generation == 0
+    assert theirs.resolve("r1-model:latest").version == 0  # claimed by a holder that had lost the run
+    assert [i.aliases for i in theirs.versions("r1-model")] == [("latest", "best"), ()]
+    # the new holder's own claims are `latest` as usual
+    record = taken["store"].log_files({"w.bin": b"epoch 3"}, name="r1-model", type="model", run_id="r1").record
+    assert (record.version, record.generation) == (2, 1)
+    assert theirs.resolve("r1-model:latest").version == 2
+
+
+def test_a_forged_generation_stamp_is_a_one_line_error(s3_bucket):
+    from artifactkit import runs
+
+    held, _old, theirs = _two_processes(s3_bucket)
+    theirs.backend.write("runs/r1/metrics/000001.json", b'{"epoch": 1, "generation": "../x"}')
+    with pytest.raises(InvalidInput, match=r"runs/r1/metrics/000001.json: invalid generation"):
+        runs.write_epoch_metrics(held, "r1", 1, {"epoch": 1})
+    with pytest.raises(InvalidInput, match=r"runs/r1/metrics/000001.json: not a metrics object \(generation"):
+        runs.read_metrics(theirs, "r1")
+    theirs.backend.write("artifacts/r1-model/aliases/best", b"0 g-1\n")
+    with pytest.raises(InvalidInput, match="aliases/best: not an alias"):
+        theirs.aliases("r1-model")
+
+
+def test_on_s3_a_metric_or_alias_a_holder_created_after_the_takeover_is_not_the_runs(s3_bucket, monkeypatch):
+    from artifactkit import runs
+
+    held, _old, theirs = _two_processes(s3_bucket)
+    _pause_before_put(held, monkeypatch, "metrics/000005.json", lambda: _take_over(theirs))
+    # Nothing held these keys, so each create lands (If-None-Match: * has nothing to refuse) ...
+    runs.write_epoch_metrics(held, "r1", 5, {"epoch": 5, "metrics": {"stale": 1.0}})
+    held.backend.write("artifacts/r1-model/aliases/epoch-5", b"0 g0\n")  # as its next write would land
+    assert theirs.backend.exists(["runs/r1/metrics/000005.json", "artifacts/r1-model/aliases/epoch-5"])
+    # ... but carries the generation the takeover fenced out: not the run's
+    assert [m["epoch"] for m in runs.read_metrics(theirs, "r1")] == [1, 2]
+    assert theirs.aliases("r1-model") == {"best": 0}
+
+
+def test_on_s3_keep_last_keeps_the_latest_not_a_version_claimed_after_the_takeover(s3_bucket, monkeypatch):
+    from artifactkit.lifecycle import prune
+
+    held, _old, theirs = _two_processes(s3_bucket)
+    _pause_before_put(held, monkeypatch, "r1-model/versions/1.json", lambda: _take_over(theirs))
+    held.log_files({"w.bin": b"stale epoch 2"}, name="r1-model", type="model", run_id="r1")  # lands
+    theirs.remove_alias("r1-model", "best")
+    assert prune(theirs, "r1-model", keep_last=1).kept == ["v0", "v1"]  # v0 is latest; v1 the newest number
+    assert theirs.resolve("r1-model:latest").version == 0
+
+
+def test_a_forged_takeover_record_is_a_one_line_error(s3_bucket, monkeypatch):
+    held, _old, theirs = _two_processes(s3_bucket)
+    _pause_before_put(held, monkeypatch, "r1-model/versions/1.json", lambda: _take_over(theirs))
+    held.log_files({"w.bin": b"stale epoch 2"}, name="r1-model", type="model", run_id="r1")
+    data = theirs.backend.read("runs/r1/run.json").replace(b'"r1-model": 0', b'"../x": 0')
+    theirs.backend.write("runs/r1/run.json", data)
+    with pytest.raises(InvalidInput, match=r"runs/r1/run.json: invalid versions_at_takeover"):
+        theirs.resolve("r1-model:latest")

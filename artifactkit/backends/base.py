@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, Union
 
+from ..errors import BackendError
+
 Source = Union[bytes, memoryview, Path]  # what write_many accepts: bytes in hand, or a local file
 # (every backend also streams from a hashing.HashingReader, calling its check() before the object
 # becomes visible under its key)
@@ -26,6 +28,10 @@ class Capabilities:
     # backend; the store is wrapped where it is opened (uri.open_backend), so a new object-store
     # backend gets packs by saying so here, and nothing below asks which backend it holds.
     pack_small_blobs: bool = False
+    # read_tagged/replace exist: a write conditional on the object's current ETag (If-Match, or
+    # If-None-Match: * where absent), refused if another writer changed it in between. A run
+    # holder's fenced writes are compare-and-swaps on such a backend (fencing.py).
+    conditional_replace: bool = False
     # A read crosses a network (a request per object): worth this machine's blob cache (cache.py).
     # False for a local folder and for stores held in this process's memory.
     remote: bool = True
@@ -90,6 +96,18 @@ class Backend(Protocol):
     def sync(self) -> None:
         """Make everything written so far durable before records that reference it are written."""
         ...
+
+    def read_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        """(the object's bytes, a tag that changes with every write of it, e.g. S3's ETag), or
+        (None, None) if there is no such key. Only on a backend whose capabilities say
+        conditional_replace (fencing.py's compare-and-swap). Default: not supported."""
+        raise BackendError(f"{self.uri}: conditional writes are not supported here")
+
+    def replace(self, key: str, data: bytes, tag: str | None) -> None:
+        """Write key only if it still has this tag (None: only if it does not exist), else
+        AlreadyExists (changed or created meanwhile) or NotFound (deleted meanwhile). Only with
+        conditional_replace. Default: not supported."""
+        raise BackendError(f"{self.uri}: conditional writes are not supported here")
 
     def forget_listings(self) -> None:
         """A log or push begins: answer existence afresh from now on, not from a listing kept

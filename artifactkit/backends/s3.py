@@ -45,8 +45,10 @@ class S3Backend(FsspecBackend):
         self.bucket = self.root.split("/", 1)[0]
         if not self.bucket:
             raise InvalidInput(f"invalid store URI {uri!r}: expected s3://BUCKET[/PREFIX]")
-        self.capabilities = Capabilities(atomic_create=True, atomic_replace=True, pack_small_blobs=True)  # until probed
+        self.capabilities = Capabilities(atomic_create=True, atomic_replace=True, pack_small_blobs=True,
+                                         conditional_replace=True)  # until probed
         self._conditional: bool | None = None
+        self._if_match: bool | None = None
         self._snapshots: dict[str, tuple[float, set[str]]] = {}
 
     def _make_fs(self, cls, options: dict[str, Any]):
@@ -107,7 +109,8 @@ class S3Backend(FsspecBackend):
     def _exclusive_create(self) -> bool:
         if self._conditional is None:
             self._conditional = self._probe_conditional_put()
-            self.capabilities = Capabilities(atomic_create=self._conditional, atomic_replace=True, pack_small_blobs=True)
+            self.capabilities = Capabilities(atomic_create=self._conditional, atomic_replace=True, pack_small_blobs=True,
+                                             conditional_replace=self._conditional)
         if self._conditional or self.single_writer:
             return bool(self._conditional)
         raise BackendError(
@@ -116,6 +119,72 @@ class S3Backend(FsspecBackend):
             "server that does (AWS S3, MinIO, Cloudflare R2 do), or, if only one process ever writes "
             f"to this store, pass --storage-option {SINGLE_WRITER}=true"
         )
+
+    # -- compare-and-swap (a run holder's fenced writes, fencing.py) -------------------------
+    def _probe_if_match(self) -> bool:
+        """Does the server refuse a PUT whose If-Match names another ETag? Asked once per process
+        (of the marker the create probe left): a server that honours If-None-Match but ignores
+        If-Match would let a paused holder overwrite its successor."""
+        try:
+            self.fs.pipe_file(self._path(PROBE_KEY), _PROBE_BODY, IfMatch='"00000000000000000000000000000000"')
+        except Exception as e:
+            if _error_code(e) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                return True
+            if _error_code(e) in ("NotImplemented", "501"):
+                return False
+            raise self._fail(e, PROBE_KEY, "write") from e
+        return False
+
+    def _compare_and_swap(self) -> bool:
+        """True where replace() is a compare-and-swap (probed once); False where the user declared
+        a single writer on a server without conditional writes (then replace() just writes)."""
+        if not self._exclusive_create():
+            return False
+        if self._if_match is None:
+            self._if_match = self._probe_if_match()
+            if not self._if_match:
+                self.capabilities = Capabilities(atomic_create=True, atomic_replace=True, pack_small_blobs=True)
+        if self._if_match or self.single_writer:
+            return bool(self._if_match)
+        raise BackendError(f"{self.uri}: the S3 server at {self._where()} ignores If-Match on PUT, so a run holder "
+                           "that lost its run could overwrite its successor's records; use a server that honours "
+                           f"conditional writes, or pass --storage-option {SINGLE_WRITER}=true")
+
+    def read_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        """(the object's bytes, its ETag) in one GET, or (None, None) if there is no such key."""
+        from fsspec.asyn import sync
+
+        _, _, k = self._path(key).partition("/")
+
+        async def get() -> tuple[bytes, str]:
+            resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=k)
+            body = resp["Body"]
+            try:
+                return await body.read(), str(resp["ETag"])
+            finally:
+                body.close()
+
+        try:
+            return sync(self.fs.loop, get)
+        except FileNotFoundError:
+            return None, None
+        except Exception as e:
+            raise self._fail(e, key, "read") from e
+
+    def replace(self, key: str, data: bytes, etag: str | None) -> None:
+        """Write key only if it still has this ETag (None: only if it does not exist); otherwise
+        AlreadyExists (changed or created meanwhile) or NotFound (deleted meanwhile)."""
+        if not self._compare_and_swap():
+            self.write(key, data)
+            return
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            self.fs.pipe_file(self._path(key), data, **condition)
+        except Exception as e:
+            if _error_code(e) == "ConditionalRequestConflict":  # AWS: another conditional write in flight
+                raise AlreadyExists(f"{self.uri}: {key} changed while being written") from None
+            raise self._fail(e, key, "write") from e
+        self._written([key])
 
     # -- reading ------------------------------------------------------------------------------
     def _cat_kwargs(self) -> dict[str, Any]:
