@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .layout import ARTIFACTS, is_metrics_key, run_id_of_record_key
-from .manifest import NAME_RE
+from .names import NAME_RE
 
 TRIES = 8  # compare-and-swap rounds before giving up (each lost round is another writer's write)
 ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})(?: g(0|[1-9][0-9]{0,17}))?\n?\Z")  # "<version>[ g<generation>]\n"

@@ -45,7 +45,7 @@ def main() -> None:
     import artifactkit
     from artifactkit import runs
     from artifactkit.lease import Lease
-    from artifactkit.manifest import now_iso
+    from artifactkit.records import now_iso
 
     uri = f"s3://{bucket}/ak"
     store = artifactkit.open_store(uri)

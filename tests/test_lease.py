@@ -108,7 +108,7 @@ def test_a_bad_ttl_and_a_forged_lease_are_one_line_errors(tmp_path, monkeypatch)
 
 # -- fencing on S3: a holder paused between its check and its PUT (compare-and-swap, fencing.py) --
 def _run_record(run_id: str):
-    from artifactkit.manifest import now_iso
+    from artifactkit.records import now_iso
     from artifactkit.runs import RunRecord
 
     now = now_iso()
