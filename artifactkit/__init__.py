@@ -21,9 +21,14 @@ from .errors import (
 # The store API is loaded on first use (PEP 562), so `import artifactkit` (and every CLI command's
 # start-up) costs only what the caller touches: a command that lists versions never loads pull.
 _LAZY = {
-    "gc": "maintenance", "verify": "maintenance",
-    "LogResult": "store", "Store": "store", "VersionInfo": "store", "open_store": "store",
-    "pull": "transfer", "push": "transfer",
+    "gc": "maintenance",
+    "verify": "maintenance",
+    "LogResult": "store",
+    "Store": "store",
+    "VersionInfo": "store",
+    "open_store": "store",
+    "pull": "transfer",
+    "push": "transfer",
     "lineage": "lineage_graph",
     "log_dataset": "datasets",
 }
@@ -58,6 +63,7 @@ def resume(uri: str | None = None, **overrides):
 
     return _resume(uri, **overrides)
 
+
 def predict(weights, sources, **options):
     """Boxes for images, folders or globs from trained weights (a run URI, a run id or NAME:VERSION
     in store=, or an exported .safetensors / .pt: refs.py); a list of inference.ImagePrediction.
@@ -76,7 +82,26 @@ def load_model(weights, **options):
 
 
 __all__ = [
-    "AlreadyExists", "ArtifactkitError", "BackendError", "IntegrityError", "InvalidInput",
-    "MissingExtra", "NotFound", "LogResult", "Store", "VersionInfo", "gc", "lineage", "load_model", "log_dataset",
-    "open_store", "predict", "pull", "push", "resume", "train", "verify", "__version__",
+    "AlreadyExists",
+    "ArtifactkitError",
+    "BackendError",
+    "IntegrityError",
+    "InvalidInput",
+    "MissingExtra",
+    "NotFound",
+    "LogResult",
+    "Store",
+    "VersionInfo",
+    "gc",
+    "lineage",
+    "load_model",
+    "log_dataset",
+    "open_store",
+    "predict",
+    "pull",
+    "push",
+    "resume",
+    "train",
+    "verify",
+    "__version__",
 ]

@@ -10,9 +10,14 @@ import sys
 from pathlib import Path
 
 _checkout = Path(__file__).resolve().parent.parent
-if "artifactkit_cli" not in sys.modules and (_checkout / "pyproject.toml").is_file() and (_checkout / "cli" / "main.py").is_file():
+if (
+    "artifactkit_cli" not in sys.modules
+    and (_checkout / "pyproject.toml").is_file()
+    and (_checkout / "cli" / "main.py").is_file()
+):
     _spec = importlib.util.spec_from_file_location(
-        "artifactkit_cli", _checkout / "cli" / "__init__.py", submodule_search_locations=[str(_checkout / "cli")])
+        "artifactkit_cli", _checkout / "cli" / "__init__.py", submodule_search_locations=[str(_checkout / "cli")]
+    )
     sys.modules["artifactkit_cli"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["artifactkit_cli"])
 

@@ -34,8 +34,20 @@ MAX_ELEMENTS = 1 << 40  # of a tensor, empty sides counted as 1: [2^62, 2^62, 0]
 # array's bytes would be pointers, so it is refused on save and on load alike.
 TORCH_DTYPES = {
     str(d).removeprefix("torch."): d
-    for d in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.complex64, torch.complex128,
-              torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
+    for d in (
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.complex64,
+        torch.complex128,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+    )
 }
 NUMPY_KINDS = "biufc"  # bool, signed, unsigned, float, complex
 
@@ -50,13 +62,17 @@ def flatten(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor | np.nda
             raise InvalidInput(f"checkpoint state is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, torch.Tensor):
             if value.layout != torch.strided or str(value.dtype).removeprefix("torch.") not in TORCH_DTYPES:
-                raise InvalidInput(f"checkpoint state holds a {value.layout} {value.dtype} tensor, which has no safe encoding")
+                raise InvalidInput(
+                    f"checkpoint state holds a {value.layout} {value.dtype} tensor, which has no safe encoding"
+                )
             path = f"tensors/{len(tensors):06d}"
             tensors[path] = value.detach().to("cpu", copy=True)
             return {_TENSOR: path}
         if isinstance(value, np.ndarray):
             if value.dtype.kind not in NUMPY_KINDS:
-                raise InvalidInput(f"checkpoint state holds an array of dtype {value.dtype}, which has no safe encoding")
+                raise InvalidInput(
+                    f"checkpoint state holds an array of dtype {value.dtype}, which has no safe encoding"
+                )
             path = f"tensors/{len(tensors):06d}"
             tensors[path] = value.copy()
             return {_ARRAY: path}
@@ -108,8 +124,7 @@ def _check_meta(meta: Any, where: str) -> tuple[str, Any, tuple[int, ...]]:
     if not isinstance(meta, dict) or "dtype" not in meta or "shape" not in meta:
         raise InvalidInput(f"{where}: entry has no dtype/shape metadata")
     kind, name, shape = meta.get("kind", "tensor"), meta["dtype"], meta["shape"]
-    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS
-            and all(type(n) is int and n >= 0 for n in shape)):
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(type(n) is int and n >= 0 for n in shape)):
         raise InvalidInput(f"{where}: shape {shape!r} is not a list of at most {MAX_DIMS} sizes")
     if kind == "tensor" and isinstance(name, str) and name in TORCH_DTYPES:
         return kind, TORCH_DTYPES[name], tuple(shape)
@@ -226,16 +241,26 @@ def _load(store: Store, record: VersionRecord) -> Any:
     return unflatten(skeleton, tensors, version)
 
 
-def _write_pair(store: Store, name: str, full: str, skeleton: Any, tensors: dict[str, Any], drop: tuple[str, ...],
-                log_options: dict[str, Any]) -> LogResult:
+def _write_pair(
+    store: Store,
+    name: str,
+    full: str,
+    skeleton: Any,
+    tensors: dict[str, Any],
+    drop: tuple[str, ...],
+    log_options: dict[str, Any],
+) -> LogResult:
     """The full state first (so a thin checkpoint never names a state that is not there yet),
     then the thin one; the result is the thin one's, counting both uploads."""
     options = {**log_options, "aliases": tuple(a for a in log_options.get("aliases", ()) if a != "best")}
     whole = _write(store, full, skeleton, tensors, **options)
     metadata = {**(log_options.get("metadata") or {}), FULL_STATE: f"{full}:{whole.record.label}"}
     part = _write(store, name, *thin(skeleton, tensors, drop), **{**log_options, "metadata": metadata})
-    return replace(part, uploaded_files=part.uploaded_files + whole.uploaded_files,
-                   uploaded_bytes=part.uploaded_bytes + whole.uploaded_bytes)
+    return replace(
+        part,
+        uploaded_files=part.uploaded_files + whole.uploaded_files,
+        uploaded_bytes=part.uploaded_bytes + whole.uploaded_bytes,
+    )
 
 
 def load_full(store: Store, name: str, full: str, latest: VersionRecord | None = None) -> Any:
@@ -253,9 +278,15 @@ def load_full(store: Store, name: str, full: str, latest: VersionRecord | None =
     version = full_state_version(ref, full, where)
     if version not in store.version_numbers(full):
         newest = _newest_full(store, name, full)
-        raise InvalidInput(f"{where} is thinned (its training state {ref} was deleted), so the run cannot resume "
-                           "from it; " + (f"the newest full checkpoint is {newest}" if newest
-                                          else "no checkpoint of the run keeps its full training state"))
+        raise InvalidInput(
+            f"{where} is thinned (its training state {ref} was deleted), so the run cannot resume "
+            "from it; "
+            + (
+                f"the newest full checkpoint is {newest}"
+                if newest
+                else "no checkpoint of the run keeps its full training state"
+            )
+        )
     return load(store, f"{full}:v{version}")
 
 
@@ -281,8 +312,14 @@ class BackgroundSaver:
         self._pending: Future | None = None
         self._lock = threading.Lock()
 
-    def save(self, state: Any, then: Callable[[LogResult], None] | None = None, full: str | None = None,
-             drop: tuple[str, ...] = (), **log_options: Any) -> None:
+    def save(
+        self,
+        state: Any,
+        then: Callable[[LogResult], None] | None = None,
+        full: str | None = None,
+        drop: tuple[str, ...] = (),
+        **log_options: Any,
+    ) -> None:
         """full: first save the whole state as a version of that artifact, then only what `drop`
         leaves (a thin checkpoint, its metadata naming the full one: FULL_STATE) under our name."""
         self.wait()

@@ -25,8 +25,7 @@ from .names import is_relative_path, is_split_name, is_within
 from .nesting import too_deep
 from .yolo import is_image, label_path, layout_yaml
 
-__all__ = ["ROBOFLOW_JSON", "CocoIds", "convert", "find_annotations", "kept_annotations", "original_ids",
-           "stored_ids"]
+__all__ = ["ROBOFLOW_JSON", "CocoIds", "convert", "find_annotations", "kept_annotations", "original_ids", "stored_ids"]
 
 ROBOFLOW_JSON = "_annotations.coco.json"
 _SPLITS = (("train", "train"), ("validation", "val"), ("valid", "val"), ("val", "val"), ("test", "test"))
@@ -39,7 +38,7 @@ def find_annotations(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     coco = sorted((folder / "annotations").glob("instances_*.json"))
     roboflow = sorted(folder.glob(f"*/{ROBOFLOW_JSON}"))
-    for path, raw in [(p, p.stem[len("instances_"):]) for p in coco] + [(p, p.parent.name) for p in roboflow]:
+    for path, raw in [(p, p.stem[len("instances_") :]) for p in coco] + [(p, p.parent.name) for p in roboflow]:
         split = _split_name(raw, path)
         if split in found:
             raise InvalidInput(f"{folder}: two annotation files for split '{split}' ({found[split]}, {path})")
@@ -65,8 +64,10 @@ def convert(folder: Path) -> dict[str, bytes | Path]:
     annotations = find_annotations(folder)
     for needed in ("train", "val"):
         if needed not in annotations:
-            raise InvalidInput(f"{folder}: no {needed} annotations (expected annotations/instances_{needed}*.json "
-                               f"or {needed}/{ROBOFLOW_JSON})")
+            raise InvalidInput(
+                f"{folder}: no {needed} annotations (expected annotations/instances_{needed}*.json "
+                f"or {needed}/{ROBOFLOW_JSON})"
+            )
     files: dict[str, bytes | Path] = {}
     names: list[str] | None = None
     for split, path in annotations.items():
@@ -98,7 +99,9 @@ def _parse_json(data: bytes, path) -> dict:
         raise InvalidInput(f"{path}: not valid JSON ({e})") from None
     except RecursionError:
         raise too_deep(str(path)) from None
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
+    if not isinstance(doc, dict) or not all(
+        isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")
+    ):
         raise InvalidInput(f"{path}: not a COCO detection file (expected lists 'images', 'annotations', 'categories')")
     return doc
 
@@ -179,7 +182,7 @@ def _find_image(folder: Path, path: Path, file_name: str, image_id: int) -> Path
     if path.name == ROBOFLOW_JSON:
         bases = [path.parent]
     else:
-        raw = path.stem[len("instances_"):]
+        raw = path.stem[len("instances_") :]
         bases = [folder / raw, folder / "images" / raw, folder / "images", folder]
     for base in bases:
         if (base / file_name).is_file():
@@ -201,7 +204,12 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value == value
+        and abs(value) != float("inf")
+    )
 
 
 # -- the original ids, for predictions scored against the original file ------------------------
@@ -222,8 +230,13 @@ class CocoIds:
         out = []
         for r in records:
             image_id = self.image_id(file_names.get(r["image_id"], ""))
-            out.append({**r, "image_id": r["image_id"] if image_id is None else image_id,
-                        "category_id": self.categories[r["category_id"]]})
+            out.append(
+                {
+                    **r,
+                    "image_id": r["image_id"] if image_id is None else image_id,
+                    "category_id": self.categories[r["category_id"]],
+                }
+            )
         return out
 
     def ours(self, stems: dict[int, str]) -> "Callable[[dict, str], dict]":
@@ -237,8 +250,9 @@ class CocoIds:
             if rec["image_id"] not in stems:
                 raise InvalidInput(f"{where}: image_id {rec['image_id']} is not an image of the COCO file")
             if not _is_int(rec.get("category_id")) or rec["category_id"] not in index:
-                raise InvalidInput(f"{where}: category_id {rec.get('category_id')!r} is not a category "
-                                   "of the COCO file")
+                raise InvalidInput(
+                    f"{where}: category_id {rec.get('category_id')!r} is not a category of the COCO file"
+                )
             return {**rec, "image_id": stems[rec["image_id"]], "category_id": index[rec["category_id"]]}
 
         return translate
@@ -250,7 +264,7 @@ def kept_annotations(root: Path) -> dict[str, Path]:
     folder = Path(root) / "annotations"
     if not folder.is_dir():
         return {}
-    found = [(p, p.stem[len("instances_"):]) for p in sorted(folder.glob("instances_*.json"))]
+    found = [(p, p.stem[len("instances_") :]) for p in sorted(folder.glob("instances_*.json"))]
     found += [(p, p.parent.name) for p in sorted(folder.glob(f"*/{ROBOFLOW_JSON}"))]
     return {_split_name(raw, p): p for p, raw in found}
 
@@ -287,7 +301,7 @@ def _kept_split(path: str) -> str | None:
     annotations/instances_<split>*.json (COCO) or annotations/<split>/_annotations.coco.json (Roboflow)."""
     parts = path.split("/")
     if len(parts) == 2 and parts[1].startswith("instances_") and parts[1].endswith(".json"):
-        return _split_name(parts[1][len("instances_"):-len(".json")], Path(path))
+        return _split_name(parts[1][len("instances_") : -len(".json")], Path(path))
     if len(parts) == 3 and parts[2] == ROBOFLOW_JSON:
         return _split_name(parts[1], Path(path))
     return None

@@ -101,8 +101,9 @@ def log_dataset(
         (warn or _log_warning)(warning)
     if not isinstance(store, Store):
         store = open_store(store, storage_options)
-    result = source.log(store, name=name, type=type, aliases=tuple(aliases), metadata=metadata, progress=progress,
-                        full=full)
+    result = source.log(
+        store, name=name, type=type, aliases=tuple(aliases), metadata=metadata, progress=progress, full=full
+    )
     return DatasetLogResult(**{f.name: getattr(result, f.name) for f in fields(result)}, store=store.uri)
 
 
@@ -197,8 +198,10 @@ def refuse_coco(data: str | os.PathLike) -> None:
         found = find_annotations(path)
         if found:
             example = next(iter(found.values())).relative_to(path).as_posix()
-            raise InvalidInput(f"{data}: a COCO dataset ({example}), not YOLO; convert it with: "
-                               f"artifactkit log-dataset --format coco {data}")
+            raise InvalidInput(
+                f"{data}: a COCO dataset ({example}), not YOLO; convert it with: "
+                f"artifactkit log-dataset --format coco {data}"
+            )
 
 
 def check_trainable(spec: DatasetSpec, val_splits: Sequence[str]) -> None:
@@ -227,8 +230,9 @@ class Prepared:
         result = self.source.log(store)
         ref = f"{result.record.name}:{result.record.label}"
         if self.source.files is None:
-            return LocalDataset(ref, self.source.folder, self.source.data_yaml, _digests(store, result.record),
-                                in_place=True)
+            return LocalDataset(
+                ref, self.source.folder, self.source.data_yaml, _digests(store, result.record), in_place=True
+            )
         return materialise(store, ref, self.source.data_yaml)
 
 
@@ -289,7 +293,9 @@ def latest_dataset(store: Store) -> str:
     return f"{found[0].name}:{found[0].label}"
 
 
-def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str | os.PathLike | None = None) -> LocalDataset:
+def materialise(
+    store: Store, ref: str, data_yaml: str = "data.yaml", dest: str | os.PathLike | None = None
+) -> LocalDataset:
     """Pull a dataset version into a cache folder named by its content (the version's root tree:
     a store deleted and made again at the same path, whose `NAME:v0` now holds other files, gets
     another folder), or into dest. The folder is made exactly the version: files already there
@@ -300,7 +306,9 @@ def materialise(store: Store, ref: str, data_yaml: str = "data.yaml", dest: str 
     if dest is None:
         dest = cache_dir() / "datasets" / check_digest(record.manifest)
     pull(store, f"{record.name}:{record.label}", dest, force=True, delete=True)  # our cache folder: repair it
-    local = LocalDataset(f"{record.name}:{record.label}", Path(dest), data_yaml, _digests(store, record), in_place=False)
+    local = LocalDataset(
+        f"{record.name}:{record.label}", Path(dest), data_yaml, _digests(store, record), in_place=False
+    )
     if not local.yaml_path.is_file():
         raise InvalidInput(f"{store.uri}: dataset {local.ref} has no {data_yaml}")
     return local

@@ -50,11 +50,18 @@ class Demo:
     def cli(self, *args: str, stream: bool = True) -> str:
         """Run `artifactkit ARGS` in the demo folder; stop the demo with its error if it fails."""
         self.say(f"$ artifactkit {shlex.join(args)}")
-        proc = subprocess.run([sys.executable, "-m", "artifactkit", *args], cwd=self.root, text=True,
-                              stdout=subprocess.PIPE, stderr=None if stream else subprocess.PIPE)
+        proc = subprocess.run(
+            [sys.executable, "-m", "artifactkit", *args],
+            cwd=self.root,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=None if stream else subprocess.PIPE,
+        )
         if proc.returncode != 0:
-            raise DemoFailed(f"step failed: artifactkit {shlex.join(args)} (exit {proc.returncode})"
-                             + (f": {proc.stderr.strip().splitlines()[-1]}" if not stream and proc.stderr.strip() else ""))
+            raise DemoFailed(
+                f"step failed: artifactkit {shlex.join(args)} (exit {proc.returncode})"
+                + (f": {proc.stderr.strip().splitlines()[-1]}" if not stream and proc.stderr.strip() else "")
+            )
         lines = proc.stdout.strip().splitlines()
         for line in lines[:-1] if args[-1] == "--json" else lines:
             self.say(line)
@@ -82,7 +89,10 @@ def run(root: str | os.PathLike, tiny: bool = False, say: Say = lambda _: None) 
     say("  artifactkit log-dataset ./chess --store s3://your-bucket/ak        # the same store on S3 (AWS_* variables)")
     say("  artifactkit train --save-period 1 --wandb --project chess-demo     # mirror the run to Weights & Biases")
     say("  torchrun --nproc-per-node 2 -m artifactkit train --save-period 1   # several processes or GPUs")
-    say(f"\ndemo finished in {shlex.quote(_shown(root))}: open {shlex.quote(_shown(Path(d.summary['report'])))} in a browser")
+    say(
+        f"\ndemo finished in {shlex.quote(_shown(root))}: open {shlex.quote(_shown(Path(d.summary['report'])))} in a "
+        f"browser"
+    )
     return d.summary
 
 
@@ -93,14 +103,26 @@ def _step(d: Demo, title: str) -> None:
 def _dataset(d: Demo) -> None:
     s = d.size
     _step(d, "1. Generate the chess dataset and log it")
-    d.cli("demo-data", "chess", "--n-train", str(s.n_train), "--n-val", str(s.n_val), "--n-heldout", "0",
-          "--imgsz", str(s.imgsz))
+    d.cli(
+        "demo-data",
+        "chess",
+        "--n-train",
+        str(s.n_train),
+        "--n-val",
+        str(s.n_val),
+        "--n-heldout",
+        "0",
+        "--imgsz",
+        str(s.imgsz),
+    )
     v0 = d.json("log-dataset", "chess")
     _step(d, "2. Turn two images grey in place and log again: only they are stored")
     _grey_two_images(d.root / "chess")
     v1 = d.json("log-dataset", "chess")
-    d.say(f"{v1['version']}: {v1['uploaded_files']} new files, {v1['uploaded_bytes']} bytes stored "
-          f"(of {v1['files']} files, {v1['bytes']} bytes)")
+    d.say(
+        f"{v1['version']}: {v1['uploaded_files']} new files, {v1['uploaded_bytes']} bytes stored "
+        f"(of {v1['files']} files, {v1['bytes']} bytes)"
+    )
     d.summary["dataset"] = {"v0": v0, "v1": v1}
 
 
@@ -117,8 +139,21 @@ def _train_and_crash(d: Demo) -> str:
     s = d.size
     _step(d, f"3. Train for {s.epochs} epochs, saving a checkpoint every epoch")
     run_id = f"demo{int(time.time()) % 100000}"
-    args = ["train", "--epochs", str(s.epochs), "--imgsz", str(s.imgsz), "--batch", "8", "--workers", "0",
-            "--save-period", "1", "--run-id", run_id]
+    args = [
+        "train",
+        "--epochs",
+        str(s.epochs),
+        "--imgsz",
+        str(s.imgsz),
+        "--batch",
+        "8",
+        "--workers",
+        "0",
+        "--save-period",
+        "1",
+        "--run-id",
+        run_id,
+    ]
     d.say(f"$ artifactkit {shlex.join(args)}")
     marker = d.store / version_key(f"{run_id}-model", s.kill_after - 1)  # a local store: keys are paths
     proc = subprocess.Popen([sys.executable, "-m", "artifactkit", *args], cwd=d.root, stdout=subprocess.DEVNULL)

@@ -24,8 +24,9 @@ def is_mirror(to: str) -> bool:
     return to.startswith(MIRROR_PREFIX)
 
 
-def push_to(src: Store, ref: str, to: str, storage_options: dict[str, Any] | None = None,
-            progress: Progress | None = None) -> Pushed:
+def push_to(
+    src: Store, ref: str, to: str, storage_options: dict[str, Any] | None = None, progress: Progress | None = None
+) -> Pushed:
     """Copy a version (NAME:vN / NAME:ALIAS) or every version (NAME) of src to `to`."""
     if is_mirror(to):
         from .redact import redact_uri

@@ -28,8 +28,13 @@ class ClassChange:
     after: int  # ... in B's
 
     def summary(self) -> dict[str, Any]:
-        return {"class": self.cls, "name": self.name, "before": self.before, "after": self.after,
-                "change": self.after - self.before}
+        return {
+            "class": self.cls,
+            "name": self.name,
+            "before": self.before,
+            "after": self.after,
+            "change": self.after - self.before,
+        }
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,14 @@ class VersionDiff:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "a": f"{self.a.name}:{self.a.label}", "b": f"{self.b.name}:{self.b.label}",
+            "a": f"{self.a.name}:{self.a.label}",
+            "b": f"{self.b.name}:{self.b.label}",
             "added": [{"path": p, "size": s} for p, s in self.added],
             "removed": [{"path": p, "size": s} for p, s in self.removed],
             "changed": [{"path": p, "size_a": sa, "size_b": sb} for p, sa, sb in self.changed],
             "unchanged": self.unchanged,
-            "bytes_a": self.a.bytes, "bytes_b": self.b.bytes,
+            "bytes_a": self.a.bytes,
+            "bytes_b": self.b.bytes,
         }
         if self.labels is not None:
             out["labels"] = {"files_read": self.label_files, "classes": [c.summary() for c in self.labels]}
@@ -87,7 +94,9 @@ def diff_versions(store: Store, a: str, b: str) -> VersionDiff:
     return VersionDiff(ra, rb, added, removed, changed, unchanged, labels, read, bad)
 
 
-def _changes(store: Store, ra: VersionRecord, rb: VersionRecord) -> Iterator[tuple[str, Entry | None, Entry | None] | int]:
+def _changes(
+    store: Store, ra: VersionRecord, rb: VersionRecord
+) -> Iterator[tuple[str, Entry | None, Entry | None] | int]:
     if ra.layout == rb.layout == "tree":
         yield from changes(store.read_tree, check_digest(ra.manifest), check_digest(rb.manifest))
         return
@@ -98,8 +107,9 @@ def _changes(store: Store, ra: VersionRecord, rb: VersionRecord) -> Iterator[tup
         yield 1 if x is not None and y is not None and x.digest == y.digest else (p, x, y)
 
 
-def _label_changes(store: Store, ra, rb, ya: Entry | None, yb: Entry | None,
-                   differing: list[str]) -> tuple[list[ClassChange], int, list[str]]:
+def _label_changes(
+    store: Store, ra, rb, ya: Entry | None, yb: Entry | None, differing: list[str]
+) -> tuple[list[ClassChange], int, list[str]]:
     names = _names(store, rb, yb) or _names(store, ra, ya)
     files_a, files_b = _label_files(store, ra, differing), _label_files(store, rb, differing)
     counts_a, bad_a = _count(store, ra, files_a, names)
@@ -108,13 +118,17 @@ def _label_changes(store: Store, ra, rb, ya: Entry | None, yb: Entry | None,
     before = sum((c for p, c in counts_a.items() if p not in skip), Counter())
     after = sum((c for p, c in counts_b.items() if p not in skip), Counter())
     classes = sorted(before.keys() | after.keys())
-    changes = [ClassChange(c, names[c] if c < len(names) else f"class {c}", before[c], after[c])
-               for c in classes if before[c] != after[c]]
+    changes = [
+        ClassChange(c, names[c] if c < len(names) else f"class {c}", before[c], after[c])
+        for c in classes
+        if before[c] != after[c]
+    ]
     return changes, len(files_a) + len(files_b), [*bad_a.values(), *bad_b.values()]
 
 
-def _count(store: Store, record: VersionRecord, files: dict[str, Entry],
-           names: list[str]) -> tuple[dict[str, Counter], dict[str, str]]:
+def _count(
+    store: Store, record: VersionRecord, files: dict[str, Entry], names: list[str]
+) -> tuple[dict[str, Counter], dict[str, str]]:
     """({path: boxes per class}, {path: why it cannot be read}) of these label files of the
     version (those the other version does not share)."""
     blobs = dict(store.read_blobs(e.digest for e in files.values()))
@@ -170,7 +184,7 @@ def _listing(store: Store, record: VersionRecord, folder: str) -> tuple[list[Ent
     start = folder + "/" if folder else ""
     for e in store.entries(record):
         if e.path.startswith(start):
-            sub, slash, _ = e.path[len(start):].partition("/")
+            sub, slash, _ = e.path[len(start) :].partition("/")
             subfolders.add(sub) if slash else files.append(e)
     return files, sorted(subfolders)
 

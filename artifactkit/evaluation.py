@@ -45,25 +45,38 @@ def build_table(
         tp, fp, fn = match_image(im.pred, im.gt_cls, im.gt_boxes, iou=0.5, conf=0.25)
         confs = pred[:, 4].tolist()
         rel = os.path.relpath(im.path, dataset_root).replace(os.sep, "/")
-        rows.append({
-            "im_id": im.im_id,
-            "path": rel,
-            "image": digests.get(rel),
-            "shape": list(im.ori_shape),
-            "gt": [[int(c), *_round(b)] for c, b in zip(im.gt_cls.tolist(), im.gt_boxes.tolist())],
-            "pred": [[int(p[5]), *_round(p[:4]), round(p[4], 4)] for p in pred.tolist()],
-            "avg_conf": round(sum(confs) / len(confs), 4) if confs else 0.0,
-            "class_conf": _class_conf(pred),
-            "tp": tp, "fp": fp, "fn": fn,
-        })
+        rows.append(
+            {
+                "im_id": im.im_id,
+                "path": rel,
+                "image": digests.get(rel),
+                "shape": list(im.ori_shape),
+                "gt": [[int(c), *_round(b)] for c, b in zip(im.gt_cls.tolist(), im.gt_boxes.tolist())],
+                "pred": [[int(p[5]), *_round(p[:4]), round(p[4], 4)] for p in pred.tolist()],
+                "avg_conf": round(sum(confs) / len(confs), 4) if confs else 0.0,
+                "class_conf": _class_conf(pred),
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+            }
+        )
     order = {im_id: i for i, im_id in enumerate(debug)}
     rows.sort(key=lambda r: (order.get(r["im_id"], len(order)), r["im_id"]))
     return {
-        "epoch": epoch, "split": result.split, "names": names, "metrics": result.metrics,
-        "debugger": debug, "min_conf": MIN_CONF, "rows": rows,
-        "pr_curve": result.pr_curve, "classes": result.classes,
-        "confusion": {"conf": CONFUSION_CONF, "iou": CONFUSION_IOU,
-                      "matrix": confusion_matrix(result.images, len(names), CONFUSION_CONF, CONFUSION_IOU)},
+        "epoch": epoch,
+        "split": result.split,
+        "names": names,
+        "metrics": result.metrics,
+        "debugger": debug,
+        "min_conf": MIN_CONF,
+        "rows": rows,
+        "pr_curve": result.pr_curve,
+        "classes": result.classes,
+        "confusion": {
+            "conf": CONFUSION_CONF,
+            "iou": CONFUSION_IOU,
+            "matrix": confusion_matrix(result.images, len(names), CONFUSION_CONF, CONFUSION_IOU),
+        },
     }
 
 

@@ -32,8 +32,14 @@ SUFFIXES = (".pt", ".safetensors", ".onnx")
 _NEEDS = {".safetensors": ("safetensors",), ".onnx": ("onnx",)}  # the `export` extra
 
 
-def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, store: str | None = None,
-                   storage_options: dict | None = None, imgsz: int | None = None) -> dict[str, Any]:
+def export_weights(
+    weights: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    store: str | None = None,
+    storage_options: dict | None = None,
+    imgsz: int | None = None,
+) -> dict[str, Any]:
     """Write the weights `weights` names (a run URI, a run id or NAME:VERSION in `store`, or an
     exported file: refs.WEIGHTS) to `out` in the format of its suffix. `imgsz` sets the ONNX input size."""
     out = Path(out)
@@ -52,8 +58,14 @@ def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, store:
             details = writer(found, tmp, imgsz)
     except OSError as e:
         raise InvalidInput(f"{out}: cannot write the weights ({e.strerror or e})") from None
-    return {"out": str(out), "format": out.suffix[1:], "source": found.source, "loaded": found.shown,
-            "tensors": len(found.state), **details}
+    return {
+        "out": str(out),
+        "format": out.suffix[1:],
+        "source": found.source,
+        "loaded": found.shown,
+        "tensors": len(found.state),
+        **details,
+    }
 
 
 def _require(module: str) -> None:
@@ -75,8 +87,13 @@ def safetensors_metadata(found: Weights) -> dict[str, str]:
     """What a .safetensors export says about its model (safetensors metadata is str -> str)."""
     import json
 
-    return {"format": FORMAT, "names": json.dumps(found.names), "imgsz": str(found.imgsz), "scale": found.scale,
-            "source": found.source}
+    return {
+        "format": FORMAT,
+        "names": json.dumps(found.names),
+        "imgsz": str(found.imgsz),
+        "scale": found.scale,
+        "source": found.source,
+    }
 
 
 def _write_safetensors(found: Weights, tmp: Path, imgsz: int | None) -> dict[str, Any]:
@@ -112,9 +129,15 @@ def onnx_metadata(found: Weights, size: int) -> dict[str, str]:
     of Python values: consumers read them back with ast.literal_eval)."""
     from .detector.config import MAX_STRIDE
 
-    return {"description": f"artifactkit YOLO-{found.scale} from {found.source}", "author": "artifactkit",
-            "stride": str(MAX_STRIDE), "task": "detect", "batch": "1", "imgsz": str([size, size]),
-            "names": str(dict(enumerate(found.names)))}
+    return {
+        "description": f"artifactkit YOLO-{found.scale} from {found.source}",
+        "author": "artifactkit",
+        "stride": str(MAX_STRIDE),
+        "task": "detect",
+        "batch": "1",
+        "imgsz": str([size, size]),
+        "names": str(dict(enumerate(found.names))),
+    }
 
 
 def _write_onnx(found: Weights, tmp: Path, imgsz: int | None) -> dict[str, Any]:
@@ -129,8 +152,13 @@ def _write_onnx(found: Weights, tmp: Path, imgsz: int | None) -> dict[str, Any]:
         # onnxscript (not in the `export` extra); the traced graph of this fixed network is the same.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
-            input_names=["images"], output_names=["output0"],
+            module,
+            (torch.zeros(1, 3, size, size),),
+            str(tmp),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["images"],
+            output_names=["output0"],
             dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
         )
     import onnx

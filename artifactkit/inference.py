@@ -44,10 +44,20 @@ class ImagePrediction:
     boxes: list[Box] = field(default_factory=list)
 
 
-def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[str | os.PathLike], *,
-            conf: float = CONF, iou: float = IOU, imgsz: int | None = None, device: str = "auto", batch: int = BATCH,
-            max_det: int = MAX_DET, store: str | None = None, storage_options: dict | None = None,
-            loaded_from: Callable[[str], None] | None = None) -> list[ImagePrediction]:
+def predict(
+    weights: str | os.PathLike,
+    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    conf: float = CONF,
+    iou: float = IOU,
+    imgsz: int | None = None,
+    device: str = "auto",
+    batch: int = BATCH,
+    max_det: int = MAX_DET,
+    store: str | None = None,
+    storage_options: dict | None = None,
+    loaded_from: Callable[[str], None] | None = None,
+) -> list[ImagePrediction]:
     """Boxes for every image in `sources` (image files, folders of images, globs) from `weights`
     (a run URI: its best checkpoint; a run id or NAME:VERSION of a checkpoint in `store`, or an
     exported .safetensors / .pt: refs.WEIGHTS). `imgsz` defaults to the size the model was trained at. Weights from a
@@ -71,8 +81,9 @@ def predict(weights: str | os.PathLike, sources: str | os.PathLike | Sequence[st
     return coco_ids(predictions, loaded.origin, storage_options)
 
 
-def coco_ids(predictions: list[ImagePrediction], origin: dict[str, str],
-             storage_options: dict | None) -> list[ImagePrediction]:
+def coco_ids(
+    predictions: list[ImagePrediction], origin: dict[str, str], storage_options: dict | None
+) -> list[ImagePrediction]:
     """Predictions with the ids of the COCO file the weights' training dataset was converted from
     (category ids always; an image's id when the file lists its file name once), so pycocotools
     scores them against that file. Unchanged for weights from a file or a dataset not from COCO."""
@@ -91,23 +102,31 @@ def coco_ids(predictions: list[ImagePrediction], origin: dict[str, str],
     if ids is None:
         return predictions
     if any(b.class_id >= len(ids.categories) for p in predictions for b in p.boxes):
-        raise InvalidInput(f"{origin['store']}: {dataset} lists {len(ids.categories)} COCO categories, "
-                           f"fewer than the model's classes")
+        raise InvalidInput(
+            f"{origin['store']}: {dataset} lists {len(ids.categories)} COCO categories, fewer than the model's classes"
+        )
     out = []
     for p in predictions:
         image_id = ids.image_id(Path(p.path).name)
-        out.append(replace(p, image_id=p.image_id if image_id is None else image_id,
-                           boxes=[replace(b, category_id=ids.categories[b.class_id]) for b in p.boxes]))
+        out.append(
+            replace(
+                p,
+                image_id=p.image_id if image_id is None else image_id,
+                boxes=[replace(b, category_id=ids.categories[b.class_id]) for b in p.boxes],
+            )
+        )
     return out
 
 
-def _run(model, names: list[str], paths: list[Path], size: int, device, batch: int, nms: tuple) -> Iterator[ImagePrediction]:
+def _run(
+    model, names: list[str], paths: list[Path], size: int, device, batch: int, nms: tuple
+) -> Iterator[ImagePrediction]:
     import torch
 
     from .detector.ops import scale_boxes
     from .detector.validation import detect
 
-    chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+    chunks = [paths[i : i + batch] for i in range(0, len(paths), batch)]
     for chunk, samples in zip(chunks, _prefetched(chunks, size)):
         images = torch.stack([torch.from_numpy(s[0]) for s in samples])
         for path, (_, ratio_pad, shape), det in zip(chunk, samples, detect(model, images, device, *nms)):
@@ -179,9 +198,13 @@ def write_json(predictions: Iterable[ImagePrediction], out: str | os.PathLike) -
 
     records = []
     for p in predictions:
-        rows = torch.tensor([[b.x1, b.y1, b.x2, b.y2, b.confidence,
-                              b.class_id if b.category_id is None else b.category_id] for b in p.boxes],
-                            dtype=torch.float64)
+        rows = torch.tensor(
+            [
+                [b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_id if b.category_id is None else b.category_id]
+                for b in p.boxes
+            ],
+            dtype=torch.float64,
+        )
         records.extend(coco_records(p.image_id, rows))
     write_coco_json(out, records)
     return len(records)
@@ -221,8 +244,20 @@ def _draw(prediction: ImagePrediction, out: Path) -> Path:
     return out
 
 
-_PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-            (240, 50, 230), (128, 128, 0), (0, 128, 128), (170, 110, 40), (128, 0, 0), (0, 0, 128))
+_PALETTE = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (128, 128, 0),
+    (0, 128, 128),
+    (170, 110, 40),
+    (128, 0, 0),
+    (0, 0, 128),
+)
 
 
 def _colour(class_id: int) -> tuple[int, int, int]:

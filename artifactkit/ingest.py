@@ -95,8 +95,9 @@ class Ingestor:
     a local store) and the missing blobs are written. finish() handles the last batch. One
     Ingestor serves a whole log, so batches span folders (one listing, not a HEAD per file, on S3)."""
 
-    def __init__(self, backend, stat_cache: StatCache | NullStatCache, progress: Progress | None = None,
-                 total: int | None = None):
+    def __init__(
+        self, backend, stat_cache: StatCache | NullStatCache, progress: Progress | None = None, total: int | None = None
+    ):
         self.backend, self.cache, self.progress, self.total = backend, stat_cache, progress, total
         self.result = IngestResult()
         self._seen: set[str] = set()  # digests already handled by this log
@@ -203,4 +204,3 @@ def _source(backend, digest: str, cand: Candidate, data: bytes | None, cache):
         cache.forget(os.path.abspath(path))
         raise InvalidInput(f"{path} changed while it was being logged; log it again")
     return data
-

@@ -137,7 +137,6 @@ def lease_key(run_id: str, generation: int) -> str:
     return f"{lease_prefix(run_id)}{generation}.json"
 
 
-
 _LOCK_FILE = re.compile(r"(log|gc|broken)-([0-9a-f]{32})\.json\Z")
 
 

@@ -24,9 +24,20 @@ from .uri import parse_ref, run_uri
 
 KINDS = {"dataset": "dataset", "model": "checkpoint", "evaluation": "evaluation"}  # version type -> node kind
 # How an edge reads from each end in the text tree (relation -> words).
-_DOWN = {"dataset": "used by", "weights": "fine-tuned into", "checkpoint": "checkpoint", "evaluation": "evaluation",
-         "output": "output"}
-_UP = {"dataset": "dataset", "weights": "weights", "checkpoint": "made by", "evaluation": "made by", "output": "made by"}
+_DOWN = {
+    "dataset": "used by",
+    "weights": "fine-tuned into",
+    "checkpoint": "checkpoint",
+    "evaluation": "evaluation",
+    "output": "output",
+}
+_UP = {
+    "dataset": "dataset",
+    "weights": "weights",
+    "checkpoint": "made by",
+    "evaluation": "made by",
+    "output": "made by",
+}
 
 
 @dataclass(frozen=True)
@@ -83,15 +94,20 @@ class Lineage:
         only the products that lead further (a checkpoint fine-tuned into another run) are shown."""
         root = self.nodes[self.root]
         lines = [root.describe() if root.kind in ("run", "file") else f"{root.kind} {root.describe()}"]
-        sections = [(title, edges) for title, edges in
-                    (("inputs", self.parents(self.root)), ("outputs", self.children(self.root))) if edges]
+        sections = [
+            (title, edges)
+            for title, edges in (("inputs", self.parents(self.root)), ("outputs", self.children(self.root)))
+            if edges
+        ]
         for n, (title, edges) in enumerate(sections):
             last = n == len(sections) - 1
             lines.append(("└── " if last else "├── ") + title)
             self._branch(edges, "    " if last else "│   ", title == "inputs", {self.root}, lines, everything)
         return "\n".join(lines)
 
-    def _branch(self, edges: list[Edge], indent: str, up: bool, seen: set[str], lines: list[str], everything: bool) -> None:
+    def _branch(
+        self, edges: list[Edge], indent: str, up: bool, seen: set[str], lines: list[str], everything: bool
+    ) -> None:
         for n, edge in enumerate(edges):
             last = n == len(edges) - 1
             node_id = edge.source if up else edge.target
@@ -102,8 +118,12 @@ class Lineage:
             if not up and not everything and self.nodes[node_id].kind == "run":
                 counts = _counts(more)
                 more = [e for e in more if e.relation not in _PRODUCTS or self.children(e.target)]
-            lines.append(indent + ("└── " if last else "├── ") + f"{word} {self.nodes[node_id].describe()}{counts}"
-                         + (" (shown above)" if again else ""))
+            lines.append(
+                indent
+                + ("└── " if last else "├── ")
+                + f"{word} {self.nodes[node_id].describe()}{counts}"
+                + (" (shown above)" if again else "")
+            )
             if not again:
                 seen.add(node_id)
                 self._branch(more, indent + ("    " if last else "│   "), up, seen, lines, everything)
@@ -142,8 +162,10 @@ def run_io(store: Store, run: RunRecord) -> dict[str, list[dict[str, Any]]]:
     def shown(node_id: str, relation: str) -> dict[str, Any]:
         return {"relation": relation, **graph.summary_of(node_id)}
 
-    return {"inputs": [shown(src, rel) for src, rel in graph.inputs(root)],
-            "outputs": [shown(dst, rel) for dst, rel in graph.outputs(root)]}
+    return {
+        "inputs": [shown(src, rel) for src, rel in graph.inputs(root)],
+        "outputs": [shown(dst, rel) for dst, rel in graph.outputs(root)],
+    }
 
 
 class _Graph:
@@ -241,9 +263,18 @@ class _Graph:
             if record is not None:
                 self._runs[run_id] = record
             run = self._run(run_id)
-            info = {"missing": "no run record"} if run is None else {
-                "status": run.status, "epochs_completed": run.epochs_completed, "total_epochs": run.total_epochs,
-                "dataset": run.dataset, "weights_from": run.weights_from, "created": run.created}
+            info = (
+                {"missing": "no run record"}
+                if run is None
+                else {
+                    "status": run.status,
+                    "epochs_completed": run.epochs_completed,
+                    "total_epochs": run.total_epochs,
+                    "dataset": run.dataset,
+                    "weights_from": run.weights_from,
+                    "created": run.created,
+                }
+            )
             self.nodes[node_id] = Node(node_id, "run", run_id, info)
         return node_id
 
@@ -255,8 +286,14 @@ class _Graph:
             except NotFound:
                 self.nodes[node_id] = Node(node_id, kind or "version", f"{name}:v{version}", {"missing": "deleted"})
                 return node_id
-            info = {"type": r.type, "files": r.files, "bytes": r.bytes, "created": r.created, "run_id": r.run_id,
-                    "aliases": self._aliases_of(name).get(version, [])}
+            info = {
+                "type": r.type,
+                "files": r.files,
+                "bytes": r.bytes,
+                "created": r.created,
+                "run_id": r.run_id,
+                "aliases": self._aliases_of(name).get(version, []),
+            }
             self.nodes[node_id] = Node(node_id, KINDS.get(r.type, r.type), f"{name}:v{version}", info)
         return node_id
 
@@ -281,7 +318,9 @@ class _Graph:
         if origin.get("store") == self.store.uri:
             return self._ref_node(origin.get("version", ""), "checkpoint")
         node_id = f"external:{origin.get('store')}/{origin.get('version')}"  # another store: shown, not read
-        self.nodes.setdefault(node_id, Node(node_id, "checkpoint", str(origin.get("version")), {"store": origin.get("store")}))
+        self.nodes.setdefault(
+            node_id, Node(node_id, "checkpoint", str(origin.get("version")), {"store": origin.get("store")})
+        )
         return node_id
 
     def summary_of(self, node_id: str) -> dict[str, Any]:

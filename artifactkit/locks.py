@@ -51,8 +51,9 @@ class Held:
     def __init__(self, store: Store, kind: str, ttl: float):
         self.store, self.kind, self.ttl = store, kind, ttl
         now = now_iso()
-        self.record = LockRecord(kind=kind, owner=secrets.token_hex(16), since=now, renewed=now,
-                                 expires=time.time() + ttl, **_this_process())
+        self.record = LockRecord(
+            kind=kind, owner=secrets.token_hex(16), since=now, renewed=now, expires=time.time() + ttl, **_this_process()
+        )
         store.write_lock(kind, self.token, to_json(self.record), create_only=True)
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._renew_until_released, name="artifactkit-lock", daemon=True)
@@ -114,15 +115,19 @@ def _wait_for_gc(store: Store, doing: str) -> None:
             if _gone(record):
                 store.delete_locks([("gc", token)])
             elif not record.live():
-                raise StoreBusy(f"{store.uri}: cannot {doing}: a gc by {record.describe()} stopped renewing its lock "
-                                f"at {record.renewed}; if that process is gone, delete locks/gc-{token}.json and retry")
+                raise StoreBusy(
+                    f"{store.uri}: cannot {doing}: a gc by {record.describe()} stopped renewing its lock "
+                    f"at {record.renewed}; if that process is gone, delete locks/gc-{token}.json and retry"
+                )
             else:
                 live.append(record)
         if not live:
             return
         if time.monotonic() > deadline:
-            raise StoreBusy(f"{store.uri}: cannot {doing}: a gc by {live[0].describe()} still runs after "
-                            f"{GC_WAIT_SECONDS:.0f} s; try again when it is done")
+            raise StoreBusy(
+                f"{store.uri}: cannot {doing}: a gc by {live[0].describe()} still runs after "
+                f"{GC_WAIT_SECONDS:.0f} s; try again when it is done"
+            )
         time.sleep(pause)
         pause = min(pause * 2, _POLL_SECONDS[1])
 
@@ -150,9 +155,11 @@ class Writer:
         """root: the root tree of the version about to be committed (None for a flat manifest)."""
         if self.held.broken():
             _discard_trees_of_missing_blobs(self.store, root)
-            raise StoreBusy(f"{self.store.uri}: cannot {self.doing}: a gc judged this process gone (it stopped "
-                            "renewing its lock, e.g. while paused) and may have deleted what it wrote; nothing was "
-                            "committed; run it again")
+            raise StoreBusy(
+                f"{self.store.uri}: cannot {self.doing}: a gc judged this process gone (it stopped "
+                "renewing its lock, e.g. while paused) and may have deleted what it wrote; nothing was "
+                "committed; run it again"
+            )
 
     def after_commit(self, record: VersionRecord) -> None:
         """A gc that marked us broken between before_commit and the commit may have deleted an
@@ -167,9 +174,11 @@ class Writer:
         if missing:
             self.store.delete_version(record.name, record.version)
             _discard_trees_of_missing_blobs(self.store, record.manifest if record.layout == "tree" else None)
-            raise StoreBusy(f"{self.store.uri}: cannot {self.doing}: a gc judged this process gone and deleted "
-                            f"{len(missing)} objects {record.name}:{record.label} uses; that version was withdrawn; "
-                            "run it again")
+            raise StoreBusy(
+                f"{self.store.uri}: cannot {self.doing}: a gc judged this process gone and deleted "
+                f"{len(missing)} objects {record.name}:{record.label} uses; that version was withdrawn; "
+                "run it again"
+            )
 
 
 def _discard_trees_of_missing_blobs(store: Store, root: str | None) -> None:

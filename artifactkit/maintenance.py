@@ -41,8 +41,17 @@ from .backends.base import ObjectInfo
 from .errors import ArtifactkitError, InvalidInput, NotFound
 from .hashing import digest_bytes, hash_file
 from .ingest import Progress
+from .layout import (
+    MANIFESTS,
+    OBJECTS,
+    TREES,
+    digest_of_object_key,
+    digest_of_tree_key,
+    manifest_key,
+    object_key,
+    tree_key,
+)
 from .locks import collecting
-from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key, digest_of_tree_key, manifest_key, object_key, tree_key
 from .records import check_digest, iso_of
 from .store import Store
 from .trees import Tree, walk
@@ -67,8 +76,15 @@ class VerifyReport:
         return not self.problems
 
     def summary(self) -> dict[str, Any]:
-        return {"ok": self.ok, "objects": self.objects, "versions": self.versions, "problems": self.problems,
-                "damage": self.damage, "hashed": self.hashed, "hashed_bytes": self.hashed_bytes}
+        return {
+            "ok": self.ok,
+            "objects": self.objects,
+            "versions": self.versions,
+            "problems": self.problems,
+            "damage": self.damage,
+            "hashed": self.hashed,
+            "hashed_bytes": self.hashed_bytes,
+        }
 
 
 # How each kind of version's lost file can come back (by VersionRecord.type).
@@ -77,7 +93,9 @@ _REPAIR = {
     "model": "a checkpoint's tensor cannot be made again: push {ref} from a store that holds it, or `rm {ref}`",
     "evaluation": "an evaluation table is made by training: push {ref} from a store that holds it, or `rm {ref}`",
 }
-_REPAIR_OTHER = "log it again with --full from a folder holding the file, push {ref} from a store that holds it, or `rm {ref}`"
+_REPAIR_OTHER = (
+    "log it again with --full from a folder holding the file, push {ref} from a store that holds it, or `rm {ref}`"
+)
 _SAMPLE = re.compile(r"(?:(\d+(?:\.\d+)?)%|(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB))\Z")
 _UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 
@@ -149,7 +167,9 @@ def verify(store: Store, progress: Progress | None = None, sample: str | None = 
                         what = "corrupt" if key in sizes else "not in the store"
                         found.append(f"{path} missing blob {object_key(digest)} ({what}; {repair})")
                     elif sizes[key] != size:  # found whether or not the sample re-hashed it
-                        found.append(f"{path} blob {object_key(digest)} holds {sizes[key]} bytes, not {size} ({repair})")
+                        found.append(
+                            f"{path} blob {object_key(digest)} holds {sizes[key]} bytes, not {size} ({repair})"
+                        )
             except NotFound as e:  # a tree gone: for a dataset, the folder it was made from makes it again
                 found.append(f"{e} ({repair})")
             except ArtifactkitError as e:
@@ -238,7 +258,9 @@ class _Live:
         digest = digest_of_tree_key(key)
         if digest is not None:
             return digest in self.refs["tree"]
-        return key.startswith(MANIFESTS + "/") and key[len(MANIFESTS) + 1 :].removesuffix(".json") in self.refs["manifest"]
+        return (
+            key.startswith(MANIFESTS + "/") and key[len(MANIFESTS) + 1 :].removesuffix(".json") in self.refs["manifest"]
+        )
 
 
 def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
@@ -399,7 +421,7 @@ def _trash_key(key: str) -> str:
 
 def _original_key(key: str) -> str:
     head, _, name = key.rpartition("/")
-    return f"{head}/{name[len(TRASH_PREFIX):]}" if name.startswith(TRASH_PREFIX) else key
+    return f"{head}/{name[len(TRASH_PREFIX) :]}" if name.startswith(TRASH_PREFIX) else key
 
 
 def _is_manifest(key: str) -> bool:

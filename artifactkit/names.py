@@ -35,8 +35,10 @@ _UNSAFE_PATH = re.compile(r"^/|(^|/)[A-Za-z]:|[\\\0\ud800-\udfff]|//|/\Z|(^|/)\.
 
 def check_name(name: str, what: str = "artifact name") -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InvalidInput(f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
-                           "starting with a letter or digit")
+        raise InvalidInput(
+            f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
+            "starting with a letter or digit"
+        )
     return name
 
 
@@ -58,8 +60,10 @@ def is_relative_path(path: str) -> bool:
 def check_relative_path(path: str) -> str:
     """A version-relative path (ValueError if not: pydantic validators report it)."""
     if not is_relative_path(path):
-        raise ValueError(f"unsafe manifest path {path!r}: must be relative, without '..', empty parts, "
-                         "drive letters, backslashes or NUL")
+        raise ValueError(
+            f"unsafe manifest path {path!r}: must be relative, without '..', empty parts, "
+            "drive letters, backslashes or NUL"
+        )
     return path
 
 

@@ -27,7 +27,8 @@ from .trees import Tree, compress_tree, decompress_tree, parse_tree
 # The store layout this code writes and the newest it reads (docs/architecture.md, "Formats").
 # A store without the marker is format 1 (every store written before the marker existed).
 # 2: versions name a root tree (trees.py); format-1 versions (one flat manifest) still read.
-# 3: a tree is evidence that its blobs are there (docs/architecture.md, "Commit order and trust"): older gc would not keep them.
+# 3: a tree is evidence that its blobs are there (docs/architecture.md, "Commit order and trust"): older gc would not
+# keep them.
 # 4: small blobs may live in packs (packs.py): older code would not find them. Only a backend
 # that writes packs marks a store 4 (Backend.store_format); the others still write 3.
 STORE_FORMAT = 4  # the newest this code reads
@@ -65,12 +66,16 @@ class ObjectStore:
             else:
                 m = _FORMAT_TEXT.fullmatch(data)
                 if m is None:
-                    raise InvalidInput(f"{self._where(FORMAT_KEY)}: not a store format marker (expected {{\"format\": N}}, "
-                                       f"found {data[:40]!r})")
+                    raise InvalidInput(
+                        f'{self._where(FORMAT_KEY)}: not a store format marker (expected {{"format": N}}, '
+                        f"found {data[:40]!r})"
+                    )
                 self._format = int(m.group(1))
         if self._format > STORE_FORMAT:
-            raise InvalidInput(f"{self.uri}: store format {self._format} is newer than this artifactkit reads "
-                               f"(up to {STORE_FORMAT}); upgrade artifactkit to use this store")
+            raise InvalidInput(
+                f"{self.uri}: store format {self._format} is newer than this artifactkit reads "
+                f"(up to {STORE_FORMAT}); upgrade artifactkit to use this store"
+            )
         return self._format or 1
 
     def _ensure_format(self) -> None:
@@ -188,7 +193,9 @@ class ObjectStore:
             if not local.is_file():
                 raise NotFound(f"{self._where(object_key(digest))} not found")
             if hash_file(local)[0] != digest:
-                raise IntegrityError(f"{self._where(object_key(digest))}: blob is corrupt (content does not match its digest)")
+                raise IntegrityError(
+                    f"{self._where(object_key(digest))}: blob is corrupt (content does not match its digest)"
+                )
             with local.open("rb") as f:
                 yield f
             return

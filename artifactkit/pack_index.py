@@ -88,7 +88,9 @@ class PackIndex:
         self.damaged = {k: why for k, why in self.damaged.items() if k in listed}
         new = [k for k in listed if k not in self.indexes and k not in self.damaged]
         for key in [k for k in new if listed[k].size > _INDEX_MAX]:
-            self.damaged[key] = f"{self.inner.uri}/{key}: index of {listed[key].size} bytes refused (at most {_INDEX_MAX})"
+            self.damaged[key] = (
+                f"{self.inner.uri}/{key}: index of {listed[key].size} bytes refused (at most {_INDEX_MAX})"
+            )
         parsed = {}
         wanted = [k for k in new if k not in self.damaged]
         for key, data in self._index_bytes(wanted):
@@ -100,10 +102,16 @@ class PackIndex:
         self.dangling = {}
         for key, ix in indexes.items():
             if ix.pack not in packs:
-                self.dangling[key] = (f"{self.inner.uri}/{key}: names {pack_key(ix.pack)}, which is not in the store", ix)
+                self.dangling[key] = (
+                    f"{self.inner.uri}/{key}: names {pack_key(ix.pack)}, which is not in the store",
+                    ix,
+                )
             elif packs[ix.pack] != ix.size:
-                self.dangling[key] = (f"{self.inner.uri}/{key}: names {pack_key(ix.pack)} of {ix.size} bytes, "
-                                      f"but it has {packs[ix.pack]}", ix)
+                self.dangling[key] = (
+                    f"{self.inner.uri}/{key}: names {pack_key(ix.pack)} of {ix.size} bytes, "
+                    f"but it has {packs[ix.pack]}",
+                    ix,
+                )
         usable = {k: ix for k, ix in indexes.items() if k not in self.dangling}
         where = self.where if usable.keys() >= self.indexes.keys() else _BlobMap()
         where.add(ix for k, ix in usable.items() if k not in self.indexes or where is not self.where)
@@ -275,15 +283,30 @@ class _BlobMap:
 class _Index:
     """One index object: a pack's digest and size, and (digest, offset, length) of its blobs."""
 
-    def __init__(self, digest: str, pack: str, size: int, blobs: "_Blobs | list[tuple[bytes, int, int]]",
-                 encoded: bytes | None, mtime: float | None):
+    def __init__(
+        self,
+        digest: str,
+        pack: str,
+        size: int,
+        blobs: "_Blobs | list[tuple[bytes, int, int]]",
+        encoded: bytes | None,
+        mtime: float | None,
+    ):
         blobs = blobs if isinstance(blobs, _Blobs) else _Blobs(blobs)
-        self.digest, self.pack, self.size, self.blobs, self.encoded, self.mtime = digest, pack, size, blobs, encoded, mtime
+        self.digest, self.pack, self.size, self.blobs, self.encoded, self.mtime = (
+            digest,
+            pack,
+            size,
+            blobs,
+            encoded,
+            mtime,
+        )
 
     @classmethod
     def make(cls, pack: str, size: int, blobs: list[tuple[bytes, int, int]]) -> "_Index":
-        encoded = json.dumps({"pack": pack, "size": size, "blobs": [[d.hex(), o, n] for d, o, n in blobs]},
-                             separators=(",", ":")).encode()
+        encoded = json.dumps(
+            {"pack": pack, "size": size, "blobs": [[d.hex(), o, n] for d, o, n in blobs]}, separators=(",", ":")
+        ).encode()
         return cls(digest_bytes(encoded), pack, size, blobs, encoded, time.time())
 
     def without(self, digests: set[bytes]) -> "_Index":
@@ -301,14 +324,29 @@ class _Index:
             pack, size, rows = doc["pack"], doc["size"], doc["blobs"]
         except (ValueError, KeyError, TypeError, RecursionError):
             raise IntegrityError(f"{where}: not a pack index") from None
-        if not (isinstance(pack, str) and _DIGEST.match(pack) and _is_int(size) and 0 <= size <= _PACK_MAX
-                and isinstance(rows, list)):
+        if not (
+            isinstance(pack, str)
+            and _DIGEST.match(pack)
+            and _is_int(size)
+            and 0 <= size <= _PACK_MAX
+            and isinstance(rows, list)
+        ):
             raise IntegrityError(f"{where}: invalid pack index (pack, size or blobs)")
         for row in rows:
-            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and _DIGEST.match(row[0])
-                    and _is_int(row[1]) and _is_int(row[2]) and row[1] >= 0 and 0 <= row[2] <= _ENTRY_MAX
-                    and row[1] + row[2] <= size):
-                raise IntegrityError(f"{where}: invalid blob entry {str(row)[:80]} (digest, offset, length within the pack)")
+            if not (
+                isinstance(row, list)
+                and len(row) == 3
+                and isinstance(row[0], str)
+                and _DIGEST.match(row[0])
+                and _is_int(row[1])
+                and _is_int(row[2])
+                and row[1] >= 0
+                and 0 <= row[2] <= _ENTRY_MAX
+                and row[1] + row[2] <= size
+            ):
+                raise IntegrityError(
+                    f"{where}: invalid blob entry {str(row)[:80]} (digest, offset, length within the pack)"
+                )
         blobs = _Blobs((bytes.fromhex(d), offset, length) for d, offset, length in rows)
         return cls(digest_of_index_key(key), pack, size, blobs, None, mtime)  # bytes not kept: 28 B a blob
 

@@ -223,8 +223,9 @@ class PackedBackend(Backend):
         return out
 
     def read_to(self, key: str, path: Path) -> None:
-        if digest_of_object_key(key) is None or (self.index.locate(key) is None and not self._is_pending(key)
-                                                 and key in self.inner.exists([key])):
+        if digest_of_object_key(key) is None or (
+            self.index.locate(key) is None and not self._is_pending(key) and key in self.inner.exists([key])
+        ):
             self.inner.read_to(key, path)
             return
         atomic_write(path, self.read(key))
@@ -243,7 +244,6 @@ class PackedBackend(Backend):
             key = object_key(digest.hex())
             if key.startswith(prefix) and key not in loose:  # a blob both loose and packed: once
                 yield ObjectInfo(key=key, size=length, mtime=ix.mtime)
-
 
     # -- deleting (gc's side: repack.py) -----------------------------------------------------
     def delete(self, keys: Iterable[str]) -> None:

@@ -96,7 +96,9 @@ def parse(text: str | os.PathLike, accepts: tuple[type, ...], what: str) -> Ref:
         return WandbRunRef(text)
     if FileRef in accepts and not text.startswith(WANDB_RUN):
         path = Path(text)
-        if path.suffix in WEIGHTS_FILE_SUFFIXES or os.path.isfile(text):  # (not Path.is_file: OSError on too long a name)
+        if path.suffix in WEIGHTS_FILE_SUFFIXES or os.path.isfile(
+            text
+        ):  # (not Path.is_file: OSError on too long a name)
             return FileRef(path)
     if RunRef in accepts and f"/{RUNS}/" in text.replace(os.sep, "/"):
         return _run_uri(text, accepts, what)
@@ -136,6 +138,7 @@ def _run_uri(text: str, accepts: tuple[type, ...], what: str) -> RunRef:
 
 # -- resolving: the store is read from here on ---------------------------------------------------
 
+
 def open_run(ref: RunRef, store: str | None, storage_options: dict[str, Any] | None) -> tuple[Store, RunRecord]:
     """A run URI's or a bare run id's store and record (a missing store: "<store>/runs/<id>: no such run")."""
     from .runs import load_run
@@ -151,8 +154,9 @@ def open_run(ref: RunRef, store: str | None, storage_options: dict[str, Any] | N
         raise NotFound(f"{e} (give <store>/runs/<run-id>, or a run id with --store)") from None
 
 
-def find_run(text: str | None, store: str | None, storage_options: dict[str, Any] | None = None
-             ) -> tuple[Store, RunRecord]:
+def find_run(
+    text: str | None, store: str | None, storage_options: dict[str, Any] | None = None
+) -> tuple[Store, RunRecord]:
     """The run `resume` means: a run URI, a run id in `store`, wandb-artifact://… (rebuilt in a
     local store first), or None: the most recent interrupted run in `store`."""
     from .runs import latest_interrupted
@@ -174,8 +178,13 @@ def word_in(s: Store, word: str) -> RunRef | VersionRef:
     return RunRef(s.url, word) if RUN_ID_RE.fullmatch(word) and s.run_exists(word) else VersionRef(word)
 
 
-def checkpoint(ref: RunRef | VersionRef | WordRef, store: str | None, storage_options: dict[str, Any] | None,
-               text: str, what: str = "weights") -> tuple[Store, str]:
+def checkpoint(
+    ref: RunRef | VersionRef | WordRef,
+    store: str | None,
+    storage_options: dict[str, Any] | None,
+    text: str,
+    what: str = "weights",
+) -> tuple[Store, str]:
     """(store, NAME:SEL) of the checkpoint `ref` (parsed from `text`) names: a run's best
     (Ultralytics' best.pt), or its latest while none is marked best, or the one its :SEL picks; a
     bare run id in `store`; NAME:VERSION in `store`; a bare word that is no run: that artifact's latest."""
@@ -193,8 +202,9 @@ def checkpoint(ref: RunRef | VersionRef | WordRef, store: str | None, storage_op
             ref = word_in(s, ref.word)
         if isinstance(ref, VersionRef):
             if ref.selector is None and s.latest(ref.name) is None:
-                raise NotFound(f"{what} {text!r}: {s.uri} holds no run or artifact of that name "
-                               f"(expected {forms(WEIGHTS)})")
+                raise NotFound(
+                    f"{what} {text!r}: {s.uri} holds no run or artifact of that name (expected {forms(WEIGHTS)})"
+                )
             return s, str(ref)
         run = load_run(s, ref.run_id)
     selector = ref.selector or ("best" if "best" in s.aliases(run.model_artifact) else "latest")

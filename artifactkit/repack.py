@@ -103,12 +103,16 @@ def sweep(packed, older_than: float) -> int:
     gone; first, packs mostly dead are repacked (repack). Returns the packs deleted."""
     deleted = repack(packed)
     inner = packed.inner
-    old = {d for i in inner.list(PACKS + "/")
-           if (d := digest_of_pack_key(i.key)) and i.mtime is not None and i.mtime < older_than}
+    old = {
+        d
+        for i in inner.list(PACKS + "/")
+        if (d := digest_of_pack_key(i.key)) and i.mtime is not None and i.mtime < older_than
+    }
     deleted += delete_unnamed(packed, old)
     with packed.lock:
         dangling = set(packed.index.dangling)
-    inner.delete([i.key for i in inner.list(INDEX + "/")
-                  if i.key in dangling and i.mtime is not None and i.mtime < older_than])
+    inner.delete(
+        [i.key for i in inner.list(INDEX + "/") if i.key in dangling and i.mtime is not None and i.mtime < older_than]
+    )
     packed.index.forget()
     return deleted

@@ -18,19 +18,41 @@ from .evaluation import build_table, table_bytes
 from .lease import Heartbeat, Lease
 from .lifecycle import FULL_STATE, Retention, full_state_name, prune, thin_history
 from .records import now_iso
-from .training_lines import LogReport
 from .refs import find_run
 from .runs import (
-    RunRecord, check_run_id, create_run, error_line, load_run, new_run_id, save_run, write_epoch_metrics,
+    RunRecord,
+    check_run_id,
+    create_run,
+    error_line,
+    load_run,
+    new_run_id,
+    save_run,
+    write_epoch_metrics,
 )
 from .stopping import StopOnSignals
 from .store import Store, open_store
 from .tracking import FanOut, SystemMonitor, continued
+from .training_lines import LogReport
 from .uri import run_uri
 
-Report = Callable[[str, dict[str, Any]], None]  # (event, details): how a caller hears about progress (training_lines.py)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "threads", "patience", "save_period", "save_every", "stop_grace",
-                    "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_full")
+Report = Callable[
+    [str, dict[str, Any]], None
+]  # (event, details): how a caller hears about progress (training_lines.py)
+RESUME_OVERRIDES = (
+    "epochs",
+    "device",
+    "workers",
+    "threads",
+    "patience",
+    "save_period",
+    "save_every",
+    "stop_grace",
+    "keep_last",
+    "keep_within",
+    "keep_daily",
+    "keep_weekly",
+    "keep_full",
+)
 # What only resume needs, kept in the full state (<run>-state) of the newest checkpoints alone
 # (TrainConfig.keep_full); a checkpoint keeps the rest: EMA weights, epoch, config (thin history).
 # `partial` is a mid-epoch checkpoint's position, running sums and pending gradients.
@@ -41,8 +63,15 @@ BATCH_REPORT_S = 0.5  # batch events at most this often: each reads the running 
 class RunCallbacks:
     """Trainer callbacks that write the run into the store and mirror it to trackers."""
 
-    def __init__(self, store: Store, run: RunRecord, dataset: datasets.LocalDataset, trackers: FanOut, report: Report,
-                 lease: Lease | None = None):
+    def __init__(
+        self,
+        store: Store,
+        run: RunRecord,
+        dataset: datasets.LocalDataset,
+        trackers: FanOut,
+        report: Report,
+        lease: Lease | None = None,
+    ):
         self.store, self.run, self.dataset, self.trackers, self.report = store, run, dataset, trackers, report
         self.lease = lease  # held for the whole run; renewed at each epoch end and by the heartbeat
         self.saver = checkpoint.BackgroundSaver(store, run.model_artifact)
@@ -70,9 +99,19 @@ class RunCallbacks:
             return
         self._batch_reported = now
         img_s = p.images / p.seconds if p.seconds > 0 else 0.0
-        self.report("batch", {"epoch": p.epoch, "epochs": p.epochs, "batch": p.batch, "batches": p.batches,
-                              "images": p.images, "img_s": img_s, "losses": p.losses(),
-                              "eta_s": p.seconds / p.batch * (p.batches - p.batch)})
+        self.report(
+            "batch",
+            {
+                "epoch": p.epoch,
+                "epochs": p.epochs,
+                "batch": p.batch,
+                "batches": p.batches,
+                "images": p.images,
+                "img_s": img_s,
+                "losses": p.losses(),
+                "eta_s": p.seconds / p.batch * (p.batches - p.batch),
+            },
+        )
 
     def on_validation(self, trainer, epoch: int, result) -> None:
         cfg = trainer.config
@@ -82,8 +121,12 @@ class RunCallbacks:
             return
         table = build_table(epoch, result, str(self.dataset.root), self.dataset.digests, cfg.seed, result.names)
         self.store.log_files(
-            {"table.json": table_bytes(table)}, name=f"{self.run.run_id}-evaluation", type="evaluation",
-            aliases=(f"epoch-{epoch}",), metadata={"epoch": epoch, "dataset": self.dataset.ref}, run_id=self.run.run_id,
+            {"table.json": table_bytes(table)},
+            name=f"{self.run.run_id}-evaluation",
+            type="evaluation",
+            aliases=(f"epoch-{epoch}",),
+            metadata={"epoch": epoch, "dataset": self.dataset.ref},
+            run_id=self.run.run_id,
             dedup_latest=False,
         )
         self.trackers.call("log_evaluation", epoch, table, self.store.read_blob)
@@ -93,22 +136,33 @@ class RunCallbacks:
             self.lease.renew()
             self.lease.check(run_uri(self.store.uri, self.run.run_id))
         system = self.monitor.sample()
-        write_epoch_metrics(self.store, self.run.run_id, epoch,
-                            {"epoch": epoch, "step": trainer.step, "time": now_iso(), "metrics": metrics, "system": system})
+        write_epoch_metrics(
+            self.store,
+            self.run.run_id,
+            epoch,
+            {"epoch": epoch, "step": trainer.step, "time": now_iso(), "metrics": metrics, "system": system},
+        )
         self.trackers.call("log_epoch", epoch, metrics, system)
         best = bool(getattr(trainer, "is_best", False))
         period = trainer.config.save_period
         # A better epoch is always kept, whatever the period: `best` is what predict, val and export take.
-        checkpointed = bool(best or (period and epoch % period == 0) or epoch == trainer.config.epochs
-                            or trainer.stop_reason)
+        checkpointed = bool(
+            best or (period and epoch % period == 0) or epoch == trainer.config.epochs or trainer.stop_reason
+        )
         if checkpointed:
             self.saver.wait()  # the previous checkpoint lands, and its epoch is recorded, first
-        self._advance(self.run.with_(
-            epochs_completed=epoch, total_epochs=trainer.config.epochs,
-            best_fitness=trainer.best_fitness,
-            best_metrics={k: v for k, v in metrics.items() if k.startswith("metrics/")} if best else self.run.best_metrics,
-            stopped_early=trainer.stop_reason,
-        ), awaiting_checkpoint=checkpointed)
+        self._advance(
+            self.run.with_(
+                epochs_completed=epoch,
+                total_epochs=trainer.config.epochs,
+                best_fitness=trainer.best_fitness,
+                best_metrics={k: v for k, v in metrics.items() if k.startswith("metrics/")}
+                if best
+                else self.run.best_metrics,
+                stopped_early=trainer.stop_reason,
+            ),
+            awaiting_checkpoint=checkpointed,
+        )
         self.report("epoch", {"epoch": epoch, "epochs": trainer.config.epochs, "metrics": metrics})
         if trainer.stop_reason:
             self.report("stopped", {"epoch": epoch, "reason": trainer.stop_reason})
@@ -141,8 +195,12 @@ class RunCallbacks:
 
     def save(self, trainer, epoch: int, metrics: dict[str, float], best: bool) -> None:
         aliases = [f"epoch-{epoch}"] + (["best"] if best else [])
-        self._save(trainer, aliases, {"epochs_trained": epoch, "fitness": metrics.get("fitness"), "metrics": metrics},
-                   {"epoch": epoch})
+        self._save(
+            trainer,
+            aliases,
+            {"epochs_trained": epoch, "fitness": metrics.get("fitness"), "metrics": metrics},
+            {"epoch": epoch},
+        )
         self.saved_epoch = epoch
 
     def save_mid_epoch(self, trainer) -> None:
@@ -151,12 +209,18 @@ class RunCallbacks:
             self.lease.renew()
             self.lease.check(run_uri(self.store.uri, self.run.run_id))
         self._saved_at = (trainer.epoch, trainer.batch)
-        self._save(trainer, [], {"epochs_trained": trainer.epoch, "batch": trainer.batch, "batches": trainer.batches},
-                   {"epoch": trainer.epoch + 1, "batch": trainer.batch, "batches": trainer.batches})
+        self._save(
+            trainer,
+            [],
+            {"epochs_trained": trainer.epoch, "batch": trainer.batch, "batches": trainer.batches},
+            {"epoch": trainer.epoch + 1, "batch": trainer.batch, "batches": trainer.batches},
+        )
 
     def _save(self, trainer, aliases: list[str], position: dict[str, Any], event: dict[str, Any]) -> None:
         metadata = {
-            **position, "total_epochs": trainer.config.epochs, "dataset": self.dataset.ref,
+            **position,
+            "total_epochs": trainer.config.epochs,
+            "dataset": self.dataset.ref,
             "model": trainer.config.model,
             "names": list(trainer.data.names),  # what predict and export label boxes with
         }
@@ -169,24 +233,45 @@ class RunCallbacks:
             self.trackers.call("log_checkpoint", result.record, aliases, metadata)
             full = result.record.metadata.get(FULL_STATE)
             if full is not None:  # mirrors get the full state too: `resume wandb-artifact://` needs it
-                self.trackers.call("log_checkpoint", self.store.resolve(full),
-                                   [a for a in aliases if a.startswith("epoch-")], metadata)
+                self.trackers.call(
+                    "log_checkpoint", self.store.resolve(full), [a for a in aliases if a.startswith("epoch-")], metadata
+                )
             pruned = self._retain(rules) if rules.any else []
             self._thin(cfg.keep_full)
-            self.report("checkpoint", {"version": f"{result.record.name}:{result.record.label}", **event,
-                                       "aliases": ["latest", *aliases], "uploaded_bytes": result.uploaded_bytes,
-                                       "pruned": pruned})
+            self.report(
+                "checkpoint",
+                {
+                    "version": f"{result.record.name}:{result.record.label}",
+                    **event,
+                    "aliases": ["latest", *aliases],
+                    "uploaded_bytes": result.uploaded_bytes,
+                    "pruned": pruned,
+                },
+            )
 
-        self.saver.save(trainer.state_dict(), then=saved, full=full_state_name(self.run.run_id), drop=RESUME_ONLY,
-                        aliases=tuple(aliases), metadata=metadata, run_id=self.run.run_id)
+        self.saver.save(
+            trainer.state_dict(),
+            then=saved,
+            full=full_state_name(self.run.run_id),
+            drop=RESUME_ONLY,
+            aliases=tuple(aliases),
+            metadata=metadata,
+            run_id=self.run.run_id,
+        )
         self._last_save = time.monotonic()
 
     def _retain(self, rules: Retention) -> list[str]:
         """The --keep-* rules after a checkpoint committed (on the saver's thread). A failure to
         prune costs disk space, not the run: it is a warning, and the next checkpoint tries again."""
         try:
-            return prune(self.store, self.run.model_artifact, rules.last, keep_within=rules.within,
-                         keep_daily=rules.daily, keep_weekly=rules.weekly).versions
+            return prune(
+                self.store,
+                self.run.model_artifact,
+                rules.last,
+                keep_within=rules.within,
+                keep_daily=rules.daily,
+                keep_weekly=rules.weekly,
+            ).versions
         except ArtifactkitError as e:
             self.report("warning", {"message": f"checkpoint retention: {e}"})
             return []
@@ -245,8 +330,9 @@ def train(
 
     report = report or LogReport()
     with process_group() as world:
-        start = world.lead(lambda: _new_or_existing(store, data, run_id, storage_options, trackers, report, options,
-                                                    world))
+        start = world.lead(
+            lambda: _new_or_existing(store, data, run_id, storage_options, trackers, report, options, world)
+        )
         finished, resumed = world.broadcast((start.finished, start.state is not None) if world.is_main else None)
         if finished:
             if world.is_main and start.lease is not None:
@@ -266,8 +352,13 @@ def _new_or_existing(store, data, run_id, storage_options, trackers, report, opt
     where = run_uri(s.uri, run_id)
     overrides = _same_config(where, run, options)
     if run.status == "finished" and "epochs" not in overrides:
-        report("finished", {"message": f"run {run_id} already finished ({run.epochs_completed}/{run.total_epochs} "
-                                       f"epochs): nothing to do; {where}"})
+        report(
+            "finished",
+            {
+                "message": f"run {run_id} already finished ({run.epochs_completed}/{run.total_epochs} "
+                f"epochs): nothing to do; {where}"
+            },
+        )
         return _Start(run, None, s, finished=True)
     return _claimed_and_continued(s, run, storage_options, trackers, report, overrides, world, done_is_finished=True)
 
@@ -283,8 +374,10 @@ def _same_config(where: str, run: RunRecord, options: dict[str, Any]) -> dict[st
     fixed = sorted(key for key in differ if key not in RESUME_OVERRIDES)
     if fixed:
         what = ", ".join(f"{key}={recorded[key]!r} (given {given[key]!r})" for key in fixed)
-        raise InvalidInput(f"{where} exists with {what}: a run keeps its config; re-run it with the same options, "
-                           "or pick another --run-id")
+        raise InvalidInput(
+            f"{where} exists with {what}: a run keeps its config; re-run it with the same options, "
+            "or pick another --run-id"
+        )
     return differ
 
 
@@ -306,8 +399,13 @@ def _new_run(s: Store, data, run_id, storage_options, trackers, report, options,
         raise InvalidInput(f"{s.uri}: run {run_id!r} already exists; resume it or pick another --run-id")
     config = TrainConfig(data="-", **options)  # the dataset's yaml replaces "-" once it is logged
     if "imgsz" in options and options["imgsz"] != config.imgsz:
-        report("warning", {"message": f"imgsz {options['imgsz']} is not a multiple of the model's stride 32: "
-                                      f"training at {config.imgsz}"})
+        report(
+            "warning",
+            {
+                "message": f"imgsz {options['imgsz']} is not a multiple of the model's stride 32: "
+                f"training at {config.imgsz}"
+            },
+        )
     per_rank = rank_batch(config.batch, world)  # refuse a batch that does not split before a run exists
     device = rank_device(resolve_device(config.device), world)  # and a device this machine lacks
     config, weights = _starting_weights(s, config, "model" in options, storage_options)
@@ -320,13 +418,28 @@ def _new_run(s: Store, data, run_id, storage_options, trackers, report, options,
     config = config.replace(data=str(dataset.yaml_path))
     now = now_iso()
     run = RunRecord(
-        run_id=run_id, created=now, updated=now, config=config.model_dump(mode="json"), dataset=dataset.ref,
-        data_yaml=dataset.data_yaml, model_artifact=f"{run_id}-model", total_epochs=config.epochs,
+        run_id=run_id,
+        created=now,
+        updated=now,
+        config=config.model_dump(mode="json"),
+        dataset=dataset.ref,
+        data_yaml=dataset.data_yaml,
+        model_artifact=f"{run_id}-model",
+        total_epochs=config.epochs,
         weights_from=weights.origin if weights else None,
     )
     create_run(s, run)
-    report("run", {"run_id": run_id, "uri": run_uri(s.uri, run_id), "dataset": dataset.ref,
-                   "weights": weights.source if weights else None, "device": str(device), "workers": workers})
+    report(
+        "run",
+        {
+            "run_id": run_id,
+            "uri": run_uri(s.uri, run_id),
+            "dataset": dataset.ref,
+            "weights": weights.source if weights else None,
+            "device": str(device),
+            "workers": workers,
+        },
+    )
     return _Start(run, config, s, dataset, trackers=trackers, weights=weights)
 
 
@@ -350,8 +463,10 @@ def _starting_weights(s: Store, config, scale_given: bool, storage_options):
 
     weights = read_weights(config.weights, s.url, storage_options)
     if scale_given and config.model != weights.scale:
-        raise InvalidInput(f"{weights.source}: weights of a YOLO-{weights.scale} cannot start a YOLO-{config.model} "
-                           f"(give model {weights.scale}, or leave it out)")
+        raise InvalidInput(
+            f"{weights.source}: weights of a YOLO-{weights.scale} cannot start a YOLO-{config.model} "
+            f"(give model {weights.scale}, or leave it out)"
+        )
     return config.replace(model=weights.scale), weights
 
 
@@ -379,8 +494,11 @@ def resume(
     if bad:
         raise InvalidInput(f"cannot change {', '.join(bad)} on resume (allowed: {', '.join(RESUME_OVERRIDES)})")
     with process_group() as world:
-        start = world.lead(lambda: _claimed_and_continued(*find_run(uri, store, storage_options), storage_options,
-                                                          trackers, report, overrides, world))
+        start = world.lead(
+            lambda: _claimed_and_continued(
+                *find_run(uri, store, storage_options), storage_options, trackers, report, overrides, world
+            )
+        )
         shared = _share(world, start, storage_options)
         shared.state = world.broadcast_state(start.state if world.is_main else None)
         return _run(shared, report, world, resumed=True)
@@ -402,15 +520,17 @@ def _repair_aliases(s: Store, name: str, epoch: int) -> None:
             s.set_alias(name, "best", best.version)
 
 
-def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, report, overrides, world,
-                           done_is_finished: bool = False) -> _Start:
+def _claimed_and_continued(
+    s: Store, run: RunRecord, storage_options, trackers, report, overrides, world, done_is_finished: bool = False
+) -> _Start:
     where = run_uri(s.uri, run.run_id)
     lease = Lease.claim(s, run.run_id, where)  # before anything is written (a second resume stops here)
     s = s.fenced_by(lease)  # every write of the run, refused once it is taken over
     try:
         # no earlier holder's write lands after this (S3: fencing.py), then the state is read
-        s.take_over(run.run_id, lease.generation, [run.model_artifact, full_state_name(run.run_id),
-                                                   f"{run.run_id}-evaluation"])
+        s.take_over(
+            run.run_id, lease.generation, [run.model_artifact, full_state_name(run.run_id), f"{run.run_id}-evaluation"]
+        )
         run = load_run(s, run.run_id)  # as its last holder left it
         if trackers is None:  # the run's own: a run trained with --wandb keeps its W&B run
             trackers = continued(run.trackers, lambda msg: report("warning", {"message": msg}))
@@ -422,8 +542,9 @@ def _claimed_and_continued(s: Store, run: RunRecord, storage_options, trackers, 
     return start
 
 
-def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, storage_options=None,
-              done_is_finished: bool = False) -> "_Start":
+def _continue(
+    s: Store, run: RunRecord, trackers, report, overrides, world, storage_options=None, done_is_finished: bool = False
+) -> "_Start":
     """The run ready to go on from its latest checkpoint. done_is_finished (train --run-id): a run
     whose last epoch was saved but whose end was never recorded (killed in between) is recorded
     finished and returned as such, instead of refused."""
@@ -437,15 +558,19 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, stor
     overrides = dict(overrides)
     batch = overrides.pop("batch", run.config.get("batch"))
     if batch != run.config.get("batch"):
-        raise InvalidInput(f"{where}: --batch {batch}: the run trains at batch {run.config.get('batch')}, on which its "
-                           "learning-rate schedule, gradient accumulation and data order depend (a new batch size "
-                           f"is a new run: train --weights {where})")
+        raise InvalidInput(
+            f"{where}: --batch {batch}: the run trains at batch {run.config.get('batch')}, on which its "
+            "learning-rate schedule, gradient accumulation and data order depend (a new batch size "
+            f"is a new run: train --weights {where})"
+        )
     if run.dataset is None:
         raise InvalidInput(f"{where}: the run records no dataset version")
     if not s.version_numbers(run.model_artifact):  # stopped before its first checkpoint: nothing to lose
         state, done, batch_done, batches, saved = None, 0, 0, None, dict(run.config)
-        report("warning", {"message": f"{where} has no checkpoint yet: starting it again from epoch 1 "
-                                      "with its recorded config"})
+        report(
+            "warning",
+            {"message": f"{where} has no checkpoint yet: starting it again from epoch 1 with its recorded config"},
+        )
     else:
         record = s.resolve(f"{run.model_artifact}:latest")
         state = checkpoint.load_full(s, run.model_artifact, full_state_name(run.run_id), record)
@@ -453,27 +578,44 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, stor
         done, batch_done, saved = int(state["epoch"]), int(state.get("batch") or 0), state["config"]
         batches = record.metadata.get("batches")
         if done < run.epochs_completed:  # a record written before checkpoints waited for it
-            report("warning", {"message": f"{where} recorded {_epochs(run.epochs_completed)} but its latest "
-                                          f"checkpoint is of epoch {done}: epochs {done + 1}-{run.epochs_completed} "
-                                          "are trained again"})
+            report(
+                "warning",
+                {
+                    "message": f"{where} recorded {_epochs(run.epochs_completed)} but its latest "
+                    f"checkpoint is of epoch {done}: epochs {done + 1}-{run.epochs_completed} "
+                    "are trained again"
+                },
+            )
         _repair_aliases(s, run.model_artifact, done)
     epochs = overrides.pop("epochs", None)
     if epochs is None and done >= run.total_epochs and done_is_finished and not batch_done:
         run = run.with_(status="finished", error=None, epochs_completed=done)
         save_run(s, run)
-        report("finished", {"message": f"run {run.run_id} already finished ({done}/{run.total_epochs} epochs): "
-                                       f"nothing to do; {where}"})
+        report(
+            "finished",
+            {
+                "message": f"run {run.run_id} already finished ({done}/{run.total_epochs} epochs): "
+                f"nothing to do; {where}"
+            },
+        )
         return _Start(run, None, s, finished=True)
     if epochs is None and done >= run.total_epochs:
         raise InvalidInput(f"{where} finished all {done} epochs; pass --epochs N to extend it")
     if run.stopped_early and "patience" not in overrides:
-        raise InvalidInput(f"{where} stopped early after epoch {done} ({run.stopped_early}); "
-                           "pass --patience N (more epochs, or 0: never stop) to continue it")
+        raise InvalidInput(
+            f"{where} stopped early after epoch {done} ({run.stopped_early}); "
+            "pass --patience N (more epochs, or 0: never stop) to continue it"
+        )
     dataset = datasets.materialise(s, run.dataset, run.data_yaml)
     saved = {**saved, **overrides, "data": str(dataset.yaml_path)}
     if "device" not in overrides and _lacks_device(str(saved.get("device", "auto"))):
-        report("warning", {"message": f"{where} trained on {saved['device']}, which this machine lacks: resuming on "
-                                      "the device 'auto' picks (--device to choose)"})
+        report(
+            "warning",
+            {
+                "message": f"{where} trained on {saved['device']}, which this machine lacks: resuming on "
+                "the device 'auto' picks (--device to choose)"
+            },
+        )
         saved["device"] = "auto"
     if epochs is not None:
         saved["epochs"] = epochs
@@ -483,13 +625,32 @@ def _continue(s: Store, run: RunRecord, trackers, report, overrides, world, stor
     weights = None
     if state is None:  # a restart starts from what the run started from
         config, weights = _starting_weights(s, config, True, storage_options)
-    run = run.with_(status="running", error=None, total_epochs=config.epochs, config=config.model_dump(mode="json"),
-                    stopped_early=None)
+    run = run.with_(
+        status="running",
+        error=None,
+        total_epochs=config.epochs,
+        config=config.model_dump(mode="json"),
+        stopped_early=None,
+    )
     save_run(s, run)
-    shown = f"{record.name}:{record.label}" if state is not None else (weights.shown if weights else "none (from scratch)")
-    report("resume", {"run_id": run.run_id, "uri": where, "from_epoch": done + 1, "epochs": config.epochs,
-                      "dataset": dataset.ref, "from_batch": batch_done, "batches": batches, "weights": shown,
-                      "device": str(device), "workers": workers})
+    shown = (
+        f"{record.name}:{record.label}" if state is not None else (weights.shown if weights else "none (from scratch)")
+    )
+    report(
+        "resume",
+        {
+            "run_id": run.run_id,
+            "uri": where,
+            "from_epoch": done + 1,
+            "epochs": config.epochs,
+            "dataset": dataset.ref,
+            "from_batch": batch_done,
+            "batches": batches,
+            "weights": shown,
+            "device": str(device),
+            "workers": workers,
+        },
+    )
     return _Start(run, config, s, dataset, state=state, trackers=trackers, weights=weights)
 
 
@@ -529,9 +690,14 @@ def _share(world, start: _Start | None, storage_options) -> _Start:
         return start
     plan = None
     if world.is_main:
-        plan = {"run": start.run, "config": start.config.model_dump(mode="json"), "store": start.store.url,
-                "dataset": start.dataset.ref, "data_yaml": start.dataset.data_yaml,
-                "folder": str(start.dataset.root.resolve()) if start.dataset.in_place else None}
+        plan = {
+            "run": start.run,
+            "config": start.config.model_dump(mode="json"),
+            "store": start.store.url,
+            "dataset": start.dataset.ref,
+            "data_yaml": start.dataset.data_yaml,
+            "folder": str(start.dataset.root.resolve()) if start.dataset.in_place else None,
+        }
     plan = world.broadcast(plan)
     yaml = str(start.dataset.yaml_path) if world.is_main else None
     if world.local_rank == 0 and yaml is None:
@@ -592,8 +758,13 @@ def _fit(start: _Start, callbacks: RunCallbacks, report, world, signals: StopOnS
     try:
         callbacks.trackers.call("log_dataset", start.dataset, s)
         weights = start.weights
-        trainer = Trainer(start.config, callbacks=[callbacks], world=world, weights=weights.state if weights else None,
-                          weights_from=weights.source if weights else "weights")
+        trainer = Trainer(
+            start.config,
+            callbacks=[callbacks],
+            world=world,
+            weights=weights.state if weights else None,
+            weights_from=weights.source if weights else "weights",
+        )
         if trainer.pretrained_note:
             report("warning", {"message": trainer.pretrained_note})
         _load_state(trainer, start, run_uri(s.uri, run.run_id), report)
@@ -608,8 +779,11 @@ def _fit(start: _Start, callbacks: RunCallbacks, report, world, signals: StopOnS
             raise
         if isinstance(error, Stopped):
             where = run_uri(s.uri, run.run_id)
-            line = _interrupted_line(trainer, where) if error.saved else \
-                f"{error}: resume from the last checkpoint with artifactkit resume {where}"
+            line = (
+                _interrupted_line(trainer, where)
+                if error.saved
+                else f"{error}: resume from the last checkpoint with artifactkit resume {where}"
+            )
             report("interrupted", {"message": line})
             raise Stopped(line, error.signum, error.saved) from None
         raise
@@ -629,7 +803,9 @@ def _load_state(trainer, start: _Start, where: str | None = None, report: Report
     try:
         trainer.load_state_dict(start.state)
     except RuntimeError as e:  # torch's shape mismatch: the checkpoint is not this model
-        raise InvalidInput(f"{where or start.run.run_id}: checkpoint does not fit a YOLO-{start.config.model} "
-                           f"with {trainer.model.nc} classes ({str(e).splitlines()[0]})") from None
+        raise InvalidInput(
+            f"{where or start.run.run_id}: checkpoint does not fit a YOLO-{start.config.model} "
+            f"with {trainer.model.nc} classes ({str(e).splitlines()[0]})"
+        ) from None
     if trainer.schedule_note and trainer.world.is_main:
         report("warning", {"message": trainer.schedule_note})

@@ -97,7 +97,8 @@ class StatCache:
                     found = db.execute(
                         "SELECT path, size, mtime_ns, ctime_ns, inode, digest, hashed_ns FROM stat_v2"
                         " WHERE path >= ? AND path < ? AND instr(substr(path, ?), '/') = 0",
-                        (low, folder + "0", len(low) + 1))  # "0" is the character after "/"
+                        (low, folder + "0", len(low) + 1),
+                    )  # "0" is the character after "/"
                     rows = {r[0]: r[1:] for r in found}
             except self._db_error:
                 rows = {}  # a broken cache only costs hashing time
@@ -118,9 +119,7 @@ class StatCache:
         return digest
 
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:
-        self._pending.append(
-            (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest, time.time_ns())
-        )
+        self._pending.append((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest, time.time_ns()))
         if len(self._pending) >= _PENDING_MAX:
             self.flush()
 
@@ -142,7 +141,9 @@ class StatCache:
         if self._trees is None:
             try:
                 with self._connect() as db:
-                    self._trees = {r[0]: (r[1], r[2]) for r in db.execute("SELECT path, fingerprint, tree FROM folder_v1")}
+                    self._trees = {
+                        r[0]: (r[1], r[2]) for r in db.execute("SELECT path, fingerprint, tree FROM folder_v1")
+                    }
             except self._db_error:
                 self._trees = {}
         hit = self._trees.get(path)

@@ -59,8 +59,10 @@ class StopOnSignals:
         self.trainer.request_stop(name, signum)
         limit = f"within {self.grace:g} s" if self.grace else "however long it takes"
         # Said from another thread: printing here could re-enter a print the main thread is in.
-        self._later(f"{name}: saving at the next batch boundary, then stopping ({limit}); "
-                    "a second signal (Ctrl-C again) stops at once, without saving")
+        self._later(
+            f"{name}: saving at the next batch boundary, then stopping ({limit}); "
+            "a second signal (Ctrl-C again) stops at once, without saving"
+        )
         if self.grace:
             self._timer = threading.Timer(self.grace, self._expire, (name, signum))
             self._timer.daemon = True
@@ -70,6 +72,8 @@ class StopOnSignals:
         threading.Thread(target=self.say, args=(message,), daemon=True).start()
 
     def _expire(self, name: str, signum: int) -> None:
-        self.say(f"{name}: no checkpoint within --stop-grace {self.grace:g} s: exiting without it; "
-                 "the run resumes from its last checkpoint")
+        self.say(
+            f"{name}: no checkpoint within --stop-grace {self.grace:g} s: exiting without it; "
+            "the run resumes from its last checkpoint"
+        )
         os._exit(128 + signum)

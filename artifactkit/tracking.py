@@ -34,8 +34,10 @@ class FanOut:
                 results[getattr(tracker, "name", type(tracker).__name__)] = fn(*args)
             except Exception as e:  # a mirror's failure is reported, never fatal (store of record holds all)
                 self.trackers.remove(tracker)
-                self.warn(f"{getattr(tracker, 'name', tracker)}: {method} failed ({type(e).__name__}: {e}); "
-                          "no longer mirroring this run there")
+                self.warn(
+                    f"{getattr(tracker, 'name', tracker)}: {method} failed ({type(e).__name__}: {e}); "
+                    "no longer mirroring this run there"
+                )
         return results
 
 
@@ -101,5 +103,6 @@ def _wandb_tracker(info: dict[str, Any]) -> Any:
     try:
         return WandbTracker(project=info.get("project"), entity=info.get("entity"))
     except MissingExtra as e:
-        raise MissingExtra(f"the run is mirrored to W&B run {info.get('id')}, to continue it: {e} "
-                           "(or resume with --no-wandb)") from None
+        raise MissingExtra(
+            f"the run is mirrored to W&B run {info.get('id')}, to continue it: {e} (or resume with --no-wandb)"
+        ) from None

@@ -19,15 +19,20 @@ logger = logging.getLogger("artifactkit")
 
 def batch_line(d: dict[str, Any]) -> str:
     losses = "  ".join(f"{k} {v:.3f}" for k, v in d["losses"].items())
-    return (f"epoch {d['epoch']}/{d['epochs']}  batch {d['batch']}/{d['batches']}  {losses}  "
-            f"{d['img_s']:.1f} img/s  ETA {clock(d['eta_s'])}")
+    return (
+        f"epoch {d['epoch']}/{d['epochs']}  batch {d['batch']}/{d['batches']}  {losses}  "
+        f"{d['img_s']:.1f} img/s  ETA {clock(d['eta_s'])}"
+    )
 
 
 def epoch_line(d: dict[str, Any]) -> str:
     m = d["metrics"]
-    return (f"epoch {d['epoch']}/{d['epochs']}  loss box {m.get('train/box_loss', 0):.3f} cls {m.get('train/cls_loss', 0):.3f}"
-            f"  mAP50 {m.get('metrics/mAP50', 0):.3f}  mAP50-95 {m.get('metrics/mAP50-95', 0):.3f}"
-            f"  {m.get('speed/train_img_s', 0):.1f} img/s  {m.get('time/epoch_s', 0):.0f}s")
+    return (
+        f"epoch {d['epoch']}/{d['epochs']}  loss box {m.get('train/box_loss', 0):.3f} cls "
+        f"{m.get('train/cls_loss', 0):.3f}"
+        f"  mAP50 {m.get('metrics/mAP50', 0):.3f}  mAP50-95 {m.get('metrics/mAP50-95', 0):.3f}"
+        f"  {m.get('speed/train_img_s', 0):.1f} img/s  {m.get('time/epoch_s', 0):.0f}s"
+    )
 
 
 def line(event: str, d: dict[str, Any]) -> str | None:
@@ -35,13 +40,17 @@ def line(event: str, d: dict[str, Any]) -> str | None:
     if event == "warning":
         return f"warning: {d['message']}"
     if event == "run":  # one line: what trains on what, from which weights, where
-        return (f"run {d['run_id']} on {d['dataset']}, weights {d.get('weights') or 'none (from scratch)'}, "
-                f"device {d.get('device', '?')}, workers {d.get('workers', '?')}: "
-                f"resume with  artifactkit resume {d['uri']}")
+        return (
+            f"run {d['run_id']} on {d['dataset']}, weights {d.get('weights') or 'none (from scratch)'}, "
+            f"device {d.get('device', '?')}, workers {d.get('workers', '?')}: "
+            f"resume with  artifactkit resume {d['uri']}"
+        )
     if event == "resume":
         inside = f", after batch {d['from_batch']}/{d['batches']}" if d.get("from_batch") else ""
-        return (f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']}{inside} on {d['dataset']}, "
-                f"weights {d.get('weights', '?')}, device {d.get('device', '?')}, workers {d.get('workers', '?')}")
+        return (
+            f"resuming run {d['run_id']} at epoch {d['from_epoch']}/{d['epochs']}{inside} on {d['dataset']}, "
+            f"weights {d.get('weights', '?')}, device {d.get('device', '?')}, workers {d.get('workers', '?')}"
+        )
     if event == "finished":
         return d["message"]
     if event == "epoch":
@@ -61,7 +70,11 @@ def line(event: str, d: dict[str, Any]) -> str | None:
 
 def clock(seconds: float) -> str:
     seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 class Periodic:

@@ -33,12 +33,12 @@ from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 from .cache import BlobCache, default_blob_cache
 from .errors import BackendError, InvalidInput, NotFound
 from .fileio import FileWriter, atomic_path, syncfs
-from .hashing import digest_file
 from .folderscan import is_temp_name
+from .hashing import digest_file
 from .ingest import Progress
 from .locks import writing
-from .records import Entry, VersionRecord
 from .names import check_relative_path, is_below
+from .records import Entry, VersionRecord
 from .store import Store
 from .uri import Ref, parse_ref
 
@@ -64,11 +64,18 @@ class PullResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "name": self.record.name, "version": self.record.label, "dest": str(self.dest),
-            "files": self.written_files + self.reused_files, "written_files": self.written_files,
-            "reused_files": self.reused_files, "downloaded_files": self.downloaded_files,
-            "downloaded_bytes": self.downloaded_bytes, "bytes": self.bytes, "seconds": round(self.seconds, 4),
-            "extra_files": list(self.extra_files), "deleted_files": self.deleted_files,
+            "name": self.record.name,
+            "version": self.record.label,
+            "dest": str(self.dest),
+            "files": self.written_files + self.reused_files,
+            "written_files": self.written_files,
+            "reused_files": self.reused_files,
+            "downloaded_files": self.downloaded_files,
+            "downloaded_bytes": self.downloaded_bytes,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 4),
+            "extra_files": list(self.extra_files),
+            "deleted_files": self.deleted_files,
         }
 
 
@@ -109,8 +116,13 @@ class _Kept:
             base = folder + "/" if folder else ""
             hexes = digests.hex()
             # fields from trees the plan read and validated: checked_already, no second validation
-            yield folder, [Entry.checked_already(base + name, hexes[32 * i : 32 * i + 32], sizes[i], metas.get(i))
-                           for i, name in enumerate(names.split("/"))]
+            yield (
+                folder,
+                [
+                    Entry.checked_already(base + name, hexes[32 * i : 32 * i + 32], sizes[i], metas.get(i))
+                    for i, name in enumerate(names.split("/"))
+                ],
+            )
 
 
 def pull(
@@ -143,7 +155,8 @@ def pull(
     if plan.changed and not force:
         raise InvalidInput(
             f"refusing to pull {record.name}:{record.label} into {dest}: {len(plan.changed)} files there differ "
-            f"from it ({_names(plan.changed)}); pass --force to overwrite them")
+            f"from it ({_names(plan.changed)}); pass --force to overwrite them"
+        )
     if progress:
         progress(plan.total - plan.todo_bytes, plan.total)
     store.stat_cache.flush()  # the second pass finds what the first one hashed
@@ -160,8 +173,18 @@ def pull(
             (dest / rel).unlink(missing_ok=True)
             deleted += 1
     store.stat_cache.flush()
-    return PullResult(record, dest, written[0], plan.reused, plan.total, time.perf_counter() - start,
-                      downloaded, downloaded_bytes, tuple(plan.extra), deleted)
+    return PullResult(
+        record,
+        dest,
+        written[0],
+        plan.reused,
+        plan.total,
+        time.perf_counter() - start,
+        downloaded,
+        downloaded_bytes,
+        tuple(plan.extra),
+        deleted,
+    )
 
 
 def _by_folder(store: Store, record: VersionRecord, include: Sequence[str] | None) -> Iterator[tuple[str, list[Entry]]]:
@@ -227,8 +250,14 @@ def _plan(store: Store, record: VersionRecord, dest: Path, include: Sequence[str
             plan.todo_bytes += entry.size
             if state == "changed":
                 plan.changed.append(entry.path)
-        plan.extra.extend(p for n, e in listing.items() if n not in names and not e.is_dir(follow_symlinks=False)
-                          and not is_temp_name(n) and _matches(p := _join(folder, n), include))
+        plan.extra.extend(
+            p
+            for n, e in listing.items()
+            if n not in names
+            and not e.is_dir(follow_symlinks=False)
+            and not is_temp_name(n)
+            and _matches(p := _join(folder, n), include)
+        )
     plan.extra.extend(_extra_files(dest, visited, include))
     plan.extra.sort()
     return plan
@@ -249,8 +278,9 @@ def _to_write(store: Store, dest: Path, folder: str, entries: list[Entry]) -> It
             yield entry, f"{base}/{name}"
 
 
-def _folder_listing(record, dest: Path, real_dest: Path, folder: str, path: str,
-                    checked: set[str]) -> dict[str, os.DirEntry]:
+def _folder_listing(
+    record, dest: Path, real_dest: Path, folder: str, path: str, checked: set[str]
+) -> dict[str, os.DirEntry]:
     """What dest holds in one folder of the version, after checking that every folder on the way
     is a folder (or absent) and lands inside dest (a symlinked folder may point elsewhere)."""
     parts = folder.split("/") if folder else []
@@ -262,8 +292,10 @@ def _folder_listing(record, dest: Path, real_dest: Path, folder: str, path: str,
         if here.is_symlink() and not is_below(os.path.realpath(here), str(real_dest)):
             raise InvalidInput(f"refusing to pull {path!r}: it would land outside {dest}")
         if here.exists() and not here.is_dir():
-            raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {here} is a file, "
-                               f"where the version has a folder (for {path})")
+            raise InvalidInput(
+                f"refusing to pull {record.name}:{record.label}: {here} is a file, "
+                f"where the version has a folder (for {path})"
+            )
         checked.add(rel)
     try:
         return {e.name: e for e in os.scandir(dest / folder if folder else dest)}
@@ -272,7 +304,7 @@ def _folder_listing(record, dest: Path, real_dest: Path, folder: str, path: str,
 
 
 def _state(store: Store, record, dest: Path, real_dest: Path, found: os.DirEntry | None, entry: Entry) -> str:
-    """"new", "reused" or "changed" for one file of the version, refusing what cannot be pulled."""
+    """ "new", "reused" or "changed" for one file of the version, refusing what cannot be pulled."""
     try:
         check_relative_path(entry.path)
     except ValueError as e:
@@ -283,8 +315,9 @@ def _state(store: Store, record, dest: Path, real_dest: Path, found: os.DirEntry
     if found.is_symlink() and not is_below(os.path.realpath(target), str(real_dest)):
         raise InvalidInput(f"refusing to pull {entry.path!r}: it would land outside {dest}")
     if found.is_dir():
-        raise InvalidInput(f"refusing to pull {record.name}:{record.label}: {target} is a folder, "
-                           "where the version has a file")
+        raise InvalidInput(
+            f"refusing to pull {record.name}:{record.label}: {target} is a folder, where the version has a file"
+        )
     return "reused" if _already_there(store, entry, target) else "changed"
 
 
@@ -308,8 +341,9 @@ def _join(folder: str, name: str) -> str:
     return f"{folder}/{name}" if folder else name
 
 
-def _write_all(store, blob_cache, todo: Iterator[tuple[Entry, str]], plan: _Plan, progress,
-               written: list[int]) -> tuple[int, int]:
+def _write_all(
+    store, blob_cache, todo: Iterator[tuple[Entry, str]], plan: _Plan, progress, written: list[int]
+) -> tuple[int, int]:
     """Write every file todo yields (small ones fetched in batches of bounded bytes, large ones
     streamed); written[0] counts completed files (for an error message)."""
     downloaded = downloaded_bytes = 0
@@ -338,8 +372,11 @@ def cat(store: Store, ref: str | Ref, path: str, out: BinaryIO) -> Entry:
     if entry is None:
         folder = path.rstrip("/")
         inside = sum(1 for _ in store.entries(record, prefix=folder + "/"))
-        what = (f"{folder!r} is a folder of {inside} files (pull --include '{folder}/*' fetches them)" if inside
-                else f"no file {path!r}")
+        what = (
+            f"{folder!r} is a folder of {inside} files (pull --include '{folder}/*' fetches them)"
+            if inside
+            else f"no file {path!r}"
+        )
         raise NotFound(f"{store.uri}: {record.name}:{record.label}: {what}")
     if entry.size <= _STREAM_BYTES:
         out.write(store.read_blob(entry.digest))
@@ -357,8 +394,9 @@ def _write_one(target: str, written: list[int], write) -> None:
         write(target)
     except OSError as e:
         reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise BackendError(f"cannot write {target}: {reason}; pull stopped with {written[0]} files "
-                           "completed, no partial file left") from e
+        raise BackendError(
+            f"cannot write {target}: {reason}; pull stopped with {written[0]} files completed, no partial file left"
+        ) from e
     written[0] += 1
 
 
@@ -447,8 +485,11 @@ class PushResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "name": self.name, "versions": self.versions, "sent_versions": self.sent_versions,
-            "uploaded_files": self.uploaded_files, "uploaded_bytes": self.uploaded_bytes,
+            "name": self.name,
+            "versions": self.versions,
+            "sent_versions": self.sent_versions,
+            "uploaded_files": self.uploaded_files,
+            "uploaded_bytes": self.uploaded_bytes,
             "seconds": round(self.seconds, 4),
         }
 
@@ -482,8 +523,9 @@ def push(src: Store, ref: str | Ref, dst: Store, progress: Progress | None = Non
         for alias, version in src.aliases(ref.name).items():
             if version in pushed:
                 dst.set_alias(ref.name, alias, version)
-    return PushResult(ref.name, [r.label for r in records], [r.label for r in todo], files, nbytes,
-                      time.perf_counter() - start)
+    return PushResult(
+        ref.name, [r.label for r in records], [r.label for r in todo], files, nbytes, time.perf_counter() - start
+    )
 
 
 def _send_blobs(src: Store, dst: Store, sizes: dict[str, int], progress: Progress | None) -> tuple[int, int]:

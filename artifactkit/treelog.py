@@ -123,8 +123,11 @@ class FolderLog:
         tree = self.cache.folder_lookup(key, _fingerprint(folder.files_digest, [(n, d["tree"]) for n, d in dirs]))
         if tree is None:
             return None
-        entry = {"tree": tree, "files": folder.files + sum(d["files"] for _, d in dirs),
-                 "bytes": folder.bytes + sum(d["bytes"] for _, d in dirs)}
+        entry = {
+            "tree": tree,
+            "files": folder.files + sum(d["files"] for _, d in dirs),
+            "bytes": folder.bytes + sum(d["bytes"] for _, d in dirs),
+        }
         self._unchanged[key] = entry
         return entry
 
@@ -161,8 +164,10 @@ class FolderLog:
             keys = [tree_key(d) for d in trusted[i : i + _CHECK_BATCH]]
             gone = set(keys) - self.store.refresh(keys)
             if gone:
-                raise IntegrityError(f"{self.store.uri}/{min(gone)}: a tree this log re-used was removed while it ran "
-                                     "(a gc?); nothing was committed: log again")
+                raise IntegrityError(
+                    f"{self.store.uri}/{min(gone)}: a tree this log re-used was removed while it ran "
+                    "(a gc?); nothing was committed: log again"
+                )
 
     def _folder(self, directory: str, prefix: str) -> dict | None:
         """The dir entry ({tree, files, bytes}) of one folder, None if it holds no file."""
@@ -201,8 +206,11 @@ class FolderLog:
         if not any(is_racy(c.stat, now) for c in files):
             stats = files_digest([(e["name"], *stat_key(c.stat)) for e, c in zip(entries, files)])
             self._remember.append((key, _fingerprint(stats, [(d["name"], d["tree"]) for d in dirs]), digest))
-        return {"tree": digest, "files": len(entries) + sum(d["files"] for d in dirs),
-                "bytes": sum(e["size"] for e in entries) + sum(d["bytes"] for d in dirs)}
+        return {
+            "tree": digest,
+            "files": len(entries) + sum(d["files"] for d in dirs),
+            "bytes": sum(e["size"] for e in entries) + sum(d["bytes"] for d in dirs),
+        }
 
     def _add_tree(self, digest: str, data: bytes) -> None:
         self._trees.append((digest, data))

@@ -62,7 +62,8 @@ class Tree(Record):
 
     def canonical_json(self) -> bytes:
         return canonical_tree_json(
-            [d.model_dump() for d in self.dirs], [f.model_dump(exclude_none=True) for f in self.files])
+            [d.model_dump() for d in self.dirs], [f.model_dump(exclude_none=True) for f in self.files]
+        )
 
     @property
     def total_files(self) -> int:
@@ -136,14 +137,18 @@ class _PathReads:
         if met == 1:
             return self.read_tree(digest)
         if met > MAX_PATHS_PER_TREE:
-            raise InvalidInput(f"{tree_key(digest)}: one folder's tree reached along more than {MAX_PATHS_PER_TREE} "
-                               "paths of one version (trees that nest into each other: a forged store?)")
+            raise InvalidInput(
+                f"{tree_key(digest)}: one folder's tree reached along more than {MAX_PATHS_PER_TREE} "
+                "paths of one version (trees that nest into each other: a forged store?)"
+            )
         if digest not in self.shared:
             self.shared[digest] = self.read_tree(digest)
         return self.shared[digest]
 
 
-def walk(read_tree: ReadTree, root: str, prefix: str = "", seen: set[str] | None = None) -> Iterator[tuple[str, str, Tree]]:
+def walk(
+    read_tree: ReadTree, root: str, prefix: str = "", seen: set[str] | None = None
+) -> Iterator[tuple[str, str, Tree]]:
     """(folder path, tree digest, tree) for every folder at or below `prefix` (a folder path,
     "" for all), parents before children, each folder's subfolders in name order. Only the trees
     on the way down to prefix are read besides those below it; one tree is held per level.
@@ -273,5 +278,6 @@ def trees_of(entries: list[Entry]) -> tuple[str, list[tuple[str, bytes]], int, i
         if folder:
             parent, _, name = folder.rpartition("/")
             subdirs.setdefault(parent, []).append(
-                {"name": name, "tree": digest, "files": totals[folder][0], "bytes": totals[folder][1]})
+                {"name": name, "tree": digest, "files": totals[folder][0], "bytes": totals[folder][1]}
+            )
     return out[-1][0], out, *totals[""]

@@ -44,8 +44,10 @@ def check_store_uri(uri: str) -> None:
         return
     word, rest = m.group(1), uri[m.end() :]
     hint = f" (did you mean {word}://{rest.lstrip('/')}?)" if rest.startswith("/") else ""
-    raise InvalidInput(f"invalid store URI {uri!r}: {word}: without // is no URL scheme{hint}; "
-                       f"for a local folder of that name write ./{uri}")
+    raise InvalidInput(
+        f"invalid store URI {uri!r}: {word}: without // is no URL scheme{hint}; "
+        f"for a local folder of that name write ./{uri}"
+    )
 
 
 def open_backend(uri: str, storage_options: dict[str, Any] | None = None):

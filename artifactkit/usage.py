@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .layout import MANIFESTS, OBJECTS, TREES, digest_of_object_key
-from .records import iso_of
 from .maintenance import DEFAULT_GRACE_SECONDS, _Live, _original_key
+from .records import iso_of
 from .store import Store
 
 
@@ -23,6 +23,7 @@ from .store import Store
 class Pending:
     """What gc would delete: `now` with the given grace, `later` once the grace of the younger
     unreferenced files ends (at `later_at`, ISO time; None when there are none)."""
+
     grace_seconds: float
     now_files: int = 0
     now_bytes: int = 0

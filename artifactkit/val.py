@@ -43,8 +43,15 @@ def ground_truth(data: str, split: str) -> tuple[dict[str, tuple[Any, Any]], lis
     return out, list(cfg.names)
 
 
-def score_predictions(preds: str | os.PathLike, data: str, split: str = "val", conf: float = 0.0, *,
-                      store: str | None = None, storage_options: dict | None = None) -> dict[str, Any]:
+def score_predictions(
+    preds: str | os.PathLike,
+    data: str,
+    split: str = "val",
+    conf: float = 0.0,
+    *,
+    store: str | None = None,
+    storage_options: dict | None = None,
+) -> dict[str, Any]:
     """Score a COCO-JSON predictions file (detections below `conf` dropped) -> as evaluate_weights.
     `data` as dataset_yaml takes it."""
     from .detector.metrics import score_coco_json
@@ -57,10 +64,20 @@ def score_predictions(preds: str | os.PathLike, data: str, split: str = "val", c
     return {"split": split, "images": len(gt), "metrics": metrics, "classes": scorer.per_class()}
 
 
-def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str | None = None,
-                     storage_options: dict | None = None, imgsz: int | None = None, batch: int = 16,
-                     device: str = "auto", conf: float | None = None, iou: float | None = None,
-                     save_json: str | os.PathLike | None = None) -> dict[str, Any]:
+def evaluate_weights(
+    weights: str,
+    data: str,
+    split: str = "val",
+    *,
+    store: str | None = None,
+    storage_options: dict | None = None,
+    imgsz: int | None = None,
+    batch: int = 16,
+    device: str = "auto",
+    conf: float | None = None,
+    iou: float | None = None,
+    save_json: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Run a model (`weights` in any form refs.WEIGHTS lists) over a split: {"split", "imgsz",
     "images", "metrics" (the keys training records, e.g. metrics/mAP50-95), "classes" (per-class
     rows), "weights" (what was loaded)}. imgsz defaults to the size the
@@ -76,22 +93,36 @@ def evaluate_weights(weights: str, data: str, split: str = "val", *, store: str 
     found = read_weights(weights, store, storage_options)
     cfg = load_data_config(dataset_yaml(data, store if store is not None else found.store, storage_options))
     if len(found.names) != len(cfg.names):
-        raise InvalidInput(f"{found.source}: weights of {len(found.names)} classes cannot score {data!r} "
-                           f"({len(cfg.names)} classes)")
+        raise InvalidInput(
+            f"{found.source}: weights of {len(found.names)} classes cannot score {data!r} ({len(cfg.names)} classes)"
+        )
     model = build(found)
     try:
         dev = resolve_device(normalise_device(device))
     except ValueError as e:
         raise InvalidInput(f"device {device!r}: {e}") from None
     size = round_imgsz(imgsz or found.imgsz)
-    evaluator = Evaluator(cfg, size, batch, workers=0, device=dev, conf=CONF_THRESHOLD if conf is None else conf,
-                          iou=IOU_THRESHOLD if iou is None else iou)
+    evaluator = Evaluator(
+        cfg,
+        size,
+        batch,
+        workers=0,
+        device=dev,
+        conf=CONF_THRESHOLD if conf is None else conf,
+        iou=IOU_THRESHOLD if iou is None else iou,
+    )
     metrics, result = evaluator.evaluate(model.to(dev), split)
     if save_json is not None:
         records = [r for im in result.images for r in coco_records(im.im_id, im.pred)]
         write_coco_json(save_json, _with_original_ids(records, cfg, split, result.images))
-    return {"split": split, "imgsz": size, "images": len(result.images), "metrics": metrics, "classes": result.classes,
-            "weights": found.shown}
+    return {
+        "split": split,
+        "imgsz": size,
+        "images": len(result.images),
+        "metrics": metrics,
+        "classes": result.classes,
+        "weights": found.shown,
+    }
 
 
 def _with_original_ids(records: list[dict], cfg, split: str, images) -> list[dict]:
@@ -121,5 +152,6 @@ def _coco_translation(yaml: str, split: str):
     ids = original_ids(load_data_config(yaml).root, split)
     if ids is None:
         return None
-    return ids.ours({image_id: PurePosixPath(name).stem for name, image_id in ids.images.items()
-                     if image_id is not None})
+    return ids.ours(
+        {image_id: PurePosixPath(name).stem for name, image_id in ids.images.items() if image_id is not None}
+    )

@@ -72,8 +72,9 @@ def read_weights(spec: str | os.PathLike, store: str | None = None, storage_opti
     return _from_store(*refs.checkpoint(ref, store, storage_options, text))
 
 
-def load_model(weights: str | os.PathLike, *, store: str | None = None, storage_options: dict | None = None,
-               device: str = "auto") -> LoadedModel:
+def load_model(
+    weights: str | os.PathLike, *, store: str | None = None, storage_options: dict | None = None, device: str = "auto"
+) -> LoadedModel:
     """A ready model in eval mode, with its class names and training image size, from anything
     `read_weights` accepts."""
     from .detector.config import _DEVICE_PATTERN
@@ -93,8 +94,9 @@ def build(weights: Weights):
     try:
         return build_model(weights.state, len(weights.names), weights.scale)
     except RuntimeError as e:  # a tensor of the wrong shape or a missing key
-        raise InvalidInput(f"{weights.source}: weights do not fit a YOLO-{weights.scale} "
-                           f"({str(e).splitlines()[-1].strip()})") from None
+        raise InvalidInput(
+            f"{weights.source}: weights do not fit a YOLO-{weights.scale} ({str(e).splitlines()[-1].strip()})"
+        ) from None
 
 
 def _from_store(s, ref: str) -> Weights:
@@ -110,8 +112,10 @@ def _from_store(s, ref: str) -> Weights:
     found = _checked(ema, record.metadata.get("names"), config.get("imgsz"), where, origin)
     claimed = config.get("model")
     if claimed is not None and claimed != found.scale:  # the record and its tensors disagree: neither is trusted
-        raise InvalidInput(f"{where}: weights do not fit a YOLO-{claimed}, the scale its config records "
-                           f"(the tensors are a YOLO-{found.scale}'s)")
+        raise InvalidInput(
+            f"{where}: weights do not fit a YOLO-{claimed}, the scale its config records "
+            f"(the tensors are a YOLO-{found.scale}'s)"
+        )
     found.selector, found.store = ref.rpartition(":")[2], s
     return found
 
@@ -132,7 +136,9 @@ def _from_file(path: Path) -> Weights:
     if path.suffix == ".safetensors":
         state, meta = _read_safetensors(path)
         if meta.get("format") != FORMAT:
-            raise InvalidInput(f"{path}: not an artifactkit export (safetensors metadata format is {meta.get('format')!r})")
+            raise InvalidInput(
+                f"{path}: not an artifactkit export (safetensors metadata format is {meta.get('format')!r})"
+            )
         try:
             names, imgsz = json.loads(meta.get("names", "null")), int(meta.get("imgsz", ""))
         except (ValueError, RecursionError):
@@ -164,7 +170,9 @@ def _read_pt(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
         raise InvalidInput(f"{path}: not a PyTorch state_dict ({str(e).splitlines()[0]})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise InvalidInput(f"{path}: expected a state_dict (a dict of named tensors)")
     return state
 
@@ -188,6 +196,7 @@ def check_imgsz(imgsz: Any, where: str) -> int:
     from .detector.config import MAX_IMGSZ, MAX_STRIDE
 
     if type(imgsz) is not int or not MAX_STRIDE <= imgsz <= MAX_IMGSZ or imgsz % MAX_STRIDE:
-        raise InvalidInput(f"{where}: image size {imgsz!r} is not a positive multiple of {MAX_STRIDE} "
-                           f"up to {MAX_IMGSZ}")
+        raise InvalidInput(
+            f"{where}: image size {imgsz!r} is not a positive multiple of {MAX_STRIDE} up to {MAX_IMGSZ}"
+        )
     return imgsz

@@ -22,9 +22,27 @@ from .errors import InvalidInput
 from .names import is_split_name, is_within
 from .nesting import MAX_DEPTH, check_depth, too_deep
 
-__all__ = ["IMAGE_EXTS", "DatasetSpec", "Split", "check_labelled", "check_split_labels", "exif_orientation",
-           "image_shape", "is_image", "label_path", "list_images", "load_data_config", "parse_labels",
-           "layout_yaml", "open_image", "parse_names", "parse_yaml", "read_labels", "require_images", "version_layout"]
+__all__ = [
+    "IMAGE_EXTS",
+    "DatasetSpec",
+    "Split",
+    "check_labelled",
+    "check_split_labels",
+    "exif_orientation",
+    "image_shape",
+    "is_image",
+    "label_path",
+    "list_images",
+    "load_data_config",
+    "parse_labels",
+    "layout_yaml",
+    "open_image",
+    "parse_names",
+    "parse_yaml",
+    "read_labels",
+    "require_images",
+    "version_layout",
+]
 
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_KEYS = ("train", "val", "test")  # read first; train and val must resolve, other keys may name extra splits
@@ -66,8 +84,9 @@ def _parse_row(line: str, at: str, nc: int | None) -> Box | None:
     if not fields:
         return None
     if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
-        raise InvalidInput(f"{at}: expected 5 columns 'class cx cy w h' or a polygon "
-                           f"'class x1 y1 x2 y2 x3 y3 ...', got {len(fields)}")
+        raise InvalidInput(
+            f"{at}: expected 5 columns 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', got {len(fields)}"
+        )
     try:
         cls, values = float(fields[0]), [float(v) for v in fields[1:]]
     except ValueError:
@@ -105,8 +124,9 @@ def check_labelled(split: str, label_files: Sequence, boxes_per_image: Sequence[
     total, empty = len(boxes_per_image), sum(1 for n in boxes_per_image if n == 0)
     if total and empty == total:
         searched = os.path.commonpath([os.path.dirname(str(p)) for p in label_files]) or "."
-        raise InvalidInput(f"split '{split}': none of its {total} images has a label "
-                           f"(searched {searched} for <image name>.txt)")
+        raise InvalidInput(
+            f"split '{split}': none of its {total} images has a label (searched {searched} for <image name>.txt)"
+        )
     return f"{empty} of {total} {split} images have no labels" if empty else None
 
 
@@ -271,8 +291,10 @@ def load_data_config(path_or_dir, root: Path | None = None) -> DatasetSpec:
     warnings = ()
     if "test" not in splits and doc.get("test") not in (None, "", []):
         first = doc["test"][0] if isinstance(doc["test"], list) else doc["test"]
-        warnings = (f"{path}: key 'test': image folder or .txt list {_source(base, first)} does not exist; "
-                    "the test split is left out",)
+        warnings = (
+            f"{path}: key 'test': image folder or .txt list {_source(base, first)} does not exist; "
+            "the test split is left out",
+        )
     return DatasetSpec(path, base, names, splits, doc, warnings)
 
 
@@ -367,15 +389,19 @@ def _dataset_root(value, yaml_path: Path) -> Path:
     for candidate in tries:
         if candidate.is_dir():
             return candidate.resolve()
-    raise InvalidInput(f"{yaml_path}: key 'path': dataset folder {value} not found "
-                       f"(tried {', '.join(str(t) for t in tries)})")
+    raise InvalidInput(
+        f"{yaml_path}: key 'path': dataset folder {value} not found (tried {', '.join(str(t) for t in tries)})"
+    )
 
 
 def _ultralytics_datasets_dir() -> Path | None:
     """Ultralytics' `datasets_dir` setting, if this machine has its settings file."""
     home = Path.home()
-    configs = [os.environ.get("YOLO_CONFIG_DIR"), home / ".config" / "Ultralytics",
-               home / "Library" / "Application Support" / "Ultralytics"]
+    configs = [
+        os.environ.get("YOLO_CONFIG_DIR"),
+        home / ".config" / "Ultralytics",
+        home / "Library" / "Application Support" / "Ultralytics",
+    ]
     for folder in filter(None, configs):
         try:
             settings = json.loads((Path(folder) / "settings.json").read_text())
@@ -403,8 +429,9 @@ def _split(key, value, root: Path, yaml_path: Path) -> Split | None:
     missing = [v for v, s in zip(items, sources) if not (s.is_dir() or (s.is_file() and s.suffix == ".txt"))]
     if missing:
         if key in ("train", "val"):  # a missing test split is load_data_config's warning
-            raise InvalidInput(f"{yaml_path}: key '{key}': image folder or .txt list "
-                               f"{_source(root, missing[0])} does not exist")
+            raise InvalidInput(
+                f"{yaml_path}: key '{key}': image folder or .txt list {_source(root, missing[0])} does not exist"
+            )
         return None
     images = [img for s in sources for img in (list_images(s) if s.is_dir() else _read_list(s, root))]
     return Split(str(key), tuple(sources), tuple(dict.fromkeys(images)))

@@ -51,8 +51,14 @@ def main() -> None:
             f.write(b"a header, so the file is not all zeros")
         results = {}
         for step in ("log", "pull", "verify"):
-            out = subprocess.run([sys.executable, "-c", STEP, step, str(work / "store"), str(folder), str(work / "out")],
-                                 check=True, capture_output=True, text=True, env=env, cwd=tmp).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", STEP, step, str(work / "store"), str(folder), str(work / "out")],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp,
+            ).stdout
             results[step] = json.loads(out.strip().splitlines()[-1])
     print(f"one {args.gb:g} GB sparse file, code from {args.code}")
     for step, r in results.items():

@@ -57,8 +57,6 @@ class FreezeBackbone:
                 p.requires_grad_(False)
 
 
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="s")
@@ -74,13 +72,27 @@ def main() -> None:
         timed_saves(t)
         store = str(tmp / "store")
         r = Timings()
-        session.train(store, data=str(data), model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=8,
-                      workers=0, save_period=1, bbox_interval=0, threads=2, report=r.report, run_id="plain")
+        session.train(
+            store,
+            data=str(data),
+            model=args.model,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=8,
+            workers=0,
+            save_period=1,
+            bbox_interval=0,
+            threads=2,
+            report=r.report,
+            run_id="plain",
+        )
         blocked = t.blocked[1:] or t.blocked  # the first save has no previous upload to wait for
         epoch = sum(r.epoch_s) / len(r.epoch_s)
         print(f"model {args.model}, {args.n_train} images at {args.imgsz} px, {args.epochs} epochs, save-period 1")
-        print(f"epoch time {epoch:.1f} s; blocked per save {1000 * max(blocked):.0f} ms max, "
-              f"{1000 * sum(blocked) / len(blocked):.0f} ms mean -> {100 * max(blocked) / epoch:.2f}% of an epoch")
+        print(
+            f"epoch time {epoch:.1f} s; blocked per save {1000 * max(blocked):.0f} ms max, "
+            f"{1000 * sum(blocked) / len(blocked):.0f} ms mean -> {100 * max(blocked) / epoch:.2f}% of an epoch"
+        )
         print(f"bytes stored per checkpoint: {[f'{b / 1e6:.1f} MB' for b in r.saved]}")
 
         t.blocked.clear()
@@ -92,14 +104,28 @@ def main() -> None:
             real_start(self, trainer)
 
         session.RunCallbacks.on_train_start = start_frozen
-        session.train(store, data=str(data), model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=8,
-                      workers=0, save_period=1, bbox_interval=0, threads=2, report=f.report, run_id="frozen")
+        session.train(
+            store,
+            data=str(data),
+            model=args.model,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=8,
+            workers=0,
+            save_period=1,
+            bbox_interval=0,
+            threads=2,
+            report=f.report,
+            run_id="frozen",
+        )
         session.RunCallbacks.on_train_start = real_start
         s = artifactkit.open_store(store)
         state = checkpoint.load(s, "frozen-model:latest")
         trainable = sum(v.numel() * v.element_size() for k, v in state["model"].items() if not k.startswith("backbone"))
-        print(f"frozen backbone: bytes per extra checkpoint {[f'{b / 1e6:.1f} MB' for b in f.saved[1:]]}; "
-              f"trainable (non-backbone) model tensors {trainable / 1e6:.1f} MB x (model, EMA, optimizer state)")
+        print(
+            f"frozen backbone: bytes per extra checkpoint {[f'{b / 1e6:.1f} MB' for b in f.saved[1:]]}; "
+            f"trainable (non-backbone) model tensors {trainable / 1e6:.1f} MB x (model, EMA, optimizer state)"
+        )
 
         r2 = Timings()
         start = time.perf_counter()
@@ -124,12 +150,27 @@ def resume_from_s3(data: Path, args, tmp: Path) -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
-                          AWS_DEFAULT_REGION="us-east-1")
+        os.environ.update(
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+            AWS_ACCESS_KEY_ID="x",
+            AWS_SECRET_ACCESS_KEY="x",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket="bench")
         store = "s3://bench/ak"
-        session.train(store, data=str(data), model=args.model, epochs=1, imgsz=args.imgsz, batch=8, workers=0,
-                      save_period=1, bbox_interval=0, threads=2, run_id="remote")
+        session.train(
+            store,
+            data=str(data),
+            model=args.model,
+            epochs=1,
+            imgsz=args.imgsz,
+            batch=8,
+            workers=0,
+            save_period=1,
+            bbox_interval=0,
+            threads=2,
+            run_id="remote",
+        )
         os.environ["ARTIFACTKIT_CACHE_DIR"] = str(tmp / "empty-cache")  # "another machine"
         r = Timings()
         start = time.perf_counter()

@@ -37,8 +37,12 @@ def main() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                      AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     bucket = f"ak-bench-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
 
@@ -50,8 +54,7 @@ def main() -> None:
     uri = f"s3://{bucket}/ak"
     store = artifactkit.open_store(uri)
     now = now_iso()
-    record = runs.RunRecord(run_id="r1", created=now, updated=now, config={}, model_artifact="r1-model",
-                            total_epochs=n)
+    record = runs.RunRecord(run_id="r1", created=now, updated=now, config={}, model_artifact="r1-model", total_epochs=n)
     runs.create_run(store, record)
     lease = Lease.claim(store, "r1", "run r1", ttl=600)
     cas = store.fenced_by(lease)
@@ -62,8 +65,11 @@ def main() -> None:
     runs.save_run(cas, record)  # probes (If-None-Match, If-Match) once, outside the timing
 
     results = {}
-    for label, target in (("unfenced (PUT)", store), ("check then PUT (before)", old_way),
-                          ("compare-and-swap (now)", cas)):
+    for label, target in (
+        ("unfenced (PUT)", store),
+        ("check then PUT (before)", old_way),
+        ("compare-and-swap (now)", cas),
+    ):
         start = time.perf_counter()
         for epoch in range(n):
             runs.save_run(target, record.with_(epochs_completed=epoch))

@@ -55,8 +55,12 @@ def main() -> None:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
         server.start()
         try:
-            os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="x",
-                              AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
+            os.environ.update(
+                AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+                AWS_ACCESS_KEY_ID="x",
+                AWS_SECRET_ACCESS_KEY="x",
+                AWS_DEFAULT_REGION="us-east-1",
+            )
             boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket="bench")
             print("s3 (moto)", {k: round(v, 2) for k, v in measure("s3://bench/ak", args.n).items()})
         finally:

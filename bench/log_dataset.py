@@ -79,9 +79,21 @@ def read_all(root: Path, do_hash: bool) -> float:
 
 
 def bench_artifactkit(data: Path, work: Path, rep: int, checkout: str, tag: int) -> dict[str, float]:
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # bytecode, as installed
-           "ARTIFACTKIT_CACHE_DIR": str(work / f"cache{rep}-{tag}"), "PYTHONPATH": checkout}
-    cmd = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(work / f"ak{rep}-{tag}"), "--json"]
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # bytecode, as installed
+        "ARTIFACTKIT_CACHE_DIR": str(work / f"cache{rep}-{tag}"),
+        "PYTHONPATH": checkout,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "artifactkit",
+        "log-dataset",
+        str(data),
+        "--store",
+        str(work / f"ak{rep}-{tag}"),
+        "--json",
+    ]
     subprocess.run(["sync"], check=True)
     out = {"v0": timed(cmd, env)}
     change_two_images(data, rep)
@@ -149,8 +161,9 @@ def main() -> None:
         }
         results["cp -r + sync"] = statistics.median(copy_and_sync(data, work, r) for r in range(args.repeat))
         # the start-up floor (issue 32): typer and pydantic stay, so their import is part of any log
-        results["import typer, pydantic"] = min(timed([sys.executable, "-c", "import typer, pydantic"], None)
-                                                for _ in range(5))
+        results["import typer, pydantic"] = min(
+            timed([sys.executable, "-c", "import typer, pydantic"], None) for _ in range(5)
+        )
         checkouts = args.checkout or [str(Path(__file__).resolve().parent.parent)]
         runs: dict[str, list] = {c: [] for c in checkouts}
         for r in range(args.repeat):  # interleaved, so a busy moment of the machine hits each alike
@@ -169,15 +182,22 @@ def main() -> None:
     for c, a in aks.items():
         print(f"artifactkit {c}")
         cp_ratio = a["v0"] / results["cp -r + sync"]
-        print(f"  log-dataset v0                {a['v0']:.3f} s   x{cp_ratio:.2f} of cp -r + sync, "
-              f"x{a['v0'] / floor:.2f} of it + the import floor")
+        print(
+            f"  log-dataset v0                {a['v0']:.3f} s   x{cp_ratio:.2f} of cp -r + sync, "
+            f"x{a['v0'] / floor:.2f} of it + the import floor"
+        )
         print(f"  v1 (2 images)                 {a['v1']:.3f} s")
         print(f"  unchanged re-log              {a['unchanged']:.3f} s")
     if wb:
-        print(f"wandb offline v0 / v1           {wb['v0']:.3f} s / {wb['v1']:.3f} s   -> v0 speed-up x{wb['v0'] / ak['v0']:.1f}")
+        print(
+            f"wandb offline v0 / v1           {wb['v0']:.3f} s / {wb['v1']:.3f} s   -> v0 speed-up "
+            f"x{wb['v0'] / ak['v0']:.1f}"
+        )
     if dvc:
-        print(f"dvc add v0 / v1 / unchanged     {dvc['v0']:.3f} / {dvc['v1']:.3f} / {dvc['unchanged']:.3f} s"
-              f"   -> v0 speed-up x{dvc['v0'] / ak['v0']:.1f}")
+        print(
+            f"dvc add v0 / v1 / unchanged     {dvc['v0']:.3f} / {dvc['v1']:.3f} / {dvc['unchanged']:.3f} s"
+            f"   -> v0 speed-up x{dvc['v0'] / ak['v0']:.1f}"
+        )
     else:
         print("dvc add                         (dvc not installed: pip install dvc to compare)")
     print(json.dumps({"artifactkit": aks, "wandb": wb, "dvc": dvc, **results}))

@@ -91,11 +91,15 @@ def compare(data: Path, work: Path, files: int, checkouts: list[str], rounds: in
         load.append(os.getloadavg()[0])
     relog_floor = best["find"] + best["import"]
     print(f"{files} files; best of {rounds} interleaved rounds; load average {min(load):.1f}-{max(load):.1f}")
-    print(f"floor: cp -r + sync {best['cp -r + sync']:.2f} s; find {best['find']:.2f} s + import {best['import']:.2f} s")
+    print(
+        f"floor: cp -r + sync {best['cp -r + sync']:.2f} s; find {best['find']:.2f} s + import {best['import']:.2f} s"
+    )
     for checkout in checkouts:
         log, relog = best[f"log {checkout}"], best[f"re-log {checkout}"]
-        print(f"{checkout}: first log {log:.2f} s x{log / best['cp -r + sync']:.2f} of cp -r + sync; "
-              f"unchanged re-log {relog:.2f} s x{relog / relog_floor:.2f} of find + import")
+        print(
+            f"{checkout}: first log {log:.2f} s x{log / best['cp -r + sync']:.2f} of cp -r + sync; "
+            f"unchanged re-log {relog:.2f} s x{relog / relog_floor:.2f} of find + import"
+        )
     print(json.dumps({"files": files, "load": load, **best}))
 
 
@@ -105,9 +109,13 @@ def main() -> None:
     ap.add_argument("--per-folder", type=int, default=1000)
     ap.add_argument("--checkout", default=str(Path(__file__).resolve().parent.parent))
     ap.add_argument("--work", help="folder for the dataset and store (default: a temp folder)")
-    ap.add_argument("--compare", action="append", metavar="CHECKOUT",
-                    help="only the first log and the unchanged re-log, of --checkout and of each --compare "
-                         "checkout, interleaved with their floors for --rounds rounds (before/after in one run)")
+    ap.add_argument(
+        "--compare",
+        action="append",
+        metavar="CHECKOUT",
+        help="only the first log and the unchanged re-log, of --checkout and of each --compare "
+        "checkout, interleaved with their floors for --rounds rounds (before/after in one run)",
+    )
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="ak-million-"))
@@ -121,8 +129,11 @@ def main() -> None:
     if args.compare:
         compare(data, work, args.files, [args.checkout, *args.compare], args.rounds)
         return
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # bytecode, as installed
-           "PYTHONPATH": args.checkout, "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # bytecode, as installed
+        "PYTHONPATH": args.checkout,
+        "ARTIFACTKIT_CACHE_DIR": str(work / "cache"),
+    }
     ak = [sys.executable, "-m", "artifactkit"]
     log = [*ak, "log-dataset", str(data), "--name", "m", "--store", str(store), "--json"]
     res: dict[str, float] = {}
@@ -145,31 +156,49 @@ def main() -> None:
     res["v1_s"], res["v1_rss_mb"], _ = run(log, env)
     res["v1_new_metadata_bytes"] = metadata_bytes(store) - before
     # its floor: the new trees of the folders on the changed paths (the rest is the version record)
-    res["v1_new_tree_bytes"] = sum(p.stat().st_size for p in (store / "trees").rglob("*")
-                                   if p.is_file() and p not in trees_before)
+    res["v1_new_tree_bytes"] = sum(
+        p.stat().st_size for p in (store / "trees").rglob("*") if p.is_file() and p not in trees_before
+    )
     res["pull_s"], res["pull_rss_mb"], _ = run([*ak, "pull", "m:v1", str(out), "--store", str(store), "--json"], env)
-    res["repull_s"], res["repull_rss_mb"], _ = run([*ak, "pull", "m:v1", str(out), "--store", str(store), "--json"], env)
+    res["repull_s"], res["repull_rss_mb"], _ = run(
+        [*ak, "pull", "m:v1", str(out), "--store", str(store), "--json"], env
+    )
     res["pull_one_folder_s"], res["pull_one_folder_rss_mb"], _ = run(
-        [*ak, "pull", "m:v1", str(work / "one"), "--include", "d0001/*", "--store", str(store), "--json"], env)
+        [*ak, "pull", "m:v1", str(work / "one"), "--include", "d0001/*", "--store", str(store), "--json"], env
+    )
     res["diff_s"], res["diff_rss_mb"], _ = run([*ak, "diff", "m:v0", "m:v1", "--store", str(store), "--json"], env)
     res["verify_s"], res["verify_rss_mb"], _ = run([*ak, "verify", "--store", str(store), "--json"], env)
     res["versions_s"], res["versions_rss_mb"], _ = run([*ak, "versions", "m", "--store", str(store), "--json"], env)
     print(f"{args.files} files of 1 kB in folders of {args.per_folder}, code from {args.checkout}")
     relog_floor = res["find_stat_s"] + res["import_floor_s"]
-    print(f"first log          {res['log_s']:8.1f} s   {res['log_files_per_s']:8.0f} files/s"
-          f"   peak {res['log_rss_mb']:6.0f} MB"
-          f"   x{res['log_s'] / res['cp_sync_s']:.2f} of the floor")
+    print(
+        f"first log          {res['log_s']:8.1f} s   {res['log_files_per_s']:8.0f} files/s"
+        f"   peak {res['log_rss_mb']:6.0f} MB"
+        f"   x{res['log_s'] / res['cp_sync_s']:.2f} of the floor"
+    )
     print(f"  floor: cp -r + sync {res['cp_sync_s']:5.1f} s   {args.files / res['cp_sync_s']:8.0f} files/s")
-    print(f"unchanged re-log   {res['relog_s']:8.2f} s                      peak {res['relog_rss_mb']:6.0f} MB"
-          f"   x{res['relog_s'] / relog_floor:.2f} of the floor")
-    print(f"  floor: find, stat of every file {res['find_stat_s']:5.2f} s + import typer, pydantic "
-          f"{res['import_floor_s']:.2f} s")
-    print(f"v1 (2 files)       {res['v1_s']:8.2f} s   {res['v1_new_metadata_bytes'] / 1e3:8.1f} kB new metadata  peak {res['v1_rss_mb']:6.0f} MB")
+    print(
+        f"unchanged re-log   {res['relog_s']:8.2f} s                      peak {res['relog_rss_mb']:6.0f} MB"
+        f"   x{res['relog_s'] / relog_floor:.2f} of the floor"
+    )
+    print(
+        f"  floor: find, stat of every file {res['find_stat_s']:5.2f} s + import typer, pydantic "
+        f"{res['import_floor_s']:.2f} s"
+    )
+    print(
+        f"v1 (2 files)       {res['v1_s']:8.2f} s   {res['v1_new_metadata_bytes'] / 1e3:8.1f} kB new metadata  peak "
+        f"{res['v1_rss_mb']:6.0f} MB"
+    )
     print(f"  floor: the new trees of the changed folders {res['v1_new_tree_bytes'] / 1e3:.1f} kB")
-    print(f"pull v1            {res['pull_s']:8.1f} s                      peak {res['pull_rss_mb']:6.0f} MB"
-          f"   x{res['pull_s'] / res['cp_sync_s']:.2f} of cp -r + sync")
+    print(
+        f"pull v1            {res['pull_s']:8.1f} s                      peak {res['pull_rss_mb']:6.0f} MB"
+        f"   x{res['pull_s'] / res['cp_sync_s']:.2f} of cp -r + sync"
+    )
     print(f"re-pull (all there){res['repull_s']:8.1f} s                      peak {res['repull_rss_mb']:6.0f} MB")
-    print(f"pull --include d0001/* {res['pull_one_folder_s']:4.2f} s                      peak {res['pull_one_folder_rss_mb']:6.0f} MB")
+    print(
+        f"pull --include d0001/* {res['pull_one_folder_s']:4.2f} s                      peak "
+        f"{res['pull_one_folder_rss_mb']:6.0f} MB"
+    )
     print(f"diff v0 v1         {res['diff_s']:8.2f} s                      peak {res['diff_rss_mb']:6.0f} MB")
     print(f"verify             {res['verify_s']:8.1f} s                      peak {res['verify_rss_mb']:6.0f} MB")
     print(f"versions           {res['versions_s']:8.2f} s                      peak {res['versions_rss_mb']:6.0f} MB")

@@ -82,14 +82,22 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.blobs, args.per_pack)))
         return
-    print(f"{args.blobs} blobs in indexes of {args.per_pack}; floor: compact arrays (digest, offset, length) "
-          f"{FLOOR} B per blob")
+    print(
+        f"{args.blobs} blobs in indexes of {args.per_pack}; floor: compact arrays (digest, offset, length) "
+        f"{FLOOR} B per blob"
+    )
     for checkout in args.checkout or [str(Path(__file__).resolve().parent.parent)]:
-        out = subprocess.run([sys.executable, __file__, "--one", checkout, "--blobs", str(args.blobs),
-                              "--per-pack", str(args.per_pack)], check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", checkout, "--blobs", str(args.blobs), "--per-pack", str(args.per_pack)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{checkout:40s} index map {r['bytes_per_blob']:6.1f} B per blob (x{r['bytes_per_blob'] / FLOOR:.2f} of "
-              f"the floor), made in {r['map_s']:.2f} s, exists() of every blob {r['exists_s']:.2f} s")
+        print(
+            f"{checkout:40s} index map {r['bytes_per_blob']:6.1f} B per blob (x{r['bytes_per_blob'] / FLOOR:.2f} of "
+            f"the floor), made in {r['map_s']:.2f} s, exists() of every blob {r['exists_s']:.2f} s"
+        )
 
 
 if __name__ == "__main__":

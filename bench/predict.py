@@ -33,14 +33,29 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="predict-bench-") as tmp:
-        data = generate(Path(tmp) / "chess", n_train=args.n_train, n_val=args.n_val, n_heldout=0, imgsz=args.imgsz).parent
+        data = generate(
+            Path(tmp) / "chess", n_train=args.n_train, n_val=args.n_val, n_heldout=0, imgsz=args.imgsz
+        ).parent
         store = str(Path(tmp) / "store")
-        artifactkit.train(store, data=str(data), run_id="bench", epochs=args.epochs, imgsz=args.imgsz, batch=16,
-                          workers=2, threads=args.threads, device=args.device, val_splits=["val"])
+        artifactkit.train(
+            store,
+            data=str(data),
+            run_id="bench",
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=16,
+            workers=2,
+            threads=args.threads,
+            device=args.device,
+            val_splits=["val"],
+        )
         metrics = runs.read_metrics(artifactkit.open_store(store), "bench")[-1]["metrics"]
         print(f"device {args.device}, threads {torch.get_num_threads()}, YOLO-n at {args.imgsz} px", flush=True)
-        print(f"train    {metrics['speed/train_img_s']:8.1f} img/s  (batch 16, {args.n_train} images, "
-              f"epoch {args.epochs})", flush=True)
+        print(
+            f"train    {metrics['speed/train_img_s']:8.1f} img/s  (batch 16, {args.n_train} images, "
+            f"epoch {args.epochs})",
+            flush=True,
+        )
         images = data / "images" / "val"
         weights = f"{store}/runs/bench"
         for batch in args.batch:
@@ -49,8 +64,11 @@ def main() -> None:
             predictions = artifactkit.predict(weights, images, batch=batch, device=args.device)
             seconds = time.perf_counter() - start
             boxes = sum(len(p.boxes) for p in predictions)
-            print(f"predict  {len(predictions) / seconds:8.1f} img/s  (batch {batch}, {len(predictions)} images, "
-                  f"{boxes} boxes at conf 0.25, model load included)", flush=True)
+            print(
+                f"predict  {len(predictions) / seconds:8.1f} img/s  (batch {batch}, {len(predictions)} images, "
+                f"{boxes} boxes at conf 0.25, model load included)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,30 @@ from pathlib import Path
 
 def sigterm_to_exit(data: Path, store: Path, model: str, args) -> tuple[float, float, str]:
     """(seconds from SIGTERM to exit, seconds per batch before it, the last line printed)."""
-    cmd = [sys.executable, "-m", "artifactkit", "train", "--data", str(data), "--store", str(store), "--model", model,
-           "--epochs", "2", "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--workers", "0",
-           "--device", args.device, "--run-id", f"term-{model}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "artifactkit",
+        "train",
+        "--data",
+        str(data),
+        "--store",
+        str(store),
+        "--model",
+        model,
+        "--epochs",
+        "2",
+        "--imgsz",
+        str(args.imgsz),
+        "--batch",
+        str(args.batch),
+        "--workers",
+        "0",
+        "--device",
+        args.device,
+        "--run-id",
+        f"term-{model}",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     started = None
     for line in proc.stderr:
@@ -58,8 +79,11 @@ def save_stall(data: Path, store: Path, model: str, args) -> tuple[float, float]
     from artifactkit.detector.config import TrainConfig
     from artifactkit.detector.train import Trainer
 
-    trainer = Trainer(TrainConfig(data=str(data / "data.yaml"), model=model, imgsz=args.imgsz, batch=args.batch,
-                                  workers=0, device=args.device))
+    trainer = Trainer(
+        TrainConfig(
+            data=str(data / "data.yaml"), model=model, imgsz=args.imgsz, batch=args.batch, workers=0, device=args.device
+        )
+    )
     s = artifactkit.open_store(str(store))
     saver = checkpoint.BackgroundSaver(s, f"stall-{model}")
     stalls, background = [], []
@@ -87,12 +111,15 @@ def main() -> None:
     parser.add_argument("--epoch-hours", type=float, default=2.0)
     parser.add_argument("--save-every-min", type=float, default=5.0)
     args = parser.parse_args()
-    from artifactkit.detector.chess import generate
-
     import torch
 
-    where = f"{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() and args.device != "cpu" else \
-        f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    from artifactkit.detector.chess import generate
+
+    where = (
+        f"{torch.cuda.get_device_name(0)}"
+        if torch.cuda.is_available() and args.device != "cpu"
+        else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )
     print(f"device: {where}; imgsz {args.imgsz}, batch {args.batch}, local store")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -100,15 +127,19 @@ def main() -> None:
         for model in args.models:
             seconds, per_batch, last = sigterm_to_exit(data, root / "store", model, args)
             stall, background = save_stall(data, root / "store", model, args)
-            print(f"YOLO-{model}: SIGTERM to exit {seconds:.2f} s (batch {per_batch:.2f} s); "
-                  f"stall per mid-epoch save {stall * 1000:.0f} ms on the training thread "
-                  f"(+{background * 1000:.0f} ms encode and write in the saver's thread)")
+            print(
+                f"YOLO-{model}: SIGTERM to exit {seconds:.2f} s (batch {per_batch:.2f} s); "
+                f"stall per mid-epoch save {stall * 1000:.0f} ms on the training thread "
+                f"(+{background * 1000:.0f} ms encode and write in the saver's thread)"
+            )
             print(f"  last line: {last}")
             epoch_s, every_s = args.epoch_hours * 3600, args.save_every_min * 60
-            print(f"  work lost per preemption on a {args.epoch_hours:g} h epoch, killed without notice: "
-                  f"epoch checkpoints {epoch_s / 2 / 60:.0f} min on average, --save-every {args.save_every_min:g}m "
-                  f"{min(every_s, epoch_s) / 2 / 60:.1f} min (costing {stall / every_s * 100:.3f} % of training "
-                  f"time in stalls); with notice (SIGTERM, grace 20 s): at most one batch, {per_batch:.2f} s")
+            print(
+                f"  work lost per preemption on a {args.epoch_hours:g} h epoch, killed without notice: "
+                f"epoch checkpoints {epoch_s / 2 / 60:.0f} min on average, --save-every {args.save_every_min:g}m "
+                f"{min(every_s, epoch_s) / 2 / 60:.1f} min (costing {stall / every_s * 100:.3f} % of training "
+                f"time in stalls); with notice (SIGTERM, grace 20 s): at most one batch, {per_batch:.2f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -46,12 +46,21 @@ def main() -> None:
         base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         envs = [{**base_env, "PYTHONPATH": c, "ARTIFACTKIT_CACHE_DIR": str(work / "cache")} for c in checkouts]
         ak = [sys.executable, "-m", "artifactkit"]
-        subprocess.run([*ak, "log-dataset", str(data), "--name", "m", "--store", str(store)], check=True,
-                       stdout=subprocess.DEVNULL, env=envs[0], cwd="/")
+        subprocess.run(
+            [*ak, "log-dataset", str(data), "--name", "m", "--store", str(store)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=envs[0],
+            cwd="/",
+        )
         rows = [("floor: cp -r + sync", lambda: timed(["sh", "-c", f"cp -r '{data}' '{out}' && sync"]))]
         for checkout, env in zip(checkouts, envs):
-            rows.append((f"pull ({checkout})",
-                         lambda env=env: timed([*ak, "pull", "m:v0", str(out), "--store", str(store)], env)))
+            rows.append(
+                (
+                    f"pull ({checkout})",
+                    lambda env=env: timed([*ak, "pull", "m:v0", str(out), "--store", str(store)], env),
+                )
+            )
         best = [float("inf")] * len(rows)
         for _ in range(args.rounds):
             for i, (_, run) in enumerate(rows):
@@ -61,8 +70,10 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.files} files of 1 kB in folders of {args.per_folder}, under {args.work or tempfile.gettempdir()}; "
-          f"best of {args.rounds} interleaved rounds")
+    print(
+        f"{args.files} files of 1 kB in folders of {args.per_folder}, under {args.work or tempfile.gettempdir()}; "
+        f"best of {args.rounds} interleaved rounds"
+    )
     for (label, _), seconds in zip(rows, best):
         print(f"{label:60s} {seconds:7.2f} s  x{seconds / best[0]:.2f} of the floor")
 

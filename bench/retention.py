@@ -26,15 +26,31 @@ def disk_bytes(root: Path) -> int:
 def one_run(root: Path, data: Path, args, keep_last: int | None) -> dict:
     store_dir = root / f"store-{keep_last or 'all'}"
     start = time.perf_counter()
-    artifactkit.train(str(store_dir), data=str(data), run_id="bench", model=args.model, epochs=args.epochs,
-                      imgsz=args.imgsz, batch=8, workers=0, save_period=1, keep_last=keep_last,
-                      report=lambda event, details: None)
+    artifactkit.train(
+        str(store_dir),
+        data=str(data),
+        run_id="bench",
+        model=args.model,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=8,
+        workers=0,
+        save_period=1,
+        keep_last=keep_last,
+        report=lambda event, details: None,
+    )
     seconds = time.perf_counter() - start
     store = artifactkit.open_store(str(store_dir))
     before = disk_bytes(store_dir)
     freed = gc(store, grace_seconds=0)
-    return {"keep": f"last {keep_last}" if keep_last else "all", "checkpoints": len(store.version_numbers("bench-model")),
-            "before_gc": before, "after_gc": disk_bytes(store_dir), "freed": freed.deleted_bytes, "train_s": seconds}
+    return {
+        "keep": f"last {keep_last}" if keep_last else "all",
+        "checkpoints": len(store.version_numbers("bench-model")),
+        "before_gc": before,
+        "after_gc": disk_bytes(store_dir),
+        "freed": freed.deleted_bytes,
+        "train_s": seconds,
+    }
 
 
 def tiny_run_options(parser: argparse.ArgumentParser) -> None:
@@ -58,11 +74,15 @@ def main() -> None:
         root = Path(tmp)
         data = tiny_chess(root, args)
         rows = [one_run(root, data, args, keep) for keep in (None, 2)]
-    print(f"YOLO-{args.model}, {args.epochs} epochs, a checkpoint every epoch, {args.n_train} images at {args.imgsz} px")
+    print(
+        f"YOLO-{args.model}, {args.epochs} epochs, a checkpoint every epoch, {args.n_train} images at {args.imgsz} px"
+    )
     print(f"{'keep':>8} {'checkpoints':>12} {'before gc MB':>13} {'after gc MB':>12} {'train s':>8}")
     for r in rows:
-        print(f"{r['keep']:>8} {r['checkpoints']:>12} {r['before_gc'] / 1e6:>13.1f} {r['after_gc'] / 1e6:>12.1f} "
-              f"{r['train_s']:>8.0f}")
+        print(
+            f"{r['keep']:>8} {r['checkpoints']:>12} {r['before_gc'] / 1e6:>13.1f} {r['after_gc'] / 1e6:>12.1f} "
+            f"{r['train_s']:>8.0f}"
+        )
     print(f"keep-last 2 keeps {rows[1]['after_gc'] / rows[0]['after_gc']:.1%} of keep-all's bytes")
 
 

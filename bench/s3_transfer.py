@@ -55,8 +55,11 @@ def start_moto(log: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -74,7 +77,9 @@ def requests_since(log: Path, offset: int) -> tuple[Counter, list[str], int]:
 
 
 def cli(*args: str, env: dict) -> dict:
-    out = subprocess.run([sys.executable, "-m", "artifactkit", *args, "--json"], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "artifactkit", *args, "--json"], capture_output=True, text=True, env=env
+    )
     if out.returncode:
         raise SystemExit(f"artifactkit {' '.join(args)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -105,9 +110,17 @@ def run(work: Path, images: int, image_kb: int, packed_only: bool = False) -> No
     nfiles = 2 * images + 1
     log = work / "moto.log"
     moto, url = start_moto(log)
-    env = {**os.environ, "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_DEFAULT_REGION": "us-east-1", "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
-    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ARTIFACTKIT_CACHE_DIR": str(work / "cache"),
+    }
+    os.environ.update(
+        {k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    )
     try:
         import boto3
         import s3fs
@@ -122,20 +135,32 @@ def run(work: Path, images: int, image_kb: int, packed_only: bool = False) -> No
             t_up = timed(lambda: cli("log-dataset", str(data), "--store", "s3://bench/ak", env=env))
             t_down = timed(lambda: cli("pull", "chess:v0", str(work / "ak-out"), "--store", "s3://bench/ak", env=env))
             assert sum(1 for p in (work / "ak-out").rglob("*") if p.is_file()) == nfiles
-            print(f"packed: upload {t_up:.1f}s = {nfiles / t_up:.0f} files/s, download {t_down:.1f}s = "
-                  f"{nfiles / t_down:.0f} files/s; {len(fs.find('bench/ak/'))} objects in the bucket")
+            print(
+                f"packed: upload {t_up:.1f}s = {nfiles / t_up:.0f} files/s, download {t_down:.1f}s = "
+                f"{nfiles / t_down:.0f} files/s; {len(fs.find('bench/ak/'))} objects in the bucket"
+            )
             return
         loose = ("--store", "s3://bench/loose", "-o", "pack=false")
         t_plain_up = timed(lambda: fs.put(str(data) + "/", "bench/plain/", recursive=True))
         t_loose_up = timed(lambda: cli("log-dataset", str(data), *loose, env=env))
         t_ak_up = timed(lambda: cli("log-dataset", str(data), "--store", "s3://bench/ak", env=env))
         t_plain_down = timed(lambda: fs.get("bench/plain/", str(work / "plain-out") + "/", recursive=True))
-        t_loose_down = timed(lambda: cli("pull", "chess:v0", str(work / "loose-out"), *loose, env={
-            **env, "ARTIFACTKIT_CACHE_DIR": str(work / "cache-loose")}))
+        t_loose_down = timed(
+            lambda: cli(
+                "pull",
+                "chess:v0",
+                str(work / "loose-out"),
+                *loose,
+                env={**env, "ARTIFACTKIT_CACHE_DIR": str(work / "cache-loose")},
+            )
+        )
         t_ak_down = timed(lambda: cli("pull", "chess:v0", str(work / "ak-out"), "--store", "s3://bench/ak", env=env))
         for out in ("ak-out", "loose-out"):
             assert sum(1 for p in (work / out).rglob("*") if p.is_file()) == nfiles
-        print(f"objects in the bucket: packed store {len(fs.find('bench/ak/'))}, pack=false {len(fs.find('bench/loose/'))}")
+        print(
+            f"objects in the bucket: packed store {len(fs.find('bench/ak/'))}, pack=false "
+            f"{len(fs.find('bench/loose/'))}"
+        )
         report("upload, pack=false", mb, nfiles, t_plain_up, t_loose_up)
         report("upload, packed", mb, nfiles, t_plain_up, t_ak_up)
         report("download, pack=false", mb, nfiles, t_plain_down, t_loose_down)
@@ -167,6 +192,7 @@ def existence_checks() -> None:
 
     store = artifactkit.open_store("s3://bench/loose")
     keys = sorted({object_key(e.digest) for e in store.entries(store.record("chess", 0))})
+
     def fresh():  # a backend with no listing snapshot yet, its client already connected
         backend = artifactkit.open_store("s3://bench/loose").backend.inner
         backend.fs.connect()
@@ -178,23 +204,29 @@ def existence_checks() -> None:
     t_list = timed(lambda: b._snapshot("objects", len(keys)))
     b = fresh()
     t_two = timed(lambda: b._head_many(keys[:2]))
-    print(f"exists({len(keys)} keys): concurrent HEADs {t_heads:.1f}s, one listing of objects/ {t_list:.1f}s; "
-          f"exists(2 keys): HEADs {t_two * 1000:.0f} ms")
+    print(
+        f"exists({len(keys)} keys): concurrent HEADs {t_heads:.1f}s, one listing of objects/ {t_list:.1f}s; "
+        f"exists(2 keys): HEADs {t_two * 1000:.0f} ms"
+    )
 
 
 def packing_ceiling(fs, data: Path, nfiles: int, t_ak_up: float) -> None:
     """What packing small blobs could win at most: the same bytes sent as objects of ~1,000 files
     each, one PUT per pack, from memory. A ceiling: no hashing, index or existence check."""
     files = sorted(p for p in data.rglob("*") if p.is_file())
-    packs = [b"".join(p.read_bytes() for p in files[i:i + 1000]) for i in range(0, len(files), 1000)]
+    packs = [b"".join(p.read_bytes() for p in files[i : i + 1000]) for i in range(0, len(files), 1000)]
     t = timed(lambda: fs.pipe({f"bench/packs/{k:05d}": blob for k, blob in enumerate(packs)}))
-    print(f"packing ceiling: {len(packs)} objects of ~1,000 files in {t:.1f}s = {nfiles / t:.0f} files/s "
-          f"(artifactkit packed takes {t_ak_up / t:.1f}x as long, start-up and hashing included)")
+    print(
+        f"packing ceiling: {len(packs)} objects of ~1,000 files in {t:.1f}s = {nfiles / t:.0f} files/s "
+        f"(artifactkit packed takes {t_ak_up / t:.1f}x as long, start-up and hashing included)"
+    )
 
 
 def report(what: str, mb: float, files: int, plain: float, ak: float) -> None:
-    print(f"{what:20s} plain s3fs {plain:6.1f}s {mb / plain:6.1f} MB/s {files / plain:6.0f} files/s | "
-          f"artifactkit CLI {ak:6.1f}s {mb / ak:6.1f} MB/s {files / ak:6.0f} files/s | ratio {plain / ak:.2f}x")
+    print(
+        f"{what:20s} plain s3fs {plain:6.1f}s {mb / plain:6.1f} MB/s {files / plain:6.0f} files/s | "
+        f"artifactkit CLI {ak:6.1f}s {mb / ak:6.1f} MB/s {files / ak:6.0f} files/s | ratio {plain / ak:.2f}x"
+    )
 
 
 if __name__ == "__main__":

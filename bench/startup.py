@@ -65,8 +65,23 @@ def main() -> None:
         (work / "d" / "a").write_text("a\n")
         (work / "floor.py").write_text(FLOOR_APP)
         env0 = {**base_env, "PYTHONPATH": checkouts[0], "ARTIFACTKIT_CACHE_DIR": str(work / "cache")}
-        subprocess.run([sys.executable, "-m", "artifactkit", "log-dataset", str(work / "d"), "--name", "x",
-                        "--store", str(work / "s")], check=True, stdout=subprocess.DEVNULL, env=env0, cwd="/")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "artifactkit",
+                "log-dataset",
+                str(work / "d"),
+                "--name",
+                "x",
+                "--store",
+                str(work / "s"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=env0,
+            cwd="/",
+        )
         py = sys.executable
         rows: list[tuple[str, list[str], dict]] = [
             ("python -c pass", [py, "-c", "pass"], env0),
@@ -76,8 +91,13 @@ def main() -> None:
         for checkout in checkouts:
             env = {**env0, "PYTHONPATH": checkout}
             rows.append((f"--version ({checkout})", [py, "-m", "artifactkit", "--version"], env))
-            rows.append((f"versions x ({checkout})", [py, "-m", "artifactkit", "versions", "x", "--store",
-                                                       str(work / "s")], env))
+            rows.append(
+                (
+                    f"versions x ({checkout})",
+                    [py, "-m", "artifactkit", "versions", "x", "--store", str(work / "s")],
+                    env,
+                )
+            )
         for _, cmd, env in rows:  # warm: bytecode written, files in the page cache
             timed(cmd, env)
         best = [(float("inf"), float("inf"))] * len(rows)

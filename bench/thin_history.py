@@ -16,26 +16,43 @@ import tempfile
 import time
 from pathlib import Path
 
+from retention import tiny_chess, tiny_run_options  # bench/ is the script's folder
+
 import artifactkit
 from artifactkit.maintenance import gc
 from artifactkit.usage import du
-from retention import tiny_chess, tiny_run_options  # bench/ is the script's folder
 
 
 def one_run(root: Path, data: Path, args, epochs: int, keep_full: int) -> dict:
     store_dir = root / f"store-{epochs}-{keep_full}"
     start = time.perf_counter()
-    artifactkit.train(str(store_dir), data=str(data), run_id="bench", model=args.model, epochs=epochs,
-                      imgsz=args.imgsz, batch=8, workers=0, save_period=1, keep_full=keep_full,
-                      report=lambda event, details: None)
+    artifactkit.train(
+        str(store_dir),
+        data=str(data),
+        run_id="bench",
+        model=args.model,
+        epochs=epochs,
+        imgsz=args.imgsz,
+        batch=8,
+        workers=0,
+        save_period=1,
+        keep_full=keep_full,
+        report=lambda event, details: None,
+    )
     seconds = time.perf_counter() - start
     store = artifactkit.open_store(str(store_dir))
     gc(store, grace_seconds=0)
     usage = du(store)
     own = {a.name: a.own for a in usage.artifacts}
-    return {"epochs": epochs, "keep_full": keep_full, "total": usage.total, "model": own.get("bench-model", 0),
-            "state": own.get("bench-state", 0), "checkpoints": len(store.version_numbers("bench-model")),
-            "train_s": seconds}
+    return {
+        "epochs": epochs,
+        "keep_full": keep_full,
+        "total": usage.total,
+        "model": own.get("bench-model", 0),
+        "state": own.get("bench-state", 0),
+        "checkpoints": len(store.version_numbers("bench-model")),
+        "train_s": seconds,
+    }
 
 
 def main() -> None:
@@ -48,14 +65,20 @@ def main() -> None:
         data = tiny_chess(root, args)
         rows = [one_run(root, data, args, epochs, keep) for epochs in args.epochs for keep in (epochs, 1)]
     print(f"YOLO-{args.model}, a checkpoint every epoch, {args.n_train} images at {args.imgsz} px; after gc --grace 0")
-    print(f"{'epochs':>6} {'keep_full':>9} {'checkpoints':>11} {'store MB':>9} {'-model MB':>10} {'-state MB':>10} "
-          f"{'train s':>8}")
+    print(
+        f"{'epochs':>6} {'keep_full':>9} {'checkpoints':>11} {'store MB':>9} {'-model MB':>10} {'-state MB':>10} "
+        f"{'train s':>8}"
+    )
     for r in rows:
-        print(f"{r['epochs']:>6} {r['keep_full']:>9} {r['checkpoints']:>11} {r['total'] / 1e6:>9.1f} "
-              f"{r['model'] / 1e6:>10.1f} {r['state'] / 1e6:>10.1f} {r['train_s']:>8.0f}")
+        print(
+            f"{r['epochs']:>6} {r['keep_full']:>9} {r['checkpoints']:>11} {r['total'] / 1e6:>9.1f} "
+            f"{r['model'] / 1e6:>10.1f} {r['state'] / 1e6:>10.1f} {r['train_s']:>8.0f}"
+        )
     for before, after in zip(rows[::2], rows[1::2]):
-        print(f"{before['epochs']} epochs: {before['total'] / 1e6:.1f} MB -> {after['total'] / 1e6:.1f} MB "
-              f"({after['total'] / before['total']:.1%})")
+        print(
+            f"{before['epochs']} epochs: {before['total'] / 1e6:.1f} MB -> {after['total'] / 1e6:.1f} MB "
+            f"({after['total'] / before['total']:.1%})"
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the sy
 from synthetic_run import synthesize_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SYNC_RENDER = """(tab) => { const t = performance.now(); AK.show(tab); return performance.now() - t; }"""
 SLIDER = """(v) => { const e = document.getElementById('conf-slider'); const t = performance.now();
   e.value = v; e.dispatchEvent(new Event('input', {bubbles: true})); return performance.now() - t; }"""
@@ -62,7 +68,9 @@ def measure(path: Path, repeat: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work-dir", type=Path, help="keep the dataset, store and report here (default: a temp folder)")
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep the dataset, store and report here (default: a temp folder)"
+    )
     parser.add_argument("--n-val", type=int, default=500)
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--n-heldout", type=int, default=100)
@@ -81,13 +89,21 @@ def main() -> None:
         if not store.backend.exists([f"runs/{run_id}/run.json"]):
             t = time.perf_counter()
             synthesize_run(store, f"{dataset.name}:{dataset.label}", run_id, epochs=args.epochs)
-            print(f"synthetic run {run_id}: {args.n_val} val images x {args.epochs} epochs in {time.perf_counter() - t:.1f}s")
+            print(
+                f"synthetic run {run_id}: {args.n_val} val images x {args.epochs} epochs in "
+                f"{time.perf_counter() - t:.1f}s"
+            )
         report = build_report(runs=[f"{store.uri}/runs/{run_id}"], out=work / "report.html")
-        print(f"report {report.path}: {report.bytes / 1e6:.2f} MB ({report.image_bytes / 1e6:.2f} MB of it images: "
-              f"{report.images} images once each), {report.epochs} epochs, built in {report.seconds:.1f}s")
+        print(
+            f"report {report.path}: {report.bytes / 1e6:.2f} MB ({report.image_bytes / 1e6:.2f} MB of it images: "
+            f"{report.images} images once each), {report.epochs} epochs, built in {report.seconds:.1f}s"
+        )
         m = measure(report.path, args.repeat)
-        print(f"time to interactive (navigation start -> ready), {args.repeat} opens: median {statistics.median(m['ready']):.0f} ms, "
-              f"max {max(m['ready']):.0f} ms (wall from goto: median {statistics.median(m['wall']):.0f} ms)")
+        print(
+            f"time to interactive (navigation start -> ready), {args.repeat} opens: median "
+            f"{statistics.median(m['ready']):.0f} ms, "
+            f"max {max(m['ready']):.0f} ms (wall from goto: median {statistics.median(m['wall']):.0f} ms)"
+        )
         for tab, ms in m["tabs"].items():
             print(f"  first visit to {tab:<8}: median {statistics.median(ms):.0f} ms")
         print(f"  confidence slider move (16 debugger images redrawn): median {statistics.median(m['slider']):.1f} ms")

@@ -54,8 +54,11 @@ def floor(data: Path, work: Path) -> float:
 
 
 def artifactkit_rows(data: Path, work: Path, kind: str, checkout: str, rnd: int) -> dict[str, float]:
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # bytecode, as installed
-           "ARTIFACTKIT_CACHE_DIR": str(work / "ak-cache"), "PYTHONPATH": checkout}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # bytecode, as installed
+        "ARTIFACTKIT_CACHE_DIR": str(work / "ak-cache"),
+        "PYTHONPATH": checkout,
+    }
     cmd = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--name", "d", "--store", str(work / "ak")]
     subprocess.run(["sync"], check=True)
     out = {"v0": timed(cmd, env), "unchanged": timed(cmd, env)}
@@ -88,7 +91,9 @@ def wandb_rows(data: Path, work: Path, rnd: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dvc", required=True, help="the dvc executable of a separate venv (python -m venv; pip install dvc)")
+    ap.add_argument(
+        "--dvc", required=True, help="the dvc executable of a separate venv (python -m venv; pip install dvc)"
+    )
     ap.add_argument("--dataset", choices=["images", "tiny"], default="images")
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--files", type=int, default=200_000)
@@ -122,17 +127,24 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     med = {k: {f: statistics.median(r[f] for r in rs) for f in rs[0]} for k, rs in rounds.items() if rs}
     cp = med["floor"]["cp -r + sync"]
-    print(f"{files} files, {size / 1e6:.0f} MB ({args.dataset}) under {args.work or tempfile.gettempdir()}; "
-          f"median of {args.repeat} interleaved rounds; load average {min(load):.1f}-{max(load):.1f}; {version}")
+    print(
+        f"{files} files, {size / 1e6:.0f} MB ({args.dataset}) under {args.work or tempfile.gettempdir()}; "
+        f"median of {args.repeat} interleaved rounds; load average {min(load):.1f}-{max(load):.1f}; {version}"
+    )
     print(f"floor: cp -r + sync {cp:.2f} s; import typer, pydantic {imports:.3f} s")
     ak = med["artifactkit"]
     for tool, rows in med.items():
         if tool == "floor":
             continue
-        cells = "   ".join(f"{row} {s:7.2f} s (x{s / cp:.2f} of cp, x{s / ak[row]:.2f} of artifactkit's)"
-                           for row, s in rows.items())
+        cells = "   ".join(
+            f"{row} {s:7.2f} s (x{s / cp:.2f} of cp, x{s / ak[row]:.2f} of artifactkit's)" for row, s in rows.items()
+        )
         print(f"{tool:12s} {cells}")
-    print(json.dumps({"files": files, "bytes": size, "dvc_version": version, "load": load, "import_floor_s": imports, **med}))
+    print(
+        json.dumps(
+            {"files": files, "bytes": size, "dvc_version": version, "load": load, "import_floor_s": imports, **med}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,18 +43,29 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        data = load_data_config(generate(Path(tmp) / "chess", n_train=args.n_train, n_val=max(4, args.n_train // 4),
-                                         n_heldout=0, imgsz=args.imgsz))
+        data = load_data_config(
+            generate(
+                Path(tmp) / "chess",
+                n_train=args.n_train,
+                n_val=max(4, args.n_train // 4),
+                n_heldout=0,
+                imgsz=args.imgsz,
+            )
+        )
         for split, augment in (("train", True), ("val", False)):
             dataset = load_split(data, split, imgsz=args.imgsz, augment=augment)
             chosen, why = effective_workers(None, len(dataset), args.batch)
-            print(f"{split}: {len(dataset)} images, batch {args.batch}: "
-                  f"by default the library runs {chosen} workers ({why})")
+            print(
+                f"{split}: {len(dataset)} images, batch {args.batch}: "
+                f"by default the library runs {chosen} workers ({why})"
+            )
             for workers in (0, args.workers):
                 loader = build_dataloader(dataset, args.batch, workers, shuffle=augment, seed=0)
                 for epoch, (first, total) in enumerate(timed_epochs(loader, args.epochs), 1):
-                    print(f"  workers {workers}  epoch {epoch}: first batch {first * 1000:7.1f} ms, "
-                          f"whole pass {total * 1000:7.1f} ms")
+                    print(
+                        f"  workers {workers}  epoch {epoch}: first batch {first * 1000:7.1f} ms, "
+                        f"whole pass {total * 1000:7.1f} ms"
+                    )
                 del loader
 
 

@@ -11,8 +11,9 @@ from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, T
 
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", metavar="KEY=VALUE",
-                 help="Any train config key, e.g. --set lr0=0.001 --set patience=20 (repeatable)"),
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Any train config key, e.g. --set lr0=0.001 --set patience=20 (repeatable)"
+    ),
 ]
 
 
@@ -24,8 +25,9 @@ def default(key: str) -> str:
     return f" (default: {TrainConfig.model_fields[key].default})"
 
 
-def typed_options(flags: dict[str, tuple[str, Any]], settings: list[str] | None = None,
-                  words: list[str] = ()) -> dict[str, Any]:
+def typed_options(
+    flags: dict[str, tuple[str, Any]], settings: list[str] | None = None, words: list[str] = ()
+) -> dict[str, Any]:
     """{key: (flag, value or None)}, `--set KEY=VALUE` pairs and bare `KEY=VALUE` words (Ultralytics'
     spelling, read as --set reads them) -> the keywords the user gave, checked now (before any run
     exists) so that an error names the flag or word as typed."""

@@ -20,8 +20,13 @@ def register(app: typer.Typer) -> None:
 
 def lineage(
     target: Annotated[str, typer.Argument(help="NAME:vN, NAME:ALIAS, a run id or a run URI (<store>/runs/<id>)")],
-    all_: Annotated[bool, typer.Option("--all", help="List every checkpoint and evaluation version of the runs below "
-                                       "the root, not only their counts")] = False,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="List every checkpoint and evaluation version of the runs below the root, not only their counts",
+        ),
+    ] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
     json_out: JsonOpt = False,
@@ -56,8 +61,10 @@ def diff(
 
 
 def _diff_text(d) -> str:
-    lines = [f"{d.a.name}:{d.a.label} -> {d.b.name}:{d.b.label}: {len(d.added)} added, {len(d.removed)} removed, "
-             f"{len(d.changed)} changed, {d.unchanged} unchanged ({human_bytes(d.a.bytes)} -> {human_bytes(d.b.bytes)})"]
+    lines = [
+        f"{d.a.name}:{d.a.label} -> {d.b.name}:{d.b.label}: {len(d.added)} added, {len(d.removed)} removed, "
+        f"{len(d.changed)} changed, {d.unchanged} unchanged ({human_bytes(d.a.bytes)} -> {human_bytes(d.b.bytes)})"
+    ]
     lines += [f"  + {p}  ({human_bytes(s)})" for p, s in d.added]
     lines += [f"  - {p}  ({human_bytes(s)})" for p, s in d.removed]
     lines += [f"  ~ {p}  ({human_bytes(sa)} -> {human_bytes(sb)})" for p, sa, sb in d.changed]

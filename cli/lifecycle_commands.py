@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
 
 def rm(
     ref: Annotated[str, typer.Argument(help="NAME:vN (one version) or NAME (every version: needs --yes)")],
-    force: Annotated[bool, typer.Option("--force", help="Delete even a version with a hand-set alias or one a run used")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even a version with a hand-set alias or one a run used")
+    ] = False,
     yes: YesOpt = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
@@ -55,19 +57,28 @@ def rm(
     aliases = f" with aliases {', '.join(result.aliases)}" if result.aliases else ""
     used = f" (used by {', '.join(result.used_by)})" if result.used_by else ""
     pending, hint = _gc_hint(s)
-    emit(json_out, {**result.summary(), "gc": pending.summary()},
-         f"deleted {parsed.name}:{', '.join(result.versions)}{aliases}{used} in {s.uri}; {hint}")
+    emit(
+        json_out,
+        {**result.summary(), "gc": pending.summary()},
+        f"deleted {parsed.name}:{', '.join(result.versions)}{aliases}{used} in {s.uri}; {hint}",
+    )
 
 
 def prune(
     name: Annotated[str, typer.Argument(help="Artifact name, e.g. <run>-model")],
     keep_last: Annotated[Optional[int], typer.Option("--keep-last", help="Keep the N newest versions")] = None,
-    keep_within: Annotated[Optional[str], typer.Option(
-        "--keep-within", help="Keep versions created within this long of the newest one: 12h, 7d, 4w, 1y")] = None,
-    keep_daily: Annotated[Optional[int], typer.Option(
-        "--keep-daily", help="Keep the newest version of each of the N latest days that have one (UTC)")] = None,
-    keep_weekly: Annotated[Optional[int], typer.Option(
-        "--keep-weekly", help="Keep the newest version of each of the N latest ISO weeks that have one")] = None,
+    keep_within: Annotated[
+        Optional[str],
+        typer.Option("--keep-within", help="Keep versions created within this long of the newest one: 12h, 7d, 4w, 1y"),
+    ] = None,
+    keep_daily: Annotated[
+        Optional[int],
+        typer.Option("--keep-daily", help="Keep the newest version of each of the N latest days that have one (UTC)"),
+    ] = None,
+    keep_weekly: Annotated[
+        Optional[int],
+        typer.Option("--keep-weekly", help="Keep the newest version of each of the N latest ISO weeks that have one"),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted, delete nothing")] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
@@ -75,20 +86,29 @@ def prune(
 ) -> None:
     """Delete the versions of an artifact that no rule keeps (restic's forget: the rules add up),
     always keeping best, hand-aliased versions and those a run used."""
-    from artifactkit.lifecycle import Retention, prune as do_prune
+    from artifactkit.lifecycle import Retention
+    from artifactkit.lifecycle import prune as do_prune
 
     Retention.given(keep_last, keep_within, keep_daily, keep_weekly)  # a bad rule is refused before the store opens
     s = open_store(store, storage_option)
-    result = do_prune(s, name, keep_last, keep_within=keep_within, keep_daily=keep_daily, keep_weekly=keep_weekly,
-                      dry_run=dry_run)
+    result = do_prune(
+        s, name, keep_last, keep_within=keep_within, keep_daily=keep_daily, keep_weekly=keep_weekly, dry_run=dry_run
+    )
     kept = ", ".join(f"{v} ({'; '.join(why)})" for v, why in result.reasons.items())
     if dry_run:
-        emit(json_out, result.summary(), f"{name}: would delete {', '.join(result.versions) or 'nothing'}; "
-                                         f"would keep {kept} (--dry-run: nothing deleted)")
+        emit(
+            json_out,
+            result.summary(),
+            f"{name}: would delete {', '.join(result.versions) or 'nothing'}; "
+            f"would keep {kept} (--dry-run: nothing deleted)",
+        )
         return
     pending, hint = _gc_hint(s)
-    emit(json_out, {**result.summary(), "gc": pending.summary()},
-         f"{name}: deleted {', '.join(result.versions) or 'nothing'}; kept {kept}; {hint}")
+    emit(
+        json_out,
+        {**result.summary(), "gc": pending.summary()},
+        f"{name}: deleted {', '.join(result.versions) or 'nothing'}; kept {kept}; {hint}",
+    )
 
 
 def runs(
@@ -110,10 +130,23 @@ def _list_runs(store: StoreOpt, storage_option: StorageOpts, json_out: JsonOpt) 
     if json_out:
         emit(True, {"runs": rows})
         return
-    table("runs", ["run", "status", "epoch", "best mAP50", "best mAP50-95", "dataset", "last seen", "note"],
-          [[r["run_id"], r["status"], f"{r['epochs_completed']}/{r['total_epochs']}",
-            f"{r['metrics'].get('metrics/mAP50', 0):.3f}", f"{r['metrics'].get('metrics/mAP50-95', 0):.3f}",
-            r["dataset"], r["last_seen"][:19].replace("T", " "), _note(r)] for r in rows])
+    table(
+        "runs",
+        ["run", "status", "epoch", "best mAP50", "best mAP50-95", "dataset", "last seen", "note"],
+        [
+            [
+                r["run_id"],
+                r["status"],
+                f"{r['epochs_completed']}/{r['total_epochs']}",
+                f"{r['metrics'].get('metrics/mAP50', 0):.3f}",
+                f"{r['metrics'].get('metrics/mAP50-95', 0):.3f}",
+                r["dataset"],
+                r["last_seen"][:19].replace("T", " "),
+                _note(r),
+            ]
+            for r in rows
+        ],
+    )
 
 
 def _note(row: dict[str, Any]) -> str:
@@ -126,7 +159,12 @@ def _note(row: dict[str, Any]) -> str:
 
 def runs_rm(
     run: Annotated[str, typer.Argument(help="A run id in --store, or a run URI (<store>/runs/<run-id>)")],
-    force: Annotated[bool, typer.Option("--force", help="Delete even a run that says it is running, or whose checkpoints another run used")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Delete even a run that says it is running, or whose checkpoints another run used"
+        ),
+    ] = False,
     yes: YesOpt = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
@@ -142,7 +180,9 @@ def runs_rm(
     result = delete_run(s, run_id, force=force)
     versions = "; ".join(f"{name}:{', '.join(labels)}" for name, labels in result.versions.items()) or "no versions"
     pending, hint = _gc_hint(s)
-    emit(json_out, {**result.summary(), "gc": pending.summary()}, f"deleted run {run_id} ({versions}) in {s.uri}; {hint}")
+    emit(
+        json_out, {**result.summary(), "gc": pending.summary()}, f"deleted run {run_id} ({versions}) in {s.uri}; {hint}"
+    )
 
 
 def _gc_hint(s):

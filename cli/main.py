@@ -19,14 +19,27 @@ import typer
 # commands_dict). Only the module of the command typed is imported: a store command never loads the
 # trainer's config or pydantic. tests/test_readme.py checks the table against the app.
 COMMANDS: dict[str, str] = {
-    "log-dataset": "store_commands", "ls": "store_commands", "versions": "store_commands",
-    "pull": "store_commands", "push": "store_commands", "verify": "store_commands", "gc": "store_commands",
+    "log-dataset": "store_commands",
+    "ls": "store_commands",
+    "versions": "store_commands",
+    "pull": "store_commands",
+    "push": "store_commands",
+    "verify": "store_commands",
+    "gc": "store_commands",
     "du": "store_commands",
-    "lineage": "inspect_commands", "diff": "inspect_commands", "cat": "inspect_commands",
-    "rm": "lifecycle_commands", "prune": "lifecycle_commands", "runs": "lifecycle_commands",
-    "demo-data": "train_commands", "train": "train_commands", "resume": "train_commands", "val": "train_commands",
+    "lineage": "inspect_commands",
+    "diff": "inspect_commands",
+    "cat": "inspect_commands",
+    "rm": "lifecycle_commands",
+    "prune": "lifecycle_commands",
+    "runs": "lifecycle_commands",
+    "demo-data": "train_commands",
+    "train": "train_commands",
+    "resume": "train_commands",
+    "val": "train_commands",
     "demo": "train_commands",
-    "predict": "model_commands", "export": "model_commands",
+    "predict": "model_commands",
+    "export": "model_commands",
     "view": "view_commands",
 }
 
@@ -80,8 +93,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                          help="Print the version and exit")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")
+    ] = False,
 ) -> None:
     # Options of the program itself, before any command (the help text is the app's).
     pass

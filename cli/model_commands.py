@@ -15,25 +15,40 @@ from .common import JsonOpt, StorageOpts, StoreOpt, parse_storage_options
 from .output import emit
 from .words import WORDS, accepts_words
 
-WeightsOpt = Annotated[Optional[str], typer.Option(
-    "--weights", help="A run URI (<store>/runs/<id>: its best checkpoint, as Ultralytics' best.pt; "
-                      "<store>/runs/<id>:latest its latest), a run id in --store, NAME:VERSION of a checkpoint "
-                      "in --store (e.g. <run>-model:best), or an exported .safetensors / .pt file", show_default=False)]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--weights",
+        help="A run URI (<store>/runs/<id>: its best checkpoint, as Ultralytics' best.pt; "
+        "<store>/runs/<id>:latest its latest), a run id in --store, NAME:VERSION of a checkpoint "
+        "in --store (e.g. <run>-model:best), or an exported .safetensors / .pt file",
+        show_default=False,
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
     app.command("predict", context_settings=WORDS)(
-        accepts_words({"model": "weights", "source": "sources"}, required=("sources", "weights"))(predict))
+        accepts_words({"model": "weights", "source": "sources"}, required=("sources", "weights"))(predict)
+    )
     app.command("export", context_settings=WORDS)(
-        accepts_words({"model": "weights"}, required=("weights", "out"))(export))
+        accepts_words({"model": "weights"}, required=("weights", "out"))(export)
+    )
 
 
 def predict(
     ctx: typer.Context,
-    sources: Annotated[Optional[list[str]], typer.Argument(help="Images, folders of images, or globs ('photos/**/*.jpg')", show_default=False)] = None,
+    sources: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Images, folders of images, or globs ('photos/**/*.jpg')", show_default=False),
+    ] = None,
     weights: WeightsOpt = None,
-    out: Annotated[Path, typer.Option(help="Where to write the predictions as COCO JSON (what val --preds scores)")] = Path("predictions.json"),
-    save_images: Annotated[Optional[Path], typer.Option(help="Folder for copies of the images with boxes drawn")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Where to write the predictions as COCO JSON (what val --preds scores)")
+    ] = Path("predictions.json"),
+    save_images: Annotated[
+        Optional[Path], typer.Option(help="Folder for copies of the images with boxes drawn")
+    ] = None,
     conf: Annotated[Optional[float], typer.Option(help=f"Confidence threshold (default: {CONF})")] = None,
     iou: Annotated[Optional[float], typer.Option(help=f"NMS IoU threshold (default: {IOU})")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: the model's training size)")] = None,
@@ -47,28 +62,55 @@ def predict(
     KEY=VALUE words set the options as Ultralytics' CLI does (source=img.jpg model=RUN_URI conf=0.5)."""
     from artifactkit import inference as api
 
-    typed = {k: v for k, v in dict(conf=conf, iou=iou, imgsz=imgsz, device=device, batch=batch).items() if v is not None}
+    typed = {
+        k: v for k, v in dict(conf=conf, iou=iou, imgsz=imgsz, device=device, batch=batch).items() if v is not None
+    }
     start = time.perf_counter()
-    predictions = api.predict(weights, sources, store=store, storage_options=parse_storage_options(storage_option),
-                              loaded_from=lambda source: print(f"weights: {source}", file=sys.stderr), **typed)
+    predictions = api.predict(
+        weights,
+        sources,
+        store=store,
+        storage_options=parse_storage_options(storage_option),
+        loaded_from=lambda source: print(f"weights: {source}", file=sys.stderr),
+        **typed,
+    )
     seconds = time.perf_counter() - start
     boxes = api.write_json(predictions, out)
-    summary = {"out": str(out), "images": len(predictions), "boxes": boxes, "seconds": round(seconds, 3),
-               "images_per_s": len(predictions) / seconds if seconds > 0 else 0.0}
+    summary = {
+        "out": str(out),
+        "images": len(predictions),
+        "boxes": boxes,
+        "seconds": round(seconds, 3),
+        "images_per_s": len(predictions) / seconds if seconds > 0 else 0.0,
+    }
     if save_images is not None:
         api.save_images(predictions, save_images)
         summary["save_images"] = str(save_images)
-    emit(json_out, summary, f"{len(predictions)} images, {boxes} boxes ({summary['images_per_s']:.1f} images/s): {out}"
-         + (f"; drawn in {save_images}" if save_images is not None else ""))
+    emit(
+        json_out,
+        summary,
+        f"{len(predictions)} images, {boxes} boxes ({summary['images_per_s']:.1f} images/s): {out}"
+        + (f"; drawn in {save_images}" if save_images is not None else ""),
+    )
 
 
 def export(
     ctx: typer.Context,
-    weights: Annotated[Optional[str], typer.Argument(help="A run URI (<store>/runs/<id>: its best checkpoint; "
-                                                          ":latest for the latest), a run id in --store, NAME:VERSION of a "
-                                                          "checkpoint in --store, or an exported .safetensors / .pt file",
-                                                     show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Argument(help="The file to write: .pt, .safetensors or .onnx (the suffix picks the format)", show_default=False)] = None,
+    weights: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="A run URI (<store>/runs/<id>: its best checkpoint; "
+            ":latest for the latest), a run id in --store, NAME:VERSION of a "
+            "checkpoint in --store, or an exported .safetensors / .pt file",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="The file to write: .pt, .safetensors or .onnx (the suffix picks the format)", show_default=False
+        ),
+    ] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="ONNX input size (default: the model's training size)")] = None,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,

@@ -30,13 +30,17 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from rich.console import Console
-
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)
         yield lambda n, total: bar.update(task, advance=n, total=total)
@@ -57,17 +61,21 @@ def kept_line(report) -> str:
     """What gc kept because it is younger than the grace, and until when."""
     if not report.kept_recent:
         return "nothing younger than the grace period was kept"
-    return (f"kept {report.kept_recent} unreferenced files ({human_bytes(report.kept_recent_bytes)}) younger than the "
-            f"{_duration(report.grace_seconds)} grace until {report.kept_until} (a log in flight may still use them; "
-            "`gc --grace 0` deletes them now if no other process writes to this store)")
+    return (
+        f"kept {report.kept_recent} unreferenced files ({human_bytes(report.kept_recent_bytes)}) younger than the "
+        f"{_duration(report.grace_seconds)} grace until {report.kept_until} (a log in flight may still use them; "
+        "`gc --grace 0` deletes them now if no other process writes to this store)"
+    )
 
 
 def pending_line(p) -> str:
     """What gc would free now, and what more once the grace of the younger files ends."""
     line = f"`artifactkit gc` frees {human_bytes(p.now_bytes)} now"
     if p.later_files:
-        line += (f", and {human_bytes(p.later_bytes)} more after {p.later_at} (files younger than the "
-                 f"{_duration(p.grace_seconds)} grace; `gc --grace 0` frees them now if no other process writes here)")
+        line += (
+            f", and {human_bytes(p.later_bytes)} more after {p.later_at} (files younger than the "
+            f"{_duration(p.grace_seconds)} grace; `gc --grace 0` frees them now if no other process writes here)"
+        )
     return line
 
 

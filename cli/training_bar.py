@@ -51,16 +51,28 @@ class TrainingProgress:
         if self._bar is None:
             self._open_bar(d)
         losses = " ".join(f"{k} {v:.3f}" for k, v in d["losses"].items())
-        self._bar.update(self._task, completed=d["batch"], total=d["batches"],
-                         description=f"epoch {d['epoch']}/{d['epochs']}", info=f"{losses}  {d['img_s']:.1f} img/s")
+        self._bar.update(
+            self._task,
+            completed=d["batch"],
+            total=d["batches"],
+            description=f"epoch {d['epoch']}/{d['epochs']}",
+            info=f"{losses}  {d['img_s']:.1f} img/s",
+        )
 
     def _open_bar(self, d: dict[str, Any]) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[info]}"), TextColumn("ETA"), TimeRemainingColumn(),
-                             console=Console(stderr=True), transient=True)
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self._bar.start()
         self._task = self._bar.add_task(f"epoch {d['epoch']}/{d['epochs']}", total=d["batches"], info="")
 

@@ -17,12 +17,29 @@ def register(app: typer.Typer) -> None:
 
 
 def view(
-    targets: Annotated[list[str], typer.Argument(help="Run URIs (<store>/runs/<id>, several overlay their curves) and/or one dataset NAME:VERSION in --store")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: ./artifactkit-<run-id>.html or ./artifactkit-<name>-<version>.html)")] = None,
-    dataset_browser: Annotated[bool, typer.Option("--dataset/--no-dataset", help="Browse the run's dataset version too")] = True,
-    max_dataset_images: Annotated[Optional[int], typer.Option(
-        help="Dataset images embedded at most (each split in proportion beyond it; default: the viewer's, 2000)",
-        show_default=False)] = None,
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Run URIs (<store>/runs/<id>, several overlay their curves) and/or one dataset NAME:VERSION in --store"
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="HTML file to write (default: ./artifactkit-<run-id>.html or ./artifactkit-<name>-<version>.html)",
+        ),
+    ] = None,
+    dataset_browser: Annotated[
+        bool, typer.Option("--dataset/--no-dataset", help="Browse the run's dataset version too")
+    ] = True,
+    max_dataset_images: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Dataset images embedded at most (each split in proportion beyond it; default: the viewer's, 2000)",
+            show_default=False,
+        ),
+    ] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser")] = False,
     store: StoreOpt = None,
     storage_option: StorageOpts = None,
@@ -36,8 +53,15 @@ def view(
     options = parse_storage_options(storage_option)
     runs, dataset = split_targets(targets, store, options)
     limit = {} if max_dataset_images is None else {"max_dataset_images": max_dataset_images}
-    report = build_report(runs=runs, dataset=dataset, store=store, out=out, storage_options=options,
-                          include_dataset=dataset_browser, **limit)
+    report = build_report(
+        runs=runs,
+        dataset=dataset,
+        store=store,
+        out=out,
+        storage_options=options,
+        include_dataset=dataset_browser,
+        **limit,
+    )
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if open_browser:

@@ -44,6 +44,7 @@ def accepts_words(aliases: dict[str, str] | None = None, required: Sequence[str]
     (model -> weights); `required`: options that must come as a flag or a word. The command takes
     `ctx: typer.Context`. Its arguments collect the words typed before them (click fills them in
     order), so a word found there is taken back out."""
+
     def wrap(command: Callable) -> Callable:
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
@@ -65,7 +66,9 @@ def accepts_words(aliases: dict[str, str] | None = None, required: Sequence[str]
                     key = next((k for k, v in (aliases or {}).items() if v == name), name)
                     raise InvalidInput(f"missing {_flag(ctx, name)} (or {key}=VALUE)")
             return command(**kwargs)
+
         return run
+
     return wrap
 
 
@@ -87,8 +90,9 @@ def _word_values(ctx: typer.Context, words: list[str], aliases: dict[str, str], 
         param = params.get(name)
         if param is None:
             known = [*params, *aliases]
-            raise InvalidInput(f"{word}: unknown key for {ctx.command.name}{did_you_mean(key, known)} "
-                               f"(known: {', '.join(known)})")
+            raise InvalidInput(
+                f"{word}: unknown key for {ctx.command.name}{did_you_mean(key, known)} (known: {', '.join(known)})"
+            )
         listed = param.multiple or param.nargs == -1
         source = ctx.get_parameter_source(name)
         typed = kwargs.get(name) not in (None, []) and getattr(source, "name", None) == "COMMANDLINE"

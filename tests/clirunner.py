@@ -13,7 +13,11 @@ def run_cli(*args: str, env: dict | None = None, cwd: str | os.PathLike | None =
     """Run the real CLI in a subprocess (as a user would), returning the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "artifactkit", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
+        [sys.executable, "-m", "artifactkit", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"artifactkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -57,7 +61,6 @@ def assert_bit_identical_twins(store_dir, straight: str, resumed: str, epochs: i
     assert [m["epoch"] for m in runs.read_metrics(store, resumed)] == list(range(1, epochs + 1))
 
 
-
 def start_paused(script, text: str, args: list[str], what: str, seconds: float) -> subprocess.Popen:
     """Write `text` to `script`, run it with `args`, and return it once it has SIGSTOPped itself at
     the point it chose (state 'T' in /proc). If it exits first, or never reaches `what` within
@@ -65,8 +68,9 @@ def start_paused(script, text: str, args: list[str], what: str, seconds: float) 
     import time
 
     script.write_text(text)
-    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + seconds
     try:
         while True:

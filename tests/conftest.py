@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from clirunner import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

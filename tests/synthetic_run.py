@@ -21,8 +21,9 @@ from artifactkit.viewer.dataset import class_names, parse_labels, split_of
 from artifactkit.yolo import IMAGE_EXTS, label_path
 
 
-def synthesize_run(store: Store, dataset: str, run_id: str, epochs: int = 5, split: str = "val",
-                   seed: int = 0, bbox_interval: int = 1) -> RunRecord:
+def synthesize_run(
+    store: Store, dataset: str, run_id: str, epochs: int = 5, split: str = "val", seed: int = 0, bbox_interval: int = 1
+) -> RunRecord:
     """Write run `run_id` on dataset version `dataset` (NAME:VERSION in `store`)."""
     record = store.resolve(dataset)
     ref = f"{record.name}:{record.label}"
@@ -32,9 +33,22 @@ def synthesize_run(store: Store, dataset: str, run_id: str, epochs: int = 5, spl
     names += [f"class {i}" for i in range(len(names), top + 1)]
     now = now_iso()
     run = RunRecord(
-        run_id=run_id, created=now, updated=now, status="running", dataset=ref, model_artifact=f"{run_id}-model",
-        total_epochs=epochs, config={"model": "n", "epochs": epochs, "batch": 16, "imgsz": images[0]["shape"][1],
-                                     "seed": seed, "bbox_interval": bbox_interval, "synthetic": True},
+        run_id=run_id,
+        created=now,
+        updated=now,
+        status="running",
+        dataset=ref,
+        model_artifact=f"{run_id}-model",
+        total_epochs=epochs,
+        config={
+            "model": "n",
+            "epochs": epochs,
+            "batch": 16,
+            "imgsz": images[0]["shape"][1],
+            "seed": seed,
+            "bbox_interval": bbox_interval,
+            "synthetic": True,
+        },
     )
     create_run(store, run)
     rng = random.Random(seed)
@@ -46,9 +60,18 @@ def synthesize_run(store: Store, dataset: str, run_id: str, epochs: int = 5, spl
         metrics = _metrics(epoch, epochs, skill, rows, rng)
         if epoch % bbox_interval == 0 or epoch == epochs:
             _log_table(store, run_id, ref, epoch, split, names, metrics, debug, rows)
-        write_epoch_metrics(store, run_id, epoch, {"epoch": epoch, "step": epoch * 10, "time": now_iso(), "metrics": metrics,
-                                                   "system": {"system/cpu_percent": 40 + 20 * rng.random(),
-                                                              "system/rss_bytes": 6e8 + 1e7 * epoch}})
+        write_epoch_metrics(
+            store,
+            run_id,
+            epoch,
+            {
+                "epoch": epoch,
+                "step": epoch * 10,
+                "time": now_iso(),
+                "metrics": metrics,
+                "system": {"system/cpu_percent": 40 + 20 * rng.random(), "system/rss_bytes": 6e8 + 1e7 * epoch},
+            },
+        )
         if metrics["fitness"] > best[0]:
             best = (metrics["fitness"], {k: v for k, v in metrics.items() if k.startswith("metrics/")})
         run = run.with_(epochs_completed=epoch, best_fitness=best[0], best_metrics=best[1])
@@ -74,7 +97,10 @@ def _val_images(store: Store, record, split: str) -> list[dict[str, Any]]:
             w, h = im.size
         label = entries.get(label_path(path))
         boxes = parse_labels(store.read_blob(label.digest), path) if label else []
-        gt = [[c, (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h] for c, cx, cy, bw, bh in boxes]
+        gt = [
+            [c, (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
+            for c, cx, cy, bw, bh in boxes
+        ]
         stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         out.append({"im_id": stem, "path": path, "image": digest, "shape": [h, w], "gt": gt})
     return out
@@ -90,7 +116,9 @@ def _row(im: dict[str, Any], skill: float, rng: random.Random, nc: int) -> dict[
         jitter = size * (0.02 + 0.2 * (1 - skill))
         cls = c if rng.random() < 0.55 + 0.43 * skill else rng.randrange(nc)
         conf = min(0.99, max(0.0, rng.gauss(0.3 + 0.62 * skill, 0.12)))
-        pred.append([cls, *(_clip(v + rng.gauss(0, jitter), lim) for v, lim in ((x1, w), (y1, h), (x2, w), (y2, h))), conf])
+        pred.append(
+            [cls, *(_clip(v + rng.gauss(0, jitter), lim) for v, lim in ((x1, w), (y1, h), (x2, w), (y2, h))), conf]
+        )
     for _ in range(_poisson(rng, 0.5 + 4 * (1 - skill))):  # background false positives, mostly unsure
         x, y, s = rng.uniform(0, w * 0.9), rng.uniform(0, h * 0.9), rng.uniform(0.04, 0.12) * w
         pred.append([rng.randrange(nc), x, y, min(x + s, w), min(y + s, h), rng.uniform(0.1, 0.45)])
@@ -101,16 +129,23 @@ def _row(im: dict[str, Any], skill: float, rng: random.Random, nc: int) -> dict[
     for p in pred:
         by_cls.setdefault(str(p[0]), []).append(p[5])
     return {
-        "im_id": im["im_id"], "path": im["path"], "image": im["image"], "shape": im["shape"],
+        "im_id": im["im_id"],
+        "path": im["path"],
+        "image": im["image"],
+        "shape": im["shape"],
         "gt": [[int(g[0]), *(round(v, 1) for v in g[1:])] for g in im["gt"]],
         "pred": [[int(p[0]), *(round(v, 1) for v in p[1:5]), round(p[5], 4)] for p in pred],
         "avg_conf": round(sum(confs) / len(confs), 4) if confs else 0.0,
         "class_conf": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_cls.items())},
-        "tp": tp, "fp": fp, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
     }
 
 
-def _match(pred: list[list[float]], gt: list[list[float]], iou: float = 0.5, conf: float = 0.25) -> tuple[int, int, int]:
+def _match(
+    pred: list[list[float]], gt: list[list[float]], iou: float = 0.5, conf: float = 0.25
+) -> tuple[int, int, int]:
     """Greedy by confidence, same class, IoU >= 0.5: the counts the tables log."""
     free = list(range(len(gt)))
     tp = fp = 0
@@ -141,22 +176,45 @@ def _metrics(epoch: int, epochs: int, skill: float, rows: list[dict], rng: rando
     map5095 = 0.68 * map50
     lr = 0.01 * (0.01 + 0.99 * (1 + math.cos(math.pi * (epoch - 1) / max(epochs, 1))) / 2)
     return {
-        "metrics/precision": precision, "metrics/recall": recall, "metrics/mAP50": map50, "metrics/mAP50-95": map5095,
-        "val-heldout/mAP50": 0.55 * map50, "val-heldout/mAP50-95": 0.5 * map5095,
-        "train/box_loss": 1.6 - 1.1 * skill + rng.gauss(0, 0.02), "train/cls_loss": 3.0 - 2.4 * skill + rng.gauss(0, 0.03),
+        "metrics/precision": precision,
+        "metrics/recall": recall,
+        "metrics/mAP50": map50,
+        "metrics/mAP50-95": map5095,
+        "val-heldout/mAP50": 0.55 * map50,
+        "val-heldout/mAP50-95": 0.5 * map5095,
+        "train/box_loss": 1.6 - 1.1 * skill + rng.gauss(0, 0.02),
+        "train/cls_loss": 3.0 - 2.4 * skill + rng.gauss(0, 0.03),
         "train/dfl_loss": 1.4 - 0.5 * skill + rng.gauss(0, 0.01),
-        "lr/pg0": lr, "lr/pg1": lr, "lr/pg2": lr, "fitness": 0.1 * map50 + 0.9 * map5095,
-        "speed/train_img_s": 180 + rng.gauss(0, 5), "time/epoch_s": 30 + rng.gauss(0, 1),
+        "lr/pg0": lr,
+        "lr/pg1": lr,
+        "lr/pg2": lr,
+        "fitness": 0.1 * map50 + 0.9 * map5095,
+        "speed/train_img_s": 180 + rng.gauss(0, 5),
+        "time/epoch_s": 30 + rng.gauss(0, 1),
     }
 
 
 def _log_table(store, run_id, ref, epoch, split, names, metrics, debug, rows) -> None:
     order = {im_id: i for i, im_id in enumerate(debug)}
     rows = sorted(rows, key=lambda r: (order.get(r["im_id"], len(order)), r["im_id"]))
-    table = {"epoch": epoch, "split": split, "names": names, "metrics": {k: v for k, v in metrics.items() if k.startswith("metrics/")},
-             "debugger": debug, "min_conf": MIN_CONF, "rows": rows}
-    store.log_files({"table.json": table_bytes(table)}, name=f"{run_id}-evaluation", type="evaluation",
-                    aliases=(f"epoch-{epoch}",), metadata={"epoch": epoch, "dataset": ref}, run_id=run_id, dedup_latest=False)
+    table = {
+        "epoch": epoch,
+        "split": split,
+        "names": names,
+        "metrics": {k: v for k, v in metrics.items() if k.startswith("metrics/")},
+        "debugger": debug,
+        "min_conf": MIN_CONF,
+        "rows": rows,
+    }
+    store.log_files(
+        {"table.json": table_bytes(table)},
+        name=f"{run_id}-evaluation",
+        type="evaluation",
+        aliases=(f"epoch-{epoch}",),
+        metadata={"epoch": epoch, "dataset": ref},
+        run_id=run_id,
+        dedup_latest=False,
+    )
 
 
 def _clip(v: float, limit: float) -> float:

@@ -6,10 +6,9 @@ the store then opens with packs (packs.PackedBackend)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import uuid
-
-import os
 
 import pytest
 
@@ -215,7 +214,9 @@ def test_memory_store_without_single_writer_needs_no_option():
 
 def test_s3_errors_name_the_uri(s3_env):
     b = open_backend("s3://no-such-bucket-here/prefix")
-    with pytest.raises(BackendError, match=r"s3://no-such-bucket-here/prefix: bucket 'no-such-bucket-here' does not exist"):
+    with pytest.raises(
+        BackendError, match=r"s3://no-such-bucket-here/prefix: bucket 'no-such-bucket-here' does not exist"
+    ):
         list(b.list("artifacts/"))
     with pytest.raises(BackendError, match="does not exist"):
         b.read("artifacts/x/versions/0.json")
@@ -234,8 +235,10 @@ def test_registry_opens_backends_by_scheme_and_imports_them_lazily(tmp_path, mon
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
     base.register_backend("Mine", lambda uri, options: LocalBackend(tmp_path / uri.partition("://")[2]))
     assert open_backend("mine://c").root == tmp_path / "c"
-    code = (f"from artifactkit.uri import open_backend; import sys; open_backend({str(tmp_path / 'd')!r}).list('x')\n"
-            "assert not {'fsspec', 's3fs', 'artifactkit.backends.fs'} & set(sys.modules), sorted(sys.modules)\n")
+    code = (
+        f"from artifactkit.uri import open_backend; import sys; open_backend({str(tmp_path / 'd')!r}).list('x')\n"
+        "assert not {'fsspec', 's3fs', 'artifactkit.backends.fs'} & set(sys.modules), sorted(sys.modules)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -272,13 +275,21 @@ def test_redaction_of_urls():
     assert "hunter2pw" not in s.uri and s.uri.startswith("memory://ak-") and "user:hunter2pw@" in s.url
 
 
-@pytest.mark.parametrize("key", ["../outside", "a/../../outside", "/etc/passwd", "a//b", "a/./b", "a/", "", "a\\..\\b", "a/\0"])
+@pytest.mark.parametrize(
+    "key", ["../outside", "a/../../outside", "/etc/passwd", "a//b", "a/./b", "a/", "", "a\\..\\b", "a/\0"]
+)
 def test_the_local_backend_refuses_keys_that_could_climb_out(tmp_path, key):
     """The last line of defence under the Store's own validation: no key names a file outside the root."""
     backend = LocalBackend(tmp_path / "deep" / "store")
-    for op in (lambda: backend.write(key, b"x"), lambda: backend.write(key, b"x", create_only=True),
-               lambda: backend.write_many([(key, b"x")]), lambda: backend.read(key), lambda: backend.exists([key]),
-               lambda: backend.delete([key]), lambda: backend.read_to(key, tmp_path / "copy")):
+    for op in (
+        lambda: backend.write(key, b"x"),
+        lambda: backend.write(key, b"x", create_only=True),
+        lambda: backend.write_many([(key, b"x")]),
+        lambda: backend.read(key),
+        lambda: backend.exists([key]),
+        lambda: backend.delete([key]),
+        lambda: backend.read_to(key, tmp_path / "copy"),
+    ):
         with pytest.raises(BackendError, match="refusing the key"):
             op()
     assert not (tmp_path / "outside").exists() and not (tmp_path / "deep" / "outside").exists()
@@ -299,7 +310,9 @@ def test_a_missing_filesystem_names_the_package_to_install(tmp_path, uri, packag
         pytest.skip(f"{package} is installed here")
     proc = run_cli("ls", "--store", uri, check=False, cwd=tmp_path)
     assert proc.returncode != 0
-    assert proc.stderr.strip() == f"error: the {uri.split(':')[0]}:// filesystem is not installed: pip install {package}"
+    assert (
+        proc.stderr.strip() == f"error: the {uri.split(':')[0]}:// filesystem is not installed: pip install {package}"
+    )
 
 
 def test_a_backend_that_declares_packing_gets_packs_where_the_store_opens(tmp_path, monkeypatch):

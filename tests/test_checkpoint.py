@@ -25,7 +25,11 @@ def sample_state():
         "optimizer": opt.state_dict(),
         "bf16": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3),
         "empty": torch.empty(0, 3),
-        "epoch": 3, "best": 0.25, "nan": float("nan"), "name": "x", "none": None,
+        "epoch": 3,
+        "best": 0.25,
+        "nan": float("nan"),
+        "name": "x",
+        "none": None,
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
     }
 
@@ -114,21 +118,67 @@ def forge(store, skeleton, tensors=None, metas=None):
 ONE = {"kind": "tensor", "dtype": "float32", "shape": [2]}
 
 
-@pytest.mark.parametrize("tensors, metas, error, message", [
-    ({"tensors/0": b"\0" * 16}, {"tensors/0": {"kind": "ndarray", "dtype": "|O", "shape": [2]}}, InvalidInput, "'|O'"),
-    ({"tensors/0": b"\0" * 16}, {"tensors/0": {"kind": "ndarray", "dtype": "f4,i4", "shape": [2]}}, InvalidInput, "dtype"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {"kind": "tensor", "dtype": "__class__", "shape": [2]}}, InvalidInput, "dtype"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {"kind": "tensor", "dtype": ["float32"], "shape": [2]}}, InvalidInput, "dtype"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {"kind": "pickle", "dtype": "float32", "shape": [2]}}, InvalidInput, "pickle"),
-    ({"tensors/0": b"\0" * 8}, {}, InvalidInput, "no dtype/shape"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [-2, -1]}}, InvalidInput, "shape"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": "2"}}, InvalidInput, "shape"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [2.0]}}, InvalidInput, "shape"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [1] * 100}}, InvalidInput, "shape"),
-    ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [2**62, 2**62]}}, IntegrityError, "bytes where"),
-    ({"tensors/0": b"\0" * 7}, {"tensors/0": {"kind": "ndarray", "dtype": "<f4", "shape": [2]}}, IntegrityError, "bytes where"),
-], ids=["object-array", "structured-array", "not-a-dtype", "dtype-not-a-string", "unknown-kind", "no-meta",
-        "negative-shape", "shape-not-a-list", "float-shape", "too-many-dims", "huge-shape", "short-array"])
+@pytest.mark.parametrize(
+    "tensors, metas, error, message",
+    [
+        (
+            {"tensors/0": b"\0" * 16},
+            {"tensors/0": {"kind": "ndarray", "dtype": "|O", "shape": [2]}},
+            InvalidInput,
+            "'|O'",
+        ),
+        (
+            {"tensors/0": b"\0" * 16},
+            {"tensors/0": {"kind": "ndarray", "dtype": "f4,i4", "shape": [2]}},
+            InvalidInput,
+            "dtype",
+        ),
+        (
+            {"tensors/0": b"\0" * 8},
+            {"tensors/0": {"kind": "tensor", "dtype": "__class__", "shape": [2]}},
+            InvalidInput,
+            "dtype",
+        ),
+        (
+            {"tensors/0": b"\0" * 8},
+            {"tensors/0": {"kind": "tensor", "dtype": ["float32"], "shape": [2]}},
+            InvalidInput,
+            "dtype",
+        ),
+        (
+            {"tensors/0": b"\0" * 8},
+            {"tensors/0": {"kind": "pickle", "dtype": "float32", "shape": [2]}},
+            InvalidInput,
+            "pickle",
+        ),
+        ({"tensors/0": b"\0" * 8}, {}, InvalidInput, "no dtype/shape"),
+        ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [-2, -1]}}, InvalidInput, "shape"),
+        ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": "2"}}, InvalidInput, "shape"),
+        ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [2.0]}}, InvalidInput, "shape"),
+        ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [1] * 100}}, InvalidInput, "shape"),
+        ({"tensors/0": b"\0" * 8}, {"tensors/0": {**ONE, "shape": [2**62, 2**62]}}, IntegrityError, "bytes where"),
+        (
+            {"tensors/0": b"\0" * 7},
+            {"tensors/0": {"kind": "ndarray", "dtype": "<f4", "shape": [2]}},
+            IntegrityError,
+            "bytes where",
+        ),
+    ],
+    ids=[
+        "object-array",
+        "structured-array",
+        "not-a-dtype",
+        "dtype-not-a-string",
+        "unknown-kind",
+        "no-meta",
+        "negative-shape",
+        "shape-not-a-list",
+        "float-shape",
+        "too-many-dims",
+        "huge-shape",
+        "short-array",
+    ],
+)
 def test_forged_tensor_entries_are_refused(tmp_path, tensors, metas, error, message):
     store = artifactkit.open_store(str(tmp_path / "s"))
     forge(store, {"w": {"__tensor__": "tensors/0"}}, tensors, metas)
@@ -137,18 +187,31 @@ def test_forged_tensor_entries_are_refused(tmp_path, tensors, metas, error, mess
     assert "forged:v0 tensors/0" in str(caught.value)
 
 
-@pytest.mark.parametrize("skeleton, message", [
-    ({"w": {"__tensor__": "tensors/000009"}}, "'tensors/000009' is missing"),
-    ({"w": {"__tensor__": ["tensors/0"]}}, "malformed"),
-    ({"w": {"__tensor__": "tensors/0", "x": 1}}, "malformed"),
-    ({"w": {"__tuple__": 3}}, "malformed"),
-    ({"w": {"__dict__": [[1]]}}, "malformed"),
-    ({"w": {"__dict__": [[[1], 2]]}}, "dict key"),
-    (json.loads("[" * 500 + "]" * 500), "deeper than"),
-    (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
-    (b"\xff\xfe not json", "not JSON"),
-], ids=["missing-tensor", "tensor-tag-list", "tensor-tag-extra-key", "tuple-tag-int", "dict-tag-short-pair",
-        "dict-tag-list-key", "nested-500", "nested-100000", "not-utf8"])
+@pytest.mark.parametrize(
+    "skeleton, message",
+    [
+        ({"w": {"__tensor__": "tensors/000009"}}, "'tensors/000009' is missing"),
+        ({"w": {"__tensor__": ["tensors/0"]}}, "malformed"),
+        ({"w": {"__tensor__": "tensors/0", "x": 1}}, "malformed"),
+        ({"w": {"__tuple__": 3}}, "malformed"),
+        ({"w": {"__dict__": [[1]]}}, "malformed"),
+        ({"w": {"__dict__": [[[1], 2]]}}, "dict key"),
+        (json.loads("[" * 500 + "]" * 500), "deeper than"),
+        (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+        (b"\xff\xfe not json", "not JSON"),
+    ],
+    ids=[
+        "missing-tensor",
+        "tensor-tag-list",
+        "tensor-tag-extra-key",
+        "tuple-tag-int",
+        "dict-tag-short-pair",
+        "dict-tag-list-key",
+        "nested-500",
+        "nested-100000",
+        "not-utf8",
+    ],
+)
 def test_forged_skeletons_are_refused(tmp_path, skeleton, message):
     store = artifactkit.open_store(str(tmp_path / "s"))
     forge(store, skeleton, {"tensors/0": b"\0" * 8}, {"tensors/0": ONE})
@@ -157,8 +220,11 @@ def test_forged_skeletons_are_refused(tmp_path, skeleton, message):
     assert "forged:v0 state.json" in str(caught.value)
 
 
-@pytest.mark.parametrize("value", [np.array([object()]), np.zeros(2, dtype="f4,i4"), torch.zeros(2).to_sparse()],
-                         ids=["object-array", "structured-array", "sparse-tensor"])
+@pytest.mark.parametrize(
+    "value",
+    [np.array([object()]), np.zeros(2, dtype="f4,i4"), torch.zeros(2).to_sparse()],
+    ids=["object-array", "structured-array", "sparse-tensor"],
+)
 def test_unencodable_values_are_refused_on_save(tmp_path, value):
     store = artifactkit.open_store(str(tmp_path / "s"))
     with pytest.raises(InvalidInput, match="no safe encoding"):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-
 from pathlib import Path
 
-import artifactkit
 from clirunner import run_cli_modules
 from test_store import make_folder
+
+import artifactkit
 
 
 def last_json(proc) -> dict:
@@ -98,8 +98,20 @@ def test_store_commands_do_not_import_torch_or_wandb(tmp_path):
     artifactkit.open_store(str(tmp_path / "s")).log_files({"a.txt": b"a"}, name="y")
     proc, loaded = run_cli_modules("versions", "x", "--store", str(tmp_path / "s"), cwd=tmp_path)
     assert proc.returncode == 1 and "no artifact named 'x'" in proc.stderr
-    assert not {"torch", "wandb", "fsspec", "s3fs", "rich", "artifactkit.detector.config", "artifactkit.transfer",
-                "artifactkit.maintenance", "artifactkit_cli.train_commands"} & loaded
+    assert (
+        not {
+            "torch",
+            "wandb",
+            "fsspec",
+            "s3fs",
+            "rich",
+            "artifactkit.detector.config",
+            "artifactkit.transfer",
+            "artifactkit.maintenance",
+            "artifactkit_cli.train_commands",
+        }
+        & loaded
+    )
     assert "artifactkit_cli.main" in loaded and "cli" not in loaded
 
 
@@ -127,8 +139,11 @@ def test_credentials_in_urls_are_never_shown(tmp_path, cli):
 
 
 def test_misspelt_urls_are_refused_and_dot_slash_is_a_folder(tmp_path, cli):
-    for store, hint in (("s3:/bucket/x", "did you mean s3://bucket/x?"), ("wandb:/me/p", "did you mean wandb://me/p?"),
-                        ("s3:bucket", "./s3:bucket")):
+    for store, hint in (
+        ("s3:/bucket/x", "did you mean s3://bucket/x?"),
+        ("wandb:/me/p", "did you mean wandb://me/p?"),
+        ("s3:bucket", "./s3:bucket"),
+    ):
         check_error(cli("versions", "d", "--store", store, check=False, cwd=tmp_path), repr(store), hint)
     artifactkit.open_store(str(tmp_path / "s")).log_files({"a.txt": b"a"}, name="d")
     check_error(cli("push", "d", "--to", "wandb:/me/p", "--store", "s", check=False, cwd=tmp_path), "'wandb:/me/p'")
@@ -186,8 +201,9 @@ def test_a_command_imports_only_its_own_module(tmp_path):
     """`runs` (a group) loads the module defining it and no other command module."""
     proc, loaded = run_cli_modules("runs", "--store", str(tmp_path / "none"), cwd=tmp_path)
     assert proc.returncode == 1 and "no artifactkit store" in proc.stderr
-    assert {m for m in loaded if m.startswith("artifactkit_cli.") and m.endswith("_commands")} == \
-           {"artifactkit_cli.lifecycle_commands"}
+    assert {m for m in loaded if m.startswith("artifactkit_cli.") and m.endswith("_commands")} == {
+        "artifactkit_cli.lifecycle_commands"
+    }
 
 
 def test_push_names_its_destination_by_a_string_from_python(tmp_path):
@@ -207,8 +223,17 @@ def test_the_cli_leaves_what_an_input_is_to_the_library():
     mirror) is decided in artifactkit, which the CLI calls: none of those deciders is named in cli/."""
     import ast
 
-    deciders = {"is_yolo_dataset", "refuse_coco", "read_local", "read_dataset", "LocalSource", "RUN_ID_RE",
-                "looks_like_ref", "push_to_wandb", "MIRROR_SCHEME"}
+    deciders = {
+        "is_yolo_dataset",
+        "refuse_coco",
+        "read_local",
+        "read_dataset",
+        "LocalSource",
+        "RUN_ID_RE",
+        "looks_like_ref",
+        "push_to_wandb",
+        "MIRROR_SCHEME",
+    }
     found = []
     for path in sorted((Path(__file__).resolve().parents[1] / "cli").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

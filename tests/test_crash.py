@@ -12,9 +12,9 @@ import textwrap
 import time
 
 import pytest
+from test_store import make_folder
 
 import artifactkit
-from test_store import make_folder
 
 # Runs a log in a child process whose backend kills the process (SIGKILL, no cleanup) at a chosen
 # point: after the k-th blob batch, before the manifest (or trees), or after the version record's temp file
@@ -73,8 +73,11 @@ def test_random_kills_never_leave_a_half_version(tmp_path):
     data = make_folder(tmp_path / "d", n=300, size=20_000)
     store_dir = tmp_path / "s"
     for delay in (0.15, 0.3, 0.45, 0.6, 0.8):
-        proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(store_dir)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -89,8 +92,15 @@ def test_random_kills_never_leave_a_half_version(tmp_path):
 def test_concurrent_writers_get_distinct_versions(tmp_path):
     store_dir = tmp_path / "s"
     folders = [make_folder(tmp_path / f"w{i}" / "d", n=20) for i in range(4)]
-    procs = [subprocess.Popen([sys.executable, "-m", "artifactkit", "log-dataset", str(f), "--store", str(store_dir), "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "artifactkit", "log-dataset", str(f), "--store", str(store_dir), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in folders
+    ]
     outs = [p.communicate() for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     versions = sorted(json.loads(o.strip().splitlines()[-1])["version"] for o, _ in outs)

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from clirunner import run_cli
 from PIL import Image
 
 import artifactkit
@@ -17,7 +18,6 @@ from artifactkit import datasets
 from artifactkit.errors import ArtifactkitError, InvalidInput
 from artifactkit.hashing import hash_file
 from artifactkit.yolo import load_data_config, read_labels
-from clirunner import run_cli
 
 TINY = {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "threads": 1}
 
@@ -60,17 +60,23 @@ def roboflow(root: Path) -> Path:
     for split, seed in (("train", 1), ("valid", 2), ("test", 3)):
         image(root / split / "images" / f"{split}-x.jpg", seed=seed)
         write(root / split / "labels" / f"{split}-x.txt", f"{seed % 2} 0.5 0.5 0.2 0.2\n")
-    return write(root / "data.yaml", "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\n"
-                                     "nc: 2\nnames: ['a', 'b']\n\nroboflow:\n  workspace: me\n  version: 1\n")
+    return write(
+        root / "data.yaml",
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\n"
+        "nc: 2\nnames: ['a', 'b']\n\nroboflow:\n  workspace: me\n  version: 1\n",
+    )
 
 
 # -- a yaml outside its dataset -----------------------------------------------------------------------
 def test_yaml_outside_its_dataset_trains_then_resumes_after_the_data_moved(tmp_path, chess, monkeypatch):
     data = tmp_path / "mine" / "chess"
     shutil.copytree(chess, data)
-    cfg = write(tmp_path / "cfg" / "ext.yaml", "path: ../mine/chess\ntrain: images/train\nval: images/val\n"
-                                               "names: {0: K, 1: Q, 2: R, 3: B, 4: N, 5: P, 6: k, 7: q, 8: r, "
-                                               "9: b, 10: n, 11: p}\n")
+    cfg = write(
+        tmp_path / "cfg" / "ext.yaml",
+        "path: ../mine/chess\ntrain: images/train\nval: images/val\n"
+        "names: {0: K, 1: Q, 2: R, 3: B, 4: N, 5: P, 6: k, 7: q, 8: r, "
+        "9: b, 10: n, 11: p}\n",
+    )
     store_dir = tmp_path / "store"
     run = artifactkit.train(str(store_dir), data=str(cfg), run_id="ext", **TINY)
     assert run.dataset == "ext:v0" and run.data_yaml == "data.yaml"
@@ -93,8 +99,20 @@ def test_yaml_outside_its_dataset_trains_then_resumes_after_the_data_moved(tmp_p
 
     by_version = evaluate_weights(f"{store_dir}/runs/ext", "ext:v0", imgsz=64, batch=4)
     store.set_alias("ext", "golden", 0)
-    proc = run_cli("val", "--weights", "ext-model:latest", "--data", "ext:golden", "--store", str(store_dir),
-                   "--imgsz", "64", "--batch", "4", "--json")
+    proc = run_cli(
+        "val",
+        "--weights",
+        "ext-model:latest",
+        "--data",
+        "ext:golden",
+        "--store",
+        str(store_dir),
+        "--imgsz",
+        "64",
+        "--batch",
+        "4",
+        "--json",
+    )
     assert last_json(proc)["metrics"] == by_version["metrics"] and by_version["images"] == 4
 
 
@@ -122,7 +140,10 @@ def test_a_file_linked_from_outside_makes_the_folder_not_its_own_dataset(tmp_pat
     image(outside / "y.jpg", seed=1)
     (root / "images/train/y.jpg").symlink_to(outside / "y.jpg")
     source = datasets.read_local(root)
-    assert source.files is not None and (source.files["images/train/y.jpg"]).read_bytes() == (outside / "y.jpg").read_bytes()
+    assert (
+        source.files is not None
+        and (source.files["images/train/y.jpg"]).read_bytes() == (outside / "y.jpg").read_bytes()
+    )
 
 
 # -- Roboflow, .txt lists, two spellings ---------------------------------------------------------------
@@ -134,8 +155,14 @@ def test_roboflow_export_is_stored_in_the_canonical_layout(tmp_path):
     assert (done["name"], done["version"], done["files"]) == ("rf-export", "v0", 7)
     store = artifactkit.open_store(str(store_dir))
     assert sorted(version_files(store, "rf-export:v0")) == [
-        "data.yaml", "images/test/test-x.jpg", "images/train/train-x.jpg", "images/val/valid-x.jpg",
-        "labels/test/test-x.txt", "labels/train/train-x.txt", "labels/val/valid-x.txt"]
+        "data.yaml",
+        "images/test/test-x.jpg",
+        "images/train/train-x.jpg",
+        "images/val/valid-x.jpg",
+        "labels/test/test-x.txt",
+        "labels/train/train-x.txt",
+        "labels/val/valid-x.txt",
+    ]
     copy = tmp_path / "copy"
     artifactkit.pull(store, "rf-export:v0", copy)
     spec = load_data_config(copy)  # the copy reads back alone, whatever lies beside it
@@ -150,17 +177,23 @@ def test_txt_list_and_two_spellings_give_one_manifest(tmp_path):
             write(ds / "labels" / split / f"{split}{i}.txt", f"{i % 2} 0.5 0.5 0.3 0.4\n")
     write(ds / "lists" / "train.txt", "".join(f"./../images/train/train{i}.png\n" for i in range(3)))
     listed = write(ds / "data.yaml", "train: lists/train.txt\nval: images/val\nnames: [a, b]\n")
-    absolute = write(tmp_path / "cfg1" / "data.yaml", f"path: {ds}\ntrain: images/train\nval: [images/val]\n"
-                                                      "nc: 2\nnames: {0: a, 1: b}\n")
-    relative = write(tmp_path / "cfg2" / "data.yaml", "path: ../ds\ntrain: lists/train.txt\nval: images/val\n"
-                                                      "names: [a, b]\n")
+    absolute = write(
+        tmp_path / "cfg1" / "data.yaml",
+        f"path: {ds}\ntrain: images/train\nval: [images/val]\nnc: 2\nnames: {{0: a, 1: b}}\n",
+    )
+    relative = write(
+        tmp_path / "cfg2" / "data.yaml", "path: ../ds\ntrain: lists/train.txt\nval: images/val\nnames: [a, b]\n"
+    )
     store = artifactkit.open_store(str(tmp_path / "store"))
     first = datasets.read_local(listed)
     assert first.files is not None  # a .txt list may name images anywhere: stored in the layout
     results = [first.log(store)] + [datasets.read_local(p).log(store) for p in (absolute, relative)]
     assert {r.record.manifest for r in results} == {results[0].record.manifest}
-    assert [(r.record.label, r.created, r.record.files) for r in results] == [("v0", True, 11), ("v0", False, 11),
-                                                                               ("v0", False, 11)]
+    assert [(r.record.label, r.created, r.record.files) for r in results] == [
+        ("v0", True, 11),
+        ("v0", False, 11),
+        ("v0", False, 11),
+    ]
     assert [r.uploaded_files for r in results[1:]] == [0, 0]
     assert "lists/train.txt" not in version_files(store, "ds:v0")
     by_cli = last_json(run_cli("log-dataset", str(relative), "--store", str(tmp_path / "store"), "--json"))
@@ -183,14 +216,42 @@ def coco_folder(root: Path, roboflow_style: bool = False) -> dict[str, Path]:
             images.append({"id": 100 + i, "file_name": f"{split}{i}.jpg", "width": w, "height": h})
             if i == n - 1:
                 continue  # a background image
-            anns.append({"id": len(anns) + 1, "image_id": 100 + i, "category_id": [7, 1, 3][i % 3],
-                         "bbox": [4.0 + i, 6.5, 20.25, 10.0], "area": 202.5, "iscrowd": 0})
-            anns.append({"id": len(anns) + 1, "image_id": 100 + i, "category_id": 3,
-                         "bbox": [30, 20, 12, 18], "area": 216, "iscrowd": 0})
-            anns.append({"id": len(anns) + 1, "image_id": 100 + i, "category_id": 1,
-                         "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 1})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 100 + i,
+                    "category_id": [7, 1, 3][i % 3],
+                    "bbox": [4.0 + i, 6.5, 20.25, 10.0],
+                    "area": 202.5,
+                    "iscrowd": 0,
+                }
+            )
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 100 + i,
+                    "category_id": 3,
+                    "bbox": [30, 20, 12, 18],
+                    "area": 216,
+                    "iscrowd": 0,
+                }
+            )
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 100 + i,
+                    "category_id": 1,
+                    "bbox": [0, 0, 10, 10],
+                    "area": 100,
+                    "iscrowd": 1,
+                }
+            )
         doc = {"info": {}, "images": images, "annotations": anns, "categories": cats}
-        path = folder / "_annotations.coco.json" if roboflow_style else root / "annotations" / f"instances_{split}2017.json"
+        path = (
+            folder / "_annotations.coco.json"
+            if roboflow_style
+            else root / "annotations" / f"instances_{split}2017.json"
+        )
         out[split] = write(path, json.dumps(doc))
     return out
 
@@ -221,8 +282,16 @@ def test_coco_folder_is_converted_with_the_boxes_pycocotools_reads(tmp_path, rob
         for info in coco.loadImgs(coco.getImgIds()):
             anns = coco.loadAnns(coco.getAnnIds(imgIds=info["id"], iscrowd=False))
             w, h = info["width"], info["height"]
-            expected = [(index[a["category_id"]], (a["bbox"][0] + a["bbox"][2] / 2) / w,
-                         (a["bbox"][1] + a["bbox"][3] / 2) / h, a["bbox"][2] / w, a["bbox"][3] / h) for a in anns]
+            expected = [
+                (
+                    index[a["category_id"]],
+                    (a["bbox"][0] + a["bbox"][2] / 2) / w,
+                    (a["bbox"][1] + a["bbox"][3] / 2) / h,
+                    a["bbox"][2] / w,
+                    a["bbox"][3] / h,
+                )
+                for a in anns
+            ]
             label = copy / "labels" / split / (Path(info["file_name"]).stem + ".txt")
             got = read_labels(label, spec.nc)
             assert (copy / "images" / split / info["file_name"]).is_file()
@@ -297,6 +366,7 @@ def test_a_materialised_dataset_is_keyed_by_content_and_holds_exactly_the_versio
     """Issue 27: a store deleted and made again at the same path, whose chess:v0 now holds 1 image
     instead of 3, trained on 4 images (the cache was keyed by store, name and version, and pulled
     without removing extras). The folder is named by the version's root tree and holds it exactly."""
+
     def dataset(n: int) -> dict[str, bytes]:
         files = {"data.yaml": b"path: .\ntrain: images/train\nval: images/train\nnames: [a]\n"}
         for i in range(n):
@@ -339,8 +409,11 @@ def plain(root: Path) -> Path:
     return write(root / "sub" / "more.csv", "a,b\n1,2\n").parent.parent
 
 
-@pytest.mark.parametrize(("make", "fmt"), [(standard_yolo, None), (roboflow, None), (coco_folder, "coco"),
-                                           (plain, None)], ids=["yolo-folder", "roboflow-yaml", "coco", "plain"])
+@pytest.mark.parametrize(
+    ("make", "fmt"),
+    [(standard_yolo, None), (roboflow, None), (coco_folder, "coco"), (plain, None)],
+    ids=["yolo-folder", "roboflow-yaml", "coco", "plain"],
+)
 def test_log_dataset_from_python_gives_the_versions_the_cli_gives(tmp_path, make, fmt):
     made = make(tmp_path / "ds")
     given = made if isinstance(made, Path) else tmp_path / "ds"  # coco_folder gives its json files
@@ -348,8 +421,9 @@ def test_log_dataset_from_python_gives_the_versions_the_cli_gives(tmp_path, make
     by_cli = last_json(run_cli("log-dataset", str(given), *flags, "--store", str(tmp_path / "cli"), "--json"))
     result = artifactkit.log_dataset(given, store=str(tmp_path / "api"), format=fmt)
     assert result.summary().keys() == by_cli.keys()
-    assert {k: v for k, v in result.summary().items() if "seconds" not in k} == \
-           {k: v for k, v in by_cli.items() if "seconds" not in k}
+    assert {k: v for k, v in result.summary().items() if "seconds" not in k} == {
+        k: v for k, v in by_cli.items() if "seconds" not in k
+    }
     cli_store, api_store = (artifactkit.open_store(str(tmp_path / s)) for s in ("cli", "api"))
     assert result.store == api_store.uri
     assert version_files(api_store, "ds:v0") == version_files(cli_store, "ds:v0")

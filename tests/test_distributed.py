@@ -18,14 +18,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirunner import assert_bit_identical_twins
 
 import artifactkit
 from artifactkit import checkpoint, runs
-from clirunner import assert_bit_identical_twins
 
 pytestmark = [
-    pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-                       reason="torch built without gloo"),
+    pytest.mark.skipif(
+        not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+        reason="torch built without gloo",
+    ),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills and /proc checks are Linux's"),
 ]
 
@@ -55,8 +57,17 @@ def free_port() -> int:
 
 
 def torchrun(*args: str, entry: tuple[str, ...] = ("-m", "artifactkit")) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-            "--master-port", str(free_port()), *entry, *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        *entry,
+        *args,
+    ]
 
 
 class Job:
@@ -67,8 +78,9 @@ class Job:
         folder.mkdir(parents=True, exist_ok=True)
         self.out, self.err = folder / "stdout", folder / "stderr"
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})},
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})}, start_new_session=True
+            )
 
     def wait(self) -> tuple[int, str, str]:
         try:
@@ -123,8 +135,11 @@ def world(tmp_path_factory) -> dict:
     data = generate(root / "chess", n_train=8, n_val=4, n_heldout=2, imgsz=64).parent
     store = root / "store"
     env = {"ARTIFACTKIT_CACHE_DIR": str(root / "cache")}
-    result = run_job(torchrun("train", "--data", str(data), *TRAIN, "--store", str(store), "--run-id", "straight",
-                              "--json"), root / "straight", env)
+    result = run_job(
+        torchrun("train", "--data", str(data), *TRAIN, "--store", str(store), "--run-id", "straight", "--json"),
+        root / "straight",
+        env,
+    )
     return {"root": root, "data": data, "store": store, "env": env, "straight": result}
 
 
@@ -146,8 +161,11 @@ def test_two_process_run_finishes_with_one_checkpoint_per_period(world):
 
 def test_killed_job_resumes_under_torchrun_bit_identical(world):
     store, root = world["store"], world["root"]
-    job = Job(torchrun("train", "--data", str(world["data"]), *TRAIN, "--store", str(store), "--run-id", "killed"),
-              root / "killed", world["env"])
+    job = Job(
+        torchrun("train", "--data", str(world["data"]), *TRAIN, "--store", str(store), "--run-id", "killed"),
+        root / "killed",
+        world["env"],
+    )
     job.wait_for(store / "artifacts" / "killed-model" / "versions" / "0.json")
     workers = children(job.proc.pid)
     assert len(workers) == 2
@@ -158,7 +176,9 @@ def test_killed_job_resumes_under_torchrun_bit_identical(world):
         time.sleep(0.05)
     assert not any(alive(pid) for pid in workers), "workers outlived torchrun"
 
-    code, out, err = run_job(torchrun("resume", str(store / "runs" / "killed"), "--json"), root / "resume", world["env"])
+    code, out, err = run_job(
+        torchrun("resume", str(store / "runs" / "killed"), "--json"), root / "resume", world["env"]
+    )
     assert code == 0, err[-4000:]
     assert json.loads(out.strip().splitlines()[-1])["status"] == "finished"
     assert "resuming run killed at epoch 2/2" in err
@@ -171,9 +191,23 @@ def test_a_rank_that_dies_fails_the_job_naming_it(world, tmp_path):
     store = tmp_path / "store"
     marker = store / "artifacts" / "dies-model" / "versions" / "0.json"
     env = {**world["env"], "AK_TEST_DIE_RANK": "1", "AK_TEST_DIE_AFTER": str(marker)}
-    code, out, err = run_job(torchrun("train", "--data", str(world["data"]), *TRAIN, "--epochs", "3",
-                                      "--store", str(store), "--run-id", "dies", entry=(str(script),)),
-                             tmp_path / "job", env)
+    code, out, err = run_job(
+        torchrun(
+            "train",
+            "--data",
+            str(world["data"]),
+            *TRAIN,
+            "--epochs",
+            "3",
+            "--store",
+            str(store),
+            "--run-id",
+            "dies",
+            entry=(str(script),),
+        ),
+        tmp_path / "job",
+        env,
+    )
     assert code != 0
     assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)\s+exitcode\s*:\s*-9", err), err[-4000:]
     s = artifactkit.open_store(str(store))
@@ -185,8 +219,9 @@ def test_a_rank_that_dies_fails_the_job_naming_it(world, tmp_path):
 def test_batch_must_split_over_the_processes(world, tmp_path):
     store = tmp_path / "store"
     args = [*TRAIN, "--batch", "5"]
-    code, _, err = run_job(torchrun("train", "--data", str(world["data"]), *args, "--store", str(store)),
-                           tmp_path / "job", world["env"])
+    code, _, err = run_job(
+        torchrun("train", "--data", str(world["data"]), *args, "--store", str(store)), tmp_path / "job", world["env"]
+    )
     assert code != 0
     assert re.search(r"error: rank 0: .*--batch.*5.*multiple of 2", err), err[-4000:]
     assert "Connection closed" not in err and "[rank1]" not in err  # rank 1 stops quietly, told by rank 0
@@ -229,8 +264,11 @@ def test_sigterm_stops_every_rank_at_one_batch_and_the_job_resumes_bit_identical
     """torchrun passes SIGTERM on to its workers; the ranks agree on one batch boundary (a flag
     all-reduced per batch), rank 0 saves there, and a resume ends where the uninterrupted run did."""
     store, root = world["store"], world["root"]
-    job = Job(torchrun("train", "--data", str(world["data"]), *TRAIN, "--store", str(store), "--run-id", "termed"),
-              root / "termed", world["env"])
+    job = Job(
+        torchrun("train", "--data", str(world["data"]), *TRAIN, "--store", str(store), "--run-id", "termed"),
+        root / "termed",
+        world["env"],
+    )
     job.wait_for(store / "artifacts" / "termed-model" / "versions" / "0.json")
     job.proc.send_signal(signal.SIGTERM)
     code, _, err = job.wait()
@@ -238,7 +276,8 @@ def test_sigterm_stops_every_rank_at_one_batch_and_the_job_resumes_bit_identical
     assert err.count("interrupted at epoch") == 1, err[-4000:]  # rank 0 alone says where it saved
     s = artifactkit.open_store(str(store))
     assert runs.observe(s, runs.load_run(s, "termed")).status == "interrupted"
-    code, out, err = run_job(torchrun("resume", str(store / "runs" / "termed"), "--json"), root / "termed-resume",
-                             world["env"])
+    code, out, err = run_job(
+        torchrun("resume", str(store / "runs" / "termed"), "--json"), root / "termed-resume", world["env"]
+    )
     assert code == 0, err[-4000:]
     assert_bit_identical_twins(store, "straight", "termed", epochs=2)

@@ -4,16 +4,20 @@ names, image size and scale), .onnx (onnxruntime's outputs against torch's); unk
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from clirunner import run_cli
+from tiny_run import IMGSZ, tiny_run
 
 import artifactkit
 from artifactkit import checkpoint
 from artifactkit.export import export_weights, onnx_module
 from artifactkit.weights import read_weights
-from clirunner import run_cli
-from tiny_run import IMGSZ, tiny_run
+
+if TYPE_CHECKING:
+    import numpy
 
 # ONNX vs torch on the same float32 input: box corners within 1e-3 px, probabilities within 1e-4
 # (measured: ~1e-5 px and ~1e-7; the margin covers other CPUs' kernels).
@@ -88,7 +92,7 @@ def test_onnx_outputs_match_torch(run, tmp_path):
         assert abs(got[:, 4:] - want[:, 4:]).max() <= PROB_TOLERANCE
 
 
-def ultralytics_onnx_detections(session, image: "np.ndarray", conf: float, iou: float = 0.7) -> list[tuple]:
+def ultralytics_onnx_detections(session, image: "numpy.ndarray", conf: float, iou: float = 0.7) -> list[tuple]:
     """Detections from an ONNX detector as Ultralytics documents its export: input `images`
     (1, 3, S, S) RGB in [0, 1]; output0 (1, 4 + nc, A), each column an anchor's cx, cy, w, h in
     input pixels and its nc class scores, no objectness, no NMS (the consumer's). Written from
@@ -152,8 +156,10 @@ def test_onnx_is_what_ultralytics_consumers_decode(run, tmp_path):
             image = np.asarray(im.convert("RGB"), np.float32).transpose(2, 0, 1) / 255
         theirs = ultralytics_onnx_detections(session, image, conf=0.0005)
         for box in sorted(ours.get(path.stem, []), key=lambda b: -b[4])[:5]:  # every strong box is found
-            assert any(t[5] == box[5] and abs(t[4] - box[4]) < 1e-5 and max(abs(np.subtract(t[:4], box[:4]))) < 0.05
-                       for t in theirs), (path.name, box)
+            assert any(
+                t[5] == box[5] and abs(t[4] - box[4]) < 1e-5 and max(abs(np.subtract(t[:4], box[:4]))) < 0.05
+                for t in theirs
+            ), (path.name, box)
             compared += 1
     assert compared >= 4
 
@@ -161,7 +167,10 @@ def test_onnx_is_what_ultralytics_consumers_decode(run, tmp_path):
 def test_unknown_suffix_is_refused_and_nothing_is_written(run, tmp_path):
     proc = run_cli("export", run.uri, str(tmp_path / "model.bin"), check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: {tmp_path / 'model.bin'}: unknown export suffix '.bin' (expected .pt, .safetensors, .onnx)"
+    assert (
+        proc.stderr.strip()
+        == f"error: {tmp_path / 'model.bin'}: unknown export suffix '.bin' (expected .pt, .safetensors, .onnx)"
+    )
     proc = run_cli("export", run.uri, str(tmp_path / "model.pt"), "--imgsz", "64", check=False)
     assert proc.returncode == 1 and "image size applies to .onnx exports only" in proc.stderr
     assert list(tmp_path.iterdir()) == []

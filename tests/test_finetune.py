@@ -7,14 +7,14 @@ import json
 
 import pytest
 import torch
+from clirunner import run_cli
+from tiny_run import IMGSZ, three_class_copy, tiny_run
 
 import artifactkit
 from artifactkit import runs
 from artifactkit.detector.config import TrainConfig
 from artifactkit.detector.train import Trainer
 from artifactkit.weights import read_weights
-from clirunner import run_cli
-from tiny_run import IMGSZ, three_class_copy, tiny_run
 
 TINY = dict(epochs=1, imgsz=IMGSZ, batch=4, workers=0, threads=1)
 
@@ -43,19 +43,28 @@ def test_trainer_starts_from_the_weights(run, three_classes):
     for model in (same.model, same.ema.ema):  # the EMA starts from the loaded weights too
         assert all(torch.equal(v, source.state[k]) for k, v in model.state_dict().items())
     other = Trainer(TrainConfig(data=str(three_classes / "data.yaml"), **TINY), weights=source.state, weights_from="w")
-    assert other.pretrained_note == ("w has 12 classes, the dataset 3: kept the backbone and neck, "
-                                     "re-initialised the detection head")
+    assert other.pretrained_note == (
+        "w has 12 classes, the dataset 3: kept the backbone and neck, re-initialised the detection head"
+    )
     state = other.model.state_dict()
     body = [k for k in state if not k.startswith("head.")]
     assert body and all(torch.equal(state[k], source.state[k]) for k in body)
     assert state["head.cls_branches.0.2.weight"].shape[0] == 3
-    assert not torch.equal(state["head.box_branches.0.0.conv.weight"], source.state["head.box_branches.0.0.conv.weight"])
+    assert not torch.equal(
+        state["head.box_branches.0.0.conv.weight"], source.state["head.box_branches.0.0.conv.weight"]
+    )
 
 
 def test_finetune_from_a_run_records_its_source(run, tmp_path):
     events = []
-    record = artifactkit.train(str(tmp_path / "store"), data=str(run.data), weights=run.uri, run_id="ft",
-                               report=lambda event, details: events.append((event, details)), **TINY)
+    record = artifactkit.train(
+        str(tmp_path / "store"),
+        data=str(run.data),
+        weights=run.uri,
+        run_id="ft",
+        report=lambda event, details: events.append((event, details)),
+        **TINY,
+    )
     assert record.status == "finished"
     assert record.weights_from == {"store": str(run.store), "version": "tiny-model:v0"}
     assert record.config["weights"] == run.uri
@@ -71,11 +80,31 @@ def test_finetune_from_an_exported_file_with_other_classes(run, three_classes, t
     exported = tmp_path / "chess.safetensors"
     export_weights(run.uri, exported)
     store = tmp_path / "store"
-    proc = run_cli("train", "--data", str(three_classes), "--weights", str(exported), "--epochs", "1", "--imgsz",
-                   str(IMGSZ), "--batch", "4", "--workers", "0", "--store", str(store), "--run-id", "three", "--json")
+    proc = run_cli(
+        "train",
+        "--data",
+        str(three_classes),
+        "--weights",
+        str(exported),
+        "--epochs",
+        "1",
+        "--imgsz",
+        str(IMGSZ),
+        "--batch",
+        "4",
+        "--workers",
+        "0",
+        "--store",
+        str(store),
+        "--run-id",
+        "three",
+        "--json",
+    )
     said = [line for line in proc.stderr.splitlines() if "re-initialised" in line]
-    assert said == [f"warning: {exported.resolve()} has 12 classes, the dataset 3: kept the backbone and neck, "
-                    f"re-initialised the detection head"]
+    assert said == [
+        f"warning: {exported.resolve()} has 12 classes, the dataset 3: kept the backbone and neck, "
+        f"re-initialised the detection head"
+    ]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "finished"
     record = runs.load_run(artifactkit.open_store(str(store)), "three")
     assert record.weights_from["file"] == str(exported.resolve())

@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+from clirunner import run_cli
 from PIL import Image
 
 import artifactkit
 from artifactkit import datasets
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import list_images, load_data_config
-from clirunner import run_cli
 
 
 def image(path: Path, size=(8, 8)) -> Path:
@@ -76,8 +76,11 @@ def test_a_coco_image_through_a_link_out_of_the_folder_is_refused(tmp_path):
     for split in ("train", "val"):
         (root / split).mkdir(parents=True)
         os.symlink(elsewhere, root / split / "ln")
-        doc = {"images": [{"id": 1, "file_name": "ln/x.jpg", "width": 8, "height": 8}],
-               "annotations": [], "categories": [{"id": 1, "name": "a"}]}
+        doc = {
+            "images": [{"id": 1, "file_name": "ln/x.jpg", "width": 8, "height": 8}],
+            "annotations": [],
+            "categories": [{"id": 1, "name": "a"}],
+        }
         (root / split / "_annotations.coco.json").write_text(json.dumps(doc))
     with pytest.raises(InvalidInput, match=r"train/ln/x.jpg: symlink points outside .*coco"):
         datasets.read_local(root, "coco")
@@ -120,8 +123,9 @@ def test_deeply_nested_metadata_is_one_line_and_writes_nothing(tmp_path):
     store_dir = tmp_path / "store"
     for depth in (20_000, 100):  # a RecursionError in json; a record pydantic could not read back
         meta = '{"a": ' + "[" * depth + "]" * depth + "}"
-        line = one_error_line(run_cli("log-dataset", str(root), "--store", str(store_dir), "--metadata", meta,
-                                      check=False))
+        line = one_error_line(
+            run_cli("log-dataset", str(root), "--store", str(store_dir), "--metadata", meta, check=False)
+        )
         assert "invalid --metadata: lists/objects nested" in line
     assert not store_dir.exists()
     store = artifactkit.open_store(str(store_dir))
@@ -141,12 +145,15 @@ def test_path_slash_in_data_yaml_names_the_dataset_after_its_folder(tmp_path):
 
 
 # -- secrets -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("uri, shown", [
-    ("ftp://alice:pa55/word@127.0.0.1/x", "ftp://127.0.0.1/x"),
-    ("ftp://alice:pa55@word@127.0.0.1/x", "ftp://127.0.0.1/x"),
-    ("ftp://alice@127.0.0.1/x", "ftp://127.0.0.1/x"),
-    ("s3://bucket/a@b/c:d@e", "s3://bucket/a@b/c:d@e"),  # no user in it: a path may hold '@' and ':'
-])
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("ftp://alice:pa55/word@127.0.0.1/x", "ftp://127.0.0.1/x"),
+        ("ftp://alice:pa55@word@127.0.0.1/x", "ftp://127.0.0.1/x"),
+        ("ftp://alice@127.0.0.1/x", "ftp://127.0.0.1/x"),
+        ("s3://bucket/a@b/c:d@e", "s3://bucket/a@b/c:d@e"),  # no user in it: a path may hold '@' and ':'
+    ],
+)
 def test_redaction_of_passwords_holding_slash_or_at(uri, shown):
     from artifactkit.redact import redact, redact_uri
 
@@ -199,10 +206,13 @@ def test_a_forged_tensor_shape_of_no_bytes_is_refused_before_torch_allocates_it(
         checkpoint.load(store, "m:v0")
 
 
-@pytest.mark.parametrize("state, says", [
-    ([1, 2], "state.json: a list, not a trainer checkpoint's state"),
-    ({"epoch": 1}, "state.json lacks model, ema"),
-])
+@pytest.mark.parametrize(
+    "state, says",
+    [
+        ([1, 2], "state.json: a list, not a trainer checkpoint's state"),
+        ({"epoch": 1}, "state.json lacks model, ema"),
+    ],
+)
 def test_resume_of_a_checkpoint_state_of_the_wrong_shape_is_one_line(tmp_path, state, says):
     from artifactkit.runs import RunRecord, create_run
 
@@ -210,8 +220,12 @@ def test_resume_of_a_checkpoint_state_of_the_wrong_shape_is_one_line(tmp_path, s
     store = artifactkit.open_store(str(store_dir))
     store.log_files({"a.txt": b"a"}, name="d")
     now = "2024-01-01T00:00:00.000+00:00"
-    create_run(store, RunRecord(run_id="r", created=now, updated=now, config={}, dataset="d:v0",
-                                model_artifact="r-model", total_epochs=2))
+    create_run(
+        store,
+        RunRecord(
+            run_id="r", created=now, updated=now, config={}, dataset="d:v0", model_artifact="r-model", total_epochs=2
+        ),
+    )
     forged_checkpoint(store, "r-model", state)
     line = one_error_line(run_cli("resume", f"{store_dir}/runs/r", check=False))
     assert f"r-model:latest {says}" in line
@@ -338,8 +352,10 @@ def forge_dag(store, levels: int = 40) -> None:
         tree = {"dirs": [{"name": n, "tree": digest, "files": files, "bytes": nbytes} for n in ("a", "b")], "files": []}
         files, nbytes = files * 2, nbytes * 2
     record = json.loads(store.backend.read(version_key("d", 0)))
-    store.backend.write(version_key("d", 1), json.dumps(
-        {**record, "version": 1, "manifest": digest, "files": files // 2, "bytes": nbytes // 2}).encode())
+    store.backend.write(
+        version_key("d", 1),
+        json.dumps({**record, "version": 1, "manifest": digest, "files": files // 2, "bytes": nbytes // 2}).encode(),
+    )
 
 
 def test_a_dag_of_trees_does_not_block_gc_verify_or_push(tmp_path):
@@ -373,7 +389,10 @@ def test_identical_folders_sharing_one_tree_still_pull_whole(tmp_path):
     store.log_folder(data)
     artifactkit.pull(store, "d", tmp_path / "out")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.txt")) == [
-        "one/sub/same.txt", "three/sub/same.txt", "two/sub/same.txt"]
+        "one/sub/same.txt",
+        "three/sub/same.txt",
+        "two/sub/same.txt",
+    ]
 
 
 def test_predict_of_a_144_megapixel_png_is_one_line(tmp_path):
@@ -382,8 +401,17 @@ def test_predict_of_a_144_megapixel_png_is_one_line(tmp_path):
     weights = forged_safetensors(tmp_path / "w.safetensors", YOLO(2, "n").state_dict())
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header(12_000, 12_000))
-    proc = run_cli("predict", "--weights", str(weights), str(bomb), "--save-images", str(tmp_path / "out"),
-                   "--device", "cpu", check=False)
+    proc = run_cli(
+        "predict",
+        "--weights",
+        str(weights),
+        str(bomb),
+        "--save-images",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        check=False,
+    )
     line = one_error_line(proc)
     assert "bomb.png" in line and "exceeds limit" in line and "DecompressionBombWarning" not in proc.stderr
 
@@ -395,7 +423,10 @@ def test_safetensors_metadata_names_nested_deep_is_one_line(tmp_path):
     from artifactkit.weights import FORMAT, read_weights
 
     path = tmp_path / "w.safetensors"
-    save_file(YOLO(2, "n").state_dict(), str(path),
-              metadata={"format": FORMAT, "names": "[" * 20_000 + "]" * 20_000, "imgsz": "64"})
+    save_file(
+        YOLO(2, "n").state_dict(),
+        str(path),
+        metadata={"format": FORMAT, "names": "[" * 20_000 + "]" * 20_000, "imgsz": "64"},
+    )
     with pytest.raises(InvalidInput, match=r"w.safetensors: malformed safetensors metadata"):
         read_weights(path)

@@ -46,12 +46,15 @@ def test_pull_reads_each_tree_once_unless_the_version_is_too_large_to_keep(tmp_p
     monkeypatch.setattr(Store, "read_tree", lambda self, digest: reads.append(digest) or real(self, digest))
     monkeypatch.setattr(transfer, "_KEPT_MAX", kept_max)
     artifactkit.pull(store, "t", tmp_path / "out")
-    assert {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
-            for p in (tmp_path / "out").rglob("*") if p.is_file()} == files
+    assert {
+        p.relative_to(tmp_path / "out").as_posix(): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()
+    } == files
     assert len(reads) == len(set(reads)) * (1 if kept_max > len(files) else 2)
     reads.clear()
     assert artifactkit.pull(store, "t", tmp_path / "out").written_files == 0
     kept = transfer._Kept()
     entries = list(store.entries(store.resolve("t")))
     assert kept.add("d1", [e for e in entries if e.path.startswith("d1/")])
-    assert [e.model_dump() for e in next(iter(kept))[1]] == [e.model_dump() for e in entries if e.path.startswith("d1/")]
+    assert [e.model_dump() for e in next(iter(kept))[1]] == [
+        e.model_dump() for e in entries if e.path.startswith("d1/")
+    ]

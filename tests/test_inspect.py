@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirunner import run_cli_modules
 
 import artifactkit
 from artifactkit.layout import object_key
-from clirunner import run_cli_modules
 
 BIG = 17 << 20  # above the 16 MB past which blobs are streamed, never held whole
 
@@ -42,18 +42,32 @@ def box(cls: int) -> str:
 def pets(tmp_path, store_uri, cli):
     """pets:v0 and v1: v1 adds a val image (2 dogs), removes b (1 cat), relabels a (1 cat -> 2
     birds) and re-encodes c with another size; d and its label stay."""
-    root = write(tmp_path / "pets", {
-        "data.yaml": "path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog, bird]\n",
-        "images/train/a.jpg": b"\xff\xd8a" * 10, "labels/train/a.txt": box(0),
-        "images/train/b.jpg": b"\xff\xd8b" * 11, "labels/train/b.txt": box(0),
-        "images/train/c.jpg": b"\xff\xd8c" * 12, "labels/train/c.txt": box(1),
-        "images/val/d.jpg": b"\xff\xd8d" * 13, "labels/val/d.txt": box(1) + box(1),
-    })
+    root = write(
+        tmp_path / "pets",
+        {
+            "data.yaml": "path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog, bird]\n",
+            "images/train/a.jpg": b"\xff\xd8a" * 10,
+            "labels/train/a.txt": box(0),
+            "images/train/b.jpg": b"\xff\xd8b" * 11,
+            "labels/train/b.txt": box(0),
+            "images/train/c.jpg": b"\xff\xd8c" * 12,
+            "labels/train/c.txt": box(1),
+            "images/val/d.jpg": b"\xff\xd8d" * 13,
+            "labels/val/d.txt": box(1) + box(1),
+        },
+    )
     cli("log-dataset", str(root), "--store", store_uri)
     for rel in ("images/train/b.jpg", "labels/train/b.txt"):
         (root / rel).unlink()
-    write(root, {"images/val/e.jpg": b"\xff\xd8e" * 14, "labels/val/e.txt": box(1) + box(1),
-                 "labels/train/a.txt": box(2) + box(2), "images/train/c.jpg": b"\xff\xd8C" * 20})
+    write(
+        root,
+        {
+            "images/val/e.jpg": b"\xff\xd8e" * 14,
+            "labels/val/e.txt": box(1) + box(1),
+            "labels/train/a.txt": box(2) + box(2),
+            "images/train/c.jpg": b"\xff\xd8C" * 20,
+        },
+    )
     cli("log-dataset", str(root), "--store", store_uri)
     return root
 
@@ -63,14 +77,20 @@ def test_diff_lists_files_with_sizes_and_label_counts_per_class(pets, store_uri,
     assert (out["a"], out["b"]) == ("pets:v0", "pets:v1")
     assert out["added"] == [{"path": "images/val/e.jpg", "size": 42}, {"path": "labels/val/e.txt", "size": 36}]
     assert out["removed"] == [{"path": "images/train/b.jpg", "size": 33}, {"path": "labels/train/b.txt", "size": 18}]
-    assert out["changed"] == [{"path": "images/train/c.jpg", "size_a": 36, "size_b": 60},
-                              {"path": "labels/train/a.txt", "size_a": 18, "size_b": 36}]
+    assert out["changed"] == [
+        {"path": "images/train/c.jpg", "size_a": 36, "size_b": 60},
+        {"path": "labels/train/a.txt", "size_a": 18, "size_b": 36},
+    ]
     assert out["unchanged"] == 5  # data.yaml, a.jpg, c.txt, d.jpg, d.txt
     # cat: a lost 1, b removed 1 -> -2; dog: e adds 2; bird: a gained 2. d's 2 dogs are unchanged: not read.
-    assert out["labels"] == {"files_read": 4, "classes": [
-        {"class": 0, "name": "cat", "before": 2, "after": 0, "change": -2},
-        {"class": 1, "name": "dog", "before": 0, "after": 2, "change": 2},
-        {"class": 2, "name": "bird", "before": 0, "after": 2, "change": 2}]}
+    assert out["labels"] == {
+        "files_read": 4,
+        "classes": [
+            {"class": 0, "name": "cat", "before": 2, "after": 0, "change": -2},
+            {"class": 1, "name": "dog", "before": 0, "after": 2, "change": 2},
+            {"class": 2, "name": "bird", "before": 0, "after": 2, "change": 2},
+        ],
+    }
     human = cli("diff", "pets:v0", "pets:latest", "--store", store_uri).stdout.splitlines()
     assert human[0].startswith("pets:v0 -> pets:v1: 2 added, 2 removed, 2 changed, 5 unchanged")
     assert "  + images/val/e.jpg  (42 B)" in human and "  - labels/train/b.txt  (18 B)" in human
@@ -93,8 +113,13 @@ def test_diff_shows_what_changed_and_flags_a_malformed_label_line(tmp_path, stor
     """Whoever broke a label is who needs the diff: it shows every change, names the bad line,
     and counts that file on neither side (here only b's change is counted)."""
     store = artifactkit.open_store(store_uri)
-    files = {"data.yaml": b"names: [cat, dog]\n", "images/a.jpg": b"a", "labels/a.txt": box(0).encode(),
-             "images/b.jpg": b"b", "labels/b.txt": box(0).encode()}
+    files = {
+        "data.yaml": b"names: [cat, dog]\n",
+        "images/a.jpg": b"a",
+        "labels/a.txt": box(0).encode(),
+        "images/b.jpg": b"b",
+        "labels/b.txt": box(0).encode(),
+    }
     store.log_files(files, name="d")
     store.log_files({**files, "labels/a.txt": b"7 0.5 0.5 0.1 0.1\n", "labels/b.txt": box(1).encode()}, name="d")
     out = last_json(cli("diff", "d:v0", "d:v1", "--store", store_uri, "--json"))
@@ -110,20 +135,53 @@ def test_diff_shows_what_changed_and_flags_a_malformed_label_line(tmp_path, stor
 def test_pull_include_fetches_only_matching_files(pets, store_uri, cli, tmp_path):
     dest = tmp_path / "out"
     write(dest, {"notes.txt": "mine", "images/val/old.jpg": b"stale"})
-    out = last_json(cli("pull", "pets:v1", str(dest), "--include", "images/val/*", "--include", "data.yaml",
-                        "--store", store_uri, "--json"))
+    out = last_json(
+        cli(
+            "pull",
+            "pets:v1",
+            str(dest),
+            "--include",
+            "images/val/*",
+            "--include",
+            "data.yaml",
+            "--store",
+            store_uri,
+            "--json",
+        )
+    )
     got = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert got == ["data.yaml", "images/val/d.jpg", "images/val/e.jpg", "images/val/old.jpg", "notes.txt"]
     assert (out["files"], out["written_files"]) == (3, 3)
     assert out["extra_files"] == ["images/val/old.jpg"]  # notes.txt matches no --include: not ours to judge
     assert (dest / "images/val/e.jpg").read_bytes() == (pets / "images/val/e.jpg").read_bytes()
     # '*' matches across '/': every label file of every split
-    out = last_json(cli("pull", "pets:v1", str(dest), "--include", "labels/*", "--include", "images/val/*",
-                        "--delete", "--store", store_uri, "--json"))
+    out = last_json(
+        cli(
+            "pull",
+            "pets:v1",
+            str(dest),
+            "--include",
+            "labels/*",
+            "--include",
+            "images/val/*",
+            "--delete",
+            "--store",
+            store_uri,
+            "--json",
+        )
+    )
     assert (out["written_files"], out["reused_files"], out["deleted_files"]) == (4, 2, 1)
     got = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert got == ["data.yaml", "images/val/d.jpg", "images/val/e.jpg", "labels/train/a.txt", "labels/train/c.txt",
-                   "labels/val/d.txt", "labels/val/e.txt", "notes.txt"]
+    assert got == [
+        "data.yaml",
+        "images/val/d.jpg",
+        "images/val/e.jpg",
+        "labels/train/a.txt",
+        "labels/train/c.txt",
+        "labels/val/d.txt",
+        "labels/val/e.txt",
+        "notes.txt",
+    ]
 
 
 def test_pull_include_matching_nothing_is_one_line(pets, store_uri, cli, tmp_path):
@@ -134,8 +192,10 @@ def test_pull_include_matching_nothing_is_one_line(pets, store_uri, cli, tmp_pat
 
 
 def test_cat_writes_one_file_byte_for_byte(pets, store_uri, cli, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "artifactkit", "cat", "pets:v1", "images/train/c.jpg", "--store", store_uri],
-                          capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "artifactkit", "cat", "pets:v1", "images/train/c.jpg", "--store", store_uri],
+        capture_output=True,
+    )
     assert proc.returncode == 0 and proc.stdout == b"\xff\xd8C" * 20  # binary, untouched
     assert cli("cat", "pets:v0", "labels/train/a.txt", "--store", store_uri).stdout == box(0)
 
@@ -145,8 +205,11 @@ def test_cat_streams_a_large_file(store_uri, tmp_path):
     artifactkit.open_store(store_uri).log_folder(big, name="big")
     out = tmp_path / "copy.bin"
     with out.open("wb") as f:
-        proc = subprocess.run([sys.executable, "-m", "artifactkit", "cat", "big:v0", "blob.bin", "--store", store_uri],
-                              stdout=f, stderr=subprocess.PIPE)
+        proc = subprocess.run(
+            [sys.executable, "-m", "artifactkit", "cat", "big:v0", "blob.bin", "--store", store_uri],
+            stdout=f,
+            stderr=subprocess.PIPE,
+        )
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == (big / "blob.bin").read_bytes()
 
@@ -160,8 +223,11 @@ def test_cat_refuses_a_corrupt_blob_before_writing_anything(tmp_path, cli):
         path.chmod(0o644)
         path.write_bytes(b"X" + path.read_bytes()[1:])
     for name in ("blob.bin", "small.txt"):
-        proc = subprocess.run([sys.executable, "-m", "artifactkit", "cat", "big:v0", name, "--store", str(tmp_path / "store")],
-                              capture_output=True, text=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "artifactkit", "cat", "big:v0", name, "--store", str(tmp_path / "store")],
+            capture_output=True,
+            text=False,
+        )
         assert proc.returncode == 1 and proc.stdout == b""
         assert b"blob is corrupt" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -172,7 +238,9 @@ def test_cat_of_a_missing_path_or_a_folder_is_one_line(pets, store_uri, cli):
     assert proc.stderr.strip().endswith("pets:v1: no file 'images/train/b.jpg'")
     proc = cli("cat", "pets:v1", "labels", "--store", store_uri, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip().endswith("pets:v1: 'labels' is a folder of 4 files (pull --include 'labels/*' fetches them)")
+    assert proc.stderr.strip().endswith(
+        "pets:v1: 'labels' is a folder of 4 files (pull --include 'labels/*' fetches them)"
+    )
 
 
 def test_store_entries_filters_by_prefix(pets, store_uri):
@@ -182,9 +250,14 @@ def test_store_entries_filters_by_prefix(pets, store_uri):
     assert [e.path for e in store.entries(record)] == [e.path for e in store.manifest(record).entries]
 
 
-@pytest.mark.parametrize("args", [["lineage", "pets:v1"], ["diff", "pets:v0", "pets:v1"], ["cat", "pets:v1", "data.yaml"]])
+@pytest.mark.parametrize(
+    "args", [["lineage", "pets:v1"], ["diff", "pets:v0", "pets:v1"], ["cat", "pets:v1", "data.yaml"]]
+)
 def test_inspect_commands_do_not_import_torch_or_wandb(tmp_path, args, cli):
-    root = write(tmp_path / "pets", {"data.yaml": "names: [cat]\ntrain: images\nval: images\n", "images/a.jpg": b"a", "labels/a.txt": box(0)})
+    root = write(
+        tmp_path / "pets",
+        {"data.yaml": "names: [cat]\ntrain: images\nval: images\n", "images/a.jpg": b"a", "labels/a.txt": box(0)},
+    )
     store = str(tmp_path / "s")
     cli("log-dataset", str(root), "--store", store)
     write(root, {"labels/a.txt": box(0) + box(0)})

@@ -41,7 +41,12 @@ def _imports(mods: dict[str, Path], named: bool = False) -> dict[str, set[str]]:
                 targets = subs if len(subs) == len(node.names) else [base, *subs]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
-            elif named and isinstance(node, ast.Constant) and isinstance(node.value, str) and _NAMED.fullmatch(node.value):
+            elif (
+                named
+                and isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _NAMED.fullmatch(node.value)
+            ):
                 targets = [node.value.partition(":")[0]]  # "module:callable", imported on first use (registry)
             else:
                 continue
@@ -89,19 +94,34 @@ def test_no_import_cycles():
 
 def backends_looking_up() -> list[tuple[str, str]]:
     """Imports from backends/ of anything above it (registry strings included)."""
-    return [(m, t) for m, ts in NAMED.items() if m.startswith("artifactkit.backends") for t in ts
-            if not t.startswith("artifactkit.backends") and t not in LEAVES]
+    return [
+        (m, t)
+        for m, ts in NAMED.items()
+        if m.startswith("artifactkit.backends")
+        for t in ts
+        if not t.startswith("artifactkit.backends") and t not in LEAVES
+    ]
 
 
 def detector_looking_up() -> list[tuple[str, str]]:
     allowed = LEAVES | {"artifactkit.yolo"}  # the torch-free YOLO-format reader is not storage
-    return [(m, t) for m, ts in GRAPH.items() if m.startswith("artifactkit.detector") for t in ts
-            if not t.startswith("artifactkit.detector") and t not in allowed]
+    return [
+        (m, t)
+        for m, ts in GRAPH.items()
+        if m.startswith("artifactkit.detector")
+        for t in ts
+        if not t.startswith("artifactkit.detector") and t not in allowed
+    ]
 
 
 def library_importing_the_cli() -> list[tuple[str, str]]:
-    return [(m, t) for m, ts in GRAPH.items() if m.startswith("artifactkit.") and m != "artifactkit.__main__"
-            for t in ts if t.startswith("artifactkit_cli")]
+    return [
+        (m, t)
+        for m, ts in GRAPH.items()
+        if m.startswith("artifactkit.") and m != "artifactkit.__main__"
+        for t in ts
+        if t.startswith("artifactkit_cli")
+    ]
 
 
 def upward_arrows() -> list[tuple[str, str]]:
@@ -120,6 +140,7 @@ def test_the_detector_knows_no_storage():
 def test_the_library_never_imports_the_cli():
     assert library_importing_the_cli() == []
 
+
 # The store core: the only code that holds a Backend. The Store (store.py) and its
 # content-addressed half (objects.py), ingest.py (handed the Store's backend for a log's
 # batches), and backends/ itself. Everything else asks the Store.
@@ -127,22 +148,36 @@ STORE_CORE = {"artifactkit.store", "artifactkit.objects", "artifactkit.ingest"}
 
 
 def _outside_the_core(mods: dict[str, Path]) -> dict[str, ast.Module]:
-    return {m: ast.parse(p.read_text()) for m, p in mods.items()
-            if m not in STORE_CORE and not m.startswith("artifactkit.backends")}
+    return {
+        m: ast.parse(p.read_text())
+        for m, p in mods.items()
+        if m not in STORE_CORE and not m.startswith("artifactkit.backends")
+    }
 
 
 def _backend_classes() -> set[str]:
     """Names of the classes that serve the Backend protocol: those of backends/ and packs."""
-    paths = [*ROOT.glob("artifactkit/backends/*.py"), *ROOT.glob("artifactkit/pack*.py"),
-             *ROOT.glob("artifactkit/packs/*.py")]
-    return {n.name for p in paths for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ClassDef)
-            and (n.name.endswith("Backend") or any(ast.unparse(b).endswith("Backend") for b in n.bases))}
+    paths = [
+        *ROOT.glob("artifactkit/backends/*.py"),
+        *ROOT.glob("artifactkit/pack*.py"),
+        *ROOT.glob("artifactkit/packs/*.py"),
+    ]
+    return {
+        n.name
+        for p in paths
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.ClassDef)
+        and (n.name.endswith("Backend") or any(ast.unparse(b).endswith("Backend") for b in n.bases))
+    }
 
 
 def local_backend_importers() -> list[str]:
     """Modules outside the store core that import backends.local (a registry string counts too)."""
-    return sorted(m for m, ts in NAMED.items() if "artifactkit.backends.local" in ts
-                  and m not in STORE_CORE and not m.startswith("artifactkit.backends"))
+    return sorted(
+        m
+        for m, ts in NAMED.items()
+        if "artifactkit.backends.local" in ts and m not in STORE_CORE and not m.startswith("artifactkit.backends")
+    )
 
 
 def backend_questions() -> list[tuple[str, int, str]]:
@@ -167,8 +202,14 @@ def backend_questions() -> list[tuple[str, int, str]]:
 
 def backend_touches() -> list[tuple[str, int]]:
     """Reads of a `.backend` attribute outside the store core: (module, line)."""
-    return sorted({(m, node.lineno) for m, tree in _outside_the_core(_modules()).items()
-                   for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "backend"})
+    return sorted(
+        {
+            (m, node.lineno)
+            for m, tree in _outside_the_core(_modules()).items()
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr == "backend"
+        }
+    )
 
 
 def test_only_the_store_core_imports_the_local_backend():

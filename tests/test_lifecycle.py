@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from test_store import make_folder
 
 import artifactkit
 from artifactkit import checkpoint, lifecycle
@@ -18,7 +19,6 @@ from artifactkit.maintenance import gc, verify
 from artifactkit.records import now_iso
 from artifactkit.runs import RunRecord, create_run, list_runs
 from artifactkit.transfer import pull
-from test_store import make_folder
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -43,14 +43,33 @@ def make_run(store, run_id, status="finished", dataset=None, weights_from=None, 
     """A run record with `checkpoints` checkpoint versions (epoch-N aliases, `best` on v<best>)
     and one evaluation table, as training writes them."""
     now = now_iso()
-    create_run(store, RunRecord(run_id=run_id, created=now, updated=now, status=status, config={}, dataset=dataset,
-                                model_artifact=f"{run_id}-model", total_epochs=checkpoints, weights_from=weights_from))
+    create_run(
+        store,
+        RunRecord(
+            run_id=run_id,
+            created=now,
+            updated=now,
+            status=status,
+            config={},
+            dataset=dataset,
+            model_artifact=f"{run_id}-model",
+            total_epochs=checkpoints,
+            weights_from=weights_from,
+        ),
+    )
     for epoch in range(1, checkpoints + 1):
         aliases = (f"epoch-{epoch}",) + (("best",) if epoch - 1 == best else ())
-        store.log_files({"state.json": os.urandom(4000)}, name=f"{run_id}-model", type="model", aliases=aliases,
-                        run_id=run_id, dedup_latest=False)
-    store.log_files({"table.json": b"{}"}, name=f"{run_id}-evaluation", type="evaluation", aliases=("epoch-1",),
-                    run_id=run_id)
+        store.log_files(
+            {"state.json": os.urandom(4000)},
+            name=f"{run_id}-model",
+            type="model",
+            aliases=aliases,
+            run_id=run_id,
+            dedup_latest=False,
+        )
+    store.log_files(
+        {"table.json": b"{}"}, name=f"{run_id}-evaluation", type="evaluation", aliases=("epoch-1",), run_id=run_id
+    )
 
 
 def test_rm_one_version_and_gc_frees_its_blobs(store, tmp_path):
@@ -177,17 +196,30 @@ def test_pull_racing_rm_and_gc_as_real_processes(tmp_path):
         (data / "round.txt").write_text(str(i))
         version = store.log_folder(data, name="d").record.version
         out = tmp_path / f"out{i}"
-        proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "pull", f"d:v{version}", str(out),
-                                 "--store", str(tmp_path / "store")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "artifactkit",
+                "pull",
+                f"d:v{version}",
+                str(out),
+                "--store",
+                str(tmp_path / "store"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.3 * i)
         lifecycle.delete_versions(store, "d", [version])
         gc(store, grace_seconds=0)
         stdout, stderr = proc.communicate(timeout=120)
         if proc.returncode == 0:
             outcomes.add("completed")
-            assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == \
-                sorted(p.relative_to(data) for p in data.rglob("*") if p.is_file())
+            assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(
+                p.relative_to(data) for p in data.rglob("*") if p.is_file()
+            )
             for p in data.rglob("*"):
                 if p.is_file():
                     assert (out / p.relative_to(data)).read_bytes() == p.read_bytes()
@@ -208,7 +240,8 @@ def test_cli_rm_prune_and_runs_rm(tmp_path, cli):
     at = ["--store", str(tmp_path / "s")]
     refused = cli("rm", "d:v0", *at, check=False)
     assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
-        f"error: {store.uri}: d:v0 was used by run r (dataset); pass --force to delete it anyway"]
+        f"error: {store.uri}: d:v0 was used by run r (dataset); pass --force to delete it anyway"
+    ]
     assert "pass --yes" in cli("rm", "d", *at, check=False).stderr
     assert "NAME:vN" in cli("rm", "d:latest", *at, check=False).stderr
     out = json.loads(cli("prune", "r-model", "--keep-last", "1", *at, "--json").stdout.splitlines()[-1])

@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 import torch
+from clirunner import run_cli
+from tiny_run import IMGSZ, tiny_run
 
 import artifactkit
 from artifactkit import runs
@@ -17,8 +19,6 @@ from artifactkit.lifecycle import users
 from artifactkit.lineage_graph import lineage
 from artifactkit.store import open_store
 from artifactkit.transfer import push
-from clirunner import run_cli
-from tiny_run import IMGSZ, tiny_run
 
 TINY = dict(epochs=1, imgsz=IMGSZ, batch=4, workers=0, threads=1)
 
@@ -123,7 +123,10 @@ def test_a_deleted_input_shows_as_missing_and_another_stores_weights_as_such(tun
     external = f"external:{tuned}/tiny-model:v0"  # ft's weights_from names the store it was trained in
     assert graph.nodes[external].info == {"store": str(tuned)}
     assert graph.tree().splitlines()[1:4] == [
-        "├── inputs", "│   ├── dataset chess:v0 (missing: deleted)", f"│   └── weights tiny-model:v0 in {tuned}"]
+        "├── inputs",
+        "│   ├── dataset chess:v0 (missing: deleted)",
+        f"│   └── weights tiny-model:v0 in {tuned}",
+    ]
 
 
 def test_lineage_on_s3_of_a_run_fine_tuned_there(tuned, s3_bucket):
@@ -140,7 +143,9 @@ def test_lineage_on_s3_of_a_run_fine_tuned_there(tuned, s3_bucket):
     assert runs.load_run(s3, "ft").weights_from == {"store": s3.uri, "version": "tiny-model:v0"}
     graph = lineage(s3, "ft")
     assert edges(graph) == edges(lineage(local, "ft"))
-    out = json.loads(run_cli("lineage", "tiny-model:v0", "--store", s3_bucket, "--json").stdout.strip().splitlines()[-1])
+    out = json.loads(
+        run_cli("lineage", "tiny-model:v0", "--store", s3_bucket, "--json").stdout.strip().splitlines()[-1]
+    )
     assert {"from": "version:tiny-model:v0", "to": "run:ft", "relation": "weights"} in out["edges"]
 
 
@@ -151,9 +156,14 @@ def test_report_shows_the_runs_inputs_and_outputs(tuned, tmp_path):
     html = report.path.read_text()
     data = json.loads(re.search(r'<script type="application/json" id="ak-data">(.*?)</script>', html, re.S).group(1))
     io = data["runs"][0]["lineage"]
-    assert [(n["relation"], n["label"]) for n in io["inputs"]] == [("dataset", "chess:v0"), ("weights", "tiny-model:v0")]
+    assert [(n["relation"], n["label"]) for n in io["inputs"]] == [
+        ("dataset", "chess:v0"),
+        ("weights", "tiny-model:v0"),
+    ]
     assert [(n["relation"], n["label"], n["aliases"]) for n in io["outputs"]] == [
-        ("checkpoint", "ft-model:v0", ["latest", "best", "epoch-1"]), ("evaluation", "ft-evaluation:v0", ["latest", "epoch-1"])]
+        ("checkpoint", "ft-model:v0", ["latest", "best", "epoch-1"]),
+        ("evaluation", "ft-evaluation:v0", ["latest", "epoch-1"]),
+    ]
     browser = _chromium()
     if browser is None:
         pytest.skip("no /usr/bin/chromium or playwright: the page itself is not checked")
@@ -182,7 +192,9 @@ def _chromium():
     @contextlib.contextmanager
     def launched():
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"])
+            b = p.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
             try:
                 yield b, []
             finally:
@@ -195,10 +207,20 @@ def test_a_malformed_weights_from_names_the_run(tmp_path):
     store = open_store(str(tmp_path / "s"))
     store.log_files({"data.yaml": b"names: [a]\n"}, name="d")
     now = "2024-01-01T00:00:00.000+00:00"
-    record = runs.RunRecord(run_id="r", created=now, updated=now, config={}, dataset="d:v0", model_artifact="r-model",
-                            total_epochs=1, weights_from={"store": store.uri, "version": "../../x"})
+    record = runs.RunRecord(
+        run_id="r",
+        created=now,
+        updated=now,
+        config={},
+        dataset="d:v0",
+        model_artifact="r-model",
+        total_epochs=1,
+        weights_from={"store": store.uri, "version": "../../x"},
+    )
     runs.create_run(store, record)
-    with pytest.raises(artifactkit.InvalidInput, match=r"/runs/r: weights_from: invalid artifact reference '\.\./\.\./x'"):
+    with pytest.raises(
+        artifactkit.InvalidInput, match=r"/runs/r: weights_from: invalid artifact reference '\.\./\.\./x'"
+    ):
         lineage(store, "r")
     assert lineage(store, "d:v0").tree().splitlines()[-1] == "    └── used by run r (running, 0/1 epochs)"
 

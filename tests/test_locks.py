@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from clirunner import start_paused
 
 import artifactkit
 from artifactkit import lease as leases
@@ -21,7 +22,6 @@ from artifactkit.errors import StoreBusy
 from artifactkit.locks import LockRecord
 from artifactkit.maintenance import gc
 from artifactkit.records import now_iso, to_json
-from clirunner import start_paused
 
 FILES = 1100  # more than one batch of blobs (ingest._BATCH_FILES): the first is written long before the commit
 
@@ -147,8 +147,14 @@ def _exited_pid() -> int:
 
 def _plant(store, kind: str, token: str, **holder) -> None:
     now = now_iso()
-    record = LockRecord(kind=kind, owner=token, since=now, renewed=now, expires=time.time() + 600,
-                        **{**leases._this_process(), **holder})
+    record = LockRecord(
+        kind=kind,
+        owner=token,
+        since=now,
+        renewed=now,
+        expires=time.time() + 600,
+        **{**leases._this_process(), **holder},
+    )
     store.write_lock(kind, token, to_json(record))
 
 
@@ -168,7 +174,9 @@ def test_locks_of_exited_processes_hold_nothing_and_live_writers_hold_gc(tmp_pat
     proc = cli("gc", "--grace", "0", "--store", str(tmp_path / "s"), "--json")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["deleted_objects"] == 0 and "pid" in out["writers"][0]
-    assert "deleted nothing: 1 writers may still run" in cli("gc", "--grace", "0", "--store", str(tmp_path / "s")).stdout
+    assert (
+        "deleted nothing: 1 writers may still run" in cli("gc", "--grace", "0", "--store", str(tmp_path / "s")).stdout
+    )
 
 
 def test_a_gc_lock_is_never_judged_by_time(tmp_path, cli):
@@ -177,8 +185,17 @@ def test_a_gc_lock_is_never_judged_by_time(tmp_path, cli):
     store = artifactkit.open_store(str(tmp_path / "s"))
     token = "4" * 32
     now = now_iso()
-    record = LockRecord(kind="gc", owner=token, since=now, renewed=now, expires=time.time() - 5,
-                        host="gpu-7", pid=4242, machine="another-machine", started=None)
+    record = LockRecord(
+        kind="gc",
+        owner=token,
+        since=now,
+        renewed=now,
+        expires=time.time() - 5,
+        host="gpu-7",
+        pid=4242,
+        machine="another-machine",
+        started=None,
+    )
     store.write_lock("gc", token, to_json(record))
     with pytest.raises(StoreBusy, match=f"host gpu-7.*delete locks/gc-{token}.json"):
         store.log_files({"a.txt": b"a"}, name="x")
@@ -221,4 +238,3 @@ def test_gc_from_another_process_defers_to_a_paused_log(kind, tmp_path, request,
     out, err = log.communicate(timeout=120)
     assert log.returncode == 0 and out.strip() == "v0", err
     _check_whole(uri, tmp_path, "ds:v0")
-

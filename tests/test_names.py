@@ -24,9 +24,14 @@ NAME_CHARS = set(string.ascii_letters + string.digits + "._-")
 # -- the references ---------------------------------------------------------------------------------
 def ref_entry_name(name: str) -> bool:
     """One file or folder name that is the same single name on every OS, storable as UTF-8."""
-    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\x00" not in name
-            and not (len(name) >= 2 and name[0] in string.ascii_letters and name[1] == ":")
-            and not any(0xD800 <= ord(c) <= 0xDFFF for c in name))
+    return (
+        name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+        and not (len(name) >= 2 and name[0] in string.ascii_letters and name[1] == ":")
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in name)
+    )
 
 
 def ref_relative_path(path: str) -> bool:
@@ -34,8 +39,12 @@ def ref_relative_path(path: str) -> bool:
 
 
 def ref_name(name: str, longest: int | None) -> bool:
-    return (0 < len(name) and (longest is None or len(name) <= longest)
-            and name[0] in string.ascii_letters + string.digits and set(name) <= NAME_CHARS)
+    return (
+        0 < len(name)
+        and (longest is None or len(name) <= longest)
+        and name[0] in string.ascii_letters + string.digits
+        and set(name) <= NAME_CHARS
+    )
 
 
 def ref_stays_inside(path: str) -> bool:
@@ -66,17 +75,92 @@ def accepts(check, value) -> bool:
 
 
 # -- generated strings ------------------------------------------------------------------------------
-NASTY = ["", ".", "..", "...", ". ", " ..", "..\n", ".\n", "a/", "/a", "//a", "a//b", "a/./b", "a/../b", "./a",
-         "a/..", "../a", "..\\a", "a\\b", "C:", "C:x", "c:\\x", "a/C:x", "a/Z:", "1:x", "é:x", "\\\\srv\\share",
-         "a\x00b", "\x00", "\ud800", "a/\udcff", "\u2024\u2024", "\uff0e\uff0e", "CON", "nul.txt", "a" * 300,
-         "é" * 200, "中/文", "\u202eevil", "\n", "a\tb", "-x", "_x", ".x", "x.", "x" * 128, "x" * 129, "x" * 64,
-         "x" * 65, "v0", "v01", "latest", "²", "Ａ"]
-piece = st.sampled_from(["", ".", "..", "a", "Z", "0", "C:", "c:x", "\\", "\x00", "\ud800", "é", "中", " ", "\n",
-                         "-", "_", ".a", "\u2024", "x" * 130])
-paths = (st.sampled_from(NASTY)
-         | st.text(alphabet=st.sampled_from("aZ09._-:/\\\x00 \n\u00e9\u4e2d\ud800"), max_size=10)
-         | st.lists(piece, min_size=1, max_size=5).map("/".join)
-         | st.text(st.characters(codec=None, exclude_categories=()), max_size=12))
+NASTY = [
+    "",
+    ".",
+    "..",
+    "...",
+    ". ",
+    " ..",
+    "..\n",
+    ".\n",
+    "a/",
+    "/a",
+    "//a",
+    "a//b",
+    "a/./b",
+    "a/../b",
+    "./a",
+    "a/..",
+    "../a",
+    "..\\a",
+    "a\\b",
+    "C:",
+    "C:x",
+    "c:\\x",
+    "a/C:x",
+    "a/Z:",
+    "1:x",
+    "é:x",
+    "\\\\srv\\share",
+    "a\x00b",
+    "\x00",
+    "\ud800",
+    "a/\udcff",
+    "\u2024\u2024",
+    "\uff0e\uff0e",
+    "CON",
+    "nul.txt",
+    "a" * 300,
+    "é" * 200,
+    "中/文",
+    "\u202eevil",
+    "\n",
+    "a\tb",
+    "-x",
+    "_x",
+    ".x",
+    "x.",
+    "x" * 128,
+    "x" * 129,
+    "x" * 64,
+    "x" * 65,
+    "v0",
+    "v01",
+    "latest",
+    "²",
+    "Ａ",
+]
+piece = st.sampled_from(
+    [
+        "",
+        ".",
+        "..",
+        "a",
+        "Z",
+        "0",
+        "C:",
+        "c:x",
+        "\\",
+        "\x00",
+        "\ud800",
+        "é",
+        "中",
+        " ",
+        "\n",
+        "-",
+        "_",
+        ".a",
+        "\u2024",
+        "x" * 130,
+    ]
+)
+paths = (
+    st.sampled_from(NASTY)
+    | st.text(alphabet=st.sampled_from("aZ09._-:/\\\x00 \n\u00e9\u4e2d\ud800"), max_size=10)
+    | st.lists(piece, min_size=1, max_size=5).map("/".join)
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+)
 FAST = settings(max_examples=1500, deadline=None)
 
 
@@ -107,7 +191,8 @@ def test_stays_inside_agrees_with_walking_the_names(path):
 
 
 folders = st.lists(st.sampled_from(["a", "ab", "b", "a b", "é", "..a", "a."]), max_size=4).map(
-    lambda parts: "/" + "/".join(parts))
+    lambda parts: "/" + "/".join(parts)
+)
 
 
 @FAST
@@ -152,7 +237,7 @@ def test_a_flat_manifest_refuses_what_a_tree_or_a_log_refuses(path):
 
 
 def test_a_coco_file_name_follows_the_version_path_rule(tmp_path):
-    """"./a.jpg" is still read as "a.jpg"; a name no version could hold ("C:x.jpg", which coco.py
+    """ "./a.jpg" is still read as "a.jpg"; a name no version could hold ("C:x.jpg", which coco.py
     let through to fail later as a manifest path) is refused where the JSON names it."""
     from artifactkit.coco import convert
 
@@ -160,8 +245,11 @@ def test_a_coco_file_name_follows_the_version_path_rule(tmp_path):
         (tmp_path / split).mkdir()
         for name in ("a.jpg", "C:x.jpg"):
             (tmp_path / split / name).write_bytes(b"")
-    doc = {"images": [{"id": 1, "file_name": "./a.jpg", "width": 8, "height": 8}], "annotations": [],
-           "categories": [{"id": 1, "name": "a"}]}
+    doc = {
+        "images": [{"id": 1, "file_name": "./a.jpg", "width": 8, "height": 8}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "a"}],
+    }
     for split in ("train", "val"):
         (tmp_path / split / "_annotations.coco.json").write_text(json.dumps(doc))
     assert "images/train/a.jpg" in convert(tmp_path)
@@ -189,22 +277,39 @@ def rules_outside_the_grammar(sources: dict[str, str]) -> list[str]:
         if rel in EXEMPT:
             continue
         for node in ast.walk(ast.parse(text)):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "compile"
-                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
-                    and any(p in node.args[0].value for p in _RULE_PATTERNS)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "compile"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and any(p in node.args[0].value for p in _RULE_PATTERNS)
+            ):
                 found.append(f"{rel}:{node.lineno}: pattern {node.args[0].value!r}")
             elif isinstance(node, ast.Compare):
-                consts = [c for side in (node.left, *node.comparators)
-                          for c in ([side] if isinstance(side, ast.Constant) else getattr(side, "elts", []))]
+                consts = [
+                    c
+                    for side in (node.left, *node.comparators)
+                    for c in ([side] if isinstance(side, ast.Constant) else getattr(side, "elts", []))
+                ]
                 if any(isinstance(c, ast.Constant) and c.value in _PATH_CHARS for c in consts):
                     found.append(f"{rel}:{node.lineno}: compares with '..', a backslash or NUL")
-            elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and isinstance(node.right, ast.Attribute)
-                  and node.right.attr == "sep"):
+            elif (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.Add)
+                and isinstance(node.right, ast.Attribute)
+                and node.right.attr == "sep"
+            ):
                 found.append(f"{rel}:{node.lineno}: '+ os.sep' prefix test")
             elif isinstance(node, ast.Attribute) and node.attr == "is_relative_to":
                 found.append(f"{rel}:{node.lineno}: is_relative_to")
-            if (isinstance(node, ast.Compare) and isinstance(node.ops[0], (ast.In, ast.NotIn))
-                    and isinstance(node.comparators[0], ast.Attribute) and node.comparators[0].attr == "parents"):
+            if (
+                isinstance(node, ast.Compare)
+                and isinstance(node.ops[0], (ast.In, ast.NotIn))
+                and isinstance(node.comparators[0], ast.Attribute)
+                and node.comparators[0].attr == "parents"
+            ):
                 found.append(f"{rel}:{node.lineno}: a test against Path.parents")
     return found
 
@@ -215,9 +320,11 @@ def sources() -> dict[str, str]:
 
 
 def test_rules_outside_the_grammar_finds_each_kind():
-    sample = ('import os, re\nR = re.compile(r"(^|/)\\.\\.(/|$)")\nA = x in ("..", ".")\nB = "\\\\" in y\n'
-              'C = p.startswith(q + os.sep)\nD = p.is_relative_to(q)\nE = re.compile("[A-Za-z]:")\nF = "." == x\n'
-              'G = d not in p.resolve().parents\n')
+    sample = (
+        'import os, re\nR = re.compile(r"(^|/)\\.\\.(/|$)")\nA = x in ("..", ".")\nB = "\\\\" in y\n'
+        'C = p.startswith(q + os.sep)\nD = p.is_relative_to(q)\nE = re.compile("[A-Za-z]:")\nF = "." == x\n'
+        "G = d not in p.resolve().parents\n"
+    )
     lines = sorted((f.split(":")[1] for f in rules_outside_the_grammar({"sample.py": sample})), key=int)
     assert lines == ["2", "3", "4", "5", "6", "7", "9"]
     assert rules_outside_the_grammar({OWNER: sample}) == []

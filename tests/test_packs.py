@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 import artifactkit
-from artifactkit.packs import PACK_TARGET
 from artifactkit.errors import IntegrityError, NotFound
 from artifactkit.hashing import digest_bytes
 from artifactkit.layout import FORMAT_KEY, index_key, pack_key
 from artifactkit.lifecycle import delete_versions
 from artifactkit.objects import STORE_FORMAT
+from artifactkit.packs import PACK_TARGET
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def s3(s3_bucket, s3_env):
     """(store URI, a boto3 client, the bucket) for a fresh bucket."""
     import boto3
 
-    return f"{s3_bucket}/p", boto3.client("s3", endpoint_url=s3_env), s3_bucket[len("s3://"):]
+    return f"{s3_bucket}/p", boto3.client("s3", endpoint_url=s3_env), s3_bucket[len("s3://") :]
 
 
 def keys(client, bucket: str, top: str) -> list[str]:
@@ -62,8 +62,15 @@ def test_small_blobs_go_into_one_pack_and_come_back_checked(s3, tmp_path):
     fresh = artifactkit.open_store(uri)  # another process: finds the blobs through the index
     artifactkit.pull(fresh, "ds", tmp_path / "out")
     assert {p: (tmp_path / "out" / p).read_bytes() for p in files} == files
-    assert artifactkit.verify(fresh).summary() == {"ok": True, "objects": 50, "versions": 1, "problems": [],
-                                                   "damage": {}, "hashed": 50, "hashed_bytes": sum(map(len, files.values()))}
+    assert artifactkit.verify(fresh).summary() == {
+        "ok": True,
+        "objects": 50,
+        "versions": 1,
+        "problems": [],
+        "damage": {},
+        "hashed": 50,
+        "hashed_bytes": sum(map(len, files.values())),
+    }
 
 
 def test_a_flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_pull(s3, tmp_path):
@@ -94,15 +101,18 @@ def _rewrite_index(client, bucket: str, edit, which=lambda doc: True) -> str:
     return new
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: {**d, "pack": "../../artifacts"}, "invalid pack index"),
-    (lambda d: {**d, "blobs": [[b[0], d["size"], 1] for b in d["blobs"]]}, "invalid blob entry"),
-    (lambda d: {**d, "blobs": [["AB" * 16, 0, 1]]}, "invalid blob entry"),
-    (lambda d: {**d, "blobs": [[b[0], 0, 1 << 40] for b in d["blobs"]]}, "invalid blob entry"),
-    (lambda d: {**d, "size": -1}, "invalid pack index"),
-    (lambda d: [d], "not a pack index"),
-    (lambda d: {**d, "pack": "0" * 32}, f"names packs/00/{'0' * 30}, which is not in the store"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: {**d, "pack": "../../artifacts"}, "invalid pack index"),
+        (lambda d: {**d, "blobs": [[b[0], d["size"], 1] for b in d["blobs"]]}, "invalid blob entry"),
+        (lambda d: {**d, "blobs": [["AB" * 16, 0, 1]]}, "invalid blob entry"),
+        (lambda d: {**d, "blobs": [[b[0], 0, 1 << 40] for b in d["blobs"]]}, "invalid blob entry"),
+        (lambda d: {**d, "size": -1}, "invalid pack index"),
+        (lambda d: [d], "not a pack index"),
+        (lambda d: {**d, "pack": "0" * 32}, f"names packs/00/{'0' * 30}, which is not in the store"),
+    ],
+)
 def test_an_index_read_from_the_store_is_checked_before_use(s3, tmp_path, edit, message):
     """A bad index is never used: its blobs are not found (named), verify names the index, and
     every other index of the store still serves its blobs."""
@@ -127,7 +137,10 @@ def test_an_index_whose_bytes_do_not_match_its_name_is_not_used(s3, tmp_path, mo
     monkeypatch.setenv("ARTIFACTKIT_CACHE_DIR", str(tmp_path / "another-machine"))  # no good copy kept
     with pytest.raises(NotFound, match="objects/.* not found"):
         artifactkit.pull(artifactkit.open_store(uri), "ds", tmp_path / "out", cache=False)
-    assert f"{uri}/{key}: index bytes do not match their digest" in artifactkit.verify(artifactkit.open_store(uri)).problems
+    assert (
+        f"{uri}/{key}: index bytes do not match their digest"
+        in artifactkit.verify(artifactkit.open_store(uri)).problems
+    )
 
 
 def test_a_pack_cut_short_is_named_and_its_blobs_sent_again(s3, tmp_path):
@@ -168,7 +181,11 @@ def test_gc_drops_dead_blobs_from_a_partly_dead_pack_and_whole_dead_packs(s3, tm
 
     delete_versions(fresh, "ds", [1])
     artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0)
-    assert (keys(client, bucket, "packs"), keys(client, bucket, "index"), keys(client, bucket, "objects")) == ([], [], [])
+    assert (keys(client, bucket, "packs"), keys(client, bucket, "index"), keys(client, bucket, "objects")) == (
+        [],
+        [],
+        [],
+    )
 
 
 def test_a_pack_whose_index_never_came_is_swept_after_the_grace_period(s3, tmp_path):
@@ -471,7 +488,11 @@ def test_a_mostly_dead_pack_with_a_damaged_blob_is_left_for_verify_not_copied_ag
         assert artifactkit.gc(artifactkit.open_store(uri), grace_seconds=0).deleted_packs == 0
         assert len(keys(client, bucket, "packs")) == 2 and len(keys(client, bucket, "index")) == 2
     problems = artifactkit.verify(artifactkit.open_store(uri)).problems
-    assert problems[0] == f"objects/{digest_bytes(files['f9'])[:2]}/{digest_bytes(files['f9'])[2:]}: corrupt blob (content does not match its digest)"
+    assert (
+        problems[0]
+        == f"objects/{digest_bytes(files['f9'])[:2]}/{digest_bytes(files['f9'])[2:]}: corrupt blob (content does not "
+        f"match its digest)"
+    )
 
 
 def _packed_memory_store(name: str, indexes: list[list[list]]):

@@ -22,10 +22,12 @@ FAST = settings(max_examples=60, deadline=2000, suppress_health_check=[HealthChe
 MEMORY = 64 << 20  # bytes of Python allocations one parse of these small inputs may take at its peak
 
 # JSON values: scalars of every type, containers of them, and now and then one nested 20,000 deep
-scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12)
+scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12)
 values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12)
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 deep = st.sampled_from(["[", '{"a":']).map(lambda o: o * 20_000 + "0" + ("]" if o == "[" else "}") * 20_000)
 
 
@@ -91,11 +93,18 @@ def test_label_files(data, nc):
 
 # -- data.yaml ----------------------------------------------------------------------------------
 names = st.text(alphabet="abc_-0123456789 ", max_size=6)  # no '/' or '.': never a walk of the disk
-yaml_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 2**45) | names,
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
-                           max_leaves=8)
-yaml_docs = st.fixed_dictionaries({}, optional={k: yaml_values | st.just("images") for k in (
-    "path", "train", "val", "test", "validation", "names", "nc", "extra")})
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 2**45) | names,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
+    max_leaves=8,
+)
+yaml_docs = st.fixed_dictionaries(
+    {},
+    optional={
+        k: yaml_values | st.just("images")
+        for k in ("path", "train", "val", "test", "validation", "names", "nc", "extra")
+    },
+)
 
 
 @FAST
@@ -113,17 +122,32 @@ def test_data_yaml(text):
 
 # -- COCO JSON ----------------------------------------------------------------------------------
 small_ints = st.integers(-1, 3)
-coco_images = st.fixed_dictionaries({}, optional={"id": small_ints | values, "file_name": st.sampled_from(
-    ["a.jpg", "../a.jpg", "/a.jpg", "a", "", "b.png"]) | values, "width": st.integers(-1, 64) | values,
-    "height": st.floats() | st.integers(1, 64)})
-coco_anns = st.fixed_dictionaries({}, optional={"image_id": small_ints | values, "category_id": small_ints,
-                                                "bbox": st.lists(st.floats() | st.integers(-5, 70), max_size=5)
-                                                | values,
-                                                "iscrowd": values})
+coco_images = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": small_ints | values,
+        "file_name": st.sampled_from(["a.jpg", "../a.jpg", "/a.jpg", "a", "", "b.png"]) | values,
+        "width": st.integers(-1, 64) | values,
+        "height": st.floats() | st.integers(1, 64),
+    },
+)
+coco_anns = st.fixed_dictionaries(
+    {},
+    optional={
+        "image_id": small_ints | values,
+        "category_id": small_ints,
+        "bbox": st.lists(st.floats() | st.integers(-5, 70), max_size=5) | values,
+        "iscrowd": values,
+    },
+)
 coco_cats = st.fixed_dictionaries({}, optional={"id": small_ints | values, "name": st.text(max_size=3) | values})
-coco_docs = st.fixed_dictionaries({"images": st.lists(coco_images, max_size=3),
-                                   "annotations": st.lists(coco_anns, max_size=3),
-                                   "categories": st.lists(coco_cats, max_size=3)}).map(json_bytes)
+coco_docs = st.fixed_dictionaries(
+    {
+        "images": st.lists(coco_images, max_size=3),
+        "annotations": st.lists(coco_anns, max_size=3),
+        "categories": st.lists(coco_cats, max_size=3),
+    }
+).map(json_bytes)
 
 
 @FAST
@@ -180,10 +204,16 @@ def test_stored_trees(raw):
 
 
 @FAST
-@given(documents(["pack", "size", "blobs"]) | st.fixed_dictionaries({
-    "pack": st.sampled_from(["0" * 32, "x"]), "size": st.integers(-1, 2**40),
-    "blobs": st.lists(st.lists(st.sampled_from(["0" * 32, 1, -1, 2**62, "x"]), max_size=4), max_size=3),
-}).map(json_bytes))
+@given(
+    documents(["pack", "size", "blobs"])
+    | st.fixed_dictionaries(
+        {
+            "pack": st.sampled_from(["0" * 32, "x"]),
+            "size": st.integers(-1, 2**40),
+            "blobs": st.lists(st.lists(st.sampled_from(["0" * 32, 1, -1, 2**62, "x"]), max_size=4), max_size=3),
+        }
+    ).map(json_bytes)
+)
 def test_pack_indexes(raw):
     from artifactkit.hashing import digest_bytes
     from artifactkit.layout import index_key
@@ -206,13 +236,18 @@ def test_alias_files(raw):
 
 
 # -- weights and checkpoints --------------------------------------------------------------------
-tensor_entries = st.fixed_dictionaries({}, optional={
-    "dtype": st.sampled_from(["F32", "F16", "I64", "BOOL", "X"]) | values,
-    "shape": st.lists(st.integers(0, 2**62) | values, max_size=4) | values,
-    "data_offsets": st.lists(st.integers(-1, 2**64), max_size=3) | values})
+tensor_entries = st.fixed_dictionaries(
+    {},
+    optional={
+        "dtype": st.sampled_from(["F32", "F16", "I64", "BOOL", "X"]) | values,
+        "shape": st.lists(st.integers(0, 2**62) | values, max_size=4) | values,
+        "data_offsets": st.lists(st.integers(-1, 2**64), max_size=3) | values,
+    },
+)
 weight_names = st.sampled_from(["backbone.stem.0.conv.weight", "head.cls_branches.0.2.weight", "__metadata__", "w"])
-headers = st.dictionaries(weight_names, tensor_entries | st.dictionaries(st.text(max_size=6), st.text(max_size=12)),
-                          max_size=3).map(json_bytes) | documents(["__metadata__"])
+headers = st.dictionaries(
+    weight_names, tensor_entries | st.dictionaries(st.text(max_size=6), st.text(max_size=12)), max_size=3
+).map(json_bytes) | documents(["__metadata__"])
 
 
 @settings(max_examples=40, deadline=4000, suppress_health_check=[HealthCheck.too_slow])
@@ -226,10 +261,14 @@ def test_safetensors_headers(header, body, claimed):
         only_our_errors(read_weights, path)
 
 
-tensor_metas = st.fixed_dictionaries({}, optional={
-    "kind": st.sampled_from(["tensor", "ndarray", "pickle"]) | values,
-    "dtype": st.sampled_from(["float32", "int64", "bool", "<f4", "|O", "f4,i4", "__class__"]) | values,
-    "shape": st.lists(st.integers(0, 2**62) | values, max_size=4) | values})
+tensor_metas = st.fixed_dictionaries(
+    {},
+    optional={
+        "kind": st.sampled_from(["tensor", "ndarray", "pickle"]) | values,
+        "dtype": st.sampled_from(["float32", "int64", "bool", "<f4", "|O", "f4,i4", "__class__"]) | values,
+        "shape": st.lists(st.integers(0, 2**62) | values, max_size=4) | values,
+    },
+)
 
 
 @FAST
@@ -242,8 +281,10 @@ def test_checkpoint_tensors(data, meta):
 
 tags = st.sampled_from(["__tensor__", "__ndarray__", "__tuple__", "__dict__", "epoch", "config"])
 skeletons = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tags | st.text(max_size=4), inner, max_size=3),
-    max_leaves=10)
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tags | st.text(max_size=4), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 @FAST
@@ -270,12 +311,26 @@ def test_stored_data_yaml(raw):
 
 
 box_lists = st.lists(st.lists(st.floats() | st.integers(-3, 3) | values, max_size=7) | values, max_size=2)
-table_rows = st.fixed_dictionaries({}, optional={
-    "im_id": st.sampled_from(["a", 1]) | values, "image": st.sampled_from(["0" * 32, "../x"]) | values,
-    "gt": box_lists, "pred": box_lists, "shape": st.lists(st.integers(0, 9) | values, max_size=3) | values})
-tables = st.fixed_dictionaries({"rows": st.lists(table_rows, max_size=3) | values}, optional={
-    "epoch": st.integers(-1, 3) | values, "metrics": values, "debugger": values,
-    "pr_curve": values, "names": values}).map(json_bytes)
+table_rows = st.fixed_dictionaries(
+    {},
+    optional={
+        "im_id": st.sampled_from(["a", 1]) | values,
+        "image": st.sampled_from(["0" * 32, "../x"]) | values,
+        "gt": box_lists,
+        "pred": box_lists,
+        "shape": st.lists(st.integers(0, 9) | values, max_size=3) | values,
+    },
+)
+tables = st.fixed_dictionaries(
+    {"rows": st.lists(table_rows, max_size=3) | values},
+    optional={
+        "epoch": st.integers(-1, 3) | values,
+        "metrics": values,
+        "debugger": values,
+        "pr_curve": values,
+        "names": values,
+    },
+).map(json_bytes)
 
 
 @FAST

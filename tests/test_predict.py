@@ -7,12 +7,12 @@ import json
 import shutil
 
 import pytest
+from clirunner import run_cli
+from tiny_run import IMGSZ, tiny_run
 
 import artifactkit
 from artifactkit.errors import InvalidInput, NotFound
 from artifactkit.inference import image_paths
-from clirunner import run_cli
-from tiny_run import IMGSZ, tiny_run
 
 # Validation keeps nearly every box (conf 0.001); a 1-epoch model is far from confident.
 LOW_CONF = "0.001"
@@ -27,8 +27,21 @@ def test_cli_writes_coco_json_and_annotated_images(run, tmp_path):
     from PIL import Image, ImageChops
 
     out, drawn = tmp_path / "preds.json", tmp_path / "drawn"
-    proc = run_cli("predict", "--weights", run.uri, str(run.val_images), "--out", str(out), "--save-images", str(drawn),
-                   "--conf", LOW_CONF, "--device", "cpu", "--json")
+    proc = run_cli(
+        "predict",
+        "--weights",
+        run.uri,
+        str(run.val_images),
+        "--out",
+        str(out),
+        "--save-images",
+        str(drawn),
+        "--conf",
+        LOW_CONF,
+        "--device",
+        "cpu",
+        "--json",
+    )
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     images = sorted(run.val_images.iterdir())
     records = json.loads(out.read_text())
@@ -54,8 +67,9 @@ def test_api_gives_the_boxes_validation_computes(run, tmp_path):
     saved = tmp_path / "val.json"
     evaluate_weights(run.uri, str(run.data), imgsz=IMGSZ, batch=4, device="cpu", save_json=saved)
     expected = sorted((r["image_id"], r["category_id"], r["score"]) for r in json.loads(saved.read_text()))
-    predictions = artifactkit.predict(f"{run.run_id}-model:best", [run.val_images], store=str(run.store),
-                                      conf=0.001, batch=4, device="cpu")
+    predictions = artifactkit.predict(
+        f"{run.run_id}-model:best", [run.val_images], store=str(run.store), conf=0.001, batch=4, device="cpu"
+    )
     assert [p.image_id for p in predictions] == sorted(p.stem for p in run.val_images.iterdir())
     assert all((p.width, p.height) == (IMGSZ, IMGSZ) for p in predictions)
     got = sorted((p.image_id, b.class_id, b.confidence) for p in predictions for b in p.boxes)
@@ -102,5 +116,7 @@ def test_bad_weights_and_options_are_one_line_errors(run, tmp_path):
         (["--weights", run.uri, image, "--device", "gpu"], "device 'gpu': expected auto, cpu, cuda or cuda:N"),
     ]:
         proc = run_cli("predict", *args, "--out", str(tmp_path / "p.json"), check=False)
-        assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (
+            proc.stderr
+        )
     assert not (tmp_path / "p.json").exists()

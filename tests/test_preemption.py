@@ -5,7 +5,6 @@ finished; a run stopped before its first checkpoint starts again from epoch 1.""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -15,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from clirunner import assert_bit_identical_twins, run_cli
 
 import artifactkit
 from artifactkit import runs
 from artifactkit.lifecycle import FULL_STATE
-from clirunner import assert_bit_identical_twins, run_cli
 
 # 12 images at batch 2: 6 batches an epoch, and (nominal batch 16) gradients pending across all of
 # them, so a mid-epoch checkpoint must carry them.
@@ -41,8 +40,9 @@ def straight(tmp_path_factory) -> tuple[Path, Path]:
 def stop_after_first_batch(args: list[str], signum: int) -> tuple[subprocess.CompletedProcess, float]:
     """Run `artifactkit train`, send `signum` once it reports its first batch; (result, seconds
     from the signal to its exit)."""
-    proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "artifactkit", "train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     seen = []
     deadline = time.time() + 240
     for line in proc.stderr:
@@ -68,8 +68,9 @@ def test_sigterm_saves_prints_one_line_and_the_same_train_line_finishes_it_bit_e
     assert "SIGTERM: saving at the next batch boundary" in proc.stderr and "a second signal" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     uri = f"{store}/runs/preempted"
-    match = re.fullmatch(rf"interrupted at epoch (\d), batch (\d)/6: resume with artifactkit resume {re.escape(uri)}",
-                         last)
+    match = re.fullmatch(
+        rf"interrupted at epoch (\d), batch (\d)/6: resume with artifactkit resume {re.escape(uri)}", last
+    )
     assert match, proc.stderr
     s = artifactkit.open_store(str(store))
     assert runs.observe(s, runs.load_run(s, "preempted")).status == "interrupted"
@@ -83,8 +84,9 @@ def test_sigterm_saves_prints_one_line_and_the_same_train_line_finishes_it_bit_e
     assert_bit_identical_twins(store, "straight", "preempted", epochs=2)
     metrics = {m["epoch"]: m["metrics"] for m in runs.read_metrics(s, "preempted")}
     for row in runs.read_metrics(s, "straight"):  # the epoch's row is the uninterrupted one's (but for times)
-        assert {k: v for k, v in metrics[row["epoch"]].items() if not k.startswith(("time/", "speed/"))} == \
-               {k: v for k, v in row["metrics"].items() if not k.startswith(("time/", "speed/"))}
+        assert {k: v for k, v in metrics[row["epoch"]].items() if not k.startswith(("time/", "speed/"))} == {
+            k: v for k, v in row["metrics"].items() if not k.startswith(("time/", "speed/"))
+        }
     # and once more after it finished: one line, exit 0, nothing trained
     versions = s.version_numbers("preempted-model")
     done = run_cli("train", *line)
@@ -105,9 +107,27 @@ def test_a_mid_epoch_checkpoint_resumes_bit_exact_after_sigkill(straight, tmp_pa
     resumed without workers and without the GPU the run records."""
     data, store = straight
     marker = store / "artifacts" / "midway-model" / "versions" / "2.json"
-    proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "train", "--data", str(data), *TRAIN,
-                             "--workers", "2", "--save-every", "0.001", "--store", str(store), "--run-id", "midway"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "artifactkit",
+            "train",
+            "--data",
+            str(data),
+            *TRAIN,
+            "--workers",
+            "2",
+            "--save-every",
+            "0.001",
+            "--store",
+            str(store),
+            "--run-id",
+            "midway",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     while not marker.exists():
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -139,8 +159,9 @@ def test_best_is_kept_whatever_the_save_period(straight):
     aliases = s.aliases("straight-model")
     assert "epoch-1" in aliases and "epoch-2" in aliases
     best = s.record("straight-model", aliases["best"]).metadata
-    assert best["fitness"] == max(s.record("straight-model", n).metadata["fitness"]
-                                  for n in s.version_numbers("straight-model"))
+    assert best["fitness"] == max(
+        s.record("straight-model", n).metadata["fitness"] for n in s.version_numbers("straight-model")
+    )
 
 
 def test_a_run_stopped_before_its_first_checkpoint_starts_again(straight, tmp_path):
@@ -150,8 +171,17 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again(straight, tmp_pa
     s = artifactkit.open_store(str(store))
     record = runs.load_run(s, "straight")
     for run_id in ("early", "early2"):
-        runs.save_run(s, record.model_copy(update={"run_id": run_id, "model_artifact": f"{run_id}-model",
-                                                    "status": "interrupted", "epochs_completed": 0}))
+        runs.save_run(
+            s,
+            record.model_copy(
+                update={
+                    "run_id": run_id,
+                    "model_artifact": f"{run_id}-model",
+                    "status": "interrupted",
+                    "epochs_completed": 0,
+                }
+            ),
+        )
     proc = run_cli("resume", f"{store}/runs/early", "--epochs", "1")
     assert "has no checkpoint yet: starting it again from epoch 1" in proc.stderr
     assert proc.stdout.strip() == "run early finished: 1/1 epochs"
@@ -170,11 +200,28 @@ def check_error(proc, *fragments):
 
 def test_train_run_id_refuses_another_config_and_resume_another_batch(straight):
     data, store = straight
-    check_error(run_cli("train", "--data", str(data), *TRAIN, "--set", "lr0=0.02", "--store", str(store),
-                        "--run-id", "straight", check=False),
-                "runs/straight exists with lr0=0.01 (given 0.02)", "a run keeps its config")
-    check_error(run_cli("resume", f"{store}/runs/straight", "--epochs", "3", "--batch", "4", check=False),
-                "--batch 4: the run trains at batch 2", "data order")
+    check_error(
+        run_cli(
+            "train",
+            "--data",
+            str(data),
+            *TRAIN,
+            "--set",
+            "lr0=0.02",
+            "--store",
+            str(store),
+            "--run-id",
+            "straight",
+            check=False,
+        ),
+        "runs/straight exists with lr0=0.01 (given 0.02)",
+        "a run keeps its config",
+    )
+    check_error(
+        run_cli("resume", f"{store}/runs/straight", "--epochs", "3", "--batch", "4", check=False),
+        "--batch 4: the run trains at batch 2",
+        "data order",
+    )
 
 
 def test_a_run_uri_means_its_best_checkpoint_and_latest_on_request(straight, tmp_path):
@@ -204,12 +251,15 @@ def test_a_stop_that_cannot_save_within_its_grace_exits_and_keeps_the_run(straig
     """--stop-grace bounds a stop: past it the process exits without the save, and says so; the
     run is interrupted, resumable from its last checkpoint (here: none, so from epoch 1)."""
     data, store = straight
-    proc, seconds = stop_after_first_batch(["--data", str(data), *TRAIN, "--store", str(store), "--run-id", "hasty",
-                                            "--stop-grace", "0.001"], signal.SIGUSR1)
+    proc, seconds = stop_after_first_batch(
+        ["--data", str(data), *TRAIN, "--store", str(store), "--run-id", "hasty", "--stop-grace", "0.001"],
+        signal.SIGUSR1,
+    )
     assert proc.returncode == 128 + signal.SIGUSR1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "warning: SIGUSR1: no checkpoint within --stop-grace 0.001 s: exiting without it; "
-        "the run resumes from its last checkpoint")
+        "the run resumes from its last checkpoint"
+    )
     s = artifactkit.open_store(str(store))
     assert runs.observe(s, runs.load_run(s, "hasty")).status == "interrupted"
 
@@ -218,9 +268,27 @@ def test_ctrl_c_in_a_terminal_stops_cleanly_with_loader_workers(straight):
     """A terminal's Ctrl-C reaches the whole process group, data-loader workers included: they
     ignore it, so the trainer still reaches its batch boundary and saves."""
     data, store = straight
-    proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "train", "--data", str(data), *TRAIN, "--workers", "2",
-                             "--store", str(store), "--run-id", "ctrl-c"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "artifactkit",
+            "train",
+            "--data",
+            str(data),
+            *TRAIN,
+            "--workers",
+            "2",
+            "--store",
+            str(store),
+            "--run-id",
+            "ctrl-c",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     seen = []
     for line in proc.stderr:
         seen.append(line)
@@ -231,5 +299,7 @@ def test_ctrl_c_in_a_terminal_stops_cleanly_with_loader_workers(straight):
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
     rest = proc.stderr.read()
     assert proc.wait() == 128 + signal.SIGINT, rest
-    assert re.fullmatch(r"interrupted at epoch 1, batch \d/6: resume with artifactkit resume .*/runs/ctrl-c",
-                        rest.strip().splitlines()[-1]), rest
+    assert re.fullmatch(
+        r"interrupted at epoch 1, batch \d/6: resume with artifactkit resume .*/runs/ctrl-c",
+        rest.strip().splitlines()[-1],
+    ), rest

@@ -32,29 +32,57 @@ def last_json(proc) -> dict:
 
 
 def val_cli(run, weights: str, *more: str) -> dict:
-    proc = run_cli("val", "--weights", weights, "--data", str(run.data), "--imgsz", str(IMGSZ), "--batch", "4",
-                   "--device", "cpu", "--json", *more)
+    proc = run_cli(
+        "val",
+        "--weights",
+        weights,
+        "--data",
+        str(run.data),
+        "--imgsz",
+        str(IMGSZ),
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+        *more,
+    )
     return last_json(proc)
 
 
 TABLE = [  # text -> what each kind of command reads it as (None: refused with the forms it takes)
-    ("s3://b/ak/runs/r1", refs.RunRef("s3://b/ak", "r1"), refs.RunRef("s3://b/ak", "r1"), refs.RunRef("s3://b/ak", "r1")),
+    (
+        "s3://b/ak/runs/r1",
+        refs.RunRef("s3://b/ak", "r1"),
+        refs.RunRef("s3://b/ak", "r1"),
+        refs.RunRef("s3://b/ak", "r1"),
+    ),
     ("./s/runs/r1:latest", refs.RunRef("./s", "r1", "latest"), None, None),
     ("r1", refs.WordRef("r1"), refs.RunRef(None, "r1"), refs.WordRef("r1")),
     ("r1-model:best", refs.VersionRef("r1-model", "best"), None, refs.VersionRef("r1-model", "best")),
-    ("w.safetensors", refs.FileRef(Path("w.safetensors")), refs.RunRef(None, "w.safetensors"),
-     refs.WordRef("w.safetensors")),
+    (
+        "w.safetensors",
+        refs.FileRef(Path("w.safetensors")),
+        refs.RunRef(None, "w.safetensors"),
+        refs.WordRef("w.safetensors"),
+    ),
     ("out/w.pt", refs.FileRef(Path("out/w.pt")), None, None),
     ("wandb-artifact://e/p/r1", None, refs.WandbRunRef("wandb-artifact://e/p/r1"), None),
-    ("s/runs/", None, None, None), ("a b", None, None, None), ("x:y:z", None, None, None), ("", None, None, None),
+    ("s/runs/", None, None, None),
+    ("a b", None, None, None),
+    ("x:y:z", None, None, None),
+    ("", None, None, None),
     pytest.param("a" * 5000, None, None, None, id="a*5000"),  # too long a file name for the OS: refused, not an OSError
 ]
 
 
 @pytest.mark.parametrize("text, as_weights, as_run, as_target", TABLE)
 def test_one_table_of_forms_for_every_kind_of_command(text, as_weights, as_run, as_target):
-    for accepts, what, expected in [(refs.WEIGHTS, "weights", as_weights), (refs.RUN, "run URI", as_run),
-                                    (refs.RUN_OR_VERSION, "target", as_target)]:
+    for accepts, what, expected in [
+        (refs.WEIGHTS, "weights", as_weights),
+        (refs.RUN, "run URI", as_run),
+        (refs.RUN_OR_VERSION, "target", as_target),
+    ]:
         if expected is None:
             with pytest.raises(InvalidInput, match=f"^invalid {what} .*: expected {re.escape(refs.forms(accepts))}$"):
                 refs.parse(text, accepts, what)
@@ -103,8 +131,12 @@ def _library_calls(run, tmp_path) -> dict[str, tuple]:
         "predict": (lambda t: artifactkit.predict(t, [image], store=store, device="cpu"), *weights),
         "export_weights": (lambda t: export_weights(t, tmp_path / "x.pt", store=store), *weights),
         "evaluate_weights": (lambda t: evaluate_weights(t, str(run.data), store=store, device="cpu"), *weights),
-        "train(weights=)": (lambda t: artifactkit.train(str(tmp_path / "new"), data=str(run.data), weights=t,
-                                                        epochs=1, imgsz=IMGSZ, workers=0), *weights),
+        "train(weights=)": (
+            lambda t: artifactkit.train(
+                str(tmp_path / "new"), data=str(run.data), weights=t, epochs=1, imgsz=IMGSZ, workers=0
+            ),
+            *weights,
+        ),
         "resume": (lambda t: artifactkit.resume(t, store=store), refs.RUN, "run URI"),
     }
 
@@ -120,11 +152,19 @@ def test_every_api_function_resolves_through_the_one_resolver(run, tmp_path):
             call("ghost")
 
 
-@pytest.mark.parametrize("command, what", [
-    (["val", "--data", "chess", "--weights"], "weights"), (["predict", "x.jpg", "--weights"], "weights"),
-    (["export", "x.pt"], "weights"), (["train", "--data", "chess", "--weights"], "weights"),
-    (["resume"], "run URI"), (["view"], "view target"), (["lineage"], "lineage target"), (["runs", "rm"], "run"),
-])
+@pytest.mark.parametrize(
+    "command, what",
+    [
+        (["val", "--data", "chess", "--weights"], "weights"),
+        (["predict", "x.jpg", "--weights"], "weights"),
+        (["export", "x.pt"], "weights"),
+        (["train", "--data", "chess", "--weights"], "weights"),
+        (["resume"], "run URI"),
+        (["view"], "view target"),
+        (["lineage"], "lineage target"),
+        (["runs", "rm"], "run"),
+    ],
+)
 def test_every_command_refuses_what_the_resolver_refuses(command, what, tmp_path):
     from PIL import Image
 
@@ -157,7 +197,10 @@ def test_the_old_resolvers_are_gone():
     callers = set()
     for path in [*ROOT.glob("artifactkit/**/*.py"), *ROOT.glob("cli/*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "split_run_uri":
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "split_run_uri"
+            ):
                 callers.add(path.relative_to(ROOT).as_posix())
     # the viewer's build_report takes run URIs only, as the CLI hands them over once refs.py has read them
     assert callers == {"artifactkit/refs.py", "artifactkit/viewer/__init__.py"}

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from clirunner import assert_bit_identical_twins, run_cli
 
 import artifactkit
 from artifactkit import checkpoint, runs
-from clirunner import assert_bit_identical_twins, run_cli
 
 TRAIN = ["--epochs", "2", "--imgsz", "64", "--batch", "4", "--save-period", "1"]
 
@@ -30,8 +30,13 @@ def train_until_killed(args: list[str], marker: Path, env: dict | None = None, c
     """Start `artifactkit train`, SIGKILL it as soon as `marker` (a checkpoint record) exists."""
     import os
 
-    proc = subprocess.Popen([sys.executable, "-m", "artifactkit", "train", *args], cwd=cwd,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "artifactkit", "train", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     while not marker.exists():
         if proc.poll() is not None:
@@ -65,13 +70,33 @@ def test_resume_from_s3_on_another_machine(tmp_path, chess, s3_bucket):
     data = tmp_path / "mine" / "chess"
     shutil.copytree(chess, data)
     store = f"{s3_bucket}/ak"
-    run_cli("train", "--data", str(data), *TRAIN, "--workers", "0", "--store", store, "--run-id", "far",
-            "--epochs", "1", env={"ARTIFACTKIT_CACHE_DIR": str(tmp_path / "cache-a")})
+    run_cli(
+        "train",
+        "--data",
+        str(data),
+        *TRAIN,
+        "--workers",
+        "0",
+        "--store",
+        store,
+        "--run-id",
+        "far",
+        "--epochs",
+        "1",
+        env={"ARTIFACTKIT_CACHE_DIR": str(tmp_path / "cache-a")},
+    )
     shutil.rmtree(tmp_path / "mine")  # nothing of the first machine is left but the store
     elsewhere = tmp_path / "other"
     elsewhere.mkdir()
-    proc = run_cli("resume", f"{store}/runs/far", "--epochs", "2", "--json", cwd=elsewhere,
-                   env={"ARTIFACTKIT_CACHE_DIR": str(elsewhere / "cache")})
+    proc = run_cli(
+        "resume",
+        f"{store}/runs/far",
+        "--epochs",
+        "2",
+        "--json",
+        cwd=elsewhere,
+        env={"ARTIFACTKIT_CACHE_DIR": str(elsewhere / "cache")},
+    )
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (summary["status"], summary["epochs_completed"]) == ("finished", 2)
 
@@ -122,10 +147,25 @@ def test_resume_bad_input(tmp_path, chess):
     store = tmp_path / "s"
     check_error(run_cli("resume", f"{store}/runs/ghost", check=False), "ghost", "no such run")
     check_error(run_cli("resume", "not/a-run-uri", check=False), "invalid run URI")
-    check_error(run_cli("resume", "ghost", "--store", str(store), check=False), "runs/ghost: no such run",
-                "or a run id with --store")
-    run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
-            "--run-id", "done")
+    check_error(
+        run_cli("resume", "ghost", "--store", str(store), check=False),
+        "runs/ghost: no such run",
+        "or a run id with --store",
+    )
+    run_cli(
+        "train",
+        "--data",
+        str(chess),
+        *TRAIN,
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--store",
+        str(store),
+        "--run-id",
+        "done",
+    )
     check_error(run_cli("resume", f"{store}/runs/done", check=False), "finished all 1 epochs", "--epochs")
     # (a run with no checkpoint yet is no error: it starts again, test_preemption.py)
     s = artifactkit.open_store(str(store))
@@ -139,15 +179,28 @@ def test_resume_bad_input(tmp_path, chess):
 
 def test_checkpoint_of_another_scale_is_refused(tmp_path, chess):
     store = tmp_path / "s"
-    run_cli("train", "--data", str(chess), *TRAIN, "--epochs", "1", "--workers", "0", "--store", str(store),
-            "--run-id", "small")
+    run_cli(
+        "train",
+        "--data",
+        str(chess),
+        *TRAIN,
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--store",
+        str(store),
+        "--run-id",
+        "small",
+    )
     s = artifactkit.open_store(str(store))
     state = checkpoint.load_full(s, "small-model", "small-state")  # the whole training state
     state["config"]["model"] = "s"  # the weights are n's; the record claims s
     checkpoint.save(s, "small-model", state)
-    check_error(run_cli("val", "--weights", f"{store}/runs/small:latest", "--data", str(chess), "--imgsz", "64",
-                        check=False),
-                "do not fit a YOLO-s")
+    check_error(
+        run_cli("val", "--weights", f"{store}/runs/small:latest", "--data", str(chess), "--imgsz", "64", check=False),
+        "do not fit a YOLO-s",
+    )
     check_error(run_cli("resume", f"{store}/runs/small", "--epochs", "2", check=False), "small")
 
 
@@ -173,8 +226,15 @@ def test_resume_restores_aliases_lost_to_a_kill(tmp_path):
 def test_run_records_from_before_a_key_was_retired_still_load():
     from artifactkit.records import parse_record
 
-    record = {"run_id": "old1", "created": "t", "updated": "t", "config": {}, "model_artifact": "old1-model",
-              "total_epochs": 1, "dataset_complete": True}
+    record = {
+        "run_id": "old1",
+        "created": "t",
+        "updated": "t",
+        "config": {},
+        "model_artifact": "old1-model",
+        "total_epochs": 1,
+        "dataset_complete": True,
+    }
     run = parse_record(runs.RunRecord, json.dumps(record).encode(), "runs/old1/run.json")
     assert run.run_id == "old1" and "dataset_complete" not in run.model_dump()
     with pytest.raises(artifactkit.InvalidInput, match="runs/old1/run.json.*surprise"):
@@ -213,8 +273,11 @@ def test_a_killed_run_claims_no_epoch_whose_checkpoint_is_missing(tmp_path, ches
     script = tmp_path / "child.py"
     script.write_text(KILLED_AT_EPOCH)
     store = tmp_path / "s"
-    proc = subprocess.run([sys.executable, str(script), str(store), str(chess), str(kill_at), str(save_period)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(store), str(chess), str(kill_at), str(save_period)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     s = artifactkit.open_store(str(store))
     record = runs.load_run(s, "k")

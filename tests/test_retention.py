@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_store import make_folder
 
 import artifactkit
 from artifactkit.cache import BlobCache, default_blob_cache
@@ -13,7 +14,6 @@ from artifactkit.errors import InvalidInput
 from artifactkit.hashing import digest_bytes
 from artifactkit.maintenance import gc
 from artifactkit.transfer import pull
-from test_store import make_folder
 
 
 def disk_bytes(root) -> int:
@@ -29,8 +29,19 @@ def test_keep_last_during_a_real_run_and_on_resume(tmp_path):
     events = []
     threads = torch.get_num_threads()
     try:
-        run = artifactkit.train(str(store_dir), data=str(data), run_id="r", epochs=3, imgsz=64, batch=4, workers=0,
-                                threads=1, save_period=1, keep_last=1, report=lambda e, d: events.append((e, d)))
+        run = artifactkit.train(
+            str(store_dir),
+            data=str(data),
+            run_id="r",
+            epochs=3,
+            imgsz=64,
+            batch=4,
+            workers=0,
+            threads=1,
+            save_period=1,
+            keep_last=1,
+            report=lambda e, d: events.append((e, d)),
+        )
         store = artifactkit.open_store(str(store_dir))
         kept = {2, store.aliases("r-model")["best"]}  # the newest, and best
         assert store.version_numbers("r-model") == sorted(kept)

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from clirunner import run_cli
 
 import artifactkit
 from artifactkit import checkpoint, runs
-from clirunner import run_cli
 
 TINY = ["--imgsz", "64", "--batch", "4", "--workers", "0", "--save-period", "1", "--set", "threads=1"]
 
@@ -32,8 +32,9 @@ def statuses(store: Path) -> dict[str, dict]:
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "artifactkit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "artifactkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, what: str) -> None:
@@ -79,12 +80,25 @@ def test_a_killed_run_is_interrupted_and_a_raising_run_failed_and_resume_picks_t
     threads = torch.get_num_threads()
     try:
         with pytest.raises(RuntimeError, match="boom"):
-            artifactkit.train(str(store), data=str(data), run_id="f", epochs=2, imgsz=64, batch=4, workers=0,
-                              save_period=1, threads=1, report=report)
+            artifactkit.train(
+                str(store),
+                data=str(data),
+                run_id="f",
+                epochs=2,
+                imgsz=64,
+                batch=4,
+                workers=0,
+                save_period=1,
+                threads=1,
+                report=report,
+            )
     finally:
         torch.set_num_threads(threads)
     listed = statuses(store)
-    assert (listed["f"]["status"], listed["f"]["error"]) == ("failed", "RuntimeError: boom in epoch 2, see s3://host/log")
+    assert (listed["f"]["status"], listed["f"]["error"]) == (
+        "failed",
+        "RuntimeError: boom in epoch 2, see s3://host/log",
+    )
     assert listed["k"]["status"] == "interrupted" and listed["k"]["error"] is None
     table = run_cli("runs", "--store", str(store), env={"COLUMNS": "250"}).stdout
     assert "interrupted" in table and "failed" in table and "RuntimeError: boom" in table
@@ -94,12 +108,17 @@ def test_a_killed_run_is_interrupted_and_a_raising_run_failed_and_resume_picks_t
     refused = run_cli("train", "--resume", "--store", str(store), check=False)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"error: {store}: no interrupted run to resume (failed: f (resume one by id: artifactkit resume RUN_ID))")
+        f"error: {store}: no interrupted run to resume (failed: f (resume one by id: artifactkit resume RUN_ID))"
+    )
     # named by id, in --store as `view` takes it, a failed run resumes (from its epoch-1 checkpoint)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = run_cli("resume", "f", "--store", str(store), "--json", cwd=elsewhere)
-    assert (last_json(proc)["status"], last_json(proc)["epochs_completed"], last_json(proc)["error"]) == ("finished", 2, None)
+    assert (last_json(proc)["status"], last_json(proc)["epochs_completed"], last_json(proc)["error"]) == (
+        "finished",
+        2,
+        None,
+    )
     assert "at epoch 2/2" in proc.stderr
 
 
@@ -137,8 +156,9 @@ def test_a_holder_on_another_machine_blocks_until_its_lease_expires(store):
     from artifactkit.lease import Lease
 
     s = artifactkit.open_store(str(store))
-    held = Lease.claim(s, "k", "run k", ttl=20,
-                       holder={"host": "gpu-7", "pid": 4242, "machine": "another", "started": None})
+    held = Lease.claim(
+        s, "k", "run k", ttl=20, holder={"host": "gpu-7", "pid": 4242, "machine": "another", "started": None}
+    )
     assert statuses(store)["k"]["holder"] == {"host": "gpu-7", "pid": 4242, "since": held.record.since}
     refused = run_cli("resume", "k", "--store", str(store), check=False)
     assert f"is held by host gpu-7, pid 4242, since {held.record.since}" in refused.stderr.strip().splitlines()[-1]
@@ -152,8 +172,13 @@ def test_a_short_lease_from_the_environment_is_renewed_by_the_heartbeat(store):
     through several lease lifetimes, and a second resume is refused meanwhile."""
     uri = str(store / "runs" / "k")
     env = {**os.environ, "ARTIFACTKIT_LEASE_SECONDS": "3"}
-    holder = subprocess.Popen([sys.executable, "-m", "artifactkit", "resume", uri, "--epochs", "100"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "artifactkit", "resume", uri, "--epochs", "100"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(store / "runs" / "k" / "metrics" / "000002.json", holder, "the resume's first epoch")
         time.sleep(7)  # more than two lease lifetimes
@@ -177,7 +202,9 @@ def test_ls_lists_the_artifacts_of_a_store(tmp_path):
     run_cli("log-dataset", str(tmp_path / "d"), "--store", store, "--name", "model-ish", "--type", "model")
     listed = last_json(run_cli("ls", "--store", store, "--json"))["artifacts"]
     assert [(a["name"], a["type"], a["versions"], a["latest"], a["files"], a["bytes"]) for a in listed] == [
-        ("d", "dataset", 2, "v1", 2, 8), ("model-ish", "model", 1, "v0", 2, 8)]
+        ("d", "dataset", 2, "v1", 2, 8),
+        ("model-ish", "model", 1, "v0", 2, 8),
+    ]
     table = run_cli("ls", "--store", store, env={"COLUMNS": "250"}).stdout
     assert "d" in table and "model-ish" in table and "v1" in table and "8 B" in table
     missing = run_cli("ls", "--store", str(tmp_path / "nothing"), check=False)

@@ -51,7 +51,9 @@ def count_calls(store, operation: str, param: str = "Key") -> list[str]:
     """params[param] of every `operation` request (e.g. PutObject) the store's S3 client sends from now on."""
     seen: list[str] = []
     client = _s3fs(store).connect()  # the client s3fs will use
-    client.meta.events.register(f"before-parameter-build.s3.{operation}", lambda params, **_: seen.append(params[param]))
+    client.meta.events.register(
+        f"before-parameter-build.s3.{operation}", lambda params, **_: seen.append(params[param])
+    )
     return seen
 
 
@@ -124,8 +126,12 @@ def test_four_concurrent_writers_get_four_distinct_versions(s3_bucket, tmp_path)
     store = f"{s3_bucket}/race"
     folders = [make_dataset(tmp_path / f"w{i}" / "shared", 6, seed=10 + i) for i in range(4)]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "artifactkit", "log-dataset", str(f), "--store", store, "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "artifactkit", "log-dataset", str(f), "--store", store, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for f in folders
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -174,17 +180,37 @@ def test_v1_with_two_changed_files_puts_two_blobs_and_the_records(s3_bucket, tmp
 def test_server_going_away_mid_upload_then_rerun_completes(own_s3_server, tmp_path, monkeypatch):
     import boto3
 
-    env = {"AWS_ENDPOINT_URL": own_s3_server.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "2"}  # the user's knob: give up sooner
+    env = {
+        "AWS_ENDPOINT_URL": own_s3_server.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "2",
+    }  # the user's knob: give up sooner
     for var, value in env.items():
         monkeypatch.setenv(var, value)
     bucket = f"ak-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client("s3", endpoint_url=own_s3_server.url, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=own_s3_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket=bucket)
     data = make_dataset(tmp_path / "chess", 150, size=20_000)
-    args = [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", f"s3://{bucket}/a", "--json",
-            "-o", "pack=false"]  # one object per blob: many requests, so the server can go away between them
+    args = [
+        sys.executable,
+        "-m",
+        "artifactkit",
+        "log-dataset",
+        str(data),
+        "--store",
+        f"s3://{bucket}/a",
+        "--json",
+        "-o",
+        "pack=false",
+    ]  # one object per blob: many requests, so the server can go away between them
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
     deadline = time.monotonic() + 60
     while s3.list_objects_v2(Bucket=bucket, Prefix="a/objects/").get("KeyCount", 0) < 30:
@@ -220,8 +246,14 @@ def s3_auth_enforced(s3_env):
     import urllib.request
 
     def switch(count: str) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{s3_env}/moto-api/reset-auth", data=count.encode(),
-                                                      headers={"Content-Type": "text/plain"}, method="POST"))
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{s3_env}/moto-api/reset-auth",
+                data=count.encode(),
+                headers={"Content-Type": "text/plain"},
+                method="POST",
+            )
+        )
 
     switch("0")
     yield
@@ -231,7 +263,9 @@ def s3_auth_enforced(s3_env):
 def test_wrong_credentials_never_print_the_secret(cli, s3_bucket, s3_auth_enforced, tmp_path):
     secret = "wJalrXUtnFEMI-K7MDENG-SECRETVALUE"
     data = make_dataset(tmp_path / "chess", 1)
-    proc = cli("log-dataset", str(data), "--store", f"{s3_bucket}/p", check=False, env={"AWS_SECRET_ACCESS_KEY": secret})
+    proc = cli(
+        "log-dataset", str(data), "--store", f"{s3_bucket}/p", check=False, env={"AWS_SECRET_ACCESS_KEY": secret}
+    )
     line = one_error_line(proc)
     assert f"{s3_bucket}/p" in line and "access denied (InvalidAccessKeyId)" in line
     assert secret not in proc.stdout + proc.stderr
@@ -241,8 +275,17 @@ def test_wrong_credentials_never_print_the_secret(cli, s3_bucket, s3_auth_enforc
 
 
 def test_an_unreachable_endpoint(cli, s3_env, tmp_path):
-    proc = cli("pull", "chess:v0", str(tmp_path / "o"), "--store", "s3://bucket/p",
-               "--storage-option", "endpoint_url=http://127.0.0.1:9", check=False, env={"AWS_MAX_ATTEMPTS": "2"})
+    proc = cli(
+        "pull",
+        "chess:v0",
+        str(tmp_path / "o"),
+        "--store",
+        "s3://bucket/p",
+        "--storage-option",
+        "endpoint_url=http://127.0.0.1:9",
+        check=False,
+        env={"AWS_MAX_ATTEMPTS": "2"},
+    )
     line = one_error_line(proc)
     assert "s3://bucket/p" in line and "cannot reach the S3 endpoint http://127.0.0.1:9" in line
 
@@ -251,18 +294,30 @@ def test_endpoint_and_credentials_as_storage_options(cli, s3_bucket, tmp_path, m
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var)
-    opts = ["-o", f"endpoint_url={endpoint}", "-o", "key=testing", "-o", "secret=testing",
-            "-o", "config_kwargs.retries.max_attempts=3"]
-    done = last_json(cli("log-dataset", str(make_dataset(tmp_path / "chess", 2)), "--store", f"{s3_bucket}/o", *opts, "--json"))
+    opts = [
+        "-o",
+        f"endpoint_url={endpoint}",
+        "-o",
+        "key=testing",
+        "-o",
+        "secret=testing",
+        "-o",
+        "config_kwargs.retries.max_attempts=3",
+    ]
+    done = last_json(
+        cli("log-dataset", str(make_dataset(tmp_path / "chess", 2)), "--store", f"{s3_bucket}/o", *opts, "--json")
+    )
     assert done["version"] == "v0"
 
 
 def test_a_server_that_ignores_if_none_match_is_reported_not_raced(s3_bucket):
     """Simulate such a server by dropping the header from the request before it is sent."""
+
     def ignoring(uri: str, **options):
         s = artifactkit.open_store(uri, options)
         _s3fs(s).connect().meta.events.register(
-            "before-parameter-build.s3.PutObject", lambda params, **_: params.pop("IfNoneMatch", None))
+            "before-parameter-build.s3.PutObject", lambda params, **_: params.pop("IfNoneMatch", None)
+        )
         return s
 
     s = ignoring(f"{s3_bucket}/lax")

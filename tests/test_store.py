@@ -70,8 +70,15 @@ def test_aliases_and_latest(tmp_path, store):
             store.set_alias("m", bad, 0)
 
 
-@pytest.mark.parametrize("ref, message", [("m:v7", "m:v7 does not exist"), ("m:nope", "no version or alias 'nope'"),
-                                          ("zz", "no artifact named 'zz'"), ("bad name", "invalid artifact reference")])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("m:v7", "m:v7 does not exist"),
+        ("m:nope", "no version or alias 'nope'"),
+        ("zz", "no artifact named 'zz'"),
+        ("bad name", "invalid artifact reference"),
+    ],
+)
 def test_unknown_refs(store, ref, message):
     store.log_files({"x": b"1"}, name="m")
     with pytest.raises((NotFound, InvalidInput), match=message):
@@ -150,11 +157,14 @@ def test_unsafe_manifest_refused_on_pull(tmp_path, store, layout, name):
     blob = store.manifest(good).entries[0].digest
     if layout == "flat":
         entries = [{"digest": blob, "path": name, "size": 4}]
-        canonical = json.dumps({"entries": entries, "schema_version": 1}, sort_keys=True, separators=(",", ":")).encode()
+        canonical = json.dumps(
+            {"entries": entries, "schema_version": 1}, sort_keys=True, separators=(",", ":")
+        ).encode()
         key = manifest_key
     else:
-        canonical = json.dumps({"dirs": [], "files": [{"digest": blob, "name": name, "size": 4}]},
-                               sort_keys=True, separators=(",", ":")).encode()
+        canonical = json.dumps(
+            {"dirs": [], "files": [{"digest": blob, "name": name, "size": 4}]}, sort_keys=True, separators=(",", ":")
+        ).encode()
         key = tree_key
     digest = digest_bytes(canonical)
     store.backend.write(key(digest), canonical if layout == "flat" else compress_tree(canonical))

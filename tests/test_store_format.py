@@ -7,13 +7,13 @@ import json
 import os
 
 import pytest
+from test_cli_store import check_error
+from test_store import make_folder
 
 import artifactkit
 from artifactkit.errors import InvalidInput, NotFound
 from artifactkit.layout import FORMAT_KEY, object_key, tree_key
 from artifactkit.objects import WRITTEN_FORMAT
-from test_cli_store import check_error
-from test_store import make_folder
 
 
 def files_in(root):
@@ -43,8 +43,13 @@ def test_a_newer_format_is_refused_in_one_line_and_nothing_written(tmp_path, cli
     with pytest.raises(InvalidInput, match="store format 99 is newer"):
         artifactkit.open_store(str(root))
     (data / "new.txt").write_text("new")
-    for args in (["versions", "d"], ["log-dataset", str(data)], ["verify"], ["gc", "--grace", "0"],
-                 ["pull", "d", str(tmp_path / "out")]):
+    for args in (
+        ["versions", "d"],
+        ["log-dataset", str(data)],
+        ["verify"],
+        ["gc", "--grace", "0"],
+        ["pull", "d", str(tmp_path / "out")],
+    ):
         check_error(cli(*args, "--store", str(root), check=False), "store format 99 is newer", "upgrade artifactkit")
     assert files_in(root) == before and not (tmp_path / "out").exists()
 
@@ -66,8 +71,15 @@ def flat_version(store, name: str, files: dict[str, bytes]):
     manifest = Manifest.of([Entry(path=p, digest=digest_bytes(b), size=len(b)) for p, b in files.items()])
     canonical = manifest.canonical_json()
     store.put_manifest(digest_bytes(canonical), canonical)
-    record = VersionRecord(name=name, version=0, type="dataset", manifest=digest_bytes(canonical), files=len(files),
-                           bytes=manifest.total_bytes, created=now_iso())
+    record = VersionRecord(
+        name=name,
+        version=0,
+        type="dataset",
+        manifest=digest_bytes(canonical),
+        files=len(files),
+        bytes=manifest.total_bytes,
+        created=now_iso(),
+    )
     store.put_version(record)
     return record
 
@@ -189,10 +201,26 @@ def test_diff_of_format_1_versions(tmp_path):
     from artifactkit.diff import diff_versions
 
     store = artifactkit.open_store(str(tmp_path / "s"))
-    flat_version(store, "d", {"data.yaml": b"names: [a, b]\n", "images/x.jpg": b"x", "labels/x.txt": b"0 .5 .5 .1 .1\n",
-                              "notes/a.txt": b"a"})
-    v1 = flat_version(store, "e", {"data.yaml": b"names: [a, b]\n", "images/x.jpg": b"x",
-                                   "labels/x.txt": b"1 .5 .5 .1 .1\n", "notes/b.txt": b"b"})
+    flat_version(
+        store,
+        "d",
+        {
+            "data.yaml": b"names: [a, b]\n",
+            "images/x.jpg": b"x",
+            "labels/x.txt": b"0 .5 .5 .1 .1\n",
+            "notes/a.txt": b"a",
+        },
+    )
+    v1 = flat_version(
+        store,
+        "e",
+        {
+            "data.yaml": b"names: [a, b]\n",
+            "images/x.jpg": b"x",
+            "labels/x.txt": b"1 .5 .5 .1 .1\n",
+            "notes/b.txt": b"b",
+        },
+    )
     assert v1.layout == "flat"
     d = diff_versions(store, "d:v0", "e:v0")
     assert (d.added, d.removed, d.unchanged) == ([("notes/b.txt", 1)], [("notes/a.txt", 1)], 2)
@@ -214,7 +242,11 @@ def test_verify_reads_each_tree_once_however_many_versions_share_it(tmp_path):
     store.read_tree = lambda digest: read.append(digest) or original(digest)
     assert artifactkit.verify(store).ok
     assert len(read) == len(set(read)) == 3 + 3 + 2  # 3 roots, 3 x trees, y and z once
-    os.unlink(tmp_path / "s" / object_key(store.read_tree(store.read_tree(store.resolve("d:v0").manifest).dirs[1].tree).files[0].digest))
+    os.unlink(
+        tmp_path
+        / "s"
+        / object_key(store.read_tree(store.read_tree(store.resolve("d:v0").manifest).dirs[1].tree).files[0].digest)
+    )
     assert any("y/f.txt missing blob" in p for p in artifactkit.verify(store).problems)
 
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_store import make_folder
 
 import artifactkit
 from artifactkit.errors import IntegrityError, InvalidInput
 from artifactkit.layout import object_key, tree_key
-from test_store import make_folder
 
 PAST = 1_600_000_000
 
@@ -64,11 +64,19 @@ def test_gc_racing_a_log_never_loses_a_blob(tmp_path):
     env = {**os.environ, "ARTIFACTKIT_CACHE_DIR": "off"}  # every run hashes and checks every blob
     for round_ in range(12):
         orphan_everything(store_dir)
-        log = subprocess.Popen([sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(store_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        log = subprocess.Popen(
+            [sys.executable, "-m", "artifactkit", "log-dataset", str(data), "--store", str(store_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         time.sleep(rng.uniform(0.0, 0.5))
-        gc = subprocess.run([sys.executable, "-m", "artifactkit", "gc", "--grace", "60", "--store", str(store_dir)],
-                            capture_output=True, text=True, env=env)
+        gc = subprocess.run(
+            [sys.executable, "-m", "artifactkit", "gc", "--grace", "60", "--store", str(store_dir)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         out = log.communicate()[0].decode()
         assert log.returncode == 0 and gc.returncode == 0, (out, gc.stderr)
         store = artifactkit.open_store(str(store_dir))
@@ -193,9 +201,18 @@ def test_a_stale_cache_entry_never_names_a_blob(tmp_path):
     st = (data / "a.bin").stat()
     db = sqlite3.connect(tmp_path / ".ak-cache" / "stat.sqlite")
     with db:
-        db.execute("INSERT OR REPLACE INTO stat_v2 VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (str((data / "a.bin").absolute()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                    old_digest, time.time_ns() + 10**10))
+        db.execute(
+            "INSERT OR REPLACE INTO stat_v2 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                str((data / "a.bin").absolute()),
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+                st.st_ino,
+                old_digest,
+                time.time_ns() + 10**10,
+            ),
+        )
     db.close()
     other = artifactkit.open_store(str(tmp_path / "s2"))
     with pytest.raises(InvalidInput, match="a.bin changed while it was being logged"):
@@ -322,8 +339,11 @@ def test_pull_onto_a_file_or_a_folder_in_the_way_is_one_line(tmp_path, cli):
     (tmp_path / "o1" / "images" / "0.jpg").mkdir(parents=True)
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / "images").write_text("a file where a folder goes")
-    for dest, what in ((tmp_path / "afile", "it is a file"), (tmp_path / "o1", "is a folder"),
-                       (tmp_path / "o2", "is a file")):
+    for dest, what in (
+        (tmp_path / "afile", "it is a file"),
+        (tmp_path / "o1", "is a folder"),
+        (tmp_path / "o2", "is a file"),
+    ):
         proc = cli("pull", "d", str(dest), "--store", store_dir, check=False)
         assert proc.returncode == 1 and what in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.count("\n") == 1
@@ -336,11 +356,16 @@ def test_pull_out_of_space_leaves_no_partial_file(tmp_path):
     store = artifactkit.open_store(str(tmp_path / "s"))
     store.log_files({"a/small.bin": b"s" * 100, "b/big.bin": os.urandom(300_000)}, name="t")
     dest = tmp_path / "out"
-    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-              "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
-              "from cli.main import main; sys.argv = ['artifactkit'] + sys.argv[1:]; main()")
-    proc = subprocess.run([sys.executable, "-c", script, "pull", "t", str(dest), "--store", str(tmp_path / "s")],
-                          capture_output=True, text=True)
+    script = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
+        "from cli.main import main; sys.argv = ['artifactkit'] + sys.argv[1:]; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "pull", "t", str(dest), "--store", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "big.bin" in proc.stderr and "1 files completed" in proc.stderr and "File too large" in proc.stderr
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == ["a/small.bin"]

@@ -26,9 +26,22 @@ def test_only_the_newest_checkpoints_keep_the_full_state(tmp_path):
     where = str(tmp_path / "s")
     threads = torch.get_num_threads()
     try:
-        artifactkit.train(where, data=str(data), run_id="r", epochs=3, imgsz=64, batch=4, workers=0, threads=1,
-                          save_period=1, keep_full=2, keep_last=1, keep_within="1h", bbox_interval=0,
-                          report=lambda e, d: None)
+        artifactkit.train(
+            where,
+            data=str(data),
+            run_id="r",
+            epochs=3,
+            imgsz=64,
+            batch=4,
+            workers=0,
+            threads=1,
+            save_period=1,
+            keep_full=2,
+            keep_last=1,
+            keep_within="1h",
+            bbox_interval=0,
+            report=lambda e, d: None,
+        )
     finally:
         torch.set_num_threads(threads)
     store = artifactkit.open_store(where)
@@ -46,8 +59,11 @@ def test_only_the_newest_checkpoints_keep_the_full_state(tmp_path):
     model, state = (next(a for a in du(store).artifacts if a.name == name) for name in ("r-model", "r-state"))
     assert state.own > 2 * model.own  # what only resume needs (raw weights, AdamW moments) is most of it
     lifecycle.delete_versions(store, "r-state", [2])  # the newest checkpoint loses its full state
-    with pytest.raises(InvalidInput, match=r"r-model:v2 is thinned \(its training state r-state:v2 was deleted\).*"
-                                           r"the newest full checkpoint is r-model:v1"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"r-model:v2 is thinned \(its training state r-state:v2 was deleted\).*"
+        r"the newest full checkpoint is r-model:v1",
+    ):
         artifactkit.resume(f"{where}/runs/r", epochs=4)
     assert lifecycle.thin_history(store, "r-model", "r-state", 1) == []  # nothing newer than v1's to keep
     lifecycle.delete_versions(store, "r-state", [1])

@@ -11,9 +11,10 @@ import subprocess
 import sys
 import textwrap
 
+from test_store import make_folder
+
 import artifactkit
 from artifactkit import transfer
-from test_store import make_folder
 
 N_FILES = 24  # make_folder(n=12): 12 images + 12 labels
 

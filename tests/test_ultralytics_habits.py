@@ -8,7 +8,6 @@ import json
 import re
 
 import pytest
-
 from clirunner import run_cli
 
 TINY_WORDS = ["epochs=1", "imgsz=64", "batch=4", "workers=0", "bbox_interval=0"]
@@ -41,13 +40,16 @@ def test_train_takes_key_value_words_as_set_does_and_says_what_it_starts_from(tr
     assert "on chess:v0, weights none (from scratch), device cpu, workers 0: resume with" in start[0]
 
 
-@pytest.mark.parametrize("words, message", [
-    (["epochs=abc"], "error: epochs=abc: Input should be a valid integer"),
-    (["lr=0.1"], "error: lr=0.1: unknown train config key, did you mean lr0? (known: model, epochs,"),
-    (["epochs=0"], "error: epochs=0: Input should be greater than or equal to 1 (got 0)"),
-    (["--epochs", "2", "epochs=3"], "error: epochs=3: given twice (also as --epochs)"),
-    (["chess"], "error: unexpected argument 'chess' (expected --OPTION VALUE or KEY=VALUE)"),
-])
+@pytest.mark.parametrize(
+    "words, message",
+    [
+        (["epochs=abc"], "error: epochs=abc: Input should be a valid integer"),
+        (["lr=0.1"], "error: lr=0.1: unknown train config key, did you mean lr0? (known: model, epochs,"),
+        (["epochs=0"], "error: epochs=0: Input should be greater than or equal to 1 (got 0)"),
+        (["--epochs", "2", "epochs=3"], "error: epochs=3: given twice (also as --epochs)"),
+        (["chess"], "error: unexpected argument 'chess' (expected --OPTION VALUE or KEY=VALUE)"),
+    ],
+)
 def test_bad_words_name_the_word_typed_and_create_nothing(chess, tmp_path, words, message):
     proc = run_cli("train", f"data={chess}", "--store", str(tmp_path / "store"), *words, check=False)
     assert proc.returncode == 1 and proc.stderr.startswith(message) and len(proc.stderr.splitlines()) == 1
@@ -95,8 +97,9 @@ def test_train_without_data_refuses_a_store_of_several_datasets(chess, tmp_path)
     run_cli("log-dataset", str(chess), "--name", "second", "--store", store)
     proc = run_cli("train", *TINY_WORDS, "--store", store, check=False)
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
-    assert re.match(r"error: .* holds 2 datasets \(second:v0, first:v0\): name one with --data NAME:VERSION",
-                    proc.stderr), proc.stderr
+    assert re.match(
+        r"error: .* holds 2 datasets \(second:v0, first:v0\): name one with --data NAME:VERSION", proc.stderr
+    ), proc.stderr
     import artifactkit
     from artifactkit.runs import list_runs
 
@@ -117,7 +120,7 @@ def test_top_level_help_wraps_cleanly_at_80_columns(tmp_path):
     lines = proc.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines)
     commands = next(i for i, line in enumerate(lines) if " Commands " in line)
-    rows = [line for line in lines[commands + 1:] if line.startswith("│ ")]
+    rows = [line for line in lines[commands + 1 :] if line.startswith("│ ")]
     assert len(rows) >= 20  # every command, some over two lines
     column = re.match(r"│ \S+\s+", rows[0]).end()  # where the descriptions start
     width = len(rows[0]) - 2 - column  # the description column, up to the panel's right border
@@ -140,12 +143,14 @@ def test_roboflow_export_without_a_test_split_is_logged_with_a_warning_and_its_o
     (rf / "data.yaml").write_text(
         "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\nnames: ['a', 'b']\n\n"
         "roboflow:\n  workspace: me\n  project: p\n  version: 1\n  license: CC BY 4.0\n"
-        "  url: https://universe.roboflow.com/me/p/dataset/1\n")
+        "  url: https://universe.roboflow.com/me/p/dataset/1\n"
+    )
     store = str(tmp_path / "store")
     proc = run_cli("log-dataset", str(rf), "--store", store)
     assert proc.stderr.strip().splitlines() == [
         f"warning: {rf / 'data.yaml'}: key 'test': image folder or .txt list {(rf / 'test' / 'images').resolve()} "
-        "does not exist; the test split is left out"]
+        "does not exist; the test split is left out"
+    ]
     stored = yaml.safe_load(run_cli("cat", "robo:v0", "data.yaml", "--store", store).stdout)
     assert "test" not in stored and stored["train"] == "images/train" and stored["val"] == "images/val"
     assert stored["roboflow"]["license"] == "CC BY 4.0" and stored["roboflow"]["url"].endswith("/dataset/1")
@@ -163,8 +168,9 @@ def test_a_coco_dataset_gets_predictions_in_its_original_ids(tmp_path):
     run_cli("train", "data=pieces:v0", *TINY_WORDS, "--run-id", "coco", "--store", store)
     run = f"{store}/runs/coco"
     saved = tmp_path / "val.json"
-    scored = run_cli("val", "data=pieces:v0", f"model={run}", "conf=0.0001", f"save_json={saved}", "--store", store,
-                     "--json")
+    scored = run_cli(
+        "val", "data=pieces:v0", f"model={run}", "conf=0.0001", f"save_json={saved}", "--store", store, "--json"
+    )
     records = json.loads(saved.read_text())
     assert records and {r["image_id"] for r in records} <= {100, 101}
     assert {r["category_id"] for r in records} <= {1, 3, 7}
@@ -175,11 +181,13 @@ def test_a_coco_dataset_gets_predictions_in_its_original_ids(tmp_path):
     # and `val --preds` reads the file's ids back: the same scores as the model's own val
     again = run_cli("val", "data=pieces", f"preds={saved}", "--store", store, "--json")  # a stored name, as train
     assert json.loads(again.stdout.splitlines()[-1])["metrics"] == pytest.approx(
-        json.loads(scored.stdout.splitlines()[-1])["metrics"])
+        json.loads(scored.stdout.splitlines()[-1])["metrics"]
+    )
 
     predicted = tmp_path / "predictions.json"
-    run_cli("predict", f"source={root / 'val2017'}", f"model={run}", "conf=0.0001", f"out={predicted}",
-            "--store", store)
+    run_cli(
+        "predict", f"source={root / 'val2017'}", f"model={run}", "conf=0.0001", f"out={predicted}", "--store", store
+    )
     records = json.loads(predicted.read_text())
     assert records and {r["category_id"] for r in records} <= {1, 3, 7}
     assert {r["image_id"] for r in records} == {100, 101}  # val0.jpg and val1.jpg, by their file names

@@ -17,9 +17,17 @@ from hypothesis import strategies as st
 import artifactkit
 from artifactkit.errors import InvalidInput
 from artifactkit.hashing import digest_bytes
-from artifactkit.layout import alias_key, tree_key, manifest_key, metrics_key, run_record_key, version_key, versions_prefix
-from artifactkit.records import check_digest
+from artifactkit.layout import (
+    alias_key,
+    manifest_key,
+    metrics_key,
+    run_record_key,
+    tree_key,
+    version_key,
+    versions_prefix,
+)
 from artifactkit.names import check_name, check_relative_path, check_run_id
+from artifactkit.records import check_digest
 from artifactkit.runs import RunRecord, create_run, list_runs, load_run, read_metrics
 from artifactkit.store import check_alias
 from artifactkit.trees import compress_tree
@@ -49,11 +57,16 @@ def record_dict(store, name: str = "d", version: int = 0) -> dict:
 def forge_version(store, manifest_entries: list[dict], version: int = 1) -> str:
     """A flat (format-1) manifest with these entries and a version record of `d` pointing at it;
     returns the manifest's key."""
-    canonical = json.dumps({"entries": manifest_entries, "schema_version": 1}, sort_keys=True,
-                           separators=(",", ":")).encode()
+    canonical = json.dumps(
+        {"entries": manifest_entries, "schema_version": 1}, sort_keys=True, separators=(",", ":")
+    ).encode()
     digest = digest_bytes(canonical)
     forge(store, manifest_key(digest), canonical)
-    forge(store, version_key("d", version), {**record_dict(store), "version": version, "manifest": digest, "layout": "flat"})
+    forge(
+        store,
+        version_key("d", version),
+        {**record_dict(store), "version": version, "manifest": digest, "layout": "flat"},
+    )
     return manifest_key(digest)
 
 
@@ -67,8 +80,15 @@ def one_error_line(proc) -> str:
 def run_record(run_id: str, changes: dict | None = None) -> dict:
     """A valid run record as JSON data, with `changes` (forged fields) applied."""
     now = "2024-01-01T00:00:00.000+00:00"
-    record = RunRecord(run_id=run_id, created=now, updated=now, config={}, dataset="d:v0",
-                       model_artifact=f"{run_id}-model", total_epochs=2)
+    record = RunRecord(
+        run_id=run_id,
+        created=now,
+        updated=now,
+        config={},
+        dataset="d:v0",
+        model_artifact=f"{run_id}-model",
+        total_epochs=2,
+    )
     return {**record.model_dump(mode="json"), **(changes or {})}
 
 
@@ -93,14 +113,17 @@ def test_digests_and_run_uris_match_the_whole_string():
 
 
 # -- version records agree with their key --------------------------------------------------------
-@pytest.mark.parametrize("change, says", [
-    ({"name": "../../../x"}, "invalid artifact name"),
-    ({"name": "d\n"}, "invalid artifact name"),
-    ({"name": "e"}, "the record says e:v1, not d:v1"),
-    ({"version": 0}, "the record says d:v0, not d:v1"),
-    ({"manifest": "../../objects/ab"}, "invalid digest"),
-    ({"run_id": "../../r"}, "invalid run id"),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"name": "../../../x"}, "invalid artifact name"),
+        ({"name": "d\n"}, "invalid artifact name"),
+        ({"name": "e"}, "the record says e:v1, not d:v1"),
+        ({"version": 0}, "the record says d:v0, not d:v1"),
+        ({"manifest": "../../objects/ab"}, "invalid digest"),
+        ({"run_id": "../../r"}, "invalid run id"),
+    ],
+)
 def test_a_version_record_is_validated_against_its_key(store, change, says):
     store.log_files({"a.txt": b"a"}, name="d")
     forge(store, version_key("d", 1), {**record_dict(store), "version": 1, **change})
@@ -137,12 +160,15 @@ def test_push_puts_versions_create_or_same(tmp_path, store):
 
 
 # -- manifests --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("entry, says", [
-    ({"path": "x", "digest": "../../../../etc/passwd", "size": 1}, "invalid digest"),
-    ({"path": "x", "digest": "A" * 32, "size": 1}, "invalid digest"),
-    ({"path": "x", "size": -1}, "greater than or equal to 0"),
-    ({"path": "../x"}, "unsafe manifest path"),
-])
+@pytest.mark.parametrize(
+    "entry, says",
+    [
+        ({"path": "x", "digest": "../../../../etc/passwd", "size": 1}, "invalid digest"),
+        ({"path": "x", "digest": "A" * 32, "size": 1}, "invalid digest"),
+        ({"path": "x", "size": -1}, "greater than or equal to 0"),
+        ({"path": "../x"}, "unsafe manifest path"),
+    ],
+)
 def test_manifest_entries_are_validated_on_read(store, entry, says):
     store.log_files({"a.txt": b"a"}, name="d")
     good = store.manifest(store.resolve("d")).entries[0]
@@ -158,7 +184,9 @@ def test_a_file_and_a_folder_of_the_same_name(store, tmp_path, cli):
     assert not list(store.backend.list(""))  # refused before the first blob
     store.log_files({"a.txt": b"a"}, name="d")
     digest = store.manifest(store.resolve("d")).entries[0].digest
-    key = forge_version(store, [{"path": "a", "digest": digest, "size": 1}, {"path": "a/b", "digest": digest, "size": 1}])
+    key = forge_version(
+        store, [{"path": "a", "digest": digest, "size": 1}, {"path": "a/b", "digest": digest, "size": 1}]
+    )
     with pytest.raises(InvalidInput, match="'a' is both a file"):
         artifactkit.pull(store, "d:v1", tmp_path / "out")
     if store.uri.startswith("s3://"):
@@ -181,8 +209,12 @@ def forge_tree_version(store, files: list[dict], dirs: list[dict] = ()) -> str:
 
 def _is_safe(path: str) -> bool:
     """What check_relative_path must accept, written the slow, obvious way."""
-    return (path != "" and "\\" not in path and "\x00" not in path
-            and all(part not in ("", ".", "..") and not re.match(r"[A-Za-z]:", part) for part in path.split("/")))
+    return (
+        path != ""
+        and "\\" not in path
+        and "\x00" not in path
+        and all(part not in ("", ".", "..") and not re.match(r"[A-Za-z]:", part) for part in path.split("/"))
+    )
 
 
 @settings(max_examples=3000, deadline=None)
@@ -198,32 +230,37 @@ def test_check_relative_path_accepts_exactly_the_paths_that_stay_inside(path):
     assert accepted == _is_safe(path), repr(path)
 
 
-@pytest.mark.parametrize("files, dirs, says", [
-    ([{"name": ".."}], [], "unsafe manifest path '..'"),
-    ([{"name": "."}], [], "unsafe manifest path '.'"),
-    ([{"name": "a/b"}], [], "unsafe tree entry name 'a/b'"),
-    ([{"name": "a\\b"}], [], "unsafe manifest path"),
-    ([{"name": "C:x"}], [], "unsafe manifest path 'C:x'"),
-    ([{"name": "a\x00"}], [], "unsafe manifest path"),
-    ([{"name": ""}], [], "unsafe manifest path ''"),
-    ([{"name": "x", "digest": "../../../../etc/passwd"}], [], "invalid digest"),
-    ([{"name": "x", "digest": "A" * 32}], [], "invalid digest"),
-    ([{"name": "x", "size": -1}], [], "greater than or equal to 0"),
-    ([{"name": "b"}, {"name": "a"}], [], "sorted by name and unique"),
-    ([{"name": "a"}, {"name": "a"}], [], "sorted by name and unique"),
-    ([{"name": "a"}], [{"name": "a", "files": 1, "bytes": 1}], "'a' is both a file and a folder"),
-    ([], [{"name": "..", "files": 1, "bytes": 1}], "unsafe manifest path '..'"),
-    ([], [{"name": "s", "tree": "../../x", "files": 1, "bytes": 1}], "invalid digest"),
-    ([], [{"name": "s", "files": -1, "bytes": 1}], "greater than or equal to 0"),
-])
+@pytest.mark.parametrize(
+    "files, dirs, says",
+    [
+        ([{"name": ".."}], [], "unsafe manifest path '..'"),
+        ([{"name": "."}], [], "unsafe manifest path '.'"),
+        ([{"name": "a/b"}], [], "unsafe tree entry name 'a/b'"),
+        ([{"name": "a\\b"}], [], "unsafe manifest path"),
+        ([{"name": "C:x"}], [], "unsafe manifest path 'C:x'"),
+        ([{"name": "a\x00"}], [], "unsafe manifest path"),
+        ([{"name": ""}], [], "unsafe manifest path ''"),
+        ([{"name": "x", "digest": "../../../../etc/passwd"}], [], "invalid digest"),
+        ([{"name": "x", "digest": "A" * 32}], [], "invalid digest"),
+        ([{"name": "x", "size": -1}], [], "greater than or equal to 0"),
+        ([{"name": "b"}, {"name": "a"}], [], "sorted by name and unique"),
+        ([{"name": "a"}, {"name": "a"}], [], "sorted by name and unique"),
+        ([{"name": "a"}], [{"name": "a", "files": 1, "bytes": 1}], "'a' is both a file and a folder"),
+        ([], [{"name": "..", "files": 1, "bytes": 1}], "unsafe manifest path '..'"),
+        ([], [{"name": "s", "tree": "../../x", "files": 1, "bytes": 1}], "invalid digest"),
+        ([], [{"name": "s", "files": -1, "bytes": 1}], "greater than or equal to 0"),
+    ],
+)
 def test_tree_entries_are_validated_on_read(store, tmp_path, files, dirs, says):
     store.log_files({"a.txt": b"a"}, name="d")
     good = store.manifest(store.resolve("d")).entries[0]
     files = [{"digest": good.digest, "size": good.size, **f} for f in files]
     dirs = [{"tree": good.digest, **d} for d in dirs]
     key = forge_tree_version(store, files, dirs)
-    for read in (lambda: list(store.entries(store.record("d", 1))),
-                 lambda: artifactkit.pull(store, "d:v1", tmp_path / "out")):
+    for read in (
+        lambda: list(store.entries(store.record("d", 1))),
+        lambda: artifactkit.pull(store, "d:v1", tmp_path / "out"),
+    ):
         with pytest.raises(InvalidInput, match=re.escape(says)) as caught:
             read()
         assert f"{store.uri}/{key}" in str(caught.value)
@@ -276,14 +313,17 @@ def test_stray_versions_in_the_cli(local, cli):
 
 
 # -- run records and metrics ----------------------------------------------------------------------
-@pytest.mark.parametrize("change, says", [
-    ({"run_id": "../../../evil"}, "invalid run id"),
-    ({"run_id": "r2\n"}, "invalid run id"),
-    ({"run_id": "r1"}, "the record is of run 'r1', not 'r2'"),
-    ({"model_artifact": "../m"}, "invalid artifact name"),
-    ({"data_yaml": "../../data.yaml"}, "unsafe manifest path"),
-    ({"dataset": "../d:v0"}, "invalid artifact reference"),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"run_id": "../../../evil"}, "invalid run id"),
+        ({"run_id": "r2\n"}, "invalid run id"),
+        ({"run_id": "r1"}, "the record is of run 'r1', not 'r2'"),
+        ({"model_artifact": "../m"}, "invalid artifact name"),
+        ({"data_yaml": "../../data.yaml"}, "unsafe manifest path"),
+        ({"dataset": "../d:v0"}, "invalid artifact reference"),
+    ],
+)
 def test_a_run_record_is_validated_against_its_run_id(store, change, says):
     create_run(store, RunRecord.model_validate(run_record("r1")))
     forge(store, run_record_key("r2"), run_record("r2", change))
@@ -309,12 +349,15 @@ def test_resume_of_a_run_record_that_climbs_out_is_one_line(tmp_path, local, cli
     assert not list(tmp_path.rglob("evil*"))
 
 
-@pytest.mark.parametrize("data, says", [
-    (b"\xff\xfe not json", "not JSON"),
-    (b"[1, 2]", "a JSON list"),
-    (b'{"epoch": 1, "metrics": [1]}', "'metrics' is not an object"),
-    (b'{"epoch": "x"}', "epoch 'x'"),
-])
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b"[1, 2]", "a JSON list"),
+        (b'{"epoch": 1, "metrics": [1]}', "'metrics' is not an object"),
+        (b'{"epoch": "x"}', "epoch 'x'"),
+    ],
+)
 def test_a_garbage_metrics_file_is_an_error_naming_it(store, data, says):
     create_run(store, RunRecord.model_validate(run_record("r1")))
     forge(store, metrics_key("r1", 1), {"epoch": 1, "metrics": {"fitness": 0.5}})
@@ -328,7 +371,9 @@ def test_a_garbage_metrics_file_is_an_error_naming_it(store, data, says):
 def test_view_of_garbage_metrics_is_one_line(local, cli, tmp_path):
     create_run(local, RunRecord.model_validate(run_record("r1")))
     forge(local, metrics_key("r1", 1), b"\x00garbage")
-    line = one_error_line(cli("view", f"{local.uri}/runs/r1", "--no-dataset", "--out", str(tmp_path / "r.html"), check=False))
+    line = one_error_line(
+        cli("view", f"{local.uri}/runs/r1", "--no-dataset", "--out", str(tmp_path / "r.html"), check=False)
+    )
     assert metrics_key("r1", 1) in line
     assert not (tmp_path / "r.html").exists()
 
@@ -343,7 +388,9 @@ def test_an_evaluation_image_digest_is_validated_before_it_becomes_a_path(local,
     with pytest.raises(InvalidInput, match="invalid image digest") as caught:
         build_report(runs=[f"{local.uri}/runs/r1"], include_dataset=False, out=tmp_path / "r.html")
     assert "r1-evaluation:v0" in str(caught.value)
-    line = one_error_line(cli("view", f"{local.uri}/runs/r1", "--no-dataset", "--out", str(tmp_path / "r.html"), check=False))
+    line = one_error_line(
+        cli("view", f"{local.uri}/runs/r1", "--no-dataset", "--out", str(tmp_path / "r.html"), check=False)
+    )
     assert "r1-evaluation:v0" in line and "invalid image digest" in line
 
 
@@ -351,15 +398,25 @@ def test_an_evaluation_table_of_the_wrong_shape_is_one_line(local, cli, tmp_path
     create_run(local, RunRecord.model_validate(run_record("r1")))
     table = {"epoch": 1, "rows": [{"im_id": "a", "image": None, "gt": [["x"]], "pred": []}]}
     local.log_files({"table.json": json.dumps(table).encode()}, name="r1-evaluation")
-    line = one_error_line(cli("view", f"{local.uri}/runs/r1", "--no-dataset", "--out", str(tmp_path / "r.html"), check=False))
+    line = one_error_line(
+        cli("view", f"{local.uri}/runs/r1", "--no-dataset", "--out", str(tmp_path / "r.html"), check=False)
+    )
     assert "r1-evaluation" in line
 
 
 # -- a store that does not exist -------------------------------------------------------------------
-@pytest.mark.parametrize("command", [
-    ["verify"], ["gc"], ["runs"], ["versions", "d"], ["pull", "d", "OUT"], ["push", "d", "--to", "DST"],
-    ["view", "d:v0"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["verify"],
+        ["gc"],
+        ["runs"],
+        ["versions", "d"],
+        ["pull", "d", "OUT"],
+        ["push", "d", "--to", "DST"],
+        ["view", "d:v0"],
+    ],
+)
 def test_a_store_that_does_not_exist_is_an_error(tmp_path, cli, command):
     missing = tmp_path / "no-such-folder"
     args = [str(tmp_path / "out") if a == "OUT" else str(tmp_path / "dst") if a == "DST" else a for a in command]

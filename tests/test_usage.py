@@ -8,13 +8,13 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from clirunner import run_cli
 
 import artifactkit
 from artifactkit import lifecycle
 from artifactkit.errors import InvalidInput
 from artifactkit.maintenance import gc
 from artifactkit.usage import artifact_bytes, du, pending
-from clirunner import run_cli
 
 
 def two_versions(store, tmp_path):
@@ -133,7 +133,8 @@ def test_verify_sample_checks_sizes_and_names_the_repair_per_kind(tmp_path):
     report = verify(store)
     assert report.damage["r-model:v0"] == [
         f"tensors/000000 missing blob objects/{tensor.digest[:2]}/{tensor.digest[2:]} (corrupt; a checkpoint's tensor "
-        "cannot be made again: push r-model:v0 from a store that holds it, or `rm r-model:v0`)"]
+        "cannot be made again: push r-model:v0 from a store that holds it, or `rm r-model:v0`)"
+    ]
     assert "log-dataset --full of a folder holding the file puts it back" in report.damage["d:v1"][0]
     out = run_cli("verify", "--sample", "100%", "--json", "--store", str(root), check=False)
     assert out.returncode == 1 and set(json.loads(out.stdout.splitlines()[-1])["damage"]) == {"d:v1", "r-model:v0"}

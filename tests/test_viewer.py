@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from synthetic_run import synthesize_run
 
 from artifactkit.errors import InvalidInput, NotFound
 from artifactkit.statcache import NullStatCache
@@ -20,11 +21,16 @@ from artifactkit.viewer import build_report
 from artifactkit.viewer.dataset import parse_labels, split_of
 from artifactkit.viewer.render import script_json
 from artifactkit.yolo import label_path
-from synthetic_run import synthesize_run
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def report_data(path: Path, script_id: str = "ak-data") -> dict:
@@ -88,7 +94,9 @@ def test_yolo_label_helpers():
     assert split_of("images/val-heldout/x.jpg") == "val-heldout" and split_of("images/x.jpg") == "images"
     assert split_of("valid/images/x.jpg") == "valid"  # Roboflow's layout
     assert parse_labels(b"3 0.5 0.5 0.2 0.4\n\n1 0.1 0.1 0.3 0.1 0.3 0.5\n", "l.txt") == [
-        [3, 0.5, 0.5, 0.2, 0.4], [1, 0.2, 0.3, 0.2, 0.4]]
+        [3, 0.5, 0.5, 0.2, 0.4],
+        [1, 0.2, 0.3, 0.2, 0.4],
+    ]
     with pytest.raises(InvalidInput, match="l.txt:1"):
         parse_labels(b"3 0.5 0.5\n", "l.txt")
 
@@ -108,8 +116,15 @@ def test_a_repeated_epoch_shows_its_latest_table(world, tmp_path):
     entry = store.manifest(store.resolve("again-evaluation:epoch-2")).entries[0]
     table = json.loads(store.read_blob(entry.digest))
     table["rows"][0]["avg_conf"] = 0.4242
-    store.log_files({"table.json": json.dumps(table).encode()}, name="again-evaluation", type="evaluation",
-                    aliases=("epoch-2",), metadata={"epoch": 2}, run_id="again", dedup_latest=False)
+    store.log_files(
+        {"table.json": json.dumps(table).encode()},
+        name="again-evaluation",
+        type="evaluation",
+        aliases=("epoch-2",),
+        metadata={"epoch": 2},
+        run_id="again",
+        dedup_latest=False,
+    )
     report = build_report(runs=[f"{store.uri}/runs/again"], out=tmp_path / "r.html", include_dataset=False)
     ev = report_data(report.path)["runs"][0]["eval"]
     assert sorted(ev["epochs"]) == ["1", "2"] and ev["epochs"]["2"]["rows"][0][0] == 0.4242
@@ -195,7 +210,9 @@ def open_page(browser):
 
 def set_range(page, selector: str, value) -> None:
     """What dragging a slider does: set its value and fire `input`."""
-    page.eval_on_selector(selector, "(e, v) => { e.value = v; e.dispatchEvent(new Event('input', {bubbles: true})); }", str(value))
+    page.eval_on_selector(
+        selector, "(e, v) => { e.value = v; e.dispatchEvent(new Event('input', {bubbles: true})); }", str(value)
+    )
 
 
 def shot(page, tmp_path: Path, name: str) -> Path:
@@ -245,7 +262,10 @@ def test_class_toggle_hides_and_restores_a_class(world, open_page):
 
 def test_table_sorts_filters_and_groups(world, open_page, tmp_path):
     page = open_page(world["report"].path, "table")
-    avgs = lambda: page.eval_on_selector_all("#eval-table tbody tr[data-avg]", "els => els.map(e => Number(e.dataset.avg))")
+
+    def avgs():
+        return page.eval_on_selector_all("#eval-table tbody tr[data-avg]", "els => els.map(e => Number(e.dataset.avg))")
+
     assert len(avgs()) == 20
     page.click('#eval-table th[data-key="avg"]')
     assert avgs() == sorted(avgs(), reverse=True) and avgs() != sorted(avgs())
@@ -260,7 +280,9 @@ def test_table_sorts_filters_and_groups(world, open_page, tmp_path):
     page.select_option("#class-filter", "")
     page.check("#group-by-class")
     groups = page.eval_on_selector_all("#eval-table tr.group", "els => els.map(e => e.dataset.cls)")
-    kinds = page.eval_on_selector_all("#eval-table tbody tr", "els => els.map(e => e.classList.contains('group') ? 'g' : 'r')")
+    kinds = page.eval_on_selector_all(
+        "#eval-table tbody tr", "els => els.map(e => e.classList.contains('group') ? 'g' : 'r')"
+    )
     assert groups[:2] == ["0", "1"] and len(kinds) == 50  # a page of 50 lines, group headings included
     assert "".join(kinds).startswith("g" + "r" * 20 + "g")  # white-king is on all 20 boards; rows repeat per class
     shot(page, tmp_path, "table")
@@ -297,9 +319,31 @@ def test_real_training_run_in_the_browser(tmp_path, cli, open_page):
     pytest.importorskip("torch")
     store = str(tmp_path / "store")
     cli("demo-data", str(tmp_path / "chess"), "--n-train", "16", "--n-val", "8", "--n-heldout", "4", "--imgsz", "128")
-    run = json.loads(cli("train", "--data", str(tmp_path / "chess"), "--epochs", "2", "--imgsz", "128", "--batch", "8",
-                         "--workers", "0", "--store", store, "--json").stdout.strip().splitlines()[-1])
-    out = json.loads(cli("view", f"{store}/runs/{run['run_id']}", "--out", str(tmp_path / "r.html"), "--json").stdout.strip().splitlines()[-1])
+    run = json.loads(
+        cli(
+            "train",
+            "--data",
+            str(tmp_path / "chess"),
+            "--epochs",
+            "2",
+            "--imgsz",
+            "128",
+            "--batch",
+            "8",
+            "--workers",
+            "0",
+            "--store",
+            store,
+            "--json",
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    out = json.loads(
+        cli("view", f"{store}/runs/{run['run_id']}", "--out", str(tmp_path / "r.html"), "--json")
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert out["epochs"] == 2 and out["dataset"] == "chess:v0" and out["images"] == 28
     page = open_page(tmp_path / "r.html", "debugger")
     assert page.locator("#debug-grid .figure img").count() == 8  # all 8 val images (fewer than 16)

@@ -43,11 +43,11 @@ def wandb_records(path: Path):
         if left < 7:
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         buf = chunk if kind in (1, 2) else buf + chunk
         if kind in (1, 4) and pos <= len(data):
             record = pb.Record()
@@ -80,13 +80,20 @@ class OfflineRun:
                 self.run_id, self.project = r.run.run_id, r.run.project
             elif kind == "history":
                 self.steps.append(r.history.step.num)
-                self.history[r.history.step.num] = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                                    for i in r.history.item}
+                self.history[r.history.step.num] = {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item
+                }
             elif kind == "artifact":
                 a = r.artifact
-                self.artifacts.append({"name": a.name, "type": a.type, "aliases": set(a.aliases),
-                                       "metadata": json.loads(a.metadata or "{}"),
-                                       "files": {e.path: e.local_path for e in a.manifest.contents}})
+                self.artifacts.append(
+                    {
+                        "name": a.name,
+                        "type": a.type,
+                        "aliases": set(a.aliases),
+                        "metadata": json.loads(a.metadata or "{}"),
+                        "files": {e.path: e.local_path for e in a.manifest.contents},
+                    }
+                )
 
     def artifact(self, name: str, alias: str) -> dict:
         found = [a for a in self.artifacts if a["name"] == name and alias in a["aliases"]]
@@ -106,12 +113,22 @@ def offline_runs(wandb_dir: Path, run_id: str, killed: int = 0) -> list[OfflineR
 # -- environment: offline because there are no credentials, every wandb folder under tmp ------
 def wandb_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE")}
-    for var, sub in (("WANDB_DIR", "wandb-dir"), ("WANDB_DATA_DIR", "wandb-data"), ("WANDB_CACHE_DIR", "wandb-cache"),
-                     ("WANDB_CONFIG_DIR", "wandb-config"), ("WANDB_ARTIFACT_DIR", "wandb-artifacts")):
+    for var, sub in (
+        ("WANDB_DIR", "wandb-dir"),
+        ("WANDB_DATA_DIR", "wandb-data"),
+        ("WANDB_CACHE_DIR", "wandb-cache"),
+        ("WANDB_CONFIG_DIR", "wandb-config"),
+        ("WANDB_ARTIFACT_DIR", "wandb-artifacts"),
+    ):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(tmp / sub)
-    env.update(NETRC=str(tmp / "no-netrc"), WANDB_SILENT="true", WANDB_BASE_URL="http://127.0.0.1:9",
-               ARTIFACTKIT_CACHE_DIR=str(tmp / "ak-cache"), PYTHONPATH=str(ROOT))
+    env.update(
+        NETRC=str(tmp / "no-netrc"),
+        WANDB_SILENT="true",
+        WANDB_BASE_URL="http://127.0.0.1:9",
+        ARTIFACTKIT_CACHE_DIR=str(tmp / "ak-cache"),
+        PYTHONPATH=str(ROOT),
+    )
     return env
 
 
@@ -126,7 +143,9 @@ def offline(tmp_path, monkeypatch):
 
 
 def ak(*args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "artifactkit", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "artifactkit", *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     if check and proc.returncode:
         raise AssertionError(f"artifactkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -143,8 +162,27 @@ def killed_and_resumed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wandb-run")
     env = wandb_env(tmp)
     data, store = demo_data(tmp / "chess", env), tmp / "store"
-    cmd = [sys.executable, "-m", "artifactkit", "train", "--data", str(data), "--store", str(store), "--run-id", RUN_ID,
-           *TINY, "--save-period", "1", "--bbox-interval", "1", "--wandb", "--project", "ak-test", "--upload-dataset"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "artifactkit",
+        "train",
+        "--data",
+        str(data),
+        "--store",
+        str(store),
+        "--run-id",
+        RUN_ID,
+        *TINY,
+        "--save-period",
+        "1",
+        "--bbox-interval",
+        "1",
+        "--wandb",
+        "--project",
+        "ak-test",
+        "--upload-dataset",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     marker = store / "artifacts" / f"{RUN_ID}-model" / "versions" / "0.json"  # checkpoint v0 is committed
     deadline = time.monotonic() + 240
@@ -154,8 +192,13 @@ def killed_and_resumed(tmp_path_factory):
     train_err = proc.communicate(timeout=60)[1]
     assert proc.returncode == -signal.SIGKILL and marker.exists(), train_err
     resumed = ak("resume", str(store / "runs" / RUN_ID), "--wandb", "--json", env=env)
-    return {"env": env, "store": store, "train_err": train_err, "resume": resumed,
-            "runs": offline_runs(Path(env["WANDB_DIR"]), RUN_ID, killed=1)}
+    return {
+        "env": env,
+        "store": store,
+        "train_err": train_err,
+        "resume": resumed,
+        "runs": offline_runs(Path(env["WANDB_DIR"]), RUN_ID, killed=1),
+    }
 
 
 @pytest.mark.slow
@@ -237,18 +280,25 @@ def _mirror_folder(tmp_path: Path, record_changes: dict) -> tuple[Path, object]:
     src = open_store(str(tmp_path / "src"))
     record = src.log_files({"a.txt": b"a", "b/c.txt": b"c"}, name="r1-model", type="model").record
     folder = tmp_path / "download"
-    for path, data in {"a.txt": b"a", "b/c.txt": b"c", mirror.MANIFEST_FILE: src.manifest(record).canonical_json(),
-                       mirror.VERSION_FILE: to_json(record.model_copy(update=record_changes))}.items():
+    for path, data in {
+        "a.txt": b"a",
+        "b/c.txt": b"c",
+        mirror.MANIFEST_FILE: src.manifest(record).canonical_json(),
+        mirror.VERSION_FILE: to_json(record.model_copy(update=record_changes)),
+    }.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(data)
     return folder, record
 
 
-@pytest.mark.parametrize("changes, expected, says", [
-    ({"name": "../../../escape"}, None, "invalid artifact name"),
-    ({"name": "r1-model\n"}, None, "invalid artifact name"),
-    ({}, "r2-model", "the record is of r1-model:v0, not of r2-model"),
-])
+@pytest.mark.parametrize(
+    "changes, expected, says",
+    [
+        ({"name": "../../../escape"}, None, "invalid artifact name"),
+        ({"name": "r1-model\n"}, None, "invalid artifact name"),
+        ({}, "r2-model", "the record is of r1-model:v0, not of r2-model"),
+    ],
+)
 def test_a_forged_version_record_from_wandb_is_refused_before_anything_is_written(tmp_path, changes, expected, says):
     """The W&B rebuild path validates records as a store read does (no wandb run needed)."""
     folder, _ = _mirror_folder(tmp_path, changes)
@@ -277,12 +327,26 @@ def _evaluation_table(root: Path, digests: dict, names: list[str]) -> dict:
 
     rows = []
     for label in sorted((root / "labels" / "val").glob("*.txt")):
-        gt = [[int(c), (x - w / 2) * 128, (y - h / 2) * 128, (x + w / 2) * 128, (y + h / 2) * 128]
-              for c, x, y, w, h in (map(float, line.split()) for line in label.read_text().splitlines())]
+        gt = [
+            [int(c), (x - w / 2) * 128, (y - h / 2) * 128, (x + w / 2) * 128, (y + h / 2) * 128]
+            for c, x, y, w, h in (map(float, line.split()) for line in label.read_text().splitlines())
+        ]
         path = f"images/val/{label.stem}.jpg"
-        rows.append({"im_id": label.stem, "path": path, "image": digests[path], "shape": [128, 128], "gt": gt,
-                     "pred": [[*g, 0.9] for g in gt] + [[3, 1.0, 1.0, 9.0, 9.0, 0.3]], "avg_conf": 0.8,
-                     "class_conf": {"3": 0.3}, "tp": len(gt), "fp": 1, "fn": 0})
+        rows.append(
+            {
+                "im_id": label.stem,
+                "path": path,
+                "image": digests[path],
+                "shape": [128, 128],
+                "gt": gt,
+                "pred": [[*g, 0.9] for g in gt] + [[3, 1.0, 1.0, 9.0, 9.0, 0.3]],
+                "avg_conf": 0.8,
+                "class_conf": {"3": 0.3},
+                "tp": len(gt),
+                "fp": 1,
+                "fn": 0,
+            }
+        )
     debug = debugger_ids([r["im_id"] for r in rows], seed=0)
     rows.sort(key=lambda r: (r["im_id"] not in debug, r["im_id"]))
     return {"epoch": 1, "split": "val", "names": names, "metrics": {}, "debugger": debug, "min_conf": 0.1, "rows": rows}
@@ -290,14 +354,33 @@ def _evaluation_table(root: Path, digests: dict, names: list[str]) -> dict:
 
 def test_tracker_logs_dataset_tables_evaluation_and_debugger(offline, tmp_path):
     from artifactkit import datasets
-    from artifactkit.wandb import WandbTracker
     from artifactkit.runs import RunRecord
+    from artifactkit.wandb import WandbTracker
 
-    ak("demo-data", str(tmp_path / "chess"), "--n-train", "4", "--n-val", "20", "--n-heldout", "2", "--imgsz", "128", env=offline)
+    ak(
+        "demo-data",
+        str(tmp_path / "chess"),
+        "--n-train",
+        "4",
+        "--n-val",
+        "20",
+        "--n-heldout",
+        "2",
+        "--imgsz",
+        "128",
+        env=offline,
+    )
     store = open_store(str(tmp_path / "store"))
     dataset = datasets.resolve(store, str(tmp_path / "chess"))
-    run = RunRecord(run_id="tracked1", created="t", updated="t", config={"epochs": 1}, dataset=dataset.ref,
-                    model_artifact="tracked1-model", total_epochs=1)
+    run = RunRecord(
+        run_id="tracked1",
+        created="t",
+        updated="t",
+        config={"epochs": 1},
+        dataset=dataset.ref,
+        model_artifact="tracked1-model",
+        total_epochs=1,
+    )
     tracker = WandbTracker(project="ak-test", upload_dataset=True)
     assert tracker.start(run, False) == {"id": "tracked1", "project": "ak-test", "entity": None, "mode": "offline"}
     tracker.log_dataset(dataset, store)
@@ -332,10 +415,25 @@ def test_tracker_logs_dataset_tables_evaluation_and_debugger(offline, tmp_path):
 def test_unreachable_wandb_never_stops_training_nor_prints_the_key(tmp_path):
     env = {**wandb_env(tmp_path), "WANDB_MODE": "online", "WANDB_API_KEY": FAKE_KEY, "WANDB_INIT_TIMEOUT": "5"}
     data, store = demo_data(tmp_path / "chess", env), tmp_path / "store"
-    proc = ak("train", "--data", str(data), "--store", str(store), *TINY[:1], "1", *TINY[2:], "--save-period", "1",
-              "--wandb", "--json", env=env)
+    proc = ak(
+        "train",
+        "--data",
+        str(data),
+        "--store",
+        str(store),
+        *TINY[:1],
+        "1",
+        *TINY[2:],
+        "--save-period",
+        "1",
+        "--wandb",
+        "--json",
+        env=env,
+    )
     run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
-    assert f"could not start W&B run {run_id}" in proc.stderr and "nothing of this run is mirrored to W&B" in proc.stderr
+    assert (
+        f"could not start W&B run {run_id}" in proc.stderr and "nothing of this run is mirrored to W&B" in proc.stderr
+    )
     assert checkpoint.load(open_store(str(store)), f"{run_id}-model:latest")["epoch"] == 1
     assert FAKE_KEY not in proc.stdout + proc.stderr
     assert not [p for p in store.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
@@ -345,16 +443,24 @@ def test_a_failing_wandb_run_says_which_checkpoint_was_not_mirrored(offline, tmp
     """The real SDK, broken mid-run (its run finished under the tracker): the checkpoint stays in
     the store, FanOut drops the tracker with a warning naming what was not mirrored."""
     from artifactkit import datasets
-    from artifactkit.wandb import WandbTracker
     from artifactkit.runs import RunRecord, create_run
     from artifactkit.tracking import FanOut
+    from artifactkit.wandb import WandbTracker
 
     store = open_store(str(tmp_path / "store"))
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "images").mkdir()  # a dataset whose yaml resolves (no images needed here)
     (tmp_path / "d" / "data.yaml").write_text("train: images\nval: images\nnames: [a]\n")
     dataset = datasets.resolve(store, str(tmp_path / "d"))
-    run = RunRecord(run_id="broken1", created="t", updated="t", config={}, dataset=dataset.ref, model_artifact="broken1-model", total_epochs=1)
+    run = RunRecord(
+        run_id="broken1",
+        created="t",
+        updated="t",
+        config={},
+        dataset=dataset.ref,
+        model_artifact="broken1-model",
+        total_epochs=1,
+    )
     create_run(store, run)
     warnings: list[str] = []
     fan = FanOut([WandbTracker(project="ak-test")], warnings.append)
@@ -369,8 +475,8 @@ def test_a_failing_wandb_run_says_which_checkpoint_was_not_mirrored(offline, tmp
 
 
 def test_missing_wandb_names_the_extra(monkeypatch):
-    from artifactkit.wandb import WandbTracker
     from artifactkit.errors import MissingExtra
+    from artifactkit.wandb import WandbTracker
 
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(MissingExtra, match=r"artifactkit\[wandb\]"):
@@ -386,7 +492,9 @@ def test_wandb_uris_without_credentials_or_well_formed_parts_are_one_line_errors
     (tmp_path / "d" / "a.txt").write_text("a")
     ak("log-dataset", str(tmp_path / "d"), "--store", str(tmp_path / "s"), env=offline)
     proc = ak("push", "d", "--store", str(tmp_path / "s"), "--to", "wandb://a/b/c", env=offline, check=False)
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "expected wandb://<entity>/<project>" in proc.stderr
+    assert (
+        proc.returncode == 1 and proc.stderr.count("\n") == 1 and "expected wandb://<entity>/<project>" in proc.stderr
+    )
     unreachable = {**offline, "WANDB_MODE": "online", "WANDB_API_KEY": FAKE_KEY, "WANDB_INIT_TIMEOUT": "3"}
     proc = ak("push", "d", "--store", str(tmp_path / "s"), "--to", "wandb://a/b", env=unreachable, check=False)
     assert proc.returncode == 1 and proc.stderr.startswith("error: push d to wandb://a/b failed (")
@@ -403,7 +511,9 @@ def test_push_mirrors_every_version_as_a_dataset_artifact(offline, tmp_path):
     ak("log-dataset", str(data.parent), "--store", store, "--alias", "golden", env=offline)
     proc = ak("push", "chess", "--store", store, "--to", "wandb://me/ak-push", "--json", env=offline)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["versions"] == ["v0", "v1"] and result["mode"] == "offline" and result["sync"].startswith("wandb sync ")
+    assert (
+        result["versions"] == ["v0", "v1"] and result["mode"] == "offline" and result["sync"].startswith("wandb sync ")
+    )
     run = OfflineRun(Path(result["sync"].split()[-1]))
     assert run.project == "ak-push"
     pushed = [(a["name"], a["type"], a["metadata"]["artifactkit"]["version"], a["aliases"]) for a in run.artifacts]
@@ -430,14 +540,36 @@ def test_online_resume_from_wandb_alone(tmp_path):
     env = _online_env(tmp_path)
     project = os.environ.get("WANDB_PROJECT", "artifactkit-tests")
     data = demo_data(tmp_path / "chess", env)
-    first = ak("train", "--data", str(data), "--store", str(tmp_path / "a"), *TINY[:1], "1", *TINY[2:], "--save-period", "1",
-               "--wandb", "--project", project, "--upload-dataset", "--json", env=env)
+    first = ak(
+        "train",
+        "--data",
+        str(data),
+        "--store",
+        str(tmp_path / "a"),
+        *TINY[:1],
+        "1",
+        *TINY[2:],
+        "--save-period",
+        "1",
+        "--wandb",
+        "--project",
+        project,
+        "--upload-dataset",
+        "--json",
+        env=env,
+    )
     assert "warning" not in first.stderr, first.stderr
     run_id = json.loads(first.stdout.strip().splitlines()[-1])["run_id"]
     entity = json.loads((tmp_path / "a" / "runs" / run_id / "run.json").read_text())["trackers"]["wandb"]["entity"]
     # Another machine: an empty cache, no store; only W&B.
-    resumed = ak("resume", f"wandb-artifact://{entity}/{project}/{run_id}", "--epochs", "2", "--json",
-                 env={**env, "ARTIFACTKIT_CACHE_DIR": str(tmp_path / "other-cache")})
+    resumed = ak(
+        "resume",
+        f"wandb-artifact://{entity}/{project}/{run_id}",
+        "--epochs",
+        "2",
+        "--json",
+        env={**env, "ARTIFACTKIT_CACHE_DIR": str(tmp_path / "other-cache")},
+    )
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["epochs_completed"] == 2
     assert wandb.Api().run(f"{entity}/{project}/{run_id}").summary.get("epoch") == 2
 
@@ -450,5 +582,7 @@ def test_online_push(tmp_path):
     ak("log-dataset", str(data.parent), "--store", str(tmp_path / "s"), env=env)
     entity = os.environ.get("WANDB_ENTITY")
     target = f"wandb://{entity}/{project}" if entity else f"wandb://{project}"
-    result = json.loads(ak("push", "chess", "--store", str(tmp_path / "s"), "--to", target, "--json", env=env).stdout.splitlines()[-1])
+    result = json.loads(
+        ak("push", "chess", "--store", str(tmp_path / "s"), "--to", target, "--json", env=env).stdout.splitlines()[-1]
+    )
     assert result["mode"] == "online" and result["versions"] == ["v0"]

@@ -19,8 +19,22 @@ TINY = ("--imgsz", "64", "--batch", "8", "--workers", "0", "--save-period", "1",
 def test_resume_keeps_mirroring_to_the_runs_wandb_run_unless_told_not_to(tmp_path):
     env = wandb_env(tmp_path)
     data, store = demo_data(tmp_path / "chess", env), tmp_path / "store"
-    ak("train", "--data", str(data), "--store", str(store), "--run-id", "wbcont", "--epochs", "2", *TINY,
-       "--wandb", "--project", "ak-cont", env=env)
+    ak(
+        "train",
+        "--data",
+        str(data),
+        "--store",
+        str(store),
+        "--run-id",
+        "wbcont",
+        "--epochs",
+        "2",
+        *TINY,
+        "--wandb",
+        "--project",
+        "ak-cont",
+        env=env,
+    )
     uri = str(store / "runs" / "wbcont")
     resumed = ak("resume", uri, "--epochs", "3", "--json", env=env)  # no --wandb
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["epochs_completed"] == 3

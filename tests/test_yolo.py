@@ -14,7 +14,12 @@ from PIL import Image
 
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
-    check_split_labels, label_path, load_data_config, parse_labels, read_labels, version_layout,
+    check_split_labels,
+    label_path,
+    load_data_config,
+    parse_labels,
+    read_labels,
+    version_layout,
 )
 
 NAMES = ["a", "b", "c"]
@@ -55,16 +60,24 @@ def test_standard_layout_and_files(tmp_path):
     assert stems(spec.splits["train"]) == ["a", "b"] and stems(spec.splits["val"]) == ["c"]
     assert spec.splits["train"].labels[1] == root / "labels/train/b.txt"  # looked for, absent: background
     assert sorted(p.relative_to(root).as_posix() for p in spec.files()) == [
-        "data.yaml", "images/train/a.png", "images/train/b.png", "images/val/c.png",
-        "labels/train/a.txt", "labels/val/c.txt"]
+        "data.yaml",
+        "images/train/a.png",
+        "images/train/b.png",
+        "images/val/c.png",
+        "labels/train/a.txt",
+        "labels/val/c.txt",
+    ]
 
 
 def test_yaml_outside_the_dataset_with_absolute_and_relative_path(tmp_path):
     standard(tmp_path / "ds")
-    absolute = write(tmp_path / "cfg/abs.yaml", f"path: {tmp_path / 'ds'}\ntrain: images/train\nval: images/val\n"
-                                                "names: {0: a, 1: b, 2: c}\n")
-    relative = write(tmp_path / "cfg/rel.yaml", "path: ../ds\ntrain: images/train\nval: images/val\nnc: 3\n"
-                                                "names: [a, b, c]\n")
+    absolute = write(
+        tmp_path / "cfg/abs.yaml",
+        f"path: {tmp_path / 'ds'}\ntrain: images/train\nval: images/val\nnames: {{0: a, 1: b, 2: c}}\n",
+    )
+    relative = write(
+        tmp_path / "cfg/rel.yaml", "path: ../ds\ntrain: images/train\nval: images/val\nnc: 3\nnames: [a, b, c]\n"
+    )
     for yaml in (absolute, relative):
         spec = load_data_config(yaml)
         assert spec.root == (tmp_path / "ds").resolve() and spec.names == NAMES
@@ -100,15 +113,20 @@ def test_list_of_folders_recursive_and_hidden_files_skipped(tmp_path):
     yaml = write(root / "data.yaml", "train: [images/train, images/extra]\nval: images/val\nnames: [a, b, c]\n")
     train = load_data_config(yaml).splits["train"]
     assert [p.relative_to(root.resolve()).as_posix() for p in train.images] == [
-        "images/train/a.png", "images/train/b.png", "images/extra/deep/d.png"]
+        "images/train/a.png",
+        "images/train/b.png",
+        "images/extra/deep/d.png",
+    ]
     assert read_labels(train.labels[2], 3) == [(0, 0.5, 0.5, 0.5, 0.5)]
 
 
 def test_txt_lists_of_images(tmp_path):
     root = tmp_path / "ds"
     standard(root)
-    write(root / "lists/train.txt", f"./../images/train/a.png\nimages/train/b.png\n\n{root / 'images/val/c.png'}\n"
-                                    "notes.md\n")
+    write(
+        root / "lists/train.txt",
+        f"./../images/train/a.png\nimages/train/b.png\n\n{root / 'images/val/c.png'}\nnotes.md\n",
+    )
     yaml = write(root / "data.yaml", "train: lists/train.txt\nval: images/val\nnames: [a, b, c]\n")
     train = load_data_config(yaml).splits["train"]
     assert stems(train) == ["a", "b", "c"] and train.sources == ((root / "lists/train.txt").resolve(),)
@@ -124,9 +142,12 @@ def roboflow(root: Path) -> Path:
     for split, seed in (("train", 1), ("valid", 2), ("test", 3)):
         image(root / split / "images" / f"{split}-x.jpg", seed)
         write(root / split / "labels" / f"{split}-x.txt", "0 0.5 0.5 0.2 0.2\n")
-    return write(root / "data.yaml", "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\n"
-                                     "nc: 3\nnames: ['a', 'b', 'c']\n\nroboflow:\n  workspace: me\n  project: p\n"
-                                     "  version: 1\n  license: CC BY 4.0\n  url: https://universe.roboflow.com/x\n")
+    return write(
+        root / "data.yaml",
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\n"
+        "nc: 3\nnames: ['a', 'b', 'c']\n\nroboflow:\n  workspace: me\n  project: p\n"
+        "  version: 1\n  license: CC BY 4.0\n  url: https://universe.roboflow.com/x\n",
+    )
 
 
 def test_roboflow_export(tmp_path):
@@ -137,11 +158,14 @@ def test_roboflow_export(tmp_path):
     assert read_labels(val.labels[0], spec.nc) == [(0, 0.5, 0.5, 0.2, 0.2)]
 
 
-@pytest.mark.parametrize("body, names", [
-    ("nc: 2\n", ["class_0", "class_1"]),
-    ("names: {1: b, 0: a}\n", ["a", "b"]),
-    ("names: ['0', 1]\n", ["0", "1"]),
-])
+@pytest.mark.parametrize(
+    "body, names",
+    [
+        ("nc: 2\n", ["class_0", "class_1"]),
+        ("names: {1: b, 0: a}\n", ["a", "b"]),
+        ("names: ['0', 1]\n", ["0", "1"]),
+    ],
+)
 def test_names_forms(tmp_path, body, names):
     standard(tmp_path / "ds")
     yaml = write(tmp_path / "ds/d.yaml", "path: .\ntrain: images/train\nvalidation: images/val\n" + body)
@@ -149,12 +173,15 @@ def test_names_forms(tmp_path, body, names):
     assert spec.names == names and stems(spec.splits["val"]) == ["c"]  # `validation` is read as `val`
 
 
-@pytest.mark.parametrize("body, needle", [
-    ("nc: 2\nnames: [a, b, c]\n", "'nc' is 2 but 'names' lists 3"),
-    ("nc: two\n", "'nc' must be a positive integer"),
-    ("names: {0: a, 2: c}\n", "ids 0..1"),
-    ("", "'names' missing"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("nc: 2\nnames: [a, b, c]\n", "'nc' is 2 but 'names' lists 3"),
+        ("nc: two\n", "'nc' must be a positive integer"),
+        ("names: {0: a, 2: c}\n", "ids 0..1"),
+        ("", "'names' missing"),
+    ],
+)
 def test_bad_names_name_the_key(tmp_path, body, needle):
     standard(tmp_path / "ds")
     yaml = write(tmp_path / "ds/d.yaml", "train: images/train\nval: images/val\n" + body)
@@ -177,15 +204,18 @@ def test_polygons_are_their_bounding_box_and_bom_blank_lines_are_fine():
     assert [round(v, 6) for v in boxes[1][1:]] == [0.3, 0.4, 0.4, 0.4]
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ("0 0.5 0.5 0.1 0.1 0.3", "expected 5 columns"),
-    ("0 0.1 0.1 0.2 0.2", None),  # a good row passes
-    ("1 0.1 0.2 0.5 0.2 0.3", "expected 5 columns"),  # two points are no polygon
-    ("1 0.1 0.2 0.5 0.2 0.3 1.6", "[0, 1]"),
-    ("1 0.1 0.2 0.5 0.2 0.3 0.2", "> 0"),  # a flat polygon has no box
-    ("3 0.5 0.5 0.1 0.1", "class id 3 not in 0..2"),
-    ("0 0.5 0.5 0.1 x", "non-numeric"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ("0 0.5 0.5 0.1 0.1 0.3", "expected 5 columns"),
+        ("0 0.1 0.1 0.2 0.2", None),  # a good row passes
+        ("1 0.1 0.2 0.5 0.2 0.3", "expected 5 columns"),  # two points are no polygon
+        ("1 0.1 0.2 0.5 0.2 0.3 1.6", "[0, 1]"),
+        ("1 0.1 0.2 0.5 0.2 0.3 0.2", "> 0"),  # a flat polygon has no box
+        ("3 0.5 0.5 0.1 0.1", "class id 3 not in 0..2"),
+        ("0 0.5 0.5 0.1 x", "non-numeric"),
+    ],
+)
 def test_bad_rows_are_file_and_line(bad, needle):
     text = f"0 0.5 0.5 0.2 0.2\n{bad}\n"
     if needle is None:
@@ -238,12 +268,20 @@ def test_two_spellings_of_one_dataset_give_one_layout(tmp_path):
     root = tmp_path / "ds"
     inside = load_data_config(standard(root))
     write(root / "train.txt", "./images/train/a.png\n./images/train/b.png\n")
-    outside = load_data_config(write(tmp_path / "cfg/x.yaml", f"path: {root}\ntrain: train.txt\n"
-                                                              "val: [images/val]\nnames: {0: a, 1: b, 2: c}\n"))
+    outside = load_data_config(
+        write(
+            tmp_path / "cfg/x.yaml", f"path: {root}\ntrain: train.txt\nval: [images/val]\nnames: {{0: a, 1: b, 2: c}}\n"
+        )
+    )
     files, yaml_text = copy_of(inside)
     assert (files, yaml_text) == copy_of(outside)
-    assert sorted(files) == ["images/train/a.png", "images/train/b.png", "images/val/c.png",
-                             "labels/train/a.txt", "labels/val/c.txt"]
+    assert sorted(files) == [
+        "images/train/a.png",
+        "images/train/b.png",
+        "images/val/c.png",
+        "labels/train/a.txt",
+        "labels/val/c.txt",
+    ]
     assert "path:" not in yaml_text  # Ultralytics would read `path: .` as the working directory
 
     copy = tmp_path / "copy"  # the copy reads back as the same dataset
@@ -256,8 +294,14 @@ def test_two_spellings_of_one_dataset_give_one_layout(tmp_path):
 
 def test_roboflow_export_copies_into_the_canonical_layout(tmp_path):
     files, yaml_text = version_layout(load_data_config(roboflow(tmp_path / "rf")))
-    assert sorted(files) == ["images/test/test-x.jpg", "images/train/train-x.jpg", "images/val/valid-x.jpg",
-                             "labels/test/test-x.txt", "labels/train/train-x.txt", "labels/val/valid-x.txt"]
+    assert sorted(files) == [
+        "images/test/test-x.jpg",
+        "images/train/train-x.jpg",
+        "images/val/valid-x.jpg",
+        "labels/test/test-x.txt",
+        "labels/train/train-x.txt",
+        "labels/val/valid-x.txt",
+    ]
     assert yaml_text.startswith("train: images/train\nval: images/val\ntest: images/test\nnc: 3\n")
 
 
@@ -266,8 +310,10 @@ def trainer_boxes(spec) -> dict[str, list]:
     from artifactkit.detector.data import load_split
 
     dataset = load_split(spec, "train", imgsz=32)
-    return {f.name: [[int(r[0]), *(round(float(v), 4) for v in r[1:])] for r in labels]
-            for f, labels in zip(dataset.files, dataset.labels)}
+    return {
+        f.name: [[int(r[0]), *(round(float(v), 4) for v in r[1:])] for r in labels]
+        for f, labels in zip(dataset.files, dataset.labels)
+    }
 
 
 def viewer_boxes(store, ref: str) -> dict[str, list]:
@@ -283,15 +329,22 @@ def wandb_boxes(root: Path, digests: dict[str, str]) -> dict[str, list]:
     import wandb
 
     from artifactkit.wandb import media
+
     table = media.dataset_tables(wandb, root, "data.yaml", digests)["train"]
     artifact = wandb.Artifact("check", "dataset")
     artifact.add(table, "train")
     doc = json.loads(Path(artifact.manifest.entries["train.table.json"].local_path).read_text())
     column = doc["columns"].index("image")
+
     def row_boxes(row) -> list:
         boxes = row[column]["boxes"]["ground_truth"]
-        return [[b["class_id"], *(round(v, 4) for v in (*b["position"]["middle"], b["position"]["width"],
-                                                        b["position"]["height"]))] for b in boxes]
+        return [
+            [
+                b["class_id"],
+                *(round(v, 4) for v in (*b["position"]["middle"], b["position"]["width"], b["position"]["height"])),
+            ]
+            for b in boxes
+        ]
 
     return {Path(row[doc["columns"].index("path")]).name: row_boxes(row) for row in doc["data"]}
 
@@ -309,8 +362,8 @@ def wandb_offline(tmp_path, monkeypatch):
 
 def test_trainer_scoring_viewer_and_wandb_read_the_same_boxes_and_errors(tmp_path, wandb_offline):
     from artifactkit.statcache import NullStatCache
-    from artifactkit.val import ground_truth
     from artifactkit.store import open_store
+    from artifactkit.val import ground_truth
 
     root = tmp_path / "ds"
     yaml = standard(root)
@@ -328,8 +381,12 @@ def test_trainer_scoring_viewer_and_wandb_read_the_same_boxes_and_errors(tmp_pat
     store.log_folder(root, name="ds")
     digests = {e.path: e.digest for e in store.manifest(store.resolve("ds:v1")).entries}
     errors = []
-    for read in (lambda: trainer_boxes(spec), lambda: ground_truth(str(yaml), "train"),
-                 lambda: viewer_boxes(store, "ds:v1"), lambda: wandb_boxes(root, digests)):
+    for read in (
+        lambda: trainer_boxes(spec),
+        lambda: ground_truth(str(yaml), "train"),
+        lambda: viewer_boxes(store, "ds:v1"),
+        lambda: wandb_boxes(root, digests),
+    ):
         with pytest.raises(InvalidInput) as err:
             read()
         errors.append(str(err.value))

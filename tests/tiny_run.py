@@ -37,8 +37,9 @@ def tiny_run(tmp_path_factory) -> TinyRun:
         data = generate(root / "chess", n_train=8, n_val=4, n_heldout=2, imgsz=IMGSZ).parent
         threads = torch.get_num_threads()
         try:
-            artifactkit.train(str(root / "store"), data=str(data), run_id="tiny", epochs=1, imgsz=IMGSZ, batch=4,
-                              workers=0, threads=1)
+            artifactkit.train(
+                str(root / "store"), data=str(data), run_id="tiny", epochs=1, imgsz=IMGSZ, batch=4, workers=0, threads=1
+            )
         finally:
             torch.set_num_threads(threads)
         _cache["run"] = TinyRun(root / "store", "tiny", data)

@@ -91,8 +91,9 @@ class FsspecBackend(Backend):
         # The root as the filesystem spells paths (memory:// -> "/t", s3:// -> "bucket/prefix"),
         # so paths it returns from listings map back to keys by slicing.
         self.root = self.fs._strip_protocol(self.url).rstrip("/")
-        self.capabilities = Capabilities(atomic_create=protocol == "memory", atomic_replace=True,
-                                         remote=protocol != "memory")
+        self.capabilities = Capabilities(
+            atomic_create=protocol == "memory", atomic_replace=True, remote=protocol != "memory"
+        )
         if getattr(self.fs, "async_impl", False):
             _quiet_orphaned_connection_errors(self.fs.loop)
 
@@ -102,16 +103,23 @@ class FsspecBackend(Backend):
         try:
             options = {**cls._get_kwargs_from_urls(self.url), **options}
         except ValueError:  # its message may quote part of a password: not shown
-            raise InvalidInput(f"invalid store URI {self.uri}: cannot read user, host and port from it "
-                               "(a '/' or '@' in a password is written %2F or %40)") from None
-        self._secrets = [*self._secrets, *(v for k, v in options.items() if isinstance(v, str) and _SECRET_KEY.search(k))]
+            raise InvalidInput(
+                f"invalid store URI {self.uri}: cannot read user, host and port from it "
+                "(a '/' or '@' in a password is written %2F or %40)"
+            ) from None
+        self._secrets = [
+            *self._secrets,
+            *(v for k, v in options.items() if isinstance(v, str) and _SECRET_KEY.search(k)),
+        ]
         try:
             # skip_instance_cache: options (endpoint, credentials) differ between stores in one process.
             return cls(skip_instance_cache=True, **options)
         except TypeError as e:
             raise InvalidInput(f"{self.uri}: invalid storage option: {redact(str(e), self._secrets)}") from None
         except Exception as e:  # filesystems that connect when made (ftp, sftp) raise OSError and their own
-            raise BackendError(f"{self.uri}: cannot connect: {type(e).__name__}: {redact(str(e), self._secrets)}") from None
+            raise BackendError(
+                f"{self.uri}: cannot connect: {type(e).__name__}: {redact(str(e), self._secrets)}"
+            ) from None
 
     # -- paths and errors -------------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -137,8 +145,9 @@ class FsspecBackend(Backend):
         values so that no request is left running unobserved when one fails."""
         from fsspec.asyn import _run_coros_in_chunks, sync
 
-        return sync(self.fs.loop, _run_coros_in_chunks, coros, batch_size=_CONCURRENCY,
-                    nofiles=True, return_exceptions=True)
+        return sync(
+            self.fs.loop, _run_coros_in_chunks, coros, batch_size=_CONCURRENCY, nofiles=True, return_exceptions=True
+        )
 
     def _raise_first(self, keys: Sequence[str], results: list, doing: str) -> None:
         for key, r in zip(keys, results):
@@ -179,8 +188,9 @@ class FsspecBackend(Backend):
                 except Exception as e:
                     raise self._fail(e, key, "read") from e
             return out
-        results = self._gather([self.fs._cat_file(self._path(k), start=s, end=e, **self._cat_kwargs())
-                                for k, s, e in requests])
+        results = self._gather(
+            [self.fs._cat_file(self._path(k), start=s, end=e, **self._cat_kwargs()) for k, s, e in requests]
+        )
         self._raise_first([k for k, _, _ in requests], results, "read")
         return results
 
@@ -246,7 +256,9 @@ class FsspecBackend(Backend):
                 self.write(key, src.read_bytes() if isinstance(src, Path) else bytes(src))
             return
         coros = [
-            self.fs._put_file(str(src), self._path(k)) if isinstance(src, Path) else self.fs._pipe_file(self._path(k), bytes(src))
+            self.fs._put_file(str(src), self._path(k))
+            if isinstance(src, Path)
+            else self.fs._pipe_file(self._path(k), bytes(src))
             for k, src in items
         ]
         self._raise_first(keys, self._gather(coros), "write")
@@ -333,7 +345,8 @@ def _quiet_orphaned_connection_errors(loop) -> None:
     def handler(loop, context: dict) -> None:
         exc = context.get("exception")
         connection = isinstance(exc, ConnectionError) or any(
-            c.__name__ == "ClientConnectionError" for c in type(exc).__mro__)  # aiohttp's, not imported here
+            c.__name__ == "ClientConnectionError" for c in type(exc).__mro__
+        )  # aiohttp's, not imported here
         if connection or str(context.get("message", "")).startswith("Unclosed"):
             logger.debug("after a failed request: %s: %r", context.get("message"), exc)
             return

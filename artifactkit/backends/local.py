@@ -25,6 +25,8 @@ _WRITERS_MIN_FILES = 32  # per thread; smaller batches are written in the callin
 def open_local(uri: str, storage_options: dict[str, Any] | None = None) -> "LocalBackend":
     """The registry's factory for plain paths and file:// URLs (storage options mean nothing here)."""
     return LocalBackend(uri[len(_FILE) :] if uri[: len(_FILE)].lower() == _FILE else uri)
+
+
 # A key that could name a file outside the root: absolute, empty / "." / ".." parts, backslash, NUL.
 _UNSAFE_KEY = re.compile(r"^/|[\\\0]|//|/$|(^|/)\.\.?(/|$)")
 

@@ -19,9 +19,9 @@ import time
 from typing import Any, Iterable, Iterator
 
 from ..errors import AlreadyExists, BackendError, InvalidInput, NotFound
-from .base import Capabilities, ObjectInfo
 from ..redact import redact
-from .fs import FsspecBackend, SINGLE_WRITER
+from .base import Capabilities, ObjectInfo
+from .fs import SINGLE_WRITER, FsspecBackend
 
 PROBE_KEY = ".artifactkit/conditional-put-probe"
 _PROBE_BODY = b"artifactkit: a create-only PUT of this key must be refused (If-None-Match: *)\n"
@@ -30,12 +30,24 @@ _KEYS_PER_PAGE = 32  # above it: list if the listing takes fewer than keys/32 pa
 _SNAPSHOT_TTL = 300.0  # seconds a listing answers existence questions (blobs are immutable)
 _DEFAULT_CONFIG = {"max_pool_connections": 64, "connect_timeout": 10, "read_timeout": 60}
 _CREDENTIAL_CODES = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "AuthorizationHeaderMalformed", "RequestTimeTooSkewed", "403",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AuthorizationHeaderMalformed",
+    "RequestTimeTooSkewed",
+    "403",
 }
 _UNREACHABLE = (
-    "EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError",
-    "ClientConnectorError", "ServerDisconnectedError", "ProxyConnectionError", "SSLError",
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "ReadTimeoutError",
+    "ClientConnectorError",
+    "ServerDisconnectedError",
+    "ProxyConnectionError",
+    "SSLError",
 )
 
 
@@ -45,8 +57,9 @@ class S3Backend(FsspecBackend):
         self.bucket = self.root.split("/", 1)[0]
         if not self.bucket:
             raise InvalidInput(f"invalid store URI {uri!r}: expected s3://BUCKET[/PREFIX]")
-        self.capabilities = Capabilities(atomic_create=True, atomic_replace=True, pack_small_blobs=True,
-                                         conditional_replace=True)  # until probed
+        self.capabilities = Capabilities(
+            atomic_create=True, atomic_replace=True, pack_small_blobs=True, conditional_replace=True
+        )  # until probed
         self._conditional: bool | None = None
         self._if_match: bool | None = None
         self._snapshots: dict[str, tuple[float, set[str]]] = {}
@@ -58,10 +71,19 @@ class S3Backend(FsspecBackend):
         config = {**_DEFAULT_CONFIG, **(options.pop("config_kwargs", None) or {})}
         config["retries"] = {**_retry_defaults(options.get("profile")), **(config.get("retries") or {})}
         client = options.get("client_kwargs") or {}
-        self._endpoint = (options.get("endpoint_url") or client.get("endpoint_url")
-                          or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
-        self._secrets = [options.get("secret"), options.get("token"), client.get("aws_secret_access_key"),
-                         os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN")]
+        self._endpoint = (
+            options.get("endpoint_url")
+            or client.get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        self._secrets = [
+            options.get("secret"),
+            options.get("token"),
+            client.get("aws_secret_access_key"),
+            os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            os.environ.get("AWS_SESSION_TOKEN"),
+        ]
         return super()._make_fs(cls, {**options, "config_kwargs": config})
 
     # -- errors -------------------------------------------------------------------------------
@@ -75,14 +97,19 @@ class S3Backend(FsspecBackend):
         if isinstance(e, FileNotFoundError):
             return NotFound(f"{self.uri}: {key} not found")
         if "NoCredentialsError" in name:
-            return BackendError(f"{self.uri}: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
-                                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or --storage-option anon=true)")
+            return BackendError(
+                f"{self.uri}: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or --storage-option anon=true)"
+            )
         if code in _CREDENTIAL_CODES or isinstance(e, PermissionError):
-            return BackendError(f"{where}: access denied ({code or 'PermissionError'}) at {self._where()}: check the "
-                                "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, --storage-option key=/secret=)")
+            return BackendError(
+                f"{where}: access denied ({code or 'PermissionError'}) at {self._where()}: check the "
+                "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, --storage-option key=/secret=)"
+            )
         if any(n in name for n in _UNREACHABLE):
-            return BackendError(f"{where}: cannot reach the S3 endpoint {self._where()} "
-                                f"({next(n for n in _UNREACHABLE if n in name)})")
+            return BackendError(
+                f"{where}: cannot reach the S3 endpoint {self._where()} ({next(n for n in _UNREACHABLE if n in name)})"
+            )
         if code is None and not isinstance(e, OSError):
             return super()._fail(e, key, doing)
         return BackendError(f"{where}: {code or type(e).__name__}: {redact(str(e), self._secrets)}")
@@ -109,8 +136,12 @@ class S3Backend(FsspecBackend):
     def _exclusive_create(self) -> bool:
         if self._conditional is None:
             self._conditional = self._probe_conditional_put()
-            self.capabilities = Capabilities(atomic_create=self._conditional, atomic_replace=True, pack_small_blobs=True,
-                                             conditional_replace=self._conditional)
+            self.capabilities = Capabilities(
+                atomic_create=self._conditional,
+                atomic_replace=True,
+                pack_small_blobs=True,
+                conditional_replace=self._conditional,
+            )
         if self._conditional or self.single_writer:
             return bool(self._conditional)
         raise BackendError(
@@ -146,9 +177,11 @@ class S3Backend(FsspecBackend):
                 self.capabilities = Capabilities(atomic_create=True, atomic_replace=True, pack_small_blobs=True)
         if self._if_match or self.single_writer:
             return bool(self._if_match)
-        raise BackendError(f"{self.uri}: the S3 server at {self._where()} ignores If-Match on PUT, so a run holder "
-                           "that lost its run could overwrite its successor's records; use a server that honours "
-                           f"conditional writes, or pass --storage-option {SINGLE_WRITER}=true")
+        raise BackendError(
+            f"{self.uri}: the S3 server at {self._where()} ignores If-Match on PUT, so a run holder "
+            "that lost its run could overwrite its successor's records; use a server that honours "
+            f"conditional writes, or pass --storage-option {SINGLE_WRITER}=true"
+        )
 
     def read_tagged(self, key: str) -> tuple[bytes | None, str | None]:
         """(the object's bytes, its ETag) in one GET, or (None, None) if there is no such key."""
@@ -257,8 +290,11 @@ class S3Backend(FsspecBackend):
         for page in self._pages(prefix):
             for o in page:
                 mtime = o.get("LastModified")
-                yield ObjectInfo(key=self._key(f"{self.bucket}/{o['Key']}"), size=int(o.get("Size") or 0),
-                                 mtime=mtime.timestamp() if mtime is not None else None)
+                yield ObjectInfo(
+                    key=self._key(f"{self.bucket}/{o['Key']}"),
+                    size=int(o.get("Size") or 0),
+                    mtime=mtime.timestamp() if mtime is not None else None,
+                )
 
     # -- keeping the listing snapshot current ------------------------------------------------
     def _written(self, keys: list[str]) -> None:

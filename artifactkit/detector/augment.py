@@ -45,7 +45,7 @@ def letterbox(img: np.ndarray, imgsz: int):
     h, w = min(imgsz, max(1, round(h0 * gain))), min(imgsz, max(1, round(w0 * gain)))
     pad_w, pad_h = (imgsz - w) // 2, (imgsz - h) // 2
     out = np.full((3, imgsz, imgsz), FILL, np.uint8)
-    out[:, pad_h:pad_h + h, pad_w:pad_w + w] = resize_chw(img, h, w)
+    out[:, pad_h : pad_h + h, pad_w : pad_w + w] = resize_chw(img, h, w)
     return out, gain, (float(pad_w), float(pad_h))
 
 
@@ -69,7 +69,7 @@ def warp(src: np.ndarray, boxes: np.ndarray, scale: float, off, out: int):
     cx0, cy0 = max(0, -px), max(0, -py)
     cx1, cy1 = min(dw, out - px), min(dh, out - py)
     if cx1 > cx0 and cy1 > cy0:
-        canvas[:, py + cy0:py + cy1, px + cx0:px + cx1] = patch[:, cy0:cy1, cx0:cx1]
+        canvas[:, py + cy0 : py + cy1, px + cx0 : px + cx1] = patch[:, cy0:cy1, cx0:cx1]
     moved = boxes.copy()
     moved[:, [1, 3]] = (boxes[:, [1, 3]] - x0) * ex + px
     moved[:, [2, 4]] = (boxes[:, [2, 4]] - y0) * ey + py
@@ -97,8 +97,11 @@ def colour_matrix(rng: np.random.Generator, gains: tuple[float, float, float]) -
     luma = np.tile(_REC709, (3, 1))
     eye = np.eye(3)
     cos, sin = math.cos(theta), math.sin(theta)
-    rot = luma + cos * (eye - luma) + sin * np.array(
-        [[-0.2126, -0.7152, 0.9278], [0.143, 0.140, -0.283], [-0.7874, 0.7152, 0.0722]])
+    rot = (
+        luma
+        + cos * (eye - luma)
+        + sin * np.array([[-0.2126, -0.7152, 0.9278], [0.143, 0.140, -0.283], [-0.7874, 0.7152, 0.0722]])
+    )
     sat = luma + rs * (eye - luma)
     return (rv * rot @ sat).astype(np.float32)
 
@@ -158,13 +161,17 @@ def soften(chw: np.ndarray, factor: float) -> np.ndarray:
     resizes (cheaper than a Gaussian kernel on CPU). Each output pixel is computed alone."""
     _, h, w = chw.shape
     t = torch.from_numpy(np.ascontiguousarray(chw))[None]
-    small = F.interpolate(t, size=(max(1, round(h * factor)), max(1, round(w * factor))),
-                          mode="bilinear", antialias=True, align_corners=False)
+    small = F.interpolate(
+        t,
+        size=(max(1, round(h * factor)), max(1, round(w * factor))),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0].numpy()
 
 
-def xyxy_pixels(labels: np.ndarray, w: int, h: int, padw: float = 0,
-                padh: float = 0) -> np.ndarray:
+def xyxy_pixels(labels: np.ndarray, w: int, h: int, padw: float = 0, padh: float = 0) -> np.ndarray:
     """[cls, cx, cy, w, h] normalised -> [cls, x1, y1, x2, y2] pixels of a w x h image + pad."""
     out = np.empty_like(labels)
     out[:, 0] = labels[:, 0]

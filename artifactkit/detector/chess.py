@@ -29,8 +29,18 @@ from artifactkit.errors import InvalidInput, missing_extra
 from artifactkit.fileio import atomic_write
 
 NAMES = [
-    "white-king", "white-queen", "white-rook", "white-bishop", "white-knight", "white-pawn",
-    "black-king", "black-queen", "black-rook", "black-bishop", "black-knight", "black-pawn",
+    "white-king",
+    "white-queen",
+    "white-rook",
+    "white-bishop",
+    "white-knight",
+    "white-pawn",
+    "black-king",
+    "black-queen",
+    "black-rook",
+    "black-bishop",
+    "black-knight",
+    "black-pawn",
 ]
 # theme.json piece codes in class order.
 _CODES = ["wK", "wQ", "wR", "wB", "wN", "wP", "bK", "bQ", "bR", "bB", "bN", "bP"]
@@ -45,8 +55,15 @@ _FULL_SIDE = {"K": 1, "Q": 1, "R": 2, "B": 2, "N": 2, "P": 8}
 _ALPHA_EDGE = 32  # sprite pixels with alpha above this count as the piece for its box
 
 
-def generate(out_dir, n_train: int = 800, n_val: int = 200, n_heldout: int = 200,
-             imgsz: int = 416, seed: int = 0, n_style: int = 0) -> Path:
+def generate(
+    out_dir,
+    n_train: int = 800,
+    n_val: int = 200,
+    n_heldout: int = 200,
+    imgsz: int = 416,
+    seed: int = 0,
+    n_style: int = 0,
+) -> Path:
     """Render the dataset into out_dir and return the path of its data.yaml.
 
     out_dir must be empty, absent, or a previous chess dataset (which is reused when it was made
@@ -61,8 +78,12 @@ def generate(out_dir, n_train: int = 800, n_val: int = 200, n_heldout: int = 200
     if any(int(n) < 0 for n in counts.values()):
         raise InvalidInput(f"chess split sizes must be >= 0, got {counts}")
     out = Path(out_dir)
-    params = {"version": _GENERATOR_VERSION, "imgsz": int(imgsz), "seed": int(seed),
-              "counts": {k: int(v) for k, v in counts.items()}}
+    params = {
+        "version": _GENERATOR_VERSION,
+        "imgsz": int(imgsz),
+        "seed": int(seed),
+        "counts": {k: int(v) for k, v in counts.items()},
+    }
     if _prepare_out_dir(out, params):
         return out / "data.yaml"
     renderer = _Renderer(_load_themes(), int(imgsz))
@@ -85,8 +106,10 @@ def _prepare_out_dir(out: Path, params: dict) -> bool:
     marker = out / _MARKER
     if out.exists() and any(out.iterdir()):
         if not marker.is_file():
-            raise InvalidInput(f"chess output {out} is not empty and is not a chess dataset "
-                               f"(no {_MARKER}); choose an empty or new directory")
+            raise InvalidInput(
+                f"chess output {out} is not empty and is not a chess dataset "
+                f"(no {_MARKER}); choose an empty or new directory"
+            )
         if _is_complete(out, params):
             return True
         # Remove data.yaml first: from here until it is rewritten the dataset reads as incomplete.
@@ -112,16 +135,19 @@ def _is_complete(out: Path, params: dict) -> bool:
 
 
 def _write_yaml(out: Path, splits: list[str]) -> None:
-    doc = {"path": ".", **{split: f"images/{split}" for split in splits}, "nc": len(NAMES),
-           "names": {i: n for i, n in enumerate(NAMES)}}
+    doc = {
+        "path": ".",
+        **{split: f"images/{split}" for split in splits},
+        "nc": len(NAMES),
+        "names": {i: n for i, n in enumerate(NAMES)},
+    }
     atomic_write(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
 
 
 def _write_one(renderer: "_Renderer", out: Path, split: str, i: int, seed: int) -> None:
     rng = np.random.default_rng([seed, SPLITS.index(split), i])
     themes = HELDOUT_THEMES if split == "val-heldout" else TRAIN_THEMES
-    img, labels, quality = renderer.render(rng, themes[int(rng.integers(len(themes)))],
-                                           restyle=split == "val-style")
+    img, labels, quality = renderer.render(rng, themes[int(rng.integers(len(themes)))], restyle=split == "val-style")
     stem = f"{split}-{i:05d}"
     img.save(out / "images" / split / f"{stem}.jpg", "JPEG", quality=quality)
     lines = "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in labels)
@@ -144,8 +170,7 @@ def _load_themes() -> dict:
         for code in _CODES:
             data = entry["pieces"][code][0].split(",", 1)[1]
             pieces.append(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGBA"))
-        board = tuple(tuple(int(c.lstrip("#")[k:k + 2], 16) for k in (0, 2, 4))
-                      for c in entry["board"])
+        board = tuple(tuple(int(c.lstrip("#")[k : k + 2], 16) for k in (0, 2, 4)) for c in entry["board"])
         themes[name] = {"board": board, "pieces": pieces}
     return themes
 
@@ -154,8 +179,7 @@ def random_position(rng: np.random.Generator) -> list[tuple[int, int, int]]:
     """A plausible position as (class, file, rank): both kings, 2-32 pieces, <= 8 pawns a side,
     no pawns on the first/last rank, kings not touching, a side's bishops on opposite colours."""
     n_total = int(rng.integers(2, 33))
-    pool = [(side, kind) for side in (0, 1) for kind, n in _FULL_SIDE.items() if kind != "K"
-            for _ in range(n)]
+    pool = [(side, kind) for side in (0, 1) for kind, n in _FULL_SIDE.items() if kind != "K" for _ in range(n)]
     keep = rng.permutation(len(pool))[: n_total - 2]
     pieces = [(0, "K"), (1, "K")] + [pool[k] for k in sorted(keep)]
     free = np.ones((8, 8), bool)
@@ -166,7 +190,7 @@ def random_position(rng: np.random.Generator) -> list[tuple[int, int, int]]:
             allowed[:, [0, 7]] = False
         if kind == "K" and side == 1:
             f, r = placed[0][1], placed[0][2]
-            allowed[max(f - 1, 0):f + 2, max(r - 1, 0):r + 2] = False
+            allowed[max(f - 1, 0) : f + 2, max(r - 1, 0) : r + 2] = False
         if kind == "B" and side in bishop_colour:
             allowed &= (np.add.outer(np.arange(8), np.arange(8)) % 2) != bishop_colour[side]
         choices = np.flatnonzero(allowed)
@@ -236,8 +260,7 @@ class _Renderer:
                 im = paint(im, cls >= 6)
             px, py = ox + f * sq + inset, oy + r * sq + inset
             img.paste(im, (px, py), im)
-            labels.append((cls, (px + (x0 + x1) / 2) / s, (py + (y0 + y1) / 2) / s,
-                           (x1 - x0) / s, (y1 - y0) / s))
+            labels.append((cls, (px + (x0 + x1) / 2) / s, (py + (y0 + y1) / 2) / s, (x1 - x0) / s, (y1 - y0) / s))
         img = self._degrade(rng, img)
         return img, labels, int(rng.integers(45, 96))
 

@@ -42,8 +42,10 @@ def normalise_device(value: str) -> str:
         return f"cuda:{gpus[0]}"
     if "LOCAL_RANK" in os.environ:  # torchrun started us: one process per GPU
         return "cuda"
-    raise ValueError(f"{len(gpus)} GPUs train as one process each: run  CUDA_VISIBLE_DEVICES={value} "
-                     f"torchrun --nproc-per-node {len(gpus)} -m artifactkit train --device cuda ...")
+    raise ValueError(
+        f"{len(gpus)} GPUs train as one process each: run  CUDA_VISIBLE_DEVICES={value} "
+        f"torchrun --nproc-per-node {len(gpus)} -m artifactkit train --device cuda ..."
+    )
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -240,8 +242,19 @@ def _describe(error: ValidationError, labels: Mapping[str, str] | None = None) -
 # The augmentation keys of TrainConfig, which the data module needs without the rest of a run's
 # settings (a dataset can be built and tested alone). Derived, never declared twice: one place for
 # each default and bound.
-AUGMENT_KEYS = ("mosaic", "scale", "translate", "hsv_h", "hsv_s", "hsv_v", "fliplr", "flipud", "contrast", "blur",
-                "erase")
+AUGMENT_KEYS = (
+    "mosaic",
+    "scale",
+    "translate",
+    "hsv_h",
+    "hsv_s",
+    "hsv_v",
+    "fliplr",
+    "flipud",
+    "contrast",
+    "blur",
+    "erase",
+)
 AugmentConfig = create_model(
     "AugmentConfig",
     __config__=ConfigDict(frozen=True, extra="forbid"),

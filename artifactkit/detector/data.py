@@ -22,22 +22,35 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from artifactkit.detector.augment import (
-    colour_matrix, hide_parts, letterbox, recolour, resize_chw, soften, warp, with_contrast, xyxy_pixels,
+    colour_matrix,
+    hide_parts,
+    letterbox,
+    recolour,
+    resize_chw,
+    soften,
+    warp,
+    with_contrast,
+    xyxy_pixels,
 )
 from artifactkit.detector.config import AUTO_WORKERS, MIN_BATCHES_FOR_WORKERS, AugmentConfig
 from artifactkit.errors import InvalidInput
 from artifactkit.yolo import (
-    DatasetSpec, Split, check_labelled, exif_orientation, image_shape, list_images, open_image, read_labels,
+    DatasetSpec,
+    Split,
+    check_labelled,
+    exif_orientation,
+    image_shape,
+    list_images,
+    open_image,
+    read_labels,
     require_images,
 )
 
-__all__ = ["AugmentConfig", "EpochSampler", "YoloDataset", "build_dataloader", "collate", "letterbox",
-           "load_split"]
+__all__ = ["AugmentConfig", "EpochSampler", "YoloDataset", "build_dataloader", "collate", "letterbox", "load_split"]
 
 logger = logging.getLogger(__name__)
 _SAMPLE_STREAM, _SAMPLER_STREAM = 1, 2  # keep sample and order RNG streams apart
-_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
-                 Image.DecompressionBombError)
+_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError)
 
 
 def _folder_split(folder: Path) -> Split:
@@ -83,8 +96,16 @@ class YoloDataset(Dataset):
     (index, epoch, mosaic) keys that EpochSampler yields.
     """
 
-    def __init__(self, source: Split | str | os.PathLike, names, imgsz: int = 640, augment: bool = False,
-                 hyp: AugmentConfig | None = None, seed: int = 0, cache: bool = False):
+    def __init__(
+        self,
+        source: Split | str | os.PathLike,
+        names,
+        imgsz: int = 640,
+        augment: bool = False,
+        hyp: AugmentConfig | None = None,
+        seed: int = 0,
+        cache: bool = False,
+    ):
         self.split = source if isinstance(source, Split) else _folder_split(Path(source))
         self.names = list(names)
         self.imgsz = int(imgsz)
@@ -95,8 +116,7 @@ class YoloDataset(Dataset):
         self.mosaic = self.augment and self.hyp.mosaic > 0
         require_images(self.split)
         self.files = list(self.split.images)
-        self.labels = [np.array(read_labels(p, len(self.names)), np.float32).reshape(-1, 5)
-                       for p in self.split.labels]
+        self.labels = [np.array(read_labels(p, len(self.names)), np.float32).reshape(-1, 5) for p in self.split.labels]
         self.shapes = [image_shape(f) for f in self.files]
         self._cache = self._preload() if cache else None
 
@@ -176,7 +196,7 @@ class YoloDataset(Dataset):
             y1a, y2a = (max(yc - h, 0), yc) if top else (yc, min(yc + h, 2 * s))
             x1b = w - (x2a - x1a) if left else 0
             y1b = h - (y2a - y1a) if top else 0
-            canvas[y1a:y2a, x1a:x2a] = img[y1b:y1b + y2a - y1a, x1b:x1b + x2a - x1a]
+            canvas[y1a:y2a, x1a:x2a] = img[y1b : y1b + y2a - y1a, x1b : x1b + x2a - x1a]
             parts.append(xyxy_pixels(self.labels[j], w, h, x1a - x1b, y1a - y1b))
         boxes = np.concatenate(parts)
         boxes[:, 1:] = boxes[:, 1:].clip(0, 2 * s)
@@ -193,13 +213,27 @@ class YoloDataset(Dataset):
 
     def _sample(self, i: int, img: np.ndarray, boxes: np.ndarray, ratio_pad) -> dict[str, Any]:
         s = self.imgsz
-        xywh = np.stack([(boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 2] + boxes[:, 4]) / 2,
-                         boxes[:, 3] - boxes[:, 1], boxes[:, 4] - boxes[:, 2]], 1) / s
-        return {"img": torch.from_numpy(np.ascontiguousarray(img)),
-                "cls": torch.from_numpy(boxes[:, 0].astype(np.float32)),
-                "bboxes": torch.from_numpy(xywh.clip(0, 1).astype(np.float32)),
-                "im_id": self.files[i].stem, "path": str(self.files[i]),
-                "ori_shape": self.shapes[i], "ratio_pad": ratio_pad}
+        xywh = (
+            np.stack(
+                [
+                    (boxes[:, 1] + boxes[:, 3]) / 2,
+                    (boxes[:, 2] + boxes[:, 4]) / 2,
+                    boxes[:, 3] - boxes[:, 1],
+                    boxes[:, 4] - boxes[:, 2],
+                ],
+                1,
+            )
+            / s
+        )
+        return {
+            "img": torch.from_numpy(np.ascontiguousarray(img)),
+            "cls": torch.from_numpy(boxes[:, 0].astype(np.float32)),
+            "bboxes": torch.from_numpy(xywh.clip(0, 1).astype(np.float32)),
+            "im_id": self.files[i].stem,
+            "path": str(self.files[i]),
+            "ori_shape": self.shapes[i],
+            "ratio_pad": ratio_pad,
+        }
 
 
 class EpochSampler(Sampler):
@@ -208,8 +242,7 @@ class EpochSampler(Sampler):
     read from the dataset when iteration starts, so workers (whose dataset copies are stale) still
     produce the right samples."""
 
-    def __init__(self, dataset: YoloDataset, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(self, dataset: YoloDataset, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1):
         if world_size < 1 or not 0 <= rank < world_size:
             raise InvalidInput(f"rank {rank} / world_size {world_size} is not a valid shard")
         self.dataset, self.shuffle, self.seed = dataset, bool(shuffle), int(seed)
@@ -227,11 +260,11 @@ class EpochSampler(Sampler):
         else:
             idx = np.arange(n)
         idx = np.resize(idx, self.num_samples * self.world_size)  # pads by wrapping around
-        return idx[self.rank::self.world_size]
+        return idx[self.rank :: self.world_size]
 
     def __iter__(self):
         epoch, mosaic = self.dataset.epoch, self.dataset.mosaic
-        return iter([(int(i), epoch, mosaic) for i in self.order(epoch)[self.start:]])
+        return iter([(int(i), epoch, mosaic) for i in self.order(epoch)[self.start :]])
 
     def __len__(self) -> int:
         return self.num_samples - self.start
@@ -239,13 +272,18 @@ class EpochSampler(Sampler):
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Samples -> the batch format of the contract (targets: [batch_index, cls, cx, cy, w, h])."""
-    targets = [torch.cat([torch.full((len(s["cls"]), 1), float(b)), s["cls"][:, None],
-                          s["bboxes"]], 1) for b, s in enumerate(samples)]
-    return {"img": torch.stack([s["img"] for s in samples]),
-            "targets": torch.cat(targets) if targets else torch.zeros((0, 6)),
-            "im_ids": [s["im_id"] for s in samples], "paths": [s["path"] for s in samples],
-            "ori_shapes": [s["ori_shape"] for s in samples],
-            "ratio_pad": [s["ratio_pad"] for s in samples]}
+    targets = [
+        torch.cat([torch.full((len(s["cls"]), 1), float(b)), s["cls"][:, None], s["bboxes"]], 1)
+        for b, s in enumerate(samples)
+    ]
+    return {
+        "img": torch.stack([s["img"] for s in samples]),
+        "targets": torch.cat(targets) if targets else torch.zeros((0, 6)),
+        "im_ids": [s["im_id"] for s in samples],
+        "paths": [s["path"] for s in samples],
+        "ori_shapes": [s["ori_shape"] for s in samples],
+        "ratio_pad": [s["ratio_pad"] for s in samples],
+    }
 
 
 class _Loader(DataLoader):
@@ -269,8 +307,9 @@ def effective_workers(requested: int | None, images: int, batch: int) -> tuple[i
     if requested is None:
         batches = math.ceil(images / max(1, batch))
         if batches < MIN_BATCHES_FOR_WORKERS:
-            return 0, (f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: "
-                       "start-up would cost more than it saves")
+            return 0, (
+                f"{batches} batches an epoch, under {MIN_BATCHES_FOR_WORKERS}: start-up would cost more than it saves"
+            )
         requested, why = AUTO_WORKERS, "the default"
     else:
         why = "as set"
@@ -280,15 +319,28 @@ def effective_workers(requested: int | None, images: int, batch: int) -> tuple[i
     return requested, why
 
 
-def build_dataloader(dataset: YoloDataset, batch: int, workers: int = 0, shuffle: bool = False,
-                     seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
+def build_dataloader(
+    dataset: YoloDataset,
+    batch: int,
+    workers: int = 0,
+    shuffle: bool = False,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
     """DataLoader over an EpochSampler. Call dataset.set_epoch(e) (and close_mosaic()) before
     iterating an epoch. A private torch.Generator keeps the DataLoader from drawing its worker
     base seed from the global torch RNG (which the trainer's RNG state would then depend on)."""
     if batch < 1 or workers < 0:
         raise InvalidInput(f"batch must be >= 1 and workers >= 0, got {batch} and {workers}")
     sampler = EpochSampler(dataset, shuffle, seed, rank, world_size)
-    return _Loader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                   collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                   persistent_workers=workers > 0,
-                   generator=torch.Generator().manual_seed(int(seed)))
+    return _Loader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(int(seed)),
+    )

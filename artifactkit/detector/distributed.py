@@ -128,7 +128,9 @@ class World:
         skeleton = _strip(state, tensors) if self.is_main else None
         layout = [(t.dtype, tuple(t.shape)) for t in tensors]
         skeleton, layout = self.broadcast((skeleton, layout))
-        sizes = [int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size() for dtype, shape in layout]
+        sizes = [
+            int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size() for dtype, shape in layout
+        ]
         if self.is_main:
             buffer = torch.cat([_as_bytes(t) for t in tensors]) if tensors else torch.empty(0, dtype=torch.uint8)
         else:
@@ -239,8 +241,10 @@ def rank_seed(seed: int, rank: int) -> int:
 def rank_batch(batch: int, world: World) -> int:
     """This rank's share of the global batch."""
     if batch % world.size:
-        raise InvalidInput(f"train config key 'batch' (--batch): {batch} is the global batch and must split evenly "
-                           f"over {world.size} processes; use a multiple of {world.size}")
+        raise InvalidInput(
+            f"train config key 'batch' (--batch): {batch} is the global batch and must split evenly "
+            f"over {world.size} processes; use a multiple of {world.size}"
+        )
     return batch // world.size
 
 
@@ -249,8 +253,10 @@ def rank_device(device: torch.device, world: World) -> torch.device:
     if not world.distributed or device.type != "cuda":
         return device
     if device.index is not None and device.index != world.local_rank:
-        raise InvalidInput(f"train config key 'device': {device} names one GPU, but under torchrun each process "
-                           "uses cuda:LOCAL_RANK; pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
+        raise InvalidInput(
+            f"train config key 'device': {device} names one GPU, but under torchrun each process "
+            "uses cuda:LOCAL_RANK; pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)"
+        )
     return torch.device("cuda", world.local_rank)
 
 

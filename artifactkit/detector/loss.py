@@ -25,8 +25,9 @@ class TaskAlignedAssigner:
     pair; everything else works on the list of candidate pairs, which is far shorter.
     """
 
-    def __init__(self, nc: int, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9,
-                 min_side: float = 0.0):
+    def __init__(
+        self, nc: int, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9, min_side: float = 0.0
+    ):
         self.nc, self.topk, self.alpha, self.beta, self.eps = nc, topk, alpha, beta, eps
         # Boxes are widened to at least min_side pixels for the inside test only, so a tiny
         # object still has a few candidate anchors (a 10 px box holds one stride-8 centre or none).
@@ -162,7 +163,9 @@ class DetectionLoss:
         # The middle stride as the smallest box side for candidates, as Ultralytics 8.4 does.
         self.assigner = TaskAlignedAssigner(model.nc, topk=10, alpha=0.5, beta=6.0, min_side=float(model.stride[1]))
 
-    def __call__(self, outputs: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self, outputs: list[torch.Tensor], targets: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # float32 throughout: under mixed precision, CIoU's eps and pixel coordinates lose too
         # much in half precision (a no-op on CPU training, which is float32 already)
         box_logits, cls_logits = (t.float() for t in self.model.flatten_outputs(outputs))
@@ -186,7 +189,9 @@ class DetectionLoss:
         # normalise by the soft positive mass, not the anchor count: background-heavy images
         # must not dilute the loss of the few anchors that carry objects
         target_scores_sum = target_scores.sum().clamp(min=1)
-        loss_cls = F.binary_cross_entropy_with_logits(cls_logits, target_scores, reduction="none").sum() / target_scores_sum
+        loss_cls = (
+            F.binary_cross_entropy_with_logits(cls_logits, target_scores, reduction="none").sum() / target_scores_sum
+        )
         loss_box, loss_dfl = self._box_losses(
             box_logits, pred_boxes, anchors, target_boxes / strides, target_scores, target_scores_sum, foreground
         )

@@ -40,8 +40,7 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 
 _CONF_GRID = np.linspace(0.0, 1.0, 1000)
 
 
-def _class_masked_iou(pred: torch.Tensor, gt_cls: torch.Tensor,
-                      gt_boxes: torch.Tensor) -> np.ndarray:
+def _class_masked_iou(pred: torch.Tensor, gt_cls: torch.Tensor, gt_boxes: torch.Tensor) -> np.ndarray:
     """(D, G) IoU in float64, zeroed across classes so a detection can only match its own class."""
     iou = box_iou(pred[:, :4].double(), gt_boxes.double()).numpy()
     same = pred[:, 5].long().numpy()[:, None] == gt_cls.long().numpy()[None, :]
@@ -90,8 +89,9 @@ def _as_cpu(pred: torch.Tensor, gt_cls: torch.Tensor, gt_boxes: torch.Tensor):
     return pred, gt_cls.detach().cpu().reshape(-1), gt_boxes.detach().cpu().reshape(-1, 4)
 
 
-def match_image(pred: torch.Tensor, gt_cls: torch.Tensor, gt_boxes: torch.Tensor,
-                iou: float = 0.5, conf: float = 0.0) -> tuple[int, int, int]:
+def match_image(
+    pred: torch.Tensor, gt_cls: torch.Tensor, gt_boxes: torch.Tensor, iou: float = 0.5, conf: float = 0.0
+) -> tuple[int, int, int]:
     """(tp, fp, fn) counts for one image with COCOeval's greedy matching at one IoU threshold.
 
     pred: (n, 6) [x1, y1, x2, y2, conf, cls]; detections below `conf` are dropped first (tables
@@ -140,7 +140,11 @@ def confusion_matrix(images, nc: int, conf: float = 0.25, iou: float = 0.45) -> 
         pred, gt_cls, gt_boxes = _as_cpu(im.pred, im.gt_cls, im.gt_boxes)
         pred = pred[pred[:, 4] >= conf]
         p_cls, g_cls = pred[:, 5].long().numpy(), gt_cls.long().numpy()
-        ious = box_iou(pred[:, :4], gt_boxes.double()).numpy() if len(pred) and len(g_cls) else np.zeros((len(pred), len(g_cls)))
+        ious = (
+            box_iou(pred[:, :4], gt_boxes.double()).numpy()
+            if len(pred) and len(g_cls)
+            else np.zeros((len(pred), len(g_cls)))
+        )
         d, g = np.nonzero(ious > iou)
         order = np.argsort(-ious[d, g], kind="stable")
         used_d, used_g = set(), set()
@@ -239,10 +243,12 @@ class DetectionMetrics:
         self.conf_best = float(_CONF_GRID[best])
         self.precision_c = np.where(has_gt, p_curve[:, best], np.nan)
         self.recall_c = np.where(has_gt, r_curve[:, best], np.nan)
-        return {"precision": float(np.nanmean(self.precision_c)),
-                "recall": float(np.nanmean(self.recall_c)),
-                "mAP50": float(np.nanmean(self.ap50)),
-                "mAP50-95": float(np.nanmean(self.ap50_95))}
+        return {
+            "precision": float(np.nanmean(self.precision_c)),
+            "recall": float(np.nanmean(self.recall_c)),
+            "mAP50": float(np.nanmean(self.ap50)),
+            "mAP50-95": float(np.nanmean(self.ap50_95)),
+        }
 
     def _pooled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All detections in one global stable descending-score order (COCOeval's accumulate)."""
@@ -263,21 +269,34 @@ class DetectionMetrics:
     def per_class(self) -> list[dict]:
         """One row per class, as Ultralytics' val prints them (call compute() first); metrics are
         None for a class without GT."""
+
         def num(x: float) -> float | None:
             return None if np.isnan(x) else float(x)
-        return [{"class": self.names[c], "images": int(self.n_images[c]), "instances": int(self.n_gt[c]),
-                 "precision": num(self.precision_c[c]), "recall": num(self.recall_c[c]),
-                 "mAP50": num(self.ap50[c]), "mAP50-95": num(self.ap50_95[c])}
-                for c in range(self.nc)]
+
+        return [
+            {
+                "class": self.names[c],
+                "images": int(self.n_images[c]),
+                "instances": int(self.n_gt[c]),
+                "precision": num(self.precision_c[c]),
+                "recall": num(self.recall_c[c]),
+                "mAP50": num(self.ap50[c]),
+                "mAP50-95": num(self.ap50_95[c]),
+            }
+            for c in range(self.nc)
+        ]
 
 
 # ---- COCO results JSON ------------------------------------------------------------------------
 
+
 def coco_records(image_id: str, pred: torch.Tensor) -> list[dict]:
     """(n, 6) xyxy+conf+cls in original px -> COCO result records for one image."""
     rows = pred.detach().cpu().reshape(-1, 6).double().tolist()
-    return [{"image_id": image_id, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
-             "score": s} for x1, y1, x2, y2, s, c in rows]
+    return [
+        {"image_id": image_id, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+        for x1, y1, x2, y2, s, c in rows
+    ]
 
 
 def write_coco_json(path: str | os.PathLike, records: list[dict]) -> None:
@@ -314,8 +333,12 @@ def _check_record(rec, nc: int | None, image_ids: Collection[str] | None) -> str
     return None
 
 
-def read_coco_json(path: str | os.PathLike, image_ids: Collection[str] | None = None,
-                   nc: int | None = None, translate: Callable[[dict, str], dict] | None = None) -> list[dict]:
+def read_coco_json(
+    path: str | os.PathLike,
+    image_ids: Collection[str] | None = None,
+    nc: int | None = None,
+    translate: Callable[[dict, str], dict] | None = None,
+) -> list[dict]:
     """Read and validate COCO results; image ids come back as strings, numbers as floats.
 
     With `image_ids` / `nc`, entries naming unknown images or classes are errors too. `translate`
@@ -343,8 +366,14 @@ def read_coco_json(path: str | os.PathLike, image_ids: Collection[str] | None = 
         problem = _check_record(rec, nc, image_ids)
         if problem:
             raise InvalidInput(f"{path}: entry {i}: {problem}")
-        out.append({"image_id": str(rec["image_id"]), "category_id": rec["category_id"],
-                    "bbox": [float(v) for v in rec["bbox"]], "score": float(rec["score"])})
+        out.append(
+            {
+                "image_id": str(rec["image_id"]),
+                "category_id": rec["category_id"],
+                "bbox": [float(v) for v in rec["bbox"]],
+                "score": float(rec["score"]),
+            }
+        )
     return out
 
 
@@ -358,10 +387,14 @@ def records_to_preds(records: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(v, dtype=torch.float64) for k, v in rows.items()}
 
 
-def score_coco_json(path: str | os.PathLike,
-                    ground_truth: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-                    names: list[str], max_det: int | None = 100, conf: float = 0.0,
-                    translate: Callable[[dict, str], dict] | None = None) -> DetectionMetrics:
+def score_coco_json(
+    path: str | os.PathLike,
+    ground_truth: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    names: list[str],
+    max_det: int | None = 100,
+    conf: float = 0.0,
+    translate: Callable[[dict, str], dict] | None = None,
+) -> DetectionMetrics:
     """Score a COCO results file against per-image (gt_cls, gt_boxes xyxy original px).
 
     Every dataset image counts (an image without predictions contributes only misses); entries

@@ -150,7 +150,9 @@ class DetectHead(nn.Module):
         box_hidden = max(16, channels[0] // 4, 4 * reg_max)
         cls_hidden = max(channels[0], min(nc, 100))
         self.box_branches = nn.ModuleList(
-            nn.Sequential(Conv(c, box_hidden, 3), Conv(box_hidden, box_hidden, 3), nn.Conv2d(box_hidden, 4 * reg_max, 1))
+            nn.Sequential(
+                Conv(c, box_hidden, 3), Conv(box_hidden, box_hidden, 3), nn.Conv2d(box_hidden, 4 * reg_max, 1)
+            )
             for c in channels
         )
         self.cls_branches = nn.ModuleList(
@@ -223,7 +225,6 @@ class YOLO(nn.Module):
         anchors, strides = make_anchors(outputs, self.stride)
         boxes = dist2bbox(self.dfl_distances(box_logits), anchors) * strides
         return torch.cat((boxes, cls_logits.sigmoid()), dim=-1)
-
 
 
 class Decoded(nn.Module):

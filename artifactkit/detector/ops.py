@@ -1,8 +1,7 @@
 """Box arithmetic shared by the model, the loss, NMS and the metrics (torch tensors, xyxy unless named)."""
 
-import math
-
 import contextlib
+import math
 from typing import Iterator
 
 import torch

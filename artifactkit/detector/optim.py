@@ -53,8 +53,9 @@ def choose_optimizer(config: TrainConfig, nc: int, n_train: int) -> OptimizerCho
     the epochs, and the larger lr gets further in them.
     """
     if config.optimizer != "auto":
-        return OptimizerChoice(config.optimizer, config.lr0, config.momentum, config.warmup_bias_lr,
-                               config.nbs or YOLOV8_NBS)
+        return OptimizerChoice(
+            config.optimizer, config.lr0, config.momentum, config.warmup_bias_lr, config.nbs or YOLOV8_NBS
+        )
     iterations = math.ceil(n_train / max(config.batch, YOLOV8_NBS)) * config.epochs
     if iterations > AUTO_SGD_MIN_ITERATIONS:
         return OptimizerChoice("SGD", 0.01, 0.9, config.warmup_bias_lr, config.nbs or YOLOV8_NBS)
@@ -108,7 +109,9 @@ def lr_factor(epoch: int, epochs: int, lrf: float, cosine: bool) -> float:
     return max(1 - epoch / epochs, 0) * (1.0 - lrf) + lrf
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, factor: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, factor: Callable[[int], float]
+) -> torch.optim.lr_scheduler.LambdaLR:
     # `factor` must be a plain function (a lambda): LambdaLR.state_dict() then stores None for it
     # instead of trying to copy a callable object's attributes.
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)

@@ -18,8 +18,9 @@ def describe_weights(state: dict[str, torch.Tensor], where: str) -> tuple[str, i
     except (KeyError, TypeError):
         raise InvalidInput(f"{where}: not the weights of an artifactkit YOLO model (no {STEM_KEY})") from None
     if not all(isinstance(t, torch.Tensor) and t.ndim == 4 for t in (stem, classes)):  # a forged file
-        raise InvalidInput(f"{where}: weights of an unknown model shape "
-                           f"({STEM_KEY} and {CLASS_KEY} are no conv weights)")
+        raise InvalidInput(
+            f"{where}: weights of an unknown model shape ({STEM_KEY} and {CLASS_KEY} are no conv weights)"
+        )
     by_width = {_width(64, width, top): scale for scale, (_, width, top) in SCALES.items()}
     scale = by_width.get(int(stem.shape[0]))
     if scale is None or classes.ndim != 4:
@@ -33,7 +34,9 @@ def load_pretrained(model: YOLO, state: dict[str, torch.Tensor], where: str) -> 
     are copied and the head keeps its fresh initialisation; the returned sentence says so."""
     scale, nc = describe_weights(state, where)
     if scale != model.scale:
-        raise InvalidInput(f"{where}: weights of a YOLO-{scale} do not fit a YOLO-{model.scale} (train with --model {scale})")
+        raise InvalidInput(
+            f"{where}: weights of a YOLO-{scale} do not fit a YOLO-{model.scale} (train with --model {scale})"
+        )
     body = state if nc == model.nc else {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIX)}
     try:
         missing, unexpected = model.load_state_dict(body, strict=False)
@@ -44,5 +47,7 @@ def load_pretrained(model: YOLO, state: dict[str, torch.Tensor], where: str) -> 
         raise InvalidInput(f"{where}: weights do not fit a YOLO-{scale} (keys {', '.join(wrong[:3])} differ)")
     if body is state:
         return None
-    return (f"{where} has {nc} classes, the dataset {model.nc}: kept the backbone and neck, "
-            f"re-initialised the detection head")
+    return (
+        f"{where} has {nc} classes, the dataset {model.nc}: kept the backbone and neck, "
+        f"re-initialised the detection head"
+    )

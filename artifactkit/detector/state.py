@@ -17,8 +17,19 @@ from artifactkit.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
-STATE_KEYS = ("model", "ema", "optimizer", "scheduler", "epoch", "step", "last_opt_step", "best_fitness",
-              "config", "optimizer_choice", "rng")
+STATE_KEYS = (
+    "model",
+    "ema",
+    "optimizer",
+    "scheduler",
+    "epoch",
+    "step",
+    "last_opt_step",
+    "best_fitness",
+    "config",
+    "optimizer_choice",
+    "rng",
+)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -44,12 +55,14 @@ def restore_rng(state: dict[str, Any]) -> None:
     python_version, python_state, python_gauss = state["python"]
     random.setstate((python_version, tuple(python_state), python_gauss))
     numpy_state = state["numpy"]
-    np.random.set_state({
-        "bit_generator": numpy_state["bit_generator"],
-        "state": {"key": np.asarray(numpy_state["key"], dtype=np.uint32), "pos": numpy_state["pos"]},
-        "has_gauss": numpy_state["has_gauss"],
-        "gauss": numpy_state["gauss"],
-    })
+    np.random.set_state(
+        {
+            "bit_generator": numpy_state["bit_generator"],
+            "state": {"key": np.asarray(numpy_state["key"], dtype=np.uint32), "pos": numpy_state["pos"]},
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -69,9 +82,22 @@ def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
 
 # Keys that may differ on resume without changing the numbers: the length of the run (and when
 # to stop it early), where the same dataset version lies on this machine, how many processes load
-# it (the data order and augmentation do not depend on workers), how often it is saved. A new device or batch size does change them: warn.
-_NEUTRAL_ON_RESUME = {"epochs", "data", "workers", "patience", "save_period", "save_every", "stop_grace",
-                      "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_full"}
+# it (the data order and augmentation do not depend on workers), how often it is saved. A new device or batch size does
+# change them: warn.
+_NEUTRAL_ON_RESUME = {
+    "epochs",
+    "data",
+    "workers",
+    "patience",
+    "save_period",
+    "save_every",
+    "stop_grace",
+    "keep_last",
+    "keep_within",
+    "keep_daily",
+    "keep_weekly",
+    "keep_full",
+}
 
 
 _COUNTS = ("epoch", "step", "last_opt_step")  # non-negative ints

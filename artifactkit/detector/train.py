@@ -25,9 +25,21 @@ from artifactkit.detector.data import build_dataloader, effective_workers, load_
 from artifactkit.detector.loss import DetectionLoss
 from artifactkit.detector.model import YOLO
 from artifactkit.detector.pretrained import load_pretrained
-from artifactkit.detector.state import (capture_rng, check_state_keys, optimizer_state_from_plain, restore_rng,
-                                        warn_config_changes)
-from artifactkit.detector.validation import Evaluator, ValidationResult, autocast, fitness, metric_prefix, to_model_input
+from artifactkit.detector.state import (
+    capture_rng,
+    check_state_keys,
+    optimizer_state_from_plain,
+    restore_rng,
+    warn_config_changes,
+)
+from artifactkit.detector.validation import (
+    Evaluator,
+    ValidationResult,
+    autocast,
+    fitness,
+    metric_prefix,
+    to_model_input,
+)
 from artifactkit.errors import InvalidInput, Stopped
 from artifactkit.yolo import load_data_config
 
@@ -88,8 +100,14 @@ class Trainer:
     weights instead of random ones; `pretrained_note` then says if the head was re-initialised.
     Under torchrun rank 0 alone needs them: DDP copies rank 0's weights to the others."""
 
-    def __init__(self, config: TrainConfig, callbacks: Sequence[Any] = (), world: distributed.World | None = None,
-                 weights: dict[str, torch.Tensor] | None = None, weights_from: str = "weights"):
+    def __init__(
+        self,
+        config: TrainConfig,
+        callbacks: Sequence[Any] = (),
+        world: distributed.World | None = None,
+        weights: dict[str, torch.Tensor] | None = None,
+        weights_from: str = "weights",
+    ):
         self.config = config
         self.callbacks = list(callbacks)
         self.world = world or distributed.World.current()
@@ -101,12 +119,26 @@ class Trainer:
         for split in ("train", *config.val_splits):
             if split not in self.data.splits:
                 raise InvalidInput(f"train config key 'val_splits': split '{split}' is not in {config.data}")
-        self.train_set = load_split(self.data, "train", imgsz=config.imgsz, augment=True,
-                                    hyp=augment_config(config), seed=config.seed, cache=config.cache)
+        self.train_set = load_split(
+            self.data,
+            "train",
+            imgsz=config.imgsz,
+            augment=True,
+            hyp=augment_config(config),
+            seed=config.seed,
+            cache=config.cache,
+        )
         # The sampler's order depends on (seed, epoch) alone; each rank takes its shard of it.
         workers, _ = effective_workers(config.workers, len(self.train_set), rank_batch)
-        self.train_loader = build_dataloader(self.train_set, rank_batch, workers, shuffle=True, seed=config.seed,
-                                             rank=self.world.rank, world_size=self.world.size)
+        self.train_loader = build_dataloader(
+            self.train_set,
+            rank_batch,
+            workers,
+            shuffle=True,
+            seed=config.seed,
+            rank=self.world.rank,
+            world_size=self.world.size,
+        )
         self.batches = len(self.train_loader)  # per epoch
         self.evaluator = Evaluator(self.data, config.imgsz, rank_batch * 2, config.workers, self.device, config.cache)
         if self.world.is_main:  # read (and check) the validation labels now, not after the first epoch
@@ -114,7 +146,9 @@ class Trainer:
                 self.evaluator.loader(split)
         seed_everything(config.seed)  # right before init: the weights depend on nothing else
         # channels_last: oneDNN (CPU) and cuDNN (CUDA) both run it without per-layer reorders.
-        self.model = YOLO(nc=len(self.data.names), scale=config.model).to(self.device, memory_format=torch.channels_last)
+        self.model = YOLO(nc=len(self.data.names), scale=config.model).to(
+            self.device, memory_format=torch.channels_last
+        )
         # Before the EMA copies the model and the optimizer groups its parameters.
         self.pretrained_note = load_pretrained(self.model, weights, weights_from) if weights is not None else None
         if config.sync_bn and self.world.distributed:
@@ -141,7 +175,9 @@ class Trainer:
         self.metrics: dict[str, float] = {}
 
     def _build_optimizer(self) -> None:
-        self.optimizer = optim.build_optimizer(self.model, self.choice, optim.scaled_weight_decay(self.config, self.choice.nbs))
+        self.optimizer = optim.build_optimizer(
+            self.model, self.choice, optim.scaled_weight_decay(self.config, self.choice.nbs)
+        )
         # A lambda reading self.config, so set_epochs() reshapes the schedule in place.
         self.scheduler = optim.build_scheduler(self.optimizer, lambda epoch: self._lr_factor(epoch))
 
@@ -189,11 +225,16 @@ class Trainer:
         patience = self.config.patience
         if patience and self.epoch < self.config.epochs and self.epoch - self.best_epoch >= patience:
             # decided before on_epoch_end, so this epoch's callbacks save it as the last one
-            self.stop_reason = (f"no improvement in {patience} epochs (best fitness {self.best_fitness:.4f} "
-                                f"at epoch {self.best_epoch})")
+            self.stop_reason = (
+                f"no improvement in {patience} epochs (best fitness {self.best_fitness:.4f} at epoch {self.best_epoch})"
+            )
         self.metrics = {
-            "epoch": self.epoch, **train_metrics, **val_metrics, **learning_rates,
-            "time/epoch_s": time.perf_counter() - start, "fitness": score,
+            "epoch": self.epoch,
+            **train_metrics,
+            **val_metrics,
+            **learning_rates,
+            "time/epoch_s": time.perf_counter() - start,
+            "fitness": score,
         }
         logger.info("epoch %d/%d %s", self.epoch, self.config.epochs, _summary(self.metrics))
         self._call("on_epoch_end", self, self.epoch, self.metrics)
@@ -207,8 +248,12 @@ class Trainer:
         n_warmup = optim.warmup_iterations(self.config, n_batches)
         sums, self._resumed_sums = self._resumed_sums, None
         if sums is None:  # a fresh epoch (else one continued from a mid-epoch checkpoint)
-            sums = _EpochSums(torch.zeros(len(LOSS_NAMES), device=self.device), 0, 0.0,
-                              optim.accumulation_steps(self.config.batch, self.choice.nbs))
+            sums = _EpochSums(
+                torch.zeros(len(LOSS_NAMES), device=self.device),
+                0,
+                0.0,
+                optim.accumulation_steps(self.config.batch, self.choice.nbs),
+            )
         self._sums = sums
         first = self.batch  # batches of this epoch already trained (before a resume)
         sampler.start = first * self.train_loader.batch_size  # samples are (seed, epoch, index) alone
@@ -231,8 +276,9 @@ class Trainer:
         self._sums = None
         return self._train_metrics(loss_sums, n_images, n_batches, time.perf_counter() - start)
 
-    def _train_batch(self, epoch: int, i: int, n_batches: int, n_warmup: int, batch: dict[str, Any],
-                     sums: "_EpochSums", start: float) -> None:
+    def _train_batch(
+        self, epoch: int, i: int, n_batches: int, n_warmup: int, batch: dict[str, Any], sums: "_EpochSums", start: float
+    ) -> None:
         iteration = i + n_batches * epoch
         if iteration <= n_warmup:
             sums.accumulate = optim.apply_warmup(
@@ -252,9 +298,19 @@ class Trainer:
         self.batch, self.step = i + 1, iteration + 1
         sums.seconds = time.perf_counter() - start
         if self.world.is_main:
-            self._call("on_batch_end", self, BatchProgress(
-                epoch + 1, self.config.epochs, i + 1, n_batches, sums.images * self.world.size, sums.seconds,
-                lambda n=i + 1, losses=sums.losses: dict(zip(LOSS_NAMES, (losses / n).tolist()))))
+            self._call(
+                "on_batch_end",
+                self,
+                BatchProgress(
+                    epoch + 1,
+                    self.config.epochs,
+                    i + 1,
+                    n_batches,
+                    sums.images * self.world.size,
+                    sums.seconds,
+                    lambda n=i + 1, losses=sums.losses: dict(zip(LOSS_NAMES, (losses / n).tolist())),
+                ),
+            )
 
     def request_stop(self, reason: str, signum: int = 0) -> None:
         """Stop at the next batch boundary: on_stop callbacks save, then fit() raises Stopped.
@@ -274,7 +330,9 @@ class Trainer:
         where = f"epoch {epoch + 1}, batch {batch}/{batches}" if batch else f"the end of epoch {epoch}"
         raise Stopped(f"{reason}: stopped at {where}", signum, saved=True)
 
-    def _train_metrics(self, loss_sums: torch.Tensor, n_images: int, n_batches: int, seconds: float) -> dict[str, float]:
+    def _train_metrics(
+        self, loss_sums: torch.Tensor, n_images: int, n_batches: int, seconds: float
+    ) -> dict[str, float]:
         """Mean losses and throughput over every rank's batches: one collective (none alone)."""
         totals = self.world.all_reduce_sum(torch.cat([loss_sums, loss_sums.new_tensor([n_images, n_batches])]))
         *means, images = torch.cat([totals[:-2] / totals[-1].clamp(min=1), totals[-2:-1]]).tolist()  # one device sync
@@ -346,9 +404,11 @@ class Trainer:
             group["lr"] = group["initial_lr"] * factor
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         lr0 = self.optimizer.param_groups[0]["initial_lr"]
-        self.schedule_note = (f"epochs {old} -> {epochs}: the learning rate goes on from {lr0 * factor:.3g} and "
-                              f"falls linearly to {lr0 * self.config.lrf:.3g} at epoch {epochs} "
-                              "(the schedule does not restart)")
+        self.schedule_note = (
+            f"epochs {old} -> {epochs}: the learning rate goes on from {lr0 * factor:.3g} and "
+            f"falls linearly to {lr0 * self.config.lrf:.3g} at epoch {epochs} "
+            "(the schedule does not restart)"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly. Like nn.Module.state_dict(), the tensors are
@@ -394,14 +454,20 @@ class Trainer:
         restore_rng(state["rng"])
         batch = state.get("batch") or 0  # checkpoints from before mid-epoch saves: 0
         if type(batch) is not int or not 0 <= batch <= self.batches:  # read from a store: untrusted
-            raise InvalidInput(f"training state: batch {batch!r} is not one of this epoch's 0..{self.batches} "
-                               "(a different --batch or dataset?)")
+            raise InvalidInput(
+                f"training state: batch {batch!r} is not one of this epoch's 0..{self.batches} "
+                "(a different --batch or dataset?)"
+            )
         self.batch = batch
         if self.batch:
             self._load_partial(state["partial"])
         lr_from = state.get("lr_from")
-        if lr_from is not None and not (isinstance(lr_from, (list, tuple)) and len(lr_from) == 2
-                                        and type(lr_from[0]) is int and isinstance(lr_from[1], float)):
+        if lr_from is not None and not (
+            isinstance(lr_from, (list, tuple))
+            and len(lr_from) == 2
+            and type(lr_from[0]) is int
+            and isinstance(lr_from[1], float)
+        ):
             raise InvalidInput(f"training state: lr_from {lr_from!r} is not [epoch, lr factor]")
         self._lr_from = (lr_from[0], lr_from[1]) if lr_from else None
         planned = int(state["config"]["epochs"])
@@ -413,22 +479,37 @@ class Trainer:
         """The epoch under way: its running sums, and the gradients summed since the last
         optimizer step (None after a step), which the next batches add to."""
         sums = self._sums
-        return {"losses": sums.losses, "images": sums.images, "seconds": sums.seconds, "accumulate": sums.accumulate,
-                "grads": [p.grad for p in self.model.parameters()]}
+        return {
+            "losses": sums.losses,
+            "images": sums.images,
+            "seconds": sums.seconds,
+            "accumulate": sums.accumulate,
+            "grads": [p.grad for p in self.model.parameters()],
+        }
 
     def _load_partial(self, partial: Any) -> None:
         params = list(self.model.parameters())
-        if not (isinstance(partial, dict) and isinstance(partial.get("grads"), list)
-                and len(partial["grads"]) == len(params)
-                and isinstance(partial.get("losses"), torch.Tensor) and partial["losses"].shape == (len(LOSS_NAMES),)
-                and type(partial.get("images")) is int and type(partial.get("accumulate")) is int
-                and partial["accumulate"] >= 1 and isinstance(partial.get("seconds"), (int, float))):
+        if not (
+            isinstance(partial, dict)
+            and isinstance(partial.get("grads"), list)
+            and len(partial["grads"]) == len(params)
+            and isinstance(partial.get("losses"), torch.Tensor)
+            and partial["losses"].shape == (len(LOSS_NAMES),)
+            and type(partial.get("images")) is int
+            and type(partial.get("accumulate")) is int
+            and partial["accumulate"] >= 1
+            and isinstance(partial.get("seconds"), (int, float))
+        ):
             raise InvalidInput("training state: a mid-epoch checkpoint without the epoch's running sums and gradients")
         for p, grad in zip(params, partial["grads"]):
             # empty_like keeps the parameter's memory format: a norm sums in the same order
             p.grad = None if grad is None else torch.empty_like(p).copy_(torch.as_tensor(grad))
-        self._resumed_sums = _EpochSums(partial["losses"].to(self.device), int(partial["images"]),
-                                        float(partial["seconds"]), int(partial["accumulate"]))
+        self._resumed_sums = _EpochSums(
+            partial["losses"].to(self.device),
+            int(partial["images"]),
+            float(partial["seconds"]),
+            int(partial["accumulate"]),
+        )
 
     def _call(self, event: str, *args: Any) -> None:
         if not self.world.is_main:

@@ -81,8 +81,14 @@ def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def detect(model: YOLO, images: torch.Tensor, device: torch.device, conf: float = CONF_THRESHOLD,
-           iou: float = IOU_THRESHOLD, max_det: int = MAX_DETECTIONS) -> list[torch.Tensor]:
+def detect(
+    model: YOLO,
+    images: torch.Tensor,
+    device: torch.device,
+    conf: float = CONF_THRESHOLD,
+    iou: float = IOU_THRESHOLD,
+    max_det: int = MAX_DETECTIONS,
+) -> list[torch.Tensor]:
     """A letterboxed uint8 batch (B, 3, S, S) -> per image an (n, 6) float32 CPU tensor
     [x1, y1, x2, y2, conf, cls] in letterboxed pixels, after NMS. `model` must be in eval mode."""
     x = to_model_input(images, device)
@@ -96,8 +102,17 @@ def detect(model: YOLO, images: torch.Tensor, device: torch.device, conf: float 
 class Evaluator:
     """Scores models on the splits of one data set; data loaders are built once per split."""
 
-    def __init__(self, data: DatasetSpec, imgsz: int, batch: int, workers: int | None, device: torch.device,
-                 cache: bool = False, conf: float = CONF_THRESHOLD, iou: float = IOU_THRESHOLD):
+    def __init__(
+        self,
+        data: DatasetSpec,
+        imgsz: int,
+        batch: int,
+        workers: int | None,
+        device: torch.device,
+        cache: bool = False,
+        conf: float = CONF_THRESHOLD,
+        iou: float = IOU_THRESHOLD,
+    ):
         self.data, self.imgsz, self.batch, self.workers = data, imgsz, batch, workers
         self.device, self.cache, self.conf, self.iou = device, cache, conf, iou
         self._loaders: dict[str, torch.utils.data.DataLoader] = {}
@@ -135,7 +150,9 @@ class Evaluator:
         with one_thread():
             return self._postprocess(detections, batch["img"].shape[2:], batch)
 
-    def _postprocess(self, detections: list[torch.Tensor], size: tuple[int, int], batch: dict[str, Any]) -> list[ImageResult]:
+    def _postprocess(
+        self, detections: list[torch.Tensor], size: tuple[int, int], batch: dict[str, Any]
+    ) -> list[ImageResult]:
         height, width = size
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         targets = batch["targets"]

@@ -44,9 +44,17 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {"report": str(self.path), "bytes": self.bytes, "runs": self.runs, "dataset": self.dataset,
-                "epochs": self.epochs, "images": self.images, "image_bytes": self.image_bytes,
-                "seconds": round(self.seconds, 3), "warnings": self.warnings}
+        return {
+            "report": str(self.path),
+            "bytes": self.bytes,
+            "runs": self.runs,
+            "dataset": self.dataset,
+            "epochs": self.epochs,
+            "images": self.images,
+            "image_bytes": self.image_bytes,
+            "seconds": round(self.seconds, 3),
+            "warnings": self.warnings,
+        }
 
 
 def default_report_path(runs: Sequence[str] = (), dataset: str | None = None) -> Path:
@@ -86,22 +94,35 @@ def build_report(
         run_data.append(load_run_data(s, run_id, bank))
     ds_data = None
     if dataset:
-        ds_data = load_dataset(open_store(store, storage_options, must_exist=True), dataset, bank, max_images=max_dataset_images)
+        ds_data = load_dataset(
+            open_store(store, storage_options, must_exist=True), dataset, bank, max_images=max_dataset_images
+        )
     elif include_dataset and run_data and run_data[0]["dataset"]:
         first = stores[split_run_uri(runs[0])[0]]
         ds_data = load_dataset(first, run_data[0]["dataset"], bank, max_images=max_dataset_images)
     embedded = bank.build(workers)
     payload = {
-        "v": 1, "title": _title(run_data, ds_data), "generated": now_iso(),
-        "runs": run_data, "dataset": ds_data, "sizes": embedded.sizes, "warnings": embedded.problems,
+        "v": 1,
+        "title": _title(run_data, ds_data),
+        "generated": now_iso(),
+        "runs": run_data,
+        "dataset": ds_data,
+        "sizes": embedded.sizes,
+        "warnings": embedded.problems,
     }
     html = render(payload, embedded.small, embedded.large).encode("utf-8")
     path = Path(out) if out is not None else default_report_path(runs, dataset)
     atomic_write(path, html)  # a browser never opens half a page, nor a good report half replaced
     return Report(
-        path=path, bytes=len(html), runs=[r["id"] for r in run_data], dataset=ds_data["ref"] if ds_data else None,
-        epochs=sum(len(r["eval"]["epochs"]) for r in run_data if r["eval"]), images=len(embedded.small),
-        image_bytes=embedded.encoded_bytes, seconds=time.perf_counter() - start, warnings=embedded.problems,
+        path=path,
+        bytes=len(html),
+        runs=[r["id"] for r in run_data],
+        dataset=ds_data["ref"] if ds_data else None,
+        epochs=sum(len(r["eval"]["epochs"]) for r in run_data if r["eval"]),
+        images=len(embedded.small),
+        image_bytes=embedded.encoded_bytes,
+        seconds=time.perf_counter() - start,
+        warnings=embedded.problems,
     )
 
 

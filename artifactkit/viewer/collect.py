@@ -25,7 +25,12 @@ def load_run_data(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any]:
     history = []
     for obj in read_metrics(store, run_id):
         values = {**obj.get("metrics", {}), **obj.get("system", {})}
-        history.append({"epoch": int(obj.get("epoch", len(history) + 1)), "m": {k: v for k, v in values.items() if _number(v) and k != "epoch"}})
+        history.append(
+            {
+                "epoch": int(obj.get("epoch", len(history) + 1)),
+                "m": {k: v for k, v in values.items() if _number(v) and k != "epoch"},
+            }
+        )
     history.sort(key=lambda h: h["epoch"])
     return {
         "id": record.run_id,
@@ -86,7 +91,8 @@ def _check_rows(rows: Any) -> None:
         for key in ("gt", "pred"):  # _box reads [cls, x1, y1, x2, y2(, conf)]
             boxes = row.get(key, [])
             if not isinstance(boxes, list) or not all(
-                    isinstance(b, list) and len(b) >= 5 and all(_number(v) for v in b[:6]) for b in boxes):
+                isinstance(b, list) and len(b) >= 5 and all(_number(v) for v in b[:6]) for b in boxes
+            ):
                 raise ValueError(f"row {row['im_id']!r}: {key!r} is not a list of boxes")
         shape = row.get("shape")
         if shape and not (isinstance(shape, list) and len(shape) == 2 and all(_number(v) for v in shape)):
@@ -113,18 +119,34 @@ def load_evaluation(store: Store, run_id: str, bank: ImageBank) -> dict[str, Any
         index[row["im_id"]] = len(images)
         key = bank.want(store, row.get("image"), large=row["im_id"] in debugger)
         h, w = row.get("shape") or [0, 0]
-        images.append({"id": row["im_id"], "path": row.get("path"), "key": key, "w": w, "h": h,
-                       "gt": [_box(g) for g in row.get("gt", [])]})
+        images.append(
+            {
+                "id": row["im_id"],
+                "path": row.get("path"),
+                "key": key,
+                "w": w,
+                "h": h,
+                "gt": [_box(g) for g in row.get("gt", [])],
+            }
+        )
     epochs = {}
     for epoch, table in tables.items():
         rows: list[Any] = [None] * len(images)
         for row in table["rows"]:
             i = index.get(row["im_id"])
             if i is not None:
-                rows[i] = [row.get("avg_conf", 0.0), row.get("tp", 0), row.get("fp", 0), row.get("fn", 0),
-                           [_box(p) for p in row.get("pred", [])]]
-        epochs[str(epoch)] = {"rows": rows, "metrics": {k: v for k, v in table.get("metrics", {}).items() if _number(v)},
-                              **_curves(table)}
+                rows[i] = [
+                    row.get("avg_conf", 0.0),
+                    row.get("tp", 0),
+                    row.get("fp", 0),
+                    row.get("fn", 0),
+                    [_box(p) for p in row.get("pred", [])],
+                ]
+        epochs[str(epoch)] = {
+            "rows": rows,
+            "metrics": {k: v for k, v in table.get("metrics", {}).items() if _number(v)},
+            **_curves(table),
+        }
     return {
         "split": last.get("split", "val"),
         "names": last.get("names", []),

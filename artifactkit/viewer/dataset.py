@@ -27,8 +27,9 @@ def split_of(image_path: str) -> str:
     return posixpath.dirname(image_path) or "."
 
 
-def load_dataset(store: Store, ref: str, bank: ImageBank, data_yaml: str = "data.yaml",
-                 max_images: int = MAX_IMAGES) -> dict[str, Any]:
+def load_dataset(
+    store: Store, ref: str, bank: ImageBank, data_yaml: str = "data.yaml", max_images: int = MAX_IMAGES
+) -> dict[str, Any]:
     record = store.resolve(ref)
     where = f"{store.uri}: {record.name}:{record.label}"
     entries = {e.path: e for e in store.manifest(record).entries}
@@ -44,11 +45,19 @@ def load_dataset(store: Store, ref: str, bank: ImageBank, data_yaml: str = "data
     for path in shown:
         entry = entries.get(label_path(path))
         boxes = parse_labels(labels.get(entry.digest, b""), f"{where}/{label_path(path)}", nc) if entry else []
-        items.append({"path": path, "split": split_of(path), "key": bank.want(store, entries[path].digest), "boxes": boxes})
+        items.append(
+            {"path": path, "split": split_of(path), "key": bank.want(store, entries[path].digest), "boxes": boxes}
+        )
     top = max((b[0] for it in items for b in it["boxes"]), default=-1)
     names += [f"class {i}" for i in range(len(names), top + 1)]
-    return {"ref": f"{record.name}:{record.label}", "uri": store.uri, "names": names, "items": items,
-            "total": len(images), "labelled": sum(1 for p in images if label_path(p) in entries)}
+    return {
+        "ref": f"{record.name}:{record.label}",
+        "uri": store.uri,
+        "names": names,
+        "items": items,
+        "total": len(images),
+        "labelled": sum(1 for p in images if label_path(p) in entries),
+    }
 
 
 def parse_labels(data: bytes, where: str, nc: int | None = None) -> list[list[float]]:

@@ -7,7 +7,17 @@ import json
 from importlib.resources import files
 from typing import Any
 
-SCRIPTS = ("util.js", "charts.js", "boxes.js", "debugger.js", "curves.js", "table.js", "dataset.js", "lineage.js", "main.js")
+SCRIPTS = (
+    "util.js",
+    "charts.js",
+    "boxes.js",
+    "debugger.js",
+    "curves.js",
+    "table.js",
+    "dataset.js",
+    "lineage.js",
+    "main.js",
+)
 
 
 def asset(name: str) -> str:

@@ -10,8 +10,9 @@ from ..store import open_store
 from ..uri import run_uri
 
 
-def split_targets(targets: Sequence[str], store: str | None = None,
-                  storage_options: dict[str, Any] | None = None) -> tuple[list[str], str | None]:
+def split_targets(
+    targets: Sequence[str], store: str | None = None, storage_options: dict[str, Any] | None = None
+) -> tuple[list[str], str | None]:
     """(run URIs, the dataset ref or None), each target read by refs.py: a run URI, or a
     NAME[:VERSION] in `store`, where a bare word is a run id if that run is there (so `view 7f3k2a
     --store s3://team/ak` works too). One dataset at a time."""

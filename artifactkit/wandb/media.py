@@ -29,8 +29,12 @@ def pixel_boxes(boxes: list[list[float]], names: list[str], scored: bool) -> dic
     data = []
     for b in boxes:
         cls = int(b[0])
-        box = {"position": {"minX": b[1], "minY": b[2], "maxX": b[3], "maxY": b[4]}, "domain": "pixel",
-               "class_id": cls, "box_caption": _name(names, cls)}
+        box = {
+            "position": {"minX": b[1], "minY": b[2], "maxX": b[3], "maxY": b[4]},
+            "domain": "pixel",
+            "class_id": cls,
+            "box_caption": _name(names, cls),
+        }
         if scored:
             box["scores"] = {"conf": float(b[5])}
             box["box_caption"] = f"{_name(names, cls)} {b[5]:.2f}"
@@ -41,16 +45,24 @@ def pixel_boxes(boxes: list[list[float]], names: list[str], scored: bool) -> dic
 def yolo_boxes(labels: list[tuple], names: list[str]) -> dict[str, Any]:
     """YOLO label rows [cls, cx, cy, w, h] (relative) -> a W&B ground-truth box group; W&B's
     relative domain takes the centre and size as they are."""
-    data = [{"position": {"middle": [cx, cy], "width": w, "height": h}, "class_id": int(c),
-             "box_caption": _name(names, int(c))} for c, cx, cy, w, h in labels]
+    data = [
+        {
+            "position": {"middle": [cx, cy], "width": w, "height": h},
+            "class_id": int(c),
+            "box_caption": _name(names, int(c)),
+        }
+        for c, cx, cy, w, h in labels
+    ]
     return {"box_data": data, "class_labels": class_labels(names)}
 
 
 def row_image(wandb: Any, base: Any, row: Mapping[str, Any], names: list[str]) -> Any:
     """A wandb.Image of one evaluation-table row: `base` is a path or a wandb.Image (whose file,
     if it came from a dataset artifact, stays a reference to it) plus both box groups."""
-    boxes = {"predictions": pixel_boxes(row["pred"], names, scored=True),
-             "ground_truth": pixel_boxes(row["gt"], names, scored=False)}
+    boxes = {
+        "predictions": pixel_boxes(row["pred"], names, scored=True),
+        "ground_truth": pixel_boxes(row["gt"], names, scored=False),
+    }
     return wandb.Image(base, boxes=boxes, classes=classes(wandb, names))
 
 
@@ -62,8 +74,20 @@ def debugger_images(wandb: Any, table: Mapping[str, Any], image_path: Callable[[
 
 
 def evaluation_columns(names: list[str]) -> list[str]:
-    return ["epoch", "id", "path", "digest", "image", "gt_boxes", "pred_boxes", "tp", "fp", "fn",
-            "avg_conf", *(f"conf/{n}" for n in names)]
+    return [
+        "epoch",
+        "id",
+        "path",
+        "digest",
+        "image",
+        "gt_boxes",
+        "pred_boxes",
+        "tp",
+        "fp",
+        "fn",
+        "avg_conf",
+        *(f"conf/{n}" for n in names),
+    ]
 
 
 def evaluation_table(wandb: Any, table: Mapping[str, Any], bases: Mapping[str, Any]) -> Any:
@@ -76,8 +100,20 @@ def evaluation_table(wandb: Any, table: Mapping[str, Any], bases: Mapping[str, A
         base = bases.get(row["im_id"])
         image = row_image(wandb, base, row, names) if base is not None else None
         per_class = [row["class_conf"].get(str(i)) for i in range(len(names))]
-        out.add_data(table["epoch"], row["im_id"], row["path"], row["image"], image, len(row["gt"]),
-                     len(row["pred"]), row["tp"], row["fp"], row["fn"], row["avg_conf"], *per_class)
+        out.add_data(
+            table["epoch"],
+            row["im_id"],
+            row["path"],
+            row["image"],
+            image,
+            len(row["gt"]),
+            len(row["pred"]),
+            row["tp"],
+            row["fp"],
+            row["fn"],
+            row["avg_conf"],
+            *per_class,
+        )
     return out
 
 
@@ -101,8 +137,9 @@ def dataset_tables(wandb: Any, root: Path, yaml_rel: str, digests: Mapping[str, 
                 continue  # not a file of this version
             labels = read_labels(label, spec.nc)
             present = sorted({_name(names, c) for c, *_ in labels})
-            wimage = wandb.Image(str(image), boxes={"ground_truth": yolo_boxes(labels, names)},
-                                 classes=classes(wandb, names))
+            wimage = wandb.Image(
+                str(image), boxes={"ground_truth": yolo_boxes(labels, names)}, classes=classes(wandb, names)
+            )
             table.add_data(image.stem, rel, digests[rel], wimage, present, len(labels))
             # wandb.Image decodes the file and keeps it; it re-reads the file if it ever needs the
             # pixels again, so drop them: a large dataset would otherwise sit decoded in memory.

@@ -20,8 +20,8 @@ from ..errors import IntegrityError, InvalidInput, NotFound
 from ..hashing import digest_bytes
 from ..locks import writing
 from ..records import Manifest, VersionRecord, parse_record, to_json
-from ..trees import trees_of
 from ..store import LATEST, Store, check_alias
+from ..trees import trees_of
 
 _BATCH_BYTES = 64 << 20  # file bytes held in memory per batch of blobs written
 
@@ -32,8 +32,17 @@ RUN_FILE = f"{META_DIR}/run.json"
 
 
 def version_metadata(record: VersionRecord, **extra: Any) -> dict[str, Any]:
-    return {**record.metadata, "artifactkit": {"name": record.name, "version": record.label, "manifest": record.manifest,
-                                               "files": record.files, "bytes": record.bytes, **extra}}
+    return {
+        **record.metadata,
+        "artifactkit": {
+            "name": record.name,
+            "version": record.label,
+            "manifest": record.manifest,
+            "files": record.files,
+            "bytes": record.bytes,
+            **extra,
+        },
+    }
 
 
 def wandb_aliases(store: Store, record: VersionRecord, extra: tuple[str, ...] = ()) -> list[str]:
@@ -45,7 +54,9 @@ def wandb_aliases(store: Store, record: VersionRecord, extra: tuple[str, ...] = 
 
 
 @contextlib.contextmanager
-def local_files(store: Store, record: VersionRecord, manifest: Manifest, root: Path | None = None) -> Iterator[tuple[dict[str, str], str]]:
+def local_files(
+    store: Store, record: VersionRecord, manifest: Manifest, root: Path | None = None
+) -> Iterator[tuple[dict[str, str], str]]:
     """({entry path: local file}, W&B add_file policy). A local store's blobs are immutable files,
     so W&B may read them in place (no copy, even of a 48 MB checkpoint); a given root (a dataset
     folder) or a remote store's pulled files are copied by W&B into its staging area first."""
@@ -64,8 +75,14 @@ def local_files(store: Store, record: VersionRecord, manifest: Manifest, root: P
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def version_artifact(wandb: Any, store: Store, record: VersionRecord, root: Path | None = None,
-                     extra_files: Mapping[str, bytes] | None = None, extra_meta: Mapping[str, Any] | None = None) -> Any:
+def version_artifact(
+    wandb: Any,
+    store: Store,
+    record: VersionRecord,
+    root: Path | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> Any:
     """A wandb.Artifact mirroring one version (see the module docstring). Files are staged or
     referenced before this returns, so a temporary source may go away afterwards."""
     manifest = store.manifest(record)
@@ -80,7 +97,9 @@ def version_artifact(wandb: Any, store: Store, record: VersionRecord, root: Path
     return artifact
 
 
-def import_version(folder: Path, dst: Store, aliases: list[str] = (), expected_name: str | None = None) -> VersionRecord:
+def import_version(
+    folder: Path, dst: Store, aliases: list[str] = (), expected_name: str | None = None
+) -> VersionRecord:
     """Rebuild a version in `dst` from a downloaded W&B artifact folder, in the store's commit
     order (blobs, manifest, version record under the same number, aliases). The record and the
     manifest are validated as any read from a store are, and every file is checked against the
@@ -125,7 +144,9 @@ def _verified(path: Path, digest: str, folder: Path, record: VersionRecord) -> b
     except OSError:
         data = None
     if data is None or digest_bytes(data) != digest:
-        raise IntegrityError(f"{folder}: {path.relative_to(folder)} is missing or does not match {record.name}:{record.label}")
+        raise IntegrityError(
+            f"{folder}: {path.relative_to(folder)} is missing or does not match {record.name}:{record.label}"
+        )
     return data
 
 
@@ -141,4 +162,6 @@ def read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError:
-        raise NotFound(f"{path.parent.parent}: not an artifactkit mirror (no {path.name}); was it logged by artifactkit?") from None
+        raise NotFound(
+            f"{path.parent.parent}: not an artifactkit mirror (no {path.name}); was it logged by artifactkit?"
+        ) from None

@@ -40,9 +40,17 @@ class WandbPushResult:
     url: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "versions": self.versions, "sent_versions": self.sent_versions,
-                "uploaded_files": self.uploaded_files, "uploaded_bytes": self.uploaded_bytes,
-                "seconds": round(self.seconds, 4), "mode": self.mode, "sync": self.sync, "url": self.url}
+        return {
+            "name": self.name,
+            "versions": self.versions,
+            "sent_versions": self.sent_versions,
+            "uploaded_files": self.uploaded_files,
+            "uploaded_bytes": self.uploaded_bytes,
+            "seconds": round(self.seconds, 4),
+            "mode": self.mode,
+            "sync": self.sync,
+            "url": self.url,
+        }
 
 
 def push_to_wandb(src: Store, ref: str, target: str) -> WandbPushResult:
@@ -55,20 +63,39 @@ def push_to_wandb(src: Store, ref: str, target: str) -> WandbPushResult:
     mode, chose_offline = choose_mode()
     start = time.perf_counter()
     with sdk_errors(f"push {ref} to {target} failed"):
-        run = wandb.init(project=project, entity=entity, job_type="artifactkit-push", mode=mode,
-                         settings=wandb.Settings(reinit="create_new"))
+        run = wandb.init(
+            project=project,
+            entity=entity,
+            job_type="artifactkit-push",
+            mode=mode,
+            settings=wandb.Settings(reinit="create_new"),
+        )
         try:
             for record in records:
                 run.log_artifact(_push_artifact(wandb, src, record), aliases=mirror.wandb_aliases(src, record))
-            offline, run_id, sync_dir, url = run.offline, run.id, run.settings.sync_dir, None if run.offline else run.url
+            offline, run_id, sync_dir, url = (
+                run.offline,
+                run.id,
+                run.settings.sync_dir,
+                None if run.offline else run.url,
+            )
         finally:
             run.finish()
     sync = sync_command(sync_dir, run_id) if offline else None
     if chose_offline:
         logger.warning("wandb: no W&B API key or login found, so the push was recorded offline; to upload it: %s", sync)
     labels = [r.label for r in records]
-    return WandbPushResult(parsed.name, labels, labels, sum(r.files for r in records), sum(r.bytes for r in records),
-                           time.perf_counter() - start, "offline" if offline else "online", sync, url)
+    return WandbPushResult(
+        parsed.name,
+        labels,
+        labels,
+        sum(r.files for r in records),
+        sum(r.bytes for r in records),
+        time.perf_counter() - start,
+        "offline" if offline else "online",
+        sync,
+        url,
+    )
 
 
 def _push_artifact(wandb: Any, src: Store, record: VersionRecord) -> Any:
@@ -93,7 +120,9 @@ def _push_artifact(wandb: Any, src: Store, record: VersionRecord) -> Any:
 def find_version(api: Any, entity: str, project: str, record: VersionRecord | tuple[str, str, str | None]) -> Any:
     """The W&B artifact mirroring a store version: W&B's own vN first (the usual case), else any
     version of that name whose artifactkit metadata names the same version (and manifest)."""
-    name, label, manifest = (record.name, record.label, record.manifest) if isinstance(record, VersionRecord) else record
+    name, label, manifest = (
+        (record.name, record.label, record.manifest) if isinstance(record, VersionRecord) else record
+    )
 
     def matches(artifact: Any) -> bool:
         meta = (artifact.metadata or {}).get("artifactkit", {})
@@ -106,13 +135,17 @@ def find_version(api: Any, entity: str, project: str, record: VersionRecord | tu
     except Exception:  # not there under that number: search the collection below
         pass
     try:
-        for candidate in api.artifacts(api.artifact(f"{entity}/{project}/{name}:latest").type, f"{entity}/{project}/{name}"):
+        for candidate in api.artifacts(
+            api.artifact(f"{entity}/{project}/{name}:latest").type, f"{entity}/{project}/{name}"
+        ):
             if matches(candidate):
                 return candidate
     except Exception:  # no such collection (or no access): the same answer, with the way out
         pass
-    raise NotFound(f"W&B {entity}/{project}: no artifact mirrors {name}:{label}; "
-                   f"push it: artifactkit push {name}:{label} --to wandb://{entity}/{project}")
+    raise NotFound(
+        f"W&B {entity}/{project}: no artifact mirrors {name}:{label}; "
+        f"push it: artifactkit push {name}:{label} --to wandb://{entity}/{project}"
+    )
 
 
 def cache_store(entity: str, project: str) -> Store:
@@ -120,13 +153,17 @@ def cache_store(entity: str, project: str) -> Store:
     return open_store(str(cache_dir() / "wandb" / entity / project))
 
 
-def fetch_run(uri: str, store: str | None = None, storage_options: dict[str, Any] | None = None) -> tuple[Store, RunRecord]:
+def fetch_run(
+    uri: str, store: str | None = None, storage_options: dict[str, Any] | None = None
+) -> tuple[Store, RunRecord]:
     """wandb-artifact://<entity>/<project>/<run-id> -> (local store, run record) ready to resume."""
     entity, project, run_id = parse_run_uri(uri)
     wandb = load()
     if not credentials_found():
-        raise InvalidInput(f"{uri}: resuming from W&B needs the W&B server: `wandb login` or set WANDB_API_KEY "
-                           "(or resume from the store: artifactkit resume <store>/runs/<run-id>)")
+        raise InvalidInput(
+            f"{uri}: resuming from W&B needs the W&B server: `wandb login` or set WANDB_API_KEY "
+            "(or resume from the store: artifactkit resume <store>/runs/<run-id>)"
+        )
     dst = open_store(store, storage_options) if store else cache_store(entity, project)
     with sdk_errors(f"{uri}: cannot fetch the run from W&B"):
         api = wandb.Api()
@@ -140,8 +177,10 @@ def fetch_run(uri: str, store: str | None = None, storage_options: dict[str, Any
                 mirror.import_version(Path(state.download(root=str(Path(tmp) / "state"))), dst, expected_name=name)
             run = parse_run(mirror.read_file(folder / mirror.RUN_FILE), f"{uri} {mirror.RUN_FILE}", run_id)
             _fetch_dataset(api, entity, project, run, model.metadata, dst, Path(tmp) / "dataset")
-    run = run.with_(status="running", trackers={**run.trackers, "wandb": {
-        "id": run_id, "project": project, "entity": entity, "mode": "online"}})
+    run = run.with_(
+        status="running",
+        trackers={**run.trackers, "wandb": {"id": run_id, "project": project, "entity": entity, "mode": "online"}},
+    )
     return dst, _newer_of(dst, run)
 
 

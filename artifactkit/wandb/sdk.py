@@ -82,15 +82,17 @@ def sync_command(run_dir: str, run_id: str) -> str:
 
 def parse_run_uri(uri: str) -> tuple[str, str, str]:
     """wandb-artifact://<entity>/<project>/<run-id> -> (entity, project, run id)."""
-    parts = uri[len(RUN_SCHEME):].strip("/").split("/") if uri.startswith(RUN_SCHEME) else []
+    parts = uri[len(RUN_SCHEME) :].strip("/").split("/") if uri.startswith(RUN_SCHEME) else []
     if len(parts) != 3 or not all(_PART.fullmatch(p) for p in parts):
-        raise InvalidInput(f"invalid W&B run URI {redact_uri(uri)!r}: expected wandb-artifact://<entity>/<project>/<run-id>")
+        raise InvalidInput(
+            f"invalid W&B run URI {redact_uri(uri)!r}: expected wandb-artifact://<entity>/<project>/<run-id>"
+        )
     return parts[0], parts[1], parts[2]
 
 
 def parse_mirror_uri(uri: str) -> tuple[str | None, str]:
     """wandb://<entity>/<project> (or wandb://<project> for your default entity) -> (entity, project)."""
-    parts = uri[len(MIRROR_SCHEME):].strip("/").split("/") if uri.startswith(MIRROR_SCHEME) else []
+    parts = uri[len(MIRROR_SCHEME) :].strip("/").split("/") if uri.startswith(MIRROR_SCHEME) else []
     if len(parts) not in (1, 2) or not all(_PART.fullmatch(p) for p in parts):
         raise InvalidInput(f"invalid W&B target {redact_uri(uri)!r}: expected wandb://<entity>/<project>")
     return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])

@@ -66,7 +66,10 @@ class WandbTracker:
             mode, chose_offline = choose_mode()
             online_before = before.get("mode") == "online"
             self.wb = self.wandb.init(
-                id=run.run_id, name=run.run_id, job_type="train", mode=mode,
+                id=run.run_id,
+                name=run.run_id,
+                job_type="train",
+                mode=mode,
                 project=self.project or before.get("project") or default_project(),
                 entity=self.entity or before.get("entity"),
                 resume=("must" if online_before and mode != "offline" else "allow") if resumed else None,
@@ -77,12 +80,19 @@ class WandbTracker:
             online = mode_now == "online"
             self._first_step = self.wb.step if resumed and online else 0
             self._best = run.best_fitness if run.best_fitness is not None else -math.inf
-            self.info = {"id": self.wb.id, "project": self.wb.project, "entity": (self.wb.entity if online else None) or None,
-                         "mode": mode_now}
+            self.info = {
+                "id": self.wb.id,
+                "project": self.wb.project,
+                "entity": (self.wb.entity if online else None) or None,
+                "mode": mode_now,
+            }
             if chose_offline:
-                logger.warning("wandb: no W&B API key or login found, so run %s is recorded offline in %s; "
-                               "to upload it later: %s", run.run_id, self.wb.settings.sync_dir,
-                               sync_command(self.wb.settings.sync_dir, run.run_id))
+                logger.warning(
+                    "wandb: no W&B API key or login found, so run %s is recorded offline in %s; to upload it later: %s",
+                    run.run_id,
+                    self.wb.settings.sync_dir,
+                    sync_command(self.wb.settings.sync_dir, run.run_id),
+                )
             return dict(self.info)
 
     def log_dataset(self, dataset: Any, store: Any) -> None:
@@ -96,7 +106,9 @@ class WandbTracker:
                 for split, table in media.dataset_tables(self.wandb, root, dataset.data_yaml, dataset.digests).items():
                     artifact.add(table, split)
                 with self._lock:
-                    self._dataset_artifact = self.wb.log_artifact(artifact, aliases=mirror.wandb_aliases(store, self.dataset_record))
+                    self._dataset_artifact = self.wb.log_artifact(
+                        artifact, aliases=mirror.wandb_aliases(store, self.dataset_record)
+                    )
         if self.resumed:
             self._catch_up(store)
 
@@ -107,7 +119,9 @@ class WandbTracker:
         record = store.latest(self.run.model_artifact)
         if record is None:
             return
-        self.log_checkpoint(record, [a for a, v in store.aliases(record.name).items() if v == record.version], record.metadata)
+        self.log_checkpoint(
+            record, [a for a, v in store.aliases(record.name).items() if v == record.version], record.metadata
+        )
         if self.info.get("mode") != "online":
             return  # the earlier offline folder's contents are unknown here; `wandb sync` orders the two
         done = int(record.metadata.get("epochs_trained", 0))
@@ -127,7 +141,9 @@ class WandbTracker:
             fitness = metrics.get("fitness")
             if fitness is not None and fitness >= self._best:
                 self._best = fitness
-                self.wb.summary.update({f"best/{k.split('/', 1)[1]}": v for k, v in metrics.items() if k.startswith("metrics/")})
+                self.wb.summary.update(
+                    {f"best/{k.split('/', 1)[1]}": v for k, v in metrics.items() if k.startswith("metrics/")}
+                )
 
     def log_evaluation(self, epoch: int, table: dict[str, Any], read_image: Callable[[str], bytes]) -> None:
         if epoch < self._first_step:
@@ -142,10 +158,17 @@ class WandbTracker:
             for row in table["rows"]:
                 if row["im_id"] in table["debugger"] and row["im_id"] not in bases:
                     bases[row["im_id"]] = image_file(row)
-            artifact = self.wandb.Artifact(f"{self.run.run_id}-evaluation", type="evaluation", metadata={
-                "epoch": epoch, "split": table.get("split"), "dataset": self.dataset.ref if self.dataset else None,
-                "metrics": table.get("metrics", {}), "images": "dataset artifact" if refs else "debugger rows only",
-            })
+            artifact = self.wandb.Artifact(
+                f"{self.run.run_id}-evaluation",
+                type="evaluation",
+                metadata={
+                    "epoch": epoch,
+                    "split": table.get("split"),
+                    "dataset": self.dataset.ref if self.dataset else None,
+                    "metrics": table.get("metrics", {}),
+                    "images": "dataset artifact" if refs else "debugger rows only",
+                },
+            )
             artifact.add(media.evaluation_table(self.wandb, table, bases), "evaluation")
             debugger = media.debugger_images(self.wandb, table, image_file)
             with self._lock:
@@ -155,11 +178,15 @@ class WandbTracker:
     def log_checkpoint(self, record: Any, aliases: list[str], metadata: dict[str, Any]) -> None:
         safe = f"it is safe in {self.store.uri}" if self.store is not None else ""
         with self._mirroring(f"checkpoint {record.name}:{record.label} not mirrored to W&B", safe):
-            snapshot = self.run.with_(epochs_completed=int(metadata.get("epochs_trained", self.run.epochs_completed)),
-                                      status="running", trackers={**self.run.trackers, self.name: self.info})
+            snapshot = self.run.with_(
+                epochs_completed=int(metadata.get("epochs_trained", self.run.epochs_completed)),
+                status="running",
+                trackers={**self.run.trackers, self.name: self.info},
+            )
             extra = {"dataset_manifest": self.dataset_record.manifest} if self.dataset_record is not None else {}
-            artifact = mirror.version_artifact(self.wandb, self.store, record, extra_files={mirror.RUN_FILE: to_json(snapshot)},
-                                               extra_meta=extra)
+            artifact = mirror.version_artifact(
+                self.wandb, self.store, record, extra_files={mirror.RUN_FILE: to_json(snapshot)}, extra_meta=extra
+            )
             with self._lock:
                 self.wb.log_artifact(artifact, aliases=["latest", *aliases])
 
@@ -208,9 +235,13 @@ class WandbTracker:
             table = used.get(split)
             self._references[split] = dict(zip(table.get_column("path"), table.get_column("image")))
         except Exception as e:  # the documented fallback: debugger rows only, say why once
-            logger.warning("wandb: evaluation tables hold images for the debugger rows only: the %s table of dataset %s "
-                           "is not on W&B (%s); log it with --upload-dataset or `artifactkit push`",
-                           split, self.dataset_record.name, scrub(f"{type(e).__name__}: {e}"))
+            logger.warning(
+                "wandb: evaluation tables hold images for the debugger rows only: the %s table of dataset %s "
+                "is not on W&B (%s); log it with --upload-dataset or `artifactkit push`",
+                split,
+                self.dataset_record.name,
+                scrub(f"{type(e).__name__}: {e}"),
+            )
         return self._references[split]
 
     def _dataset_on_wandb(self) -> Any:

@@ -97,10 +97,13 @@ def test_val_style_repaints_training_pieces_only_when_asked(dataset, tmp_path):
     the held-out sprites, and adding it changes no byte of the other splits."""
     styled = chess.generate(tmp_path / "styled", n_train=8, n_val=4, n_heldout=4, n_style=4, imgsz=128).parent
     doc = yaml.safe_load((styled / "data.yaml").read_text())
-    assert doc["val-style"] == "images/val-style" and "val-style" not in yaml.safe_load((dataset / "data.yaml").read_text())
+    assert doc["val-style"] == "images/val-style" and "val-style" not in yaml.safe_load(
+        (dataset / "data.yaml").read_text()
+    )
     others = {p: b for p, b in _files(styled).items() if "val-style" not in str(p)}
     assert {p: b for p, b in others.items() if p.name not in ("data.yaml", ".artifactkit-chess.json")} == {
-        p: b for p, b in _files(dataset).items() if p.name not in ("data.yaml", ".artifactkit-chess.json")}
+        p: b for p, b in _files(dataset).items() if p.name not in ("data.yaml", ".artifactkit-chess.json")
+    }
     assert len(list((styled / "images" / "val-style").glob("*.jpg"))) == 4
     rng = np.random.default_rng(0)
     paint = chess._Repaint(rng, 40)

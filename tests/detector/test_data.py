@@ -42,11 +42,9 @@ def root(tmp_path_factory):
             k = int(rng.integers(1, 5))
             wh = rng.uniform(0.1, 0.4, (k, 2))
             c = rng.uniform(wh / 2, 1 - wh / 2)
-            rows = [[int(rng.integers(3)), *np.round(c[j], 4), *np.round(wh[j], 4)]
-                    for j in range(k)]
+            rows = [[int(rng.integers(3)), *np.round(c[j], 4), *np.round(wh[j], 4)] for j in range(k)]
             _labels(root / "labels" / split / f"{split}{i}.txt", rows)
-    (root / "data.yaml").write_text(
-        "path: .\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
     return root
 
 
@@ -56,17 +54,22 @@ def _train_set(root, **kw):
 
 # data.yaml ------------------------------------------------------------------------------------
 
+
 def test_config_names_list_dict_and_relative_path(root, tmp_path):
     cfg = load_data_config(root)  # a folder means <folder>/data.yaml
     assert cfg.names == NAMES and cfg.root == root.resolve()
     assert {k: s.sources for k, s in cfg.splits.items()} == {
-        "train": ((root / "images/train").resolve(),), "val": ((root / "images/val").resolve(),)}
+        "train": ((root / "images/train").resolve(),),
+        "val": ((root / "images/val").resolve(),),
+    }
     assert [p.name for p in cfg.splits["val"].images] == ["val0.png", "val1.png", "val2.png"]
     conf = tmp_path / "configs" / "mine.yaml"
     conf.parent.mkdir()
-    conf.write_text(f"path: ../{root.name}x\ntrain: images/train\nval: images/val\n"
-                    "val-heldout: images/val\ndownload: https://example.com/x.zip\n"
-                    "nc: 3\nnames: {0: a, 1: b, 2: c}\n")
+    conf.write_text(
+        f"path: ../{root.name}x\ntrain: images/train\nval: images/val\n"
+        "val-heldout: images/val\ndownload: https://example.com/x.zip\n"
+        "nc: 3\nnames: {0: a, 1: b, 2: c}\n"
+    )
     (tmp_path / f"{root.name}x").symlink_to(root)
     cfg = load_data_config(conf)
     assert cfg.names == NAMES and cfg.nc == 3
@@ -74,17 +77,20 @@ def test_config_names_list_dict_and_relative_path(root, tmp_path):
     assert cfg.splits["val-heldout"].sources == ((root / "images/val").resolve(),)
 
 
-@pytest.mark.parametrize("body, needle", [
-    ("train: images/train\nval: images/val\nnc: 4\nnames: [a, b, c]\n", "'nc'"),
-    ("train: images/train\nval: images/val\n", "'names'"),
-    ("train: images/train\nval: images/val\nnames: {0: a, 2: c}\n", "'names'"),
-    ("train: images/train\nnames: [a]\n", "'val'"),
-    ("train: images/train\nval: images/nope\nnames: [a]\n", "'val'"),
-    ("train: [images/train, images/nope]\nval: images/val\nnames: [a]\n", "'train'"),
-    ("train: {a: 1}\nval: images/val\nnames: [a]\n", "'train'"),
-    ("train: images/train\nval: images/val\nnames: [a\n", "line"),
-    ("- just\n- a list\n", "mapping"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("train: images/train\nval: images/val\nnc: 4\nnames: [a, b, c]\n", "'nc'"),
+        ("train: images/train\nval: images/val\n", "'names'"),
+        ("train: images/train\nval: images/val\nnames: {0: a, 2: c}\n", "'names'"),
+        ("train: images/train\nnames: [a]\n", "'val'"),
+        ("train: images/train\nval: images/nope\nnames: [a]\n", "'val'"),
+        ("train: [images/train, images/nope]\nval: images/val\nnames: [a]\n", "'train'"),
+        ("train: {a: 1}\nval: images/val\nnames: [a]\n", "'train'"),
+        ("train: images/train\nval: images/val\nnames: [a\n", "line"),
+        ("- just\n- a list\n", "mapping"),
+    ],
+)
 def test_config_errors_name_file_and_key(root, tmp_path, body, needle):
     conf = tmp_path / "bad.yaml"
     conf.write_text(f"path: {root}\n" + body if not body.startswith("-") else body)
@@ -100,18 +106,22 @@ def test_config_missing_file(tmp_path):
 
 # labels and images -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad, needle", [
-    ("3 0.5 0.5 0.1 0.1", "class id"),
-    ("-1 0.5 0.5 0.1 0.1", "class id"),
-    ("1.5 0.5 0.5 0.1 0.1", "class id"),
-    ("nan 0.5 0.5 0.1 0.1", "class id"),
-    ("0 1.2 0.5 0.1 0.1", "[0, 1]"),
-    ("0 0.5 -0.1 0.1 0.1", "[0, 1]"),
-    ("0 0.5 0.5 0.1", "5 columns"),
-    ("0 0.5 0.5 0.1 0.1 0.3", "5 columns"),
-    ("0 0.5 x 0.1 0.1", "non-numeric"),
-    ("0 0.5 0.5 0 0.1", "> 0"),
-])
+
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ("3 0.5 0.5 0.1 0.1", "class id"),
+        ("-1 0.5 0.5 0.1 0.1", "class id"),
+        ("1.5 0.5 0.5 0.1 0.1", "class id"),
+        ("nan 0.5 0.5 0.1 0.1", "class id"),
+        ("0 1.2 0.5 0.1 0.1", "[0, 1]"),
+        ("0 0.5 -0.1 0.1 0.1", "[0, 1]"),
+        ("0 0.5 0.5 0.1", "5 columns"),
+        ("0 0.5 0.5 0.1 0.1 0.3", "5 columns"),
+        ("0 0.5 x 0.1 0.1", "non-numeric"),
+        ("0 0.5 0.5 0 0.1", "> 0"),
+    ],
+)
 def test_bad_label_names_file_and_line(tmp_path, bad, needle):
     _image(tmp_path / "images" / "s" / "im.jpg", 32, 32, 0)
     lbl = tmp_path / "labels" / "s" / "im.txt"
@@ -123,8 +133,7 @@ def test_bad_label_names_file_and_line(tmp_path, bad, needle):
 
 
 def test_label_path_replaces_last_images_dir():
-    assert label_path("/d/images/x/images/train/a.b.jpg") == \
-        label_path("/d/images/x/images/train/a.b.png")
+    assert label_path("/d/images/x/images/train/a.b.jpg") == label_path("/d/images/x/images/train/a.b.png")
     assert str(label_path("/d/images/x/images/train/a.b.jpg")) == "/d/images/x/labels/train/a.b.txt"
 
 
@@ -156,9 +165,11 @@ def test_corrupt_images_name_the_file(tmp_path):
 def test_loader_unwraps_worker_errors(root, monkeypatch):
     # What torch re-raises from a worker: the type kept, the message replaced by a traceback.
     # (Simulated: a real worker failure costs ~10 s of torch's worker shutdown.)
-    wrapped = ("Caught InvalidInput in DataLoader worker process 0.\nOriginal Traceback (most "
-               "recent call last):\n  File \"x.py\", line 1\nartifactkit.errors.InvalidInput: "
-               "cannot read image /d/a.jpg: truncated\n")
+    wrapped = (
+        "Caught InvalidInput in DataLoader worker process 0.\nOriginal Traceback (most "
+        'recent call last):\n  File "x.py", line 1\nartifactkit.errors.InvalidInput: '
+        "cannot read image /d/a.jpg: truncated\n"
+    )
 
     def fail(self, key):
         raise InvalidInput(wrapped)
@@ -183,9 +194,9 @@ def test_exif_rotation_gives_displayed_shape(tmp_path):
 
 # samples ---------------------------------------------------------------------------------------
 
+
 def _same(a, b):
-    return (torch.equal(a["img"], b["img"]) and torch.equal(a["cls"], b["cls"])
-            and torch.equal(a["bboxes"], b["bboxes"]))
+    return torch.equal(a["img"], b["img"]) and torch.equal(a["cls"], b["cls"]) and torch.equal(a["bboxes"], b["bboxes"])
 
 
 def test_sample_is_a_function_of_seed_epoch_index(root):
@@ -256,6 +267,7 @@ def test_letterbox_ratio_pad_maps_back_to_original(root):
 
 # sampler and loader ----------------------------------------------------------------------------
 
+
 def test_sampler_order_and_ddp_shards(root):
     ds = _train_set(root)
     s = EpochSampler(ds, shuffle=True, seed=1)
@@ -325,10 +337,16 @@ def test_style_knobs_draw_only_when_on_and_change_only_the_pixels(root):
     draws come first). On, they move pixels, never boxes, deterministically."""
     base = AugmentConfig(mosaic=0, fliplr=0, contrast=0, blur=0)
     plain = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=base)
-    colour_only = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
-                              hyp=base.model_copy(update={"blur": 1.0}))
-    styled = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
-                         hyp=base.model_copy(update={"contrast": 0.9, "blur": 1.0}))
+    colour_only = YoloDataset(
+        root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=base.model_copy(update={"blur": 1.0})
+    )
+    styled = YoloDataset(
+        root / "images" / "train",
+        NAMES,
+        imgsz=64,
+        augment=True,
+        hyp=base.model_copy(update={"contrast": 0.9, "blur": 1.0}),
+    )
     from artifactkit.detector.augment import colour_matrix, recolour
 
     for i in range(4):
@@ -341,8 +359,7 @@ def test_style_knobs_draw_only_when_on_and_change_only_the_pixels(root):
         assert not torch.equal(a["img"], c["img"]) and torch.equal(c["img"], styled[i]["img"])
     geometry = AugmentConfig(mosaic=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0, contrast=0, blur=0)
     for knob in ({"contrast": 0.9}, {"blur": 1.0}, {"erase": 1.0}):
-        on = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True,
-                         hyp=geometry.model_copy(update=knob))
+        on = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=geometry.model_copy(update=knob))
         off = YoloDataset(root / "images" / "train", NAMES, imgsz=64, augment=True, hyp=geometry)
         for i in range(4):
             assert torch.equal(on[i]["bboxes"], off[i]["bboxes"]) and torch.equal(on[i]["cls"], off[i]["cls"])
@@ -352,7 +369,9 @@ def test_hide_parts_covers_at_most_a_quarter_of_each_object_and_nothing_outside(
     from artifactkit.detector.augment import hide_parts
 
     img = np.full((3, 96, 96), 7, np.uint8)
-    boxes = np.array([[0, 4, 4, 40, 44], [1, 50, 10, 90, 30], [2, 60, 60, 200, 200]], np.float32)  # the last crosses the edge
+    boxes = np.array(
+        [[0, 4, 4, 40, 44], [1, 50, 10, 90, 30], [2, 60, 60, 200, 200]], np.float32
+    )  # the last crosses the edge
     inside = np.zeros((96, 96), bool)
     for _, x0, y0, x1, y1 in boxes.astype(int):
         inside[y0:y1, x0:x1] = True

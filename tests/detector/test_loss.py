@@ -77,7 +77,9 @@ def _assign(pred_boxes, gt_boxes, gt_labels, nc=2, grid=8, stride=8.0, min_side=
     labels = torch.tensor(gt_labels, dtype=torch.float32)[None, :, None]
     valid = gt_boxes.sum(-1, keepdim=True) > 0
     scores = torch.full((1, num_anchors, nc), 0.5)
-    return TaskAlignedAssigner(nc, topk=3, min_side=min_side)(scores, pred_boxes(anchors * strides), anchors * strides, labels, gt_boxes, valid)
+    return TaskAlignedAssigner(nc, topk=3, min_side=min_side)(
+        scores, pred_boxes(anchors * strides), anchors * strides, labels, gt_boxes, valid
+    )
 
 
 def test_assigner_picks_topk_anchors_inside_the_box_and_scales_scores_to_best_iou():

@@ -66,8 +66,7 @@ def make_case(seed, n_img=24, round_scores=False):
         gt_cls, gt_boxes = rng.integers(0, NC - 1, m), _random_boxes(rng, m)
         pred = _image_preds(rng, gt_cls, gt_boxes)
         if i == 3:  # exercises the per-image-per-class cap of 100
-            extra = np.concatenate([_random_boxes(rng, 130), rng.uniform(0, 1, (130, 1)),
-                                    np.zeros((130, 1))], 1)
+            extra = np.concatenate([_random_boxes(rng, 130), rng.uniform(0, 1, (130, 1)), np.zeros((130, 1))], 1)
             pred = np.concatenate([pred, extra])
             gt_cls, gt_boxes = np.append(gt_cls, [0] * 3), np.concatenate([gt_boxes, extra[:3, :4]])
         if round_scores:  # ties in score, so the tie-break order must agree too
@@ -87,15 +86,24 @@ def coco_reference(gts, preds):
     anns = []
     for stem, (cls, boxes) in gts.items():
         for c, (x1, y1, x2, y2) in zip(cls.tolist(), boxes.tolist()):
-            anns.append({"id": len(anns) + 1, "image_id": ids[stem], "category_id": c,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                         "iscrowd": 0})
-    dets = [dict(r, image_id=ids[r["image_id"]])
-            for stem in sorted(preds) for r in coco_records(stem, preds[stem])]
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": ids[stem],
+                    "category_id": c,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+    dets = [dict(r, image_id=ids[r["image_id"]]) for stem in sorted(preds) for r in coco_records(stem, preds[stem])]
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         gt = COCO()
-        gt.dataset = {"images": [{"id": i} for i in ids.values()], "annotations": anns,
-                      "categories": [{"id": c} for c in range(NC)]}
+        gt.dataset = {
+            "images": [{"id": i} for i in ids.values()],
+            "annotations": anns,
+            "categories": [{"id": c} for c in range(NC)],
+        }
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.evaluate()
@@ -113,8 +121,7 @@ def ours(gts, preds):
     return m, m.compute()
 
 
-@pytest.mark.parametrize("seed,round_scores", [(0, False), (1, False), (2, False), (3, True),
-                                               (4, True)])
+@pytest.mark.parametrize("seed,round_scores", [(0, False), (1, False), (2, False), (3, True), (4, True)])
 def test_agrees_with_pycocotools(seed, round_scores):
     gts, preds = make_case(seed, round_scores=round_scores)
     stats, ref_ap = coco_reference(gts, preds)
@@ -159,13 +166,15 @@ def test_no_predictions_score_zero():
 def test_match_image_hand_made():
     gt_cls = torch.tensor([0, 0, 1])
     gt_boxes = torch.tensor([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], dtype=torch.float)
-    pred = torch.tensor([
-        [1, 0, 11, 10, 0.8, 0],  # duplicate of GT 0 (IoU 0.82), lower score: FP
-        [0, 0, 10, 10, 0.9, 0],  # GT 0: TP
-        [20, 20, 40, 40, 0.7, 1],  # GT 1's place, wrong class: FP
-        [100, 100, 110, 110, 0.6, 0],  # nothing there: FP
-        [50, 50, 60, 61, 0.5, 1],  # GT 2 at IoU 0.91: TP
-    ])
+    pred = torch.tensor(
+        [
+            [1, 0, 11, 10, 0.8, 0],  # duplicate of GT 0 (IoU 0.82), lower score: FP
+            [0, 0, 10, 10, 0.9, 0],  # GT 0: TP
+            [20, 20, 40, 40, 0.7, 1],  # GT 1's place, wrong class: FP
+            [100, 100, 110, 110, 0.6, 0],  # nothing there: FP
+            [50, 50, 60, 61, 0.5, 1],  # GT 2 at IoU 0.91: TP
+        ]
+    )
     assert match_image(pred, gt_cls, gt_boxes) == (2, 3, 1)
     assert match_image(pred, gt_cls, gt_boxes, iou=0.95) == (1, 4, 2)
     assert match_image(pred, gt_cls, gt_boxes, conf=0.65) == (1, 2, 2)
@@ -204,11 +213,22 @@ def test_compute_is_fast_at_validation_scale():
     for _ in range(200):
         gt_boxes = torch.tensor(_random_boxes(rng, 20))
         gt_cls = torch.tensor(rng.integers(0, 12, 20))
-        pred = torch.cat([torch.tensor(_random_boxes(rng, 260)),
-                          torch.tensor(rng.uniform(0, 1, (260, 1))),
-                          torch.tensor(rng.integers(0, 12, (260, 1)), dtype=torch.float64)], 1)
-        near = torch.cat([gt_boxes + torch.tensor(rng.normal(0, 2, (20, 4))),
-                          torch.tensor(rng.uniform(0, 1, (20, 1))), gt_cls[:, None].double()], 1)
+        pred = torch.cat(
+            [
+                torch.tensor(_random_boxes(rng, 260)),
+                torch.tensor(rng.uniform(0, 1, (260, 1))),
+                torch.tensor(rng.integers(0, 12, (260, 1)), dtype=torch.float64),
+            ],
+            1,
+        )
+        near = torch.cat(
+            [
+                gt_boxes + torch.tensor(rng.normal(0, 2, (20, 4))),
+                torch.tensor(rng.uniform(0, 1, (20, 1))),
+                gt_cls[:, None].double(),
+            ],
+            1,
+        )
         m.update(torch.cat([pred, near, near]), gt_cls, gt_boxes)
     t0 = time.perf_counter()
     res = m.compute()
@@ -232,23 +252,25 @@ def test_coco_json_round_trip(tmp_path):
 GOOD = {"image_id": "img000", "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
 
 
-@pytest.mark.parametrize("content,fragment", [
-    ("[{\"image_id\": ", "line 1: not valid JSON"),
-    (json.dumps({"annotations": []}), "expected a JSON list"),
-    (json.dumps([GOOD, GOOD, GOOD, 7]), "entry 3: expected an object"),
-    (json.dumps([GOOD] * 3 + [{k: v for k, v in GOOD.items() if k != "score"}]),
-     "entry 3: missing key 'score'"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, image_id=["a"])]), "entry 3: image_id must be"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, category_id="1")]), "entry 3: category_id must be"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, category_id=-1)]), "entry 3: category_id must be"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, category_id=NC)]), "entry 3: category_id 5 out of range"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, bbox=[1, 2, 3])]), "entry 3: bbox must be"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, bbox=[1, 2, "3", 4])]), "entry 3: bbox must be"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, bbox=[1, 2, -3, 4])]), "entry 3: bbox has negative size"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, score="high")]), "entry 3: score must be"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, score=None)]), "entry 3: score must be"),
-    (json.dumps([GOOD] * 3 + [dict(GOOD, image_id="nope")]), "entry 3: image_id 'nope' is not"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ('[{"image_id": ', "line 1: not valid JSON"),
+        (json.dumps({"annotations": []}), "expected a JSON list"),
+        (json.dumps([GOOD, GOOD, GOOD, 7]), "entry 3: expected an object"),
+        (json.dumps([GOOD] * 3 + [{k: v for k, v in GOOD.items() if k != "score"}]), "entry 3: missing key 'score'"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, image_id=["a"])]), "entry 3: image_id must be"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, category_id="1")]), "entry 3: category_id must be"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, category_id=-1)]), "entry 3: category_id must be"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, category_id=NC)]), "entry 3: category_id 5 out of range"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, bbox=[1, 2, 3])]), "entry 3: bbox must be"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, bbox=[1, 2, "3", 4])]), "entry 3: bbox must be"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, bbox=[1, 2, -3, 4])]), "entry 3: bbox has negative size"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, score="high")]), "entry 3: score must be"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, score=None)]), "entry 3: score must be"),
+        (json.dumps([GOOD] * 3 + [dict(GOOD, image_id="nope")]), "entry 3: image_id 'nope' is not"),
+    ],
+)
 def test_bad_coco_json_names_file_and_entry(tmp_path, content, fragment):
     path = tmp_path / "bad-preds.json"
     path.write_text(content)
@@ -274,10 +296,14 @@ def test_per_class_rows_pr_curve_and_confusion_matrix():
     from artifactkit.detector.metrics import confusion_matrix
 
     gt_cls, gt_boxes = torch.tensor([0, 1]), torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
-    pred = torch.tensor([[0.0, 0, 10, 10, 0.9, 0],      # right box, right class
-                         [20, 20, 30, 30, 0.8, 0],      # right box, wrong class (true 1)
-                         [50, 50, 60, 60, 0.7, 1],      # nothing there: background
-                         [0, 0, 10, 10, 0.1, 1]])       # below the matrix's conf 0.25
+    pred = torch.tensor(
+        [
+            [0.0, 0, 10, 10, 0.9, 0],  # right box, right class
+            [20, 20, 30, 30, 0.8, 0],  # right box, wrong class (true 1)
+            [50, 50, 60, 60, 0.7, 1],  # nothing there: background
+            [0, 0, 10, 10, 0.1, 1],
+        ]
+    )  # below the matrix's conf 0.25
     m = DetectionMetrics(3, ["a", "b", "c"])
     m.update(pred, gt_cls, gt_boxes)
     m.update(torch.zeros((0, 6)), torch.tensor([0]), torch.tensor([[0.0, 0, 5, 5]]))

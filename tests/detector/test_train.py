@@ -15,7 +15,6 @@ from artifactkit.detector.config import TrainConfig
 from artifactkit.detector.state import capture_rng, optimizer_state_from_plain, restore_rng
 from artifactkit.errors import InvalidInput
 
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -108,7 +107,13 @@ def test_auto_optimizer_follows_yolov8_rule():
     long = optim.choose_optimizer(TrainConfig(data="d", epochs=1000), nc=12, n_train=64_000)
     assert (long.name, long.lr0, long.momentum, long.nbs) == ("SGD", 0.01, 0.9, 64)
     manual = optim.choose_optimizer(TrainConfig(data="d", optimizer="SGD", lr0=0.02), nc=12, n_train=800)
-    assert (manual.name, manual.lr0, manual.momentum, manual.warmup_bias_lr, manual.nbs) == ("SGD", 0.02, 0.937, 0.1, 64)
+    assert (manual.name, manual.lr0, manual.momentum, manual.warmup_bias_lr, manual.nbs) == (
+        "SGD",
+        0.02,
+        0.937,
+        0.1,
+        64,
+    )
     pinned = optim.choose_optimizer(TrainConfig(data="d", epochs=10, nbs=64), nc=12, n_train=800)
     assert pinned == optim.OptimizerChoice("AdamW", 0.000625, 0.9, 0.0, nbs=64)  # Ultralytics' exact recipe
     # a checkpoint written before the field existed ran with YOLOv8's nominal batch
@@ -288,8 +293,9 @@ def test_training_lowers_the_loss_and_reports_metrics(chess_data):
 
     recorder = Recorder()
     # A higher lr than 'auto' picks: warm-up keeps lr tiny for the 16 iterations of this test.
-    config = tiny_config(chess_data, epochs=4, val_splits=["val", "val-heldout"], optimizer="AdamW",
-                         lr0=0.01, warmup_bias_lr=0.0)
+    config = tiny_config(
+        chess_data, epochs=4, val_splits=["val", "val-heldout"], optimizer="AdamW", lr0=0.01, warmup_bias_lr=0.0
+    )
     trainer = Trainer(config, [recorder])
     final = trainer.fit()
     epochs = [call[2] for call in recorder.calls if call[0] == "epoch"]
@@ -299,9 +305,24 @@ def test_training_lowers_the_loss_and_reports_metrics(chess_data):
     cls_losses = [metrics["train/cls_loss"] for metrics in epochs]
     assert cls_losses == sorted(cls_losses, reverse=True) and cls_losses[-1] < 0.97 * cls_losses[0]
     last = epochs[-1]
-    expected = {"epoch", "train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/precision",
-                "metrics/recall", "metrics/mAP50", "metrics/mAP50-95", "val-heldout/mAP50",
-                "val-heldout/mAP50-95", "lr/pg0", "lr/pg1", "lr/pg2", "time/epoch_s", "speed/train_img_s", "fitness"}
+    expected = {
+        "epoch",
+        "train/box_loss",
+        "train/cls_loss",
+        "train/dfl_loss",
+        "metrics/precision",
+        "metrics/recall",
+        "metrics/mAP50",
+        "metrics/mAP50-95",
+        "val-heldout/mAP50",
+        "val-heldout/mAP50-95",
+        "lr/pg0",
+        "lr/pg1",
+        "lr/pg2",
+        "time/epoch_s",
+        "speed/train_img_s",
+        "fitness",
+    }
     assert expected <= set(last) and final == last
     assert all(isinstance(value, (int, float)) for value in last.values())
     assert last["fitness"] == pytest.approx(0.1 * last["metrics/mAP50"] + 0.9 * last["metrics/mAP50-95"])
