@@ -68,7 +68,8 @@ def train(
     run that exists is continued from its latest checkpoint (from epoch 1 if it has none), and a
     finished one returned as it is (event "finished"). The options given must then agree with
     the run's recorded config, except those resume may change (RESUME_OVERRIDES); its dataset is
-    the recorded version. trackers=None: a continued run keeps the trackers it had.
+    the recorded version. trackers=None: a continued run keeps the trackers it had. The CLI's
+    --wandb/--no-wandb is trackers=tracking.choose(True/False, project=..., entity=...).
 
     Under torchrun every process calls this: rank 0 creates the run and alone writes to the
     store and trackers; each node pulls a stored dataset once; every rank trains its shard."""

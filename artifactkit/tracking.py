@@ -106,3 +106,20 @@ def _wandb_tracker(info: dict[str, Any]) -> Any:
         raise MissingExtra(
             f"the run is mirrored to W&B run {info.get('id')}, to continue it: {e} (or resume with --no-wandb)"
         ) from None
+
+
+def choose(
+    wandb: bool | None, project: str | None = None, entity: str | None = None, upload_dataset: bool = False
+) -> list[Any] | None:
+    """The trackers `train --wandb/--no-wandb` (and `resume`) asks for, as session.train/resume take
+    them: wandb=True a W&B tracker, False none, None None (a resume continues the run's own; a new
+    run gets none). Under torchrun only rank 0 tracks, so other ranks get none whatever was asked."""
+    from .detector.distributed import World
+
+    if not World.from_env().is_main:
+        return []
+    if not wandb:
+        return None if wandb is None else []
+    from .wandb import WandbTracker
+
+    return [WandbTracker(project=project, entity=entity, upload_dataset=upload_dataset)]

@@ -43,6 +43,52 @@ def ground_truth(data: str, split: str) -> tuple[dict[str, tuple[Any, Any]], lis
     return out, list(cfg.names)
 
 
+def val(
+    data: str,
+    split: str = "val",
+    *,
+    weights: str | None = None,
+    preds: str | os.PathLike | None = None,
+    store: str | None = None,
+    storage_options: dict | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    device: str | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    save_json: str | os.PathLike | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The `val` command: score `weights` (evaluate_weights) or a `preds` file (score_predictions),
+    exactly one of them; None options take those functions' defaults. Returns (scores, warnings):
+    the lines the CLI prints to stderr (e.g. an imgsz rounded to the model's stride)."""
+    if (weights is None) == (preds is None):
+        raise InvalidInput("give exactly one of --weights (a model to run) or --preds (a COCO JSON to score)")
+    if preds is not None:
+        if iou is not None or imgsz is not None:
+            raise InvalidInput(
+                f"--{'iou' if iou is not None else 'imgsz'} applies to --weights only (--preds are scored as given)"
+            )
+        given = {} if conf is None else {"conf": conf}
+        return score_predictions(preds, data, split, store=store, storage_options=storage_options, **given), []
+    given = {k: v for k, v in {"batch": batch, "device": device}.items() if v is not None}
+    scores = evaluate_weights(
+        weights,
+        data,
+        split,
+        store=store,
+        storage_options=storage_options,
+        imgsz=imgsz,
+        conf=conf,
+        iou=iou,
+        save_json=save_json,
+        **given,
+    )
+    warnings = []
+    if imgsz is not None and scores["imgsz"] != imgsz:
+        warnings.append(f"--imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}")
+    return scores, warnings
+
+
 def score_predictions(
     preds: str | os.PathLike,
     data: str,

@@ -40,27 +40,20 @@ def rm(
 ) -> None:
     """Delete a version record (or every version of NAME). Version numbers are never reused."""
     from artifactkit.lifecycle import delete_versions
-    from artifactkit.uri import parse_ref
+    from artifactkit.removal import planned_removal
 
-    parsed = parse_ref(ref)
-    if parsed.selector is not None and parsed.version is None:
-        raise InvalidInput(f"rm {ref}: give NAME:vN (an alias moves; delete the version it points at by number)")
     s = open_store(store, storage_option)
-    if parsed.version is None:
-        count = len(s.version_numbers(parsed.name))
-        if not count:
-            from artifactkit.errors import NotFound
-
-            raise NotFound(f"{s.uri}: no artifact named {parsed.name!r}")
-        _confirm(yes, f"delete all {count} versions of {parsed.name} in {s.uri}?", f"rm {ref} deletes every version")
-    result = delete_versions(s, parsed.name, None if parsed.version is None else [parsed.version], force=force)
+    plan = planned_removal(s, ref)
+    if plan.version is None:
+        _confirm(yes, f"delete all {plan.count} versions of {plan.name} in {s.uri}?", f"rm {ref} deletes every version")
+    result = delete_versions(s, plan.name, None if plan.version is None else [plan.version], force=force)
     aliases = f" with aliases {', '.join(result.aliases)}" if result.aliases else ""
     used = f" (used by {', '.join(result.used_by)})" if result.used_by else ""
     pending, hint = _gc_hint(s)
     emit(
         json_out,
         {**result.summary(), "gc": pending.summary()},
-        f"deleted {parsed.name}:{', '.join(result.versions)}{aliases}{used} in {s.uri}; {hint}",
+        f"deleted {plan.name}:{', '.join(result.versions)}{aliases}{used} in {s.uri}; {hint}",
     )
 
 

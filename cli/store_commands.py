@@ -84,27 +84,10 @@ def log_dataset(
 def ls(store: StoreOpt = None, storage_option: StorageOpts = None, json_out: JsonOpt = False) -> None:
     """List the artifacts of the store: name, type, versions, latest version and its size, and the
     bytes all its versions hold (each shared file counted once)."""
-    from artifactkit.usage import artifact_bytes
+    from artifactkit.listing import artifact_rows
 
     s = open_store(store, storage_option)
-    rows = []
-    for name in s.artifact_names():
-        nums = s.version_numbers(name)
-        if not nums:
-            continue  # only aliases left (or a write in progress): no version to show
-        latest = s.record(name, nums[-1])
-        rows.append(
-            {
-                "name": name,
-                "type": latest.type,
-                "versions": len(nums),
-                "latest": latest.label,
-                "files": latest.files,
-                "bytes": latest.bytes,
-                "total_bytes": artifact_bytes(s, name),
-                "created": latest.created,
-            }
-        )
+    rows = artifact_rows(s)
     if json_out:
         emit(True, {"store": s.uri, "artifacts": rows})
         return

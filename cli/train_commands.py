@@ -44,21 +44,27 @@ def register(app: typer.Typer) -> None:
 
 def demo_data(
     out: Annotated[Path, typer.Argument(help="Folder to write the chess dataset into")],
-    n_train: Annotated[int, typer.Option(help="Training images")] = 800,
-    n_val: Annotated[int, typer.Option(help="Validation images")] = 200,
-    n_heldout: Annotated[int, typer.Option(help="Images in val-heldout (piece styles never trained on)")] = 200,
-    imgsz: Annotated[int, typer.Option(help="Image size in pixels")] = 416,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    n_train: Annotated[Optional[int], typer.Option(help="Training images (default: 800)")] = None,
+    n_val: Annotated[Optional[int], typer.Option(help="Validation images (default: 200)")] = None,
+    n_heldout: Annotated[
+        Optional[int], typer.Option(help="Images in val-heldout (piece styles never trained on) (default: 200)")
+    ] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Image size in pixels (default: 416)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: 0)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate the chess-pieces demo dataset locally (YOLO layout + data.yaml)."""
-    from artifactkit.detector.chess import generate
+    from artifactkit.detector.chess import DEFAULTS, generate
 
-    yaml = generate(out, n_train=n_train, n_val=n_val, n_heldout=n_heldout, imgsz=imgsz, seed=seed)
+    given = {"n_train": n_train, "n_val": n_val, "n_heldout": n_heldout, "imgsz": imgsz, "seed": seed}
+    given = {k: v for k, v in given.items() if v is not None}
+    yaml = generate(out, **given)
+    n = {**DEFAULTS, **given}  # what generate used, for the summary line
     emit(
         json_out,
-        {"data_yaml": str(yaml), "train": n_train, "val": n_val, "val-heldout": n_heldout},
-        f"chess dataset in {out} ({n_train} train, {n_val} val, {n_heldout} val-heldout at {imgsz} px): {yaml}",
+        {"data_yaml": str(yaml), "train": n["n_train"], "val": n["n_val"], "val-heldout": n["n_heldout"]},
+        f"chess dataset in {out} ({n['n_train']} train, {n['n_val']} val, {n['n_heldout']} val-heldout at "
+        f"{n['imgsz']} px): {yaml}",
     )
 
 
@@ -85,18 +91,6 @@ def _follow(call: Callable[[], Any]) -> Any:
 
             _fail(str(stop), str(stop), "Interrupted", 128 + (stop.signum or 2))
         raise typer.Exit(128 + (stop.signum or 2)) from None
-
-
-def _trackers(wandb: bool | None, project: str | None, entity: str | None, upload_dataset: bool) -> list[Any] | None:
-    """--wandb: a W&B tracker; --no-wandb: none; neither: None, which on resume continues the
-    trackers the run had (and on a new run means none)."""
-    if not _is_main():
-        return []
-    if not wandb:
-        return None if wandb is None else []
-    from artifactkit.wandb import WandbTracker
-
-    return [WandbTracker(project=project, entity=entity, upload_dataset=upload_dataset)]
 
 
 def _summary(run) -> dict[str, Any]:
@@ -263,6 +257,7 @@ def train(
     the same as artifactkit.train(). Ultralytics' KEY=VALUE words work too (data=chess epochs=1):
     `data` and any --set key."""
     from artifactkit import session
+    from artifactkit.tracking import choose as choose_trackers
 
     words = extra_words(ctx)
     data = take(words, "data", data, "--data")
@@ -295,7 +290,7 @@ def train(
         set_,
         words,
     )
-    trackers = _trackers(wandb, project, entity, upload_dataset)
+    trackers = choose_trackers(wandb, project, entity, upload_dataset)
     storage = parse_storage_options(storage_option)
     with TrainingProgress() as report:
         if resume_latest:
@@ -377,6 +372,7 @@ def resume(
     the trackers it had. One process at a time holds a run: a second resume is refused.
     Keys that may change: see `--set` (epochs, device, workers, batch, patience, save_period, ...)."""
     from artifactkit import session
+    from artifactkit.tracking import choose as choose_trackers
 
     overrides = typed_options(
         {
@@ -401,7 +397,7 @@ def resume(
                 uri,
                 store=store,
                 storage_options=parse_storage_options(storage_option),
-                trackers=_trackers(wandb, project, entity, False),
+                trackers=choose_trackers(wandb, project, entity, False),
                 report=report,
                 **overrides,
             )
@@ -446,39 +442,25 @@ def val(
     """Score a trained model (or a COCO-JSON predictions file) on a dataset split: overall and per class.
     KEY=VALUE words set the options as Ultralytics' CLI does (data=chess model=RUN_URI conf=0.25)."""
     from artifactkit import val as api
-    from artifactkit.errors import InvalidInput
 
-    if (weights is None) == (preds is None):
-        raise InvalidInput("give exactly one of --weights (a model to run) or --preds (a COCO JSON to score)")
-    if preds is not None:
-        if iou is not None or imgsz is not None:
-            raise InvalidInput(
-                f"--{'iou' if iou is not None else 'imgsz'} applies to --weights only (--preds are scored as given)"
-            )
-        given = {} if conf is None else {"conf": conf}  # val's defaults otherwise
-        scores = api.score_predictions(
-            preds, data, split, store=store, storage_options=parse_storage_options(storage_option), **given
-        )
-    else:
-        given = {k: v for k, v in {"batch": batch, "device": device}.items() if v is not None}
-        scores = api.evaluate_weights(
-            weights,
-            data,
-            split,
-            store=store,
-            storage_options=parse_storage_options(storage_option),
-            imgsz=imgsz,
-            conf=conf,
-            iou=iou,
-            save_json=save_json,
-            **given,
-        )
+    scores, warnings = api.val(
+        data,
+        split,
+        weights=weights,
+        preds=preds,
+        store=store,
+        storage_options=parse_storage_options(storage_option),
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        conf=conf,
+        iou=iou,
+        save_json=save_json,
+    )
+    if "weights" in scores:
         print(f"weights: {scores['weights']}", file=sys.stderr)
-        if imgsz is not None and scores["imgsz"] != imgsz:
-            print(
-                f"warning: --imgsz {imgsz} is not a multiple of the model's stride 32: using {scores['imgsz']}",
-                file=sys.stderr,
-            )
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if json_out:
         emit(True, scores)
         return

@@ -55,13 +55,17 @@ _FULL_SIDE = {"K": 1, "Q": 1, "R": 2, "B": 2, "N": 2, "P": 8}
 _ALPHA_EDGE = 32  # sprite pixels with alpha above this count as the piece for its box
 
 
+# generate's defaults, which the demo-data command shows (and does not repeat)
+DEFAULTS = {"n_train": 800, "n_val": 200, "n_heldout": 200, "imgsz": 416, "seed": 0}
+
+
 def generate(
     out_dir,
-    n_train: int = 800,
-    n_val: int = 200,
-    n_heldout: int = 200,
-    imgsz: int = 416,
-    seed: int = 0,
+    n_train: int = DEFAULTS["n_train"],
+    n_val: int = DEFAULTS["n_val"],
+    n_heldout: int = DEFAULTS["n_heldout"],
+    imgsz: int = DEFAULTS["imgsz"],
+    seed: int = DEFAULTS["seed"],
     n_style: int = 0,
 ) -> Path:
     """Render the dataset into out_dir and return the path of its data.yaml.
