@@ -321,5 +321,14 @@ def test_a_forged_pending_delete_is_a_one_line_error(s3_bucket):
     theirs.backend.write("runs/r1/run.json", json.dumps({**record, "pending_deletes": ["../x:v0"]}).encode())
     with pytest.raises(InvalidInput, match=r"runs/r1/run.json.*pending_deletes"):
         runs.load_run(theirs, "r1")
+    time.sleep(0.35)  # the holder's lease expired
+    store = theirs.fenced_by(Lease.claim(theirs, "r1", "run r1", ttl=30, holder=ELSEWHERE))
+    artifacts = ["r1-model", "r1-state", "r1-evaluation"]
     with pytest.raises(InvalidInput, match=r"runs/r1/run.json: invalid pending_deletes"):
-        _take_over(theirs)
+        store.take_over("r1", 1, artifacts)
+    # well formed, but a version of another run's artifact: a takeover deletes nothing of it
+    theirs.log_files({"w.bin": b"theirs"}, name="other-model", type="model")
+    theirs.backend.write("runs/r1/run.json", json.dumps({**record, "pending_deletes": ["other-model:v0"]}).encode())
+    with pytest.raises(InvalidInput, match=r"runs/r1/run.json: pending_deletes names other-model:v0, not an artifact"):
+        store.take_over("r1", 1, artifacts)
+    assert theirs.version_numbers("other-model") == [0]
