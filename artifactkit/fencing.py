@@ -127,7 +127,8 @@ def check_pending(value: Any) -> list[str]:
     """A run record's `pending_deletes`: versions (NAME:vN) its holder announced it was deleting."""
     if (not isinstance(value, list) or len(value) > MAX_PENDING
             or not all(isinstance(v, str) and _PENDING.match(v) for v in value)):
-        raise InvalidInput(f"invalid pending_deletes {str(value)[:60]!r} (expected a list of artifact versions NAME:vN)")
+        raise InvalidInput(f"invalid pending_deletes {str(value)[:60]!r} "
+                           "(expected a list of artifact versions NAME:vN)")
     return value
 
 
