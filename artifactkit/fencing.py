@@ -55,6 +55,11 @@ def stampable(key: str) -> bool:
     return _kind(key) is not None
 
 
+def is_alias_key(key: str) -> bool:
+    """An alias: removed by a fenced holder as a stamped "deleted" body, not a DELETE."""
+    return _kind(key) == "alias"
+
+
 def _kind(key: str) -> str | None:
     if run_id_of_record_key(key) is not None or ("/metrics/" in key and is_metrics_key(key)):
         return "json"

@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .fencing import (
-    ALIAS_TEXT, DELETED_ALIAS, announce, claimed_after_takeover, pending_of, replace_fenced, run_fence, stamp_all,
-    stampable,
+    ALIAS_TEXT, DELETED_ALIAS, announce, claimed_after_takeover, is_alias_key, pending_of, replace_fenced, run_fence,
+    stamp_all, stampable,
 )
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
@@ -377,9 +377,9 @@ class Store(ObjectStore):
         version's delete is announced first (delete_version): see fencing.py."""
         lease = self._lease
         if lease is not None and self.backend.capabilities.conditional_replace:
-            for key in [k for k in keys if stampable(k)]:
+            for key in [k for k in keys if is_alias_key(k)]:
                 replace_fenced(self.backend, key, DELETED_ALIAS, lease, self._where(key))
-            keys = [k for k in keys if not stampable(k)]
+            keys = [k for k in keys if not is_alias_key(k)]
         delete = lambda: self.backend.delete(keys)  # noqa: E731
         lease.fenced(delete) if lease is not None else delete()
 
