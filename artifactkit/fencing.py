@@ -17,6 +17,17 @@ and the new holder reads it as if it had happened before the takeover. Stamped b
 generations differ, so an ETag never comes back (no ABA). Version claims are create-only and
 carry the generation in the record; Store.latest skips a claim that landed after a takeover
 (runs' `versions_at_takeover`, docs/invariants.md section 3).
+
+Deletes cannot be made conditional on the run's generation, so a holder announces them first: it
+adds the versions it is about to delete to the run record's `pending_deletes` (a compare-and-swap
+of the stamped record, refused once the run was taken over), deletes, then removes them from the
+list (another compare-and-swap). A takeover reads the list from the record it stamped and
+completes every delete in it before it reads state: a stale delete is either refused (its
+announcement comes after the stamp: 412 or a newer stamp) or happened before the takeover read
+anything. A version number is never reused, so a late DELETE of an announced version finds
+nothing of the new holder's. An alias is never deleted by a holder on such a store: it is
+replaced, by compare-and-swap, with a stamped "deleted" body (`- g<generation>`), so a late
+request cannot remove an alias the new holder set again.
 """
 
 from __future__ import annotations
@@ -30,7 +41,11 @@ from .layout import ARTIFACTS, is_metrics_key, run_id_of_record_key
 from .names import NAME_RE
 
 TRIES = 8  # compare-and-swap rounds before giving up (each lost round is another writer's write)
-ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17})(?: g(0|[1-9][0-9]{0,17}))?\n?\Z")  # "<version>[ g<generation>]\n"
+# "<version>[ g<generation>]\n"; a version of "-" is an alias a fenced holder removed (module docstring)
+ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17}|-)(?: g(0|[1-9][0-9]{0,17}))?\n?\Z")
+DELETED_ALIAS = b"-\n"
+_PENDING = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,127}):v(0|[1-9][0-9]{0,17})\Z")  # NAME:vN
+MAX_PENDING = 10_000  # versions one delete batch announces (a prune of a long run: a few hundred)
 _ALIAS_KEY = re.compile(rf"{ARTIFACTS}/[^/]+/aliases/[^/]+\Z")
 _MAX_STAMPED = 1 << 20  # a run record or metrics object is a few KB: a larger one is not parsed
 
@@ -38,6 +53,11 @@ _MAX_STAMPED = 1 << 20  # a run record or metrics object is a few KB: a larger o
 def stampable(key: str) -> bool:
     """Keys whose objects carry a generation stamp: run record, metrics, aliases."""
     return _kind(key) is not None
+
+
+def is_alias_key(key: str) -> bool:
+    """An alias: removed by a fenced holder as a stamped "deleted" body, not a DELETE."""
+    return _kind(key) == "alias"
 
 
 def _kind(key: str) -> str | None:
@@ -74,7 +94,8 @@ def stamped(key: str, data: bytes, generation: int, where: str, fields: dict[str
         found = ALIAS_TEXT.fullmatch(data)
         if found is None:
             raise InvalidInput(f"{where}: not an alias (expected a version number, found {data[:40]!r})")
-        return f"{int(found.group(1))} g{generation}\n".encode()
+        version = found.group(1).decode() if found.group(1) == b"-" else int(found.group(1))
+        return f"{version} g{generation}\n".encode()
     obj = _json_object(data, where)
     obj.update(fields or {}, generation=generation)
     return json.dumps(obj, sort_keys=True, indent=1).encode()
@@ -107,6 +128,52 @@ def run_fence(data: bytes, where: str) -> tuple[int | None, dict[str, int]]:
     return generation, floors
 
 
+def check_pending(value: Any) -> list[str]:
+    """A run record's `pending_deletes`: versions (NAME:vN) its holder announced it was deleting."""
+    if (not isinstance(value, list) or len(value) > MAX_PENDING
+            or not all(isinstance(v, str) and _PENDING.match(v) for v in value)):
+        raise InvalidInput(f"invalid pending_deletes {str(value)[:60]!r} "
+                           "(expected a list of artifact versions NAME:vN)")
+    return value
+
+
+def _pending(data: bytes, where: str) -> list[str]:
+    try:
+        return check_pending(_json_object(data, where).get("pending_deletes") or [])
+    except InvalidInput as e:
+        raise InvalidInput(f"{where}: {e}") from None
+
+
+def pending_of(data: bytes, where: str) -> list[tuple[str, int]]:
+    """(name, version) of each delete a run record's holder announced and may not have finished."""
+    return [(m.group(1), int(m.group(2))) for m in map(_PENDING.match, _pending(data, where))]
+
+
+def announce(backend, key: str, add: list[str], remove: list[str], generation: int, lease, where: str) -> None:
+    """Add `add` to and take `remove` from the `pending_deletes` of the run record at `key`, by
+    compare-and-swap stamped `generation`: refused (RunHeld) once the run was taken over, like
+    any write of the holder (`lease`: its Lease; None for a takeover, which holds the newest)."""
+    for _ in range(TRIES):
+        body, etag = backend.read_tagged(key)
+        if body is None:
+            raise NotFound(f"{where}: the run record is gone; stopping")
+        stamp = stamp_of(key, body, where)
+        if stamp is not None and stamp > generation:
+            if lease is not None:
+                lease.lose()
+            raise RunHeld(f"{where}: the run was taken over (generation {stamp}); stopping")
+        if lease is not None:
+            lease.check_current()
+        pending = [p for p in _pending(body, where) if p not in remove]
+        pending += [p for p in add if p not in pending]
+        try:
+            backend.replace(key, stamped(key, body, generation, where, {"pending_deletes": pending}), etag)
+            return
+        except (AlreadyExists, NotFound):
+            continue
+    raise RunHeld(f"{where}: changed by another writer {TRIES} times while this run announced deletes; stopping")
+
+
 def claimed_after_takeover(record: Any, generation: int | None, floors: dict[str, int]) -> bool:
     """Whether a version record was claimed by a run holder after the takeover of the run's
     current `generation` (a create that nothing refused): never `latest`."""
@@ -120,13 +187,16 @@ def replace_fenced(backend, key: str, data: bytes, lease, where: str) -> None:
     another process took the run over, whatever the timing (module docstring)."""
     for _ in range(TRIES):
         body, etag = backend.read_tagged(key)
+        carried = None
         if body is not None:
             stamp = stamp_of(key, body, where)
             if stamp is not None and stamp > lease.generation:
                 lease.lose()  # a newer holder stamped it: the run was taken over
+            if run_id_of_record_key(key) is not None:  # deletes announced meanwhile stay announced
+                carried = {"pending_deletes": _pending(body, where)}
         lease.check_current()  # a newer generation claimed, not yet stamped here: refused all the same
         try:
-            backend.replace(key, stamped(key, data, lease.generation, where), etag)
+            backend.replace(key, stamped(key, data, lease.generation, where, carried), etag)
             return
         except (AlreadyExists, NotFound):  # written or deleted in between: look again
             continue

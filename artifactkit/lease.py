@@ -146,9 +146,11 @@ class Lease:
         """Make one write of the holder (run record, metrics, checkpoint or table version claim,
         alias) only while this generation is the newest, checked at the write: on a local store
         under the lock claims take too, so no claim comes in between. On a store with conditional
-        replace the run record, metrics and aliases are compare-and-swaps instead (fencing.py,
-        Store._write); what is left here there (create-only version claims, deletes) is checked
-        just before the write (docs/invariants.md section 3 says why that is enough or not).
+        replace the run record, metrics and aliases (their removal too) are compare-and-swaps
+        instead, and a version delete is announced in the run record first (fencing.py, Store._write,
+        Store._delete); what is left here there (create-only version claims, tombstones, the
+        announced DELETEs) is checked just before the request (docs/invariants.md section 3: why
+        that is enough).
         A holder that lost the run gets RunHeld and writes nothing."""
         with self.store.lease_lock(self.run_id):
             self.check_current()

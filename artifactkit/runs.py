@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from . import lease
 from .errors import AlreadyExists, InvalidInput, NotFound
+from .fencing import check_pending
 from .names import check_name, check_relative_path, check_run_id
 from .nesting import too_deep
 from .records import Record, now_iso, parse_record, to_json, validator_of
@@ -62,6 +63,8 @@ class RunRecord(Record):
     # generation found; a version an older generation claimed above it landed after the takeover.
     generation: int | None = Field(None, ge=0)
     versions_at_takeover: dict[str, int] = {}
+    # Versions (NAME:vN) its holder announced it is deleting: a takeover finishes them first (fencing.py).
+    pending_deletes: list[str] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -74,6 +77,7 @@ class RunRecord(Record):
     _check_run_id = field_validator("run_id")(validator_of(check_run_id))
     _check_model = field_validator("model_artifact")(validator_of(check_name))
     _check_yaml = field_validator("data_yaml")(validator_of(check_relative_path))
+    _check_pending = field_validator("pending_deletes")(validator_of(check_pending))
     _check_dataset = field_validator("dataset")(validator_of(lambda v: v if v is None else _check_ref(v)))
 
     @field_validator("versions_at_takeover")

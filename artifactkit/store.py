@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
-from .fencing import ALIAS_TEXT, claimed_after_takeover, replace_fenced, run_fence, stamp_all, stampable
+from .fencing import (
+    ALIAS_TEXT, DELETED_ALIAS, announce, claimed_after_takeover, is_alias_key, pending_of, replace_fenced, run_fence,
+    stamp_all, stampable,
+)
 from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
 from .layout import (
     LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
@@ -146,6 +149,8 @@ class Store(ObjectStore):
             found = ALIAS_TEXT.fullmatch(data)  # "<version>\n", stamped " g<generation>" by a fenced write
             if not found:
                 raise InvalidInput(f"{self._where(info.key)}: not an alias (expected a version number, found {data[:40]!r})")
+            if found.group(1) == b"-":
+                continue  # removed by a run holder on a store with conditional writes (fencing.py)
             out[alias] = int(found.group(1))
             if found.group(2) is not None:
                 stamps[alias] = int(found.group(2))
@@ -365,9 +370,30 @@ class Store(ObjectStore):
             lease.fenced(lambda: self.backend.write(key, data, create_only=create_only))
 
     def _delete(self, keys: list[str]) -> None:
+        """Deletes, fenced when this store is a run holder's. On a store with conditional replace
+        an alias is replaced with a stamped "deleted" body instead (a compare-and-swap), and a
+        version's delete is announced first (delete_version): see fencing.py."""
         lease = self._lease
+        if lease is not None and self.backend.capabilities.conditional_replace:
+            for key in [k for k in keys if is_alias_key(k)]:
+                replace_fenced(self.backend, key, DELETED_ALIAS, lease, self._where(key))
+            keys = [k for k in keys if not is_alias_key(k)]
         delete = lambda: self.backend.delete(keys)  # noqa: E731
         lease.fenced(delete) if lease is not None else delete()
+
+    @contextmanager
+    def _announced(self, refs: list[str]) -> Iterator[None]:
+        """Around a holder's delete of versions (NAME:vN) on a store with conditional replace:
+        announced in its run record before (so a takeover completes them before it reads state,
+        or the announcement is refused), and taken off it after (fencing.py)."""
+        lease = self._lease
+        if lease is None or not self.backend.capabilities.conditional_replace:
+            yield
+            return
+        key = run_record_key(check_run_id(lease.run_id))
+        announce(self.backend, key, refs, [], lease.generation, lease, self._where(key))
+        yield
+        announce(self.backend, key, [], refs, lease.generation, lease, self._where(key))
 
     def take_over(self, run_id: str, generation: int, artifacts: list[str]) -> None:
         """A claim of `generation` on a store with conditional replace, before the new holder
@@ -391,6 +417,21 @@ class Store(ObjectStore):
         # The record last: until it says `generation`, readers still count the objects not yet
         # stamped (a stamp older than the record's marks a write that landed after a takeover).
         stamp_all(self.backend, [record], generation, self._where, {"versions_at_takeover": floors})
+        # Deletes the old holder announced (fencing.py): finished now, before the state is read;
+        # one announced later was refused by the stamp.
+        body, _etag = self.backend.read_tagged(record)
+        pending = pending_of(body, self._where(record)) if body is not None else []
+        for name, version in pending:
+            if name not in artifacts:
+                raise InvalidInput(f"{self._where(record)}: pending_deletes names {name}:v{version}, not an "
+                                   "artifact of this run")
+            try:
+                self._delete_version(self.record(name, version))
+            except NotFound:
+                pass  # its holder finished it
+        if pending:
+            announce(self.backend, record, [], [f"{n}:v{v}" for n, v in pending], generation, None,
+                     self._where(record))
 
     # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
     def lock_names(self) -> list[tuple[str, str]]:
@@ -558,11 +599,17 @@ class Store(ObjectStore):
         aliases removed). Its blobs stay until gc. A crash part-way leaves the version readable
         (the record goes last) and a rerun finishes the job."""
         record = self.record(name, version)
+        with self._announced([f"{name}:v{version}"]):  # S3: a takeover completes it or it is refused
+            removed = self._delete_version(record)
+        return record, removed
+
+    def _delete_version(self, record: VersionRecord) -> list[str]:
+        name, version = record.name, record.version
         self._write(tombstone_key(name, version), to_json(record))
         removed = sorted(a for a, v in self.aliases(name).items() if v == version)
         self._delete([alias_key(name, a) for a in removed])
         self._delete([version_key(name, version)])
-        return record, removed
+        return removed
 
     def delete_run(self, run_id: str) -> int:
         """Delete every key in the run's folder (the record last: a crash leaves a run to delete

@@ -19,15 +19,43 @@ from clirunner import run_cli, start_paused
 TTL = "2"  # seconds a lease lives without a heartbeat: the paused holder loses it quickly
 
 HOLDER = """
-import os, signal, sys
+import contextlib, os, signal, sys, threading
 import artifactkit
 from artifactkit.errors import ArtifactkitError
+from artifactkit.store import Store
+
+# The pause must not land while a thread of this process (the heartbeat's renew, the saver's
+# fenced write) holds the run's flock (Store.lease_lock): the resume elsewhere would wait on it and
+# give up. So the flock is counted, and the pause waits until no thread holds it and lets none take it.
+gate, held, pausing = threading.Condition(), [0], [False]
+lease_lock = Store.lease_lock
+
+@contextlib.contextmanager
+def counted_lease_lock(self, run_id):
+    with gate:
+        gate.wait_for(lambda: not pausing[0])
+        held[0] += 1
+    try:
+        with lease_lock(self, run_id):
+            yield
+    finally:
+        with gate:
+            held[0] -= 1
+            gate.notify_all()
+
+Store.lease_lock = counted_lease_lock
 
 def report(event, details):
     if event == "warning":
         print("warning:", details["message"], file=sys.stderr)
-    if event == "epoch" and details["epoch"] == 2:
-        os.kill(os.getpid(), signal.SIGSTOP)  # paused right after its epoch-end lease check
+    if event == "epoch" and details["epoch"] == 2:  # after its epoch-end lease check, holding no flock
+        with gate:
+            pausing[0] = True
+            gate.wait_for(lambda: held[0] == 0)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        with gate:
+            pausing[0] = False
+            gate.notify_all()
 
 try:
     artifactkit.train(sys.argv[1], data=sys.argv[2], run_id="r", epochs=3, imgsz=64, batch=4, workers=0,

@@ -4,6 +4,7 @@ and on S3, expiry, and a holder that stalled past its expiry finding the run tak
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -146,14 +147,14 @@ def _take_over(theirs):
 
 
 def _pause_before_put(held, monkeypatch, key_end: str, then) -> list[str]:
-    """Run then() once, the first time `held` is about to PUT a key ending in key_end (after
-    its fence check): exactly where a SIGSTOP would leave a holder."""
+    """Run then() once, the first time `held` is about to PUT (or DELETE) a key ending in key_end
+    (after its fence check): exactly where a SIGSTOP would leave a holder."""
     backend, paused = held.backend, []
-    for method in ("replace", "write"):
+    for method in ("replace", "write", "delete"):
         original = getattr(backend, method)
 
         def put(key, *args, _original=original, **kw):
-            if key.endswith(key_end) and not paused:
+            if any(k.endswith(key_end) for k in ([key] if isinstance(key, str) else key)) and not paused:
                 paused.append(key)
                 then()
             return _original(key, *args, **kw)
@@ -256,3 +257,78 @@ def test_a_forged_takeover_record_is_a_one_line_error(s3_bucket, monkeypatch):
     theirs.backend.write("runs/r1/run.json", data)
     with pytest.raises(InvalidInput, match=r"runs/r1/run.json: invalid versions_at_takeover"):
         theirs.resolve("r1-model:latest")
+
+
+def _snapshot(store) -> dict:
+    keys = [i.key for top in ("artifacts/", "runs/") for i in store.backend.list(top)]
+    return dict(store.backend.read_many(keys))
+
+
+@pytest.mark.parametrize("key_end", ["runs/r1/run.json", "r1-model/versions/0.json"])
+def test_on_s3_a_holder_paused_inside_a_prune_deletes_nothing_after_a_takeover(key_end, s3_bucket, monkeypatch):
+    """Paused before announcing its delete: the announcement is refused, v0 stays. Paused after
+    announcing, before its DELETE: the takeover finished the delete before it read anything, and
+    the late DELETE changes nothing."""
+    from artifactkit.lifecycle import prune
+
+    held, _old, theirs = _two_processes(s3_bucket)
+    for epoch in (2, 3):
+        held.log_files({"w.bin": b"epoch %d" % epoch}, name="r1-model", type="model", run_id="r1")
+    held.remove_alias("r1-model", "best")  # which would keep v0
+    state: dict = {}
+
+    def takeover():
+        _take_over(theirs)
+        state["versions"] = theirs.version_numbers("r1-model")
+        state["pending"] = json.loads(theirs.backend.read("runs/r1/run.json")).get("pending_deletes", [])
+        state["before"] = _snapshot(theirs)
+
+    paused = _pause_before_put(held, monkeypatch, key_end, takeover)
+    with pytest.raises(RunHeld, match="taken over by host gpu-7, pid 4242"):
+        prune(held, "r1-model", keep_last=2)
+    assert paused, "the prune never reached that request"
+    if key_end.endswith("run.json"):  # the announcement came after the stamp: refused, nothing deleted
+        assert state["versions"] == [0, 1, 2] and theirs.deleted_versions("r1-model") == []
+    else:  # announced before the takeover, which deleted v0 (with its tombstone) before it read state
+        assert state["versions"] == [1, 2] and theirs.deleted_versions("r1-model") == [0]
+    assert state["pending"] == []
+    assert _snapshot(theirs) == state["before"]  # not one key changed after the takeover
+
+
+def test_on_s3_a_holder_paused_inside_an_alias_removal_removes_nothing_after_a_takeover(s3_bucket, monkeypatch):
+    held, _old, theirs = _two_processes(s3_bucket)
+    state: dict = {}
+
+    def takeover():
+        state["store"] = _take_over(theirs)
+        state["before"] = _snapshot(theirs)
+
+    paused = _pause_before_put(held, monkeypatch, "aliases/best", takeover)
+    with pytest.raises(RunHeld, match="taken over by host gpu-7, pid 4242"):
+        held.remove_alias("r1-model", "best")
+    assert paused, "the removal never reached its request"
+    assert _snapshot(theirs) == state["before"]
+    assert theirs.aliases("r1-model") == {"best": 0}
+    state["store"].remove_alias("r1-model", "best")  # by the run's holder: a stamped "deleted" body
+    assert theirs.aliases("r1-model") == {} and theirs.backend.read("artifacts/r1-model/aliases/best") == b"- g1\n"
+
+
+def test_a_forged_pending_delete_is_a_one_line_error(s3_bucket):
+    from artifactkit import runs
+
+    _held, _old, theirs = _two_processes(s3_bucket)
+    record = json.loads(theirs.backend.read("runs/r1/run.json"))
+    theirs.backend.write("runs/r1/run.json", json.dumps({**record, "pending_deletes": ["../x:v0"]}).encode())
+    with pytest.raises(InvalidInput, match=r"runs/r1/run.json.*pending_deletes"):
+        runs.load_run(theirs, "r1")
+    time.sleep(0.35)  # the holder's lease expired
+    store = theirs.fenced_by(Lease.claim(theirs, "r1", "run r1", ttl=30, holder=ELSEWHERE))
+    artifacts = ["r1-model", "r1-state", "r1-evaluation"]
+    with pytest.raises(InvalidInput, match=r"runs/r1/run.json: invalid pending_deletes"):
+        store.take_over("r1", 1, artifacts)
+    # well formed, but a version of another run's artifact: a takeover deletes nothing of it
+    theirs.log_files({"w.bin": b"theirs"}, name="other-model", type="model")
+    theirs.backend.write("runs/r1/run.json", json.dumps({**record, "pending_deletes": ["other-model:v0"]}).encode())
+    with pytest.raises(InvalidInput, match=r"runs/r1/run.json: pending_deletes names other-model:v0, not an artifact"):
+        store.take_over("r1", 1, artifacts)
+    assert theirs.version_numbers("other-model") == [0]
