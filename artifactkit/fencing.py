@@ -122,18 +122,23 @@ def run_fence(data: bytes, where: str) -> tuple[int | None, dict[str, int]]:
     generation = _generation(obj, where)
     floors = obj.get("versions_at_takeover") or {}
     if not isinstance(floors, dict) or not all(
-            isinstance(k, str) and NAME_RE.fullmatch(k) and isinstance(v, int) and not isinstance(v, bool) and v >= -1
-            for k, v in floors.items()):
+        isinstance(k, str) and NAME_RE.fullmatch(k) and isinstance(v, int) and not isinstance(v, bool) and v >= -1
+        for k, v in floors.items()
+    ):
         raise InvalidInput(f"{where}: invalid versions_at_takeover (expected artifact names and version numbers)")
     return generation, floors
 
 
 def check_pending(value: Any) -> list[str]:
     """A run record's `pending_deletes`: versions (NAME:vN) its holder announced it was deleting."""
-    if (not isinstance(value, list) or len(value) > MAX_PENDING
-            or not all(isinstance(v, str) and _PENDING.match(v) for v in value)):
-        raise InvalidInput(f"invalid pending_deletes {str(value)[:60]!r} "
-                           "(expected a list of artifact versions NAME:vN)")
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_PENDING
+        or not all(isinstance(v, str) and _PENDING.match(v) for v in value)
+    ):
+        raise InvalidInput(
+            f"invalid pending_deletes {str(value)[:60]!r} (expected a list of artifact versions NAME:vN)"
+        )
     return value
 
 

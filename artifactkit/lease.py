@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .records import Record, now_iso, parse_record, to_json
+
 # `Store` in annotations is store.Store, not imported: store.py imports locks.py, which builds on this module.
 
 DEFAULT_TTL = 60.0
@@ -114,15 +115,18 @@ class Lease:
     """A held run. claim() takes it; renew() proves life (the Heartbeat calls it); release()
     frees it. `lost` turns True when a renewal finds another process holding the run."""
 
-    def __init__(self, store: Store, run_id: str, generation: int, record: LeaseRecord, ttl: float,
-                 what: str | None = None):
+    def __init__(
+        self, store: Store, run_id: str, generation: int, record: LeaseRecord, ttl: float, what: str | None = None
+    ):
         self.store, self.run_id, self.generation, self.record, self.ttl = store, run_id, generation, record, ttl
         self.what = what or f"run {run_id}"
         self.lost: LeaseRecord | None = None  # the lease that replaced ours
         self._lock = threading.Lock()
 
     @classmethod
-    def claim(cls, store: Store, run_id: str, what: str, ttl: float | None = None, holder: dict[str, Any] | None = None) -> "Lease":
+    def claim(
+        cls, store: Store, run_id: str, what: str, ttl: float | None = None, holder: dict[str, Any] | None = None
+    ) -> "Lease":
         """Hold the run, or RunHeld naming the live holder. `what` names the run in messages;
         `holder` overrides this process's identity (host, pid, machine, started)."""
         ttl = lease_ttl() if ttl is None else ttl
@@ -131,8 +135,13 @@ class Lease:
         if generations:
             _refuse_if_live(store, run_id, generations[-1], what)
         now = now_iso()
-        record = LeaseRecord(owner=secrets.token_hex(16), since=now, renewed=now, expires=time.time() + ttl,
-                             **(holder or _this_process()))
+        record = LeaseRecord(
+            owner=secrets.token_hex(16),
+            since=now,
+            renewed=now,
+            expires=time.time() + ttl,
+            **(holder or _this_process()),
+        )
         try:
             with store.lease_lock(run_id):  # no fenced write of the old holder is half way through
                 store.write_lease(run_id, generation, to_json(record), create_only=True)
@@ -192,8 +201,10 @@ class Lease:
     def check(self, what: str) -> None:
         """Raise RunHeld if another process took the run over (the caller stops writing)."""
         if self.lost is not None:
-            raise RunHeld(f"{what} was taken over by {self.lost.describe()} after this process's lease expired; "
-                          "stopping without writing more")
+            raise RunHeld(
+                f"{what} was taken over by {self.lost.describe()} after this process's lease expired; "
+                "stopping without writing more"
+            )
 
     def release(self) -> None:
         with self._lock, self.store.lease_lock(self.run_id):
@@ -211,8 +222,10 @@ def _refuse_if_live(store: Store, run_id: str, generation: int, what: str) -> No
         return  # deleted meanwhile: a newer claim exists, and the create-only write will say so
     if holder.live():
         left = max(0, round(holder.expires - time.time()))
-        raise RunHeld(f"{what} is held by {holder.describe()} (last heartbeat {holder.renewed}; "
-                      f"free in {left} s if that process is gone)")
+        raise RunHeld(
+            f"{what} is held by {holder.describe()} (last heartbeat {holder.renewed}; "
+            f"free in {left} s if that process is gone)"
+        )
 
 
 class Heartbeat:
@@ -249,7 +262,9 @@ class Heartbeat:
             self.lease.release()
         except Exception as e:
             if self.warn is not None:
-                self.warn(f"could not release run {self.lease.run_id} ({e}); it is free again in {self.lease.ttl:.0f} s")
+                self.warn(
+                    f"could not release run {self.lease.run_id} ({e}); it is free again in {self.lease.ttl:.0f} s"
+                )
 
 
 # -- this process, and whether another one of this machine still runs -----------------------

@@ -34,6 +34,8 @@ FULL_STATE = "training_state"  # a thin checkpoint's metadata key: NAME:vN of it
 def full_state_name(run_id: str) -> str:
     """The artifact holding the full training states of a run's newest checkpoints (thin history)."""
     return f"{run_id}-state"
+
+
 DURATION_RE = r"[1-9][0-9]{0,5}[hdwy]\Z"  # --keep-within: hours, days, weeks, years (365 days)
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}
 
@@ -41,6 +43,7 @@ _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}
 @dataclass(frozen=True)
 class Retention:
     """What prune keeps (the union of the rules given; None: rule not used)."""
+
     last: int | None = None  # the N newest versions
     within: str | None = None  # versions created within this long of the newest one: 12h, 7d, 4w, 1y
     daily: int | None = None  # the newest version of each of the N latest days that have one
@@ -71,7 +74,7 @@ class Retention:
         whose time cannot be read is kept (by "unknown time"): retention never guesses to delete."""
         nums = sorted(created)
         out: dict[int, list[str]] = {}
-        for n in nums[-self.last:] if self.last else []:
+        for n in nums[-self.last :] if self.last else []:
             out.setdefault(n, []).append(f"last {self.last}")
         times = {n: t for n, t in ((n, _parse_time(created[n])) for n in nums)}
         for n, t in times.items():
@@ -83,8 +86,10 @@ class Retention:
             for t, n in dated:
                 if t >= since:
                     out.setdefault(n, []).append(f"within {self.within}")
-        for rule, count, bucket in (("daily", self.daily, lambda t: t.date()),
-                                    ("weekly", self.weekly, lambda t: t.isocalendar()[:2])):
+        for rule, count, bucket in (
+            ("daily", self.daily, lambda t: t.date()),
+            ("weekly", self.weekly, lambda t: t.isocalendar()[:2]),
+        ):
             newest: dict[Any, int] = {}
             for t, n in dated:  # oldest first: the last one written per bucket is its newest
                 newest[bucket(t)] = n
@@ -159,8 +164,9 @@ def _runs(store: Store, force: bool) -> list[RunRecord]:
             records.append(load_run(store, run_id))
         except ArtifactkitError as e:
             if not force:
-                raise InvalidInput(f"{e} (cannot tell whether that run used what is being deleted; "
-                                   "pass --force to go on without it)") from None
+                raise InvalidInput(
+                    f"{e} (cannot tell whether that run used what is being deleted; pass --force to go on without it)"
+                ) from None
     return records
 
 
@@ -180,10 +186,15 @@ def delete_versions(store: Store, name: str, versions: list[int] | None = None, 
     held = chosen_aliases(store.aliases(name))
     used = users(store, name, force)
     if not force:
-        _refuse(store, name, {v: held[v] for v in targets if v in held},
-                "holds the alias {} (set by hand); pass --force to delete it with its aliases")
-        _refuse(store, name, {v: used[v] for v in targets if v in used},
-                "was used by {}; pass --force to delete it anyway")
+        _refuse(
+            store,
+            name,
+            {v: held[v] for v in targets if v in held},
+            "holds the alias {} (set by hand); pass --force to delete it with its aliases",
+        )
+        _refuse(
+            store, name, {v: used[v] for v in targets if v in used}, "was used by {}; pass --force to delete it anyway"
+        )
     result = Deleted(name, used_by=sorted({u for v in targets for u in used.get(v, ())}))
     for v in targets:
         record, aliases = store.delete_version(name, v)
@@ -199,8 +210,16 @@ def _refuse(store: Store, name: str, why: dict[int, list[str]], reason: str) -> 
         raise InvalidInput(f"{store.uri}: {name}:v{version} {reason.format(', '.join(what[:_SHOWN]))}{more}")
 
 
-def prune(store: Store, name: str, keep_last: int | None = None, *, keep_within: str | None = None,
-          keep_daily: int | None = None, keep_weekly: int | None = None, dry_run: bool = False) -> Deleted:
+def prune(
+    store: Store,
+    name: str,
+    keep_last: int | None = None,
+    *,
+    keep_within: str | None = None,
+    keep_daily: int | None = None,
+    keep_weekly: int | None = None,
+    dry_run: bool = False,
+) -> Deleted:
     """Keep what the retention rules keep (their union, see Retention), every version with a
     chosen alias (`best` among them) and every version a run used; delete the others (dry_run:
     only say which)."""
@@ -276,13 +295,16 @@ def delete_run(store: Store, run_id: str, force: bool = False) -> RunDeleted:
     where = run_uri(store.uri, run_id)
     # A live lease means a training is writing it now; a crashed one reads as interrupted.
     if run is not None and observe(store, run).status == "running" and not force:
-        raise InvalidInput(f"{where}: the run is running (its lease is live: a training is writing it); "
-                           "stop it first, or pass --force")
+        raise InvalidInput(
+            f"{where}: the run is running (its lease is live: a training is writing it); stop it first, or pass --force"
+        )
     model = run.model_artifact if run is not None else f"{run_id}-model"
     used = [u for uses in users(store, model, force).values() for u in uses if u.split()[1] != run_id]
     if used and not force:
-        raise InvalidInput(f"{where}: its checkpoints were used by {', '.join(sorted(used)[:_SHOWN])}; "
-                           "pass --force to delete it anyway")
+        raise InvalidInput(
+            f"{where}: its checkpoints were used by {', '.join(sorted(used)[:_SHOWN])}; "
+            "pass --force to delete it anyway"
+        )
     deleted: dict[str, list[str]] = {}
     for name in (model, full_state_name(run_id), f"{run_id}-evaluation"):
         if store.version_numbers(name):

@@ -108,7 +108,9 @@ def create_run(store: Store, record: RunRecord) -> None:
     try:
         store.write_run(record.run_id, to_json(record), create_only=True)
     except AlreadyExists:
-        raise InvalidInput(f"{store.uri}: run {record.run_id!r} already exists; resume it or pick another --run-id") from None
+        raise InvalidInput(
+            f"{store.uri}: run {record.run_id!r} already exists; resume it or pick another --run-id"
+        ) from None
 
 
 def save_run(store: Store, record: RunRecord) -> None:
@@ -157,10 +159,19 @@ class ObservedRun:
     def summary(self) -> dict[str, Any]:
         r = self.record
         held = self.lease is not None and self.status == "running"
-        return {"run_id": r.run_id, "status": self.status, "epochs_completed": r.epochs_completed,
-                "total_epochs": r.total_epochs, "dataset": r.dataset, "best_fitness": r.best_fitness,
-                "metrics": r.best_metrics, "created": r.created, "last_seen": self.last_seen, "error": r.error,
-                "holder": {"host": self.lease.host, "pid": self.lease.pid, "since": self.lease.since} if held else None}
+        return {
+            "run_id": r.run_id,
+            "status": self.status,
+            "epochs_completed": r.epochs_completed,
+            "total_epochs": r.total_epochs,
+            "dataset": r.dataset,
+            "best_fitness": r.best_fitness,
+            "metrics": r.best_metrics,
+            "created": r.created,
+            "last_seen": self.last_seen,
+            "error": r.error,
+            "holder": {"host": self.lease.host, "pid": self.lease.pid, "since": self.lease.since} if held else None,
+        }
 
 
 def observe(store: Store, record: RunRecord) -> ObservedRun:
@@ -190,8 +201,9 @@ def latest_interrupted(store: Store) -> RunRecord:
         return interrupted[-1].record
     failed = [o.record.run_id for o in observed if o.status == "failed"]
     running = [o.record.run_id for o in observed if o.status == "running"]
-    notes = ([f"failed: {', '.join(failed)} (resume one by id: artifactkit resume RUN_ID)"] if failed else []) + \
-            ([f"still running: {', '.join(running)}"] if running else [])
+    notes = ([f"failed: {', '.join(failed)} (resume one by id: artifactkit resume RUN_ID)"] if failed else []) + (
+        [f"still running: {', '.join(running)}"] if running else []
+    )
     raise NotFound(f"{store.uri}: no interrupted run to resume" + (f" ({'; '.join(notes)})" if notes else ""))
 
 

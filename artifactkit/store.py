@@ -27,21 +27,51 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .fencing import (
-    ALIAS_TEXT, DELETED_ALIAS, announce, claimed_after_takeover, is_alias_key, pending_of, replace_fenced, run_fence,
-    stamp_all, stampable,
+    ALIAS_TEXT,
+    DELETED_ALIAS,
+    announce,
+    claimed_after_takeover,
+    is_alias_key,
+    pending_of,
+    replace_fenced,
+    run_fence,
+    stamp_all,
+    stampable,
 )
-from .ingest import Candidate, IngestResult, Ingestor, Progress, candidates_from_mapping, ingest
+from .ingest import Candidate, Ingestor, IngestResult, Progress, candidates_from_mapping, ingest
 from .layout import (
-    LOCKS, OBJECTS, RUNS, alias_key, aliases_prefix, artifacts_prefix, is_metrics_key, lease_key,
-    lease_prefix, lock_key, lock_of_key, manifest_key, metrics_key, metrics_prefix, name_of_artifact_key, run_folder_prefix, run_id_of_record_key,
-    run_record_key, runs_prefix, tombstone_key, tombstones_prefix, version_key, versions_prefix, number_of_key,
+    LOCKS,
+    OBJECTS,
+    RUNS,
+    alias_key,
+    aliases_prefix,
+    artifacts_prefix,
+    is_metrics_key,
+    lease_key,
+    lease_prefix,
+    lock_key,
+    lock_of_key,
+    manifest_key,
+    metrics_key,
+    metrics_prefix,
+    name_of_artifact_key,
+    number_of_key,
+    run_folder_prefix,
+    run_id_of_record_key,
+    run_record_key,
+    runs_prefix,
+    tombstone_key,
+    tombstones_prefix,
+    version_key,
+    versions_prefix,
 )
-from .names import NAME_RE, RUN_ID_RE, VERSION_RE, check_name, check_run_id
-from .records import Entry, Manifest, VersionRecord, check_digest, check_tree, now_iso, parse_record, to_json
 from .locks import writing
+from .names import NAME_RE, RUN_ID_RE, VERSION_RE, check_name, check_run_id
 from .nesting import check_depth
 from .objects import ObjectStore
-from .trees import entries as tree_entries, trees_of, walk
+from .records import Entry, Manifest, VersionRecord, check_digest, check_tree, now_iso, parse_record, to_json
+from .trees import entries as tree_entries
+from .trees import trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
@@ -76,6 +106,7 @@ class LogResult:
 @dataclass(frozen=True)
 class _Built:
     """What a log's build step stored (the same fields as treelog.FolderLogResult)."""
+
     root: str
     files: int
     bytes: int
@@ -136,7 +167,9 @@ class Store(ObjectStore):
             raise NotFound(f"{self.uri}: {name}:v{version} {gone}") from None
         record = parse_record(VersionRecord, data, self._where(key))
         if (record.name, record.version) != (name, version):
-            raise InvalidInput(f"{self._where(key)}: the record says {record.name}:{record.label}, not {name}:v{version}")
+            raise InvalidInput(
+                f"{self._where(key)}: the record says {record.name}:{record.label}, not {name}:v{version}"
+            )
         return record
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -148,7 +181,9 @@ class Store(ObjectStore):
             data = self.backend.read(info.key)
             found = ALIAS_TEXT.fullmatch(data)  # "<version>\n", stamped " g<generation>" by a fenced write
             if not found:
-                raise InvalidInput(f"{self._where(info.key)}: not an alias (expected a version number, found {data[:40]!r})")
+                raise InvalidInput(
+                    f"{self._where(info.key)}: not an alias (expected a version number, found {data[:40]!r})"
+                )
             if found.group(1) == b"-":
                 continue  # removed by a run holder on a store with conditional writes (fencing.py)
             out[alias] = int(found.group(1))
@@ -230,7 +265,9 @@ class Store(ObjectStore):
         except NotFound:
             return False
         if (existing.manifest, existing.layout) != (record.manifest, record.layout):
-            raise InvalidInput(f"{self.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite")
+            raise InvalidInput(
+                f"{self.uri}: {record.name}:{record.label} exists with different content; refusing to overwrite"
+            )
         return True
 
     def manifest(self, record: VersionRecord) -> Manifest:
@@ -343,8 +380,10 @@ class Store(ObjectStore):
                     break
                 except BlockingIOError:  # held for a write: milliseconds, unless that process is paused
                     if time.monotonic() > deadline:
-                        raise RunHeld(f"{self.uri}: run {run_id}: another process has held {path.name} for "
-                                      f"{LEASE_LOCK_WAIT:.0f} s (paused inside a write?); try again") from None
+                        raise RunHeld(
+                            f"{self.uri}: run {run_id}: another process has held {path.name} for "
+                            f"{LEASE_LOCK_WAIT:.0f} s (paused inside a write?); try again"
+                        ) from None
                     time.sleep(0.01)
             yield
         finally:
@@ -411,8 +450,12 @@ class Store(ObjectStore):
             latest = self.latest(check_name(name))
             floors[name] = latest.version if latest is not None else -1
         keys = [i.key for i in self.backend.list(metrics_prefix(run_id)) if is_metrics_key(i.key)]
-        keys += [i.key for name in artifacts for i in self.backend.list(aliases_prefix(name) + "/")
-                 if _is_alias(i.key.rsplit("/", 1)[-1])]
+        keys += [
+            i.key
+            for name in artifacts
+            for i in self.backend.list(aliases_prefix(name) + "/")
+            if _is_alias(i.key.rsplit("/", 1)[-1])
+        ]
         stamp_all(self.backend, keys, generation, self._where)
         # The record last: until it says `generation`, readers still count the objects not yet
         # stamped (a stamp older than the record's marks a write that landed after a takeover).
@@ -423,15 +466,15 @@ class Store(ObjectStore):
         pending = pending_of(body, self._where(record)) if body is not None else []
         for name, version in pending:
             if name not in artifacts:
-                raise InvalidInput(f"{self._where(record)}: pending_deletes names {name}:v{version}, not an "
-                                   "artifact of this run")
+                raise InvalidInput(
+                    f"{self._where(record)}: pending_deletes names {name}:v{version}, not an artifact of this run"
+                )
             try:
                 self._delete_version(self.record(name, version))
             except NotFound:
                 pass  # its holder finished it
         if pending:
-            announce(self.backend, record, [], [f"{n}:v{v}" for n, v in pending], generation, None,
-                     self._where(record))
+            announce(self.backend, record, [], [f"{n}:v{v}" for n, v in pending], generation, None, self._where(record))
 
     # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
     def lock_names(self) -> list[tuple[str, str]]:
@@ -546,8 +589,10 @@ class Store(ObjectStore):
         self._ensure_format()
         gone = self.tombstone(record.name, record.version)
         if gone is not None and (gone.manifest, gone.layout) != (record.manifest, record.layout):
-            raise InvalidInput(f"{self.uri}: {record.name}:{record.label} was deleted here and held other content; "
-                               "a version number is never reused")
+            raise InvalidInput(
+                f"{self.uri}: {record.name}:{record.label} was deleted here and held other content; "
+                "a version number is never reused"
+            )
         try:
             self._write(version_key(record.name, record.version), to_json(record), create_only=True)
         except AlreadyExists:
@@ -558,8 +603,16 @@ class Store(ObjectStore):
         version = max(nums) + 1 if nums else 0
         while True:
             record = VersionRecord(
-                name=name, version=version, type=type, manifest=root, layout="tree", files=files,
-                bytes=nbytes, metadata=metadata, created=now_iso(), run_id=run_id,
+                name=name,
+                version=version,
+                type=type,
+                manifest=root,
+                layout="tree",
+                files=files,
+                bytes=nbytes,
+                metadata=metadata,
+                created=now_iso(),
+                run_id=run_id,
                 generation=self._lease.generation if self._lease is not None else None,
             )
             try:
@@ -591,7 +644,9 @@ class Store(ObjectStore):
             return None
         record = parse_record(VersionRecord, data, self._where(key))
         if (record.name, record.version) != (name, version):
-            raise InvalidInput(f"{self._where(key)}: the tombstone says {record.name}:{record.label}, not {name}:v{version}")
+            raise InvalidInput(
+                f"{self._where(key)}: the tombstone says {record.name}:{record.label}, not {name}:v{version}"
+            )
         return record
 
     def delete_version(self, name: str, version: int) -> tuple[VersionRecord, list[str]]:
@@ -629,9 +684,10 @@ class Store(ObjectStore):
         except NotFound:
             if self.backend.exists([version_key(record.name, record.version)]):
                 raise  # the version is there: a lost blob (verify names it), not a delete
-            raise NotFound(f"{self.uri}: {record.name}:{record.label} was deleted while {doing} "
-                           "(nothing was left half-written; use another version)") from None
-
+            raise NotFound(
+                f"{self.uri}: {record.name}:{record.label} was deleted while {doing} "
+                "(nothing was left half-written; use another version)"
+            ) from None
 
 
 def check_alias(alias: str) -> str:
@@ -645,8 +701,9 @@ def _is_alias(name: str) -> bool:
     return bool(NAME_RE.fullmatch(name)) and name != LATEST and not VERSION_RE.fullmatch(name)
 
 
-def open_store(uri: str | None = None, storage_options: dict[str, Any] | None = None, *,
-               must_exist: bool = False, **kw: Any) -> Store:
+def open_store(
+    uri: str | None = None, storage_options: dict[str, Any] | None = None, *, must_exist: bool = False, **kw: Any
+) -> Store:
     """Open the store at a path or fsspec URL (default: $ARTIFACTKIT_STORE or ./.artifactkit).
     must_exist: refuse a location holding no store (anything but the first write into it)."""
     from .uri import default_store_uri

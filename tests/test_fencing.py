@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from clirunner import run_cli, start_paused
 
 import artifactkit
 from artifactkit import runs
-from clirunner import run_cli, start_paused
 
 TTL = "2"  # seconds a lease lives without a heartbeat: the paused holder loses it quickly
 

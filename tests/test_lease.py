@@ -113,8 +113,9 @@ def _run_record(run_id: str):
     from artifactkit.runs import RunRecord
 
     now = now_iso()
-    return RunRecord(run_id=run_id, created=now, updated=now, config={}, model_artifact=f"{run_id}-model",
-                     total_epochs=3)
+    return RunRecord(
+        run_id=run_id, created=now, updated=now, config={}, model_artifact=f"{run_id}-model", total_epochs=3
+    )
 
 
 def _two_processes(s3_bucket):
@@ -163,10 +164,8 @@ def _pause_before_put(held, monkeypatch, key_end: str, then) -> list[str]:
     return paused
 
 
-@pytest.mark.parametrize("key_end", ["runs/r1/run.json", "metrics/000001.json", "metrics/000002.json",
-                                     "aliases/best"])
-def test_on_s3_a_holder_paused_between_check_and_put_writes_nothing_after_a_takeover(key_end, s3_bucket,
-                                                                                     monkeypatch):
+@pytest.mark.parametrize("key_end", ["runs/r1/run.json", "metrics/000001.json", "metrics/000002.json", "aliases/best"])
+def test_on_s3_a_holder_paused_between_check_and_put_writes_nothing_after_a_takeover(key_end, s3_bucket, monkeypatch):
     from artifactkit import runs
 
     held, _old, theirs = _two_processes(s3_bucket)
@@ -195,8 +194,9 @@ def test_on_s3_a_holder_paused_between_check_and_put_writes_nothing_after_a_take
 def test_on_s3_a_version_claimed_after_the_takeover_never_becomes_latest(s3_bucket, monkeypatch):
     held, _old, theirs = _two_processes(s3_bucket)
     taken = {}
-    _pause_before_put(held, monkeypatch, "r1-model/versions/1.json",
-                      lambda: taken.setdefault("store", _take_over(theirs)))
+    _pause_before_put(
+        held, monkeypatch, "r1-model/versions/1.json", lambda: taken.setdefault("store", _take_over(theirs))
+    )
     # The stale create lands (nothing else held that number), then the next write is refused.
     with pytest.raises(RunHeld, match="taken over"):
         held.log_files({"w.bin": b"stale epoch 2"}, name="r1-model", type="model", run_id="r1", aliases=("best",))
