@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import checkpoint, datasets
+from .detector.config import RESUME_OVERRIDES
 from .errors import InvalidInput, Stopped
 from .lease import Heartbeat, Lease
 from .lifecycle import full_state_name
@@ -31,22 +32,6 @@ from .store import Store, open_store
 from .tracking import FanOut, continued
 from .training_lines import LogReport
 from .uri import run_uri
-
-RESUME_OVERRIDES = (
-    "epochs",
-    "device",
-    "workers",
-    "threads",
-    "patience",
-    "save_period",
-    "save_every",
-    "stop_grace",
-    "keep_last",
-    "keep_within",
-    "keep_daily",
-    "keep_weekly",
-    "keep_full",
-)
 
 
 def train(

@@ -59,6 +59,25 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+# What `resume` may change of a run's recorded config (the rest must stay what the run started
+# with: session.py refuses it); detector/state.py says which of them leave the numbers unchanged.
+RESUME_OVERRIDES = (
+    "epochs",
+    "device",
+    "workers",
+    "threads",
+    "patience",
+    "save_period",
+    "save_every",
+    "stop_grace",
+    "keep_last",
+    "keep_within",
+    "keep_daily",
+    "keep_weekly",
+    "keep_full",
+)
+
+
 class TrainConfig(BaseModel):
     """Hyper-parameters of one training run. Build it with keywords; bad keys or values raise
     InvalidInput naming the key."""

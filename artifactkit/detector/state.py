@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from artifactkit.detector.config import TrainConfig
+from artifactkit.detector.config import RESUME_OVERRIDES, TrainConfig
 from artifactkit.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -84,20 +84,7 @@ def optimizer_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
 # to stop it early), where the same dataset version lies on this machine, how many processes load
 # it (the data order and augmentation do not depend on workers), how often it is saved. A new device or batch size does
 # change them: warn.
-_NEUTRAL_ON_RESUME = {
-    "epochs",
-    "data",
-    "workers",
-    "patience",
-    "save_period",
-    "save_every",
-    "stop_grace",
-    "keep_last",
-    "keep_within",
-    "keep_daily",
-    "keep_weekly",
-    "keep_full",
-}
+_NEUTRAL_ON_RESUME = (set(RESUME_OVERRIDES) - {"device", "threads"}) | {"data"}
 
 
 _COUNTS = ("epoch", "step", "last_opt_step")  # non-negative ints
