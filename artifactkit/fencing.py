@@ -39,12 +39,12 @@ from typing import Any
 from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
 from .layout import ARTIFACTS, is_metrics_key, run_id_of_record_key
 from .names import NAME_RE
+from .names import VERSION_REF_RE as _PENDING
 
 TRIES = 8  # compare-and-swap rounds before giving up (each lost round is another writer's write)
 # "<version>[ g<generation>]\n"; a version of "-" is an alias a fenced holder removed (module docstring)
 ALIAS_TEXT = re.compile(rb"(0|[1-9][0-9]{0,17}|-)(?: g(0|[1-9][0-9]{0,17}))?\n?\Z")
 DELETED_ALIAS = b"-\n"
-_PENDING = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,127}):v(0|[1-9][0-9]{0,17})\Z")  # NAME:vN
 MAX_PENDING = 10_000  # versions one delete batch announces (a prune of a long run: a few hundred)
 _ALIAS_KEY = re.compile(rf"{ARTIFACTS}/[^/]+/aliases/[^/]+\Z")
 _MAX_STAMPED = 1 << 20  # a run record or metrics object is a few KB: a larger one is not parsed

@@ -96,7 +96,7 @@ class LeaseRecord(Record):
 def current(store: Store, run_id: str) -> LeaseRecord | None:
     """The newest lease of a run, or None if it never had one."""
     for _ in range(3):  # a claim deletes the generation it replaces: list again if we read one too late
-        generations = store.lease_generations(run_id)
+        generations = store.runs.lease_generations(run_id)
         if not generations:
             return None
         try:
@@ -107,7 +107,7 @@ def current(store: Store, run_id: str) -> LeaseRecord | None:
 
 
 def _read(store: Store, run_id: str, generation: int) -> LeaseRecord:
-    data, where = store.read_lease(run_id, generation)
+    data, where = store.runs.read_lease(run_id, generation)
     return parse_record(LeaseRecord, data, where)
 
 
@@ -130,7 +130,7 @@ class Lease:
         """Hold the run, or RunHeld naming the live holder. `what` names the run in messages;
         `holder` overrides this process's identity (host, pid, machine, started)."""
         ttl = lease_ttl() if ttl is None else ttl
-        generations = store.lease_generations(run_id)
+        generations = store.runs.lease_generations(run_id)
         generation = generations[-1] + 1 if generations else 0
         if generations:
             _refuse_if_live(store, run_id, generations[-1], what)
@@ -143,12 +143,12 @@ class Lease:
             **(holder or _this_process()),
         )
         try:
-            with store.lease_lock(run_id):  # no fenced write of the old holder is half way through
-                store.write_lease(run_id, generation, to_json(record), create_only=True)
+            with store.runs.lease_lock(run_id):  # no fenced write of the old holder is half way through
+                store.runs.write_lease(run_id, generation, to_json(record), create_only=True)
         except AlreadyExists:  # another process claimed this generation first: it holds the run
             _refuse_if_live(store, run_id, generation, what)
             raise RunHeld(f"{what} was just taken by another process; try again") from None
-        store.delete_leases(run_id, generations)  # only the newest generation counts
+        store.runs.delete_leases(run_id, generations)  # only the newest generation counts
         return cls(store, run_id, generation, record, ttl, what)
 
     def fenced(self, write: Callable[[], Any]) -> Any:
@@ -161,7 +161,7 @@ class Lease:
         announced DELETEs) is checked just before the request (docs/invariants.md section 3: why
         that is enough).
         A holder that lost the run gets RunHeld and writes nothing."""
-        with self.store.lease_lock(self.run_id):
+        with self.store.runs.lease_lock(self.run_id):
             self.check_current()
             return write()
 
@@ -182,7 +182,7 @@ class Lease:
         """Set `lost` if a newer generation exists (another process claimed the run)."""
         if self.lost is not None:
             return
-        newer = [g for g in self.store.lease_generations(self.run_id) if g > self.generation]
+        newer = [g for g in self.store.runs.lease_generations(self.run_id) if g > self.generation]
         if newer:
             try:
                 self.lost = _read(self.store, self.run_id, newer[-1])
@@ -191,12 +191,12 @@ class Lease:
 
     def renew(self) -> None:
         """Extend the expiry; if a newer generation exists, the run was taken over: mark lost."""
-        with self._lock, self.store.lease_lock(self.run_id):
+        with self._lock, self.store.runs.lease_lock(self.run_id):
             self._find_newer()
             if self.lost is not None:
                 return
             self.record = self.record.model_copy(update={"renewed": now_iso(), "expires": time.time() + self.ttl})
-            self.store.write_lease(self.run_id, self.generation, to_json(self.record))
+            self.store.runs.write_lease(self.run_id, self.generation, to_json(self.record))
 
     def check(self, what: str) -> None:
         """Raise RunHeld if another process took the run over (the caller stops writing)."""
@@ -207,12 +207,12 @@ class Lease:
             )
 
     def release(self) -> None:
-        with self._lock, self.store.lease_lock(self.run_id):
+        with self._lock, self.store.runs.lease_lock(self.run_id):
             self._find_newer()
             if self.lost is not None:
                 return
             self.record = self.record.model_copy(update={"renewed": now_iso(), "released": True})
-            self.store.write_lease(self.run_id, self.generation, to_json(self.record))
+            self.store.runs.write_lease(self.run_id, self.generation, to_json(self.record))
 
 
 def _refuse_if_live(store: Store, run_id: str, generation: int, what: str) -> None:

@@ -159,7 +159,7 @@ def users(store: Store, name: str, force: bool = False) -> dict[int, list[str]]:
 
 def _runs(store: Store, force: bool) -> list[RunRecord]:
     records = []
-    for run_id in store.run_ids():
+    for run_id in store.runs.run_ids():
         try:
             records.append(load_run(store, run_id))
         except ArtifactkitError as e:

@@ -338,7 +338,7 @@ class _Graph:
 
     def _every_run(self) -> list[RunRecord]:
         if self._all_runs is None:
-            self._all_runs = [r for r in (self._run(i) for i in self.store.run_ids()) if r is not None]
+            self._all_runs = [r for r in (self._run(i) for i in self.store.runs.run_ids()) if r is not None]
         return self._all_runs
 
     def _aliases_of(self, name: str) -> dict[int, list[str]]:

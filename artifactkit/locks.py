@@ -54,7 +54,7 @@ class Held:
         self.record = LockRecord(
             kind=kind, owner=secrets.token_hex(16), since=now, renewed=now, expires=time.time() + ttl, **_this_process()
         )
-        store.write_lock(kind, self.token, to_json(self.record), create_only=True)
+        store.locks.write_lock(kind, self.token, to_json(self.record), create_only=True)
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._renew_until_released, name="artifactkit-lock", daemon=True)
         self._beat.start()
@@ -67,14 +67,14 @@ class Held:
         while not self._stop.wait(self.ttl / 4):
             self.record = self.record.model_copy(update={"renewed": now_iso(), "expires": time.time() + self.ttl})
             try:
-                self.store.write_lock(self.kind, self.token, to_json(self.record))
+                self.store.locks.write_lock(self.kind, self.token, to_json(self.record))
             except Exception:  # the store is unreachable for a moment: the next beat tries again
                 pass
 
     def broken(self) -> bool:
         """Whether a gc judged this writer gone (read, never answered from a cached listing)."""
         try:
-            self.store.read_lock("broken", self.token)
+            self.store.locks.read_lock("broken", self.token)
         except NotFound:
             return False
         return True
@@ -82,16 +82,16 @@ class Held:
     def release(self) -> None:
         self._stop.set()
         self._beat.join()
-        self.store.delete_locks([(self.kind, self.token), ("broken", self.token)])
+        self.store.locks.delete_locks([(self.kind, self.token), ("broken", self.token)])
 
 
 def _others(store: Store, kind: str) -> Iterator[tuple[str, LockRecord]]:
     """(token, record) of every lock of `kind`; one released while we list is skipped."""
-    for found, token in store.lock_names():
+    for found, token in store.locks.lock_names():
         if found != kind:
             continue
         try:
-            data, where = store.read_lock(kind, token)
+            data, where = store.locks.read_lock(kind, token)
         except NotFound:
             continue
         record = parse_record(LockRecord, data, where)
@@ -113,7 +113,7 @@ def _wait_for_gc(store: Store, doing: str) -> None:
         live = []
         for token, record in _others(store, "gc"):
             if _gone(record):
-                store.delete_locks([("gc", token)])
+                store.locks.delete_locks([("gc", token)])
             elif not record.live():
                 raise StoreBusy(
                     f"{store.uri}: cannot {doing}: a gc by {record.describe()} stopped renewing its lock "
@@ -234,10 +234,10 @@ def collecting(store: Store) -> Iterator[list[LockRecord]]:
                 continue
             if not _gone(record):
                 try:
-                    store.write_lock("broken", token, b"{}\n", create_only=True)
+                    store.locks.write_lock("broken", token, b"{}\n", create_only=True)
                 except AlreadyExists:
                     pass
-            store.delete_locks([("log", token)])
+            store.locks.delete_locks([("log", token)])
         yield writers
     finally:
         held.release()

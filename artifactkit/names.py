@@ -24,6 +24,8 @@ from .errors import InvalidInput
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)\Z")
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+# NAME:vN, one version of one artifact as a run record names it (fencing.py: pending deletes)
+VERSION_REF_RE = re.compile("(" + NAME_RE.pattern[: -len(r"\Z")] + r"):v(0|[1-9][0-9]{0,17})\Z")
 SPLIT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # a split becomes a folder name in a version
 
 # Absolute paths, a drive letter starting any name ("C:x" is a drive-relative path on Windows),
@@ -118,3 +120,8 @@ def check_inside(path: str, real_root: str, root: str) -> None:
     real = os.path.realpath(path)
     if not is_within(real, real_root):
         raise InvalidInput(f"{path}: symlink points outside {root} (to {real})")
+
+
+def is_settable_alias(name: str) -> bool:
+    """An alias someone may set: a valid name, but not the derived `latest` or a version label."""
+    return bool(NAME_RE.fullmatch(name)) and name != "latest" and not VERSION_RE.fullmatch(name)

@@ -175,7 +175,7 @@ def find_run(
 
 def word_in(s: Store, word: str) -> RunRef | VersionRef:
     """A bare word read against a store: its run if it has one of that id, else an artifact name."""
-    return RunRef(s.url, word) if RUN_ID_RE.fullmatch(word) and s.run_exists(word) else VersionRef(word)
+    return RunRef(s.url, word) if RUN_ID_RE.fullmatch(word) and s.runs.run_exists(word) else VersionRef(word)
 
 
 def checkpoint(

@@ -106,7 +106,7 @@ def new_run_id() -> str:
 def create_run(store: Store, record: RunRecord) -> None:
     """Claim the run id exclusively: two trainings never share a run folder."""
     try:
-        store.write_run(record.run_id, to_json(record), create_only=True)
+        store.runs.write_run(record.run_id, to_json(record), create_only=True)
     except AlreadyExists:
         raise InvalidInput(
             f"{store.uri}: run {record.run_id!r} already exists; resume it or pick another --run-id"
@@ -114,12 +114,12 @@ def create_run(store: Store, record: RunRecord) -> None:
 
 
 def save_run(store: Store, record: RunRecord) -> None:
-    store.write_run(record.run_id, to_json(record))
+    store.runs.write_run(record.run_id, to_json(record))
 
 
 def load_run(store: Store, run_id: str) -> RunRecord:
     """The run's record, validated, and checked to be the record of this run id."""
-    data, where = store.read_run(run_id)
+    data, where = store.runs.read_run(run_id)
     return parse_run(data, where, run_id)
 
 
@@ -131,7 +131,7 @@ def parse_run(data: bytes, where: str, run_id: str) -> RunRecord:
 
 
 def list_runs(store: Store) -> list[RunRecord]:
-    return sorted((load_run(store, run_id) for run_id in store.run_ids()), key=lambda r: r.created)
+    return sorted((load_run(store, run_id) for run_id in store.runs.run_ids()), key=lambda r: r.created)
 
 
 def error_line(error: BaseException) -> str:
@@ -208,12 +208,12 @@ def latest_interrupted(store: Store) -> RunRecord:
 
 
 def write_epoch_metrics(store: Store, run_id: str, epoch: int, payload: dict[str, Any]) -> None:
-    store.write_metrics(run_id, epoch, json.dumps(payload, sort_keys=True).encode())
+    store.runs.write_metrics(run_id, epoch, json.dumps(payload, sort_keys=True).encode())
 
 
 def read_metrics(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Every epoch's metrics object, in epoch order; a damaged one is an error naming its key."""
-    objects = [_metrics_object(data, where) for data, where in store.read_metrics(run_id)]
+    objects = [_metrics_object(data, where) for data, where in store.runs.read_metrics(run_id)]
     if all(o.get("generation") is None for o in objects):
         return objects  # written unfenced (a local store): nothing to sort out
     try:

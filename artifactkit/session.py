@@ -78,7 +78,7 @@ def train(
 
 def _new_or_existing(store, data, run_id, storage_options, trackers, report, options, world) -> "_Start":
     s = open_store(store, storage_options)
-    if run_id is None or not s.run_exists(check_run_id(run_id)):
+    if run_id is None or not s.runs.run_exists(check_run_id(run_id)):
         return _held(_new_run(s, data, run_id, storage_options, trackers or (), report, options, world))
     run = load_run(s, run_id)
     where = run_uri(s.uri, run_id)
@@ -127,7 +127,7 @@ def _new_run(s: Store, data, run_id, storage_options, trackers, report, options,
 
     # Everything that can be refused is checked before the dataset version and the run exist.
     run_id = check_run_id(run_id) if run_id else new_run_id()
-    if s.run_exists(run_id):
+    if s.runs.run_exists(run_id):
         raise InvalidInput(f"{s.uri}: run {run_id!r} already exists; resume it or pick another --run-id")
     config = TrainConfig(data="-", **options)  # the dataset's yaml replaces "-" once it is logged
     if "imgsz" in options and options["imgsz"] != config.imgsz:
@@ -260,7 +260,7 @@ def _claimed_and_continued(
     s = s.fenced_by(lease)  # every write of the run, refused once it is taken over
     try:
         # no earlier holder's write lands after this (S3: fencing.py), then the state is read
-        s.take_over(
+        s.runs.take_over(
             run.run_id, lease.generation, [run.model_artifact, full_state_name(run.run_id), f"{run.run_id}-evaluation"]
         )
         run = load_run(s, run.run_id)  # as its last holder left it

@@ -23,41 +23,29 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from .errors import AlreadyExists, InvalidInput, NotFound, RunHeld
+from .errors import AlreadyExists, InvalidInput, NotFound
 from .fencing import (
     ALIAS_TEXT,
     DELETED_ALIAS,
     announce,
     claimed_after_takeover,
     is_alias_key,
-    pending_of,
     replace_fenced,
     run_fence,
-    stamp_all,
     stampable,
 )
 from .ingest import Candidate, Ingestor, IngestResult, Progress, candidates_from_mapping, ingest
 from .layout import (
-    LOCKS,
     OBJECTS,
-    RUNS,
     alias_key,
     aliases_prefix,
     artifacts_prefix,
-    is_metrics_key,
-    lease_key,
-    lease_prefix,
-    lock_key,
-    lock_of_key,
     manifest_key,
-    metrics_key,
-    metrics_prefix,
     name_of_artifact_key,
     number_of_key,
     run_folder_prefix,
-    run_id_of_record_key,
     run_record_key,
     runs_prefix,
     tombstone_key,
@@ -66,17 +54,16 @@ from .layout import (
     versions_prefix,
 )
 from .locks import writing
-from .names import NAME_RE, RUN_ID_RE, VERSION_RE, check_name, check_run_id
+from .names import NAME_RE, VERSION_RE, check_name, check_run_id, is_settable_alias
 from .nesting import check_depth
 from .objects import ObjectStore
 from .records import Entry, Manifest, VersionRecord, check_digest, check_tree, now_iso, parse_record, to_json
+from .run_keys import LockKeys, RunKeys
 from .trees import entries as tree_entries
 from .trees import trees_of, walk
 from .uri import Ref, open_backend, parse_ref
 
 LATEST = "latest"
-LEASE_LOCK = ".fence"  # runs/<id>/lease/.fence: the local lock of lease_lock (not a generation: never listed as one)
-LEASE_LOCK_WAIT = 30.0  # seconds lease_lock waits for a holder inside one write (a liveness bound only)
 
 
 @dataclass(frozen=True)
@@ -176,7 +163,7 @@ class Store(ObjectStore):
         out, stamps = {}, {}
         for info in self.backend.list(aliases_prefix(check_name(name)) + "/"):
             alias = info.key.rsplit("/", 1)[-1]
-            if not _is_alias(alias):
+            if not is_settable_alias(alias):
                 continue  # temp files of an alias write in progress, stray files
             data = self.backend.read(info.key)
             found = ALIAS_TEXT.fullmatch(data)  # "<version>\n", stamped " g<generation>" by a fenced write
@@ -225,7 +212,7 @@ class Store(ObjectStore):
 
     def _run_fence(self, run_id: str) -> tuple[int | None, dict[str, int]]:
         """The run record's generation and versions_at_takeover (fencing.run_fence)."""
-        return run_fence(*self.read_run(run_id))
+        return run_fence(*self.runs.read_run(run_id))
 
     def resolve(self, ref: str | Ref) -> VersionRecord:
         """NAME (latest), NAME:vN, NAME:latest or NAME:ALIAS -> the version record."""
@@ -310,84 +297,17 @@ class Store(ObjectStore):
         walked = walk(self.read_tree, check_digest(record.manifest), seen=set())
         return {f.digest: f.size for _folder, _digest, tree in walked for f in tree.files}
 
-    # -- runs: bytes by run id (runs.py owns the RunRecord model and validates what it reads) --
-    def run_ids(self) -> list[str]:
-        """Ids of the runs with a record; folders under runs/ that are not a valid id are strays."""
-        ids = (run_id_of_record_key(i.key) for i in self.backend.list(runs_prefix()))
-        return sorted(i for i in ids if i is not None and RUN_ID_RE.fullmatch(i))
+    # -- runs/<id>/ and locks/: their own rooms (run_keys.py), bound to this store (fenced or not) --
+    @property
+    def runs(self) -> RunKeys:
+        """The run records, metrics and leases of this store, by run id (runs.py and lease.py own
+        their models; every write through this store, so a run holder's are fenced)."""
+        return RunKeys(self)
 
-    def run_exists(self, run_id: str) -> bool:
-        key = run_record_key(check_run_id(run_id))
-        return bool(self.backend.exists([key]))
-
-    def read_run(self, run_id: str) -> tuple[bytes, str]:
-        """(the run record's bytes, where they came from, for messages)."""
-        key = run_record_key(check_run_id(run_id))
-        try:
-            return self.backend.read(key), self._where(key)
-        except NotFound:
-            raise NotFound(f"{self.uri}/{RUNS}/{run_id}: no such run") from None
-
-    def write_run(self, run_id: str, data: bytes, create_only: bool = False) -> None:
-        """Replace a run record atomically; create_only claims the run id (AlreadyExists if taken)."""
-        self._ensure_format()
-        self._write(run_record_key(check_run_id(run_id)), data, create_only=create_only)
-
-    def write_metrics(self, run_id: str, epoch: int, data: bytes) -> None:
-        self._write(metrics_key(check_run_id(run_id), epoch), data)
-
-    def read_metrics(self, run_id: str) -> list[tuple[bytes, str]]:
-        """Every epoch's metrics object as (bytes, where), in epoch order; stray files are skipped."""
-        keys = sorted(i.key for i in self.backend.list(metrics_prefix(check_run_id(run_id))) if is_metrics_key(i.key))
-        return [(data, self._where(key)) for key, data in sorted(self.backend.read_many(keys))]
-
-    # -- run leases (lease.py owns the model): generation objects, each claimed create-only ----
-    def lease_generations(self, run_id: str) -> list[int]:
-        gens = (number_of_key(i.key) for i in self.backend.list(lease_prefix(check_run_id(run_id))))
-        return sorted(g for g in gens if g is not None)
-
-    def read_lease(self, run_id: str, generation: int) -> tuple[bytes, str]:
-        key = lease_key(check_run_id(run_id), generation)
-        return self.backend.read(key), self._where(key)
-
-    def write_lease(self, run_id: str, generation: int, data: bytes, create_only: bool = False) -> None:
-        """create_only claims the generation (AlreadyExists if another process did first)."""
-        self.backend.write(lease_key(check_run_id(run_id), generation), data, create_only=create_only)
-
-    def delete_leases(self, run_id: str, generations: Iterable[int]) -> None:
-        self.backend.delete([lease_key(check_run_id(run_id), g) for g in generations])
-
-    @contextmanager
-    def lease_lock(self, run_id: str) -> Iterator[None]:
-        """On a local store, an exclusive lock (flock on runs/<id>/lease/.fence) held around a
-        lease claim and around each fenced write of the holder (lease.Lease.fenced), so no claim
-        comes between a holder's check of its generation and its write. Elsewhere nothing: there
-        the check is made just before the write (docs/invariants.md says what that leaves)."""
-        root = self.local_root
-        if root is None:
-            yield
-            return
-        import fcntl
-
-        path = root / lease_prefix(check_run_id(run_id)) / LEASE_LOCK
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + LEASE_LOCK_WAIT
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:  # held for a write: milliseconds, unless that process is paused
-                    if time.monotonic() > deadline:
-                        raise RunHeld(
-                            f"{self.uri}: run {run_id}: another process has held {path.name} for "
-                            f"{LEASE_LOCK_WAIT:.0f} s (paused inside a write?); try again"
-                        ) from None
-                    time.sleep(0.01)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+    @property
+    def locks(self) -> LockKeys:
+        """The writers' and gc's locks (locks.py owns the protocol)."""
+        return LockKeys(self)
 
     def fenced_by(self, lease: Any) -> "Store":
         """This store, with every write of a record, alias, metric or version claim fenced by a
@@ -433,63 +353,6 @@ class Store(ObjectStore):
         announce(self.backend, key, refs, [], lease.generation, lease, self._where(key))
         yield
         announce(self.backend, key, [], refs, lease.generation, lease, self._where(key))
-
-    def take_over(self, run_id: str, generation: int, artifacts: list[str]) -> None:
-        """A claim of `generation` on a store with conditional replace, before the new holder
-        reads anything: every metrics object and alias of the run's artifacts is stamped with the
-        generation (fencing.py), so no earlier holder's write lands on it after this; then the run
-        record gets the generation and, for each artifact, the number of its latest version before
-        (a version an older generation claims above it landed after this takeover: never `latest`;
-        a metrics object or alias created with an older stamp likewise: not the run's).
-        A no-op elsewhere (a local store's lock makes each check and write one step)."""
-        if not self.backend.capabilities.conditional_replace:
-            return
-        record = run_record_key(check_run_id(run_id))
-        floors = {}
-        for name in artifacts:  # before the record says `generation` (latest() reads it)
-            latest = self.latest(check_name(name))
-            floors[name] = latest.version if latest is not None else -1
-        keys = [i.key for i in self.backend.list(metrics_prefix(run_id)) if is_metrics_key(i.key)]
-        keys += [
-            i.key
-            for name in artifacts
-            for i in self.backend.list(aliases_prefix(name) + "/")
-            if _is_alias(i.key.rsplit("/", 1)[-1])
-        ]
-        stamp_all(self.backend, keys, generation, self._where)
-        # The record last: until it says `generation`, readers still count the objects not yet
-        # stamped (a stamp older than the record's marks a write that landed after a takeover).
-        stamp_all(self.backend, [record], generation, self._where, {"versions_at_takeover": floors})
-        # Deletes the old holder announced (fencing.py): finished now, before the state is read;
-        # one announced later was refused by the stamp.
-        body, _etag = self.backend.read_tagged(record)
-        pending = pending_of(body, self._where(record)) if body is not None else []
-        for name, version in pending:
-            if name not in artifacts:
-                raise InvalidInput(
-                    f"{self._where(record)}: pending_deletes names {name}:v{version}, not an artifact of this run"
-                )
-            try:
-                self._delete_version(self.record(name, version))
-            except NotFound:
-                pass  # its holder finished it
-        if pending:
-            announce(self.backend, record, [], [f"{n}:v{v}" for n, v in pending], generation, None, self._where(record))
-
-    # -- locks (locks.py owns the protocol and the model): who writes, who collects, now -----
-    def lock_names(self) -> list[tuple[str, str]]:
-        """(kind, token) of every lock; other files under locks/ are strays (or temp files)."""
-        return sorted(n for n in (lock_of_key(i.key) for i in self.backend.list(LOCKS + "/")) if n is not None)
-
-    def read_lock(self, kind: str, token: str) -> tuple[bytes, str]:
-        key = lock_key(kind, token)
-        return self.backend.read(key), self._where(key)
-
-    def write_lock(self, kind: str, token: str, data: bytes, create_only: bool = False) -> None:
-        self.backend.write(lock_key(kind, token), data, create_only=create_only)
-
-    def delete_locks(self, names: Iterable[tuple[str, str]]) -> None:
-        self.backend.delete([lock_key(kind, token) for kind, token in names])
 
     # -- writing --------------------------------------------------------------------------
     def log_folder(self, path: str | os.PathLike, name: str | None = None, full: bool = False, **kw: Any) -> LogResult:
@@ -695,10 +558,6 @@ def check_alias(alias: str) -> str:
     if alias == LATEST or VERSION_RE.fullmatch(alias):
         raise InvalidInput(f"invalid alias {alias!r}: 'latest' and vN are derived, not settable")
     return alias
-
-
-def _is_alias(name: str) -> bool:
-    return bool(NAME_RE.fullmatch(name)) and name != LATEST and not VERSION_RE.fullmatch(name)
 
 
 def open_store(

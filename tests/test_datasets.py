@@ -44,7 +44,7 @@ def version_files(store, ref: str) -> dict[str, str]:
 
 def nothing_new(store, before: dict[str, list[int]]) -> None:
     """No run and no new version since `before` (name -> version numbers)."""
-    assert store.run_ids() == []
+    assert store.runs.run_ids() == []
     assert {n: store.version_numbers(n) for n in store.artifact_names()} == before
 
 

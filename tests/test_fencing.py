@@ -22,13 +22,13 @@ HOLDER = """
 import contextlib, os, signal, sys, threading
 import artifactkit
 from artifactkit.errors import ArtifactkitError
-from artifactkit.store import Store
+from artifactkit.run_keys import RunKeys
 
 # The pause must not land while a thread of this process (the heartbeat's renew, the saver's
-# fenced write) holds the run's flock (Store.lease_lock): the resume elsewhere would wait on it and
+# fenced write) holds the run's flock (RunKeys.lease_lock): the resume elsewhere would wait on it and
 # give up. So the flock is counted, and the pause waits until no thread holds it and lets none take it.
 gate, held, pausing = threading.Condition(), [0], [False]
-lease_lock = Store.lease_lock
+lease_lock = RunKeys.lease_lock
 
 @contextlib.contextmanager
 def counted_lease_lock(self, run_id):
@@ -43,7 +43,7 @@ def counted_lease_lock(self, run_id):
             held[0] -= 1
             gate.notify_all()
 
-Store.lease_lock = counted_lease_lock
+RunKeys.lease_lock = counted_lease_lock
 
 def report(event, details):
     if event == "warning":

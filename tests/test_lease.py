@@ -46,7 +46,7 @@ def test_of_many_simultaneous_claims_exactly_one_wins(kind, tmp_path, request):
     won[0].release()
     assert not leases.current(store, "r1").live()
     Lease.claim(store, "r1", "run r1", ttl=30)  # released: free at once
-    assert store.lease_generations("r1") == [1]  # older generations are not kept
+    assert store.runs.lease_generations("r1") == [1]  # older generations are not kept
 
 
 def test_a_lease_elsewhere_blocks_until_it_expires_and_names_its_holder(tmp_path, monkeypatch):
@@ -102,7 +102,7 @@ def test_a_bad_ttl_and_a_forged_lease_are_one_line_errors(tmp_path, monkeypatch)
     with pytest.raises(InvalidInput, match="ARTIFACTKIT_LEASE_SECONDS='soon'"):
         leases.lease_ttl()
     store = artifactkit.open_store(str(tmp_path / "s"))
-    store.write_lease("r1", 0, b'{"owner": "x", "host": "../../etc", "pid": -1}')
+    store.runs.write_lease("r1", 0, b'{"owner": "x", "host": "../../etc", "pid": -1}')
     with pytest.raises(InvalidInput, match="runs/r1/lease/0.json"):
         leases.current(store, "r1")
 
@@ -141,7 +141,7 @@ def _take_over(theirs):
     time.sleep(0.35)  # the paused holder's lease expired
     new = Lease.claim(theirs, "r1", "run r1", ttl=30, holder=ELSEWHERE)
     store = theirs.fenced_by(new)
-    store.take_over("r1", new.generation, ["r1-model", "r1-state", "r1-evaluation"])
+    store.runs.take_over("r1", new.generation, ["r1-model", "r1-state", "r1-evaluation"])
     runs.save_run(store, runs.load_run(store, "r1").with_(status="finished", epochs_completed=3))
     runs.write_epoch_metrics(store, "r1", 2, {"epoch": 2, "metrics": {}})
     return store
@@ -325,10 +325,10 @@ def test_a_forged_pending_delete_is_a_one_line_error(s3_bucket):
     store = theirs.fenced_by(Lease.claim(theirs, "r1", "run r1", ttl=30, holder=ELSEWHERE))
     artifacts = ["r1-model", "r1-state", "r1-evaluation"]
     with pytest.raises(InvalidInput, match=r"runs/r1/run.json: invalid pending_deletes"):
-        store.take_over("r1", 1, artifacts)
+        store.runs.take_over("r1", 1, artifacts)
     # well formed, but a version of another run's artifact: a takeover deletes nothing of it
     theirs.log_files({"w.bin": b"theirs"}, name="other-model", type="model")
     theirs.backend.write("runs/r1/run.json", json.dumps({**record, "pending_deletes": ["other-model:v0"]}).encode())
     with pytest.raises(InvalidInput, match=r"runs/r1/run.json: pending_deletes names other-model:v0, not an artifact"):
-        store.take_over("r1", 1, artifacts)
+        store.runs.take_over("r1", 1, artifacts)
     assert theirs.version_numbers("other-model") == [0]

@@ -134,7 +134,7 @@ def test_lineage_on_s3_of_a_run_fine_tuned_there(tuned, s3_bucket):
     local, s3 = open_store(str(tuned)), open_store(s3_bucket)
     for name in ("chess", "tiny-model", "tiny-evaluation"):
         push(local, name, s3)
-    s3.write_run("tiny", local.read_run("tiny")[0], create_only=True)
+    s3.runs.write_run("tiny", local.runs.read_run("tiny")[0], create_only=True)
     threads = torch.get_num_threads()
     try:
         artifactkit.train(s3_bucket, data="chess:v0", weights=f"{s3_bucket}/runs/tiny", run_id="ft", **TINY)

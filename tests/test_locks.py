@@ -123,17 +123,17 @@ def test_a_writer_a_gc_judged_gone_commits_nothing(kind, tmp_path, request, monk
     def paused(done, total) -> None:
         calls[0] += 1
         if calls[0] == 1030:
-            (token,) = [t for kind, t in collector.lock_names() if kind == "log"]
-            data, _ = collector.read_lock("log", token)
+            (token,) = [t for kind, t in collector.locks.lock_names() if kind == "log"]
+            data, _ = collector.locks.read_lock("log", token)
             expired = LockRecord.model_validate_json(data).model_copy(update={"expires": time.time() - 1})
-            collector.write_lock("log", token, to_json(expired))
+            collector.locks.write_lock("log", token, to_json(expired))
             reports.append(gc(collector, grace_seconds=0))
 
     with pytest.raises(StoreBusy, match="judged this process gone.*nothing was committed"):
         store.log_folder(folder, name="ds", progress=paused)
     assert reports[0].deleted_objects >= 1024 and not reports[0].writers
     assert "ds" not in store.artifact_names()
-    assert store.lock_names() == []  # its lock and the broken mark went with it
+    assert store.locks.lock_names() == []  # its lock and the broken mark went with it
     assert artifactkit.verify(store).ok
     again = store.log_folder(folder, name="ds")  # run again: whole
     assert again.record.label == "v0"
@@ -155,7 +155,7 @@ def _plant(store, kind: str, token: str, **holder) -> None:
         expires=time.time() + 600,
         **{**leases._this_process(), **holder},
     )
-    store.write_lock(kind, token, to_json(record))
+    store.locks.write_lock(kind, token, to_json(record))
 
 
 def test_locks_of_exited_processes_hold_nothing_and_live_writers_hold_gc(tmp_path, cli):
@@ -167,7 +167,7 @@ def test_locks_of_exited_processes_hold_nothing_and_live_writers_hold_gc(tmp_pat
     report = gc(store, grace_seconds=0)  # the dead writer's lock is removed; the blob goes
     assert (report.writers, report.deleted_objects) == ([], 1)
     store.log_files({"b.txt": b"b"}, name="y")  # the dead gc's lock does not stop a writer
-    assert store.lock_names() == []
+    assert store.locks.lock_names() == []
 
     store.delete_version("y", 0)
     _plant(store, "log", "3" * 32)  # a live writer (this process): gc deletes nothing, and says whose
@@ -196,11 +196,11 @@ def test_a_gc_lock_is_never_judged_by_time(tmp_path, cli):
         machine="another-machine",
         started=None,
     )
-    store.write_lock("gc", token, to_json(record))
+    store.locks.write_lock("gc", token, to_json(record))
     with pytest.raises(StoreBusy, match=f"host gpu-7.*delete locks/gc-{token}.json"):
         store.log_files({"a.txt": b"a"}, name="x")
-    assert store.artifact_names() == [] and store.lock_names() == [("gc", token)]
-    store.delete_locks([("gc", token)])
+    assert store.artifact_names() == [] and store.locks.lock_names() == [("gc", token)]
+    store.locks.delete_locks([("gc", token)])
     assert store.log_files({"a.txt": b"a"}, name="x").created
 
 

@@ -339,7 +339,7 @@ def test_stray_run_folders_are_skipped(store):
     forge(store, "runs/bad name/run.json", run_record("r1"))
     forge(store, "runs/r1/notes.json", b"{}")
     assert [r.run_id for r in list_runs(store)] == ["r1"]
-    assert store.run_exists("r1") and not store.run_exists("r9")
+    assert store.runs.run_exists("r1") and not store.runs.run_exists("r9")
 
 
 def test_resume_of_a_run_record_that_climbs_out_is_one_line(tmp_path, local, cli):
