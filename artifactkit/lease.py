@@ -196,7 +196,7 @@ class Lease:
             if self.lost is not None:
                 return
             self.record = self.record.model_copy(update={"renewed": now_iso(), "expires": time.time() + self.ttl})
-            self.store.runs.write_lease(self.run_id, self.generation, to_json(self.record))
+            self._write_own()
 
     def check(self, what: str) -> None:
         """Raise RunHeld if another process took the run over (the caller stops writing)."""
@@ -212,7 +212,15 @@ class Lease:
             if self.lost is not None:
                 return
             self.record = self.record.model_copy(update={"renewed": now_iso(), "released": True})
+            self._write_own()
+
+    def _write_own(self) -> None:
+        """Rewrite this generation's record; if a takeover deleted it meanwhile (a holder paused
+        between its check and this write), the run is lost: nothing is written back."""
+        try:
             self.store.runs.write_lease(self.run_id, self.generation, to_json(self.record))
+        except (NotFound, AlreadyExists):
+            self.lost = self.record.model_copy(update={"host": "unknown", "pid": 1})
 
 
 def _refuse_if_live(store: Store, run_id: str, generation: int, what: str) -> None:

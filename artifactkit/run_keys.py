@@ -85,8 +85,19 @@ class RunKeys:
         return self.store.backend.read(key), self.store._where(key)
 
     def write_lease(self, run_id: str, generation: int, data: bytes, create_only: bool = False) -> None:
-        """create_only claims the generation (AlreadyExists if another process did first)."""
-        self.store.backend.write(lease_key(check_run_id(run_id), generation), data, create_only=create_only)
+        """create_only claims the generation (AlreadyExists if another process did first). Otherwise
+        it renews one that exists: on a store with conditional replace a compare-and-swap, NotFound if
+        the generation is gone (a takeover deletes older ones), so a holder paused between its check
+        and its PUT never brings back a generation it lost (elsewhere the lease lock makes it one step)."""
+        key = lease_key(check_run_id(run_id), generation)
+        backend = self.store.backend
+        if create_only or not backend.capabilities.conditional_replace:
+            backend.write(key, data, create_only=create_only)
+            return
+        body, tag = backend.read_tagged(key)
+        if body is None:
+            raise NotFound(f"{self.store._where(key)}: generation {generation} is gone (the run was taken over)")
+        backend.replace(key, data, tag)
 
     def delete_leases(self, run_id: str, generations: Iterable[int]) -> None:
         self.store.backend.delete([lease_key(check_run_id(run_id), g) for g in generations])

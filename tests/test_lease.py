@@ -332,3 +332,15 @@ def test_a_forged_pending_delete_is_a_one_line_error(s3_bucket):
     with pytest.raises(InvalidInput, match=r"runs/r1/run.json: pending_deletes names other-model:v0, not an artifact"):
         store.runs.take_over("r1", 1, artifacts)
     assert theirs.version_numbers("other-model") == [0]
+
+
+@pytest.mark.parametrize("method", ["renew", "release"])
+def test_on_s3_a_lease_write_paused_before_its_put_never_brings_back_a_lost_generation(method, s3_bucket, monkeypatch):
+    """The heartbeat's renewal (or the release) checks for a newer generation, then PUTs its own: a
+    takeover in between deletes that generation, and the PUT must not bring it back."""
+    _held, old, theirs = _two_processes(s3_bucket)
+    _pause_before_put(old.store, monkeypatch, "lease/0.json", lambda: _take_over(theirs))
+    getattr(old, method)()
+    assert theirs.runs.lease_generations("r1") == [1]
+    with pytest.raises(RunHeld, match="taken over"):
+        old.check("run r1")
