@@ -10,6 +10,7 @@ library, so `import artifactkit` does the same; the command parses, calls and pr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -102,6 +103,29 @@ def _options(
 
 
 def main() -> None:
+    try:
+        _run()
+    except SystemExit as done:
+        if os.environ.get("TORCHELASTIC_RUN_ID"):
+            _leave_now(done.code)
+        raise
+
+
+def _leave_now(code: int | str | None) -> None:
+    """Under torchrun, end the process without the interpreter's teardown once the command is done
+    and its output flushed: torch's gloo threads can abort a process while Python finalises
+    (std::terminate, SIGABRT; pytorch/pytorch#179291, seen here in about one DDP resume in ten),
+    and torchrun then reports a job that saved everything as failed. Trackers and the store have
+    finished by now (the run's records are written before a command returns)."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+def _run() -> None:
     from artifactkit.errors import ArtifactkitError, Stopped
 
     try:
