@@ -79,11 +79,11 @@ def _records(store) -> dict[str, bytes]:
     return dict(store.backend.read_many(keys))
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
-def test_a_paused_holder_that_lost_its_run_writes_nothing(kind, tmp_path, request, chess, monkeypatch):
-    monkeypatch.setenv("ARTIFACTKIT_LEASE_SECONDS", TTL)
-    uri = str(tmp_path / "s") if kind == "local" else f"{request.getfixturevalue('s3_bucket')}/ak"
-    holder = start_paused(tmp_path / "holder.py", HOLDER, [uri, str(chess)], "epoch 2", 300)
+def _take_over_from_a_paused_holder(tmp_path, script: str, uri: str, chess, paused_at: str):
+    """Start a trainer that pauses itself (SIGSTOP) at `paused_at`, let its lease expire, resume and
+    finish the run elsewhere, then continue the paused one: it must stop with one "taken over" line.
+    Returns the store and its records as the rightful holder left them."""
+    holder = start_paused(tmp_path / "holder.py", script, [uri, str(chess)], paused_at, 300)
     try:
         time.sleep(float(TTL) + 1)  # its lease expires (it is paused: no heartbeat)
         resumed = run_cli("resume", f"{uri}/runs/r", "--workers", "0", check=False)
@@ -98,6 +98,14 @@ def test_a_paused_holder_that_lost_its_run_writes_nothing(kind, tmp_path, reques
     assert holder.returncode == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "taken over" in lines[0], err
+    return store, before
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_paused_holder_that_lost_its_run_writes_nothing(kind, tmp_path, request, chess, monkeypatch):
+    monkeypatch.setenv("ARTIFACTKIT_LEASE_SECONDS", TTL)
+    uri = str(tmp_path / "s") if kind == "local" else f"{request.getfixturevalue('s3_bucket')}/ak"
+    store, before = _take_over_from_a_paused_holder(tmp_path, HOLDER, uri, chess, "epoch 2")
     assert _records(store) == before  # not one record, alias, metric, lease or table written
     latest = store.resolve("r-model:latest")
     assert latest.metadata["epochs_trained"] == 3
@@ -141,21 +149,7 @@ except ArtifactkitError as e:
 def test_on_s3_a_holder_paused_between_its_check_and_its_put_writes_nothing(tmp_path, request, chess, monkeypatch):
     monkeypatch.setenv("ARTIFACTKIT_LEASE_SECONDS", TTL)
     uri = f"{request.getfixturevalue('s3_bucket')}/ak"
-    holder = start_paused(tmp_path / "holder.py", PAUSED_AT_PUT, [uri, str(chess)], "the run record's PUT", 300)
-    try:
-        time.sleep(float(TTL) + 1)  # its lease expires (it is paused: no heartbeat)
-        resumed = run_cli("resume", f"{uri}/runs/r", "--workers", "0", check=False)
-        assert resumed.returncode == 0, resumed.stderr
-        store = artifactkit.open_store(uri)
-        finished = runs.load_run(store, "r")
-        assert (finished.status, finished.epochs_completed) == ("finished", 3)
-        before = _records(store)
-    finally:
-        os.kill(holder.pid, signal.SIGCONT)
-    _out, err = holder.communicate(timeout=300)
-    assert holder.returncode == 1, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "taken over" in lines[0], err
+    store, before = _take_over_from_a_paused_holder(tmp_path, PAUSED_AT_PUT, uri, chess, "the run record's PUT")
     assert _records(store) == before  # the PUT it was paused in was refused, and nothing came after
     assert runs.load_run(store, "r").status == "finished"
     assert store.resolve("r-model:latest").metadata["epochs_trained"] == 3
