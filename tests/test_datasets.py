@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from clirunner import run_cli
 from PIL import Image
+from tiny_run import TINY
 
 import artifactkit
 from artifactkit import datasets
 from artifactkit.errors import ArtifactkitError, InvalidInput
 from artifactkit.hashing import hash_file
 from artifactkit.yolo import load_data_config, read_labels
-
-TINY = {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "threads": 1}
 
 
 def image(path: Path, size=(40, 30), seed: int = 0) -> Path:

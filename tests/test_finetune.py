@@ -8,15 +8,13 @@ import json
 import pytest
 import torch
 from clirunner import run_cli
-from tiny_run import IMGSZ, three_class_copy, tiny_run
+from tiny_run import IMGSZ, TINY, three_class_copy, tiny_run
 
 import artifactkit
 from artifactkit import runs
 from artifactkit.detector.config import TrainConfig
 from artifactkit.detector.train import Trainer
 from artifactkit.weights import read_weights
-
-TINY = dict(epochs=1, imgsz=IMGSZ, batch=4, workers=0, threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 from clirunner import run_cli
-from tiny_run import IMGSZ, tiny_run
+from tiny_run import tiny_run, train_tiny
 
 import artifactkit
 from artifactkit import runs
@@ -19,8 +19,6 @@ from artifactkit.lifecycle import users
 from artifactkit.lineage_graph import lineage
 from artifactkit.store import open_store
 from artifactkit.transfer import push
-
-TINY = dict(epochs=1, imgsz=IMGSZ, batch=4, workers=0, threads=1)
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +34,7 @@ def tuned(tmp_path_factory):
     run = tiny_run(tmp_path_factory)
     store = tmp_path_factory.mktemp("lineage") / "store"
     shutil.copytree(run.store, store)
-    threads = torch.get_num_threads()
-    try:
-        artifactkit.train(str(store), data=f"{run.data}", weights=f"{store}/runs/tiny", run_id="ft", **TINY)
-    finally:
-        torch.set_num_threads(threads)
+    train_tiny(store, run.data, weights=f"{store}/runs/tiny", run_id="ft")
     return store
 
 
@@ -135,11 +129,7 @@ def test_lineage_on_s3_of_a_run_fine_tuned_there(tuned, s3_bucket):
     for name in ("chess", "tiny-model", "tiny-evaluation"):
         push(local, name, s3)
     s3.runs.write_run("tiny", local.runs.read_run("tiny")[0], create_only=True)
-    threads = torch.get_num_threads()
-    try:
-        artifactkit.train(s3_bucket, data="chess:v0", weights=f"{s3_bucket}/runs/tiny", run_id="ft", **TINY)
-    finally:
-        torch.set_num_threads(threads)
+    train_tiny(s3_bucket, "chess:v0", weights=f"{s3_bucket}/runs/tiny", run_id="ft")
     assert runs.load_run(s3, "ft").weights_from == {"store": s3.uri, "version": "tiny-model:v0"}
     graph = lineage(s3, "ft")
     assert edges(graph) == edges(lineage(local, "ft"))

@@ -7,6 +7,7 @@ import os
 
 import pytest
 from test_store import make_folder
+from tiny_run import train_tiny
 
 import artifactkit
 from artifactkit.cache import BlobCache, default_blob_cache
@@ -29,18 +30,8 @@ def test_keep_last_during_a_real_run_and_on_resume(tmp_path):
     events = []
     threads = torch.get_num_threads()
     try:
-        run = artifactkit.train(
-            str(store_dir),
-            data=str(data),
-            run_id="r",
-            epochs=3,
-            imgsz=64,
-            batch=4,
-            workers=0,
-            threads=1,
-            save_period=1,
-            keep_last=1,
-            report=lambda e, d: events.append((e, d)),
+        run = train_tiny(
+            store_dir, data, run_id="r", epochs=3, save_period=1, keep_last=1, report=lambda e, d: events.append((e, d))
         )
         store = artifactkit.open_store(str(store_dir))
         kept = {2, store.aliases("r-model")["best"]}  # the newest, and best

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from clirunner import run_cli
+from tiny_run import train_tiny
 
 import artifactkit
 from artifactkit import checkpoint, runs
@@ -75,25 +76,8 @@ def test_a_killed_run_is_interrupted_and_a_raising_run_failed_and_resume_picks_t
         if event == "epoch" and details["epoch"] == 2:
             raise RuntimeError("boom in epoch 2, see s3://me:hunter2@host/log\nsecond line")
 
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        with pytest.raises(RuntimeError, match="boom"):
-            artifactkit.train(
-                str(store),
-                data=str(data),
-                run_id="f",
-                epochs=2,
-                imgsz=64,
-                batch=4,
-                workers=0,
-                save_period=1,
-                threads=1,
-                report=report,
-            )
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.raises(RuntimeError, match="boom"):
+        train_tiny(store, data, run_id="f", epochs=2, save_period=1, report=report)
     listed = statuses(store)
     assert (listed["f"]["status"], listed["f"]["error"]) == (
         "failed",

@@ -6,6 +6,7 @@ on `train` (a union: --keep-within keeps what --keep-last alone would delete).""
 from __future__ import annotations
 
 import pytest
+from tiny_run import train_tiny
 
 import artifactkit
 from artifactkit import checkpoint, lifecycle
@@ -19,31 +20,23 @@ def tensor_blobs(store, ref) -> set[str]:
 
 
 def test_only_the_newest_checkpoints_keep_the_full_state(tmp_path):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from artifactkit.detector.chess import generate
 
     data = generate(tmp_path / "chess", n_train=8, n_val=4, n_heldout=2, imgsz=64).parent
     where = str(tmp_path / "s")
-    threads = torch.get_num_threads()
-    try:
-        artifactkit.train(
-            where,
-            data=str(data),
-            run_id="r",
-            epochs=3,
-            imgsz=64,
-            batch=4,
-            workers=0,
-            threads=1,
-            save_period=1,
-            keep_full=2,
-            keep_last=1,
-            keep_within="1h",
-            bbox_interval=0,
-            report=lambda e, d: None,
-        )
-    finally:
-        torch.set_num_threads(threads)
+    train_tiny(
+        where,
+        data,
+        run_id="r",
+        epochs=3,
+        save_period=1,
+        keep_full=2,
+        keep_last=1,
+        keep_within="1h",
+        bbox_interval=0,
+        report=lambda e, d: None,
+    )
     store = artifactkit.open_store(where)
     assert store.version_numbers("r-model") == [0, 1, 2]  # keep-within 1h keeps what keep-last 1 would not
     assert store.version_numbers("r-state") == [1, 2]  # the two newest checkpoints' full states

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMGSZ = 64
+# What every tiny training of the tests uses: 64 px, batch 4, no data workers, one thread.
+TINY = dict(epochs=1, imgsz=IMGSZ, batch=4, workers=0, threads=1)
 _cache: dict[str, "TinyRun"] = {}
 
 
@@ -28,22 +30,27 @@ class TinyRun:
 def tiny_run(tmp_path_factory) -> TinyRun:
     """1 epoch of YOLO-n at 64 px on 8 chess images, in a local store."""
     if "run" not in _cache:
-        import torch
-
-        import artifactkit
         from artifactkit.detector.chess import generate
 
         root = tmp_path_factory.mktemp("tiny-run")
         data = generate(root / "chess", n_train=8, n_val=4, n_heldout=2, imgsz=IMGSZ).parent
-        threads = torch.get_num_threads()
-        try:
-            artifactkit.train(
-                str(root / "store"), data=str(data), run_id="tiny", epochs=1, imgsz=IMGSZ, batch=4, workers=0, threads=1
-            )
-        finally:
-            torch.set_num_threads(threads)
+        train_tiny(root / "store", data, run_id="tiny")
         _cache["run"] = TinyRun(root / "store", "tiny", data)
     return _cache["run"]
+
+
+def train_tiny(store, data, **options):
+    """artifactkit.train of `data` into `store` with TINY's options (`options` override them), giving
+    the test process its torch thread count back afterwards (training sets it)."""
+    import torch
+
+    import artifactkit
+
+    threads = torch.get_num_threads()
+    try:
+        return artifactkit.train(str(store), data=str(data), **{**TINY, **options})
+    finally:
+        torch.set_num_threads(threads)
 
 
 def three_class_copy(data: Path, dest: Path) -> Path:
