@@ -102,29 +102,23 @@ def test_sigterm_saves_prints_one_line_and_the_same_train_line_finishes_it_bit_e
     assert longer.stdout.strip() == "run preempted finished: 3/3 epochs"
 
 
+def _train_with_workers(data, store, run_id: str, *options: str, **popen) -> subprocess.Popen:
+    """`artifactkit train` with two data-loader workers, started in the background."""
+    command = [sys.executable, "-m", "artifactkit", "train", "--data", str(data), *TRAIN, "--workers", "2"]
+    return subprocess.Popen([*command, *options, "--store", str(store), "--run-id", run_id], **popen)
+
+
 def test_a_mid_epoch_checkpoint_resumes_bit_exact_after_sigkill(straight, tmp_path):
     """--save-every saves inside epochs; a SIGKILL after one (with loader workers) loses nothing,
     resumed without workers and without the GPU the run records."""
     data, store = straight
     marker = store / "artifacts" / "midway-model" / "versions" / "2.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "artifactkit",
-            "train",
-            "--data",
-            str(data),
-            *TRAIN,
-            "--workers",
-            "2",
-            "--save-every",
-            "0.001",
-            "--store",
-            str(store),
-            "--run-id",
-            "midway",
-        ],
+    proc = _train_with_workers(
+        data,
+        store,
+        "midway",
+        "--save-every",
+        "0.001",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -268,22 +262,10 @@ def test_ctrl_c_in_a_terminal_stops_cleanly_with_loader_workers(straight):
     """A terminal's Ctrl-C reaches the whole process group, data-loader workers included: they
     ignore it, so the trainer still reaches its batch boundary and saves."""
     data, store = straight
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "artifactkit",
-            "train",
-            "--data",
-            str(data),
-            *TRAIN,
-            "--workers",
-            "2",
-            "--store",
-            str(store),
-            "--run-id",
-            "ctrl-c",
-        ],
+    proc = _train_with_workers(
+        data,
+        store,
+        "ctrl-c",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -64,27 +64,19 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, chess, workers):
     assert artifactkit.verify(s).ok
 
 
+def _train_one_epoch(data, store, run_id: str, **kw):
+    """`artifactkit train` of one epoch, no loader workers, into `store` as run_id."""
+    options = ["--epochs", "1", "--workers", "0", "--store", str(store), "--run-id", run_id]
+    return run_cli("train", "--data", str(data), *TRAIN, *options, **kw)
+
+
 def test_resume_from_s3_on_another_machine(tmp_path, chess, s3_bucket):
     import shutil
 
     data = tmp_path / "mine" / "chess"
     shutil.copytree(chess, data)
     store = f"{s3_bucket}/ak"
-    run_cli(
-        "train",
-        "--data",
-        str(data),
-        *TRAIN,
-        "--workers",
-        "0",
-        "--store",
-        store,
-        "--run-id",
-        "far",
-        "--epochs",
-        "1",
-        env={"ARTIFACTKIT_CACHE_DIR": str(tmp_path / "cache-a")},
-    )
+    _train_one_epoch(data, store, "far", env={"ARTIFACTKIT_CACHE_DIR": str(tmp_path / "cache-a")})
     shutil.rmtree(tmp_path / "mine")  # nothing of the first machine is left but the store
     elsewhere = tmp_path / "other"
     elsewhere.mkdir()
@@ -152,20 +144,7 @@ def test_resume_bad_input(tmp_path, chess):
         "runs/ghost: no such run",
         "or a run id with --store",
     )
-    run_cli(
-        "train",
-        "--data",
-        str(chess),
-        *TRAIN,
-        "--epochs",
-        "1",
-        "--workers",
-        "0",
-        "--store",
-        str(store),
-        "--run-id",
-        "done",
-    )
+    _train_one_epoch(chess, store, "done")
     check_error(run_cli("resume", f"{store}/runs/done", check=False), "finished all 1 epochs", "--epochs")
     # (a run with no checkpoint yet is no error: it starts again, test_preemption.py)
     s = artifactkit.open_store(str(store))
@@ -179,20 +158,7 @@ def test_resume_bad_input(tmp_path, chess):
 
 def test_checkpoint_of_another_scale_is_refused(tmp_path, chess):
     store = tmp_path / "s"
-    run_cli(
-        "train",
-        "--data",
-        str(chess),
-        *TRAIN,
-        "--epochs",
-        "1",
-        "--workers",
-        "0",
-        "--store",
-        str(store),
-        "--run-id",
-        "small",
-    )
+    _train_one_epoch(chess, store, "small")
     s = artifactkit.open_store(str(store))
     state = checkpoint.load_full(s, "small-model", "small-state")  # the whole training state
     state["config"]["model"] = "s"  # the weights are n's; the record claims s
