@@ -36,6 +36,21 @@ class Timings:
             self.started = time.perf_counter()
 
 
+def train_options(args, data) -> dict:
+    """What every run of this bench trains with: the model and size asked for, one checkpoint an epoch."""
+    return dict(
+        data=str(data),
+        model=args.model,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=8,
+        workers=0,
+        save_period=1,
+        bbox_interval=0,
+        threads=2,
+    )
+
+
 def timed_saves(t: Timings):
     """Wrap BackgroundSaver.save to time the part that runs on the training thread."""
     real = checkpoint.BackgroundSaver.save
@@ -72,20 +87,7 @@ def main() -> None:
         timed_saves(t)
         store = str(tmp / "store")
         r = Timings()
-        session.train(
-            store,
-            data=str(data),
-            model=args.model,
-            epochs=args.epochs,
-            imgsz=args.imgsz,
-            batch=8,
-            workers=0,
-            save_period=1,
-            bbox_interval=0,
-            threads=2,
-            report=r.report,
-            run_id="plain",
-        )
+        session.train(store, report=r.report, run_id="plain", **train_options(args, data))
         blocked = t.blocked[1:] or t.blocked  # the first save has no previous upload to wait for
         epoch = sum(r.epoch_s) / len(r.epoch_s)
         print(f"model {args.model}, {args.n_train} images at {args.imgsz} px, {args.epochs} epochs, save-period 1")
@@ -104,24 +106,13 @@ def main() -> None:
             real_start(self, trainer)
 
         session.RunCallbacks.on_train_start = start_frozen
-        session.train(
-            store,
-            data=str(data),
-            model=args.model,
-            epochs=args.epochs,
-            imgsz=args.imgsz,
-            batch=8,
-            workers=0,
-            save_period=1,
-            bbox_interval=0,
-            threads=2,
-            report=f.report,
-            run_id="frozen",
-        )
+        session.train(store, report=f.report, run_id="frozen", **train_options(args, data))
         session.RunCallbacks.on_train_start = real_start
         s = artifactkit.open_store(store)
         state = checkpoint.load(s, "frozen-model:latest")
-        trainable = sum(v.numel() * v.element_size() for k, v in state["model"].items() if not k.startswith("backbone"))
+        # a checkpoint keeps the EMA weights (thin history); the raw model has the same tensors
+        ema = state["ema"]["model"]
+        trainable = sum(v.numel() * v.element_size() for k, v in ema.items() if not k.startswith("backbone"))
         print(
             f"frozen backbone: bytes per extra checkpoint {[f'{b / 1e6:.1f} MB' for b in f.saved[1:]]}; "
             f"trainable (non-backbone) model tensors {trainable / 1e6:.1f} MB x (model, EMA, optimizer state)"
@@ -158,19 +149,7 @@ def resume_from_s3(data: Path, args, tmp: Path) -> None:
         )
         boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket="bench")
         store = "s3://bench/ak"
-        session.train(
-            store,
-            data=str(data),
-            model=args.model,
-            epochs=1,
-            imgsz=args.imgsz,
-            batch=8,
-            workers=0,
-            save_period=1,
-            bbox_interval=0,
-            threads=2,
-            run_id="remote",
-        )
+        session.train(store, run_id="remote", **{**train_options(args, data), "epochs": 1})
         os.environ["ARTIFACTKIT_CACHE_DIR"] = str(tmp / "empty-cache")  # "another machine"
         r = Timings()
         start = time.perf_counter()
